@@ -1,0 +1,1 @@
+//! The diskless client: one function per boot stage, called in order from `boot()`.

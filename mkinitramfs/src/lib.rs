@@ -1,0 +1,1 @@
+//! Builds the diskless initramfs for one kernel.

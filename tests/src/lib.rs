@@ -1,0 +1,1 @@
+//! Test rig harness: builds initramfs images and boots QEMU, asserting on the serial console.
