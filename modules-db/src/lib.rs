@@ -10,8 +10,14 @@
 //!
 //! STUB: the public API below is the agreed contract; bodies are being written.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+
+mod depmod;
+pub mod fnmatch;
+pub mod modinfo;
+mod tree;
+
+pub use tree::{BuildError, KernelModules, ModuleInfo};
 
 /// Where the database lives inside an initramfs (and inside a root image), relative to `/`.
 pub fn db_path(kernel_version: &str) -> String {
@@ -21,58 +27,6 @@ pub fn db_path(kernel_version: &str) -> String {
 /// Module names compare with `-` and `_` as the same character, as kmod does.
 pub fn normalize_name(name: &str) -> String {
     name.replace('-', "_")
-}
-
-/// Everything known about one loadable module of a kernel tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleInfo {
-    /// Normalised name (`-` replaced by `_`).
-    pub name: String,
-    /// Path relative to `lib/modules/VERSION`, as found in the tree (`.ko`, `.ko.xz`, `.ko.zst`).
-    pub path: String,
-    pub depends: Vec<String>,
-    pub softdep_pre: Vec<String>,
-    pub softdep_post: Vec<String>,
-    pub firmware: Vec<String>,
-    pub aliases: Vec<String>,
-}
-
-/// A kernel's module tree, as read at build time.
-#[derive(Debug, Clone)]
-pub struct KernelModules {
-    pub version: String,
-    /// `BASEDIR/lib/modules/VERSION`
-    pub root: PathBuf,
-    pub modules: BTreeMap<String, ModuleInfo>,
-    /// Built-in drivers (from modules.builtin / modules.builtin.modinfo) and their aliases.
-    pub builtin: BTreeMap<String, Vec<String>>,
-}
-
-#[derive(Debug)]
-pub enum BuildError {
-    Todo,
-}
-
-impl std::fmt::Display for BuildError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
-impl std::error::Error for BuildError {}
-
-impl KernelModules {
-    pub fn load(_basedir: &Path, _version: &str) -> Result<Self, BuildError> {
-        Err(BuildError::Todo)
-    }
-    /// The named modules plus all their hard and soft dependencies, transitively.
-    /// Built-in names are accepted and dropped; an unknown name is an error naming it.
-    pub fn closure<'n>(&self, _names: impl IntoIterator<Item = &'n str>) -> Result<BTreeSet<String>, BuildError> {
-        Err(BuildError::Todo)
-    }
-    /// The module's ELF bytes, decompressed if the file is `.ko.xz` or `.ko.zst`.
-    pub fn module_bytes(&self, _name: &str) -> Result<Vec<u8>, BuildError> {
-        Err(BuildError::Todo)
-    }
 }
 
 /// Encode the boot-time database for `included` modules of `km`. Each included module's

@@ -1,1 +1,31 @@
-//! Test rig harness: builds initramfs images and boots QEMU, asserting on the serial console.
+//! Test rig harness: builds initramfs images and boots the real Debian kernel in QEMU,
+//! asserting on the serial console; runs DHCP/DNS servers inside private network
+//! namespaces for network tests.
+//!
+//! The rig's machine-level prerequisites (packages, the cached kernel) come from
+//! `qemu/setup`; every function here that finds one missing fails with an error that
+//! says to run it, never skips.
+//!
+//! Modules:
+//! - [`kernel`]: where the cached Debian kernel lives.
+//! - [`build`]: release binaries and `mkinitramfs` runs.
+//! - [`image`]: hand-made busybox initramfs images for testing the rig itself.
+//! - [`vm`]: QEMU runner with a machine-wide limit of two VMs and a timeout.
+//! - [`console`]: the saved serial console and line assertions on it.
+//! - [`netns`]: uniquely named network namespaces, bridges, taps, veth pairs.
+//! - [`dnsmasq`]: DHCP/TFTP/DNS server configuration and process inside a namespace.
+//! - [`process`]: child-process guards that kill the whole process group on drop.
+//! - [`paths`]: workspace, target, log and scratch directories.
+
+pub mod build;
+pub mod console;
+pub mod dnsmasq;
+pub mod error;
+pub mod image;
+pub mod kernel;
+pub mod netns;
+pub mod paths;
+pub mod process;
+pub mod vm;
+
+pub use error::Error;
