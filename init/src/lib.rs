@@ -1,1 +1,5 @@
 //! The diskless client: one function per boot stage, called in order from `boot()`.
+
+pub mod net;
+pub mod config;
+pub mod local;

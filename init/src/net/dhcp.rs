@@ -1,0 +1,712 @@
+//! DHCPv4 client as a sans-IO state machine (RFC 2131, Rapid Commit RFC 4039).
+//!
+//! The caller owns the socket and the clock: [`DhcpClient::poll`] says what to
+//! send and when to call again, [`DhcpClient::handle`] digests a received
+//! datagram. This keeps retransmission, reply matching and lease extraction
+//! testable without a network.
+//!
+//! Retransmission starts at 1 s, not RFC 2131's 4 s, because the first packet
+//! after a link comes up is often lost while the switch port settles; the
+//! delay doubles up to 32 s and is randomised by up to a quarter either way
+//! so that a room of machines booting together spreads out.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use dhcproto::v4::{
+    self, DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode,
+};
+use dhcproto::{Decodable, Decoder, Encodable};
+use serde::Serialize;
+
+use super::config::{Mac, mask_prefix};
+
+/// First retransmission delay.
+pub const INITIAL_DELAY: Duration = Duration::from_secs(1);
+/// Ceiling of the retransmission delay.
+pub const MAX_DELAY: Duration = Duration::from_secs(32);
+/// REQUESTs sent for one offer before starting over with DISCOVER.
+pub const REQUEST_TRIES: u32 = 4;
+
+/// The vendor class identifier (option 60) sent with every request.
+pub fn vendor_class() -> String {
+    format!("diskless {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Options asked for in the parameter request list (option 55).
+const REQUESTED: [OptionCode; 14] = [
+    OptionCode::SubnetMask,
+    OptionCode::BroadcastAddr,
+    OptionCode::Router,
+    OptionCode::DomainNameServer,
+    OptionCode::DomainName,
+    OptionCode::Hostname,
+    OptionCode::RootPath,
+    OptionCode::InterfaceMtu,
+    OptionCode::ServerIdentifier,
+    OptionCode::AddressLeaseTime,
+    OptionCode::NisDomain,
+    OptionCode::NtpServers,
+    OptionCode::DomainSearch,
+    OptionCode::BootfileName,
+];
+
+/// Everything a DHCP server told us, as recorded in boot.json.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    pub address: Ipv4Addr,
+    pub netmask: Ipv4Addr,
+    pub prefix_len: u8,
+    pub broadcast: Ipv4Addr,
+    pub routers: Vec<Ipv4Addr>,
+    pub dns_servers: Vec<Ipv4Addr>,
+    pub domain_name: Option<String>,
+    pub host_name: Option<String>,
+    pub root_path: Option<String>,
+    pub mtu: Option<u16>,
+    /// Option 54; `None` for a static configuration.
+    pub server_id: Option<Ipv4Addr>,
+    /// siaddr, when not 0.0.0.0.
+    pub next_server: Option<Ipv4Addr>,
+    /// Option 67, else the `file` header field.
+    pub boot_file: Option<String>,
+    /// The `sname` header field.
+    pub server_name: Option<String>,
+    /// Seconds; `None` for an infinite or static lease.
+    pub lease_time: Option<u32>,
+    pub domain_search: Vec<String>,
+    pub nis_domain: Option<String>,
+    pub ntp_servers: Vec<Ipv4Addr>,
+    /// The lease came as an ACK to DISCOVER (Rapid Commit).
+    pub rapid_commit: bool,
+}
+
+impl Lease {
+    /// A lease for an address with a mask; other fields empty. Broadcast is
+    /// derived from the two.
+    pub fn new(address: Ipv4Addr, netmask: Ipv4Addr) -> Lease {
+        let prefix_len = mask_prefix(netmask).unwrap_or(32);
+        Lease {
+            address,
+            netmask,
+            prefix_len,
+            broadcast: Ipv4Addr::from(u32::from(address) | !u32::from(netmask)),
+            routers: Vec::new(),
+            dns_servers: Vec::new(),
+            domain_name: None,
+            host_name: None,
+            root_path: None,
+            mtu: None,
+            server_id: None,
+            next_server: None,
+            boot_file: None,
+            server_name: None,
+            lease_time: None,
+            domain_search: Vec::new(),
+            nis_domain: None,
+            ntp_servers: Vec::new(),
+            rapid_commit: false,
+        }
+    }
+}
+
+/// Why a datagram was not used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ignored {
+    /// Not a decodable DHCP message.
+    Malformed(String),
+    /// A BOOTREQUEST (another client's broadcast).
+    NotReply,
+    WrongXid { got: u32 },
+    WrongChaddr,
+    /// No DHCP message type option, or one that does not fit our state.
+    Unexpected(String),
+    /// OFFER/ACK without a usable address or server identifier.
+    Incomplete(&'static str),
+    /// An ACK to DISCOVER without Rapid Commit, or from another server.
+    NotOurs(&'static str),
+    /// Already bound.
+    Late,
+}
+
+/// Result of handling one datagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Ignored(Ignored),
+    /// An offer was taken; a REQUEST is due at once.
+    Offered { address: Ipv4Addr, server: Ipv4Addr },
+    /// The server refused; the client starts again from DISCOVER.
+    Nak { server: Option<Ipv4Addr>, message: Option<String> },
+    /// The lease is ours.
+    Bound(Box<Lease>),
+}
+
+/// A datagram to broadcast and when to call [`DhcpClient::poll`] next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub bytes: Vec<u8>,
+    pub kind: MessageType,
+    /// 1 for the first send of this message, counting up on retransmission.
+    pub attempt: u32,
+    pub deadline: Instant,
+}
+
+/// Counts of ignored datagrams, for the log when DHCP fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IgnoredCounts {
+    pub malformed: u32,
+    pub wrong_xid: u32,
+    pub wrong_chaddr: u32,
+    pub other: u32,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Selecting,
+    Requesting { address: Ipv4Addr, server: Ipv4Addr },
+    Bound,
+}
+
+/// The client state machine for one interface.
+#[derive(Debug)]
+pub struct DhcpClient {
+    mac: Mac,
+    xid: u32,
+    state: State,
+    started: Instant,
+    next_send: Instant,
+    attempt: u32,
+    delay: Duration,
+    rng: u64,
+    vendor: String,
+    ignored: IgnoredCounts,
+}
+
+impl DhcpClient {
+    /// A client in INIT that sends its first DISCOVER on the first poll.
+    /// `xid` also seeds the jitter, so a test can reproduce a run.
+    pub fn new(mac: Mac, xid: u32, now: Instant) -> DhcpClient {
+        DhcpClient {
+            mac,
+            xid,
+            state: State::Selecting,
+            started: now,
+            next_send: now,
+            attempt: 0,
+            delay: INITIAL_DELAY,
+            rng: u64::from(xid) ^ 0x9e37_79b9_7f4a_7c15,
+            vendor: vendor_class(),
+            ignored: IgnoredCounts::default(),
+        }
+    }
+
+    /// Current transaction id (changes when a NAK or a silent server makes
+    /// the client start over).
+    pub fn xid(&self) -> u32 {
+        self.xid
+    }
+
+    pub fn ignored(&self) -> IgnoredCounts {
+        self.ignored
+    }
+
+    pub fn is_bound(&self) -> bool {
+        matches!(self.state, State::Bound)
+    }
+
+    /// When `poll` wants to be called again; `None` once bound.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        (!self.is_bound()).then_some(self.next_send)
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: jitter needs spread, not secrecy.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn jittered(&mut self, delay: Duration) -> Duration {
+        let quarter = delay.as_millis() as u64 / 4;
+        let span = quarter * 2 + 1;
+        let offset = self.next_random() % span;
+        (delay + Duration::from_millis(offset)).saturating_sub(Duration::from_millis(quarter))
+    }
+
+    fn restart(&mut self, now: Instant) {
+        self.xid = self.next_random() as u32;
+        self.state = State::Selecting;
+        self.attempt = 0;
+        self.delay = INITIAL_DELAY;
+        self.next_send = now;
+    }
+
+    /// Returns the datagram due at `now`, if any, and schedules the next
+    /// retransmission. Returns `None` before the deadline and once bound.
+    pub fn poll(&mut self, now: Instant) -> Option<Transmit> {
+        if self.is_bound() || now < self.next_send {
+            return None;
+        }
+        if let State::Requesting { .. } = self.state
+            && self.attempt >= REQUEST_TRIES
+        {
+            self.restart(now);
+        }
+        self.attempt += 1;
+        let wait = self.jittered(self.delay);
+        self.delay = (self.delay * 2).min(MAX_DELAY);
+        self.next_send = now + wait;
+        let secs = now.saturating_duration_since(self.started).as_secs().min(u64::from(u16::MAX)) as u16;
+        let (kind, bytes) = match self.state {
+            State::Selecting => (MessageType::Discover, self.build(MessageType::Discover, secs, None)),
+            State::Requesting { address, server } => {
+                (MessageType::Request, self.build(MessageType::Request, secs, Some((address, server))))
+            }
+            State::Bound => return None,
+        };
+        Some(Transmit { bytes, kind, attempt: self.attempt, deadline: self.next_send })
+    }
+
+    fn build(&self, kind: MessageType, secs: u16, request: Option<(Ipv4Addr, Ipv4Addr)>) -> Vec<u8> {
+        let zero = Ipv4Addr::UNSPECIFIED;
+        let mut msg = Message::new_with_id(self.xid, zero, zero, zero, zero, &self.mac.0);
+        // Broadcast flag: we have no address yet, and a server that honours
+        // the flag saves us from depending on unicast-to-unconfigured delivery.
+        msg.set_flags(Flags::default().set_broadcast()).set_secs(secs);
+        let opts = msg.opts_mut();
+        opts.insert(DhcpOption::MessageType(kind));
+        let mut client_id = vec![1u8];
+        client_id.extend_from_slice(&self.mac.0);
+        opts.insert(DhcpOption::ClientIdentifier(client_id));
+        opts.insert(DhcpOption::ClassIdentifier(self.vendor.clone().into_bytes()));
+        opts.insert(DhcpOption::ParameterRequestList(REQUESTED.to_vec()));
+        opts.insert(DhcpOption::MaxMessageSize(1472));
+        match request {
+            None => {
+                opts.insert(DhcpOption::RapidCommit);
+            }
+            Some((address, server)) => {
+                opts.insert(DhcpOption::RequestedIpAddress(address));
+                opts.insert(DhcpOption::ServerIdentifier(server));
+            }
+        }
+        let mut bytes = msg.to_vec().unwrap_or_default();
+        // Some BOOTP-era relays and servers drop messages under 300 bytes.
+        if bytes.len() < v4::MIN_PACKET_SIZE {
+            bytes.resize(v4::MIN_PACKET_SIZE, 0);
+        }
+        bytes
+    }
+
+    fn ignore(&mut self, why: Ignored) -> Event {
+        match why {
+            Ignored::Malformed(_) => self.ignored.malformed += 1,
+            Ignored::WrongXid { .. } => self.ignored.wrong_xid += 1,
+            Ignored::WrongChaddr => self.ignored.wrong_chaddr += 1,
+            _ => self.ignored.other += 1,
+        }
+        Event::Ignored(why)
+    }
+
+    /// Digests one received datagram.
+    pub fn handle(&mut self, now: Instant, bytes: &[u8]) -> Event {
+        if let Err(why) = precheck(bytes) {
+            return self.ignore(Ignored::Malformed(why));
+        }
+        let msg = match Message::decode(&mut Decoder::new(bytes)) {
+            Ok(m) => m,
+            Err(e) => return self.ignore(Ignored::Malformed(e.to_string())),
+        };
+        if msg.opcode() != Opcode::BootReply {
+            return self.ignore(Ignored::NotReply);
+        }
+        if msg.xid() != self.xid {
+            return self.ignore(Ignored::WrongXid { got: msg.xid() });
+        }
+        // chaddr starts at byte 28; precheck guaranteed the length.
+        if msg.htype() != HType::Eth || msg.hlen() != 6 || bytes[28..34] != self.mac.0 {
+            return self.ignore(Ignored::WrongChaddr);
+        }
+        if self.is_bound() {
+            return self.ignore(Ignored::Late);
+        }
+        let server = match msg.opts().get(OptionCode::ServerIdentifier) {
+            Some(DhcpOption::ServerIdentifier(s)) => Some(*s),
+            _ => None,
+        };
+        let Some(kind) = msg.opts().msg_type() else {
+            return self.ignore(Ignored::Unexpected("no DHCP message type (BOOTP reply)".into()));
+        };
+        match (kind, self.state.clone()) {
+            (MessageType::Offer, State::Selecting) => {
+                let address = msg.yiaddr();
+                if address.is_unspecified() || address.is_broadcast() {
+                    return self.ignore(Ignored::Incomplete("offer without an address"));
+                }
+                let Some(server) = server else {
+                    return self.ignore(Ignored::Incomplete("offer without a server identifier"));
+                };
+                self.state = State::Requesting { address, server };
+                self.attempt = 0;
+                self.delay = INITIAL_DELAY;
+                self.next_send = now;
+                Event::Offered { address, server }
+            }
+            (MessageType::Ack, State::Selecting) => {
+                if msg.opts().get(OptionCode::RapidCommit).is_none() {
+                    return self.ignore(Ignored::NotOurs("ACK to DISCOVER without rapid commit"));
+                }
+                self.bind(&msg, true)
+            }
+            (MessageType::Ack, State::Requesting { server: ours, .. }) => {
+                if server.is_some_and(|s| s != ours) {
+                    return self.ignore(Ignored::NotOurs("ACK from a server we did not request from"));
+                }
+                self.bind(&msg, false)
+            }
+            (MessageType::Nak, State::Requesting { server: ours, .. }) => {
+                if server.is_some_and(|s| s != ours) {
+                    return self.ignore(Ignored::NotOurs("NAK from a server we did not request from"));
+                }
+                let message = match msg.opts().get(OptionCode::Message) {
+                    Some(DhcpOption::Message(m)) => Some(m.clone()),
+                    _ => None,
+                };
+                self.restart(now);
+                Event::Nak { server, message }
+            }
+            (kind, _) => self.ignore(Ignored::Unexpected(format!("{kind:?} in state {:?}", self.state))),
+        }
+    }
+
+    fn bind(&mut self, msg: &Message, rapid_commit: bool) -> Event {
+        match lease_from_ack(msg, rapid_commit) {
+            Ok(lease) => {
+                self.state = State::Bound;
+                Event::Bound(Box::new(lease))
+            }
+            Err(why) => self.ignore(Ignored::Incomplete(why)),
+        }
+    }
+}
+
+/// Option framing checks done before dhcproto sees a datagram: its decoder
+/// panics on a hardware address length over 16 and (with debug assertions)
+/// on a Rapid Commit option that carries data.
+fn precheck(bytes: &[u8]) -> Result<(), String> {
+    const HEADER: usize = 240;
+    if bytes.len() < HEADER {
+        return Err(format!("{} bytes, shorter than a DHCP header", bytes.len()));
+    }
+    if bytes[2] > 16 {
+        return Err(format!("hardware address length {} over 16", bytes[2]));
+    }
+    if bytes[236..HEADER] != v4::MAGIC {
+        return Err("no DHCP magic cookie".into());
+    }
+    let overload = walk_options(&bytes[HEADER..])?;
+    // Option 52 moves options into the file (bit 1) and sname (bit 2) fields.
+    if overload & 1 != 0 {
+        walk_options(&bytes[108..236])?;
+    }
+    if overload & 2 != 0 {
+        walk_options(&bytes[44..108])?;
+    }
+    Ok(())
+}
+
+/// Walks an option area; returns the value of option 52 (overload) if present.
+fn walk_options(area: &[u8]) -> Result<u8, String> {
+    let mut overload = 0;
+    let mut i = 0;
+    while let Some(&code) = area.get(i) {
+        match code {
+            0 => i += 1,
+            255 => break,
+            _ => {
+                let Some(&len) = area.get(i + 1) else {
+                    return Err(format!("option {code} without a length"));
+                };
+                let data = area.get(i + 2..i + 2 + usize::from(len));
+                let Some(data) = data else {
+                    return Err(format!("option {code} length {len} runs past the packet"));
+                };
+                match code {
+                    80 if len != 0 => return Err(format!("rapid commit option with {len} bytes of data")),
+                    52 => overload = data.first().copied().unwrap_or(0),
+                    _ => {}
+                }
+                i += 2 + usize::from(len);
+            }
+        }
+    }
+    Ok(overload)
+}
+
+fn text(bytes: &[u8]) -> Option<String> {
+    // Header fields are NUL-padded; options sometimes carry a trailing NUL.
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let s = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    (!s.is_empty()).then_some(s)
+}
+
+fn opt_text(s: &str) -> Option<String> {
+    text(s.as_bytes())
+}
+
+/// Extracts the lease from an ACK.
+fn lease_from_ack(msg: &Message, rapid_commit: bool) -> Result<Lease, &'static str> {
+    let address = msg.yiaddr();
+    if address.is_unspecified() || address.is_broadcast() {
+        return Err("ACK without an address");
+    }
+    let opts = msg.opts();
+    let netmask = match opts.get(OptionCode::SubnetMask) {
+        Some(DhcpOption::SubnetMask(m)) if mask_prefix(*m).is_some() => *m,
+        // RFC 2131 lets the server omit the mask; the classful mask is the
+        // traditional fallback, as the kernel's own client does.
+        _ => match address.octets()[0] {
+            0..=127 => Ipv4Addr::new(255, 0, 0, 0),
+            128..=191 => Ipv4Addr::new(255, 255, 0, 0),
+            _ => Ipv4Addr::new(255, 255, 255, 0),
+        },
+    };
+    let mut lease = Lease::new(address, netmask);
+    lease.rapid_commit = rapid_commit;
+    for (_, opt) in opts.iter() {
+        match opt {
+            DhcpOption::BroadcastAddr(b) => lease.broadcast = *b,
+            DhcpOption::Router(r) => lease.routers = r.clone(),
+            DhcpOption::DomainNameServer(d) => lease.dns_servers = d.clone(),
+            DhcpOption::DomainName(d) => lease.domain_name = opt_text(d),
+            DhcpOption::Hostname(h) => lease.host_name = opt_text(h),
+            DhcpOption::RootPath(p) => lease.root_path = opt_text(p),
+            // RFC 2132: the minimum legal MTU is 68.
+            DhcpOption::InterfaceMtu(m) if *m >= 68 => lease.mtu = Some(*m),
+            DhcpOption::ServerIdentifier(s) => lease.server_id = Some(*s),
+            DhcpOption::AddressLeaseTime(t) if *t != u32::MAX => lease.lease_time = Some(*t),
+            DhcpOption::NisDomain(d) => lease.nis_domain = opt_text(d),
+            DhcpOption::NtpServers(n) => lease.ntp_servers = n.clone(),
+            DhcpOption::BootfileName(f) => lease.boot_file = text(f),
+            DhcpOption::DomainSearch(names) => {
+                lease.domain_search = names
+                    .iter()
+                    .map(|n| n.to_ascii().trim_end_matches('.').to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            }
+            _ => {}
+        }
+    }
+    if !msg.siaddr().is_unspecified() {
+        lease.next_server = Some(msg.siaddr());
+    }
+    if lease.boot_file.is_none() {
+        lease.boot_file = msg.fname().and_then(text);
+    }
+    lease.server_name = msg.sname().and_then(text);
+    Ok(lease)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: Mac = Mac([0x52, 0x54, 0, 0x77, 3, 0x12]);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+    const ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 112);
+
+    fn reply(xid: u32, kind: MessageType, chaddr: &[u8], extra: &[DhcpOption]) -> Vec<u8> {
+        let z = Ipv4Addr::UNSPECIFIED;
+        let mut m = Message::new_with_id(xid, z, ADDR, SERVER, z, chaddr);
+        m.set_opcode(Opcode::BootReply);
+        m.opts_mut().insert(DhcpOption::MessageType(kind));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        for o in extra {
+            m.opts_mut().insert(o.clone());
+        }
+        m.to_vec().unwrap()
+    }
+
+    fn decode(bytes: &[u8]) -> Message {
+        Message::decode(&mut Decoder::new(bytes)).unwrap()
+    }
+
+    #[test]
+    fn discover_carries_client_id_vendor_class_rapid_commit_and_broadcast_flag() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 0x1234, t0);
+        let tx = c.poll(t0).expect("first poll sends");
+        assert_eq!(tx.kind, MessageType::Discover);
+        assert!(tx.bytes.len() >= 300);
+        let m = decode(&tx.bytes);
+        assert_eq!(m.xid(), 0x1234);
+        assert!(m.flags().broadcast());
+        assert_eq!(m.chaddr(), &MAC.0);
+        let o = m.opts();
+        assert_eq!(o.msg_type(), Some(MessageType::Discover));
+        assert_eq!(
+            o.get(OptionCode::ClientIdentifier),
+            Some(&DhcpOption::ClientIdentifier(vec![1, 0x52, 0x54, 0, 0x77, 3, 0x12]))
+        );
+        let Some(DhcpOption::ClassIdentifier(v)) = o.get(OptionCode::ClassIdentifier) else { panic!() };
+        assert_eq!(String::from_utf8_lossy(v), format!("diskless {}", env!("CARGO_PKG_VERSION")));
+        assert!(o.get(OptionCode::RapidCommit).is_some());
+        let Some(DhcpOption::ParameterRequestList(list)) = o.get(OptionCode::ParameterRequestList) else {
+            panic!()
+        };
+        for code in [OptionCode::RootPath, OptionCode::InterfaceMtu, OptionCode::Hostname, OptionCode::Router] {
+            assert!(list.contains(&code), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn retransmission_starts_near_one_second_and_doubles_with_jitter() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 7, t0);
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let tx = c.poll(now).unwrap();
+            assert!(c.poll(now).is_none(), "nothing due before the deadline");
+            waits.push(tx.deadline - now);
+            now = tx.deadline;
+        }
+        let nominal = [1u64, 2, 4, 8, 16, 32, 32, 32];
+        for (w, n) in waits.iter().zip(nominal) {
+            let n = Duration::from_secs(n);
+            assert!(*w >= n * 3 / 4 && *w <= n * 5 / 4, "wait {w:?} not within 25% of {n:?}");
+        }
+        assert!(waits.iter().zip(nominal).any(|(w, n)| *w != Duration::from_secs(n)), "no jitter at all");
+    }
+
+    #[test]
+    fn offer_then_ack_binds_with_all_options() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 42, t0);
+        c.poll(t0).unwrap();
+        let ev = c.handle(t0, &reply(42, MessageType::Offer, &MAC.0, &[]));
+        assert_eq!(ev, Event::Offered { address: ADDR, server: SERVER });
+        let tx = c.poll(t0).expect("request due at once");
+        assert_eq!(tx.kind, MessageType::Request);
+        let m = decode(&tx.bytes);
+        assert_eq!(m.opts().get(OptionCode::RequestedIpAddress), Some(&DhcpOption::RequestedIpAddress(ADDR)));
+        assert_eq!(m.opts().get(OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier(SERVER)));
+        let ack = reply(
+            42,
+            MessageType::Ack,
+            &MAC.0,
+            &[
+                DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)),
+                DhcpOption::Router(vec![SERVER]),
+                DhcpOption::DomainNameServer(vec![SERVER, Ipv4Addr::new(10, 77, 0, 2)]),
+                DhcpOption::DomainName("example.edu".into()),
+                DhcpOption::Hostname("lab3-12".into()),
+                DhcpOption::RootPath("10.77.0.1:/export".into()),
+                DhcpOption::InterfaceMtu(1400),
+                DhcpOption::AddressLeaseTime(3600),
+                DhcpOption::BootfileName(b"pxelinux.0".to_vec()),
+            ],
+        );
+        let Event::Bound(lease) = c.handle(t0, &ack) else { panic!("not bound") };
+        assert_eq!(lease.address, ADDR);
+        assert_eq!(lease.prefix_len, 24);
+        assert_eq!(lease.broadcast, Ipv4Addr::new(10, 77, 0, 255));
+        assert_eq!(lease.routers, vec![SERVER]);
+        assert_eq!(lease.dns_servers.len(), 2);
+        assert_eq!(lease.domain_name.as_deref(), Some("example.edu"));
+        assert_eq!(lease.host_name.as_deref(), Some("lab3-12"));
+        assert_eq!(lease.root_path.as_deref(), Some("10.77.0.1:/export"));
+        assert_eq!(lease.mtu, Some(1400));
+        assert_eq!(lease.lease_time, Some(3600));
+        assert_eq!(lease.server_id, Some(SERVER));
+        assert_eq!(lease.next_server, Some(SERVER));
+        assert_eq!(lease.boot_file.as_deref(), Some("pxelinux.0"));
+        assert!(!lease.rapid_commit);
+        assert!(c.is_bound() && c.poll(t0 + Duration::from_secs(100)).is_none());
+    }
+
+    #[test]
+    fn rapid_commit_ack_to_discover_binds_but_plain_ack_does_not() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 5, t0);
+        c.poll(t0).unwrap();
+        let ev = c.handle(t0, &reply(5, MessageType::Ack, &MAC.0, &[]));
+        assert!(matches!(ev, Event::Ignored(Ignored::NotOurs(_))), "{ev:?}");
+        let ev = c.handle(t0, &reply(5, MessageType::Ack, &MAC.0, &[DhcpOption::RapidCommit]));
+        let Event::Bound(lease) = ev else { panic!("{ev:?}") };
+        assert!(lease.rapid_commit);
+    }
+
+    #[test]
+    fn wrong_xid_wrong_chaddr_and_garbage_are_counted_and_ignored() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 9, t0);
+        c.poll(t0).unwrap();
+        assert_eq!(c.handle(t0, &reply(10, MessageType::Offer, &MAC.0, &[])), Event::Ignored(Ignored::WrongXid { got: 10 }));
+        assert_eq!(c.handle(t0, &reply(9, MessageType::Offer, &[1, 2, 3, 4, 5, 6], &[])), Event::Ignored(Ignored::WrongChaddr));
+        assert!(matches!(c.handle(t0, b"\x02\x01garbage"), Event::Ignored(Ignored::Malformed(_))));
+        assert_eq!(c.ignored(), IgnoredCounts { malformed: 1, wrong_xid: 1, wrong_chaddr: 1, other: 0 });
+        assert!(!c.is_bound());
+    }
+
+    #[test]
+    fn nak_restarts_from_discover_with_new_xid() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 77, t0);
+        c.poll(t0).unwrap();
+        c.handle(t0, &reply(77, MessageType::Offer, &MAC.0, &[]));
+        c.poll(t0).unwrap();
+        let ev = c.handle(t0, &reply(77, MessageType::Nak, &MAC.0, &[DhcpOption::Message("wrong network".into())]));
+        assert_eq!(ev, Event::Nak { server: Some(SERVER), message: Some("wrong network".into()) });
+        assert_ne!(c.xid(), 77);
+        let tx = c.poll(t0).expect("discover due at once");
+        assert_eq!(tx.kind, MessageType::Discover);
+        assert_eq!(decode(&tx.bytes).xid(), c.xid());
+    }
+
+    #[test]
+    fn unanswered_requests_fall_back_to_discover() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 3, t0);
+        c.poll(t0).unwrap();
+        c.handle(t0, &reply(3, MessageType::Offer, &MAC.0, &[]));
+        let mut now = t0;
+        let mut kinds = Vec::new();
+        for _ in 0..REQUEST_TRIES + 1 {
+            let tx = c.poll(now).unwrap();
+            kinds.push(tx.kind);
+            now = tx.deadline;
+        }
+        assert!(kinds[..REQUEST_TRIES as usize].iter().all(|k| *k == MessageType::Request));
+        assert_eq!(kinds[REQUEST_TRIES as usize], MessageType::Discover);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn handle_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let t0 = Instant::now();
+            let mut c = DhcpClient::new(MAC, 1, t0);
+            c.poll(t0);
+            let _ = c.handle(t0, &bytes);
+        }
+
+        #[test]
+        fn handle_never_panics_on_mutated_replies(
+            pos in proptest::collection::vec((0usize..400, proptest::num::u8::ANY), 1..12),
+            cut in 0usize..400,
+        ) {
+            let t0 = Instant::now();
+            let mut c = DhcpClient::new(MAC, 1, t0);
+            c.poll(t0);
+            let mut b = reply(1, MessageType::Offer, &MAC.0, &[DhcpOption::Router(vec![SERVER]), DhcpOption::Hostname("x".into())]);
+            for (p, v) in pos { if let Some(x) = b.get_mut(p) { *x = v; } }
+            b.truncate(cut.max(1));
+            let _ = c.handle(t0, &b);
+            let _ = c.poll(t0);
+        }
+    }
+}

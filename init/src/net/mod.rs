@@ -1,0 +1,3 @@
+//! Network stage (placeholder while being written).
+pub mod config;
+pub mod dhcp;
