@@ -1,1 +1,124 @@
-//! Builds the diskless initramfs for one kernel.
+//! Builds the diskless initramfs for one kernel version: the static `/init`,
+//! `/dev/console`, the drivers a profile selects (with their dependencies and
+//! firmware), and the module database `init` reads at boot.
+//!
+//! [`run`] is the whole command line; `main.rs` only forwards to it.
+
+pub mod build;
+pub mod cli;
+pub mod firmware;
+pub mod list;
+pub mod profile;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use build::{BuildError, BuildOptions, Summary, build};
+pub use cli::{BuildArgs, CliError, Command};
+pub use profile::Profile;
+
+/// Everything that can make the command fail.
+#[derive(Debug)]
+pub enum Error {
+    Cli(CliError),
+    Build(BuildError),
+    /// The running kernel's version could not be read (no VERSION given).
+    KernelVersion { path: PathBuf, source: std::io::Error },
+    /// The mkinitramfs executable's own path is unknown (for the default --init).
+    CurrentExe { source: std::io::Error },
+    /// `list FILE`: the file cannot be read.
+    ListRead { path: PathBuf, source: std::io::Error },
+    /// `list FILE`: the file is no valid initramfs.
+    ListParse { path: PathBuf, source: initramfs::ReadError },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Cli(error) => write!(f, "{error}"),
+            Error::Build(error) => write!(f, "{error}"),
+            Error::KernelVersion { path, source } => write!(
+                f,
+                "cannot read the running kernel's version from {}: {source}; give VERSION on the command line",
+                path.display()
+            ),
+            Error::CurrentExe { source } => {
+                write!(f, "cannot find the mkinitramfs executable to locate init beside it: {source}; pass --init PATH")
+            }
+            Error::ListRead { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            Error::ListParse { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+impl std::error::Error for Error {}
+
+/// The running kernel's release (`uname -r`), as procfs reports it.
+pub fn running_kernel_version(osrelease: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(osrelease)
+        .map(|text| text.trim().to_string())
+        .map_err(|source| Error::KernelVersion { path: osrelease.to_path_buf(), source })
+}
+
+/// Default `--init`: the `init` binary built next to this executable.
+pub fn default_init(current_exe: &Path) -> PathBuf {
+    current_exe.parent().unwrap_or(Path::new(".")).join("init")
+}
+
+/// Fills in the defaults of a parsed command line.
+pub fn resolve(args: BuildArgs) -> Result<BuildOptions, Error> {
+    let version = match args.version {
+        Some(version) => version,
+        None => running_kernel_version(Path::new("/proc/sys/kernel/osrelease"))?,
+    };
+    let init = match args.init {
+        Some(init) => init,
+        None => default_init(&std::env::current_exe().map_err(|source| Error::CurrentExe { source })?),
+    };
+    let output = args.output.unwrap_or_else(|| PathBuf::from(format!("/boot/initrd.img-{version}")));
+    Ok(BuildOptions {
+        basedir: args.basedir,
+        version,
+        output,
+        profile: args.profile,
+        add_modules: args.add_modules,
+        omit_modules: args.omit_modules,
+        compression: args.compression,
+        init,
+    })
+}
+
+/// Runs the command line `args` (without the program name); returns what to print.
+pub fn run(args: &[String]) -> Result<String, Error> {
+    match cli::parse(args).map_err(Error::Cli)? {
+        Command::Help => Ok(cli::USAGE.to_string()),
+        Command::List(path) => {
+            let bytes = std::fs::read(&path).map_err(|source| Error::ListRead { path: path.clone(), source })?;
+            let entries = initramfs::read_archive(&bytes).map_err(|source| Error::ListParse { path, source })?;
+            Ok(list::format_listing(&entries))
+        }
+        Command::Build(args) => {
+            let options = resolve(args)?;
+            Ok(build(&options).map_err(Error::Build)?.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_init_is_beside_the_executable() {
+        assert_eq!(default_init(Path::new("/opt/diskless/bin/mkinitramfs")), Path::new("/opt/diskless/bin/init"));
+    }
+
+    #[test]
+    fn running_kernel_version_is_trimmed_and_a_missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("osrelease");
+        std::fs::write(&path, "6.1.0-56-amd64\n").unwrap();
+        assert_eq!(running_kernel_version(&path).unwrap(), "6.1.0-56-amd64");
+        let error = running_kernel_version(&dir.path().join("absent")).unwrap_err();
+        assert!(error.to_string().contains("absent"), "{error}");
+    }
+}

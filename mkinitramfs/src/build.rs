@@ -1,0 +1,458 @@
+//! Building the initramfs: choose modules, read them, find their firmware,
+//! assemble the archive, compress it, and write it atomically.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use initramfs::{Archive, CompressError, Compression, WriteError};
+use modules_db::{KernelModules, normalize_name};
+
+use crate::firmware::{self, FirmwareError};
+use crate::profile::Profile;
+
+/// Everything one build needs, defaults already applied.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub basedir: PathBuf,
+    pub version: String,
+    pub output: PathBuf,
+    pub profile: Profile,
+    pub add_modules: Vec<String>,
+    pub omit_modules: Vec<String>,
+    pub compression: Compression,
+    pub init: PathBuf,
+}
+
+#[derive(Debug)]
+pub enum BuildError {
+    /// Loading the kernel tree, resolving names, or reading a module failed.
+    Modules(modules_db::BuildError),
+    /// `--omit-modules` names something that is no module of this kernel.
+    UnknownOmit { names: Vec<String> },
+    /// An omitted module is a hard dependency of a module that stays.
+    OmitNeeded { omitted: String, needed_by: Vec<String> },
+    /// The init binary cannot be read.
+    Init { path: PathBuf, source: std::io::Error },
+    Firmware(FirmwareError),
+    Archive(WriteError),
+    Compress(CompressError),
+    /// The output file cannot be written or renamed into place.
+    Output { path: PathBuf, source: std::io::Error },
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Modules(error) => write!(f, "{error}"),
+            BuildError::UnknownOmit { names } => write!(
+                f,
+                "--omit-modules: this kernel has no module called {}; check the spelling",
+                names.join(", ")
+            ),
+            BuildError::OmitNeeded { omitted, needed_by } => write!(
+                f,
+                "--omit-modules: {omitted} cannot be left out because {} depend(s) on it; omit those too",
+                needed_by.join(", ")
+            ),
+            BuildError::Init { path, source } => write!(
+                f,
+                "cannot read the init binary {}: {source}; build it (cargo build -p diskless) or pass --init PATH",
+                path.display()
+            ),
+            BuildError::Firmware(error) => write!(f, "{error}"),
+            BuildError::Archive(error) => write!(f, "{error}"),
+            BuildError::Compress(error) => write!(f, "{error}"),
+            BuildError::Output { path, source } => write!(
+                f,
+                "cannot write the initramfs to {}: {source}; choose another path with -o",
+                path.display()
+            ),
+        }
+    }
+}
+impl std::error::Error for BuildError {}
+
+impl From<modules_db::BuildError> for BuildError {
+    fn from(error: modules_db::BuildError) -> Self {
+        BuildError::Modules(error)
+    }
+}
+
+/// What a build produced, for the summary lines.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub version: String,
+    pub profile: Profile,
+    pub modules: usize,
+    pub firmware_included: usize,
+    pub firmware_missing: Vec<String>,
+    /// Names of the profile this kernel has neither as module nor built in.
+    pub profile_absent: Vec<String>,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    pub compression: Compression,
+    pub output: PathBuf,
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "kernel {}, profile {}: {} modules, firmware {} included / {} missing",
+            self.version,
+            self.profile,
+            self.modules,
+            self.firmware_included,
+            self.firmware_missing.len()
+        )?;
+        writeln!(
+            f,
+            "{} bytes before compression, {} bytes after ({}), written to {} in {:.2} s",
+            self.raw_bytes,
+            self.compressed_bytes,
+            self.compression,
+            self.output.display(),
+            self.elapsed.as_secs_f64()
+        )?;
+        if !self.profile_absent.is_empty() {
+            writeln!(f, "not in this kernel (skipped): {}", self.profile_absent.join(", "))?;
+        }
+        if !self.firmware_missing.is_empty() {
+            writeln!(f, "missing firmware:")?;
+            for name in &self.firmware_missing {
+                writeln!(f, "  {name}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the initramfs described by `options` and writes it to `options.output`.
+pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
+    let started = Instant::now();
+    let init = std::fs::read(&options.init).map_err(|source| BuildError::Init { path: options.init.clone(), source })?;
+    let kernel = KernelModules::load(&options.basedir, &options.version)?;
+    let (mut roots, profile_absent) = options.profile.modules(&kernel);
+    roots.extend(options.add_modules.iter().cloned());
+    let included = select_modules(&kernel, &roots, &options.omit_modules)?;
+    let modules = read_modules(&kernel, &included)?;
+    let (firmware, firmware_missing) = collect_firmware(&options.basedir.join("lib/firmware"), &kernel, &included)?;
+    let firmware_included = firmware.len();
+    let db = modules_db::encode(&kernel, &included);
+    let archive = assemble(&kernel.version, init, modules, db, firmware)?;
+    let raw = archive.to_bytes();
+    drop(archive);
+    let compressed = options.compression.compress(&raw).map_err(BuildError::Compress)?;
+    write_atomically(&options.output, &compressed)?;
+    Ok(Summary {
+        version: kernel.version.clone(),
+        profile: options.profile,
+        modules: included.len(),
+        firmware_included,
+        firmware_missing,
+        profile_absent,
+        raw_bytes: raw.len() as u64,
+        compressed_bytes: compressed.len() as u64,
+        compression: options.compression,
+        output: options.output.clone(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The closure of `roots` (modules or aliases, with hard and soft dependencies),
+/// without the `omit` modules and what only they pulled in.
+pub fn select_modules(kernel: &KernelModules, roots: &[String], omit: &[String]) -> Result<BTreeSet<String>, BuildError> {
+    let omitted: BTreeSet<String> = omit.iter().map(|name| normalize_name(name)).collect();
+    let unknown: Vec<String> = omitted
+        .iter()
+        .filter(|name| !kernel.modules.contains_key(*name) && !kernel.builtin.contains_key(*name))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(BuildError::UnknownOmit { names: unknown });
+    }
+    let kept: Vec<&str> =
+        roots.iter().map(String::as_str).filter(|name| !omitted.contains(&normalize_name(name))).collect();
+    let full = kernel.closure(kept.iter().copied())?;
+    if omitted.is_empty() {
+        return Ok(full);
+    }
+    // Walk the dependency graph again with omitted modules as walls, so that
+    // dependencies reachable only through them stay out.
+    let mut todo: Vec<String> = Vec::new();
+    for name in &kept {
+        let normal = normalize_name(name);
+        if kernel.modules.contains_key(&normal) {
+            todo.push(normal);
+        } else if !kernel.builtin.contains_key(&normal) {
+            todo.extend(kernel.closure([*name])?);
+        }
+    }
+    let mut reached = BTreeSet::new();
+    let mut needed: Vec<(String, String)> = Vec::new();
+    while let Some(name) = todo.pop() {
+        if omitted.contains(&name) || !full.contains(&name) || !reached.insert(name.clone()) {
+            continue;
+        }
+        let info = &kernel.modules[&name];
+        for dependency in &info.depends {
+            if omitted.contains(dependency) {
+                needed.push((dependency.clone(), name.clone()));
+            }
+            todo.push(dependency.clone());
+        }
+        for soft in info.softdep_pre.iter().chain(&info.softdep_post) {
+            let normal = normalize_name(soft);
+            if kernel.modules.contains_key(&normal) {
+                todo.push(normal);
+            } else {
+                todo.extend(kernel.closure([soft.as_str()]).unwrap_or_default());
+            }
+        }
+    }
+    if let Some((omitted, _)) = needed.first() {
+        let mut needed_by: Vec<String> =
+            needed.iter().filter(|(dependency, _)| dependency == omitted).map(|(_, by)| by.clone()).collect();
+        needed_by.sort();
+        needed_by.dedup();
+        return Err(BuildError::OmitNeeded { omitted: omitted.clone(), needed_by });
+    }
+    Ok(reached)
+}
+
+/// Reads every included module (decompressed), in parallel. Returns archive paths
+/// and contents in name order; the first failure in name order is reported.
+pub fn read_modules(kernel: &KernelModules, included: &BTreeSet<String>) -> Result<Vec<(String, Vec<u8>)>, BuildError> {
+    let names: Vec<&String> = included.iter().collect();
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |count| count.get()).min(names.len().max(1));
+    let mut results: Vec<(usize, Result<Vec<u8>, modules_db::BuildError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(name) = names.get(index) else { break };
+                        done.push((index, kernel.module_bytes(name)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    results.sort_by_key(|(index, _)| *index);
+    let mut modules = Vec::with_capacity(names.len());
+    for (index, result) in results {
+        let name = names[index];
+        let bytes = result?;
+        let path = uncompressed_module_path(&kernel.modules[name].path);
+        modules.push((format!("lib/modules/{}/{path}", kernel.version), bytes));
+    }
+    Ok(modules)
+}
+
+/// Where a module goes in the archive: modules are stored decompressed, so
+/// `x.ko.xz` / `x.ko.zst` / `x.ko.gz` become `x.ko` (the database says the same).
+pub fn uncompressed_module_path(path: &str) -> &str {
+    [".xz", ".zst", ".gz"]
+        .iter()
+        .find_map(|suffix| path.strip_suffix(suffix).filter(|stem| stem.ends_with(".ko")))
+        .unwrap_or(path)
+}
+
+/// Firmware named by the included modules: (name, contents) found, names missing.
+pub fn collect_firmware(
+    firmware_root: &Path,
+    kernel: &KernelModules,
+    included: &BTreeSet<String>,
+) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>), BuildError> {
+    let wanted: BTreeSet<&String> =
+        included.iter().filter_map(|name| kernel.modules.get(name)).flat_map(|info| &info.firmware).collect();
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for name in wanted {
+        match firmware::load(firmware_root, name).map_err(BuildError::Firmware)? {
+            Some(contents) => found.push((name.clone(), contents)),
+            None => missing.push(name.clone()),
+        }
+    }
+    Ok((found, missing))
+}
+
+/// Directories the init needs before it mounts anything, with their modes.
+const EMPTY_DIRS: [(&str, u32); 7] =
+    [("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("run", 0o755), ("tmp", 0o1777), ("root", 0o700), ("newroot", 0o755)];
+
+/// The archive: /init, /dev/console, empty mount points, modules, database, firmware.
+pub fn assemble(
+    version: &str,
+    init: Vec<u8>,
+    modules: Vec<(String, Vec<u8>)>,
+    db: Vec<u8>,
+    firmware: Vec<(String, Vec<u8>)>,
+) -> Result<Archive, BuildError> {
+    let mut archive = Archive::new().map_err(BuildError::Archive)?;
+    archive.add_file("init", 0o755, init).map_err(BuildError::Archive)?;
+    for (dir, mode) in EMPTY_DIRS {
+        archive.add_dir(dir, mode).map_err(BuildError::Archive)?;
+    }
+    // The kernel opens /dev/console for PID 1 before anything is mounted.
+    archive.add_char_dev("dev/console", 0o600, 5, 1).map_err(BuildError::Archive)?;
+    for (path, bytes) in modules {
+        archive.add_file(&path, 0o644, bytes).map_err(BuildError::Archive)?;
+    }
+    archive.add_file(&modules_db::db_path(version), 0o644, db).map_err(BuildError::Archive)?;
+    for (name, contents) in firmware {
+        archive.add_file(&format!("lib/firmware/{name}"), 0o644, contents).map_err(BuildError::Archive)?;
+    }
+    Ok(archive)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place,
+/// so a reader (TFTP server, bootloader installer) never sees a partial image.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |source| BuildError::Output { path: path.to_path_buf(), source };
+    let file_name = path.file_name().ok_or_else(|| fail(std::io::Error::other("the path names no file")))?;
+    let temp = path.with_file_name(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        // World-readable: TFTP servers serve only such files.
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&temp)?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modules_db::ModuleInfo;
+    use std::collections::BTreeMap;
+
+    /// (name, hard deps, soft pre deps) of a small made-up kernel.
+    fn kernel(modules: &[(&str, &[&str], &[&str])], builtin: &[&str]) -> KernelModules {
+        let modules = modules
+            .iter()
+            .map(|(name, depends, soft)| {
+                let info = ModuleInfo {
+                    name: name.to_string(),
+                    path: format!("kernel/{name}.ko"),
+                    depends: depends.iter().map(|d| d.to_string()).collect(),
+                    softdep_pre: soft.iter().map(|d| d.to_string()).collect(),
+                    softdep_post: vec![],
+                    firmware: vec![],
+                    aliases: vec![],
+                };
+                (name.to_string(), info)
+            })
+            .collect();
+        let builtin = builtin.iter().map(|name| (name.to_string(), vec![])).collect::<BTreeMap<_, _>>();
+        KernelModules { version: "v".into(), root: PathBuf::from("/nonexistent"), modules, builtin }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| name.to_string()).collect()
+    }
+
+    fn nic_kernel() -> KernelModules {
+        kernel(
+            &[
+                ("8139too", &["mii"], &[]),
+                ("8139cp", &["mii"], &[]),
+                ("mii", &[], &[]),
+                ("e1000", &[], &[]),
+                ("r8169", &["realtek_phy"], &[]),
+                ("realtek_phy", &[], &[]),
+                ("ext4", &["jbd2", "mbcache"], &["crc32c_generic"]),
+                ("jbd2", &[], &[]),
+                ("mbcache", &[], &[]),
+                ("crc32c_generic", &[], &[]),
+            ],
+            &["crc32c"],
+        )
+    }
+
+    #[test]
+    fn selection_adds_hard_and_soft_dependencies() {
+        let selected = select_modules(&nic_kernel(), &names(&["ext4", "8139too"]), &[]).unwrap();
+        let expected: BTreeSet<String> =
+            names(&["8139too", "crc32c_generic", "ext4", "jbd2", "mbcache", "mii"]).into_iter().collect();
+        assert_eq!(selected, expected);
+    }
+
+    #[test]
+    fn omitting_drops_the_module_and_what_only_it_pulled_in() {
+        let kernel = nic_kernel();
+        let roots = names(&["8139too", "8139cp", "e1000", "r8169"]);
+        let selected = select_modules(&kernel, &roots, &names(&["8139too", "8139cp"])).unwrap();
+        assert_eq!(selected, names(&["e1000", "r8169", "realtek_phy"]).into_iter().collect());
+        let selected = select_modules(&kernel, &roots, &names(&["8139too", "r8169"])).unwrap();
+        assert!(selected.contains("mii"), "8139cp still needs mii");
+        assert!(!selected.contains("realtek_phy"));
+    }
+
+    #[test]
+    fn omitting_an_unknown_module_is_an_error_naming_it() {
+        let error = select_modules(&nic_kernel(), &names(&["e1000"]), &names(&["e1001"])).unwrap_err();
+        assert!(matches!(&error, BuildError::UnknownOmit { names } if names == &["e1001"]), "{error}");
+        assert!(error.to_string().contains("e1001"));
+    }
+
+    #[test]
+    fn omitting_a_needed_dependency_names_who_needs_it() {
+        let error = select_modules(&nic_kernel(), &names(&["8139too", "8139cp"]), &names(&["mii"])).unwrap_err();
+        assert!(
+            matches!(&error, BuildError::OmitNeeded { omitted, needed_by } if omitted == "mii" && needed_by == &["8139cp", "8139too"]),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn compressed_module_paths_lose_their_compression_suffix() {
+        assert_eq!(uncompressed_module_path("kernel/a/e1000.ko.xz"), "kernel/a/e1000.ko");
+        assert_eq!(uncompressed_module_path("kernel/a/e1000.ko.zst"), "kernel/a/e1000.ko");
+        assert_eq!(uncompressed_module_path("kernel/a/e1000.ko"), "kernel/a/e1000.ko");
+    }
+
+    #[test]
+    fn archive_has_init_console_mount_points_and_db() {
+        let archive = assemble("6.1.0-test", b"init".to_vec(), vec![], b"db".to_vec(), vec![]).unwrap();
+        let entries: BTreeMap<String, initramfs::Entry> = archive.entries().map(|e| (e.path.clone(), e)).collect();
+        assert_eq!(entries["init"].mode, 0o755);
+        assert_eq!(entries["dev/console"].kind, initramfs::EntryKind::CharDevice { major: 5, minor: 1 });
+        assert_eq!(entries["dev/console"].mode, 0o600);
+        for dir in ["dev", "proc", "sys", "run", "tmp", "root", "newroot"] {
+            assert_eq!(entries[dir].kind, initramfs::EntryKind::Directory, "{dir}");
+        }
+        assert_eq!(entries[&modules_db::db_path("6.1.0-test")].kind, initramfs::EntryKind::File(b"db".to_vec()));
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temp_file_and_names_an_unwritable_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("initrd.img");
+        write_atomically(&out, b"first").unwrap();
+        write_atomically(&out, b"second").unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"second");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let bad = dir.path().join("no/such/dir/initrd.img");
+        let error = write_atomically(&bad, b"x").unwrap_err();
+        assert!(error.to_string().contains("no/such/dir/initrd.img"), "{error}");
+    }
+}
