@@ -1,0 +1,515 @@
+//! QEMU runner for the rig.
+//!
+//! A [`Vm`] describes one guest: machine type, memory, NICs, disks, kernel, initrd
+//! and command line. [`Vm::run`] boots it under TCG (`-accel tcg`: KVM guests hang
+//! on this kind of machine) with the serial console written to
+//! `target/qemu-logs/<name>.log`, QEMU's own output to `<name>.qemu.txt` (which
+//! starts with the full command line), and waits for QEMU to exit or kills it after
+//! the timeout.
+//!
+//! At most two VMs run at once on the machine, across all test processes: each run
+//! first takes one of two `flock`ed slot files in `/tmp`. The timeout counts from
+//! the moment the slot is held.
+//!
+//! NICs never reach the outside: a NIC is either alone on its own QEMU hub
+//! (`-netdev hubport`, hardware-only tests) or a tap that a test created inside its
+//! own [`crate::netns::Netns`]; QEMU then runs inside that namespace.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::console::ConsoleLog;
+use crate::error::{Error, Result};
+use crate::kernel::Kernel;
+use crate::netns::Netns;
+use crate::paths::{file_stem, log_dir};
+use crate::process::{ChildGuard, describe};
+
+/// Default time a VM may run before it is killed; `DISKLESS_QEMU_TIMEOUT` (seconds)
+/// overrides it for slow machines.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Machine-wide number of concurrent VMs: the machine has 2 cores and TCG guests
+/// starve and time out beyond that.
+pub const VM_SLOTS: usize = 2;
+
+/// QEMU machine type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// i440FX + PIIX (`-machine pc`).
+    Pc,
+    /// Q35 + ICH9, PCIe (`-machine q35`).
+    Q35,
+}
+
+/// Where a NIC's frames go.
+#[derive(Clone, Debug)]
+pub enum NetBackend {
+    /// Alone on QEMU hub `id`: the guest sees a link, nothing answers.
+    Hub(u32),
+    /// A tap device of that name inside the VM's namespace ([`Vm::netns`]).
+    Tap(String),
+}
+
+/// A network card.
+#[derive(Clone, Debug)]
+pub struct Nic {
+    /// QEMU device model: `virtio-net-pci`, `e1000`, `e1000e`, `rtl8139`, ...
+    pub model: String,
+    /// MAC address, `52:54:00:xx:xx:xx`.
+    pub mac: String,
+    pub backend: Option<NetBackend>,
+}
+
+impl Nic {
+    /// A NIC alone on its own hub (the hub id is chosen by [`Vm::run`]).
+    pub fn new(model: &str, mac: &str) -> Nic {
+        Nic { model: model.into(), mac: mac.into(), backend: None }
+    }
+
+    /// A NIC on a tap inside the VM's namespace.
+    pub fn tap(model: &str, mac: &str, ifname: &str) -> Nic {
+        Nic { model: model.into(), mac: mac.into(), backend: Some(NetBackend::Tap(ifname.into())) }
+    }
+}
+
+/// How a disk is attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskBus {
+    /// `virtio-blk-pci` (guest: `vda`, ...).
+    VirtioBlk,
+    /// SATA disk (`ide-hd`) on an added `ich9-ahci` controller (guest: `sda`, ...).
+    Ahci,
+    /// NVMe controller with one namespace (guest: `nvme0n1`, ...).
+    Nvme { serial: String },
+}
+
+/// What backs a disk.
+#[derive(Clone, Debug)]
+pub enum DiskSource {
+    /// A sparse raw file of this size, created in the VM's temporary directory.
+    Blank { size_mib: u64 },
+    /// An existing raw image (used read-write, so pass a copy).
+    Image(PathBuf),
+}
+
+/// A disk of the VM.
+#[derive(Clone, Debug)]
+pub struct Disk {
+    pub bus: DiskBus,
+    pub source: DiskSource,
+}
+
+impl Disk {
+    pub fn virtio(size_mib: u64) -> Disk {
+        Disk { bus: DiskBus::VirtioBlk, source: DiskSource::Blank { size_mib } }
+    }
+    pub fn ahci(size_mib: u64) -> Disk {
+        Disk { bus: DiskBus::Ahci, source: DiskSource::Blank { size_mib } }
+    }
+    pub fn nvme(size_mib: u64, serial: &str) -> Disk {
+        Disk { bus: DiskBus::Nvme { serial: serial.into() }, source: DiskSource::Blank { size_mib } }
+    }
+    /// A disk on `bus` backed by an existing raw image.
+    pub fn image(bus: DiskBus, path: &Path) -> Disk {
+        Disk { bus, source: DiskSource::Image(path.into()) }
+    }
+}
+
+/// One guest to boot. Build with the methods, then [`Vm::run`] or [`Vm::spawn`].
+#[derive(Clone, Debug)]
+pub struct Vm {
+    name: String,
+    machine: Machine,
+    memory_mib: u32,
+    nics: Vec<Nic>,
+    disks: Vec<Disk>,
+    kernel: Option<PathBuf>,
+    initrd: Option<PathBuf>,
+    append: Vec<String>,
+    timeout: Duration,
+    netns: Option<String>,
+    extra: Vec<String>,
+}
+
+impl Vm {
+    /// A VM whose logs are named after `name` (use the test's name; it must be unique
+    /// among concurrently running VMs). Defaults: pc, 768 MiB, the cached kernel, no
+    /// NICs, no disks.
+    pub fn new(name: &str) -> Vm {
+        let timeout = std::env::var("DISKLESS_QEMU_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        Vm {
+            name: file_stem(name),
+            machine: Machine::Pc,
+            memory_mib: 768,
+            nics: Vec::new(),
+            disks: Vec::new(),
+            kernel: None,
+            initrd: None,
+            append: Vec::new(),
+            timeout,
+            netns: None,
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn machine(mut self, machine: Machine) -> Self {
+        self.machine = machine;
+        self
+    }
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+    pub fn nic(mut self, nic: Nic) -> Self {
+        self.nics.push(nic);
+        self
+    }
+    pub fn disk(mut self, disk: Disk) -> Self {
+        self.disks.push(disk);
+        self
+    }
+    /// The bzImage to boot (default: the cached Debian kernel).
+    pub fn kernel(mut self, path: &Path) -> Self {
+        self.kernel = Some(path.into());
+        self
+    }
+    pub fn initrd(mut self, path: &Path) -> Self {
+        self.initrd = Some(path.into());
+        self
+    }
+    /// Kernel command line words added after `console=ttyS0 panic=-1`.
+    pub fn append(mut self, args: &str) -> Self {
+        self.append.extend(args.split_whitespace().map(str::to_string));
+        self
+    }
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// Runs QEMU inside `ns` (needed for tap NICs created there).
+    pub fn netns(mut self, ns: &Netns) -> Self {
+        self.netns = Some(ns.name().into());
+        self
+    }
+    /// Raw QEMU arguments appended at the end.
+    pub fn qemu_args(mut self, args: &[&str]) -> Self {
+        self.extra.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Path of the console log this VM writes.
+    pub fn log_path(&self) -> Result<PathBuf> {
+        Ok(log_dir()?.join(format!("{}.log", self.name)))
+    }
+
+    /// The QEMU command line, with disk files placed in `dir` and the console in `log`.
+    /// Creates the blank disk files.
+    pub fn command(&self, dir: &Path, log: &Path) -> Result<Command> {
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                c
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
+        let machine = match self.machine {
+            Machine::Pc => "pc",
+            Machine::Q35 => "q35",
+        };
+        cmd.args(["-machine", machine, "-accel", "tcg", "-m", &self.memory_mib.to_string()])
+            .args(["-nographic", "-no-reboot", "-nodefaults"])
+            .arg("-serial")
+            .arg(format!("file:{}", log.display()));
+
+        for (i, nic) in self.nics.iter().enumerate() {
+            let netdev = match &nic.backend {
+                // Hub ids are per VM; each NIC gets a hub of its own with nothing else on it.
+                None | Some(NetBackend::Hub(_)) => {
+                    let hub = match &nic.backend {
+                        Some(NetBackend::Hub(id)) => *id,
+                        _ => 100 + i as u32,
+                    };
+                    format!("hubport,id=n{i},hubid={hub}")
+                }
+                Some(NetBackend::Tap(ifname)) => {
+                    if self.netns.is_none() {
+                        return Err(Error::Invalid {
+                            what: format!("NIC on tap {ifname}"),
+                            reason: "a tap NIC needs Vm::netns(..) with the namespace that holds the tap; the rig never uses host taps".into(),
+                        });
+                    }
+                    format!("tap,id=n{i},ifname={ifname},script=no,downscript=no")
+                }
+            };
+            cmd.arg("-netdev").arg(netdev);
+            cmd.arg("-device").arg(format!("{},netdev=n{i},mac={}", nic.model, nic.mac));
+        }
+
+        let mut ahci_port = 0;
+        for (i, disk) in self.disks.iter().enumerate() {
+            let file = match &disk.source {
+                DiskSource::Blank { size_mib } => {
+                    let path = dir.join(format!("disk{i}.raw"));
+                    let f = File::create(&path).map_err(|e| Error::io("create disk image", &path, e))?;
+                    f.set_len(size_mib * 1024 * 1024).map_err(|e| Error::io("size disk image", &path, e))?;
+                    path
+                }
+                DiskSource::Image(path) => path.clone(),
+            };
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=none,id=d{i}", file.display()));
+            match &disk.bus {
+                DiskBus::VirtioBlk => {
+                    cmd.arg("-device").arg(format!("virtio-blk-pci,drive=d{i}"));
+                }
+                DiskBus::Ahci => {
+                    if ahci_port == 0 {
+                        cmd.args(["-device", "ich9-ahci,id=ahci"]);
+                    }
+                    cmd.arg("-device").arg(format!("ide-hd,drive=d{i},bus=ahci.{ahci_port}"));
+                    ahci_port += 1;
+                }
+                DiskBus::Nvme { serial } => {
+                    cmd.arg("-device").arg(format!("nvme,drive=d{i},serial={serial}"));
+                }
+            }
+        }
+
+        let kernel = match &self.kernel {
+            Some(k) => k.clone(),
+            None => Kernel::cached().vmlinuz.clone(),
+        };
+        cmd.arg("-kernel").arg(kernel);
+        if let Some(initrd) = &self.initrd {
+            cmd.arg("-initrd").arg(initrd);
+        }
+        let mut append = vec!["console=ttyS0".to_string(), "panic=-1".to_string()];
+        append.extend(self.append.iter().cloned());
+        cmd.arg("-append").arg(append.join(" "));
+        cmd.args(&self.extra);
+        Ok(cmd)
+    }
+
+    /// Boots the VM and waits until QEMU exits or the timeout kills it.
+    pub fn run(self) -> Result<VmRun> {
+        self.spawn()?.wait()
+    }
+
+    /// Boots the VM in the background (after taking a VM slot).
+    pub fn spawn(self) -> Result<RunningVm> {
+        let log = self.log_path()?;
+        let qemu_out = log.with_extension("qemu.txt");
+        let _ = std::fs::remove_file(&log);
+        let dir = tempfile::Builder::new()
+            .prefix("diskless-vm")
+            .tempdir()
+            .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?;
+        let mut cmd = self.command(dir.path(), &log)?;
+
+        let slot = VmSlot::acquire()?;
+        let mut out = File::create(&qemu_out).map_err(|e| Error::io("create", &qemu_out, e))?;
+        let _ = writeln!(out, "# {}", describe(&cmd));
+        let err = out.try_clone().map_err(|e| Error::io("duplicate handle of", &qemu_out, e))?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = ChildGuard::spawn(cmd, format!("QEMU for {}", self.name)).map_err(|e| match e {
+            Error::Command { command, detail, .. } => Error::Command { command, detail, hint: "is qemu-system-x86 installed? run qemu/setup".into() },
+            other => other,
+        })?;
+        Ok(RunningVm { child, log, qemu_out, started: Instant::now(), timeout: self.timeout, _slot: slot, _dir: dir })
+    }
+}
+
+/// A VM that is running; dropping it kills QEMU.
+pub struct RunningVm {
+    child: ChildGuard,
+    log: PathBuf,
+    qemu_out: PathBuf,
+    started: Instant,
+    timeout: Duration,
+    _slot: VmSlot,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningVm {
+    /// The console so far.
+    pub fn console(&self) -> ConsoleLog {
+        ConsoleLog::read(&self.log)
+    }
+
+    /// Waits (within the VM's timeout) until a console line matches `pattern`;
+    /// returns the log, or an error if QEMU exited or time ran out first.
+    pub fn wait_for_line(&mut self, pattern: &str) -> Result<ConsoleLog> {
+        let re = regex::Regex::new(pattern).map_err(|e| Error::Invalid { what: format!("pattern /{pattern}/"), reason: e.to_string() })?;
+        loop {
+            let log = self.console();
+            if log.lines().any(|l| re.is_match(l)) {
+                return Ok(log);
+            }
+            if let Some(status) = self.child.try_wait() {
+                return Err(Error::Command {
+                    command: "qemu-system-x86_64".into(),
+                    detail: format!("exited with {status} before a line matched /{pattern}/\n{}", log.tail(30)),
+                    hint: format!("QEMU's own output is in {}", self.qemu_out.display()),
+                });
+            }
+            if self.started.elapsed() >= self.timeout {
+                return Err(Error::Timeout {
+                    what: format!("a console line matching /{pattern}/"),
+                    seconds: self.timeout.as_secs_f64(),
+                    log: Some(self.log.clone()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for QEMU to exit, killing it (and its process group) at the timeout.
+    pub fn wait(mut self) -> Result<VmRun> {
+        let left = self.timeout.saturating_sub(self.started.elapsed());
+        let status = self.child.wait_timeout(left);
+        let timed_out = status.is_none();
+        if timed_out {
+            self.child.kill();
+        }
+        Ok(VmRun {
+            log: ConsoleLog::read(&self.log),
+            status,
+            timed_out,
+            elapsed: self.started.elapsed(),
+            qemu_output: self.qemu_out.clone(),
+            timeout: self.timeout,
+        })
+    }
+
+    /// QEMU's PID (the group leader).
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+}
+
+/// The outcome of one VM run.
+#[derive(Debug)]
+pub struct VmRun {
+    /// The serial console.
+    pub log: ConsoleLog,
+    /// QEMU's exit status; `None` if it was killed at the timeout.
+    pub status: Option<ExitStatus>,
+    pub timed_out: bool,
+    /// From VM start (slot held) to QEMU's exit.
+    pub elapsed: Duration,
+    /// QEMU's own stdout/stderr, starting with the command line.
+    pub qemu_output: PathBuf,
+    timeout: Duration,
+}
+
+impl VmRun {
+    /// Asserts that QEMU exited by itself with status 0 (the guest powered off; with
+    /// `-no-reboot` a reboot also ends QEMU, hence the check for a kernel panic) and
+    /// that no kernel panic is on the console.
+    #[track_caller]
+    pub fn assert_clean_exit(&self) {
+        let qemu_text = std::fs::read_to_string(&self.qemu_output).unwrap_or_default();
+        if self.timed_out {
+            panic!(
+                "QEMU was killed after {:.0} s without exiting; console log {}\n{}",
+                self.timeout.as_secs_f64(),
+                self.log.path().display(),
+                self.log.tail(40)
+            );
+        }
+        match self.status {
+            Some(s) if s.success() => {}
+            other => panic!(
+                "QEMU exited with {other:?}; console log {}; QEMU output {}:\n{qemu_text}\n{}",
+                self.log.path().display(),
+                self.qemu_output.display(),
+                self.log.tail(40)
+            ),
+        }
+        self.log.assert_no_line(r"Kernel panic");
+    }
+}
+
+/// One of the machine-wide VM slots, held (flock) while a VM runs.
+struct VmSlot {
+    _file: File,
+}
+
+impl VmSlot {
+    fn acquire() -> Result<VmSlot> {
+        let paths: Vec<PathBuf> = (0..VM_SLOTS).map(|i| PathBuf::from(format!("/tmp/diskless-qemu-slot-{i}.lock"))).collect();
+        let mut said = false;
+        loop {
+            for path in &paths {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io("open VM slot lock", path, e))?;
+                match file.try_lock() {
+                    Ok(()) => return Ok(VmSlot { _file: file }),
+                    Err(std::fs::TryLockError::WouldBlock) => {}
+                    Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock VM slot", path, e)),
+                }
+            }
+            if !said {
+                eprintln!("waiting for one of {VM_SLOTS} VM slots (/tmp/diskless-qemu-slot-*.lock)");
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(vm: &Vm) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = vm.command(dir.path(), Path::new("/logs/t.log")).unwrap();
+        describe(&cmd)
+    }
+
+    #[test]
+    fn command_has_tcg_serial_file_and_console_append() {
+        let a = args(&Vm::new("t").kernel(Path::new("/k")).append("quiet"));
+        for want in ["-accel tcg", "-nodefaults", "-no-reboot", "-serial file:/logs/t.log", "-append console=ttyS0 panic=-1 quiet"] {
+            assert!(a.contains(want), "{want:?} missing in {a}");
+        }
+    }
+
+    #[test]
+    fn each_hub_nic_gets_its_own_hub() {
+        let a = args(&Vm::new("t").kernel(Path::new("/k")).nic(Nic::new("e1000", "52:54:00:00:00:01")).nic(Nic::new("rtl8139", "52:54:00:00:00:02")));
+        assert!(a.contains("-netdev hubport,id=n0,hubid=100 -device e1000,netdev=n0,mac=52:54:00:00:00:01"), "{a}");
+        assert!(a.contains("-netdev hubport,id=n1,hubid=101 -device rtl8139,netdev=n1,mac=52:54:00:00:00:02"), "{a}");
+    }
+
+    #[test]
+    fn tap_nic_without_namespace_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let vm = Vm::new("t").kernel(Path::new("/k")).nic(Nic::tap("e1000", "52:54:00:00:00:01", "tap0"));
+        assert!(vm.command(dir.path(), Path::new("/l")).is_err());
+    }
+
+    #[test]
+    fn disks_get_controllers_and_sized_backing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let vm = Vm::new("t").kernel(Path::new("/k")).disk(Disk::ahci(64)).disk(Disk::ahci(8)).disk(Disk::nvme(32, "SER1")).disk(Disk::virtio(16));
+        let a = describe(&vm.command(dir.path(), Path::new("/l")).unwrap());
+        assert_eq!(a.matches("ich9-ahci").count(), 1, "{a}");
+        assert!(a.contains("ide-hd,drive=d0,bus=ahci.0") && a.contains("ide-hd,drive=d1,bus=ahci.1"), "{a}");
+        assert!(a.contains("nvme,drive=d2,serial=SER1") && a.contains("virtio-blk-pci,drive=d3"), "{a}");
+        assert_eq!(std::fs::metadata(dir.path().join("disk2.raw")).unwrap().len(), 32 << 20);
+    }
+}
