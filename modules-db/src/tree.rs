@@ -225,6 +225,14 @@ impl KernelModules {
         }
     }
 
+    /// The modules a softdep name stands for (none if built in or unknown).
+    pub(crate) fn resolve_softdep(&self, name: &str) -> Vec<String> {
+        match self.resolve(name) {
+            Resolved::Modules(m) => m,
+            Resolved::Builtin | Resolved::Unknown => Vec::new(),
+        }
+    }
+
     /// The module's ELF bytes, decompressed if the file is `.ko.xz` or `.ko.zst`.
     pub fn module_bytes(&self, name: &str) -> Result<Vec<u8>, BuildError> {
         let info = self
