@@ -1,0 +1,1 @@
+//! Local directories and configuration layers (DESIGN §5).
