@@ -16,7 +16,8 @@
 //!          entry, u32 entry count. The prefix is the literal text of a pattern
 //!          before its first wildcard; a lookup binary-searches every prefix of
 //!          the modalias and runs fnmatch only on those groups.
-//! ALIAS_ENTRIES   12 bytes: pattern string (normalised as kmod does), u32 module id
+//! ALIAS_ENTRIES   12 bytes: pattern string after the group's prefix (patterns are
+//!          normalised as kmod does), u32 module id
 //! HINT_PREFIXES, HINT_ENTRIES  the same index over modules left out of the
 //!          database, the entry value indexing HINT_NAMES
 //! HINT_NAMES      8 bytes: module name string
@@ -144,7 +145,9 @@ fn encode_index(strings: &mut Strings, mut pairs: Vec<(String, u32)>) -> (Vec<u8
         let (off, _) = strings.add(&pairs[i].0);
         put(&mut prefixes, &[off, prefix.len() as u32, i as u32, group as u32]);
         for (pattern, value) in &pairs[i..i + group] {
-            let (off, len) = strings.add(pattern);
+            // Only the part after the group's prefix is stored: the tails repeat
+            // across devices (`sv*sd*bc*sc*i*`), so the string table shares them.
+            let (off, len) = strings.add(&pattern[prefix.len()..]);
             put(&mut entries, &[off, len, *value]);
         }
         i += group;
@@ -651,7 +654,7 @@ impl<'a> Db<'a> {
             if lo < n && prefix_at(lo) == key {
                 let (first, count) = (prefixes.field(lo, 2) as usize, prefixes.field(lo, 3) as usize);
                 for e in first..first.saturating_add(count).min(entries.len()) {
-                    if fnmatch(self.string(entries, e, 0), &text) {
+                    if fnmatch(self.string(entries, e, 0), &text[k..]) {
                         found.push(entries.field(e, 2));
                     }
                 }
