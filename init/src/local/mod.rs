@@ -1,1 +1,83 @@
-//! Local directories and configuration layers (DESIGN §5).
+//! The local stage (DESIGN §5): make the configured dirs of the read-only image
+//! writable and fill them from the layers that match this machine.
+//!
+//! The stage is four steps, each usable alone (the admin CLI shows plans without
+//! mounting anything):
+//!
+//! 1. [`select_layers`]: which layer directories of the image apply to this machine,
+//!    in order, with the ones skipped and why;
+//! 2. [`plan_mounts`]: a pure list of mount actions for the configured mode;
+//! 3. [`execute`]: those actions through a [`Mounter`];
+//! 4. [`apply`]: copy the layers into the local dirs, metadata set through [`Attributes`].
+//!
+//! [`setup`] runs 2-4 in the order the modes need (in overlay mode the layers are
+//! copied into the uppers *before* the overlays are mounted, because overlayfs does
+//! not allow its upper to change under a mounted overlay).
+//!
+//! Side effects (mount, mkdir of mountpoints, lchown, chmod, utimensat) go through the
+//! two traits so the logic is tested against temp-dir trees; [`System`] is the real one.
+
+mod copy;
+mod image;
+mod mounts;
+mod select;
+mod system;
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::Config;
+
+pub use copy::{ApplyError, ApplyReport, Attributes, CopyWarning, LayerReport, apply};
+pub use mounts::{Destination, MountAction, MountError, MountPlan, Mounter, execute, plan_mounts};
+pub use select::{Layer, LayerInput, LayerKind, LayerSelection, SkipReason, SkippedLayer, check_host_name, select_layers};
+pub use system::System;
+
+/// Directory under the run dir (`/run/diskless`) that holds the overlay uppers.
+pub const OVERLAY_SUBDIR: &str = "overlay";
+
+/// What the local stage did, for boot.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalReport {
+    pub plan: MountPlan,
+    pub layers: ApplyReport,
+}
+
+/// Why the local stage stopped.
+#[derive(Debug)]
+pub enum LocalError {
+    /// Mounting the local dirs failed.
+    Mount(MountError),
+    /// Copying a layer failed.
+    Apply(ApplyError),
+}
+
+impl fmt::Display for LocalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocalError::Mount(e) => e.fmt(f),
+            LocalError::Apply(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LocalError {}
+
+/// Mounts the local dirs of the image at `image_root` as `config` says and copies the
+/// `selection` into them. `run_dir` is where private mounts go (`/run/diskless`).
+/// Warnings about skipped files are in the report; the caller logs them.
+pub fn setup<S: Mounter + Attributes>(
+    config: &Config,
+    image_root: &Path,
+    run_dir: &Path,
+    selection: &LayerSelection,
+    system: &mut S,
+) -> Result<LocalReport, LocalError> {
+    let plan = plan_mounts(config, image_root, run_dir);
+    execute(&plan.before_copy, system).map_err(LocalError::Mount)?;
+    let layers = apply(selection, image_root, &plan.destinations, system).map_err(LocalError::Apply)?;
+    execute(&plan.after_copy, system).map_err(LocalError::Mount)?;
+    Ok(LocalReport { plan, layers })
+}
