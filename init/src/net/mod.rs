@@ -1,3 +1,409 @@
-//! Network stage (placeholder while being written).
+//! Network and identity stages: bring up links, get a lease (DHCP on every
+//! candidate NIC at once, or the static `ip=`), configure the winner, learn
+//! the host name, and write the hand-off files.
+//!
+//! # Entry points for the boot sequence
+//!
+//! ```text
+//! let cfg  = net::NetConfig::from_params(params)?;          // ip=, BOOTIF=, diskless.carrier_timeout/dhcp_timeout
+//! let net  = net::network_stage(&cfg, Path::new("/sys/class/net"), &log)?;   // -> NetResult
+//! let id   = net::identity_stage(&net, &cfg, &mut net::identity::SystemNames, &log);  // -> Identity
+//! net::handoff::write_files(Path::new("/run"), &net, &id, uptime)?;          // net-<if>.conf, diskless/resolv.conf
+//! net::handoff::write_boot_json(Path::new("/run"), &net::handoff::BootJson {
+//!     network: Some(net::handoff::NetworkSection { net: &net, identity: &id }) })?;
+//! ```
+//!
+//! `log` is anything implementing [`NetLog`], e.g. a closure
+//! `|level: Level, line: &str| ...`; it is called from several threads.
+//!
+//! Modules: [`config`] (command line), [`dhcp`] (sans-IO client),
+//! [`dhcp_io`] (socket driver), [`link`] (sysfs and rtnetlink), [`dns`]
+//! (PTR lookup), [`identity`] (name choice and sethostname), [`handoff`]
+//! (files for the booted system).
+
 pub mod config;
 pub mod dhcp;
+pub mod dhcp_io;
+pub mod dns;
+pub mod handoff;
+pub mod identity;
+pub mod link;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use config::{ConfigError, IpMode, Mac, NetConfig};
+pub use dhcp::Lease;
+use dhcp_io::DhcpIoError;
+use dns::{DNS_PORT, LookupTiming, PtrOutcome};
+pub use identity::Identity;
+use identity::{Candidates, SetNames};
+use link::{LinkConfig, LinkError, SysLink};
+
+/// Severity of a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Debug,
+}
+
+/// Where the network stages write their lines (console and kmsg in PID 1).
+pub trait NetLog: Sync {
+    fn log(&self, level: Level, line: &str);
+}
+
+impl<F: Fn(Level, &str) + Sync> NetLog for F {
+    fn log(&self, level: Level, line: &str) {
+        self(level, line)
+    }
+}
+
+/// How the address was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Dhcp,
+    /// Static `ip=` (klibc writes PROTO='none' for it).
+    Static,
+}
+
+impl Proto {
+    /// The PROTO value of klibc's net-<iface>.conf.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Dhcp => "dhcp",
+            Proto::Static => "none",
+        }
+    }
+}
+
+/// The configured interface and its lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NetResult {
+    pub interface: String,
+    pub mac: Mac,
+    pub proto: Proto,
+    pub lease: Lease,
+}
+
+/// Errors of the network stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetError {
+    /// `ip=off` / `ip=none`.
+    Disabled,
+    /// No matching interface appeared.
+    NoInterface { wanted: String, waited: Duration },
+    /// Matching interfaces exist but none got carrier.
+    NoCarrier { links: Vec<String>, waited: Duration },
+    /// DHCP gave no lease on any link.
+    NoLease { errors: Vec<String>, waited: Duration },
+    /// Configuring the winning link failed.
+    Configure(LinkError),
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::Disabled => write!(f, "networking disabled by ip=off/none; a network root cannot be mounted"),
+            NetError::NoInterface { wanted, waited } => write!(
+                f,
+                "no network interface {wanted} after {} s; is the NIC's driver in the initramfs? (check BOOTIF=/ip=)",
+                waited.as_secs()
+            ),
+            NetError::NoCarrier { links, waited } => write!(
+                f,
+                "no carrier on {} after {} s; check the cable and switch port (diskless.carrier_timeout= waits longer)",
+                links.join(", "),
+                waited.as_secs()
+            ),
+            NetError::NoLease { errors, waited } => {
+                write!(f, "no DHCP lease after {} s: {}", waited.as_secs(), errors.join("; "))
+            }
+            NetError::Configure(e) => write!(f, "configuring the network failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NetError {}
+
+/// The side effects of the network stage, so the orchestration (which link,
+/// when, what to do with the losers) is testable with a fake.
+pub trait NetOps: Sync {
+    fn links(&self) -> Vec<SysLink>;
+    fn has_carrier(&self, name: &str) -> bool;
+    fn set_up(&self, name: &str, up: bool) -> Result<(), LinkError>;
+    fn configure(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError>;
+    fn dhcp(&self, name: &str, mac: Mac, until: Instant, cancel: &AtomicBool, log: &dyn NetLog)
+    -> Result<Lease, DhcpIoError>;
+}
+
+/// The real system: sysfs at `sys_class_net`, rtnetlink, UDP sockets.
+pub struct SystemNet {
+    pub sys_class_net: PathBuf,
+}
+
+impl NetOps for SystemNet {
+    fn links(&self) -> Vec<SysLink> {
+        link::list_links(&self.sys_class_net)
+    }
+    fn has_carrier(&self, name: &str) -> bool {
+        link::has_carrier(&self.sys_class_net, name)
+    }
+    fn set_up(&self, name: &str, up: bool) -> Result<(), LinkError> {
+        link::Netlink::open()?.set_up(name, up)
+    }
+    fn configure(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError> {
+        link::Netlink::open()?.configure(name, cfg)
+    }
+    fn dhcp(&self, name: &str, mac: Mac, until: Instant, cancel: &AtomicBool, log: &dyn NetLog) -> Result<Lease, DhcpIoError> {
+        dhcp_io::run_dhcp(name, mac, until, cancel, log)
+    }
+}
+
+/// How often the orchestrator rescans for interfaces that appeared late
+/// (a driver that finished loading after networking began).
+pub const RESCAN: Duration = Duration::from_millis(500);
+/// How often the "waiting for carrier" line repeats.
+const WAIT_MESSAGE_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs the network stage against the real system.
+pub fn network_stage(cfg: &NetConfig, sys_class_net: &Path, log: &dyn NetLog) -> Result<NetResult, NetError> {
+    network_stage_with(cfg, &SystemNet { sys_class_net: sys_class_net.into() }, log)
+}
+
+/// Which links the command line allows: the `ip=` device, else the BOOTIF
+/// MAC, else all.
+fn wanted(device: Option<&str>, bootif: Option<Mac>) -> impl Fn(&SysLink) -> bool + '_ {
+    move |l| match (device, bootif) {
+        (Some(d), _) => l.name == d,
+        (None, Some(m)) => l.mac == m,
+        (None, None) => true,
+    }
+}
+
+fn wanted_text(device: Option<&str>, bootif: Option<Mac>) -> String {
+    match (device, bootif) {
+        (Some(d), _) => format!("named {d} (ip=)"),
+        (None, Some(m)) => format!("with MAC {m} (BOOTIF=)"),
+        (None, None) => "with Ethernet".into(),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum LinkState {
+    WaitingCarrier { since: Instant },
+    NoCarrier,
+    Running,
+    Failed,
+}
+
+/// The network stage over any [`NetOps`].
+pub fn network_stage_with(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -> Result<NetResult, NetError> {
+    match cfg.mode() {
+        IpMode::Off => Err(NetError::Disabled),
+        IpMode::Static => static_stage(cfg, ops, log),
+        IpMode::Dhcp { device, method } => {
+            if method == config::Autoconf::Rarp {
+                log.log(Level::Warn, "ip=rarp: RARP is not supported, using DHCP");
+            }
+            dhcp_stage(cfg, device.as_deref(), ops, log)
+        }
+    }
+}
+
+fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &dyn NetOps, log: &dyn NetLog) -> Result<NetResult, NetError> {
+    let start = Instant::now();
+    let until = start + cfg.dhcp_timeout;
+    let cancel = AtomicBool::new(false);
+    let is_wanted = wanted(device, cfg.bootif);
+    let mut links: BTreeMap<String, (Mac, LinkState)> = BTreeMap::new();
+    let mut errors: Vec<String> = Vec::new();
+    let (tx, rx) = mpsc::channel::<(String, Mac, Result<Lease, DhcpIoError>)>();
+    let mut last_message = start;
+    let outcome = std::thread::scope(|scope| {
+        let result = (|| loop {
+            let now = Instant::now();
+            for l in ops.links().into_iter().filter(|l| is_wanted(l)) {
+                if links.contains_key(&l.name) {
+                    continue;
+                }
+                log.log(Level::Info, &format!("found {} ({}), bringing it up", l.name, l.mac));
+                if let Err(e) = ops.set_up(&l.name, true) {
+                    log.log(Level::Warn, &e.to_string());
+                }
+                links.insert(l.name, (l.mac, LinkState::WaitingCarrier { since: now }));
+            }
+            let mut waiting = Vec::new();
+            for (name, (mac, state)) in links.iter_mut() {
+                if matches!(state, LinkState::WaitingCarrier { .. } | LinkState::NoCarrier) && ops.has_carrier(name) {
+                    log.log(Level::Info, &format!("{name}: carrier, starting DHCP"));
+                    *state = LinkState::Running;
+                    let (tx, name, mac, cancel) = (tx.clone(), name.clone(), *mac, &cancel);
+                    scope.spawn(move || {
+                        let result = ops.dhcp(&name, mac, until, cancel, log);
+                        let _ = tx.send((name, mac, result));
+                    });
+                } else if let LinkState::WaitingCarrier { since } = *state {
+                    if now.duration_since(since) >= cfg.carrier_timeout {
+                        log.log(
+                            Level::Warn,
+                            &format!("{name}: no carrier after {} s, not waiting for it any more", cfg.carrier_timeout.as_secs()),
+                        );
+                        *state = LinkState::NoCarrier;
+                    } else {
+                        waiting.push(name.clone());
+                    }
+                }
+            }
+            if now.duration_since(last_message) >= WAIT_MESSAGE_EVERY {
+                last_message = now;
+                let left = until.saturating_duration_since(now).as_secs();
+                if links.is_empty() {
+                    log.log(Level::Info, &format!("waiting for a network interface {} ({left} s left)", wanted_text(device, cfg.bootif)));
+                } else if !waiting.is_empty() {
+                    log.log(Level::Info, &format!("waiting for carrier on {} ({left} s left)", waiting.join(", ")));
+                }
+            }
+            match rx.recv_timeout(RESCAN) {
+                Ok((name, mac, Ok(lease))) => return Ok((name, mac, lease)),
+                Ok((name, _, Err(e))) => {
+                    log.log(Level::Warn, &e.to_string());
+                    errors.push(e.to_string());
+                    if let Some((_, state)) = links.get_mut(&name) {
+                        *state = LinkState::Failed;
+                    }
+                }
+                Err(_) => {}
+            }
+            let now = Instant::now();
+            let all_done = !links.is_empty()
+                && links.values().all(|(_, s)| matches!(s, LinkState::NoCarrier | LinkState::Failed));
+            let none_ran = links.values().all(|(_, s)| *s == LinkState::NoCarrier);
+            if now >= until || all_done {
+                let waited = now - start;
+                return Err(if links.is_empty() {
+                    NetError::NoInterface { wanted: wanted_text(device, cfg.bootif), waited }
+                } else if none_ran {
+                    NetError::NoCarrier { links: links.keys().cloned().collect(), waited }
+                } else {
+                    NetError::NoLease { errors: errors.clone(), waited }
+                });
+            }
+        })();
+        // The scope joins every DHCP thread before it returns: stop them.
+        cancel.store(true, Ordering::Relaxed);
+        result
+    });
+    let (name, mac, lease) = outcome?;
+    for other in links.keys().filter(|n| **n != name) {
+        if let Err(e) = ops.set_up(other, false) {
+            log.log(Level::Warn, &e.to_string());
+        }
+    }
+    let link_cfg = LinkConfig {
+        address: lease.address,
+        prefix_len: lease.prefix_len,
+        broadcast: lease.broadcast,
+        gateway: lease.routers.first().copied(),
+        mtu: lease.mtu,
+    };
+    ops.configure(&name, &link_cfg).map_err(NetError::Configure)?;
+    Ok(NetResult { interface: name, mac, proto: Proto::Dhcp, lease })
+}
+
+fn static_stage(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -> Result<NetResult, NetError> {
+    let Some(ip) = &cfg.ip else { return Err(NetError::Disabled) };
+    let (Some(address), Some(netmask)) = (ip.client, ip.effective_netmask()) else {
+        return Err(NetError::Disabled);
+    };
+    let start = Instant::now();
+    let device = ip.device.as_deref();
+    let is_wanted = wanted(device, cfg.bootif);
+    let mut brought_up: Vec<String> = Vec::new();
+    let chosen = loop {
+        let now = Instant::now();
+        let candidates: Vec<SysLink> = ops.links().into_iter().filter(|l| is_wanted(l)).collect();
+        for l in &candidates {
+            if !brought_up.contains(&l.name) {
+                if let Err(e) = ops.set_up(&l.name, true) {
+                    log.log(Level::Warn, &e.to_string());
+                }
+                brought_up.push(l.name.clone());
+            }
+        }
+        // Without a named device the kernel takes the first link that works;
+        // a named device is used even without carrier once the wait is over.
+        if let Some(l) = candidates.iter().find(|l| ops.has_carrier(&l.name)) {
+            break l.clone();
+        }
+        let waited = now - start;
+        if waited >= cfg.carrier_timeout {
+            match (device, candidates.first()) {
+                (Some(_), Some(l)) => break l.clone(),
+                (_, None) => return Err(NetError::NoInterface { wanted: wanted_text(device, cfg.bootif), waited }),
+                (None, Some(_)) => {
+                    return Err(NetError::NoCarrier { links: candidates.iter().map(|l| l.name.clone()).collect(), waited });
+                }
+            }
+        }
+        std::thread::sleep(RESCAN);
+    };
+    let mut lease = Lease::new(address, netmask);
+    lease.routers = ip.gateway.into_iter().collect();
+    lease.dns_servers = ip.dns.clone();
+    lease.next_server = ip.server;
+    lease.ntp_servers = ip.ntp.into_iter().collect();
+    for other in brought_up.iter().filter(|n| **n != chosen.name) {
+        let _ = ops.set_up(other, false);
+    }
+    let link_cfg = LinkConfig {
+        address,
+        prefix_len: lease.prefix_len,
+        broadcast: lease.broadcast,
+        gateway: ip.gateway,
+        mtu: None,
+    };
+    ops.configure(&chosen.name, &link_cfg).map_err(NetError::Configure)?;
+    log.log(Level::Info, &format!("{}: static address {}/{} from ip=", chosen.name, address, lease.prefix_len));
+    Ok(NetResult { interface: chosen.name, mac: chosen.mac, proto: Proto::Static, lease })
+}
+
+/// Chooses the identity (PTR to the lease's DNS servers on `dns_port`, then
+/// DHCP option 12, `ip=` hostname, address) without applying it.
+pub fn resolve_identity(net: &NetResult, cfg: &NetConfig, dns_port: u16, timing: LookupTiming, log: &dyn NetLog) -> Identity {
+    let servers: Vec<SocketAddr> =
+        net.lease.dns_servers.iter().map(|s| SocketAddr::V4(SocketAddrV4::new(*s, dns_port))).collect();
+    let ptr = dns::lookup_ptr(net.lease.address, &servers, timing, &|l| log.log(Level::Debug, l));
+    if let PtrOutcome::Names { names, server } = &ptr {
+        log.log(Level::Debug, &format!("PTR {} at {server}: {}", net.lease.address, names.join(", ")));
+    }
+    let candidates = Candidates {
+        ptr: &ptr,
+        dhcp_hostname: net.lease.host_name.as_deref(),
+        dhcp_domain: net.lease.domain_name.as_deref(),
+        ip_hostname: cfg.ip_hostname(),
+        address: net.lease.address,
+    };
+    identity::choose_identity(&candidates, &mut |l| log.log(Level::Info, l))
+}
+
+/// The identity stage: resolve, then set host and domain name. A failure to
+/// set them is logged; the boot goes on with the chosen names recorded.
+pub fn identity_stage(net: &NetResult, cfg: &NetConfig, sys: &mut dyn SetNames, log: &dyn NetLog) -> Identity {
+    let id = resolve_identity(net, cfg, DNS_PORT, LookupTiming::default(), log);
+    if let Err(e) = identity::apply_identity(&id, sys) {
+        log.log(Level::Warn, &e.to_string());
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests;
