@@ -142,7 +142,7 @@ fn encode_index(strings: &mut Strings, mut pairs: Vec<(String, u32)>) -> (Vec<u8
     while i < pairs.len() {
         let prefix = literal_prefix(&pairs[i].0);
         let group = pairs[i..].iter().take_while(|(p, _)| literal_prefix(p) == prefix).count();
-        let (off, _) = strings.add(&pairs[i].0);
+        let (off, _) = strings.add(prefix);
         put(&mut prefixes, &[off, prefix.len() as u32, i as u32, group as u32]);
         for (pattern, value) in &pairs[i..i + group] {
             // Only the part after the group's prefix is stored: the tails repeat
