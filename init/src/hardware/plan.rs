@@ -1,0 +1,403 @@
+//! The load plan: which modules to load, and when each may start.
+//!
+//! A module starts only after all its `depends` and `softdep_pre` have finished; its
+//! `softdep_post` start after it. A module whose hard dependency failed is skipped with
+//! the reason; soft dependencies are wishes, so their failure does not block anyone.
+//! The plan is pure bookkeeping: the stage runs the jobs it hands out (in parallel)
+//! and reports each result back with [`Plan::finish`].
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::index::{ModuleEntry, ModuleIndex};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for its prerequisites.
+    Waiting,
+    /// Prerequisites done; queued for a worker.
+    Ready,
+    Loading,
+    Loaded,
+    /// Built into the kernel: present, never loaded.
+    Builtin,
+    /// finit_module failed, or the file is not in the archive; the text says why.
+    Failed(String),
+    /// Not attempted because a hard dependency is missing or failed.
+    Skipped(String),
+}
+
+impl State {
+    fn is_finished(&self) -> bool {
+        matches!(self, State::Loaded | State::Builtin | State::Failed(_) | State::Skipped(_))
+    }
+    fn is_present(&self) -> bool {
+        matches!(self, State::Loaded | State::Builtin)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// `depends`: without it the module cannot load.
+    Hard,
+    /// `softdep pre:` or the module this one is a `softdep post:` of: only ordering.
+    Soft,
+}
+
+#[derive(Debug)]
+struct Node {
+    /// `None` when the database does not know the module.
+    entry: Option<ModuleEntry>,
+    state: State,
+    needs: Vec<(String, Need)>,
+}
+
+/// A module the stage should load now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub module: String,
+    /// Relative to `lib/modules/VERSION`.
+    pub path: String,
+}
+
+/// Something the stage should log after a [`Plan::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// `module` will not be loaded: `reason`.
+    Skipped { module: String, reason: String },
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    nodes: BTreeMap<String, Node>,
+    ready: VecDeque<String>,
+}
+
+impl Plan {
+    pub fn new() -> Self {
+        Plan::default()
+    }
+
+    /// Ask for `name` (and, transitively, its dependencies) to be loaded. Requesting a
+    /// module that is already known does nothing. Returns notes for modules that can
+    /// already be seen not to load (missing from the archive).
+    pub fn request(&mut self, name: &str, index: &dyn ModuleIndex) -> Vec<Note> {
+        let name = modules_db::normalize_name(name);
+        let mut stack = Vec::new();
+        self.add(&name, index, &mut stack);
+        self.promote()
+    }
+
+    fn add(&mut self, name: &str, index: &dyn ModuleIndex, stack: &mut Vec<String>) {
+        if self.nodes.contains_key(name) {
+            return;
+        }
+        let entry = index.module(name);
+        let state = match &entry {
+            None => State::Failed("it is not in the initramfs".to_string()),
+            Some(e) if e.is_builtin() => State::Builtin,
+            Some(_) => State::Waiting,
+        };
+        let waiting = state == State::Waiting;
+        self.nodes.insert(name.to_string(), Node { entry: entry.clone(), state, needs: Vec::new() });
+        let Some(entry) = entry.filter(|_| waiting) else { return };
+        stack.push(name.to_string());
+        let prerequisites =
+            entry.depends.iter().map(|d| (d, Need::Hard)).chain(entry.softdep_pre.iter().map(|d| (d, Need::Soft)));
+        for (dep, need) in prerequisites {
+            let dep = modules_db::normalize_name(dep);
+            // A missing soft dependency is no reason to fail: kmod ignores it too.
+            if need == Need::Soft && index.module(&dep).is_none() {
+                continue;
+            }
+            // Dependency cycles cannot come from depmod, but a bad database must not
+            // deadlock the boot: an edge back into the chain being added is dropped.
+            if stack.contains(&dep) {
+                continue;
+            }
+            self.add(&dep, index, stack);
+            self.node_mut(name).needs.push((dep, need));
+        }
+        for post in &entry.softdep_post {
+            let post = modules_db::normalize_name(post);
+            if index.module(&post).is_none() || stack.contains(&post) {
+                continue;
+            }
+            self.add(&post, index, stack);
+            // Only a module still waiting can be held back, and never by something
+            // that itself waits for it.
+            if self.nodes[&post].state == State::Waiting && !self.depends_on(name, &post) {
+                self.node_mut(&post).needs.push((name.to_string(), Need::Soft));
+            }
+        }
+        stack.pop();
+    }
+
+    fn node_mut(&mut self, name: &str) -> &mut Node {
+        self.nodes.get_mut(name).expect("plan nodes are inserted before they are referenced")
+    }
+
+    /// Whether `from` waits, directly or through others, for `target`.
+    fn depends_on(&self, from: &str, target: &str) -> bool {
+        let mut todo = vec![from];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(n) = todo.pop() {
+            if n == target {
+                return true;
+            }
+            if seen.insert(n) {
+                todo.extend(self.nodes.get(n).into_iter().flat_map(|node| node.needs.iter().map(|(d, _)| d.as_str())));
+            }
+        }
+        false
+    }
+
+    /// Move waiting modules whose prerequisites are done to the ready queue, and skip
+    /// those whose hard dependency can no longer be met. Repeats until nothing changes,
+    /// because a skip can unblock or skip others.
+    fn promote(&mut self) -> Vec<Note> {
+        let mut notes = Vec::new();
+        loop {
+            let mut changed = false;
+            let waiting: Vec<String> =
+                self.nodes.iter().filter(|(_, n)| n.state == State::Waiting).map(|(k, _)| k.clone()).collect();
+            for name in waiting {
+                let node = &self.nodes[&name];
+                let blocker = node.needs.iter().find(|(d, need)| {
+                    *need == Need::Hard && matches!(self.nodes[d].state, State::Failed(_) | State::Skipped(_))
+                });
+                if let Some((dep, _)) = blocker {
+                    let reason = match &self.nodes[dep].state {
+                        State::Failed(why) => format!("it needs {dep}, and {dep} failed: {why}"),
+                        _ => format!("it needs {dep}, which was skipped"),
+                    };
+                    notes.push(Note::Skipped { module: name.clone(), reason: reason.clone() });
+                    self.node_mut(&name).state = State::Skipped(reason);
+                    changed = true;
+                } else if node.needs.iter().all(|(d, _)| self.nodes[d].state.is_finished()) {
+                    self.node_mut(&name).state = State::Ready;
+                    self.ready.push_back(name);
+                    changed = true;
+                }
+            }
+            if !changed {
+                return notes;
+            }
+        }
+    }
+
+    /// The next module to load, marked as loading.
+    pub fn next_job(&mut self) -> Option<Job> {
+        let module = self.ready.pop_front()?;
+        let node = self.node_mut(&module);
+        node.state = State::Loading;
+        let path = node.entry.as_ref().and_then(|e| e.path.clone()).unwrap_or_default();
+        Some(Job { module, path })
+    }
+
+    /// Record the result of a job; returns the modules this outcome skips.
+    pub fn finish(&mut self, module: &str, result: Result<(), String>) -> Vec<Note> {
+        if let Some(node) = self.nodes.get_mut(module) {
+            node.state = match result {
+                Ok(()) => State::Loaded,
+                Err(why) => State::Failed(why),
+            };
+        }
+        self.promote()
+    }
+
+    /// Whether anything is still waiting, queued or loading.
+    pub fn busy(&self) -> bool {
+        self.nodes.values().any(|n| matches!(n.state, State::Waiting | State::Ready | State::Loading))
+    }
+
+    pub fn state(&self, module: &str) -> Option<&State> {
+        self.nodes.get(&modules_db::normalize_name(module)).map(|n| &n.state)
+    }
+
+    /// Loaded by us or built in.
+    pub fn is_present(&self, module: &str) -> bool {
+        self.state(module).is_some_and(State::is_present)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hardware::index::fake::FakeIndex;
+
+    /// Drive the plan sequentially: every job succeeds except those in `fail`;
+    /// returns the load order in rounds (modules startable together share a round).
+    fn run(plan: &mut Plan, fail: &[&str]) -> Vec<Vec<String>> {
+        let mut rounds = Vec::new();
+        loop {
+            let mut round = Vec::new();
+            while let Some(job) = plan.next_job() {
+                round.push(job.module);
+            }
+            if round.is_empty() {
+                return rounds;
+            }
+            for m in &round {
+                let result = if fail.contains(&m.as_str()) { Err("EINVAL".to_string()) } else { Ok(()) };
+                plan.finish(m, result);
+            }
+            rounds.push(round);
+        }
+    }
+
+    fn virtio_index() -> FakeIndex {
+        let mut idx = FakeIndex::default();
+        idx.add("virtio", &[], &[]);
+        idx.add("virtio_ring", &[], &[]);
+        idx.add("virtio_pci_modern_dev", &[], &[]);
+        idx.add("virtio_pci_legacy_dev", &[], &[]);
+        idx.add(
+            "virtio_pci",
+            &["virtio", "virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev"],
+            &["pci:v00001AF4d*"],
+        );
+        idx.add("failover", &[], &[]);
+        idx.add("net_failover", &["failover"], &[]);
+        idx.add("virtio_net", &["net_failover", "virtio", "virtio_ring"], &["virtio:d00000001v*"]);
+        idx
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn dependencies_load_first_and_independent_ones_together() {
+        let idx = virtio_index();
+        let mut plan = Plan::new();
+        plan.request("virtio_pci", &idx);
+        let rounds = run(&mut plan, &[]);
+        assert_eq!(
+            rounds,
+            [
+                strings(&["virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_ring"]),
+                strings(&["virtio_pci"])
+            ]
+        );
+        assert!(!plan.busy());
+        assert!(plan.is_present("virtio-pci"));
+    }
+
+    #[test]
+    fn already_known_modules_are_not_loaded_twice() {
+        let idx = virtio_index();
+        let mut plan = Plan::new();
+        plan.request("virtio_pci", &idx);
+        run(&mut plan, &[]);
+        plan.request("virtio_net", &idx);
+        assert_eq!(run(&mut plan, &[]), [strings(&["failover"]), strings(&["net_failover"]), strings(&["virtio_net"])]);
+    }
+
+    #[test]
+    fn a_failed_dependency_skips_its_dependents_transitively() {
+        let idx = virtio_index();
+        let mut plan = Plan::new();
+        plan.request("virtio_net", &idx);
+        let mut skipped = Vec::new();
+        while let Some(job) = plan.next_job() {
+            let result = if job.module == "failover" { Err("Invalid argument".to_string()) } else { Ok(()) };
+            skipped.extend(plan.finish(&job.module, result));
+        }
+        assert_eq!(plan.state("failover"), Some(&State::Failed("Invalid argument".to_string())));
+        assert_eq!(
+            skipped,
+            [
+                Note::Skipped {
+                    module: "net_failover".into(),
+                    reason: "it needs failover, and failover failed: Invalid argument".into()
+                },
+                Note::Skipped {
+                    module: "virtio_net".into(),
+                    reason: "it needs net_failover, which was skipped".into()
+                },
+            ]
+        );
+        assert!(plan.is_present("virtio"));
+        assert!(!plan.busy());
+    }
+
+    #[test]
+    fn a_dependency_missing_from_the_archive_skips_at_request_time() {
+        let mut idx = FakeIndex::default();
+        idx.add("nfs", &["sunrpc"], &[]);
+        let mut plan = Plan::new();
+        let notes = plan.request("nfs", &idx);
+        assert_eq!(
+            notes,
+            [Note::Skipped {
+                module: "nfs".into(),
+                reason: "it needs sunrpc, and sunrpc failed: it is not in the initramfs".into()
+            }]
+        );
+        assert_eq!(plan.next_job(), None);
+    }
+
+    #[test]
+    fn builtin_modules_are_present_and_never_loaded() {
+        let mut idx = FakeIndex::default();
+        idx.add_builtin("virtio", &[]);
+        idx.add("virtio_blk", &["virtio"], &[]);
+        let mut plan = Plan::new();
+        plan.request("virtio_blk", &idx);
+        assert_eq!(run(&mut plan, &[]), [strings(&["virtio_blk"])]);
+        assert_eq!(plan.state("virtio"), Some(&State::Builtin));
+    }
+
+    #[test]
+    fn softdeps_order_pre_before_and_post_after() {
+        let mut idx = FakeIndex::default();
+        idx.add("crc32c_generic", &[], &[]);
+        idx.add("extra", &[], &[]);
+        let ext4 = idx.add("ext4", &[], &[]);
+        ext4.softdep_pre = strings(&["crc32c_generic", "not_in_archive"]);
+        ext4.softdep_post = strings(&["extra"]);
+        let mut plan = Plan::new();
+        assert_eq!(plan.request("ext4", &idx), []);
+        assert_eq!(run(&mut plan, &[]), [strings(&["crc32c_generic"]), strings(&["ext4"]), strings(&["extra"])]);
+    }
+
+    #[test]
+    fn a_failed_soft_dependency_does_not_block() {
+        let mut idx = FakeIndex::default();
+        idx.add("helper", &[], &[]);
+        idx.add("main", &[], &[]).softdep_pre = strings(&["helper"]);
+        let mut plan = Plan::new();
+        plan.request("main", &idx);
+        assert_eq!(run(&mut plan, &["helper"]), [strings(&["helper"]), strings(&["main"])]);
+        assert!(plan.is_present("main"));
+    }
+
+    #[test]
+    fn cycles_in_a_bad_database_do_not_deadlock() {
+        let mut idx = FakeIndex::default();
+        idx.add("a", &["b"], &[]);
+        idx.add("b", &["a"], &[]);
+        idx.add("c", &[], &[]).softdep_post = strings(&["d"]);
+        idx.add("d", &[], &[]).softdep_pre = strings(&["c"]);
+        idx.add("e", &[], &[]).softdep_post = strings(&["f"]);
+        idx.add("f", &["e"], &[]);
+        let mut plan = Plan::new();
+        for m in ["a", "c", "d", "e"] {
+            plan.request(m, &idx);
+        }
+        let loaded: usize = run(&mut plan, &[]).iter().map(Vec::len).sum();
+        assert_eq!(loaded, 6);
+        assert!(!plan.busy());
+    }
+
+    #[test]
+    fn softdep_post_waits_even_when_requested_later() {
+        let mut idx = FakeIndex::default();
+        idx.add("late", &[], &[]);
+        idx.add("first", &[], &[]).softdep_post = strings(&["late"]);
+        let mut plan = Plan::new();
+        plan.request("first", &idx);
+        plan.request("late", &idx);
+        assert_eq!(run(&mut plan, &[]), [strings(&["first"]), strings(&["late"])]);
+    }
+}

@@ -1,0 +1,206 @@
+//! What the machine looks like once the hardware has settled: bound drivers (debug),
+//! network interfaces, whole disks, and the devices nothing drives, with the module the
+//! administrator should add to the initramfs when the database knows one.
+
+use std::path::Path;
+
+use super::index::ModuleIndex;
+use super::plan::{Plan, State};
+use super::sysfs::{self, Device};
+use crate::cmdline::Cmdline;
+use crate::log::Log;
+use crate::{debug, info};
+
+/// Counts for the `hardware settled` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Devices with a modalias.
+    pub devices: usize,
+    pub without_driver: usize,
+}
+
+/// Log the report lines of the console contract and return the counts.
+pub fn report(sys: &Path, index: &dyn ModuleIndex, plan: &Plan, cmdline: &Cmdline, log: &Log) -> Counts {
+    let devices = sysfs::scan_devices(sys);
+    let mut without_driver = 0;
+    for device in &devices {
+        if let Some(driver) = &device.driver {
+            debug!(log, "device {} driver {driver}", device.devpath);
+            continue;
+        }
+        if let Some(line) = no_driver_line(device, index, plan, cmdline) {
+            info!(log, "{line}");
+            without_driver += 1;
+        }
+    }
+    for iface in sysfs::interfaces(sys) {
+        let driver = iface.driver.as_deref().unwrap_or("none");
+        info!(log, "interface {} {} driver {driver}", iface.name, iface.mac);
+    }
+    for disk in sysfs::disks(sys) {
+        info!(log, "block {} {} MiB drivers {}", disk.name, disk.size_mib, disk.drivers.join(","));
+    }
+    Counts { devices: devices.len(), without_driver }
+}
+
+/// The `no driver for ...` line for an unbound device, or `None` when a module that is
+/// present (built in or loaded) matches it: built-in matches are devices the kernel
+/// handles on its own terms, and a loaded match had its chance to bind.
+pub fn no_driver_line(device: &Device, index: &dyn ModuleIndex, plan: &Plan, cmdline: &Cmdline) -> Option<String> {
+    let matched = index.lookup(&device.modalias);
+    let builtin = |m: &String| index.module(m).is_some_and(|e| e.is_builtin());
+    if matched.iter().any(|m| builtin(m) || plan.is_present(m)) {
+        return None;
+    }
+    let mut line = format!("no driver for {} device {} modalias {}", device.bus(), device.name(), device.modalias);
+    if let Some(names) = pci_names(&device.modalias, index) {
+        line.push_str(&format!(" ({names})"));
+    }
+    // Modules in the archive that match but did not come up say why themselves.
+    for m in &matched {
+        if cmdline.is_blacklisted(m) {
+            line.push_str(&format!("; {m} is blacklisted by modprobe.blacklist"));
+        } else if let Some(State::Failed(why) | State::Skipped(why)) = plan.state(m) {
+            line.push_str(&format!("; {m} did not load: {why}"));
+        }
+    }
+    let hint = index.hint(&device.modalias);
+    if !hint.is_empty() {
+        let list = hint.join(",");
+        line.push_str(&format!("; the kernel's {list} would bind it: rebuild with mkinitramfs --add-modules {list}"));
+    }
+    Some(line)
+}
+
+/// `pci:v000010ECd00008139...` -> "<vendor name> <device name>" from the database.
+fn pci_names(modalias: &str, index: &dyn ModuleIndex) -> Option<String> {
+    let rest = modalias.strip_prefix("pci:v")?;
+    let vendor = u16::from_str_radix(rest.get(4..8)?, 16).ok()?;
+    let device = u16::from_str_radix(rest.strip_prefix(rest.get(..8)?)?.strip_prefix('d')?.get(4..8)?, 16).ok()?;
+    let vendor_name = index.pci_vendor_name(vendor)?;
+    Some(match index.pci_device_name(vendor, device) {
+        Some(device_name) => format!("{vendor_name} {device_name}"),
+        None => format!("{vendor_name} device {device:04x}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hardware::index::fake::FakeIndex;
+    use crate::hardware::sysfs::fake;
+    use crate::log::captured;
+
+    const RTL8139: &str = "pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00";
+
+    fn index() -> FakeIndex {
+        let mut idx = FakeIndex::default();
+        idx.add_builtin("rtc_cmos", &["platform:rtc_cmos"]);
+        idx.add("virtio_pci", &[], &["pci:v00001AF4d*"]);
+        idx.add("e1000", &[], &["pci:v00008086d0000100Esv*"]);
+        idx.hints.push(("pci:v000010ECd00008139*".into(), "8139cp".into()));
+        idx.vendors.insert(0x10ec, "Realtek Semiconductor Co., Ltd.".into());
+        idx.devices.insert((0x10ec, 0x8139), "RTL-8100/8101L/8139 PCI Fast Ethernet Adapter".into());
+        idx.vendors.insert(0x8086, "Intel Corporation".into());
+        idx
+    }
+
+    fn device(devpath: &str, modalias: &str) -> Device {
+        Device { devpath: devpath.into(), modalias: modalias.into(), driver: None }
+    }
+
+    #[test]
+    fn missing_module_line_has_pci_names_and_the_rebuild_hint() {
+        let line = no_driver_line(
+            &device("/devices/pci0000:00/0000:00:03.0", RTL8139),
+            &index(),
+            &Plan::new(),
+            &Cmdline::default(),
+        );
+        assert_eq!(
+            line.as_deref(),
+            Some(
+                "no driver for pci device 0000:00:03.0 modalias pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00 \
+                 (Realtek Semiconductor Co., Ltd. RTL-8100/8101L/8139 PCI Fast Ethernet Adapter); \
+                 the kernel's 8139cp would bind it: rebuild with mkinitramfs --add-modules 8139cp"
+            )
+        );
+    }
+
+    #[test]
+    fn builtin_and_loaded_matches_are_not_reported() {
+        let idx = index();
+        let mut plan = Plan::new();
+        let cmdline = Cmdline::default();
+        assert_eq!(
+            no_driver_line(&device("/devices/platform/rtc_cmos", "platform:rtc_cmos"), &idx, &plan, &cmdline),
+            None
+        );
+        let virtio = device("/devices/pci0000:00/0000:00:04.0", "pci:v00001AF4d00001000sv0bc02");
+        assert!(no_driver_line(&virtio, &idx, &plan, &cmdline).is_some(), "not loaded yet: reported");
+        plan.request("virtio_pci", &idx);
+        let job = plan.next_job().unwrap();
+        plan.finish(&job.module, Ok(()));
+        assert_eq!(no_driver_line(&virtio, &idx, &plan, &cmdline), None);
+    }
+
+    #[test]
+    fn blacklisted_and_failed_matches_are_named() {
+        let idx = index();
+        let e1000 = device("/devices/pci0000:00/0000:00:05.0", "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00");
+        let cmdline = Cmdline::parse("modprobe.blacklist=e1000");
+        let line = no_driver_line(&e1000, &idx, &Plan::new(), &cmdline).unwrap();
+        assert!(
+            line.ends_with("(Intel Corporation device 100e); e1000 is blacklisted by modprobe.blacklist"),
+            "{line}"
+        );
+        let mut plan = Plan::new();
+        plan.request("e1000", &idx);
+        plan.next_job();
+        plan.finish("e1000", Err("Invalid argument".into()));
+        let line = no_driver_line(&e1000, &idx, &plan, &Cmdline::default()).unwrap();
+        assert!(line.ends_with("; e1000 did not load: Invalid argument"), "{line}");
+    }
+
+    #[test]
+    fn non_pci_devices_have_no_names() {
+        let line = no_driver_line(
+            &device("/devices/platform/i8042/serio0", "serio:ty01pr00id00ex00"),
+            &index(),
+            &Plan::new(),
+            &Cmdline::default(),
+        );
+        assert_eq!(line.as_deref(), Some("no driver for serio device serio0 modalias serio:ty01pr00id00ex00"));
+    }
+
+    #[test]
+    fn report_logs_contract_lines_and_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = tmp.path();
+        fake::device(sys, "/devices/pci0000:00/0000:00:03.0", RTL8139, None);
+        fake::device(
+            sys,
+            "/devices/pci0000:00/0000:00:04.0",
+            "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+            Some("virtio-pci"),
+        );
+        fake::device(sys, "/devices/pci0000:00/0000:00:04.0/virtio0", "virtio:d00000001v00001AF4", Some("virtio_net"));
+        fake::device(sys, "/devices/platform/rtc_cmos", "platform:rtc_cmos", None);
+        fake::interface(sys, "eth0", "52:54:00:12:34:56", "/devices/pci0000:00/0000:00:04.0/virtio0");
+        fake::bind(sys, "/devices/pci0000:00/0000:00:05.0", "virtio-pci");
+        fake::bind(sys, "/devices/pci0000:00/0000:00:05.0/virtio1", "virtio_blk");
+        fake::block(sys, "/devices/pci0000:00/0000:00:05.0/virtio1/block/vda", 131072, false);
+        let (log, console) = captured();
+        let counts = report(sys, &index(), &Plan::new(), &Cmdline::default(), &log);
+        assert_eq!(counts, Counts { devices: 4, without_driver: 1 });
+        let text = console.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].starts_with("diskless: no driver for pci device 0000:00:03.0 modalias pci:v000010EC"),
+            "{text}"
+        );
+        assert_eq!(lines[1], "diskless: interface eth0 52:54:00:12:34:56 driver virtio_net");
+        assert_eq!(lines[2], "diskless: block vda 64 MiB drivers virtio_blk,virtio-pci");
+    }
+}
