@@ -287,22 +287,7 @@ impl<A: Attributes + ?Sized> LayerCopy<'_, A> {
     /// Walks the part of the layer that mirrors `image_path` but is not yet inside a
     /// configured dir: only directories leading to one are entered.
     fn walk_mirror(&mut self, src: &OwnedFd, image_path: &Path) -> Result<(), ApplyError> {
-        let names = match entry_names(src) {
-            Ok(names) => names,
-            Err(e) => {
-                self.unreadable(image_path, e);
-                return Ok(());
-            }
-        };
-        for name in names {
-            let child = image_path.join(&name);
-            let stat = match statat(src, &*name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) => stat,
-                Err(e) => {
-                    self.unreadable(&child, e);
-                    continue;
-                }
-            };
+        for (name, child, stat) in self.source_entries(src, image_path) {
             let is_dir = FileType::from_raw_mode(stat.st_mode) == FileType::Directory;
             let destinations = self.destinations;
             if let Some(dest) = destinations.iter().find(|d| d.dir == child) {
@@ -327,6 +312,28 @@ impl<A: Attributes + ?Sized> LayerCopy<'_, A> {
         Ok(())
     }
 
+    /// The entries of the source directory `src` (mirroring `image_path`): name, image
+    /// path and the entry's own metadata (not a symlink's target). What cannot be read
+    /// is a warning and left out.
+    fn source_entries(&mut self, src: &OwnedFd, image_path: &Path) -> Vec<(OsString, PathBuf, Stat)> {
+        let names = match entry_names(src) {
+            Ok(names) => names,
+            Err(e) => {
+                self.unreadable(image_path, e);
+                return Vec::new();
+            }
+        };
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            let child = image_path.join(&name);
+            match statat(src, &*name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => entries.push((name, child, stat)),
+                Err(e) => self.unreadable(&child, e),
+            }
+        }
+        entries
+    }
+
     fn open_source_dir(&mut self, src: &OwnedFd, name: &OsStr, image_path: &Path) -> Option<OwnedFd> {
         match openat(src, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
             Ok(fd) => Some(fd),
@@ -341,23 +348,8 @@ impl<A: Attributes + ?Sized> LayerCopy<'_, A> {
     /// `target`. A subdirectory that is itself a configured dir goes to its own
     /// destination instead (dirs `/var` and `/var/lib`).
     fn copy_dir(&mut self, src: &OwnedFd, image_path: &Path, target: &Target<'_>) -> Result<(), ApplyError> {
-        let names = match entry_names(src) {
-            Ok(names) => names,
-            Err(e) => {
-                self.unreadable(image_path, e);
-                return Ok(());
-            }
-        };
-        for name in names {
-            let child = image_path.join(&name);
+        for (name, child, stat) in self.source_entries(src, image_path) {
             let dest_path = target.path.join(&name);
-            let stat = match statat(src, &*name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) => stat,
-                Err(e) => {
-                    self.unreadable(&child, e);
-                    continue;
-                }
-            };
             match FileType::from_raw_mode(stat.st_mode) {
                 FileType::Directory => {
                     let destinations = self.destinations;
