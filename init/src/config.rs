@@ -896,6 +896,19 @@ mod tests {
     }
 
     #[test]
+    fn boot_json_summary_uses_the_words_of_the_file() {
+        let v = serde_json::to_value(Config::default()).unwrap();
+        assert_eq!(v["tmpfs_size"], "25%");
+        assert_eq!(v["mode"], "symlink");
+        assert_eq!(v["on_failure"], "reboot");
+        assert_eq!(v["dirs"][1], "/var");
+        assert_eq!(v["scratch"]["label"], "scratch");
+        let w = serde_json::to_value(ConfigWarning::UnknownKey { source: Source::KernelCommandLine, key: "x".into() }).unwrap();
+        assert_eq!(w["kind"], "unknown_key");
+        assert_eq!(w["source"], "kernel_command_line");
+    }
+
+    #[test]
     fn every_key_of_the_table_is_reachable_from_toml_and_shows_its_default() {
         for key in KEYS {
             assert!(!(key.show)(&Config::default()).is_empty(), "{}", key.name);
