@@ -245,3 +245,63 @@ fn rapid_commit_is_used_when_dnsmasq_allows_it() {
     assert!(net.lease.rapid_commit, "{:?}", lines.all());
     assert!(!lines.all().iter().any(|l| l.contains("DHCPREQUEST sent")), "no REQUEST with rapid commit");
 }
+
+/// A minimal DHCP server that ignores the broadcast flag and unicasts its
+/// OFFER and ACK to the offered address and the client's MAC, as some
+/// servers do. Runs on a thread inside the server namespace; answers one
+/// DISCOVER and one REQUEST, then returns what it saw.
+fn unicast_server(ns: &Netns, offered: Ipv4Addr) -> Vec<&'static str> {
+    use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
+    use dhcproto::{Decodable, Decoder, Encodable};
+    let fd = std::fs::File::open(PathBuf::from("/run/netns").join(ns.name())).unwrap();
+    setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns into the server namespace");
+    let sock = std::net::UdpSocket::bind("0.0.0.0:67").expect("bind :67 in the server namespace");
+    sock.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    // A real server writes the ARP entry itself, since the client cannot
+    // answer ARP for an address it does not have yet.
+    ns.ip(&["neigh", "replace", &offered.to_string(), "lladdr", MAC, "dev", "vs"]).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1500];
+    while let Ok((len, _)) = sock.recv_from(&mut buf) {
+        let Ok(req) = Message::decode(&mut Decoder::new(&buf[..len])) else { continue };
+        let kind = match req.opts().msg_type() {
+            Some(MessageType::Discover) => MessageType::Offer,
+            Some(MessageType::Request) => MessageType::Ack,
+            _ => continue,
+        };
+        seen.push(if kind == MessageType::Offer { "offer" } else { "ack" });
+        let z = Ipv4Addr::UNSPECIFIED;
+        let mut reply = Message::new_with_id(req.xid(), z, offered, SERVER, z, req.chaddr());
+        reply.set_opcode(Opcode::BootReply);
+        let o = reply.opts_mut();
+        o.insert(DhcpOption::MessageType(kind));
+        o.insert(DhcpOption::ServerIdentifier(SERVER));
+        o.insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)));
+        o.insert(DhcpOption::Router(vec![SERVER]));
+        o.insert(DhcpOption::AddressLeaseTime(600));
+        sock.send_to(&reply.to_vec().unwrap(), (offered, 68)).expect("unicast reply");
+        if kind == MessageType::Ack {
+            break;
+        }
+    }
+    seen
+}
+
+#[test]
+fn server_unicasting_to_the_offered_address_still_gives_a_lease() {
+    let rig = Rig::new();
+    let lines = Lines::new();
+    let log = lines.log();
+    let (net, seen) = std::thread::scope(|s| {
+        let server = s.spawn(|| unicast_server(&rig.server, CLIENT));
+        let mut c = cfg("");
+        c.dhcp_timeout = Duration::from_secs(15);
+        let net = in_netns(&rig.client, |sys| net::network_stage(&c, sys, &log));
+        (net, server.join().expect("server thread"))
+    });
+    let net = net.unwrap_or_else(|e| panic!("{e}; log: {:?}", lines.all()));
+    assert_eq!(seen, ["offer", "ack"]);
+    assert_eq!(net.lease.address, CLIENT);
+    assert_eq!(net.lease.lease_time, Some(600));
+    assert!(lines.all().iter().any(|l| l.contains("offer of 10.78.0.112")), "{:?}", lines.all());
+}

@@ -177,25 +177,51 @@ fn parse_device(value: &str) -> Result<String, String> {
 
 /// The ten fields of the kernel form, in order: name for messages and parser.
 const IP_FIELDS: [(&str, FieldParser); 10] = [
-    ("client-ip", |p, v| Ok(p.client = Some(parse_v4(v)?))),
-    ("server-ip", |p, v| Ok(p.server = Some(parse_v4(v)?))),
-    ("gw-ip", |p, v| Ok(p.gateway = Some(parse_v4(v)?))),
+    ("client-ip", |p, v| {
+        p.client = Some(parse_v4(v)?);
+        Ok(())
+    }),
+    ("server-ip", |p, v| {
+        p.server = Some(parse_v4(v)?);
+        Ok(())
+    }),
+    ("gw-ip", |p, v| {
+        p.gateway = Some(parse_v4(v)?);
+        Ok(())
+    }),
     ("netmask", |p, v| {
         let mask = parse_v4(v)?;
         if mask_prefix(mask).is_none() {
             return Err("not a contiguous netmask".into());
         }
-        Ok(p.netmask = Some(mask))
+        p.netmask = Some(mask);
+        Ok(())
     }),
-    ("hostname", |p, v| Ok(p.hostname = Some(parse_name(v)?))),
-    ("device", |p, v| Ok(p.device = Some(parse_device(v)?))),
+    ("hostname", |p, v| {
+        p.hostname = Some(parse_name(v)?);
+        Ok(())
+    }),
+    ("device", |p, v| {
+        p.device = Some(parse_device(v)?);
+        Ok(())
+    }),
     ("autoconf", |p, v| {
         let a = autoconf_keyword(v).ok_or("not one of off, none, on, any, dhcp, bootp, rarp, both")?;
-        Ok(p.autoconf = Some(a))
+        p.autoconf = Some(a);
+        Ok(())
     }),
-    ("dns0-ip", |p, v| Ok(p.dns.push(parse_v4(v)?))),
-    ("dns1-ip", |p, v| Ok(p.dns.push(parse_v4(v)?))),
-    ("ntp0-ip", |p, v| Ok(p.ntp = Some(parse_v4(v)?))),
+    ("dns0-ip", |p, v| {
+        p.dns.push(parse_v4(v)?);
+        Ok(())
+    }),
+    ("dns1-ip", |p, v| {
+        p.dns.push(parse_v4(v)?);
+        Ok(())
+    }),
+    ("ntp0-ip", |p, v| {
+        p.ntp = Some(parse_v4(v)?);
+        Ok(())
+    }),
 ];
 
 /// Prefix length of a contiguous netmask.

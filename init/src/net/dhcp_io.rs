@@ -4,8 +4,14 @@
 //! The socket is bound to 0.0.0.0:68 with SO_BINDTODEVICE, SO_BROADCAST and
 //! SO_REUSEADDR: the device binding lets a broadcast leave an interface that
 //! has no address yet (without it the send fails with ENETUNREACH) and lets
-//! one socket per interface share port 68; replies arrive whether the server
-//! broadcasts them or unicasts them to the offered address and our MAC.
+//! one socket per interface share port 68. It receives broadcast replies.
+//!
+//! A server that ignores the broadcast flag unicasts its reply to the offered
+//! address and our MAC; before that address is configured the kernel does not
+//! deliver such a datagram to any UDP socket (checked in a namespace). A
+//! packet socket on the interface therefore also listens for IPv4 frames
+//! addressed to our MAC (PACKET_HOST, so broadcasts are not seen twice) and
+//! hands their UDP payload for port 68 to the same client.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -58,6 +64,110 @@ impl fmt::Display for DhcpIoError {
 
 impl std::error::Error for DhcpIoError {}
 
+/// Where the UDP payload of an IPv4 packet lies, if it is an unfragmented
+/// UDP datagram to port 68; `None` for anything else or anything malformed.
+pub fn udp_payload_to_client(packet: &[u8]) -> Option<std::ops::Range<usize>> {
+    let first = *packet.first()?;
+    let header_len = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || header_len < 20 || packet.len() < header_len + 8 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+    // More-fragments flag or a fragment offset: not a whole datagram.
+    let fragment = u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff;
+    if packet[9] != 17 || fragment != 0 || total < header_len + 8 || total > packet.len() {
+        return None;
+    }
+    let udp = &packet[header_len..total];
+    let dport = u16::from_be_bytes([udp[2], udp[3]]);
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    if dport != 68 || udp_len < 8 || udp_len > udp.len() {
+        return None;
+    }
+    Some(header_len + 8..header_len + udp_len)
+}
+
+/// A packet socket receiving IPv4 frames sent to our MAC on one interface.
+struct UnicastListener {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl UnicastListener {
+    fn open(interface: &str) -> Result<UnicastListener, DhcpIoError> {
+        use std::os::fd::FromRawFd;
+        let fail = |step: &'static str, reason: String| DhcpIoError::Socket { interface: interface.into(), step, reason };
+        let index = nix::net::if_::if_nametoindex(interface).map_err(|e| fail("interface index", e.to_string()))?;
+        let proto = (nix::libc::ETH_P_IP as u16).to_be();
+        // SAFETY: plain socket(2) call with constant arguments; the result is
+        // checked before use.
+        let raw = unsafe {
+            nix::libc::socket(
+                nix::libc::AF_PACKET,
+                nix::libc::SOCK_DGRAM | nix::libc::SOCK_CLOEXEC | nix::libc::SOCK_NONBLOCK,
+                i32::from(proto),
+            )
+        };
+        if raw < 0 {
+            return Err(fail("packet socket", std::io::Error::last_os_error().to_string()));
+        }
+        // SAFETY: `raw` is a fresh descriptor owned by nobody else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+        let mut addr: nix::libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = nix::libc::AF_PACKET as u16;
+        addr.sll_protocol = proto;
+        addr.sll_ifindex = index as i32;
+        // SAFETY: `addr` is a valid sockaddr_ll and the length passed is its size.
+        let rc = unsafe {
+            nix::libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const nix::libc::sockaddr_ll).cast(),
+                std::mem::size_of::<nix::libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(fail("bind packet socket", std::io::Error::last_os_error().to_string()));
+        }
+        Ok(UnicastListener { fd })
+    }
+
+    /// The next frame sent to our MAC (not broadcast), without blocking.
+    fn recv(&self, buf: &mut [u8]) -> Option<usize> {
+        loop {
+            // SAFETY: as for bind; zeroed sockaddr_ll is valid.
+            let mut from: nix::libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut from_len = std::mem::size_of::<nix::libc::sockaddr_ll>() as u32;
+            // SAFETY: `buf` is writable for its length; `from`/`from_len`
+            // describe a writable sockaddr_ll.
+            let n = unsafe {
+                nix::libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut nix::libc::sockaddr_ll).cast(),
+                    &mut from_len,
+                )
+            };
+            if n < 0 {
+                return None;
+            }
+            if from.sll_pkttype == nix::libc::PACKET_HOST {
+                return Some(n as usize);
+            }
+        }
+    }
+}
+
+/// Waits until one of the descriptors is readable or `timeout` passes.
+fn wait_readable(fds: &[std::os::fd::RawFd], timeout: Duration) {
+    let mut polls: Vec<nix::libc::pollfd> =
+        fds.iter().map(|&fd| nix::libc::pollfd { fd, events: nix::libc::POLLIN, revents: 0 }).collect();
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: `polls` is a valid array of pollfd for its length.
+    unsafe { nix::libc::poll(polls.as_mut_ptr(), polls.len() as nix::libc::nfds_t, ms) };
+}
+
 /// Opens the client socket for `interface` in the calling thread's network
 /// namespace.
 pub fn dhcp_socket(interface: &str) -> Result<UdpSocket, DhcpIoError> {
@@ -95,6 +205,8 @@ pub fn run_dhcp(
     log: &dyn NetLog,
 ) -> Result<Lease, DhcpIoError> {
     let sock = dhcp_socket(interface)?;
+    let _ = sock.set_nonblocking(true);
+    let unicast = UnicastListener::open(interface)?;
     let started = Instant::now();
     let xid = getrandom::u32().unwrap_or_else(|_| {
         // No entropy syscall: the MAC and the clock still differ per machine.
@@ -135,12 +247,16 @@ pub fn run_dhcp(
         }
         let now = Instant::now();
         let wake = client.next_deadline().unwrap_or(until).min(until).min(now + CANCEL_CHECK);
-        let wait = wake.saturating_duration_since(now).max(Duration::from_millis(1));
-        let _ = sock.set_read_timeout(Some(wait));
+        wait_readable(&[sock.as_raw_fd(), unicast.fd.as_raw_fd()], wake.saturating_duration_since(now));
         let (len, from) = match sock.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok((len, from)) => (len, from.to_string()),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {
+                let Some(n) = unicast.recv(&mut buf) else { continue };
+                let Some(payload) = udp_payload_to_client(&buf[..n]) else { continue };
+                let len = payload.len();
+                buf.copy_within(payload, 0);
+                (len, "a unicast frame".to_string())
+            }
             Err(e) => return Err(DhcpIoError::Receive { interface: interface.into(), reason: e.to_string() }),
         };
         match client.handle(Instant::now(), &buf[..len]) {
@@ -152,7 +268,7 @@ pub fn run_dhcp(
                 Level::Warn,
                 &format!(
                     "{interface}: DHCPNAK from {}{}; starting over",
-                    server.map(|s| s.to_string()).unwrap_or_else(|| from.to_string()),
+                    server.map(|s| s.to_string()).unwrap_or_else(|| from.clone()),
                     message.map(|m| format!(" ({m})")).unwrap_or_default()
                 ),
             ),
@@ -163,13 +279,62 @@ pub fn run_dhcp(
                         "{interface}: lease {}/{} from {}{} after {:.1} s",
                         lease.address,
                         lease.prefix_len,
-                        lease.server_id.map(|s| s.to_string()).unwrap_or_else(|| from.to_string()),
+                        lease.server_id.map(|s| s.to_string()).unwrap_or_else(|| from.clone()),
                         if lease.rapid_commit { " (rapid commit)" } else { "" },
                         started.elapsed().as_secs_f32()
                     ),
                 );
                 return Ok(*lease);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4/UDP packet as the kernel hands it to a packet socket.
+    fn packet(dport: u16, payload: &[u8]) -> Vec<u8> {
+        let total = 28 + payload.len();
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 78, 0, 1, 10, 78, 0, 112];
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p.extend_from_slice(&67u16.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn udp_payload_for_port_68_is_extracted() {
+        let p = packet(68, b"dhcp");
+        assert_eq!(udp_payload_to_client(&p).map(|r| &p[r]), Some(&b"dhcp"[..]));
+        // Ethernet padding after the IP packet is not payload.
+        let mut padded = packet(68, b"x");
+        padded.extend_from_slice(&[0; 20]);
+        assert_eq!(udp_payload_to_client(&padded).map(|r| &padded[r]), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn other_ports_protocols_fragments_and_short_packets_are_refused() {
+        assert_eq!(udp_payload_to_client(&packet(67, b"dhcp")), None);
+        let mut tcp = packet(68, b"x");
+        tcp[9] = 6;
+        assert_eq!(udp_payload_to_client(&tcp), None);
+        let mut frag = packet(68, b"x");
+        frag[6] = 0x20; // more fragments
+        assert_eq!(udp_payload_to_client(&frag), None);
+        let p = packet(68, b"abc");
+        assert_eq!(udp_payload_to_client(&p[..p.len() - 1]), None);
+        assert_eq!(udp_payload_to_client(&[]), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn packet_parser_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..100)) {
+            let _ = udp_payload_to_client(&bytes);
         }
     }
 }

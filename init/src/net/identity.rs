@@ -167,10 +167,7 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
             .map_err(|why| log(&format!("domain \"{d}\" from DHCP option 15 rejected: {why}")))
             .ok()
     });
-    let fqdn = match &domain {
-        Some(d) => Some(format!("{hostname}.{d}")),
-        None => None,
-    };
+    let fqdn = domain.as_ref().map(|d| format!("{hostname}.{d}"));
     log(&format!(
         "host name {hostname}{} from {source}",
         domain.as_ref().map(|d| format!(", domain {d}")).unwrap_or_default()
