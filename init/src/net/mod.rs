@@ -102,9 +102,15 @@ pub enum NetError {
     /// No matching interface appeared.
     NoInterface { wanted: String, waited: Duration },
     /// Matching interfaces exist but none got carrier.
-    NoCarrier { links: Vec<String>, waited: Duration },
+    NoCarrier {
+        links: Vec<String>,
+        waited: Duration,
+    },
     /// DHCP gave no lease on any link.
-    NoLease { errors: Vec<String>, waited: Duration },
+    NoLease {
+        errors: Vec<String>,
+        waited: Duration,
+    },
     /// Configuring the winning link failed.
     Configure(LinkError),
 }
@@ -112,7 +118,10 @@ pub enum NetError {
 impl fmt::Display for NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NetError::Disabled => write!(f, "networking disabled by ip=off/none; a network root cannot be mounted"),
+            NetError::Disabled => write!(
+                f,
+                "networking disabled by ip=off/none; a network root cannot be mounted"
+            ),
             NetError::NoInterface { wanted, waited } => write!(
                 f,
                 "no network interface {wanted} after {} s; is the NIC's driver in the initramfs? (check BOOTIF=/ip=)",
@@ -125,7 +134,12 @@ impl fmt::Display for NetError {
                 waited.as_secs()
             ),
             NetError::NoLease { errors, waited } => {
-                write!(f, "no DHCP lease after {} s: {}", waited.as_secs(), errors.join("; "))
+                write!(
+                    f,
+                    "no DHCP lease after {} s: {}",
+                    waited.as_secs(),
+                    errors.join("; ")
+                )
             }
             NetError::Configure(e) => write!(f, "configuring the network failed: {e}"),
         }
@@ -141,8 +155,14 @@ pub trait NetOps: Sync {
     fn has_carrier(&self, name: &str) -> bool;
     fn set_up(&self, name: &str, up: bool) -> Result<(), LinkError>;
     fn configure(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError>;
-    fn dhcp(&self, name: &str, mac: Mac, until: Instant, cancel: &AtomicBool, log: &dyn NetLog)
-    -> Result<Lease, DhcpIoError>;
+    fn dhcp(
+        &self,
+        name: &str,
+        mac: Mac,
+        until: Instant,
+        cancel: &AtomicBool,
+        log: &dyn NetLog,
+    ) -> Result<Lease, DhcpIoError>;
 }
 
 /// The real system: sysfs at `sys_class_net`, rtnetlink, UDP sockets.
@@ -163,7 +183,14 @@ impl NetOps for SystemNet {
     fn configure(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError> {
         link::Netlink::open()?.configure(name, cfg)
     }
-    fn dhcp(&self, name: &str, mac: Mac, until: Instant, cancel: &AtomicBool, log: &dyn NetLog) -> Result<Lease, DhcpIoError> {
+    fn dhcp(
+        &self,
+        name: &str,
+        mac: Mac,
+        until: Instant,
+        cancel: &AtomicBool,
+        log: &dyn NetLog,
+    ) -> Result<Lease, DhcpIoError> {
         dhcp_io::run_dhcp(name, mac, until, cancel, log)
     }
 }
@@ -175,8 +202,18 @@ pub const RESCAN: Duration = Duration::from_millis(500);
 const WAIT_MESSAGE_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs the network stage against the real system.
-pub fn network_stage(cfg: &NetConfig, sys_class_net: &Path, log: &dyn NetLog) -> Result<NetResult, NetError> {
-    network_stage_with(cfg, &SystemNet { sys_class_net: sys_class_net.into() }, log)
+pub fn network_stage(
+    cfg: &NetConfig,
+    sys_class_net: &Path,
+    log: &dyn NetLog,
+) -> Result<NetResult, NetError> {
+    network_stage_with(
+        cfg,
+        &SystemNet {
+            sys_class_net: sys_class_net.into(),
+        },
+        log,
+    )
 }
 
 /// Which links the command line allows: the `ip=` device, else the BOOTIF
@@ -206,7 +243,11 @@ enum LinkState {
 }
 
 /// The network stage over any [`NetOps`].
-pub fn network_stage_with(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -> Result<NetResult, NetError> {
+pub fn network_stage_with(
+    cfg: &NetConfig,
+    ops: &dyn NetOps,
+    log: &dyn NetLog,
+) -> Result<NetResult, NetError> {
     match cfg.mode() {
         IpMode::Off => Err(NetError::Disabled),
         IpMode::Static => static_stage(cfg, ops, log),
@@ -219,7 +260,12 @@ pub fn network_stage_with(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -
     }
 }
 
-fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &dyn NetOps, log: &dyn NetLog) -> Result<NetResult, NetError> {
+fn dhcp_stage(
+    cfg: &NetConfig,
+    device: Option<&str>,
+    ops: &dyn NetOps,
+    log: &dyn NetLog,
+) -> Result<NetResult, NetError> {
     let start = Instant::now();
     let until = start + cfg.dhcp_timeout;
     let cancel = AtomicBool::new(false);
@@ -235,7 +281,10 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &dyn NetOps, log: &dyn
                 if links.contains_key(&l.name) {
                     continue;
                 }
-                log.log(Level::Info, &format!("found {} ({}), bringing it up", l.name, l.mac));
+                log.log(
+                    Level::Info,
+                    &format!("found {} ({}), bringing it up", l.name, l.mac),
+                );
                 if let Err(e) = ops.set_up(&l.name, true) {
                     log.log(Level::Warn, &e.to_string());
                 }
@@ -243,7 +292,11 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &dyn NetOps, log: &dyn
             }
             let mut waiting = Vec::new();
             for (name, (mac, state)) in links.iter_mut() {
-                if matches!(state, LinkState::WaitingCarrier { .. } | LinkState::NoCarrier) && ops.has_carrier(name) {
+                if matches!(
+                    state,
+                    LinkState::WaitingCarrier { .. } | LinkState::NoCarrier
+                ) && ops.has_carrier(name)
+                {
                     log.log(Level::Info, &format!("{name}: carrier, starting DHCP"));
                     *state = LinkState::Running;
                     let (tx, name, mac, cancel) = (tx.clone(), name.clone(), *mac, &cancel);
@@ -255,7 +308,10 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &dyn NetOps, log: &dyn
                     if now.duration_since(since) >= cfg.carrier_timeout {
                         log.log(
                             Level::Warn,
-                            &format!("{name}: no carrier after {} s, not waiting for it any more", cfg.carrier_timeout.as_secs()),
+                            &format!(
+                                "{name}: no carrier after {} s, not waiting for it any more",
+                                cfg.carrier_timeout.as_secs()
+                            ),
                         );
                         *state = LinkState::NoCarrier;
                     } else {
@@ -267,9 +323,21 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &dyn NetOps, log: &dyn
                 last_message = now;
                 let left = until.saturating_duration_since(now).as_secs();
                 if links.is_empty() {
-                    log.log(Level::Info, &format!("waiting for a network interface {} ({left} s left)", wanted_text(device, cfg.bootif)));
+                    log.log(
+                        Level::Info,
+                        &format!(
+                            "waiting for a network interface {} ({left} s left)",
+                            wanted_text(device, cfg.bootif)
+                        ),
+                    );
                 } else if !waiting.is_empty() {
-                    log.log(Level::Info, &format!("waiting for carrier on {} ({left} s left)", waiting.join(", ")));
+                    log.log(
+                        Level::Info,
+                        &format!(
+                            "waiting for carrier on {} ({left} s left)",
+                            waiting.join(", ")
+                        ),
+                    );
                 }
             }
             match rx.recv_timeout(RESCAN) {
@@ -285,16 +353,27 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &dyn NetOps, log: &dyn
             }
             let now = Instant::now();
             let all_done = !links.is_empty()
-                && links.values().all(|(_, s)| matches!(s, LinkState::NoCarrier | LinkState::Failed));
+                && links
+                    .values()
+                    .all(|(_, s)| matches!(s, LinkState::NoCarrier | LinkState::Failed));
             let none_ran = links.values().all(|(_, s)| *s == LinkState::NoCarrier);
             if now >= until || all_done {
                 let waited = now - start;
                 return Err(if links.is_empty() {
-                    NetError::NoInterface { wanted: wanted_text(device, cfg.bootif), waited }
+                    NetError::NoInterface {
+                        wanted: wanted_text(device, cfg.bootif),
+                        waited,
+                    }
                 } else if none_ran {
-                    NetError::NoCarrier { links: links.keys().cloned().collect(), waited }
+                    NetError::NoCarrier {
+                        links: links.keys().cloned().collect(),
+                        waited,
+                    }
                 } else {
-                    NetError::NoLease { errors: errors.clone(), waited }
+                    NetError::NoLease {
+                        errors: errors.clone(),
+                        waited,
+                    }
                 });
             }
         })();
@@ -315,12 +394,24 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &dyn NetOps, log: &dyn
         gateway: lease.routers.first().copied(),
         mtu: lease.mtu,
     };
-    ops.configure(&name, &link_cfg).map_err(NetError::Configure)?;
-    Ok(NetResult { interface: name, mac, proto: Proto::Dhcp, lease })
+    ops.configure(&name, &link_cfg)
+        .map_err(NetError::Configure)?;
+    Ok(NetResult {
+        interface: name,
+        mac,
+        proto: Proto::Dhcp,
+        lease,
+    })
 }
 
-fn static_stage(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -> Result<NetResult, NetError> {
-    let Some(ip) = &cfg.ip else { return Err(NetError::Disabled) };
+fn static_stage(
+    cfg: &NetConfig,
+    ops: &dyn NetOps,
+    log: &dyn NetLog,
+) -> Result<NetResult, NetError> {
+    let Some(ip) = &cfg.ip else {
+        return Err(NetError::Disabled);
+    };
     let (Some(address), Some(netmask)) = (ip.client, ip.effective_netmask()) else {
         return Err(NetError::Disabled);
     };
@@ -348,9 +439,17 @@ fn static_stage(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -> Result<N
         if waited >= cfg.carrier_timeout {
             match (device, candidates.first()) {
                 (Some(_), Some(l)) => break l.clone(),
-                (_, None) => return Err(NetError::NoInterface { wanted: wanted_text(device, cfg.bootif), waited }),
+                (_, None) => {
+                    return Err(NetError::NoInterface {
+                        wanted: wanted_text(device, cfg.bootif),
+                        waited,
+                    });
+                }
                 (None, Some(_)) => {
-                    return Err(NetError::NoCarrier { links: candidates.iter().map(|l| l.name.clone()).collect(), waited });
+                    return Err(NetError::NoCarrier {
+                        links: candidates.iter().map(|l| l.name.clone()).collect(),
+                        waited,
+                    });
                 }
             }
         }
@@ -371,19 +470,50 @@ fn static_stage(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -> Result<N
         gateway: ip.gateway,
         mtu: None,
     };
-    ops.configure(&chosen.name, &link_cfg).map_err(NetError::Configure)?;
-    log.log(Level::Info, &format!("{}: static address {}/{} from ip=", chosen.name, address, lease.prefix_len));
-    Ok(NetResult { interface: chosen.name, mac: chosen.mac, proto: Proto::Static, lease })
+    ops.configure(&chosen.name, &link_cfg)
+        .map_err(NetError::Configure)?;
+    log.log(
+        Level::Info,
+        &format!(
+            "{}: static address {}/{} from ip=",
+            chosen.name, address, lease.prefix_len
+        ),
+    );
+    Ok(NetResult {
+        interface: chosen.name,
+        mac: chosen.mac,
+        proto: Proto::Static,
+        lease,
+    })
 }
 
 /// Chooses the identity (PTR to the lease's DNS servers on `dns_port`, then
 /// DHCP option 12, `ip=` hostname, address) without applying it.
-pub fn resolve_identity(net: &NetResult, cfg: &NetConfig, dns_port: u16, timing: LookupTiming, log: &dyn NetLog) -> Identity {
-    let servers: Vec<SocketAddr> =
-        net.lease.dns_servers.iter().map(|s| SocketAddr::V4(SocketAddrV4::new(*s, dns_port))).collect();
-    let ptr = dns::lookup_ptr(net.lease.address, &servers, timing, &|l| log.log(Level::Debug, l));
+pub fn resolve_identity(
+    net: &NetResult,
+    cfg: &NetConfig,
+    dns_port: u16,
+    timing: LookupTiming,
+    log: &dyn NetLog,
+) -> Identity {
+    let servers: Vec<SocketAddr> = net
+        .lease
+        .dns_servers
+        .iter()
+        .map(|s| SocketAddr::V4(SocketAddrV4::new(*s, dns_port)))
+        .collect();
+    let ptr = dns::lookup_ptr(net.lease.address, &servers, timing, &|l| {
+        log.log(Level::Debug, l)
+    });
     if let PtrOutcome::Names { names, server } = &ptr {
-        log.log(Level::Debug, &format!("PTR {} at {server}: {}", net.lease.address, names.join(", ")));
+        log.log(
+            Level::Debug,
+            &format!(
+                "PTR {} at {server}: {}",
+                net.lease.address,
+                names.join(", ")
+            ),
+        );
     }
     let candidates = Candidates {
         ptr: &ptr,
@@ -397,7 +527,12 @@ pub fn resolve_identity(net: &NetResult, cfg: &NetConfig, dns_port: u16, timing:
 
 /// The identity stage: resolve, then set host and domain name. A failure to
 /// set them is logged; the boot goes on with the chosen names recorded.
-pub fn identity_stage(net: &NetResult, cfg: &NetConfig, sys: &mut dyn SetNames, log: &dyn NetLog) -> Identity {
+pub fn identity_stage(
+    net: &NetResult,
+    cfg: &NetConfig,
+    sys: &mut dyn SetNames,
+    log: &dyn NetLog,
+) -> Identity {
     let id = resolve_identity(net, cfg, DNS_PORT, LookupTiming::default(), log);
     if let Err(e) = identity::apply_identity(&id, sys) {
         log.log(Level::Warn, &e.to_string());
