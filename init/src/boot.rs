@@ -92,7 +92,11 @@ pub fn run(b: &Boot) {
     if breaks_before(b, &ctx, "summary") {
         return;
     }
-    if let Err(message) = stage(b, "summary", || Ok::<_, std::convert::Infallible>(log_summary(&b.log, &summary))) {
+    let summary_stage = || {
+        log_summary(&b.log, &summary);
+        Ok::<_, std::convert::Infallible>(())
+    };
+    if let Err(message) = stage(b, "summary", summary_stage) {
         return fail(b, ctx.cmdline, ctx.config, &message);
     }
     info!(b.log, "powering off");

@@ -145,7 +145,7 @@ impl Cmdline {
 
     pub fn is_blacklisted(&self, module: &str) -> bool {
         let module = modules_db::normalize_name(module);
-        self.blacklist.iter().any(|b| *b == module)
+        self.blacklist.contains(&module)
     }
 }
 
@@ -248,7 +248,8 @@ mod tests {
     /// Inputs and the words the kernel's next_arg makes of them.
     #[test]
     fn splitting_follows_the_kernel_quote_rules() {
-        let cases: &[(&str, &[(&str, Option<&str>)])] = &[
+        type Words<'a> = &'a [(&'a str, Option<&'a str>)];
+        let cases: &[(&str, Words)] = &[
             ("a b=c", &[("a", None), ("b", Some("c"))]),
             ("  a \t\n b  ", &[("a", None), ("b", None)]),
             (r#"x="one two" y"#, &[("x", Some("one two")), ("y", None)]),

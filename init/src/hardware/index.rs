@@ -32,6 +32,40 @@ pub trait ModuleIndex {
     fn pci_device_name(&self, vendor: u16, device: u16) -> Option<String>;
 }
 
+/// The boot-time database written by mkinitramfs.
+pub struct DbIndex<'a>(pub modules_db::Db<'a>);
+
+impl DbIndex<'_> {
+    fn names(&self, ids: impl Iterator<Item = modules_db::ModuleId>) -> Vec<String> {
+        ids.filter_map(|id| self.0.module(id)).map(|m| m.name().to_string()).collect()
+    }
+}
+
+impl ModuleIndex for DbIndex<'_> {
+    fn lookup(&self, modalias: &str) -> Vec<String> {
+        self.names(self.0.lookup(modalias).into_iter())
+    }
+    fn module(&self, name: &str) -> Option<ModuleEntry> {
+        let m = self.0.module(self.0.find(name)?)?;
+        Some(ModuleEntry {
+            name: m.name().to_string(),
+            path: (!m.is_builtin()).then(|| m.path().to_string()),
+            depends: self.names(m.depends()),
+            softdep_pre: self.names(m.softdep_pre()),
+            softdep_post: self.names(m.softdep_post()),
+        })
+    }
+    fn hint(&self, modalias: &str) -> Vec<String> {
+        self.0.hint(modalias).into_iter().map(str::to_string).collect()
+    }
+    fn pci_vendor_name(&self, vendor: u16) -> Option<String> {
+        self.0.pci_vendor_name(vendor).map(str::to_string)
+    }
+    fn pci_device_name(&self, vendor: u16, device: u16) -> Option<String> {
+        self.0.pci_device_name(vendor, device).map(str::to_string)
+    }
+}
+
 /// An in-memory index for tests, with exact-or-`*`-suffix alias patterns.
 #[cfg(test)]
 pub mod fake {
@@ -95,39 +129,5 @@ pub mod fake {
         fn pci_device_name(&self, vendor: u16, device: u16) -> Option<String> {
             self.devices.get(&(vendor, device)).cloned()
         }
-    }
-}
-
-/// The boot-time database written by mkinitramfs.
-pub struct DbIndex<'a>(pub modules_db::Db<'a>);
-
-impl DbIndex<'_> {
-    fn names(&self, ids: impl Iterator<Item = modules_db::ModuleId>) -> Vec<String> {
-        ids.filter_map(|id| self.0.module(id)).map(|m| m.name().to_string()).collect()
-    }
-}
-
-impl ModuleIndex for DbIndex<'_> {
-    fn lookup(&self, modalias: &str) -> Vec<String> {
-        self.names(self.0.lookup(modalias).into_iter())
-    }
-    fn module(&self, name: &str) -> Option<ModuleEntry> {
-        let m = self.0.module(self.0.find(name)?)?;
-        Some(ModuleEntry {
-            name: m.name().to_string(),
-            path: (!m.is_builtin()).then(|| m.path().to_string()),
-            depends: self.names(m.depends()),
-            softdep_pre: self.names(m.softdep_pre()),
-            softdep_post: self.names(m.softdep_post()),
-        })
-    }
-    fn hint(&self, modalias: &str) -> Vec<String> {
-        self.0.hint(modalias).into_iter().map(str::to_string).collect()
-    }
-    fn pci_vendor_name(&self, vendor: u16) -> Option<String> {
-        self.0.pci_vendor_name(vendor).map(str::to_string)
-    }
-    fn pci_device_name(&self, vendor: u16, device: u16) -> Option<String> {
-        self.0.pci_device_name(vendor, device).map(str::to_string)
     }
 }

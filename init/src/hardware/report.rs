@@ -52,6 +52,12 @@ pub fn no_driver_line(device: &Device, index: &dyn ModuleIndex, plan: &Plan, cmd
     if matched.iter().any(|m| builtin(m) || plan.is_present(m)) {
         return None;
     }
+    let hint = index.hint(&device.modalias);
+    // Firmware-described and CPU/input "devices" without any module are the normal
+    // state of every machine; they matter only when some module would take them.
+    if matched.is_empty() && hint.is_empty() && !expects_driver(&device.modalias) {
+        return None;
+    }
     let mut line = format!("no driver for {} device {} modalias {}", device.bus(), device.name(), device.modalias);
     if let Some(names) = pci_names(&device.modalias, index) {
         line.push_str(&format!(" ({names})"));
@@ -64,12 +70,28 @@ pub fn no_driver_line(device: &Device, index: &dyn ModuleIndex, plan: &Plan, cmd
             line.push_str(&format!("; {m} did not load: {why}"));
         }
     }
-    let hint = index.hint(&device.modalias);
     if !hint.is_empty() {
         let list = hint.join(",");
         line.push_str(&format!("; the kernel's {list} would bind it: rebuild with mkinitramfs --add-modules {list}"));
     }
     Some(line)
+}
+
+/// Buses whose devices are all meant to have a driver, with the PCI classes that never
+/// get one (host and ISA bridges are driven by the platform code, not by a driver).
+const DRIVEN_BUSES: &[&str] = &["pci", "usb", "virtio"];
+const UNDRIVEN_PCI_CLASSES: &[&str] = &["06"];
+
+/// Whether a device on this modalias's bus is worth a line even when no module at all
+/// is known for it.
+fn expects_driver(modalias: &str) -> bool {
+    let Some((bus, rest)) = modalias.split_once(':') else { return false };
+    if !DRIVEN_BUSES.contains(&bus) {
+        return false;
+    }
+    // pci:v<8>d<8>sv<8>sd<8>bc<2>sc<2>i<2>
+    let class = rest.find("bc").and_then(|at| rest.get(at + 2..at + 4));
+    !(bus == "pci" && class.is_some_and(|c| UNDRIVEN_PCI_CLASSES.iter().any(|u| u.eq_ignore_ascii_case(c))))
 }
 
 /// `pci:v000010ECd00008139...` -> "<vendor name> <device name>" from the database.
@@ -163,14 +185,34 @@ mod tests {
     }
 
     #[test]
-    fn non_pci_devices_have_no_names() {
-        let line = no_driver_line(
-            &device("/devices/platform/i8042/serio0", "serio:ty01pr00id00ex00"),
-            &index(),
-            &Plan::new(),
-            &Cmdline::default(),
+    fn non_pci_devices_are_reported_only_when_a_module_is_known() {
+        let mut idx = index();
+        let serio = device("/devices/platform/i8042/serio0", "serio:ty01pr00id00ex00");
+        assert_eq!(no_driver_line(&serio, &idx, &Plan::new(), &Cmdline::default()), None);
+        idx.hints.push(("serio:ty01*".into(), "atkbd".into()));
+        let line = no_driver_line(&serio, &idx, &Plan::new(), &Cmdline::default()).unwrap();
+        assert!(
+            line.starts_with("no driver for serio device serio0 modalias serio:ty01pr00id00ex00; the kernel's atkbd"),
+            "{line}"
         );
-        assert_eq!(line.as_deref(), Some("no driver for serio device serio0 modalias serio:ty01pr00id00ex00"));
+    }
+
+    #[test]
+    fn unknown_pci_usb_virtio_devices_are_reported_but_not_bridges() {
+        let idx = index();
+        let (plan, cmdline) = (Plan::new(), Cmdline::default());
+        let smbus = device("/devices/pci0000:00/0000:00:1f.3", "pci:v00008086d00002930sv00001AF4sd00001100bc0Csc05i00");
+        let line = no_driver_line(&smbus, &idx, &plan, &cmdline).unwrap();
+        assert_eq!(
+            line,
+            "no driver for pci device 0000:00:1f.3 modalias pci:v00008086d00002930sv00001AF4sd00001100bc0Csc05i00 (Intel Corporation device 2930)"
+        );
+        let host_bridge =
+            device("/devices/pci0000:00/0000:00:00.0", "pci:v00008086d000029C0sv00001AF4sd00001100bc06sc00i00");
+        assert_eq!(no_driver_line(&host_bridge, &idx, &plan, &cmdline), None);
+        let usb =
+            device("/devices/pci0000:00/0000:00:1d.0/usb1/1-1", "usb:v0627p0001d0000dc00dsc00dp00ic03isc00ip00in00");
+        assert!(no_driver_line(&usb, &idx, &plan, &cmdline).is_some());
     }
 
     #[test]

@@ -105,33 +105,55 @@ pub fn disks(sys: &Path) -> Vec<Disk> {
         .into_iter()
         .filter(|link| !link.join("partition").exists())
         .filter(|link| !VIRTUAL_BLOCK.iter().any(|p| file_name(link).starts_with(p)))
+        // NVMe multipath: the per-controller path disks (nvme0c0n1) are hidden; the
+        // namespace disk (nvme0n1) is the one to use.
+        .filter(|link| read_trimmed(&link.join("hidden")).as_deref() != Some("1"))
         .map(|link| {
             let sectors: u64 = read_trimmed(&link.join("size")).and_then(|s| s.parse().ok()).unwrap_or(0);
-            let real = std::fs::canonicalize(&link).unwrap_or_else(|_| link.clone());
             Disk {
                 name: file_name(&link),
                 size_mib: sectors * 512 / (1024 * 1024),
-                drivers: ancestor_drivers(&real, &devices),
+                drivers: disk_drivers(&link, &devices),
             }
         })
         .collect()
 }
 
-/// Drivers of the ancestors of `dir` up to (not including) `top`, nearest first, without
-/// repeats.
-fn ancestor_drivers(dir: &Path, top: &Path) -> Vec<String> {
+/// Drivers of a disk's own ancestors. A disk stacked on others has none of its own: an
+/// NVMe multipath head sits under a virtual subsystem whose `device` directory links to
+/// the controllers; newer kernels list the paths in `multipath`, device mapper in
+/// `slaves`. Then the drivers are those of the first linked device that has some.
+fn disk_drivers(link: &Path, devices: &Path) -> Vec<String> {
+    let real = std::fs::canonicalize(link).unwrap_or_else(|_| link.to_path_buf());
+    let own = real.parent().map(|parent| drivers_upward(parent, devices)).unwrap_or_default();
+    if !own.is_empty() {
+        return own;
+    }
+    ["multipath", "slaves", "device"]
+        .iter()
+        .flat_map(|dir| sorted_entries(&real.join(dir)))
+        .filter(|entry| entry.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()))
+        .filter_map(|lower| std::fs::canonicalize(lower).ok())
+        .map(|lower| drivers_upward(&lower, devices))
+        .find(|drivers| !drivers.is_empty())
+        .unwrap_or_default()
+}
+
+/// Drivers bound to `dir` and its ancestors up to (not including) `top`, nearest first,
+/// without repeats.
+fn drivers_upward(dir: &Path, top: &Path) -> Vec<String> {
     let mut drivers: Vec<String> = Vec::new();
-    let mut at: Option<PathBuf> = dir.parent().map(Path::to_path_buf);
+    let mut at = Some(dir);
     while let Some(d) = at {
         if !d.starts_with(top) || d == top {
             break;
         }
-        if let Some(driver) = driver_of(&d)
+        if let Some(driver) = driver_of(d)
             && drivers.last() != Some(&driver)
         {
             drivers.push(driver);
         }
-        at = d.parent().map(Path::to_path_buf);
+        at = d.parent();
     }
     drivers
 }
@@ -260,7 +282,14 @@ mod tests {
         bind(sys, "/devices/pci0000:00/0000:00:04.0/virtio1", "virtio_blk");
         block(sys, "/devices/pci0000:00/0000:00:04.0/virtio1/block/vda", 131072, false);
         bind(sys, "/devices/pci0000:00/0000:00:05.0", "nvme");
-        block(sys, "/devices/pci0000:00/0000:00:05.0/nvme/nvme0/nvme0n1", 2 * 131072, false);
+        block(sys, "/devices/pci0000:00/0000:00:05.0/nvme/nvme0/nvme0c0n1", 2 * 131072, false);
+        std::fs::write(sys.join("devices/pci0000:00/0000:00:05.0/nvme/nvme0/nvme0c0n1/hidden"), "1\n").unwrap();
+        // The multipath head lives under a virtual subsystem that links to its controllers.
+        let subsys = sys.join("devices/virtual/nvme-subsystem/nvme-subsys0");
+        block(sys, "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1", 2 * 131072, false);
+        std::os::unix::fs::symlink(&subsys, subsys.join("nvme0n1/device")).unwrap();
+        std::os::unix::fs::symlink(sys.join("devices/pci0000:00/0000:00:05.0/nvme/nvme0"), subsys.join("nvme0"))
+            .unwrap();
         block(sys, "/devices/virtual/block/loop0", 100, false);
         block(sys, "/devices/virtual/block/ram0", 100, false);
         let got: Vec<(String, u64, String)> =
