@@ -207,7 +207,7 @@ mod tests {
             }
             assert_eq!(detect(&stream), Some(compression));
             let stream_len = stream.len();
-            stream.extend_from_slice(b"\0\0\0\0070701trailing");
+            stream.extend_from_slice(b"\x00\x00\x00\x00070701trailing");
             let (out, consumed) = decompress_stream(compression, &stream).unwrap();
             assert_eq!(consumed, stream_len, "{compression}");
             assert!(out == data, "{compression} output differs");

@@ -129,7 +129,7 @@ fn read_cpio_sequence(
         if offset >= data.len() {
             return Err(ReadError::MissingTrailer { at: locate(offset) });
         }
-        if offset % 4 != 0 {
+        if !offset.is_multiple_of(4) {
             return Err(ReadError::Misaligned { at: locate(offset) });
         }
         let (entry, next) = read_entry(data, offset, locate)?;

@@ -69,13 +69,15 @@ fn source_date_epoch_from_the_environment_sets_the_mtime() {
         assert_eq!(archive.mtime(), 1_600_000_000);
         return;
     }
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "source_date_epoch_from_the_environment_sets_the_mtime", "--nocapture"])
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "source_date_epoch_from_the_environment_sets_the_mtime"])
         .env("INITRAMFS_TEST_CHILD", "1")
         .env("SOURCE_DATE_EPOCH", "1600000000")
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success(), "child test with SOURCE_DATE_EPOCH failed");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "child test with SOURCE_DATE_EPOCH failed: {report}");
+    assert!(report.contains("1 passed"), "the child ran no test: {report}");
 }
 
 fn run_cpio(args: &[&str], dir: &Path, input: &[u8]) -> std::process::Output {

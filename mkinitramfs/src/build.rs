@@ -13,6 +13,9 @@ use modules_db::{KernelModules, normalize_name};
 use crate::firmware::{self, FirmwareError};
 use crate::profile::Profile;
 
+/// (path or name, contents) of files headed for the archive.
+pub type NamedFiles = Vec<(String, Vec<u8>)>;
+
 /// Everything one build needs, defaults already applied.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -226,7 +229,7 @@ pub fn select_modules(kernel: &KernelModules, roots: &[String], omit: &[String])
 
 /// Reads every included module (decompressed), in parallel. Returns archive paths
 /// and contents in name order; the first failure in name order is reported.
-pub fn read_modules(kernel: &KernelModules, included: &BTreeSet<String>) -> Result<Vec<(String, Vec<u8>)>, BuildError> {
+pub fn read_modules(kernel: &KernelModules, included: &BTreeSet<String>) -> Result<NamedFiles, BuildError> {
     let names: Vec<&String> = included.iter().collect();
     let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism().map_or(1, |count| count.get()).min(names.len().max(1));
@@ -274,7 +277,7 @@ pub fn collect_firmware(
     firmware_root: &Path,
     kernel: &KernelModules,
     included: &BTreeSet<String>,
-) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>), BuildError> {
+) -> Result<(NamedFiles, Vec<String>), BuildError> {
     let wanted: BTreeSet<&String> =
         included.iter().filter_map(|name| kernel.modules.get(name)).flat_map(|info| &info.firmware).collect();
     let mut found = Vec::new();
@@ -296,9 +299,9 @@ const EMPTY_DIRS: [(&str, u32); 7] =
 pub fn assemble(
     version: &str,
     init: Vec<u8>,
-    modules: Vec<(String, Vec<u8>)>,
+    modules: NamedFiles,
     db: Vec<u8>,
-    firmware: Vec<(String, Vec<u8>)>,
+    firmware: NamedFiles,
 ) -> Result<Archive, BuildError> {
     let mut archive = Archive::new().map_err(BuildError::Archive)?;
     archive.add_file("init", 0o755, init).map_err(BuildError::Archive)?;
