@@ -99,6 +99,8 @@ pub struct Summary {
     pub compression: Compression,
     pub output: PathBuf,
     pub elapsed: Duration,
+    /// The pci.ids whose names went into the module database, if one was found.
+    pub pci_ids: Option<PathBuf>,
 }
 
 impl fmt::Display for Summary {
@@ -121,6 +123,10 @@ impl fmt::Display for Summary {
             self.output.display(),
             self.elapsed.as_secs_f64()
         )?;
+        match &self.pci_ids {
+            Some(path) => writeln!(f, "PCI names from {}", path.display())?,
+            None => writeln!(f, "no pci.ids found (install pci.ids): devices without a driver are reported by number only")?,
+        }
         if !self.profile_absent.is_empty() {
             writeln!(f, "not in this kernel (skipped): {}", self.profile_absent.join(", "))?;
         }
@@ -145,7 +151,8 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
     let modules = read_modules(&kernel, &included)?;
     let (firmware, firmware_missing) = collect_firmware(&options.basedir.join("lib/firmware"), &kernel, &included)?;
     let firmware_included = firmware.len();
-    let db = modules_db::encode(&kernel, &included);
+    let pci_ids = read_pci_ids(&options.basedir);
+    let db = modules_db::encode_with(&kernel, &included, pci_ids.as_ref().map(|(_, text)| text.as_str()));
     let archive = assemble(&kernel.version, init, modules, db, firmware)?;
     let raw = archive.to_bytes();
     drop(archive);
@@ -163,6 +170,21 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
         compression: options.compression,
         output: options.output.clone(),
         elapsed: started.elapsed(),
+        pci_ids: pci_ids.map(|(path, _)| path),
+    })
+}
+
+/// Where pci.ids is looked for, first under BASEDIR (the system the initramfs is for),
+/// then on the build host. Only names come from it, so any version will do.
+const PCI_IDS_PATHS: &[&str] = &["usr/share/misc/pci.ids", "usr/share/hwdata/pci.ids"];
+
+/// The text of the first pci.ids found, for readable "no driver for ..." lines at boot.
+/// Missing is not an error: init then reports bare vendor and device numbers.
+fn read_pci_ids(basedir: &Path) -> Option<(PathBuf, String)> {
+    let bases = [basedir, Path::new("/")];
+    bases.iter().flat_map(|base| PCI_IDS_PATHS.iter().map(move |rel| base.join(rel))).find_map(|path| {
+        let text = std::fs::read(&path).ok()?;
+        Some((path, String::from_utf8_lossy(&text).into_owned()))
     })
 }
 
