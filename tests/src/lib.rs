@@ -15,6 +15,9 @@
 //! - [`netns`]: uniquely named network namespaces, bridges, taps, veth pairs.
 //! - [`dnsmasq`]: DHCP/TFTP/DNS server configuration and process inside a namespace.
 //! - [`process`]: child-process guards that kill the whole process group on drop.
+//! - [`pxe`]: a lab segment (namespace, bridge, taps, TFTP root with pxelinux, dnsmasq)
+//!   that VMs network-boot from.
+//! - [`nfs`]: nfs-ganesha + rpcbind exporting a root image inside a namespace.
 //! - [`paths`]: workspace, target, log and scratch directories.
 
 pub mod build;
@@ -24,8 +27,10 @@ pub mod error;
 pub mod image;
 pub mod kernel;
 pub mod netns;
+pub mod nfs;
 pub mod paths;
 pub mod process;
+pub mod pxe;
 pub mod vm;
 
 pub use error::Error;

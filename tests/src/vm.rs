@@ -62,17 +62,27 @@ pub struct Nic {
     /// MAC address, `52:54:00:xx:xx:xx`.
     pub mac: String,
     pub backend: Option<NetBackend>,
+    /// QEMU `bootindex` of the NIC: the firmware tries it (its iPXE ROM) before other
+    /// boot devices. Only meaningful with [`Vm::pxe`].
+    pub bootindex: Option<u32>,
 }
 
 impl Nic {
     /// A NIC alone on its own hub (the hub id is chosen by [`Vm::run`]).
     pub fn new(model: &str, mac: &str) -> Nic {
-        Nic { model: model.into(), mac: mac.into(), backend: None }
+        Nic { model: model.into(), mac: mac.into(), backend: None, bootindex: None }
     }
 
     /// A NIC on a tap inside the VM's namespace.
     pub fn tap(model: &str, mac: &str, ifname: &str) -> Nic {
-        Nic { model: model.into(), mac: mac.into(), backend: Some(NetBackend::Tap(ifname.into())) }
+        Nic { model: model.into(), mac: mac.into(), backend: Some(NetBackend::Tap(ifname.into())), bootindex: None }
+    }
+
+    /// Makes the firmware network-boot from this NIC first (`bootindex=1`), e.g. the
+    /// second NIC of a VM whose first NIC sits on a dead segment.
+    pub fn boot_first(mut self) -> Nic {
+        self.bootindex = Some(1);
+        self
     }
 }
 
@@ -133,6 +143,7 @@ pub struct Vm {
     timeout: Duration,
     netns: Option<String>,
     extra: Vec<String>,
+    pxe: bool,
 }
 
 impl Vm {
@@ -157,6 +168,7 @@ impl Vm {
             timeout,
             netns: None,
             extra: Vec::new(),
+            pxe: false,
         }
     }
 
@@ -199,6 +211,15 @@ impl Vm {
         self.netns = Some(ns.name().into());
         self
     }
+    /// Boots from the network like a lab machine: no `-kernel`/`-initrd`/`-append`;
+    /// SeaBIOS runs the NIC's iPXE ROM (QEMU's default `romfile` from `ipxe-qemu`),
+    /// which gets kernel, initrd and command line through DHCP + TFTP + pxelinux (see
+    /// [`crate::pxe::PxeRig`]). `-boot n` unless a NIC has a `bootindex`.
+    pub fn pxe(mut self) -> Self {
+        self.pxe = true;
+        self
+    }
+
     /// Raw QEMU arguments appended at the end.
     pub fn qemu_args(mut self, args: &[&str]) -> Self {
         self.extra.extend(args.iter().map(|s| s.to_string()));
@@ -251,7 +272,8 @@ impl Vm {
                 }
             };
             cmd.arg("-netdev").arg(netdev);
-            cmd.arg("-device").arg(format!("{},netdev=n{i},mac={}", nic.model, nic.mac));
+            let bootindex = nic.bootindex.map(|b| format!(",bootindex={b}")).unwrap_or_default();
+            cmd.arg("-device").arg(format!("{},netdev=n{i},mac={}{bootindex}", nic.model, nic.mac));
         }
 
         let mut ahci_port = 0;
@@ -283,6 +305,19 @@ impl Vm {
             }
         }
 
+        if self.pxe {
+            if self.kernel.is_some() || self.initrd.is_some() || !self.append.is_empty() {
+                return Err(Error::Invalid {
+                    what: format!("VM {}", self.name),
+                    reason: "a PXE boot takes kernel, initrd and command line from pxelinux; set them on the PxeRig".into(),
+                });
+            }
+            if !self.nics.iter().any(|n| n.bootindex.is_some()) {
+                cmd.args(["-boot", "n"]);
+            }
+            cmd.args(&self.extra);
+            return Ok(cmd);
+        }
         let kernel = match &self.kernel {
             Some(k) => k.clone(),
             None => Kernel::cached().vmlinuz.clone(),
