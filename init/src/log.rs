@@ -55,23 +55,30 @@ impl Log {
     /// Log one message; a message with newlines becomes several lines, each prefixed,
     /// because kmsg takes one record per write and the tests match whole lines.
     pub fn info(&self, args: fmt::Arguments<'_>) {
+        self.write(args, true);
+    }
+
+    /// Log a detail line (e.g. every device with its driver): always kept in kmsg, so
+    /// `dmesg` on the booted machine has the whole story, but shown on the console
+    /// only with `diskless.debug`, because every line on a 115200-baud serial console
+    /// costs boot time.
+    pub fn debug(&self, args: fmt::Arguments<'_>) {
+        self.write(args, self.debug_enabled());
+    }
+
+    fn write(&self, args: fmt::Arguments<'_>, to_console: bool) {
         let text = args.to_string();
         let mut sinks = self.lock();
         for line in text.lines() {
             // One write_all per line and sink: a line is never interleaved with a
             // line of another thread, and kmsg sees exactly one record.
-            let _ = sinks.console.write_all(format!("{PREFIX}{line}\n").as_bytes());
-            let _ = sinks.console.flush();
+            if to_console {
+                let _ = sinks.console.write_all(format!("{PREFIX}{line}\n").as_bytes());
+                let _ = sinks.console.flush();
+            }
             if let Some(kmsg) = sinks.kmsg.as_mut() {
                 let _ = kmsg.write_all(format!("<7>{PREFIX}{line}\n").as_bytes());
             }
-        }
-    }
-
-    /// Log a detail line, only with `diskless.debug`.
-    pub fn debug(&self, args: fmt::Arguments<'_>) {
-        if self.debug_enabled() {
-            self.info(args);
         }
     }
 
@@ -94,7 +101,8 @@ macro_rules! info {
     ($log:expr, $($arg:tt)*) => { $log.info(format_args!($($arg)*)) };
 }
 
-/// `debug!(log, "...", args)`: a detail line shown with `diskless.debug`.
+/// `debug!(log, "...", args)`: a detail line, in kmsg always and on the console with
+/// `diskless.debug`.
 #[macro_export]
 macro_rules! debug {
     ($log:expr, $($arg:tt)*) => { $log.debug(format_args!($($arg)*)) };
@@ -176,12 +184,15 @@ mod tests {
     }
 
     #[test]
-    fn debug_lines_appear_only_when_enabled() {
+    fn debug_lines_reach_the_console_only_when_enabled_but_kmsg_always() {
         let (log, console) = captured();
-        debug!(log, "hidden");
+        let kmsg = Capture::default();
+        log.attach_kmsg(Box::new(kmsg.clone()));
+        debug!(log, "device virtio0 driver virtio_net");
         log.set_debug(true);
         debug!(log, "shown");
         assert_eq!(console.text(), "diskless: shown\n");
+        assert_eq!(kmsg.text(), "<7>diskless: device virtio0 driver virtio_net\n<7>diskless: shown\n");
     }
 
     #[test]
