@@ -9,3 +9,4 @@ pub mod net;
 pub mod os;
 pub mod config;
 pub mod local;
+pub mod scratch;

@@ -18,7 +18,7 @@
 //! two traits so the logic is tested against temp-dir trees; [`System`] is the real one.
 
 mod copy;
-mod image;
+pub(crate) mod image;
 mod mounts;
 mod select;
 mod system;
@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::config::Config;
 
 pub use copy::{ApplyError, ApplyReport, Attributes, CopyWarning, LayerReport, apply};
-pub use mounts::{Destination, MountAction, MountError, MountPlan, Mounter, execute, plan_mounts};
+pub use mounts::{Destination, MountAction, MountError, MountPlan, Mounter, execute, plan_mounts, plan_mounts_with_scratch};
 pub use select::{Layer, LayerInput, LayerKind, LayerSelection, SkipReason, SkippedLayer, check_host_name, select_layers};
 pub use system::System;
 
@@ -75,7 +75,20 @@ pub fn setup<S: Mounter + Attributes>(
     selection: &LayerSelection,
     system: &mut S,
 ) -> Result<LocalReport, LocalError> {
-    let plan = plan_mounts(config, image_root, run_dir);
+    setup_with_scratch(config, image_root, run_dir, selection, &[], system)
+}
+
+/// [`setup`] with the local dirs the scratch stage put on a scratch disk
+/// (`scratch::ScratchReport::local_dirs`): those are bind-mounted instead of a tmpfs.
+pub fn setup_with_scratch<S: Mounter + Attributes>(
+    config: &Config,
+    image_root: &Path,
+    run_dir: &Path,
+    selection: &LayerSelection,
+    scratch: &[(std::path::PathBuf, std::path::PathBuf)],
+    system: &mut S,
+) -> Result<LocalReport, LocalError> {
+    let plan = mounts::plan_mounts_with_scratch(config, image_root, run_dir, scratch);
     execute(&plan.before_copy, system).map_err(LocalError::Mount)?;
     let layers = apply(selection, image_root, &plan.destinations, system).map_err(LocalError::Apply)?;
     execute(&plan.after_copy, system).map_err(LocalError::Mount)?;

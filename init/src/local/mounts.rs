@@ -26,6 +26,8 @@ pub trait Mounter {
     fn mount_overlay(&mut self, target: &Path, options: &str) -> io::Result<()>;
     /// `mkdir -p <path>`, then give the last component `mode` and owner `uid:gid`.
     fn make_dir(&mut self, path: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<()>;
+    /// `mount --bind <source> <target>` (a scratch-disk directory instead of a tmpfs).
+    fn bind_mount(&mut self, source: &Path, target: &Path) -> io::Result<()>;
 }
 
 /// One step of the plan.
@@ -40,6 +42,8 @@ pub enum MountAction {
     MakeDir { path: PathBuf, like: Option<PathBuf> },
     Tmpfs { target: PathBuf, options: String },
     Overlay { target: PathBuf, options: String },
+    /// A directory of the scratch disk (DESIGN §6) in place of the tmpfs.
+    Bind { source: PathBuf, target: PathBuf },
 }
 
 /// Where the layer files of one configured dir go.
@@ -69,6 +73,7 @@ pub enum MountError {
     MakeDir { path: PathBuf, error: io::Error },
     Tmpfs { target: PathBuf, options: String, error: io::Error },
     Overlay { target: PathBuf, options: String, error: io::Error },
+    Bind { source: PathBuf, target: PathBuf, error: io::Error },
 }
 
 impl fmt::Display for MountError {
@@ -99,6 +104,12 @@ impl fmt::Display for MountError {
                  initramfs? or use mode = \"symlink\")",
                 target.display()
             ),
+            MountError::Bind { source, target, error } => write!(
+                f,
+                "cannot bind the scratch directory {} on {}: {error}",
+                source.display(),
+                target.display()
+            ),
         }
     }
 }
@@ -113,6 +124,19 @@ fn in_image(image_root: &Path, path: &Path) -> PathBuf {
 /// The mount plan for `config`, the image at `image_root` and private mounts under
 /// `run_dir` (`/run/diskless`). Pure: reads nothing.
 pub fn plan_mounts(config: &Config, image_root: &Path, run_dir: &Path) -> MountPlan {
+    plan_mounts_with_scratch(config, image_root, run_dir, &[])
+}
+
+/// [`plan_mounts`] with local dirs on a scratch disk: `scratch` lists `(dir, source)`
+/// pairs (`/etc`, `<scratch>/etc/local`) from `scratch::ScratchReport::local_dirs`;
+/// in symlink mode those dirs get a bind mount of their source instead of a tmpfs.
+/// Overlay mode ignores them (its uppers stay on tmpfs).
+pub fn plan_mounts_with_scratch(
+    config: &Config,
+    image_root: &Path,
+    run_dir: &Path,
+    scratch: &[(PathBuf, PathBuf)],
+) -> MountPlan {
     let tmpfs_options = format!("size={},mode=0755", config.tmpfs_size.mount_option());
     let mut plan = MountPlan { before_copy: Vec::new(), after_copy: Vec::new(), destinations: Vec::new() };
     match config.mode {
@@ -121,7 +145,14 @@ pub fn plan_mounts(config: &Config, image_root: &Path, run_dir: &Path) -> MountP
                 let image_path = dir.join(&config.localdir);
                 let target = in_image(image_root, &image_path);
                 plan.before_copy.push(MountAction::RequireDir { path: target.clone(), image_path });
-                plan.before_copy.push(MountAction::Tmpfs { target: target.clone(), options: tmpfs_options.clone() });
+                match scratch.iter().find(|(d, _)| d == dir) {
+                    Some((_, source)) => {
+                        plan.before_copy.push(MountAction::Bind { source: source.clone(), target: target.clone() })
+                    }
+                    None => plan
+                        .before_copy
+                        .push(MountAction::Tmpfs { target: target.clone(), options: tmpfs_options.clone() }),
+                }
                 plan.destinations.push(Destination { dir: dir.clone(), path: target });
             }
         }
@@ -193,6 +224,9 @@ pub fn execute<M: Mounter + ?Sized>(actions: &[MountAction], mounter: &mut M) ->
             MountAction::Overlay { target, options } => mounter.mount_overlay(target, options).map_err(|error| {
                 MountError::Overlay { target: target.clone(), options: options.clone(), error }
             })?,
+            MountAction::Bind { source, target } => mounter
+                .bind_mount(source, target)
+                .map_err(|error| MountError::Bind { source: source.clone(), target: target.clone(), error })?,
         }
     }
     Ok(())
@@ -317,6 +351,24 @@ mod tests {
             self.calls.push(format!("mkdir {} {mode:o} {uid}:{gid}", path.display()));
             Ok(())
         }
+        fn bind_mount(&mut self, source: &Path, target: &Path) -> io::Result<()> {
+            self.calls.push(format!("bind {} {}", source.display(), target.display()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn scratch_dirs_are_bound_instead_of_tmpfs_in_symlink_mode() {
+        let scratch = [(PathBuf::from("/var"), PathBuf::from("/root/mnt/scratch/var/local"))];
+        let plan = plan_mounts_with_scratch(&config(Mode::Symlink, &["/etc", "/var"]), Path::new("/root"), Path::new("/run/d"), &scratch);
+        assert_eq!(plan.before_copy[1], MountAction::Tmpfs { target: "/root/etc/local".into(), options: "size=25%,mode=0755".into() });
+        assert_eq!(
+            plan.before_copy[3],
+            MountAction::Bind { source: "/root/mnt/scratch/var/local".into(), target: "/root/var/local".into() }
+        );
+        assert_eq!(plan.destinations[1].path, Path::new("/root/var/local"));
+        let overlay = plan_mounts_with_scratch(&config(Mode::Overlay, &["/var"]), Path::new("/root"), Path::new("/run/d"), &scratch);
+        assert_eq!(overlay, plan_mounts(&config(Mode::Overlay, &["/var"]), Path::new("/root"), Path::new("/run/d")));
     }
 
     #[test]

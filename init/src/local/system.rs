@@ -37,6 +37,11 @@ impl Mounter for System {
         Ok(())
     }
 
+    fn bind_mount(&mut self, source: &Path, target: &Path) -> io::Result<()> {
+        rustix::mount::mount_bind(source, target)?;
+        Ok(())
+    }
+
     fn make_dir(&mut self, path: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
         fs::DirBuilder::new().recursive(true).mode(0o755).create(path)?;
         std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
