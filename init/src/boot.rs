@@ -1,21 +1,33 @@
 //! The boot: one function per stage, called in order, each timed; and the failure policy
 //! (DESIGN §8) for a stage that fails, panics, or is the target of `diskless.break`.
 
+use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 use crate::cmdline::Cmdline;
-use crate::config::{Config, OnFailure};
+use crate::config::{self, Config, ConfigWarning, OnFailure};
 use crate::early;
+use crate::handoff::{self, BootRecord, HandoffError, Mtab};
 use crate::hardware::{self, Settings, Summary};
-use crate::info;
+use crate::local::{self, LayerInput, LocalReport};
 use crate::log::{Log, StageTimer, monotonic_secs};
+use crate::net::{self, IpMode, Level, NetConfig, NetLog, NetResult};
 use crate::os::Os;
+use crate::root::{self, Mounted, RootError, RootRequest, Version};
+use crate::{debug, info};
 
-/// Stage names in boot order: what `diskless.break=` accepts.
-pub const STAGES: &[&str] = &["early", "hardware", "summary"];
+/// Stage names in boot order: what `diskless.break=` accepts (DESIGN §2).
+pub const STAGES: &[&str] = &["early", "hardware", "network", "identity", "root", "local", "handoff"];
+
+/// Where the image is mounted, relative to the boot root (the archive has the dir).
+pub const NEWROOT: &str = "newroot";
+/// Private state of diskless under the boot root; moves with `/run` into the image.
+pub const RUN_DIR: &str = "run/diskless";
 
 /// Where the boot runs and through what.
 pub struct Boot {
@@ -27,18 +39,40 @@ pub struct Boot {
     pub panic_hook: bool,
     /// How long one second of a countdown lasts (shortened by tests).
     pub second: Duration,
+    /// Each finished stage and its duration, for boot.json.
+    pub timings: Mutex<Vec<StageTime>>,
+    /// When init started.
+    pub started: Instant,
+}
+
+/// One stage's duration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageTime {
+    pub stage: &'static str,
+    pub ms: u64,
 }
 
 impl Boot {
     /// The real boot of PID 1.
     pub fn pid1(os: Arc<dyn Os>) -> Boot {
+        Boot::new(PathBuf::from("/"), os, Arc::new(Log::stdout()))
+    }
+
+    /// A boot of the tree at `root`, with the real timings and no panic hook.
+    pub fn new(root: PathBuf, os: Arc<dyn Os>, log: Arc<Log>) -> Boot {
         Boot {
-            root: PathBuf::from("/"),
+            root,
             os,
-            log: Arc::new(Log::stdout()),
+            log,
             panic_hook: true,
             second: Duration::from_secs(1),
+            timings: Mutex::new(Vec::new()),
+            started: Instant::now(),
         }
+    }
+
+    fn timings(&self) -> Vec<StageTime> {
+        self.timings.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -56,7 +90,20 @@ pub fn hang() -> ! {
     }
 }
 
-/// The stages in order; returns only when the final power-off or reboot failed.
+/// The network stages' log lines go to the boot log.
+struct NetLogger<'a>(&'a Log);
+
+impl NetLog for NetLogger<'_> {
+    fn log(&self, level: Level, line: &str) {
+        match level {
+            Level::Info => info!(self.0, "{line}"),
+            Level::Warn => info!(self.0, "warning: {line}"),
+            Level::Debug => debug!(self.0, "{line}"),
+        }
+    }
+}
+
+/// The stages in order; returns only when the final exec, power-off or reboot failed.
 pub fn run(b: &Boot) {
     let cmdline = match stage(b, "early", || {
         if b.panic_hook {
@@ -69,39 +116,277 @@ pub fn run(b: &Boot) {
     };
     // Before the root is mounted only the command line can refine the defaults.
     let mut config = Config::default();
-    for warning in config.apply_cmdline(&cmdline.raw) {
+    let mut config_warnings = config.apply_cmdline(&cmdline.raw);
+    for warning in &config_warnings {
         info!(b.log, "warning: {warning}");
     }
-    let ctx = Failing { cmdline: &cmdline, config: &config };
     if let Some(name) = &cmdline.break_before
         && !STAGES.contains(&name.as_str())
     {
         info!(b.log, "warning: diskless.break={name}: no such stage; stages are {}", STAGES.join(", "));
     }
 
-    if breaks_before(b, &ctx, "hardware") {
+    if breaks_before(b, &cmdline, &config, "hardware") {
         return;
     }
     let settings = Settings::with_settle_ms(config.settle_ms);
-    let summary =
+    let hardware =
         match stage(b, "hardware", || hardware::hardware(&b.root, b.os.clone(), b.log.clone(), &cmdline, settings)) {
             Ok(summary) => summary,
-            Err(message) => return fail(b, ctx.cmdline, ctx.config, &message),
+            Err(message) => return fail(b, &cmdline, &config, &message),
         };
 
-    if breaks_before(b, &ctx, "summary") {
+    // What the command line asks of the network and the root, checked before waiting
+    // for any network.
+    let net_cfg = match net_config(&cmdline, &config) {
+        Ok(cfg) => cfg,
+        Err(message) => return fail(b, &cmdline, &config, &message),
+    };
+    let request = match RootRequest::from_cmdline(&cmdline.raw) {
+        Ok(request) => request,
+        Err(e) => return fail(b, &cmdline, &config, &e.to_string()),
+    };
+    if net_cfg.mode() == IpMode::Off && !request.is_given() {
+        // Diagnostic mode: no network and no root asked for, so nothing can boot; the
+        // hardware report is the result.
+        info!(b.log, "ip=off and no root=/nfsroot=: hardware-only diagnostic run, powering off after the summary");
+        log_summary(&b.log, &hardware);
+        info!(b.log, "powering off");
+        let e = b.os.power_off();
+        info!(b.log, "ERROR: powering off: {e}: switch the machine off by hand");
         return;
     }
-    let summary_stage = || {
-        log_summary(&b.log, &summary);
-        Ok::<_, std::convert::Infallible>(())
-    };
-    if let Err(message) = stage(b, "summary", summary_stage) {
-        return fail(b, ctx.cmdline, ctx.config, &message);
+
+    if breaks_before(b, &cmdline, &config, "network") {
+        return;
     }
-    info!(b.log, "powering off");
-    let e = b.os.power_off();
-    info!(b.log, "ERROR: powering off: {e}: switch the machine off by hand");
+    let logger = NetLogger(&b.log);
+    let net = match stage(b, "network", || net::network_stage(&net_cfg, &b.root.join("sys/class/net"), &logger)) {
+        Ok(net) => net,
+        Err(message) => return fail(b, &cmdline, &config, &message),
+    };
+
+    if breaks_before(b, &cmdline, &config, "identity") {
+        return;
+    }
+    let identity = match stage(b, "identity", || {
+        let id = net::identity_stage(&net, &net_cfg, &mut net::identity::SystemNames, &logger);
+        info!(b.log, "host name {} (from {})", id.fqdn.as_deref().unwrap_or(&id.hostname), id.source);
+        Ok::<_, Infallible>(id)
+    }) {
+        Ok(id) => id,
+        Err(message) => return fail(b, &cmdline, &config, &message),
+    };
+
+    if breaks_before(b, &cmdline, &config, "root") {
+        return;
+    }
+    let newroot = b.root.join(NEWROOT);
+    let mounted = match stage(b, "root", || root_stage(b, &cmdline, &config, &request, &net, &identity.hostname, &newroot))
+    {
+        Ok(mounted) => mounted,
+        Err(message) => return fail(b, &cmdline, &config, &message),
+    };
+
+    if breaks_before(b, &cmdline, &config, "local") {
+        return;
+    }
+    // From here on the image's configuration rules, including the failure policy.
+    let (image_config, warnings) = config::load(&newroot, &cmdline.raw);
+    for warning in &warnings {
+        info!(b.log, "WARNING: configuration: {warning}");
+    }
+    config = image_config;
+    config_warnings = warnings;
+    let input = LayerInput {
+        broadcast: net.lease.broadcast,
+        address: net.lease.address,
+        hostname: identity.hostname.clone(),
+    };
+    let local = match stage(b, "local", || local_stage(b, &config, &newroot, &input)) {
+        Ok(local) => local,
+        Err(message) => return fail(b, &cmdline, &config, &message),
+    };
+
+    if breaks_before(b, &cmdline, &config, "handoff") {
+        return;
+    }
+    let facts = Facts {
+        cmdline: &cmdline,
+        config: &config,
+        config_warnings: &config_warnings,
+        hardware: &hardware,
+        net: &net,
+        identity: &identity,
+        mounted: &mounted,
+        local: &local,
+    };
+    let Err(message) = stage(b, "handoff", || handoff_stage(b, &facts, &newroot));
+    fail(b, &cmdline, &config, &message)
+}
+
+/// The network configuration from the command line; the timeouts come from the
+/// (validated) configuration so both read `diskless.*_timeout` the same way.
+fn net_config(cmdline: &Cmdline, config: &Config) -> Result<NetConfig, String> {
+    let params = cmdline
+        .raw
+        .iter()
+        .filter(|(k, _)| !k.starts_with(config::CMDLINE_PREFIX))
+        .map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or("")));
+    let mut cfg = NetConfig::from_params(params).map_err(|e| format!("kernel command line: {e}"))?;
+    cfg.carrier_timeout = Duration::from_secs(config.carrier_timeout);
+    cfg.dhcp_timeout = Duration::from_secs(config.dhcp_timeout);
+    Ok(cfg)
+}
+
+/// Stage `root`: the final NFS root, its modules, and the mount with retries.
+fn root_stage(
+    b: &Boot,
+    cmdline: &Cmdline,
+    config: &Config,
+    request: &RootRequest,
+    net: &NetResult,
+    hostname: &str,
+    newroot: &Path,
+) -> Result<Mounted, RootError> {
+    let mut nfs = request.resolve(&net.lease, hostname)?;
+    info!(b.log, "NFS root {} (NFS version {}) from {}", nfs.source(), nfs.version, nfs.syntax);
+    let wanted = root::parse::modules_for(nfs.version);
+    let loaded = hardware::load_modules_by_name(&b.root, b.os.clone(), b.log.clone(), cmdline, &wanted)
+        .map_err(|e| RootError::Modules { modules: wanted.iter().map(|m| m.to_string()).collect(), reason: e.to_string() })?;
+    let missing = |m: &str| loaded.missing.iter().any(|(name, _)| name == m);
+    if !loaded.missing.is_empty() {
+        let reasons: Vec<String> = loaded.missing.iter().map(|(m, why)| format!("{m}: {why}")).collect();
+        info!(b.log, "warning: NFS modules not available: {}", reasons.join("; "));
+    }
+    // Without one version's module, try only the other; without nfs, nothing works.
+    nfs.version = match (nfs.version, missing("nfs"), missing("nfsv4"), missing("nfsv3")) {
+        (_, true, _, _) | (Version::V3, _, _, true) | (Version::V4(_), _, true, _) | (Version::Auto, _, true, true) => {
+            return Err(RootError::Modules {
+                modules: loaded.missing.iter().map(|(m, _)| m.clone()).collect(),
+                reason: loaded.missing.iter().map(|(m, why)| format!("{m}: {why}")).collect::<Vec<_>>().join("; "),
+            });
+        }
+        (Version::Auto, _, true, false) => Version::V3,
+        (Version::Auto, _, false, true) => Version::V4(2),
+        (v, _, _, _) => v,
+    };
+    let retry = root::Retry { timeout: Duration::from_secs(config.nfs_retry_timeout), second: b.second };
+    let mut mounted = root::mount_root(&*b.os, &b.log, &nfs, net.lease.address, newroot, retry)?;
+    mounted.modules = loaded.loaded;
+    info!(b.log, "mounted {} read-only on {} (NFSv{})", nfs.source(), newroot.display(), mounted.mounted_version);
+    Ok(mounted)
+}
+
+/// Why the local stage stopped.
+#[derive(Debug)]
+enum LocalStageError {
+    Scratch(String),
+    Setup(local::LocalError),
+}
+
+impl std::fmt::Display for LocalStageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LocalStageError::Scratch(e) => write!(f, "scratch disks: {e}"),
+            LocalStageError::Setup(e) => write!(f, "making the local dirs: {e}"),
+        }
+    }
+}
+
+/// Stage `local`: layers for this machine, scratch disks, local dirs filled.
+fn local_stage(b: &Boot, config: &Config, newroot: &Path, input: &LayerInput) -> Result<LocalReport, LocalStageError> {
+    let selection = local::select_layers(config, newroot, input);
+    for layer in &selection.layers {
+        info!(b.log, "layer {layer}");
+    }
+    for skipped in &selection.skipped {
+        debug!(b.log, "layer {} not used: {:?}", skipped.kind, skipped.reason);
+    }
+    scratch(b, config, newroot).map_err(LocalStageError::Scratch)?;
+    let report = local::setup(config, newroot, &b.root.join(RUN_DIR), &selection, &mut local::System)
+        .map_err(LocalStageError::Setup)?;
+    for warning in &report.layers.warnings {
+        info!(b.log, "warning: layer copy: {warning:?}");
+    }
+    Ok(report)
+}
+
+/// Hook for scratch disks and swap (DESIGN §6), run after the root is mounted and
+/// before the local dirs are made. Not written yet: it does nothing, so every local
+/// dir gets a tmpfs.
+fn scratch(_b: &Boot, _config: &Config, _newroot: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+/// What the earlier stages found, for the hand-off.
+struct Facts<'a> {
+    cmdline: &'a Cmdline,
+    config: &'a Config,
+    config_warnings: &'a [ConfigWarning],
+    hardware: &'a Summary,
+    net: &'a NetResult,
+    identity: &'a net::Identity,
+    mounted: &'a Mounted,
+    local: &'a LocalReport,
+}
+
+/// Stage `handoff`: check the image, record the boot, move the kernel file systems,
+/// free the initramfs and exec the image's init. Returns only on failure.
+fn handoff_stage(b: &Boot, f: &Facts<'_>, newroot: &Path) -> Result<Infallible, HandoffError> {
+    let init = f.cmdline.init.clone().unwrap_or_else(|| handoff::DEFAULT_INIT.to_string());
+    handoff::check_image(newroot, &init)?;
+    match handoff::ensure_mtab(newroot) {
+        Mtab::Present => {}
+        Mtab::Created => info!(b.log, "created /etc/mtab -> {} in the image", handoff::MTAB_TARGET),
+        Mtab::Missing(e) => info!(
+            b.log,
+            "warning: the image has no /etc/mtab and /etc is read-only ({e}): make it a symlink to {} in the image",
+            handoff::MTAB_TARGET
+        ),
+    }
+    let run = b.root.join("run");
+    let uptime = Duration::from_secs_f64(monotonic_secs().max(0.0));
+    net::handoff::write_files(&run, f.net, f.identity, uptime).map_err(HandoffError::Files)?;
+    let total_ms = b.started.elapsed().as_millis() as u64;
+    let record = BootRecord {
+        diskless_version: env!("CARGO_PKG_VERSION"),
+        network: net::handoff::NetworkSection { net: f.net, identity: f.identity },
+        root: f.mounted,
+        layers: handoff::layer_summaries(&f.local.layers),
+        local: f.local,
+        modules: f.hardware.loaded.iter().chain(f.mounted.modules.iter()).cloned().collect(),
+        stages: b.timings(),
+        config: f.config,
+        config_warnings: f.config_warnings,
+        init: &init,
+        init_args: &f.cmdline.init_args,
+        total_ms,
+    };
+    let json = net::handoff::write_boot_json(&run, &record).map_err(HandoffError::Files)?;
+    debug!(b.log, "wrote {}", json.display());
+    info!(b.log, "{}", booting_line(f, &record.layers, total_ms));
+    handoff::move_mounts(&*b.os, &b.root, newroot)?;
+    let freed = handoff::free_initramfs(&b.root, &[newroot.to_path_buf()]);
+    handoff::log_freed(&b.log, &freed);
+    info!(b.log, "starting {init} (t={:.3} s)", monotonic_secs());
+    Err(handoff::switch_root(&*b.os, newroot, &init, &f.cmdline.init_args))
+}
+
+/// The one summary line: who, where, from what, with which layers, how long.
+fn booting_line(f: &Facts<'_>, layers: &[handoff::LayerSummary], total_ms: u64) -> String {
+    let name = f.identity.fqdn.as_deref().unwrap_or(&f.identity.hostname);
+    let lease = &f.net.lease;
+    let files: u64 = layers.iter().map(|l| l.files).sum();
+    let kinds: Vec<String> = layers.iter().map(|l| l.kind.to_string()).collect();
+    let layers = if kinds.is_empty() { "no layers".to_string() } else { format!("layers {}: {files} files", kinds.join(",")) };
+    format!(
+        "booting {name} {}/{} from {} (NFSv{}; {layers}) after {total_ms} ms",
+        lease.address,
+        lease.prefix_len,
+        f.mounted.root.source(),
+        f.mounted.mounted_version
+    )
 }
 
 fn log_summary(log: &Log, hw: &Summary) {
@@ -125,6 +410,8 @@ pub fn stage<T, E: std::fmt::Display>(
     let timer = StageTimer::start(name);
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => {
+            let ms = timer.elapsed_ms() as u64;
+            b.timings.lock().unwrap_or_else(|p| p.into_inner()).push(StageTime { stage: name, ms });
             timer.done(&b.log);
             Ok(value)
         }
@@ -136,19 +423,13 @@ pub fn stage<T, E: std::fmt::Display>(
     }
 }
 
-/// What the failure policy reads.
-struct Failing<'a> {
-    cmdline: &'a Cmdline,
-    config: &'a Config,
-}
-
 /// `diskless.break=<stage>`: stop before `name` and apply the failure action.
-fn breaks_before(b: &Boot, ctx: &Failing<'_>, name: &str) -> bool {
-    if ctx.cmdline.break_before.as_deref() != Some(name) {
+fn breaks_before(b: &Boot, cmdline: &Cmdline, config: &Config, name: &str) -> bool {
+    if cmdline.break_before.as_deref() != Some(name) {
         return false;
     }
     info!(b.log, "break before stage {name} (diskless.break={name})");
-    failure_action(b, ctx.cmdline, ctx.config);
+    failure_action(b, cmdline, config);
     true
 }
 
@@ -227,13 +508,86 @@ mod tests {
         let os = Arc::new(FakeOs::default());
         let (log, console) = captured();
         let b = Boot {
-            root: root.path().to_path_buf(),
-            os: os.clone(),
-            log: Arc::new(log),
             panic_hook: false,
             second: Duration::ZERO,
+            ..Boot::new(root.path().to_path_buf(), os.clone(), Arc::new(log))
         };
         (b, os, console, root)
+    }
+
+    /// An empty module database for the fake kernel, so the hardware stage runs.
+    fn with_module_db(root: &Path) {
+        let km = modules_db::KernelModules {
+            version: "6.1.0-test".into(),
+            root: root.join("lib/modules/6.1.0-test"),
+            modules: Default::default(),
+            builtin: Default::default(),
+        };
+        let db = root.join(modules_db::db_path("6.1.0-test"));
+        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+        std::fs::write(db, modules_db::encode(&km, &Default::default())).unwrap();
+        std::fs::create_dir_all(root.join("sys/devices")).unwrap();
+    }
+
+    #[test]
+    fn ip_off_without_a_root_is_a_hardware_only_run_that_powers_off() {
+        let (b, os, console, root) = test_boot("ip=off diskless.settle_ms=0");
+        with_module_db(root.path());
+        run(&b);
+        let text = console.text();
+        assert!(text.contains("diskless: stage hardware done in "), "{text}");
+        assert!(
+            text.contains("diskless: ip=off and no root=/nfsroot=: hardware-only diagnostic run, powering off after the summary\ndiskless: boot summary (t="),
+            "{text}"
+        );
+        let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors, ["diskless: ERROR: powering off: fake: switch the machine off by hand"], "only the fake's");
+        assert_eq!(os.calls().last().map(String::as_str), Some("power_off"));
+    }
+
+    #[test]
+    fn ip_off_with_a_root_is_an_error_that_names_ip_off() {
+        let (b, os, console, root) = test_boot("ip=off nfsroot=10.77.0.1:/export diskless.settle_ms=0 diskless.reboot_delay=0");
+        with_module_db(root.path());
+        run(&b);
+        let text = console.text();
+        assert!(
+            text.contains("diskless: ERROR: networking disabled by ip=off/none; a network root cannot be mounted\n"),
+            "{text}"
+        );
+        assert_eq!(os.calls().last().map(String::as_str), Some("reboot"));
+    }
+
+    #[test]
+    fn a_root_that_is_not_nfs_fails_before_the_network_is_waited_for() {
+        let (b, _, console, root) = test_boot("root=/dev/sda1 diskless.settle_ms=0 diskless.reboot_delay=0");
+        with_module_db(root.path());
+        run(&b);
+        let text = console.text();
+        assert!(text.contains("diskless: ERROR: root=/dev/sda1: diskless mounts only NFS roots"), "{text}");
+        assert!(!text.contains("stage network"), "{text}");
+    }
+
+    #[test]
+    fn break_before_a_late_stage_lets_the_earlier_ones_run_and_records_their_times() {
+        let (b, os, console, root) = test_boot("diskless.break=network diskless.settle_ms=0 diskless.reboot_delay=0");
+        with_module_db(root.path());
+        run(&b);
+        let text = console.text();
+        assert!(text.contains("diskless: break before stage network (diskless.break=network)"), "{text}");
+        let stages: Vec<&str> = b.timings().iter().map(|t| t.stage).collect();
+        assert_eq!(stages, ["early", "hardware"]);
+        assert_eq!(os.calls().last().map(String::as_str), Some("reboot"));
+    }
+
+    #[test]
+    fn a_bad_ip_parameter_is_reported_before_the_network_stage() {
+        let (b, _, console, root) = test_boot("ip=10.0.0.300::::::off diskless.settle_ms=0 diskless.reboot_delay=0");
+        with_module_db(root.path());
+        run(&b);
+        let text = console.text();
+        assert!(text.contains("diskless: ERROR: kernel command line: "), "{text}");
+        assert!(!text.contains("stage network"), "{text}");
     }
 
     #[test]
@@ -295,7 +649,7 @@ mod tests {
         let (b, _, console, _root) = test_boot("diskless.break=netwrok diskless.reboot_delay=0");
         run(&b);
         assert!(
-            console.text().contains("diskless.break=netwrok: no such stage; stages are early, hardware, summary"),
+            console.text().contains("diskless.break=netwrok: no such stage; stages are early, hardware, network, identity, root, local, handoff"),
             "{}",
             console.text()
         );

@@ -10,3 +10,5 @@ pub mod os;
 pub mod config;
 pub mod local;
 pub mod scratch;
+pub mod root;
+pub mod handoff;

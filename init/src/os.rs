@@ -21,6 +21,15 @@ pub trait Os: Send + Sync {
     fn kernel_release(&self) -> String;
     /// Run the rescue shell on the console and wait for it.
     fn run_shell(&self, shell: &Path) -> io::Result<ExitStatus>;
+    /// mount(2) with MS_MOVE: move the mount at `from` (and its submounts) to `to`.
+    fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// chdir(2).
+    fn chdir(&self, path: &Path) -> io::Result<()>;
+    /// chroot(2).
+    fn chroot(&self, path: &Path) -> io::Result<()>;
+    /// execv(2) of `path` with `args` after argv[0] (= `path`), keeping the environment.
+    /// Returns only when the call failed.
+    fn exec(&self, path: &Path, args: &[String]) -> io::Error;
     /// reboot(POWER_OFF). Returns only when the call failed.
     fn power_off(&self) -> io::Error;
     /// reboot(RESTART). Returns only when the call failed.
@@ -63,6 +72,23 @@ impl Os for RealOs {
         std::process::Command::new(shell).env("PS1", "diskless# ").status()
     }
 
+    fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {
+        rustix::mount::mount_move(from, to).map_err(io::Error::from)
+    }
+
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        rustix::process::chdir(path).map_err(io::Error::from)
+    }
+
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        rustix::process::chroot(path).map_err(io::Error::from)
+    }
+
+    fn exec(&self, path: &Path, args: &[String]) -> io::Error {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(path).args(args).exec()
+    }
+
     fn power_off(&self) -> io::Error {
         rustix::fs::sync();
         match rustix::system::reboot(rustix::system::RebootCommand::PowerOff) {
@@ -93,7 +119,8 @@ pub mod fake {
         pub calls: Mutex<Vec<String>>,
         /// finit_module results by module file name (`virtio_net.ko`); default success.
         pub load_errors: Mutex<BTreeMap<String, i32>>,
-        /// mount results by target; default success.
+        /// mount results by target, else by the first option of the data (`vers=4.2`);
+        /// default success.
         pub mount_errors: Mutex<BTreeMap<String, i32>>,
         /// How long each finit_module blocks.
         pub load_time: Duration,
@@ -115,7 +142,9 @@ pub mod fake {
     impl Os for FakeOs {
         fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str) -> io::Result<()> {
             self.record(format!("mount {source} {} {fstype} {:#x} {data}", target.display(), flags.bits()));
-            match self.mount_errors.lock().unwrap().get(&target.display().to_string()) {
+            let errors = self.mount_errors.lock().unwrap();
+            let by_target = errors.get(&target.display().to_string());
+            match by_target.or_else(|| errors.get(data.split(',').next().unwrap_or(""))) {
                 Some(errno) => Err(io::Error::from_raw_os_error(*errno)),
                 None => Ok(()),
             }
@@ -143,6 +172,25 @@ pub mod fake {
             use std::os::unix::process::ExitStatusExt;
             self.record(format!("shell {}", shell.display()));
             Ok(ExitStatus::from_raw(0))
+        }
+        fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.record(format!("move {} {}", from.display(), to.display()));
+            match self.mount_errors.lock().unwrap().get(&to.display().to_string()) {
+                Some(errno) => Err(io::Error::from_raw_os_error(*errno)),
+                None => Ok(()),
+            }
+        }
+        fn chdir(&self, path: &Path) -> io::Result<()> {
+            self.record(format!("chdir {}", path.display()));
+            Ok(())
+        }
+        fn chroot(&self, path: &Path) -> io::Result<()> {
+            self.record(format!("chroot {}", path.display()));
+            Ok(())
+        }
+        fn exec(&self, path: &Path, args: &[String]) -> io::Error {
+            self.record(format!("exec {} {}", path.display(), args.join(" ")).trim_end().to_string());
+            io::Error::other("fake exec")
         }
         fn power_off(&self) -> io::Error {
             self.record("power_off".to_string());

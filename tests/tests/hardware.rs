@@ -9,8 +9,8 @@
 //! - B: q35 + e1000e + virtio-net + AHCI disk 48 MiB + NVMe disk 80 MiB
 //! - C: pc + rtl8139 + e1000 with 8139cp/8139too left out of the archive
 //!
-//! The guest stops before the network stage (`diskless.break=network`) and, with no
-//! shell in the archive, powers off. `loglevel=4` keeps kernel info messages off the
+//! The guest boots with `ip=off` and no root: the hardware-only diagnostic run, which
+//! prints the summary after the hardware stage and powers off. `loglevel=4` keeps kernel info messages off the
 //! console so they cannot split the init's lines.
 
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use qemu_tests::build::build_initramfs;
 use qemu_tests::vm::{Disk, Machine, Nic, Vm, VmRun};
 
-const APPEND: &str = "diskless.break=network loglevel=4";
+const APPEND: &str = "ip=off loglevel=4";
 
 fn netboot_initrd() -> &'static Path {
     static INITRD: OnceLock<PathBuf> = OnceLock::new();

@@ -55,6 +55,8 @@ pub struct Summary {
     pub devices: usize,
     pub modules_loaded: usize,
     pub without_driver: usize,
+    /// Names of the modules this stage loaded, in load order (for boot.json).
+    pub loaded: Vec<String>,
     /// False when the overall cap ended the stage while things were still happening.
     pub settled: bool,
 }
@@ -95,13 +97,8 @@ pub fn hardware(
     settings: Settings,
 ) -> Result<Summary, HardwareError> {
     let started = Instant::now();
-    let release = os.kernel_release();
-    let lib_modules = root.join("lib/modules").join(&release);
-    let db_file = root.join(modules_db::db_path(&release));
-    let bytes = std::fs::read(&db_file).map_err(|source| HardwareError::ReadDb { path: db_file.clone(), source })?;
-    let db = modules_db::Db::parse(&bytes)
-        .map_err(|e| HardwareError::ParseDb { path: db_file.clone(), reason: e.to_string() })?;
-    let index = DbIndex(db);
+    let (lib_modules, bytes) = read_db(root, &*os)?;
+    let index = parse_db(root, &*os, &bytes)?;
     let sys = root.join("sys");
 
     let (tx, rx) = channel();
@@ -126,8 +123,13 @@ pub fn hardware(
         reader.stop();
     }
     let counts = report::report(&sys, &index, &run.plan, cmdline, &log);
-    let summary =
-        Summary { devices: counts.devices, modules_loaded: run.loaded, without_driver: counts.without_driver, settled };
+    let summary = Summary {
+        devices: counts.devices,
+        modules_loaded: run.loaded,
+        without_driver: counts.without_driver,
+        loaded: run.loaded_names.clone(),
+        settled,
+    };
     info!(
         log,
         "hardware settled in {} ms (t={:.3} s): {} devices, {} modules loaded, {} without driver",
@@ -138,6 +140,77 @@ pub fn hardware(
         summary.without_driver
     );
     Ok(summary)
+}
+
+/// `lib/modules/VERSION` of the running kernel and the bytes of its module database.
+fn read_db(root: &Path, os: &dyn Os) -> Result<(PathBuf, Vec<u8>), HardwareError> {
+    let release = os.kernel_release();
+    let db_file = root.join(modules_db::db_path(&release));
+    let bytes = std::fs::read(&db_file).map_err(|source| HardwareError::ReadDb { path: db_file, source })?;
+    Ok((root.join("lib/modules").join(&release), bytes))
+}
+
+fn parse_db<'a>(root: &Path, os: &dyn Os, bytes: &'a [u8]) -> Result<DbIndex<'a>, HardwareError> {
+    let db_file = root.join(modules_db::db_path(&os.kernel_release()));
+    let db = modules_db::Db::parse(bytes).map_err(|e| HardwareError::ParseDb { path: db_file, reason: e.to_string() })?;
+    Ok(DbIndex(db))
+}
+
+/// What [`load_modules_by_name`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// Modules loaded now, in order.
+    pub loaded: Vec<String>,
+    /// Requested modules that are not present afterwards, with why.
+    pub missing: Vec<(String, String)>,
+}
+
+/// Load the modules called `names` and their dependencies on demand (the NFS client
+/// after the network is up), with the same database, loader and ordering as the
+/// coldplug. Modules already loaded or built in count as present.
+pub fn load_modules_by_name(
+    root: &Path,
+    os: Arc<dyn Os>,
+    log: Arc<Log>,
+    cmdline: &Cmdline,
+    names: &[&str],
+) -> Result<Loaded, HardwareError> {
+    let (lib_modules, bytes) = read_db(root, &*os)?;
+    let index = parse_db(root, &*os, &bytes)?;
+    Ok(load_by_name(&index, os, log, cmdline, lib_modules, names))
+}
+
+/// [`load_modules_by_name`] over any index: no settle time (no device is expected to
+/// appear), only the loads themselves.
+pub fn load_by_name(
+    index: &dyn ModuleIndex,
+    os: Arc<dyn Os>,
+    log: Arc<Log>,
+    cmdline: &Cmdline,
+    lib_modules: PathBuf,
+    names: &[&str],
+) -> Loaded {
+    let (tx, rx) = channel();
+    let settings = Settings { settle: Duration::ZERO, max: MAX_DURATION, parallel: PARALLEL_LOADS };
+    let mut run = Coldplug::new(Setup { index, cmdline, os, log, lib_modules, settings, tx });
+    for name in names {
+        run.request_module(name);
+    }
+    run.settle(&rx);
+    let missing = names
+        .iter()
+        .map(|n| modules_db::normalize_name(n))
+        .filter(|n| !run.plan.is_present(n))
+        .map(|n| {
+            let why = match run.plan.state(&n) {
+                Some(plan::State::Failed(why) | plan::State::Skipped(why)) => why.clone(),
+                Some(_) => "it did not finish loading".to_string(),
+                None => "it is blacklisted by modprobe.blacklist".to_string(),
+            };
+            (n, why)
+        })
+        .collect();
+    Loaded { loaded: run.loaded_names, missing }
 }
 
 /// What the settle loop waits for.
@@ -174,6 +247,8 @@ pub struct Coldplug<'a> {
     blacklist_logged: BTreeSet<String>,
     running: usize,
     pub loaded: usize,
+    /// The modules loaded so far, in the order their loads finished.
+    pub loaded_names: Vec<String>,
 }
 
 impl<'a> Coldplug<'a> {
@@ -185,6 +260,7 @@ impl<'a> Coldplug<'a> {
             blacklist_logged: BTreeSet::new(),
             running: 0,
             loaded: 0,
+            loaded_names: Vec::new(),
         }
     }
 
@@ -200,16 +276,29 @@ impl<'a> Coldplug<'a> {
             if self.s.index.module(&module).is_some_and(|e| e.is_builtin()) {
                 continue;
             }
-            if self.s.cmdline.is_blacklisted(&module) {
-                if self.blacklist_logged.insert(module.clone()) {
-                    info!(self.s.log, "not loading {module} for {devpath}: blacklisted by modprobe.blacklist");
-                }
-                continue;
-            }
-            let notes = self.plan.request(&module, self.s.index);
-            self.log_notes(notes);
+            self.plan_unless_blacklisted(&module, &format!(" for {devpath}"));
         }
         self.start_ready();
+    }
+
+    /// Ask for the module `name` by name (not through a device), with its dependencies;
+    /// the blacklist applies as for devices.
+    pub fn request_module(&mut self, name: &str) {
+        self.plan_unless_blacklisted(&modules_db::normalize_name(name), "");
+        self.start_ready();
+    }
+
+    /// Add `module` to the plan unless `modprobe.blacklist` names it (said once per
+    /// module; `why` tells for what it was wanted).
+    fn plan_unless_blacklisted(&mut self, module: &str, why: &str) {
+        if self.s.cmdline.is_blacklisted(module) {
+            if self.blacklist_logged.insert(module.to_string()) {
+                info!(self.s.log, "not loading {module}{why}: blacklisted by modprobe.blacklist");
+            }
+            return;
+        }
+        let notes = self.plan.request(module, self.s.index);
+        self.log_notes(notes);
     }
 
     fn log_notes(&self, notes: Vec<Note>) {
@@ -250,6 +339,7 @@ impl<'a> Coldplug<'a> {
         let outcome = match result {
             Ok(()) => {
                 self.loaded += 1;
+                self.loaded_names.push(module.clone());
                 info!(self.s.log, "loaded {module} in {} ms", took.as_millis());
                 debug!(self.s.log, "  {module}: {} options \"{params}\"", path.display());
                 Ok(())
@@ -505,6 +595,30 @@ mod tests {
             "{}",
             console.text()
         );
+    }
+
+    #[test]
+    fn modules_by_name_load_with_their_dependencies_in_order_and_missing_ones_are_named() {
+        let mut idx = FakeIndex::default();
+        idx.add("sunrpc", &[], &[]);
+        idx.add("lockd", &["sunrpc"], &[]);
+        idx.add("nfs", &["sunrpc", "lockd"], &[]);
+        idx.add("nfsv3", &["nfs"], &[]);
+        let os = Arc::new(FakeOs { load_time: Duration::from_millis(2), ..FakeOs::default() });
+        os.load_errors.lock().unwrap().insert("lockd.ko".into(), rustix::io::Errno::EXIST.raw_os_error());
+        let (log, _) = captured();
+        let cmdline = Cmdline::default();
+        let got = load_by_name(&idx, os.clone(), Arc::new(log), &cmdline, PathBuf::from("/m"), &["nfs", "nfsv3", "nfsv4"]);
+        assert_eq!(got.loaded, ["sunrpc", "nfs", "nfsv3"], "lockd was already loaded");
+        assert_eq!(got.missing, [("nfsv4".to_string(), "it is not in the initramfs".to_string())]);
+        let loads = loads(&os);
+        assert_eq!(loads, ["load sunrpc.ko []", "load lockd.ko []", "load nfs.ko []", "load nfsv3.ko []"]);
+
+        let blacklisted = Cmdline::parse("modprobe.blacklist=nfsv3");
+        let (log, console) = captured();
+        let got = load_by_name(&idx, Arc::new(FakeOs::default()), Arc::new(log), &blacklisted, PathBuf::from("/m"), &["nfsv3"]);
+        assert_eq!(got.missing, [("nfsv3".to_string(), "it is blacklisted by modprobe.blacklist".to_string())]);
+        assert!(console.text().contains("not loading nfsv3: blacklisted by modprobe.blacklist"));
     }
 
     #[test]

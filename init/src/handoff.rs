@@ -1,0 +1,511 @@
+//! Stage `handoff` (DESIGN §2 step 7): record the boot, move the kernel file systems
+//! into the image, free the initramfs, and exec the image's init as PID 1.
+//!
+//! Everything that can be checked is checked before anything is moved or deleted
+//! ([`check_image`]): once the initramfs is freed there is no way back, so a missing
+//! init or mount point must stop the boot while the rescue shell still exists.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, fstat, openat, statat, unlinkat};
+use serde::Serialize;
+
+use crate::info;
+use crate::local::image::open_in_image;
+use crate::log::Log;
+use crate::os::Os;
+
+/// The mounts of the initramfs that move into the image, in order. The image must have
+/// these directories: nothing is created on the read-only root.
+pub const MOVED_MOUNTS: &[&str] = &["dev", "proc", "sys", "run"];
+
+/// The image's init when `init=` is not given.
+pub const DEFAULT_INIT: &str = "/sbin/init";
+
+/// Where `/etc/mtab` should point (Debian ships it as this symlink).
+pub const MTAB_TARGET: &str = "../proc/self/mounts";
+
+/// `/run/diskless/boot.json`: what this boot found and did, for the admin and the
+/// `diskless` CLI on the running system.
+#[derive(Debug, Serialize)]
+pub struct BootRecord<'a> {
+    pub diskless_version: &'static str,
+    pub network: crate::net::handoff::NetworkSection<'a>,
+    pub root: &'a crate::root::Mounted,
+    /// Layers applied, in order, with their file counts.
+    pub layers: Vec<LayerSummary>,
+    /// The local stage in full: mount plan and copy report.
+    pub local: &'a crate::local::LocalReport,
+    /// Modules loaded by the hardware and root stages, in order.
+    pub modules: Vec<String>,
+    /// Milliseconds of each stage before the hand-off.
+    pub stages: Vec<crate::boot::StageTime>,
+    pub config: &'a crate::config::Config,
+    pub config_warnings: &'a [crate::config::ConfigWarning],
+    pub init: &'a str,
+    pub init_args: &'a [String],
+    /// Milliseconds from the start of init to writing this record.
+    pub total_ms: u64,
+}
+
+/// One applied layer, short.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerSummary {
+    pub kind: crate::local::LayerKind,
+    pub path: PathBuf,
+    /// Files and symlinks copied.
+    pub files: u64,
+}
+
+/// The short form of the layer copy report.
+pub fn layer_summaries(report: &crate::local::ApplyReport) -> Vec<LayerSummary> {
+    report
+        .layers
+        .iter()
+        .map(|l| LayerSummary { kind: l.kind, path: l.path.clone(), files: l.files + l.symlinks })
+        .collect()
+}
+
+/// Why the hand-off stopped.
+#[derive(Debug)]
+pub enum HandoffError {
+    /// The image has no such init (resolved inside the image).
+    InitMissing { init: String, newroot: PathBuf, source: io::Error },
+    /// The init is not a regular file.
+    InitNotFile { init: String },
+    /// The init has no execute permission.
+    InitNotExecutable { init: String, mode: u32 },
+    /// A directory a kernel file system moves to is missing in the image.
+    MountPointMissing { dir: String, newroot: PathBuf },
+    /// Writing `/run` hand-off files or boot.json failed.
+    Files(crate::net::handoff::HandoffError),
+    /// Moving a mount into the image failed.
+    Move { from: PathBuf, to: PathBuf, source: io::Error },
+    /// chdir into the new root failed.
+    Chdir { path: PathBuf, source: io::Error },
+    /// Moving the new root onto `/` failed.
+    MoveRoot { newroot: PathBuf, source: io::Error },
+    /// chroot failed.
+    Chroot { newroot: PathBuf, source: io::Error },
+    /// exec of the image's init failed (the initramfs is already gone).
+    Exec { init: String, source: io::Error },
+}
+
+impl fmt::Display for HandoffError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandoffError::InitMissing { init, newroot, source } => write!(
+                f,
+                "the image's init {init} cannot be found in the root ({} in the initramfs): {source}: \
+                 install it in the image or name another with init=",
+                newroot.display()
+            ),
+            HandoffError::InitNotFile { init } => {
+                write!(f, "the image's init {init} is not a regular file: name the program with init=")
+            }
+            HandoffError::InitNotExecutable { init, mode } => write!(
+                f,
+                "the image's init {init} is not executable (mode {mode:o}): chmod +x it in the image"
+            ),
+            HandoffError::MountPointMissing { dir, newroot } => write!(
+                f,
+                "the image has no directory /{dir} (looked in {}): create it in the image; the root is \
+                 read-only so diskless cannot",
+                newroot.display()
+            ),
+            HandoffError::Files(e) => e.fmt(f),
+            HandoffError::Move { from, to, source } => write!(
+                f,
+                "moving the mount {} to {}: {source}: see dmesg",
+                from.display(),
+                to.display()
+            ),
+            HandoffError::Chdir { path, source } => write!(f, "chdir {}: {source}: see dmesg", path.display()),
+            HandoffError::MoveRoot { newroot, source } => {
+                write!(f, "moving {} onto /: {source}: see dmesg", newroot.display())
+            }
+            HandoffError::Chroot { newroot, source } => {
+                write!(f, "chroot into {}: {source}: see dmesg", newroot.display())
+            }
+            HandoffError::Exec { init, source } => write!(
+                f,
+                "starting the image's init {init}: {source}: check that it runs in the image (chroot IMAGE {init})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HandoffError {}
+
+/// Checks of the image before anything changes: the init exists inside the image (its
+/// symlinks resolved as the image sees them) and is an executable file, and every
+/// directory of [`MOVED_MOUNTS`] exists.
+pub fn check_image(newroot: &Path, init: &str) -> Result<(), HandoffError> {
+    let fd = open_in_image(newroot, Path::new(init), OFlags::PATH).map_err(|source| HandoffError::InitMissing {
+        init: init.to_string(),
+        newroot: newroot.to_path_buf(),
+        source,
+    })?;
+    let st = fstat(&fd).map_err(|e| HandoffError::InitMissing {
+        init: init.to_string(),
+        newroot: newroot.to_path_buf(),
+        source: e.into(),
+    })?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(HandoffError::InitNotFile { init: init.to_string() });
+    }
+    let mode = st.st_mode & 0o7777;
+    if mode & 0o111 == 0 {
+        return Err(HandoffError::InitNotExecutable { init: init.to_string(), mode });
+    }
+    for dir in MOVED_MOUNTS {
+        let is_dir = open_in_image(newroot, Path::new(dir), OFlags::PATH | OFlags::DIRECTORY).is_ok();
+        if !is_dir {
+            return Err(HandoffError::MountPointMissing { dir: dir.to_string(), newroot: newroot.to_path_buf() });
+        }
+    }
+    Ok(())
+}
+
+/// What [`ensure_mtab`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mtab {
+    /// `/etc/mtab` exists (symlink or file): left alone.
+    Present,
+    /// Missing, and created as a symlink to `/proc/self/mounts` (writable /etc).
+    Created,
+    /// Missing and /etc is read-only: tools that read it will complain.
+    Missing(String),
+}
+
+/// `/etc/mtab` in the image: Debian ships it as a symlink to `/proc/self/mounts`; if it
+/// is missing and `/etc` is writable (overlay mode), create that symlink.
+pub fn ensure_mtab(newroot: &Path) -> Mtab {
+    let path = newroot.join("etc/mtab");
+    if path.symlink_metadata().is_ok() {
+        return Mtab::Present;
+    }
+    match std::os::unix::fs::symlink(MTAB_TARGET, &path) {
+        Ok(()) => Mtab::Created,
+        Err(e) => Mtab::Missing(e.to_string()),
+    }
+}
+
+/// What freeing the initramfs did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Freed {
+    pub files: u64,
+    pub directories: u64,
+    pub bytes: u64,
+    /// Directories left because they are (or hold) other file systems.
+    pub kept: Vec<PathBuf>,
+    /// Entries that could not be removed, with the error.
+    pub errors: Vec<String>,
+}
+
+/// Delete everything under `root` that is on `root`'s file system, except the paths in
+/// `keep`. Never follows a symlink (symlinks are unlinked as links) and never enters a
+/// directory of another file system (st_dev differs: a mount point), so the mounted
+/// image and any still-mounted file system are untouched.
+pub fn free_initramfs(root: &Path, keep: &[PathBuf]) -> Freed {
+    let mut freed = Freed::default();
+    let dir = match openat(CWD, root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(dir) => dir,
+        Err(e) => {
+            freed.errors.push(format!("{}: {e}", root.display()));
+            return freed;
+        }
+    };
+    match fstat(&dir) {
+        Ok(st) => remove_contents(&dir, root, st.st_dev, keep, &mut freed),
+        Err(e) => freed.errors.push(format!("{}: {e}", root.display())),
+    }
+    freed
+}
+
+fn remove_contents(dir: &OwnedFd, path: &Path, dev: u64, keep: &[PathBuf], freed: &mut Freed) {
+    let names = match list(dir) {
+        Ok(names) => names,
+        Err(e) => {
+            freed.errors.push(format!("{}: {e}", path.display()));
+            return;
+        }
+    };
+    for name in names {
+        let child = path.join(std::ffi::OsStr::from_bytes_ext(&name));
+        if keep.contains(&child) {
+            continue;
+        }
+        let st = match statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(e) => {
+                freed.errors.push(format!("{}: {e}", child.display()));
+                continue;
+            }
+        };
+        if st.st_dev != dev {
+            freed.kept.push(child);
+            continue;
+        }
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            let sub = openat(
+                dir,
+                name.as_slice(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            );
+            let sub = match sub {
+                Ok(sub) => sub,
+                Err(e) => {
+                    freed.errors.push(format!("{}: {e}", child.display()));
+                    continue;
+                }
+            };
+            // Checked again on the open directory: something mounted between the stat
+            // and the open must not be entered either.
+            if fstat(&sub).map(|s| s.st_dev) != Ok(dev) {
+                freed.kept.push(child);
+                continue;
+            }
+            remove_contents(&sub, &child, dev, keep, freed);
+            let holds_kept = freed.kept.iter().chain(keep.iter()).any(|k| k.starts_with(&child));
+            match unlinkat(dir, name.as_slice(), AtFlags::REMOVEDIR) {
+                Ok(()) => freed.directories += 1,
+                Err(_) if holds_kept => {}
+                Err(e) => freed.errors.push(format!("{}: {e}", child.display())),
+            }
+        } else {
+            match unlinkat(dir, name.as_slice(), AtFlags::empty()) {
+                Ok(()) => {
+                    freed.files += 1;
+                    freed.bytes += st.st_size as u64;
+                }
+                Err(e) => freed.errors.push(format!("{}: {e}", child.display())),
+            }
+        }
+    }
+}
+
+/// The names in a directory, without `.` and `..`. Read fully before anything is
+/// removed, so deleting does not disturb the listing.
+fn list(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    for entry in Dir::read_from(dir.as_fd())? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    Ok(names)
+}
+
+/// `OsStr` from bytes, as a small extension so the walker reads plainly.
+trait FromBytesExt {
+    fn from_bytes_ext(bytes: &[u8]) -> &std::ffi::OsStr;
+}
+
+impl FromBytesExt for std::ffi::OsStr {
+    fn from_bytes_ext(bytes: &[u8]) -> &std::ffi::OsStr {
+        std::os::unix::ffi::OsStrExt::from_bytes(bytes)
+    }
+}
+
+/// Move the kernel file systems under `root` into `newroot`. Stops at the first failure.
+pub fn move_mounts(os: &dyn Os, root: &Path, newroot: &Path) -> Result<(), HandoffError> {
+    for dir in MOVED_MOUNTS {
+        let (from, to) = (root.join(dir), newroot.join(dir));
+        os.move_mount(&from, &to).map_err(|source| HandoffError::Move {
+            from: from.clone(),
+            to: to.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Make `newroot` the root and exec `init` with `args` (util-linux switch_root's
+/// sequence: chdir, move the mount onto /, chroot ., chdir /). Returns only on failure.
+pub fn switch_root(os: &dyn Os, newroot: &Path, init: &str, args: &[String]) -> HandoffError {
+    if let Err(source) = os.chdir(newroot) {
+        return HandoffError::Chdir { path: newroot.to_path_buf(), source };
+    }
+    if let Err(source) = os.move_mount(Path::new("."), Path::new("/")) {
+        return HandoffError::MoveRoot { newroot: newroot.to_path_buf(), source };
+    }
+    if let Err(source) = os.chroot(Path::new(".")) {
+        return HandoffError::Chroot { newroot: newroot.to_path_buf(), source };
+    }
+    if let Err(source) = os.chdir(Path::new("/")) {
+        return HandoffError::Chdir { path: PathBuf::from("/"), source };
+    }
+    HandoffError::Exec { init: init.to_string(), source: os.exec(Path::new(init), args) }
+}
+
+/// Log what freeing did, one line.
+pub fn log_freed(log: &Log, freed: &Freed) {
+    info!(
+        log,
+        "freed the initramfs: {} files, {} directories, {} KiB{}",
+        freed.files,
+        freed.directories,
+        freed.bytes / 1024,
+        if freed.kept.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; left mount points {}",
+                freed.kept.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            )
+        }
+    );
+    for e in &freed.errors {
+        info!(log, "warning: freeing the initramfs: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::os::MountFlags;
+    use crate::os::fake::FakeOs;
+    use std::fs;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    fn image() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["dev", "proc", "sys", "run", "sbin", "lib/systemd", "etc"] {
+            fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let systemd = dir.path().join("lib/systemd/systemd");
+        fs::write(&systemd, "#!").unwrap();
+        fs::set_permissions(&systemd, fs::Permissions::from_mode(0o755)).unwrap();
+        // Absolute, as in Debian: resolved inside the image, not on the host.
+        symlink("/lib/systemd/systemd", dir.path().join("sbin/init")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn init_behind_an_absolute_symlink_is_found_inside_the_image() {
+        let img = image();
+        check_image(img.path(), DEFAULT_INIT).unwrap();
+    }
+
+    #[test]
+    fn missing_or_unusable_init_is_refused_before_anything_changes() {
+        let img = image();
+        let err = check_image(img.path(), "/sbin/nope").unwrap_err();
+        assert!(matches!(err, HandoffError::InitMissing { .. }), "{err}");
+        assert!(err.to_string().contains("name another with init="), "{err}");
+        fs::set_permissions(img.path().join("lib/systemd/systemd"), fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(check_image(img.path(), DEFAULT_INIT), Err(HandoffError::InitNotExecutable { mode: 0o644, .. })));
+        assert!(matches!(check_image(img.path(), "/etc"), Err(HandoffError::InitNotFile { .. })));
+    }
+
+    #[test]
+    fn a_missing_mount_point_in_the_image_is_named() {
+        let img = image();
+        fs::remove_dir(img.path().join("run")).unwrap();
+        let err = check_image(img.path(), DEFAULT_INIT).unwrap_err();
+        assert!(matches!(&err, HandoffError::MountPointMissing { dir, .. } if dir == "run"), "{err}");
+        assert!(err.to_string().contains("the image has no directory /run"), "{err}");
+    }
+
+    #[test]
+    fn mtab_is_left_alone_created_as_a_symlink_or_reported() {
+        let img = image();
+        assert_eq!(ensure_mtab(img.path()), Mtab::Created);
+        assert_eq!(fs::read_link(img.path().join("etc/mtab")).unwrap(), Path::new(MTAB_TARGET));
+        assert_eq!(ensure_mtab(img.path()), Mtab::Present);
+        let no_etc = tempfile::tempdir().unwrap();
+        assert!(matches!(ensure_mtab(no_etc.path()), Mtab::Missing(_)));
+    }
+
+    #[test]
+    fn moves_and_switch_follow_the_switch_root_sequence() {
+        let os = FakeOs::default();
+        move_mounts(&os, Path::new("/"), Path::new("/newroot")).unwrap();
+        let err = switch_root(&os, Path::new("/newroot"), "/sbin/init", &["single".to_string()]);
+        assert!(matches!(err, HandoffError::Exec { .. }));
+        assert_eq!(
+            os.calls(),
+            [
+                "move /dev /newroot/dev",
+                "move /proc /newroot/proc",
+                "move /sys /newroot/sys",
+                "move /run /newroot/run",
+                "chdir /newroot",
+                "move . /",
+                "chroot .",
+                "chdir /",
+                "exec /sbin/init single",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_move_names_both_paths() {
+        let os = FakeOs::default();
+        os.mount_errors.lock().unwrap().insert("/newroot/sys".into(), 2);
+        let err = move_mounts(&os, Path::new("/"), Path::new("/newroot")).unwrap_err();
+        assert!(err.to_string().starts_with("moving the mount /sys to /newroot/sys: "), "{err}");
+        assert_eq!(os.calls().len(), 3, "stops at the failure");
+    }
+
+    /// A tmpfs mounted on `path` for the test's life.
+    struct TmpfsMount(PathBuf);
+
+    impl TmpfsMount {
+        fn new(path: &Path) -> TmpfsMount {
+            assert!(
+                rustix::process::geteuid().is_root(),
+                "this test mounts a tmpfs to check that freeing never crosses a mount point: run it as root"
+            );
+            rustix::mount::mount("tmpfs", path, "tmpfs", MountFlags::empty(), None).expect("mount tmpfs");
+            TmpfsMount(path.to_path_buf())
+        }
+    }
+
+    impl Drop for TmpfsMount {
+        fn drop(&mut self) {
+            let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+
+    #[test]
+    fn freeing_deletes_the_tree_but_not_mounts_kept_paths_or_symlink_targets() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("precious"), "x").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for d in ["lib/modules/6.1/kernel", "bin", "newroot", "mnt", "empty"] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        fs::write(r.join("init"), vec![0u8; 4096]).unwrap();
+        fs::write(r.join("lib/modules/6.1/kernel/nfs.ko"), "ko").unwrap();
+        fs::write(r.join("newroot/image-file"), "kept").unwrap();
+        symlink(outside.path(), r.join("bin/link-to-outside")).unwrap();
+        symlink(outside.path().join("precious"), r.join("file-link")).unwrap();
+        let _mnt = TmpfsMount::new(&r.join("mnt"));
+        fs::write(r.join("mnt/on-tmpfs"), "other fs").unwrap();
+
+        let freed = free_initramfs(r, &[r.join("newroot")]);
+
+        assert!(freed.errors.is_empty(), "{:?}", freed.errors);
+        assert_eq!(freed.kept, [r.join("mnt")]);
+        assert_eq!(freed.files, 4, "init, nfs.ko and two symlinks: {freed:?}");
+        // Symlinks count their own size: the length of their target.
+        let link_bytes = (outside.path().as_os_str().len() + outside.path().join("precious").as_os_str().len()) as u64;
+        assert_eq!(freed.bytes, 4096 + 2 + link_bytes);
+        let mut left: Vec<String> = fs::read_dir(r).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["mnt", "newroot"]);
+        assert_eq!(fs::read_to_string(r.join("newroot/image-file")).unwrap(), "kept");
+        assert_eq!(fs::read_to_string(r.join("mnt/on-tmpfs")).unwrap(), "other fs");
+        assert_eq!(fs::read_to_string(outside.path().join("precious")).unwrap(), "x", "symlink followed");
+        assert!(outside.path().is_dir());
+    }
+}
