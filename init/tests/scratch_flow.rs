@@ -128,6 +128,20 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// An ext4 whole disk `vda`-like, 64 MiB, with `label`.
+    fn ext4(&self, bus: &str, name: &str, label: &str) {
+        self.disk(bus, name, 64, "mkfs.ext4", &["-q", "-F", "-L", label]);
+    }
+
+    /// Runs the stage with a loader that loads nothing; returns the report and the console.
+    fn run(&self, config: &Config, fake: &mut Fake) -> (scratch::ScratchReport, String) {
+        let (log, console) = diskless::log::captured();
+        let report = scratch::scratch(config, &self.paths(), fake, &no_loader(), &log);
+        (report, console.text())
+    }
+}
+
 fn no_loader() -> impl Fn(&[&str]) -> Result<(), String> {
     |_: &[&str]| Ok(())
 }
@@ -135,13 +149,7 @@ fn no_loader() -> impl Fn(&[&str]) -> Result<(), String> {
 #[test]
 fn largest_labelled_fs_is_used_swaps_enabled_and_dirs_bound() {
     let m = Machine::new();
-    m.disk(
-        "pci0/0000:00:04.0",
-        "vda",
-        64,
-        "mkfs.ext4",
-        &["-q", "-F", "-L", "scratch"],
-    );
+    m.ext4("pci0/0000:00:04.0", "vda", "scratch");
     m.disk(
         "pci0/0000:00:05.0",
         "vdb",
@@ -228,13 +236,7 @@ fn largest_labelled_fs_is_used_swaps_enabled_and_dirs_bound() {
 #[test]
 fn wipe_empties_only_the_bound_subdirectories() {
     let m = Machine::new();
-    m.disk(
-        "pci0/0000:00:04.0",
-        "vda",
-        64,
-        "mkfs.ext4",
-        &["-q", "-F", "-L", "scratch"],
-    );
+    m.ext4("pci0/0000:00:04.0", "vda", "scratch");
     // The fake mount leaves the mountpoint a directory: give it content of an earlier boot.
     let mnt = m.p("newroot/mnt/scratch");
     let outside = m.p("precious");
@@ -249,9 +251,8 @@ fn wipe_empties_only_the_bound_subdirectories() {
     symlink(m.p("newroot"), mnt.join("local/evil-dir")).unwrap();
     let mut config = Config::default();
     config.scratch.wipe = true;
-    let (log, console) = diskless::log::captured();
-    let report = scratch::scratch(&config, &m.paths(), &mut Fake::new(), &no_loader(), &log);
-    assert!(report.scratch.is_some(), "{}", console.text());
+    let (report, console) = m.run(&config, &mut Fake::new());
+    assert!(report.scratch.is_some(), "{}", console);
     for d in ["etc/local", "var/local", "tmp", "local"] {
         assert_eq!(
             fs::read_dir(mnt.join(d)).unwrap().count(),
@@ -265,7 +266,7 @@ fn wipe_empties_only_the_bound_subdirectories() {
         "followed a symlink into the image"
     );
     assert!(mnt.join("keep/data").exists() && mnt.join("etc/other").exists());
-    assert!(console.text().contains(&format!(
+    assert!(console.contains(&format!(
         "diskless: scratch: wiped {}: 1 entries removed\n",
         mnt.join("tmp").display()
     )));
@@ -274,31 +275,14 @@ fn wipe_empties_only_the_bound_subdirectories() {
 #[test]
 fn mount_failure_falls_back_to_tmpfs_and_says_why() {
     let m = Machine::new();
-    m.disk(
-        "pci0/0000:00:04.0",
-        "vda",
-        64,
-        "mkfs.ext4",
-        &["-q", "-F", "-L", "scratch"],
-    );
+    m.ext4("pci0/0000:00:04.0", "vda", "scratch");
     let mut fake = Fake::new();
     fake.errors.insert(m.p("dev/vda"), 117); // EUCLEAN
-    let (log, console) = diskless::log::captured();
-    let report = scratch::scratch(
-        &Config::default(),
-        &m.paths(),
-        &mut fake,
-        &no_loader(),
-        &log,
-    );
+    let (report, console) = m.run(&Config::default(), &mut fake);
     assert!(report.scratch.is_none() && report.local_dirs().is_empty());
     let failure = report.failure.unwrap();
     assert!(failure.contains("the filesystem is corrupt"), "{failure}");
-    assert!(
-        console.text().contains("local dirs on tmpfs"),
-        "{}",
-        console.text()
-    );
+    assert!(console.contains("local dirs on tmpfs"), "{}", console);
     assert_eq!(
         fake.calls.len(),
         1,
@@ -312,24 +296,11 @@ fn missing_mountpoint_uses_the_run_dir_and_swapon_failure_is_not_fatal() {
     let m = Machine::new();
     fs::remove_dir(m.p("newroot/mnt/scratch")).unwrap();
     fs::remove_dir(m.p("newroot/local")).unwrap();
-    m.disk(
-        "pci0/0000:00:04.0",
-        "vda",
-        64,
-        "mkfs.ext4",
-        &["-q", "-F", "-L", "scratch"],
-    );
+    m.ext4("pci0/0000:00:04.0", "vda", "scratch");
     m.disk("pci0/0000:00:05.0", "vdb", 16, "mkswap", &[]);
     let mut fake = Fake::new();
     fake.errors.insert(m.p("dev/vdb"), 22);
-    let (log, console) = diskless::log::captured();
-    let report = scratch::scratch(
-        &Config::default(),
-        &m.paths(),
-        &mut fake,
-        &no_loader(),
-        &log,
-    );
+    let (report, console) = m.run(&Config::default(), &mut fake);
     let used = report.scratch.expect("scratch used");
     assert_eq!(
         (used.mountpoint, used.fallback_mountpoint),
@@ -338,34 +309,19 @@ fn missing_mountpoint_uses_the_run_dir_and_swapon_failure_is_not_fatal() {
     assert_eq!(used.binds.len(), 1, "only /tmp: the image has no /local");
     assert!(!report.swaps[0].enabled);
     assert!(
-        console
-            .text()
-            .contains("/mnt/scratch does not exist in the image"),
+        console.contains("/mnt/scratch does not exist in the image"),
         "{}",
-        console.text()
+        console
     );
 }
 
 #[test]
 fn no_candidate_leaves_everything_alone() {
     let m = Machine::new();
-    m.disk(
-        "pci0/0000:00:04.0",
-        "vda",
-        64,
-        "mkfs.ext4",
-        &["-q", "-F", "-L", "data"],
-    );
+    m.ext4("pci0/0000:00:04.0", "vda", "data");
     let mut fake = Fake::new();
-    let (log, console) = diskless::log::captured();
-    let report = scratch::scratch(
-        &Config::default(),
-        &m.paths(),
-        &mut fake,
-        &no_loader(),
-        &log,
-    );
+    let (report, console) = m.run(&Config::default(), &mut fake);
     assert!(fake.calls.is_empty(), "{:?}", fake.calls);
     assert!(report.scratch.is_none());
-    assert!(console.text().contains("diskless: scratch: no ext4, xfs, btrfs filesystem labelled \"scratch\" found; local dirs on tmpfs\n"), "{}", console.text());
+    assert!(console.contains("diskless: scratch: no ext4, xfs, btrfs filesystem labelled \"scratch\" found; local dirs on tmpfs\n"), "{}", console);
 }
