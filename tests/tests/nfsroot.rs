@@ -66,6 +66,12 @@ impl Outcome {
     }
 }
 
+impl Case {
+    fn new(name: &'static str, image: &'static str, mac: &'static str, append: &'static str) -> Case {
+        Case { name, image, mac, append, nfs_delay: None, timeout: TIMEOUT }
+    }
+}
+
 fn boot(case: Case) -> Outcome {
     let mut rig = PxeRig::new(case.name).unwrap();
     let config = rig
@@ -96,71 +102,36 @@ fn boot(case: Case) -> Outcome {
 fn vm_a() -> &'static Outcome {
     static RUN: OnceLock<Outcome> = OnceLock::new();
     RUN.get_or_init(|| {
-        boot(Case {
-            name: "nfsroot-A-v3-layers",
-            image: "busybox",
-            mac: LAB_MAC,
-            append: "root=/dev/nfs nfsroot=10.77.0.1:/export,vers=3",
-            nfs_delay: None,
-            timeout: TIMEOUT,
-        })
+        boot(Case::new("nfsroot-A-v3-layers", "busybox", LAB_MAC, "root=/dev/nfs nfsroot=10.77.0.1:/export,vers=3"))
     })
 }
 
 fn vm_b() -> &'static Outcome {
     static RUN: OnceLock<Outcome> = OnceLock::new();
     RUN.get_or_init(|| {
-        boot(Case {
-            name: "nfsroot-B-v4-overlay",
-            image: "busybox-overlay",
-            mac: LAB_MAC,
-            append: "root=nfs4:10.77.0.1:/export diskless.mode=overlay",
-            nfs_delay: None,
-            timeout: TIMEOUT,
-        })
+        boot(Case::new("nfsroot-B-v4-overlay", "busybox-overlay", LAB_MAC, "root=nfs4:10.77.0.1:/export diskless.mode=overlay"))
     })
 }
 
 fn vm_c() -> &'static Outcome {
     static RUN: OnceLock<Outcome> = OnceLock::new();
     RUN.get_or_init(|| {
-        boot(Case {
-            name: "nfsroot-C-legacy-conf-no-host-layer",
-            image: "busybox-legacy",
-            mac: NO_LAYER_MAC,
-            append: "",
-            nfs_delay: None,
-            timeout: TIMEOUT,
-        })
+        boot(Case::new("nfsroot-C-legacy-conf-no-host-layer", "busybox-legacy", NO_LAYER_MAC, ""))
     })
 }
 
 fn vm_d() -> &'static Outcome {
     static RUN: OnceLock<Outcome> = OnceLock::new();
     RUN.get_or_init(|| {
-        boot(Case {
-            name: "nfsroot-D-server-30s-late",
-            image: "busybox",
-            mac: LAB_MAC,
-            append: "",
-            nfs_delay: Some(LATE_NFS),
-            timeout: TIMEOUT,
-        })
+        boot(Case { nfs_delay: Some(LATE_NFS), ..Case::new("nfsroot-D-server-30s-late", "busybox", LAB_MAC, "") })
     })
 }
 
 fn vm_e() -> &'static Outcome {
     static RUN: OnceLock<Outcome> = OnceLock::new();
     RUN.get_or_init(|| {
-        boot(Case {
-            name: "nfsroot-E-debian-multi-user",
-            image: "debian",
-            mac: LAB_MAC,
-            append: "",
-            nfs_delay: None,
-            // systemd under TCG on an NFS root: minutes, not seconds.
-            timeout: Duration::from_secs(480),
-        })
+        // systemd under TCG on an NFS root takes minutes, not seconds.
+        boot(Case { timeout: Duration::from_secs(480), ..Case::new("nfsroot-E-debian-multi-user", "debian", LAB_MAC, "") })
     })
 }
 
