@@ -3,11 +3,13 @@
 //! kernel and initrd; virtio-net; dnsmasq with a static host and its PTR record).
 //!
 //! Each boot stops before the root stage (`diskless.break=root`, then powers off), so
-//! no NFS server is needed. The console runs at `loglevel=8`, so the kmsg copy of every
-//! init line appears with the kernel's timestamp (CLOCK_MONOTONIC, ms precision):
-//! - link up -> lease: from `<if>: carrier, starting DHCP` (and from `found <if> ...,
-//!   bringing it up`) to `<if>: lease ...`;
-//! - lease -> host name: from the lease line to `host name ... from ...`.
+//! no NFS server is needed. Times come from the init's own lines (the kmsg copies of
+//! its lines do not reach the console, so there are no kernel timestamps to use):
+//! - link up -> lease: `stage network done in <ms>` (the stage sets the links up,
+//!   waits for carrier, runs DHCP and applies the lease);
+//! - carrier -> lease: the DHCP exchange, `<if>: lease ... after <s> s` (0.1 s steps);
+//! - lease -> host name: `stage identity done in <ms>` (PTR lookup or fallback, then
+//!   sethostname and setdomainname).
 //!
 //! Packets: dnsmasq logs every DHCP packet it receives (`log-dhcp`) and every DNS query
 //! (`log-queries`); those logged after it sent `initrd.img` over TFTP are the init's
@@ -42,7 +44,7 @@ fn main() {
         let name = format!("bench-network-{i}");
         let mut rig = PxeRig::new(&name).unwrap_or_else(|e| panic!("{e}"));
         rig.initrd(&initrd).unwrap();
-        rig.pxelinux_default("loglevel=8 diskless.break=root diskless.on_failure=halt diskless.reboot_delay=0", true)
+        rig.pxelinux_default("diskless.break=root diskless.on_failure=halt diskless.reboot_delay=0", true)
             .unwrap();
         let tap = rig.tap().unwrap();
         let config = rig.dnsmasq_config().host(MAC, LAB_IP, LAB_HOST);
@@ -57,14 +59,14 @@ fn main() {
         let row = measure(&run.log, &server_log);
         if row.lease_to_name_ms.is_none() || row.carrier_to_lease_ms.is_none() {
             eprintln!(
-                "run {i}: the console lacks the timestamped lease or host name lines; see {}\n{}",
+                "run {i}: the console lacks the network/identity stage or lease lines; see {}\n{}",
                 run.log.path().display(),
                 run.log.tail(30)
             );
             std::process::exit(1);
         }
         println!(
-            "run {i}: link up->lease {} ms, carrier->lease {} ms, lease->name {} ms ({}), DHCP packets {}, DNS packets {}  [{}]",
+            "run {i}: link up->lease {} ms, DHCP exchange {} ms, lease->name {} ms ({}), DHCP packets {}, DNS packets {}  [{}]",
             fmt(row.up_to_lease_ms),
             fmt(row.carrier_to_lease_ms),
             fmt(row.lease_to_name_ms),
@@ -77,13 +79,13 @@ fn main() {
     }
     println!();
     println!("median of {runs} PXE boots (TCG, virtio-net, dnsmasq on the same bridge):");
-    println!("{:<38} {:>10}", "measure", "median");
+    println!("{:<42} {:>8}", "measure", "median");
     let med = |f: &dyn Fn(&Row) -> Option<f64>| median(rows.iter().filter_map(f).collect());
-    println!("{:<38} {:>10}", "link set up -> lease (ms)", fmt(med(&|r| r.up_to_lease_ms)));
-    println!("{:<38} {:>10}", "carrier -> lease (ms)", fmt(med(&|r| r.carrier_to_lease_ms)));
-    println!("{:<38} {:>10}", "lease -> host name (ms)", fmt(med(&|r| r.lease_to_name_ms)));
-    println!("{:<38} {:>10}", "DHCP packets sent by the init", fmt(med(&|r| Some(r.dhcp_packets as f64))));
-    println!("{:<38} {:>10}", "DNS packets sent by the init", fmt(med(&|r| Some(r.dns_packets as f64))));
+    println!("{:<42} {:>8}", "link up -> lease (network stage, ms)", fmt(med(&|r| r.up_to_lease_ms)));
+    println!("{:<42} {:>8}", "DHCP exchange (lease line, ms)", fmt(med(&|r| r.carrier_to_lease_ms)));
+    println!("{:<42} {:>8}", "lease -> host name (identity stage, ms)", fmt(med(&|r| r.lease_to_name_ms)));
+    println!("{:<42} {:>8}", "DHCP packets sent by the init", fmt(med(&|r| Some(r.dhcp_packets as f64))));
+    println!("{:<42} {:>8}", "DNS packets sent by the init", fmt(med(&|r| Some(r.dns_packets as f64))));
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -98,20 +100,18 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-/// Kernel timestamp (ms) of the first kmsg copy of an init line matching `pattern`.
-fn stamp(log: &ConsoleLog, pattern: &str) -> Option<f64> {
-    let m = log.find_line(&format!(r"^\[\s*(\d+\.\d+)\] diskless: {pattern}"))?;
-    m[1].parse::<f64>().ok().map(|s| s * 1000.0)
+/// The first number captured by `pattern` on an init line.
+fn number(log: &ConsoleLog, pattern: &str) -> Option<f64> {
+    log.find_line(&format!(r"diskless: {pattern}")).and_then(|m| m[1].parse::<f64>().ok())
 }
 
 fn measure(log: &ConsoleLog, server_log: &str) -> Row {
-    let lease_line = log.find_line(&format!(r"^\[\s*[\d.]+\] diskless: (\S+): lease {}/", regex::escape(LAB_IP)));
-    let iface = lease_line.as_ref().map(|m| m[1].to_string()).unwrap_or_default();
-    let lease = stamp(log, &format!(r"{}: lease ", regex::escape(&iface)));
-    let up = stamp(log, &format!(r"found {} \(", regex::escape(&iface)));
-    let carrier = stamp(log, &format!(r"{}: carrier", regex::escape(&iface)));
-    let name_line = log.find_line(r"^\[\s*([\d.]+)\] diskless: host name \S+?,? .*from (.*?)\s*$");
-    let name = name_line.as_ref().and_then(|m| m[1].parse::<f64>().ok()).map(|s| s * 1000.0);
+    // The network stage starts by setting the links up and ends with the lease applied.
+    let network = number(log, r"stage network done in (\d+) ms");
+    let dhcp = number(log, &format!(r"\S+: lease {}/\d+ from .* after ([\d.]+) s", regex::escape(LAB_IP))).map(|s| s * 1000.0);
+    // The identity stage: PTR query (or fallback), sethostname/setdomainname.
+    let identity = number(log, r"stage identity done in (\d+) ms");
+    let name_line = log.find_line(r"diskless: host name \S+, .*from (.*?)\s*$");
     // Packets the init sent: what dnsmasq logged after it finished sending the initrd.
     let lines: Vec<&str> = server_log.lines().collect();
     let after_pxe: Vec<&str> = match lines.iter().rposition(|l| l.contains("dnsmasq-tftp") && l.contains("/initrd.img to ")) {
@@ -128,11 +128,11 @@ fn measure(log: &ConsoleLog, server_log: &str) -> Row {
         .count();
     let dns_packets = after_pxe.iter().filter(|l| l.contains(" query[") && l.contains(&format!("from {LAB_IP}"))).count();
     Row {
-        up_to_lease_ms: lease.zip(up).map(|(l, u)| l - u),
-        carrier_to_lease_ms: lease.zip(carrier).map(|(l, c)| l - c),
-        lease_to_name_ms: name.zip(lease).map(|(n, l)| n - l),
+        up_to_lease_ms: network,
+        carrier_to_lease_ms: dhcp,
+        lease_to_name_ms: identity,
         dhcp_packets,
         dns_packets,
-        name_source: name_line.map(|m| m[2].to_string()).unwrap_or_default(),
+        name_source: name_line.map(|m| m[1].to_string()).unwrap_or_default(),
     }
 }
