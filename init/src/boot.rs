@@ -203,7 +203,7 @@ pub fn run(b: &Boot) {
         address: net.lease.address,
         hostname: identity.hostname.clone(),
     };
-    let local = match stage(b, "local", || local_stage(b, &config, &newroot, &input)) {
+    let local = match stage(b, "local", || local_stage(b, &cmdline, &config, &newroot, &input)) {
         Ok(local) => local,
         Err(message) => return fail(b, &cmdline, &config, &message),
     };
@@ -281,6 +281,8 @@ fn root_stage(
 /// Why the local stage stopped.
 #[derive(Debug)]
 enum LocalStageError {
+    /// The overlay module (overlay mode) did not load.
+    OverlayModule(String),
     Scratch(String),
     Setup(local::LocalError),
 }
@@ -288,6 +290,11 @@ enum LocalStageError {
 impl std::fmt::Display for LocalStageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            LocalStageError::OverlayModule(e) => write!(
+                f,
+                "loading the overlay module for mode = \"overlay\": {e}: rebuild the initramfs with it \
+                 (mkinitramfs --profile netboot) or use mode = \"symlink\""
+            ),
             LocalStageError::Scratch(e) => write!(f, "scratch disks: {e}"),
             LocalStageError::Setup(e) => write!(f, "making the local dirs: {e}"),
         }
@@ -295,7 +302,21 @@ impl std::fmt::Display for LocalStageError {
 }
 
 /// Stage `local`: layers for this machine, scratch disks, local dirs filled.
-fn local_stage(b: &Boot, config: &Config, newroot: &Path, input: &LayerInput) -> Result<LocalReport, LocalStageError> {
+fn local_stage(
+    b: &Boot,
+    cmdline: &Cmdline,
+    config: &Config,
+    newroot: &Path,
+    input: &LayerInput,
+) -> Result<LocalReport, LocalStageError> {
+    if config.mode == config::Mode::Overlay {
+        // Loaded on demand like the NFS client: only overlay-mode images need it.
+        let loaded = hardware::load_modules_by_name(&b.root, b.os.clone(), b.log.clone(), cmdline, &["overlay"])
+            .map_err(|e| LocalStageError::OverlayModule(e.to_string()))?;
+        if let Some((_, why)) = loaded.missing.first() {
+            return Err(LocalStageError::OverlayModule(why.clone()));
+        }
+    }
     let selection = local::select_layers(config, newroot, input);
     for layer in &selection.layers {
         info!(b.log, "layer {layer}");
