@@ -260,11 +260,8 @@ pub fn run_dhcp(
     let _ = sock.set_nonblocking(true);
     let unicast = UnicastListener::open(interface)?;
     let started = Instant::now();
-    let xid = getrandom::u32().unwrap_or_else(|_| {
-        // No entropy syscall: the MAC and the clock still differ per machine.
-        let m = mac.0;
-        u32::from_be_bytes([m[2], m[3], m[4], m[5]]) ^ started.elapsed().subsec_nanos()
-    });
+    let m = mac.0;
+    let xid = super::random::u32_now(u32::from_be_bytes([m[2], m[3], m[4], m[5]]));
     let mut client = DhcpClient::new(mac, xid, started);
     let server = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, 67));
     let mut buf = vec![0u8; 1500];

@@ -254,7 +254,7 @@ pub fn lookup_ptr(
     for _ in 0..timing.rounds.max(1) {
         for &server in servers {
             tries += 1;
-            let id = getrandom::u32().map(|r| r as u16).unwrap_or(tries as u16);
+            let id = super::random::u32_now(tries) as u16;
             if let Err(e) = sock.send_to(&ptr_query(id, addr), server) {
                 last = DnsError::Send {
                     server,

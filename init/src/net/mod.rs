@@ -28,6 +28,7 @@ pub mod dns;
 pub mod handoff;
 pub mod identity;
 pub mod link;
+pub mod random;
 
 use std::collections::BTreeMap;
 use std::fmt;
