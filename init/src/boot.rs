@@ -19,6 +19,7 @@ use crate::log::{Log, StageTimer, monotonic_secs};
 use crate::net::{self, IpMode, Level, NetConfig, NetLog, NetResult};
 use crate::os::Os;
 use crate::root::{self, Mounted, RootError, RootRequest, Version};
+use crate::scratch::{self, ScratchReport};
 use crate::{debug, info};
 
 /// Stage names in boot order: what `diskless.break=` accepts (DESIGN §2).
@@ -203,8 +204,8 @@ pub fn run(b: &Boot) {
         address: net.lease.address,
         hostname: identity.hostname.clone(),
     };
-    let local = match stage(b, "local", || local_stage(b, &cmdline, &config, &newroot, &input)) {
-        Ok(local) => local,
+    let (local, scratch) = match stage(b, "local", || local_stage(b, &cmdline, &config, &newroot, &input)) {
+        Ok(done) => done,
         Err(message) => return fail(b, &cmdline, &config, &message),
     };
 
@@ -220,6 +221,7 @@ pub fn run(b: &Boot) {
         identity: &identity,
         mounted: &mounted,
         local: &local,
+        scratch: &scratch,
     };
     let Err(message) = stage(b, "handoff", || handoff_stage(b, &facts, &newroot));
     fail(b, &cmdline, &config, &message)
@@ -283,7 +285,6 @@ fn root_stage(
 enum LocalStageError {
     /// The overlay module (overlay mode) did not load.
     OverlayModule(String),
-    Scratch(String),
     Setup(local::LocalError),
 }
 
@@ -295,7 +296,6 @@ impl std::fmt::Display for LocalStageError {
                 "loading the overlay module for mode = \"overlay\": {e}: rebuild the initramfs with it \
                  (mkinitramfs --profile netboot) or use mode = \"symlink\""
             ),
-            LocalStageError::Scratch(e) => write!(f, "scratch disks: {e}"),
             LocalStageError::Setup(e) => write!(f, "making the local dirs: {e}"),
         }
     }
@@ -308,7 +308,7 @@ fn local_stage(
     config: &Config,
     newroot: &Path,
     input: &LayerInput,
-) -> Result<LocalReport, LocalStageError> {
+) -> Result<(LocalReport, ScratchReport), LocalStageError> {
     if config.mode == config::Mode::Overlay {
         // Loaded on demand like the NFS client: only overlay-mode images need it.
         let loaded = hardware::load_modules_by_name(&b.root, b.os.clone(), b.log.clone(), cmdline, &["overlay"])
@@ -324,20 +324,44 @@ fn local_stage(
     for skipped in &selection.skipped {
         debug!(b.log, "layer {} not used: {:?}", skipped.kind, skipped.reason);
     }
-    scratch(b, config, newroot).map_err(LocalStageError::Scratch)?;
-    let report = local::setup(config, newroot, &b.root.join(RUN_DIR), &selection, &mut local::System)
-        .map_err(LocalStageError::Setup)?;
+    let run_dir = b.root.join(RUN_DIR);
+    let scratch = scratch_stage(b, cmdline, config, newroot, &run_dir);
+    let report = local::setup_with_scratch(
+        config,
+        newroot,
+        &run_dir,
+        &selection,
+        scratch.local_dirs(),
+        &mut local::System,
+    )
+    .map_err(LocalStageError::Setup)?;
     for warning in &report.layers.warnings {
         info!(b.log, "warning: layer copy: {warning:?}");
     }
-    Ok(report)
+    Ok((report, scratch))
 }
 
-/// Hook for scratch disks and swap (DESIGN §6), run after the root is mounted and
-/// before the local dirs are made. Not written yet: it does nothing, so every local
-/// dir gets a tmpfs.
-fn scratch(_b: &Boot, _config: &Config, _newroot: &Path) -> Result<(), String> {
-    Ok(())
+/// Scratch disks and swap (DESIGN §6), after the root is mounted and before the local
+/// dirs are made. Never fails: a disk that cannot be used leaves the local dirs on
+/// tmpfs, and the scratch code says why on the console.
+fn scratch_stage(b: &Boot, cmdline: &Cmdline, config: &Config, newroot: &Path, run_dir: &Path) -> ScratchReport {
+    let paths = scratch::Paths {
+        class_block: b.root.join("sys/class/block"),
+        dev: b.root.join("dev"),
+        image_root: newroot.to_path_buf(),
+        run_dir: run_dir.to_path_buf(),
+    };
+    // A module the database lacks is not an error of load_modules_by_name (it lists
+    // it as missing); for the scratch code it is: it says what to add to the initramfs.
+    let load = |names: &[&str]| -> Result<(), String> {
+        let loaded = hardware::load_modules_by_name(&b.root, b.os.clone(), b.log.clone(), cmdline, names)
+            .map_err(|e| e.to_string())?;
+        match loaded.missing.as_slice() {
+            [] => Ok(()),
+            missing => Err(missing.iter().map(|(m, why)| format!("{m}: {why}")).collect::<Vec<_>>().join("; ")),
+        }
+    };
+    scratch::scratch(config, &paths, &mut scratch::RealDisks, &load, &b.log)
 }
 
 /// What the earlier stages found, for the hand-off.
@@ -350,6 +374,7 @@ struct Facts<'a> {
     identity: &'a net::Identity,
     mounted: &'a Mounted,
     local: &'a LocalReport,
+    scratch: &'a ScratchReport,
 }
 
 /// Stage `handoff`: check the image, record the boot, move the kernel file systems,
@@ -376,6 +401,7 @@ fn handoff_stage(b: &Boot, f: &Facts<'_>, newroot: &Path) -> Result<Infallible, 
         root: f.mounted,
         layers: handoff::layer_summaries(&f.local.layers),
         local: f.local,
+        scratch: f.scratch,
         modules: f.hardware.loaded.iter().chain(f.mounted.modules.iter()).cloned().collect(),
         stages: b.timings(),
         config: f.config,

@@ -39,6 +39,8 @@ pub struct BootRecord<'a> {
     pub layers: Vec<LayerSummary>,
     /// The local stage in full: mount plan and copy report.
     pub local: &'a crate::local::LocalReport,
+    /// The scratch stage: disks found, swap, the scratch filesystem used or why not.
+    pub scratch: &'a crate::scratch::ScratchReport,
     /// Modules loaded by the hardware and root stages, in order.
     pub modules: Vec<String>,
     /// Milliseconds of each stage before the hand-off.
