@@ -294,8 +294,7 @@ impl DhcpClient {
         secs: u16,
         request: Option<(Ipv4Addr, Ipv4Addr)>,
     ) -> Vec<u8> {
-        let zero = Ipv4Addr::UNSPECIFIED;
-        let mut msg = Message::new_with_id(self.xid, zero, zero, zero, zero, &self.mac.0);
+        let mut msg = blank_request(self.xid, &self.mac);
         // Broadcast flag: we have no address yet, and a server that honours
         // the flag saves us from depending on unicast-to-unconfigured delivery.
         msg.set_flags(Flags::default().set_broadcast())
@@ -429,8 +428,9 @@ impl DhcpClient {
 }
 
 /// Option framing checks done before dhcproto sees a datagram: its decoder
-/// panics on a hardware address length over 16 and (with debug assertions)
-/// on a Rapid Commit option that carries data.
+/// panics on a hardware address length over 16, and on options whose length
+/// differs from what [`OPTION_LENGTHS`] lists (assertions, or a length
+/// subtraction that underflows).
 fn precheck(bytes: &[u8]) -> Result<(), String> {
     const HEADER: usize = 240;
     if bytes.len() < HEADER {
@@ -453,6 +453,34 @@ fn precheck(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// What the decoder assumes of an option's length.
+#[derive(Clone, Copy)]
+enum LengthRule {
+    Exactly(u8),
+    AtLeast(u8),
+}
+
+impl LengthRule {
+    fn allows(self, len: u8) -> bool {
+        match self {
+            LengthRule::Exactly(n) => len == n,
+            LengthRule::AtLeast(n) => len >= n,
+        }
+    }
+}
+
+/// Options whose decoding in dhcproto asserts a length or subtracts from it.
+const OPTION_LENGTHS: &[(u8, LengthRule, &str)] = &[
+    (80, LengthRule::Exactly(0), "rapid commit"),
+    (81, LengthRule::AtLeast(3), "client FQDN"),
+    (94, LengthRule::Exactly(3), "client network interface"),
+    (151, LengthRule::AtLeast(1), "bulk lease query status"),
+    (152, LengthRule::Exactly(4), "bulk lease query base time"),
+    (153, LengthRule::Exactly(4), "bulk lease query start time of state"),
+    (154, LengthRule::Exactly(4), "bulk lease query query start time"),
+    (155, LengthRule::Exactly(4), "bulk lease query query end time"),
+];
+
 /// Walks an option area; returns the value of option 52 (overload) if present.
 fn walk_options(area: &[u8]) -> Result<u8, String> {
     let mut overload = 0;
@@ -469,12 +497,13 @@ fn walk_options(area: &[u8]) -> Result<u8, String> {
                 let Some(data) = data else {
                     return Err(format!("option {code} length {len} runs past the packet"));
                 };
-                match code {
-                    80 if len != 0 => {
-                        return Err(format!("rapid commit option with {len} bytes of data"));
-                    }
-                    52 => overload = data.first().copied().unwrap_or(0),
-                    _ => {}
+                if let Some((_, rule, name)) = OPTION_LENGTHS.iter().find(|(c, _, _)| *c == code)
+                    && !rule.allows(len)
+                {
+                    return Err(format!("{name} option (code {code}) with {len} bytes of data"));
+                }
+                if code == 52 {
+                    overload = data.first().copied().unwrap_or(0);
                 }
                 i += 2 + usize::from(len);
             }
@@ -548,6 +577,28 @@ fn lease_from_ack(msg: &Message, rapid_commit: bool) -> Result<Lease, &'static s
     Ok(lease)
 }
 
+/// A BOOTREQUEST with all fields zero but the xid and our hardware address, made
+/// without `Message::new_with_id` or `Message::default`: those draw a throw-away xid
+/// from the `rand` crate, whose getrandom(2) call blocks until the kernel's random pool
+/// is seeded - about a second after the link comes up in a freshly booted machine,
+/// which held back the first DISCOVER by that much. Decoding fixed bytes draws nothing.
+fn blank_request(xid: u32, mac: &Mac) -> Message {
+    // op, htype, hlen, hops | xid | secs, flags | ciaddr, yiaddr, siaddr, giaddr |
+    // chaddr (16) | sname (64) | file (128) | magic cookie | end option.
+    let mut bytes = [0u8; 241];
+    bytes[..4].copy_from_slice(&[1, 1, mac.0.len() as u8, 0]);
+    bytes[4..8].copy_from_slice(&xid.to_be_bytes());
+    bytes[28..28 + mac.0.len()].copy_from_slice(&mac.0);
+    bytes[236..240].copy_from_slice(&[99, 130, 83, 99]);
+    bytes[240] = 255;
+    match Message::decode(&mut Decoder::new(&bytes)) {
+        Ok(msg) => msg,
+        // Fixed, valid bytes: decoding cannot fail. Should a dhcproto change make it,
+        // the old constructor still works, only slower to start.
+        Err(_) => Message::new_with_id(xid, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, &mac.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,6 +606,36 @@ mod tests {
     const MAC: Mac = Mac([0x52, 0x54, 0, 0x77, 3, 0x12]);
     const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
     const ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 112);
+
+    #[test]
+    fn blank_request_matches_the_library_constructor_field_for_field() {
+        let z = Ipv4Addr::UNSPECIFIED;
+        let mut ours = blank_request(0xdead_beef, &MAC);
+        let mut theirs = Message::new_with_id(0xdead_beef, z, z, z, z, &MAC.0);
+        // Options and magic compare through the encoding, as a server sees them.
+        ours.opts_mut().insert(DhcpOption::MessageType(MessageType::Discover));
+        theirs.opts_mut().insert(DhcpOption::MessageType(MessageType::Discover));
+        assert_eq!(ours.to_vec().unwrap(), theirs.to_vec().unwrap());
+        assert_eq!(ours.xid(), 0xdead_beef);
+        assert_eq!(ours.chaddr(), &MAC.0[..]);
+    }
+
+    #[test]
+    fn options_with_lengths_the_decoder_asserts_on_are_ignored_not_panicking() {
+        // Found by the mutation proptest: a client network interface option (94) of
+        // one byte tripped an assertion inside dhcproto.
+        for (code, len) in [(94u8, 1u8), (81, 0), (81, 2), (151, 0), (152, 3), (80, 1)] {
+            let t0 = Instant::now();
+            let mut c = DhcpClient::new(MAC, 1, t0);
+            c.poll(t0);
+            let mut b = reply(1, MessageType::Offer, &MAC.0, &[]);
+            let end = b.iter().rposition(|&x| x == 255).expect("end option");
+            let mut option = vec![code, len];
+            option.resize(2 + usize::from(len), 7);
+            b.splice(end..end, option);
+            assert!(matches!(c.handle(t0, &b), Event::Ignored(_)), "option {code} len {len} accepted");
+        }
+    }
 
     fn reply(xid: u32, kind: MessageType, chaddr: &[u8], extra: &[DhcpOption]) -> Vec<u8> {
         let z = Ipv4Addr::UNSPECIFIED;
