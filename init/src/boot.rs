@@ -413,6 +413,7 @@ fn handoff_stage(b: &Boot, f: &Facts<'_>, newroot: &Path) -> Result<Infallible, 
     let json = net::handoff::write_boot_json(&run, &record).map_err(HandoffError::Files)?;
     debug!(b.log, "wrote {}", json.display());
     info!(b.log, "{}", booting_line(f, &record.layers, total_ms));
+    early::restore_kmsg_ratelimit(&b.root);
     handoff::move_mounts(&*b.os, &b.root, newroot)?;
     let freed = handoff::free_initramfs(&b.root, &[newroot.to_path_buf()]);
     handoff::log_freed(&b.log, &freed);

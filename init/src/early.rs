@@ -101,6 +101,7 @@ pub fn early(root: &Path, os: &dyn Os, log: &Log) -> Result<Cmdline, EarlyError>
         }
     }
     let kmsg = root.join("dev/kmsg");
+    lift_kmsg_ratelimit(root);
     match std::fs::OpenOptions::new().write(true).open(&kmsg) {
         Ok(file) => log.attach_kmsg(Box::new(file)),
         Err(e) => info!(log, "warning: opening {}: {e}: boot messages will be missing from dmesg", kmsg.display()),
@@ -114,6 +115,32 @@ pub fn early(root: &Path, os: &dyn Os, log: &Log) -> Result<Cmdline, EarlyError>
         info!(log, "warning: command line: {warning}");
     }
     Ok(cmdline)
+}
+
+/// The kernel rate-limits writes to /dev/kmsg by default (`printk.devkmsg=ratelimit`:
+/// a burst of ten lines, then silence for five seconds), which dropped most of the boot
+/// log from `dmesg`. While the initramfs runs the limit is lifted; the image gets the
+/// setting back as it was. A value given on the kernel command line locks the sysctl:
+/// then the write fails and the administrator's choice stands.
+const DEVKMSG_SYSCTL: &str = "proc/sys/kernel/printk_devkmsg";
+
+/// The setting found at boot, when the early stage changed it.
+static DEVKMSG_BEFORE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn lift_kmsg_ratelimit(root: &Path) {
+    let path = root.join(DEVKMSG_SYSCTL);
+    let Ok(before) = std::fs::read_to_string(&path) else { return };
+    let before = before.trim();
+    if before == "ratelimit" && std::fs::write(&path, "on").is_ok() {
+        let _ = DEVKMSG_BEFORE.set(before.to_string());
+    }
+}
+
+/// Put back the kmsg rate limit that [`early`] lifted; called before the hand-off.
+pub fn restore_kmsg_ratelimit(root: &Path) {
+    if let Some(before) = DEVKMSG_BEFORE.get() {
+        let _ = std::fs::write(root.join(DEVKMSG_SYSCTL), before);
+    }
 }
 
 /// Mount every entry of [`MOUNTS`] under `root` that is not mounted yet.
@@ -194,6 +221,18 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kmsg_rate_limit_is_lifted_for_the_boot_and_restored_for_the_image() {
+        let root = tempfile::tempdir().unwrap();
+        let sysctl = root.path().join(DEVKMSG_SYSCTL);
+        std::fs::create_dir_all(sysctl.parent().unwrap()).unwrap();
+        std::fs::write(&sysctl, "ratelimit\n").unwrap();
+        lift_kmsg_ratelimit(root.path());
+        assert_eq!(std::fs::read_to_string(&sysctl).unwrap(), "on");
+        restore_kmsg_ratelimit(root.path());
+        assert_eq!(std::fs::read_to_string(&sysctl).unwrap(), "ratelimit");
+    }
+
     use super::*;
     use crate::log::captured;
     use crate::os::fake::FakeOs;
