@@ -189,7 +189,9 @@ fn each_layer_level_overrides_the_one_below() {
     }
     assert_reads(o, "/var/from-base", "var file in base");
     assert_reads(o, "/var/from-host", "var file in host lab3-12");
-    // The local dirs are tmpfs.
+    // No disks: the scratch stage finds nothing and says so; the local dirs are tmpfs.
+    o.run.log.assert_line(r#"diskless: scratch: no ext4, xfs, btrfs filesystem labelled "scratch" found; local dirs on tmpfs\s*$"#);
+    o.run.log.assert_no_line(r"diskless: (disk \S+:|swap:|scratch: using)");
     o.image().mount("/etc/local");
     assert!(o.image().mount("/etc/local").starts_with("tmpfs "), "({})", o.log_path());
     assert!(o.image().mount("/var/local").starts_with("tmpfs "), "({})", o.log_path());
