@@ -388,7 +388,7 @@ fn foreign_nvme_disk_is_skipped_with_reasons_never_mounted_and_unchanged() {
     assert_completed(o);
     o.console().assert_line(r"diskless: disk nvme0n1: .*skipped \(partitioned disk, see its partitions\)");
     // (NTFS keeps its label in $Volume, not in the boot sector the probe reads.)
-    o.console().assert_line(r"diskless: disk nvme0n1p1: ntfs, 32 MiB, skipped \(not ours\)\s*$");
+    o.console().assert_line(r"diskless: disk nvme0n1p1: ntfs, 32 MiB, skipped \(another system's filesystem, never mounted or written\)\s*$");
     o.console().assert_line(r#"diskless: disk nvme0n1p2: ext4, 32 MiB, skipped \(no label, scratch.label is "scratch"\)"#);
     // Not in /proc/mounts at all, and the kernel never mounted it (EXT4-fs/ntfs lines).
     o.console().assert_no_line(r"^IMAGE: mount /dev/nvme");
@@ -489,7 +489,7 @@ fn damaged_scratch_falls_back_to_tmpfs_and_the_boot_completes() {
     assert_completed(o);
     o.console().assert_line(r#"diskless: disk sda: ext4 label "scratch", 64 MiB\s*$"#);
     o.console().assert_line(
-        r"diskless: scratch: /dev/sda not used: cannot mount /dev/sda \(ext4\) on /newroot/mnt/scratch: .*; local dirs on tmpfs\s*$",
+        r"diskless: scratch: /dev/sda not used: cannot mount /dev/sda \(ext4\) on /newroot/mnt/scratch: .*the filesystem is corrupt.*; local dirs on tmpfs\s*$",
     );
     o.console().assert_no_line(r"diskless: scratch: using ");
     assert!(o.image().mount("/etc/local").starts_with("tmpfs "), "({})", o.log_path());

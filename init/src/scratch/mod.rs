@@ -160,7 +160,8 @@ impl std::error::Error for ScratchError {}
 /// What a mount(2) errno usually means for a local disk.
 fn mount_error_meaning(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
-        Some(libc::EUCLEAN) => "the filesystem is corrupt",
+        // ext4 and xfs report a bad metadata checksum as EBADMSG.
+        Some(libc::EUCLEAN) | Some(libc::EBADMSG) => "the filesystem is corrupt",
         Some(libc::EINVAL) => "not a valid filesystem of that type, or unsupported features",
         Some(libc::EIO) => "I/O error reading the disk",
         Some(libc::ENODEV) => "the kernel does not support this filesystem: its module is missing",

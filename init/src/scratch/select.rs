@@ -74,7 +74,9 @@ impl fmt::Display for SkipReason {
             SkipReason::NoMedium => f.write_str("empty (no medium)"),
             SkipReason::NoSignature => f.write_str("no known signature"),
             SkipReason::Partitioned => f.write_str("partitioned disk, see its partitions"),
-            SkipReason::NotOurs { .. } => f.write_str("not ours"),
+            SkipReason::NotOurs { .. } => {
+                f.write_str("another system's filesystem, never mounted or written")
+            }
             SkipReason::Hibernation => {
                 f.write_str("holds a hibernation image, not enabled as swap")
             }
@@ -416,8 +418,8 @@ mod tests {
             reasons,
             [
                 "partitioned disk, see its partitions",
-                "not ours",
-                "not ours",
+                "another system's filesystem, never mounted or written",
+                "another system's filesystem, never mounted or written",
                 "encrypted (LUKS), not opened",
                 "LVM physical volume, not activated",
                 "RAID member, not assembled",
