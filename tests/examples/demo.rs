@@ -114,7 +114,7 @@ fn check_prerequisites(image: &str) -> Result<PathBuf, String> {
     // Debian's /sbin/init is an absolute symlink: look at the link, not its target.
     if std::fs::symlink_metadata(dir.join("sbin/init")).is_err() {
         return Err(format!(
-            "root image {image} not found at {}: run qemu/build-images {image} (as root; qemu/setup does not build images)",
+            "root image {image} not found at {}: run qemu/setup (as root), which builds it with qemu/build-images",
             dir.display()
         ));
     }
