@@ -217,7 +217,7 @@ fn largest_labelled_fs_is_used_swaps_enabled_and_dirs_bound() {
         "{text}"
     );
     assert!(
-        text.contains("diskless: disk vdd: vfat, 32 MiB, skipped (not ours)\n"),
+        text.contains("diskless: disk vdd: vfat, 32 MiB, skipped (another system's filesystem, never mounted or written)\n"),
         "{text}"
     );
     assert!(

@@ -80,7 +80,7 @@ impl fmt::Display for SkipReason {
             SkipReason::Hibernation => {
                 f.write_str("holds a hibernation image, not enabled as swap")
             }
-            SkipReason::ExternalJournal => f.write_str("external journal, not ours"),
+            SkipReason::ExternalJournal => f.write_str("external journal of another filesystem, never written"),
             SkipReason::Encrypted => f.write_str("encrypted (LUKS), not opened"),
             SkipReason::LvmMember => f.write_str("LVM physical volume, not activated"),
             SkipReason::RaidMember => f.write_str("RAID member, not assembled"),
