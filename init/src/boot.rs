@@ -130,6 +130,10 @@ pub fn run(b: &Boot) {
     if breaks_before(b, &cmdline, &config, "hardware") {
         return;
     }
+    // The NFS modules are needed as soon as the lease is in. Loading them (nfsv4 alone
+    // takes most of a second on a slow machine) runs in the background from here, while
+    // the hardware settles and DHCP waits for answers, rather than after both.
+    let nfs_modules = prefetch_nfs_modules(b, &cmdline, &config);
     let settings = Settings::with_settle_ms(config.settle_ms);
     let hardware =
         match stage(b, "hardware", || hardware::hardware(&b.root, b.os.clone(), b.log.clone(), &cmdline, settings)) {
@@ -183,8 +187,9 @@ pub fn run(b: &Boot) {
         return;
     }
     let newroot = b.root.join(NEWROOT);
-    let mounted = match stage(b, "root", || root_stage(b, &cmdline, &config, &request, &net, &identity.hostname, &newroot))
-    {
+    let mounted = match stage(b, "root", || {
+        root_stage(b, &cmdline, &config, &request, &net, &identity.hostname, &newroot, nfs_modules)
+    }) {
         Ok(mounted) => mounted,
         Err(message) => return fail(b, &cmdline, &config, &message),
     };
@@ -241,7 +246,35 @@ fn net_config(cmdline: &Cmdline, config: &Config) -> Result<NetConfig, String> {
     Ok(cfg)
 }
 
+/// Modules loaded in the background; the thread returns their names.
+type Prefetch = std::thread::JoinHandle<Vec<String>>;
+
+/// Start loading the NFS modules in the background when the boot will need them: a root
+/// was asked for, or the network is on (DHCP may name the root). A version given on the
+/// command line narrows the set. Errors are not reported here: the root stage loads
+/// whatever is still missing and reports what fails.
+fn prefetch_nfs_modules(b: &Boot, cmdline: &Cmdline, config: &Config) -> Option<Prefetch> {
+    let request = RootRequest::from_cmdline(&cmdline.raw).ok()?;
+    let network_on = net_config(cmdline, config).is_ok_and(|cfg| cfg.mode() != IpMode::Off);
+    if !network_on && !request.is_given() {
+        return None;
+    }
+    let version = match &request {
+        RootRequest::Spec { version, .. } => *version,
+        RootRequest::FromDhcp => Version::Auto,
+    };
+    let names = root::parse::modules_for(version);
+    let (root, os, log, cmdline) = (b.root.clone(), b.os.clone(), b.log.clone(), cmdline.clone());
+    std::thread::Builder::new()
+        .name("nfs-modules".into())
+        .spawn(move || {
+            hardware::load_modules_by_name(&root, os, log, &cmdline, &names).map(|loaded| loaded.loaded).unwrap_or_default()
+        })
+        .ok()
+}
+
 /// Stage `root`: the final NFS root, its modules, and the mount with retries.
+#[allow(clippy::too_many_arguments)]
 fn root_stage(
     b: &Boot,
     cmdline: &Cmdline,
@@ -250,9 +283,13 @@ fn root_stage(
     net: &NetResult,
     hostname: &str,
     newroot: &Path,
+    prefetch: Option<Prefetch>,
 ) -> Result<Mounted, RootError> {
     let mut nfs = request.resolve(&net.lease, hostname)?;
     info!(b.log, "NFS root {} (NFS version {}) from {}", nfs.source(), nfs.version, nfs.syntax);
+    // What the background loads did not bring in (another version, a failure) is loaded
+    // now; what they did is already live and is skipped.
+    let prefetched = prefetch.and_then(|thread| thread.join().ok()).unwrap_or_default();
     let wanted = root::parse::modules_for(nfs.version);
     let loaded = hardware::load_modules_by_name(&b.root, b.os.clone(), b.log.clone(), cmdline, &wanted)
         .map_err(|e| RootError::Modules { modules: wanted.iter().map(|m| m.to_string()).collect(), reason: e.to_string() })?;
@@ -275,7 +312,7 @@ fn root_stage(
     };
     let retry = root::Retry { timeout: Duration::from_secs(config.nfs_retry_timeout), second: b.second };
     let mut mounted = root::mount_root(&*b.os, &b.log, &nfs, net.lease.address, newroot, retry)?;
-    mounted.modules = loaded.loaded;
+    mounted.modules = prefetched.into_iter().chain(loaded.loaded).collect();
     info!(b.log, "mounted {} read-only on {} (NFSv{})", nfs.source(), newroot.display(), mounted.mounted_version);
     Ok(mounted)
 }

@@ -177,7 +177,15 @@ pub fn load_modules_by_name(
 ) -> Result<Loaded, HardwareError> {
     let (lib_modules, bytes) = read_db(root, &*os)?;
     let index = parse_db(root, &*os, &bytes)?;
-    Ok(load_by_name(&index, os, log, cmdline, lib_modules, names))
+    let sys_module = root.join("sys/module");
+    let is_live = |name: &str| is_live_module(&sys_module, name);
+    Ok(load_by_name(&index, os, log, cmdline, lib_modules, names, &is_live))
+}
+
+/// Whether the kernel has `name` loaded and initialised: `/sys/module/<name>/initstate`
+/// says `live` (built-in modules have no initstate; the database knows those).
+pub fn is_live_module(sys_module: &Path, name: &str) -> bool {
+    std::fs::read_to_string(sys_module.join(name).join("initstate")).is_ok_and(|state| state.trim() == "live")
 }
 
 /// [`load_modules_by_name`] over any index: no settle time (no device is expected to
@@ -189,10 +197,23 @@ pub fn load_by_name(
     cmdline: &Cmdline,
     lib_modules: PathBuf,
     names: &[&str],
+    is_live: &dyn Fn(&str) -> bool,
 ) -> Loaded {
     let (tx, rx) = channel();
     let settings = Settings { settle: Duration::ZERO, max: MAX_DURATION, parallel: PARALLEL_LOADS };
     let mut run = Coldplug::new(Setup { index, cmdline, os, log, lib_modules, settings, tx });
+    // Modules already in the kernel (loaded earlier, e.g. in the background) are taken
+    // as present: loading them again would make the kernel read and check the whole
+    // file only to answer EEXIST.
+    for name in names {
+        let name = modules_db::normalize_name(name);
+        let deps = index.module(&name).map(|entry| entry.depends).unwrap_or_default();
+        for module in deps.iter().map(|d| modules_db::normalize_name(d)).chain([name]) {
+            if is_live(&module) {
+                run.plan.mark_present(&module);
+            }
+        }
+    }
     for name in names {
         run.request_module(name);
     }
@@ -383,7 +404,11 @@ impl<'a> Coldplug<'a> {
             let wake = if self.running > 0 { deadline } else { quiet_until.min(deadline) };
             match rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(Event::Uevent(event)) => {
-                    last_activity = Instant::now();
+                    // A module's own uevent (a load elsewhere, e.g. the NFS modules fetched
+                    // in the background) is no new device: it must not hold the settle.
+                    if !event.devpath.starts_with("/module/") {
+                        last_activity = Instant::now();
+                    }
                     debug!(self.s.log, "uevent {}@{}", event.action, event.devpath);
                     if event.action == "add"
                         && let Some(modalias) = event.modalias()
@@ -608,7 +633,7 @@ mod tests {
         os.load_errors.lock().unwrap().insert("lockd.ko".into(), rustix::io::Errno::EXIST.raw_os_error());
         let (log, _) = captured();
         let cmdline = Cmdline::default();
-        let got = load_by_name(&idx, os.clone(), Arc::new(log), &cmdline, PathBuf::from("/m"), &["nfs", "nfsv3", "nfsv4"]);
+        let got = load_by_name(&idx, os.clone(), Arc::new(log), &cmdline, PathBuf::from("/m"), &["nfs", "nfsv3", "nfsv4"], &|_| false);
         assert_eq!(got.loaded, ["sunrpc", "nfs", "nfsv3"], "lockd was already loaded");
         assert_eq!(got.missing, [("nfsv4".to_string(), "it is not in the initramfs".to_string())]);
         let loads = loads(&os);
@@ -616,7 +641,7 @@ mod tests {
 
         let blacklisted = Cmdline::parse("modprobe.blacklist=nfsv3");
         let (log, console) = captured();
-        let got = load_by_name(&idx, Arc::new(FakeOs::default()), Arc::new(log), &blacklisted, PathBuf::from("/m"), &["nfsv3"]);
+        let got = load_by_name(&idx, Arc::new(FakeOs::default()), Arc::new(log), &blacklisted, PathBuf::from("/m"), &["nfsv3"], &|_| false);
         assert_eq!(got.missing, [("nfsv3".to_string(), "it is blacklisted by modprobe.blacklist".to_string())]);
         assert!(console.text().contains("not loading nfsv3: blacklisted by modprobe.blacklist"));
     }

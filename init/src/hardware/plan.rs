@@ -214,6 +214,13 @@ impl Plan {
         self.nodes.get(&modules_db::normalize_name(module)).map(|n| &n.state)
     }
 
+    /// Record `module` as already in the kernel (loaded by someone else): it is never
+    /// loaded, and what needs it may start. Only for a module the plan does not know yet.
+    pub fn mark_present(&mut self, module: &str) {
+        let name = modules_db::normalize_name(module);
+        self.nodes.entry(name).or_insert(Node { entry: None, state: State::Loaded, needs: Vec::new() });
+    }
+
     /// Loaded by us or built in.
     pub fn is_present(&self, module: &str) -> bool {
         self.state(module).is_some_and(State::is_present)
@@ -335,6 +342,20 @@ mod tests {
             }]
         );
         assert_eq!(plan.next_job(), None);
+    }
+
+    #[test]
+    fn modules_already_in_the_kernel_are_not_loaded_again() {
+        let mut idx = FakeIndex::default();
+        idx.add("sunrpc", &[], &[]);
+        idx.add("lockd", &["sunrpc"], &[]);
+        idx.add("nfs", &["sunrpc", "lockd"], &[]);
+        let mut plan = Plan::new();
+        plan.mark_present("sunrpc");
+        plan.mark_present("lockd");
+        assert!(plan.request("nfs", &idx).is_empty());
+        assert_eq!(run(&mut plan, &[]), [vec!["nfs".to_string()]]);
+        assert!(plan.is_present("sunrpc") && plan.is_present("nfs"));
     }
 
     #[test]
