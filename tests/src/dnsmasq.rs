@@ -8,10 +8,10 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::netns::Netns;
+use crate::netns::{Listening, Netns};
 use crate::paths::{file_stem, log_dir};
 use crate::process::ChildGuard;
 
@@ -243,31 +243,21 @@ impl Dnsmasq {
     }
 
     fn wait_listening(&mut self, ns: &Netns, config: &DnsmasqConfig, timeout: Duration) -> Result<()> {
-        let want_dhcp = !config.ranges.is_empty() || !config.hosts.is_empty();
-        let want_dns = config.dns_port != 0;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait() {
-                return Err(Error::Command {
-                    command: "dnsmasq".into(),
-                    detail: format!("exited with {status} at start: {}", self.log_text()),
-                    hint: format!("check its configuration in {}", self.log.with_extension("conf").display()),
-                });
-            }
-            let sockets = ns.run("ss", &["-Hlnu"]).unwrap_or_default();
-            let has_port = |port: u16| sockets.split_whitespace().any(|f| f.ends_with(&format!(":{port}")));
-            if (!want_dhcp || has_port(67)) && (!want_dns || has_port(config.dns_port)) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: format!("dnsmasq listening in namespace {}", ns.name()),
-                    seconds: timeout.as_secs_f64(),
-                    log: Some(self.log.clone()),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut ports = Vec::new();
+        if !config.ranges.is_empty() || !config.hosts.is_empty() {
+            ports.push(67);
         }
+        if config.dns_port != 0 {
+            ports.push(config.dns_port);
+        }
+        let log = self.log.clone();
+        let want = Listening { ss_flags: "-Hlnu", ports: &ports, what: "dnsmasq listening", log: &log };
+        let conf = log.with_extension("conf");
+        ns.wait_listening(&mut self.child, &want, timeout, |status| Error::Command {
+            command: "dnsmasq".into(),
+            detail: format!("exited with {status} at start: {}", std::fs::read_to_string(&log).unwrap_or_default()),
+            hint: format!("check its configuration in {}", conf.display()),
+        })
     }
 
     /// Path of the log file.

@@ -11,7 +11,8 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::paths::unique_name;
@@ -194,3 +195,46 @@ fn check_ifname(name: &str) -> Result<()> {
     }
     Ok(())
 }
+/// What [`Netns::wait_listening`] waits for.
+pub struct Listening<'a> {
+    /// `ss` flags naming the sockets to list: `-Hlnu` (UDP) or `-Hltn` (TCP).
+    pub ss_flags: &'a str,
+    pub ports: &'a [u16],
+    /// For the timeout message, e.g. "dnsmasq listening".
+    pub what: &'a str,
+    /// The server's log, named by the timeout error.
+    pub log: &'a Path,
+}
+
+impl Netns {
+    /// Wait until every port of `want` listens inside the namespace. Fails with the
+    /// error `exited` builds when the server process ends first, or after `timeout`.
+    pub fn wait_listening(
+        &self,
+        server: &mut ChildGuard,
+        want: &Listening<'_>,
+        timeout: Duration,
+        exited: impl Fn(ExitStatus) -> Error,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = server.try_wait() {
+                return Err(exited(status));
+            }
+            let sockets = self.run("ss", &[want.ss_flags]).unwrap_or_default();
+            let listens = |port: &u16| sockets.split_whitespace().any(|f| f.ends_with(&format!(":{port}")));
+            if want.ports.iter().all(listens) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("{} in namespace {}", want.what, self.name()),
+                    seconds: timeout.as_secs_f64(),
+                    log: Some(want.log.to_path_buf()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+

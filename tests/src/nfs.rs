@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::netns::Netns;
+use crate::netns::{Listening, Netns};
 use crate::paths::{file_stem, log_dir};
 use crate::process::ChildGuard;
 
@@ -152,29 +152,14 @@ exec ganesha.nfsd -F -f "$1" -L "$2" -p /run/ganesha/ganesha.pid
     }
 
     fn wait_listening(&mut self, ns: &Netns, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait() {
-                return Err(Error::Command {
-                    command: "ganesha.nfsd".into(),
-                    detail: format!("exited with {status} at start:\n{}", self.log_text()),
-                    hint: format!("its configuration is in {}; {HINT}", self.kept_log.with_extension("conf").display()),
-                });
-            }
-            let sockets = ns.run("ss", &["-Hltn"]).unwrap_or_default();
-            let has_port = |port: u16| sockets.split_whitespace().any(|f| f.ends_with(&format!(":{port}")));
-            if has_port(2049) && has_port(20048) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: format!("ganesha listening on 2049 and 20048 in namespace {}", ns.name()),
-                    seconds: timeout.as_secs_f64(),
-                    log: Some(self.log.clone()),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let log = self.log.clone();
+        let want = Listening { ss_flags: "-Hltn", ports: &[2049, 20048], what: "ganesha listening on 2049 and 20048", log: &log };
+        let conf = self.kept_log.with_extension("conf");
+        ns.wait_listening(&mut self.child, &want, timeout, |status| Error::Command {
+            command: "ganesha.nfsd".into(),
+            detail: format!("exited with {status} at start:\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
+            hint: format!("its configuration is in {}; {HINT}", conf.display()),
+        })
     }
 
     /// How long the start took until both ports listened.
