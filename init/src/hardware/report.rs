@@ -1,6 +1,7 @@
-//! What the machine looks like once the hardware has settled: bound drivers (debug),
-//! network interfaces, whole disks, and the devices nothing drives, with the module the
-//! administrator should add to the initramfs when the database knows one.
+//! What the machine looks like once the hardware has settled: bound drivers and system
+//! devices without one (detail lines: kmsg, and the console with `diskless.debug`),
+//! network interfaces, whole disks, and the devices nothing drives that should have a
+//! driver, with the module the administrator should add when the database knows one.
 
 use std::path::Path;
 
@@ -28,9 +29,20 @@ pub fn report(sys: &Path, index: &dyn ModuleIndex, plan: &Plan, cmdline: &Cmdlin
             debug!(log, "device {} driver {driver}", device.devpath);
             continue;
         }
-        if let Some(line) = no_driver_line(device, index, plan, cmdline) {
-            info!(log, "{line}");
-            without_driver += 1;
+        match no_driver_line(device, index, plan, cmdline) {
+            Some(line) => {
+                info!(log, "{line}");
+                without_driver += 1;
+            }
+            // Kept in kmsg (and on the console with diskless.debug), so that every
+            // device without a driver is listed somewhere.
+            None => debug!(
+                log,
+                "no driver bound to {} device {} modalias {} (normal: the kernel drives it itself, or nothing in it claims it)",
+                device.bus(),
+                device.name(),
+                device.modalias
+            ),
         }
     }
     for iface in sysfs::interfaces(sys) {
@@ -244,5 +256,21 @@ mod tests {
         );
         assert_eq!(lines[1], "diskless: interface eth0 52:54:00:12:34:56 driver virtio_net");
         assert_eq!(lines[2], "diskless: block vda 64 MiB drivers virtio_blk,virtio-pci");
+    }
+
+    #[test]
+    fn every_device_without_a_driver_is_listed_in_detail_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = tmp.path();
+        fake::device(sys, "/devices/LNXSYSTM:00/LNXPWRBN:00", "acpi:LNXPWRBN:", None);
+        let (log, console) = captured();
+        log.set_debug(true);
+        let counts = report(sys, &index(), &Plan::new(), &Cmdline::default(), &log);
+        assert_eq!(counts, Counts { devices: 1, without_driver: 0 });
+        assert!(
+            console.text().contains("no driver bound to acpi device LNXPWRBN:00 modalias acpi:LNXPWRBN: (normal:"),
+            "{}",
+            console.text()
+        );
     }
 }
