@@ -107,10 +107,19 @@ pub fn early(root: &Path, os: &dyn Os, log: &Log) -> Result<Cmdline, EarlyError>
         Err(e) => info!(log, "warning: opening {}: {e}: boot messages will be missing from dmesg", kmsg.display()),
     }
     let path = root.join("proc/cmdline");
-    let text = std::fs::read_to_string(&path).map_err(|source| EarlyError::ReadCmdline { path, source })?;
+    let bytes = std::fs::read(&path).map_err(|source| EarlyError::ReadCmdline { path: path.clone(), source })?;
+    // The boot loader may pass any bytes; one that is not UTF-8 must not stop the boot.
+    let text = String::from_utf8_lossy(&bytes);
     let cmdline = Cmdline::parse(&text);
     log.set_debug(cmdline.debug);
     debug!(log, "command line: {}", text.trim_end());
+    if std::str::from_utf8(&bytes).is_err() {
+        info!(
+            log,
+            "warning: {}: bytes that are not UTF-8 were read as U+FFFD; fix the boot loader's kernel command line",
+            path.display()
+        );
+    }
     for warning in &cmdline.warnings {
         info!(log, "warning: command line: {warning}");
     }
@@ -333,6 +342,17 @@ mod tests {
         let (log, _) = captured();
         let err = early(root.path(), &FakeOs::default(), &log).unwrap_err();
         assert!(err.to_string().contains(&root.path().join("proc/cmdline").display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_cmdline_is_read_lossily_with_a_warning() {
+        let root = tree_with_cmdline("");
+        std::fs::write(root.path().join("proc/cmdline"), b"ip=dhcp x=\xff\xfe nfsroot=10.0.0.1:/srv\n").unwrap();
+        let (log, console) = captured();
+        let cmdline = early(root.path(), &FakeOs::default(), &log).unwrap();
+        assert_eq!(cmdline.get("ip"), Some("dhcp"));
+        assert_eq!(cmdline.get("nfsroot"), Some("10.0.0.1:/srv"));
+        assert!(console.text().contains("proc/cmdline: bytes that are not UTF-8"), "{}", console.text());
     }
 
     #[test]

@@ -112,7 +112,8 @@ pub fn disks(sys: &Path) -> Vec<Disk> {
             let sectors: u64 = read_trimmed(&link.join("size")).and_then(|s| s.parse().ok()).unwrap_or(0);
             Disk {
                 name: file_name(&link),
-                size_mib: sectors * 512 / (1024 * 1024),
+                // 2048 sectors of 512 bytes make a MiB; dividing first cannot overflow.
+                size_mib: sectors / 2048,
                 drivers: disk_drivers(&link, &devices),
             }
         })
@@ -300,5 +301,14 @@ mod tests {
             ("vda".to_string(), 64, "virtio_blk,virtio-pci".to_string()),
         ];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_disk_size_near_u64_max_does_not_overflow() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = tmp.path();
+        block(sys, "/devices/virtual/huge/vdz", u64::MAX, false);
+        let got: Vec<(String, u64)> = disks(sys).into_iter().map(|d| (d.name, d.size_mib)).collect();
+        assert_eq!(got, [("vdz".to_string(), u64::MAX / 2048)]);
     }
 }
