@@ -80,7 +80,16 @@ impl Boot {
 /// Run the boot. Never returns: when the final power-off or reboot call fails, PID 1
 /// sleeps forever rather than exit (the kernel would panic).
 pub fn boot(b: &Boot) -> ! {
-    run(b);
+    // Stages catch their own panics; this catches one between stages (command-line
+    // and configuration handling), which would otherwise end PID 1 and panic the kernel.
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| run(b))) {
+        info!(
+            b.log,
+            "ERROR: the boot panicked between stages: {}: this is a bug in diskless; please report it with the console log",
+            early::panic_message(&*payload)
+        );
+        failure_action(b, &Cmdline::default(), &Config::default());
+    }
     hang()
 }
 
