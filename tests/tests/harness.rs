@@ -90,5 +90,5 @@ poweroff -f
         .unwrap();
     run.assert_clean_exit();
     let m = run.log.assert_line(r"rig: .*lease of (\S+) obtained");
-    assert_eq!(&m[1], "10.80.0.112", "dnsmasq log {}", dnsmasq.log_path().display());
+    assert_eq!(&m[1], "10.80.0.112", "console log {}, dnsmasq log {}", run.log.path().display(), dnsmasq.log_path().display());
 }

@@ -32,11 +32,32 @@ fn dropping_namespace_kills_processes_left_inside() {
     let pid = child.pid();
     // Leak the guard on purpose: the namespace's own drop must still clean up.
     std::mem::forget(child);
-    assert!(ns.pids().contains(&pid));
+    // `ip netns exec` enters the namespace only after spawn() returned: wait for it.
+    assert!(
+        poll(Duration::from_secs(10), || ns.pids().contains(&pid)),
+        "process {pid} never showed up in namespace {}",
+        ns.name()
+    );
     drop(ns);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The process is dead; being our unreaped child it may linger as a zombie.
-    assert!(stat.is_empty() || stat.contains(") Z "), "process {pid} still running: {stat}");
+    // The process is dead (SIGKILL is delivered asynchronously); being our unreaped
+    // child it may linger as a zombie.
+    let stat = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let dead = |s: &str| s.is_empty() || s.contains(") Z ");
+    assert!(poll(Duration::from_secs(5), || dead(&stat())), "process {pid} still running: {}", stat());
+}
+
+/// Calls `done` every 20 ms until it holds or `timeout` has passed; whether it held.
+fn poll(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -75,6 +96,10 @@ fn dnsmasq_gives_static_host_its_address_over_veth() {
     client.add_addr("vc", "10.79.0.112/24").unwrap();
     let out = client.run("busybox", &["nslookup", "10.79.0.112", "10.79.0.1"]).unwrap();
     assert!(out.contains("lab3-12.example.edu"), "nslookup: {out}");
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(dnsmasq.log_text().contains("DHCPACK"), "log {}", dnsmasq.log_path().display());
+    // dnsmasq writes its log asynchronously: give a loaded machine a few seconds.
+    assert!(
+        poll(Duration::from_secs(5), || dnsmasq.log_text().contains("DHCPACK")),
+        "no DHCPACK in dnsmasq log {}",
+        dnsmasq.log_path().display()
+    );
 }
