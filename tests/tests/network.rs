@@ -199,7 +199,7 @@ fn dual_nic_client_tries_both_nics_and_takes_the_lease_on_the_live_one() {
     let o = vm_b();
     let dead = interface_of(o, DEAD_MAC);
     let live = interface_of(o, LAB_MAC);
-    assert_ne!(dead, live);
+    assert_ne!(dead, live, "both MACs on one interface ({})", o.run.log.path().display());
     // No BOOTIF: both links were brought up and DHCP ran on the dead one too.
     o.run.log.assert_no_line(r"^IMAGE: cmdline .*BOOTIF=");
     o.run.log.assert_line(&format!(r"diskless: found {dead} \({DEAD_MAC}\), bringing it up"));
@@ -240,7 +240,12 @@ fn client_without_ptr_record_takes_host_name_from_dhcp_option_12() {
     let o = vm_c();
     o.run.log.assert_line(&format!(r"diskless: {SERVER}(:53)? has no PTR record for {LAB_IP}"));
     o.run.log.assert_line(&format!(r"diskless: host name {LAB_HOST}, domain {DOMAIN} from DHCP option 12\s*$"));
-    assert!(o.server_log.contains("query[PTR] 112.0.77.10.in-addr.arpa"), "the PTR query never reached the DNS server:\n{}", o.server_log);
+    assert!(
+        o.server_log.contains("query[PTR] 112.0.77.10.in-addr.arpa"),
+        "the PTR query never reached the DNS server (console {}):\n{}",
+        o.run.log.path().display(),
+        o.server_log
+    );
 }
 
 #[test]
