@@ -164,7 +164,7 @@ fn nic_whose_driver_is_omitted_is_reported_by_vendor_name() {
             "suggested modules {modules:?} ({})",
             run.log.path().display()
         );
-        assert_eq!(m.get(6), Some(modules), "the hint and the rebuild command disagree: {:?}", m.line);
+        assert_eq!(m.get(6), Some(modules), "the hint and the rebuild command disagree: {:?} ({})", m.line, run.log.path().display());
     }
     run.log.assert_no_line(r"diskless: loaded 8139(cp|too) ");
     run.log.assert_no_line(r"diskless: interface \S+ 52:54:00:12:34:21 ");

@@ -447,16 +447,18 @@ fn wipe_result_is_on_the_disk_after_poweroff() {
     // The guest powers off with the scratch mounted: replay its journal on a copy, as
     // the next mount would, and check the result is a consistent filesystem.
     let disk = o.disks.path("scratch-after.raw");
+    // Every message names the console log and the disk copy.
+    let at = format!("console log {}, disk {}", o.log_path(), disk.display());
     tool("cp", &["--sparse=always", &o.disks.path("scratch.raw").display().to_string(), &disk.display().to_string()]);
     let fix = Command::new("e2fsck").args(["-fy", &disk.display().to_string()]).output().expect(SETUP_HINT);
-    assert!(matches!(fix.status.code(), Some(0 | 1)), "e2fsck -fy of the scratch after the boot: {}\n{}", fix.status, String::from_utf8_lossy(&fix.stdout));
+    assert!(matches!(fix.status.code(), Some(0 | 1)), "e2fsck -fy of the scratch after the boot ({at}): {}\n{}", fix.status, String::from_utf8_lossy(&fix.stdout));
     tool("e2fsck", &["-fn", &disk.display().to_string()]);
     let root = debugfs(&disk, "ls -l /");
-    assert!(root.contains("keep-me"), "keep-me gone from the scratch's root:\n{root}");
+    assert!(root.contains("keep-me"), "keep-me gone from the scratch's root ({at}):\n{root}");
     assert_eq!(
         debugfs(&disk, "cat /keep-me"),
         "at the root of the scratch: not bound, never wiped",
-        "content of keep-me"
+        "content of keep-me ({at})"
     );
     // `ls -p`: one "/inode/mode/uid/gid/name/size/" line per entry.
     let names = |dir: &str| -> Vec<String> {
@@ -470,15 +472,15 @@ fn wipe_result_is_on_the_disk_after_poweroff() {
     // (debugfs lists a missing directory as empty: the subdirectories must exist.)
     let top = names("/");
     for want in ["keep-me", "tmp", "local", "etc", "var"] {
-        assert!(top.iter().any(|n| n == want), "{want} missing at the scratch's root: {top:?}");
+        assert!(top.iter().any(|n| n == want), "{want} missing at the scratch's root ({at}): {top:?}");
     }
-    assert_eq!(names("/tmp"), Vec::<String>::new(), "/tmp on the disk after the boot");
-    assert_eq!(names("/local"), Vec::<String>::new(), "/local on the disk after the boot");
+    assert_eq!(names("/tmp"), Vec::<String>::new(), "/tmp on the disk after the boot ({at})");
+    assert_eq!(names("/local"), Vec::<String>::new(), "/local on the disk after the boot ({at})");
     let etc = names("/etc/local");
-    assert!(!etc.iter().any(|n| n == "stale-etc"), "stale-etc on the disk: {etc:?}");
-    assert!(etc.iter().any(|n| n == "from-base"), "the layer copy is not on the disk: {etc:?}");
+    assert!(!etc.iter().any(|n| n == "stale-etc"), "stale-etc on the disk ({at}): {etc:?}");
+    assert!(etc.iter().any(|n| n == "from-base"), "the layer copy is not on the disk ({at}): {etc:?}");
     let var = names("/var/local");
-    assert!(!var.iter().any(|n| n == "stale-var"), "stale-var on the disk: {var:?}");
+    assert!(!var.iter().any(|n| n == "stale-var"), "stale-var on the disk ({at}): {var:?}");
 }
 
 // --- C: damaged scratch -------------------------------------------------------------
