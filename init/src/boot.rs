@@ -367,8 +367,10 @@ fn local_stage(
     for layer in &selection.layers {
         info!(b.log, "layer {layer}");
     }
+    // Missing layers are listed: a host that silently lacks its own layer is the
+    // classic surprise of per-host configuration.
     for skipped in &selection.skipped {
-        debug!(b.log, "layer {} not used: {:?}", skipped.kind, skipped.reason);
+        info!(b.log, "{skipped}");
     }
     let run_dir = b.root.join(RUN_DIR);
     let scratch = scratch_stage(b, cmdline, config, newroot, &run_dir);
@@ -382,7 +384,7 @@ fn local_stage(
     )
     .map_err(LocalStageError::Setup)?;
     for warning in &report.layers.warnings {
-        info!(b.log, "warning: layer copy: {warning:?}");
+        info!(b.log, "warning: layer copy: {warning}");
     }
     Ok((report, scratch))
 }

@@ -259,6 +259,9 @@ fn host_without_host_layer_gets_base_network_and_lab_layers_only() {
     assert_reads(o, "/etc/from-host", "(missing)");
     assert_reads(o, "/etc/from-ip", "(missing)");
     assert!(o.image().file("/etc/local/secret").is_none(), "lab3-12's secret leaked to lab3-13 ({})", o.log_path());
+    // The missing layers are listed on the console, each with its path.
+    o.run.log.assert_line(r"^diskless: layer host \(/diskless/hosts/lab3-13\) missing, skipped\s*$");
+    o.run.log.assert_line(r"^diskless: layer ip \(/diskless/hosts/10\.77\.0\.113\) missing, skipped\s*$");
 }
 
 // --- D: NFS server late ------------------------------------------------------------
