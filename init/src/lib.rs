@@ -12,3 +12,4 @@ pub mod local;
 pub mod scratch;
 pub mod root;
 pub mod handoff;
+pub mod admin;

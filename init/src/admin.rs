@@ -1,0 +1,1012 @@
+//! The `diskless` admin CLI (DESIGN §1): what a running client did, and what the boot
+//! would do with an image, without mounting anything.
+//!
+//! - `check [IMAGE_ROOT]`: the configuration exactly as the boot loads it
+//!   ([`config::load`] without a command line), and every warning.
+//! - `plan [IMAGE_ROOT] --host NAME --ip ADDR[/PREFIX] [--prefix N | --broadcast ADDR]`:
+//!   the layers a machine would get ([`select_layers`]), the skipped ones with the
+//!   reason, and for each used layer the files it places and where.
+//! - `status [RUN_DIR]`: the essentials of `RUN_DIR/diskless/boot.json` on a booted client.
+//!
+//! The subnet of `plan` must be given (`--ip 10.0.0.5/24`, `--prefix 24` or
+//! `--broadcast 10.0.0.255`): the network layer is named after the broadcast address
+//! of the lease, and guessing a /24 would show the wrong layer on any other subnet.
+//!
+//! Exit codes: 0 fine, 1 problems found (warnings) or an input that cannot be read,
+//! 2 a wrong command line. Everything is computed as data ([`CheckReport`],
+//! [`PlanReport`], [`StatusReport`]) and rendered to text separately, so the tests
+//! work on both.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode as FileMode, OFlags, openat, readlinkat, statat};
+use serde_json::Value;
+
+use crate::config::{self, Config, ConfigWarning, Mode};
+use crate::local::image::open_in_image;
+use crate::local::{LayerInput, LayerKind, LayerSelection, SkipReason, select_layers};
+
+/// Exit code: everything fine.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: warnings found, or an input that cannot be read.
+pub const EXIT_PROBLEMS: u8 = 1;
+/// Exit code: the command line is wrong.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Larger boot.json files are not from the boot.
+const MAX_BOOT_JSON_BYTES: u64 = 16 << 20;
+
+/// The help text.
+pub const USAGE: &str = "\
+usage: diskless check [IMAGE_ROOT]
+       diskless plan [IMAGE_ROOT] --host NAME --ip ADDR[/PREFIX] [--prefix N | --broadcast ADDR]
+       diskless status [RUN_DIR]
+       diskless --help | --version
+
+  check   load IMAGE_ROOT/etc/diskless/diskless.toml (or the legacy diskless.conf) as
+          the boot does and print the effective configuration and every warning
+          (IMAGE_ROOT defaults to /)
+  plan    show the layers a machine would get from the image, in order, the skipped
+          ones with the reason, and the files each layer places and where; the
+          subnet is required: --ip 10.0.0.5/24, --prefix 24 or --broadcast 10.0.0.255
+  status  on a booted client: host name, address, root, layers, scratch and swap,
+          and the time of each stage, from RUN_DIR/diskless/boot.json (RUN_DIR
+          defaults to /run)
+
+exit status: 0 fine, 1 warnings found or an input cannot be read, 2 wrong command line
+";
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Version,
+    Check { image_root: PathBuf },
+    Plan { image_root: PathBuf, input: LayerInput },
+    Status { run_dir: PathBuf },
+}
+
+/// A wrong command line; the binary prints it with [`USAGE`] and exits with [`EXIT_USAGE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+/// Parses the arguments after the program name.
+pub fn parse_args(args: &[OsString]) -> Result<Command, UsageError> {
+    let Some(first) = args.first() else { return Err(usage("no command given")) };
+    let rest = &args[1..];
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(Command::Help);
+    }
+    match first.to_str() {
+        Some("-h" | "--help" | "help") => Ok(Command::Help),
+        Some("-V" | "--version") => Ok(Command::Version),
+        Some("check") => {
+            let (positional, options) = split_args(rest, &[])?;
+            reject_options(&options)?;
+            Ok(Command::Check { image_root: one_path(positional, "IMAGE_ROOT", "/")? })
+        }
+        Some("status") => {
+            let (positional, options) = split_args(rest, &[])?;
+            reject_options(&options)?;
+            Ok(Command::Status { run_dir: one_path(positional, "RUN_DIR", "/run")? })
+        }
+        Some("plan") => parse_plan(rest),
+        _ => Err(usage(format!("unknown command {:?} (commands: check, plan, status)", first.to_string_lossy()))),
+    }
+}
+
+/// Positional arguments and `(option, value)` pairs; `with_value` lists the options
+/// that take a value (`--host NAME` or `--host=NAME`).
+#[allow(clippy::type_complexity)]
+fn split_args(args: &[OsString], with_value: &[&str]) -> Result<(Vec<OsString>, Vec<(String, Option<String>)>), UsageError> {
+    let mut positional = Vec::new();
+    let mut options = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if !arg.as_bytes().starts_with(b"-") || arg.as_bytes() == b"-" {
+            positional.push(arg.clone());
+            continue;
+        }
+        let text = arg.to_str().ok_or_else(|| usage(format!("option {:?} is not UTF-8", arg.to_string_lossy())))?;
+        let (name, inline) = match text.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (text, None),
+        };
+        if with_value.contains(&name) {
+            let value = match inline {
+                Some(v) => v,
+                None => {
+                    let v = args.get(i).ok_or_else(|| usage(format!("{name} needs a value")))?;
+                    i += 1;
+                    v.to_str().ok_or_else(|| usage(format!("{name}: value {:?} is not UTF-8", v.to_string_lossy())))?.to_string()
+                }
+            };
+            options.push((name.to_string(), Some(value)));
+        } else {
+            options.push((name.to_string(), inline));
+        }
+    }
+    Ok((positional, options))
+}
+
+fn reject_options(options: &[(String, Option<String>)]) -> Result<(), UsageError> {
+    match options.first() {
+        None => Ok(()),
+        Some((name, _)) => Err(usage(format!("unknown option {name}"))),
+    }
+}
+
+fn one_path(positional: Vec<OsString>, what: &str, default: &str) -> Result<PathBuf, UsageError> {
+    match positional.as_slice() {
+        [] => Ok(PathBuf::from(default)),
+        [one] if one.is_empty() => Err(usage(format!("{what} is empty"))),
+        [one] => Ok(PathBuf::from(one)),
+        [_, extra, ..] => Err(usage(format!("unexpected argument {:?} (only one {what})", extra.to_string_lossy()))),
+    }
+}
+
+fn parse_plan(args: &[OsString]) -> Result<Command, UsageError> {
+    let (positional, options) = split_args(args, &["--host", "--ip", "--prefix", "--broadcast"])?;
+    let (mut host, mut ip, mut prefix, mut broadcast) = (None, None, None, None);
+    for (name, value) in options {
+        let slot = match name.as_str() {
+            "--host" => &mut host,
+            "--ip" => &mut ip,
+            "--prefix" => &mut prefix,
+            "--broadcast" => &mut broadcast,
+            _ => return Err(usage(format!("unknown option {name}"))),
+        };
+        if slot.is_some() {
+            return Err(usage(format!("{name} given twice")));
+        }
+        *slot = value;
+    }
+    let image_root = one_path(positional, "IMAGE_ROOT", "/")?;
+    let hostname = host.ok_or_else(|| usage("plan needs --host NAME (the machine's host name)"))?;
+    let ip = ip.ok_or_else(|| usage("plan needs --ip ADDR (the machine's address, e.g. --ip 10.0.0.5/24)"))?;
+    let (address, cidr) = match ip.split_once('/') {
+        Some((a, p)) => (a, Some(parse_prefix(p, "--ip")?)),
+        None => (ip.as_str(), None),
+    };
+    let address: Ipv4Addr = address
+        .parse()
+        .map_err(|_| usage(format!("--ip {ip:?} is not an IPv4 address (e.g. 10.0.0.5 or 10.0.0.5/24)")))?;
+    let prefix = match (cidr, prefix) {
+        (Some(_), Some(_)) => return Err(usage("give the prefix once: --ip ADDR/N or --prefix N")),
+        (Some(p), None) => Some(p),
+        (None, Some(p)) => Some(parse_prefix(&p, "--prefix")?),
+        (None, None) => None,
+    };
+    let broadcast = match (prefix, broadcast) {
+        (Some(_), Some(_)) => return Err(usage("give either a prefix or --broadcast, not both")),
+        (Some(p), None) => broadcast_of(address, p),
+        (None, Some(b)) => {
+            b.parse().map_err(|_| usage(format!("--broadcast {b:?} is not an IPv4 address (e.g. 10.0.0.255)")))?
+        }
+        (None, None) => {
+            return Err(usage(
+                "plan needs the subnet, it names the network layer: --ip ADDR/PREFIX, --prefix N or --broadcast ADDR",
+            ));
+        }
+    };
+    Ok(Command::Plan { image_root, input: LayerInput { broadcast, address, hostname } })
+}
+
+fn parse_prefix(text: &str, option: &str) -> Result<u8, UsageError> {
+    match text.parse::<u8>() {
+        Ok(p) if p <= 32 => Ok(p),
+        _ => Err(usage(format!("{option}: prefix {text:?} is not a number from 0 to 32"))),
+    }
+}
+
+/// The broadcast address of `address/prefix`, as the lease computes it.
+pub fn broadcast_of(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
+    let host_bits = 32 - u32::from(prefix.min(32));
+    let mask = if host_bits == 32 { 0 } else { u32::MAX << host_bits };
+    Ipv4Addr::from(u32::from(address) | !mask)
+}
+
+/// An input that cannot be used; exit [`EXIT_PROBLEMS`].
+#[derive(Debug)]
+pub enum AdminError {
+    /// The image root is not a directory.
+    ImageRoot { path: PathBuf, error: String },
+    /// boot.json cannot be read.
+    ReadBootJson { path: PathBuf, error: String },
+    /// boot.json is not what the boot writes.
+    BadBootJson { path: PathBuf, error: String },
+}
+
+impl fmt::Display for AdminError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminError::ImageRoot { path, error } => write!(
+                f,
+                "{}: {error}; give the directory where the image is (the NFS export), e.g. diskless check /srv/nfsroot",
+                path.display()
+            ),
+            AdminError::ReadBootJson { path, error } => write!(
+                f,
+                "cannot read {}: {error}; not booted by diskless? (the boot writes it just before starting the \
+                 image's init; give the run directory if it is not /run)",
+                path.display()
+            ),
+            AdminError::BadBootJson { path, error } => write!(
+                f,
+                "{} is not a diskless boot record: {error}; not booted by diskless, or the file was changed",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AdminError {}
+
+fn require_image_root(path: &Path) -> Result<(), AdminError> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(AdminError::ImageRoot { path: path.into(), error: "not a directory".into() }),
+        Err(e) => Err(AdminError::ImageRoot { path: path.into(), error: e.to_string() }),
+    }
+}
+
+/// Runs `command`, writing its report to `out`; returns the exit code.
+pub fn run(command: &Command, out: &mut dyn io::Write) -> Result<u8, AdminError> {
+    let (text, code) = match command {
+        Command::Help => (USAGE.to_string(), EXIT_OK),
+        Command::Version => (format!("diskless {}\n", env!("CARGO_PKG_VERSION")), EXIT_OK),
+        Command::Check { image_root } => {
+            let report = check(image_root)?;
+            let code = if report.warnings.is_empty() { EXIT_OK } else { EXIT_PROBLEMS };
+            (render_check(&report), code)
+        }
+        Command::Plan { image_root, input } => {
+            let report = plan(image_root, input)?;
+            let code = if report.has_problems() { EXIT_PROBLEMS } else { EXIT_OK };
+            (render_plan(&report), code)
+        }
+        Command::Status { run_dir } => (render_status(&status(run_dir)?), EXIT_OK),
+    };
+    // A closed stdout (`diskless status | head -1`) is not an error of the command.
+    let _ = out.write_all(text.as_bytes());
+    Ok(code)
+}
+
+// ---------------------------------------------------------------- check
+
+/// The configuration of an image as the boot loads it.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    pub image_root: PathBuf,
+    pub config: Config,
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Loads the configuration of the image at `image_root` exactly as the boot does
+/// (without kernel command line).
+pub fn check(image_root: &Path) -> Result<CheckReport, AdminError> {
+    require_image_root(image_root)?;
+    let (config, warnings) = config::load::<&str, &str>(image_root, &[]);
+    Ok(CheckReport { image_root: image_root.into(), config, warnings })
+}
+
+fn quoted_paths(paths: &[PathBuf]) -> String {
+    let items: Vec<String> = paths.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn enum_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "?".into())
+}
+
+/// The effective configuration in the syntax of `diskless.toml`.
+pub fn render_config(c: &Config) -> String {
+    let s = &c.scratch;
+    format!(
+        "dirs = {}\nlocaldir = {:?}\nlayers = {:?}\nmode = {:?}\ntmpfs_size = {:?}\non_failure = {:?}\n\
+         reboot_delay = {}\ncarrier_timeout = {}\ndhcp_timeout = {}\nsettle_ms = {}\nnfs_retry_timeout = {}\n\
+         [scratch]\nfstypes = {:?}\nlabel = {:?}\nmountpoint = {:?}\nwipe = {}\nswap = {}\n",
+        quoted_paths(&c.dirs),
+        c.localdir,
+        c.layers.display().to_string(),
+        enum_name(&c.mode),
+        c.tmpfs_size.to_string(),
+        enum_name(&c.on_failure),
+        c.reboot_delay,
+        c.carrier_timeout,
+        c.dhcp_timeout,
+        c.settle_ms,
+        c.nfs_retry_timeout,
+        s.fstypes,
+        s.label,
+        s.mountpoint.display().to_string(),
+        s.wipe,
+        s.swap,
+    )
+}
+
+fn render_warnings(out: &mut String, warnings: &[impl fmt::Display]) {
+    for w in warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+}
+
+/// The text of `diskless check`.
+pub fn render_check(r: &CheckReport) -> String {
+    let mut out = match &r.config.file {
+        Some(file) => format!("# configuration of {} from {}\n", r.image_root.display(), file.display()),
+        None => format!(
+            "# configuration of {}: no {} or {} in the image, compiled defaults\n",
+            r.image_root.display(),
+            config::TOML_PATH,
+            config::LEGACY_PATH
+        ),
+    };
+    out.push_str(&render_config(&r.config));
+    if !r.warnings.is_empty() {
+        out.push('\n');
+        render_warnings(&mut out, &r.warnings);
+    }
+    let n = r.warnings.len();
+    out.push_str(&format!("{n} warning{}\n", if n == 1 { "" } else { "s" }));
+    out
+}
+
+// ---------------------------------------------------------------- plan
+
+/// What an entry of a layer is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Directory,
+    Symlink { target: PathBuf },
+}
+
+/// One entry a layer places.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEntry {
+    /// Path inside the layer, mirroring the root (`/etc/fstab`).
+    pub path: PathBuf,
+    /// Where it lands as seen on the booted client (`/etc/local/fstab`; in overlay
+    /// mode the path itself).
+    pub destination: PathBuf,
+    pub kind: EntryKind,
+    /// The later layer that replaces it, if any.
+    pub overridden_by: Option<LayerKind>,
+}
+
+/// A used layer and its entries, sorted by path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedLayer {
+    pub kind: LayerKind,
+    pub path: PathBuf,
+    pub entries: Vec<PlannedEntry>,
+}
+
+/// What the boot would do with the layers of one machine.
+#[derive(Debug, Clone)]
+pub struct PlanReport {
+    pub image_root: PathBuf,
+    pub input: LayerInput,
+    pub config: Config,
+    pub config_warnings: Vec<ConfigWarning>,
+    pub selection: LayerSelection,
+    pub layers: Vec<PlannedLayer>,
+    /// Entries the copy would skip (outside the dirs, special files, unreadable).
+    pub warnings: Vec<String>,
+}
+
+impl PlanReport {
+    /// Configuration warnings, an invalid host name or entries the copy would skip.
+    pub fn has_problems(&self) -> bool {
+        !self.config_warnings.is_empty()
+            || !self.warnings.is_empty()
+            || self.selection.skipped.iter().any(|s| matches!(s.reason, SkipReason::InvalidName { .. } | SkipReason::NotADirectory | SkipReason::Unreadable { .. }))
+    }
+}
+
+/// Computes the layers of the machine `input` in the image at `image_root`, with the
+/// configuration the boot would load, and walks each used layer (never following a
+/// symlink) to list what it places.
+pub fn plan(image_root: &Path, input: &LayerInput) -> Result<PlanReport, AdminError> {
+    require_image_root(image_root)?;
+    let (config, config_warnings) = config::load::<&str, &str>(image_root, &[]);
+    let selection = select_layers(&config, image_root, input);
+    let mut warnings = Vec::new();
+    let mut layers: Vec<PlannedLayer> = Vec::new();
+    for layer in &selection.layers {
+        let mut walk = Walk { config: &config, layer: &layer.path, entries: Vec::new(), warnings: &mut warnings };
+        match open_in_image(image_root, &layer.path, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => walk.mirror(&fd, Path::new("/")),
+            Err(e) => walk.warn(Path::new("/"), format!("cannot open: {e}")),
+        }
+        let mut entries = walk.entries;
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        // Later layers replace what earlier ones placed at the same destination, and a
+        // non-directory replaces a whole directory of an earlier layer.
+        for earlier in layers.iter_mut() {
+            for e in earlier.entries.iter_mut() {
+                let replaced = entries.iter().any(|n| {
+                    (n.destination == e.destination && !(n.kind == EntryKind::Directory && e.kind == EntryKind::Directory))
+                        || (n.kind != EntryKind::Directory && e.destination.starts_with(&n.destination))
+                });
+                if replaced {
+                    e.overridden_by = Some(layer.kind);
+                }
+            }
+        }
+        layers.push(PlannedLayer { kind: layer.kind, path: layer.path.clone(), entries });
+    }
+    Ok(PlanReport { image_root: image_root.into(), input: input.clone(), config, config_warnings, selection, layers, warnings })
+}
+
+/// The walk of one layer: the same rules as the copy (`local::apply`).
+struct Walk<'a> {
+    config: &'a Config,
+    layer: &'a Path,
+    entries: Vec<PlannedEntry>,
+    warnings: &'a mut Vec<String>,
+}
+
+impl Walk<'_> {
+    fn warn(&mut self, image_path: &Path, what: impl fmt::Display) {
+        let path = self.layer.join(image_path.strip_prefix("/").unwrap_or(image_path));
+        self.warnings.push(format!("{}: {what}", path.display()));
+    }
+
+    /// The deepest configured dir containing `path`, and where `path` lands.
+    fn destination(&self, path: &Path) -> Option<PathBuf> {
+        let dir = self.config.dirs.iter().filter(|d| path.starts_with(d)).max_by_key(|d| d.components().count())?;
+        let rel = path.strip_prefix(dir).unwrap_or(Path::new(""));
+        Some(match self.config.mode {
+            Mode::Symlink => dir.join(&self.config.localdir).join(rel),
+            Mode::Overlay => path.to_path_buf(),
+        })
+    }
+
+    fn entries(&mut self, dir: &OwnedFd, image_path: &Path) -> Vec<(OsString, PathBuf, FileType)> {
+        let mut names = Vec::new();
+        let read = Dir::read_from(dir).map_err(io::Error::from).and_then(|d| {
+            for entry in d {
+                let name = entry?.file_name().to_bytes().to_vec();
+                if name != b"." && name != b".." {
+                    names.push(OsStr::from_bytes(&name).to_os_string());
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = read {
+            self.warn(image_path, format!("cannot read the directory: {e}"));
+        }
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let child = image_path.join(&name);
+            match statat(dir, &*name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => out.push((name, child, FileType::from_raw_mode(st.st_mode))),
+                Err(e) => self.warn(&child, format!("cannot stat: {e}")),
+            }
+        }
+        out
+    }
+
+    fn open_dir(&mut self, dir: &OwnedFd, name: &OsStr, image_path: &Path) -> Option<OwnedFd> {
+        match openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, FileMode::empty()) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                self.warn(image_path, format!("cannot open: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Above the configured dirs: enter only directories that lead to one.
+    fn mirror(&mut self, dir: &OwnedFd, image_path: &Path) {
+        for (name, child, kind) in self.entries(dir, image_path) {
+            let is_dir = kind == FileType::Directory;
+            if self.config.dirs.contains(&child) {
+                if !is_dir {
+                    self.warn(&child, "is a configured dir but not a directory in the layer; skipped");
+                } else if let Some(sub) = self.open_dir(dir, &name, &child) {
+                    self.copy(&sub, &child);
+                }
+            } else if is_dir && self.config.dirs.iter().any(|d| d.starts_with(&child)) {
+                if let Some(sub) = self.open_dir(dir, &name, &child) {
+                    self.mirror(&sub, &child);
+                }
+            } else {
+                let dirs: Vec<String> = self.config.dirs.iter().map(|d| d.display().to_string()).collect();
+                self.warn(&child, format!("not inside any configured dir ({}); skipped", dirs.join(", ")));
+            }
+        }
+    }
+
+    /// Inside a configured dir: every entry is placed.
+    fn copy(&mut self, dir: &OwnedFd, image_path: &Path) {
+        for (name, child, kind) in self.entries(dir, image_path) {
+            let Some(destination) = self.destination(&child) else { continue };
+            let kind = match kind {
+                FileType::RegularFile => EntryKind::File,
+                FileType::Directory => EntryKind::Directory,
+                FileType::Symlink => match readlinkat(dir, &*name, Vec::new()) {
+                    Ok(target) => EntryKind::Symlink { target: PathBuf::from(OsStr::from_bytes(target.as_bytes())) },
+                    Err(e) => {
+                        self.warn(&child, format!("cannot read the symlink: {e}"));
+                        continue;
+                    }
+                },
+                _ => {
+                    self.warn(&child, "is a device, FIFO or socket; skipped (layers hold files, directories and symlinks)");
+                    continue;
+                }
+            };
+            let is_dir = kind == EntryKind::Directory;
+            self.entries.push(PlannedEntry { path: child.clone(), destination, kind, overridden_by: None });
+            if is_dir {
+                if let Some(sub) = self.open_dir(dir, &name, &child) {
+                    self.copy(&sub, &child);
+                }
+            }
+        }
+    }
+}
+
+fn skip_reason(reason: &SkipReason) -> String {
+    match reason {
+        SkipReason::Missing => "missing".into(),
+        SkipReason::NotADirectory => "not a directory (make it one in the image)".into(),
+        SkipReason::Unreadable { error } => format!("cannot be opened ({error})"),
+        SkipReason::InvalidName { name, reason } => format!("host name {name:?} {reason}; the boot would not use it"),
+        SkipReason::NoLabPrefix { hostname } => format!("host name {hostname:?} has no '-', so no lab prefix"),
+    }
+}
+
+/// The text of `diskless plan`.
+pub fn render_plan(r: &PlanReport) -> String {
+    let i = &r.input;
+    let mut out = format!(
+        "# layers of {} ({}, network {}) in {}, mode {}\n",
+        i.hostname,
+        i.address,
+        i.broadcast,
+        r.image_root.display(),
+        enum_name(&r.config.mode)
+    );
+    // Application order: the table order of select_layers, used and skipped merged.
+    let order = [LayerKind::Base, LayerKind::Network, LayerKind::Lab, LayerKind::Host, LayerKind::Ip];
+    let mut n = 0;
+    for kind in order {
+        if let Some(layer) = r.layers.iter().find(|l| l.kind == kind) {
+            n += 1;
+            let files = layer.entries.iter().filter(|e| e.kind != EntryKind::Directory).count();
+            out.push_str(&format!("{n}. {:<7} {}  ({files} file{})\n", kind.to_string(), layer.path.display(), if files == 1 { "" } else { "s" }));
+            for e in layer.entries.iter().filter(|e| e.kind != EntryKind::Directory) {
+                let what = match &e.kind {
+                    EntryKind::Symlink { target } => format!("{} -> {}", e.destination.display(), target.display()),
+                    _ => e.destination.display().to_string(),
+                };
+                let over = e.overridden_by.map(|k| format!("  [overridden by {k}]")).unwrap_or_default();
+                out.push_str(&format!("     {:<28} {what}{over}\n", e.path.display().to_string()));
+            }
+        }
+        for s in r.selection.skipped.iter().filter(|s| s.kind == kind) {
+            let path = s.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into());
+            out.push_str(&format!("-  {:<7} {path}  skipped: {}\n", kind.to_string(), skip_reason(&s.reason)));
+        }
+    }
+    if !r.config_warnings.is_empty() || !r.warnings.is_empty() {
+        out.push('\n');
+        render_warnings(&mut out, &r.config_warnings);
+        render_warnings(&mut out, &r.warnings);
+    }
+    out
+}
+
+// ---------------------------------------------------------------- status
+
+/// The essentials of boot.json.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    pub path: PathBuf,
+    pub version: String,
+    pub hostname: String,
+    pub name_source: String,
+    pub interface: String,
+    /// `address/prefix`.
+    pub address: String,
+    pub root: String,
+    pub nfs_version: String,
+    /// (kind, path, files).
+    pub layers: Vec<(String, String, u64)>,
+    /// One line per scratch fact (scratch filesystem, swaps, failure).
+    pub scratch: Vec<String>,
+    /// (stage, ms).
+    pub stages: Vec<(String, u64)>,
+    pub total_ms: Option<u64>,
+    pub config_warnings: usize,
+}
+
+fn text(v: &Value, pointer: &str) -> String {
+    match v.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "?".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn array<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
+    v.pointer(pointer).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map(crate::scratch::show_size).unwrap_or_else(|| "? MiB".into())
+}
+
+/// Reads `run_dir/diskless/boot.json`.
+pub fn status(run_dir: &Path) -> Result<StatusReport, AdminError> {
+    let path = run_dir.join("diskless").join("boot.json");
+    let read_err = |error: String| AdminError::ReadBootJson { path: path.clone(), error };
+    let meta = fs::metadata(&path).map_err(|e| read_err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(read_err("not a regular file".into()));
+    }
+    if meta.len() > MAX_BOOT_JSON_BYTES {
+        return Err(AdminError::BadBootJson { path, error: format!("{} bytes is too big", meta.len()) });
+    }
+    let bytes = fs::read(&path).map_err(|e| read_err(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| AdminError::BadBootJson { path: path.clone(), error: format!("not valid JSON ({e})") })?;
+    if !v.is_object() || v.get("network").is_none() {
+        return Err(AdminError::BadBootJson { path, error: "no \"network\" section".into() });
+    }
+    let layers = array(&v, "/layers")
+        .iter()
+        .map(|l| (text(l, "/kind"), text(l, "/path"), l.get("files").and_then(Value::as_u64).unwrap_or(0)))
+        .collect();
+    let mut scratch = Vec::new();
+    if let Some(s) = v.pointer("/scratch/scratch").filter(|s| s.is_object()) {
+        let label = s.get("label").and_then(Value::as_str).map(|l| format!(" label {l}")).unwrap_or_default();
+        scratch.push(format!(
+            "scratch {} ({}{label}, {}) on {}",
+            text(s, "/device"),
+            text(s, "/kind"),
+            mib(s.get("size").and_then(Value::as_u64)),
+            text(s, "/mountpoint")
+        ));
+    }
+    for sw in array(&v, "/scratch/swaps") {
+        let state = if sw.get("enabled").and_then(Value::as_bool) == Some(true) {
+            "on".to_string()
+        } else {
+            format!("off ({})", text(sw, "/error"))
+        };
+        scratch.push(format!("swap {} ({}) {state}", text(sw, "/device"), mib(sw.get("size").and_then(Value::as_u64))));
+    }
+    if let Some(f) = v.pointer("/scratch/failure").and_then(Value::as_str) {
+        scratch.push(format!("scratch not used: {f}"));
+    }
+    let stages = array(&v, "/stages")
+        .iter()
+        .map(|s| (text(s, "/stage"), s.get("ms").and_then(Value::as_u64).unwrap_or(0)))
+        .collect();
+    Ok(StatusReport {
+        version: text(&v, "/diskless_version"),
+        hostname: match v.pointer("/network/identity/fqdn").and_then(Value::as_str) {
+            Some(fqdn) => fqdn.to_string(),
+            None => text(&v, "/network/identity/hostname"),
+        },
+        name_source: text(&v, "/network/identity/source"),
+        interface: text(&v, "/network/interface"),
+        address: format!("{}/{}", text(&v, "/network/lease/address"), text(&v, "/network/lease/prefix_len")),
+        root: format!("{}:{}", text(&v, "/root/server"), text(&v, "/root/path")),
+        nfs_version: text(&v, "/root/mounted_version"),
+        layers,
+        scratch,
+        stages,
+        total_ms: v.get("total_ms").and_then(Value::as_u64),
+        config_warnings: array(&v, "/config_warnings").len(),
+        path,
+    })
+}
+
+/// The text of `diskless status`.
+pub fn render_status(s: &StatusReport) -> String {
+    let mut out = format!("# {} (diskless {})\n", s.path.display(), s.version);
+    out.push_str(&format!("host       {} (from {})\n", s.hostname, s.name_source.replace('_', " ")));
+    out.push_str(&format!("address    {} on {}\n", s.address, s.interface));
+    out.push_str(&format!("root       {} (NFSv{})\n", s.root, s.nfs_version));
+    if s.layers.is_empty() {
+        out.push_str("layers     none\n");
+    }
+    for (n, (kind, path, files)) in s.layers.iter().enumerate() {
+        let label = if n == 0 { "layers" } else { "" };
+        out.push_str(&format!("{label:<10} {kind:<7} {path} ({files} file{})\n", if *files == 1 { "" } else { "s" }));
+    }
+    if s.scratch.is_empty() {
+        out.push_str("scratch    none (local dirs on tmpfs, no swap)\n");
+    }
+    for (n, line) in s.scratch.iter().enumerate() {
+        out.push_str(&format!("{:<10} {line}\n", if n == 0 { "scratch" } else { "" }));
+    }
+    for (n, (stage, ms)) in s.stages.iter().enumerate() {
+        out.push_str(&format!("{:<10} {stage:<9} {ms:>6} ms\n", if n == 0 { "stages" } else { "" }));
+    }
+    match s.total_ms {
+        Some(ms) => out.push_str(&format!("total      {ms} ms\n")),
+        None => out.push_str("total      ?\n"),
+    }
+    if s.config_warnings > 0 {
+        out.push_str(&format!(
+            "config     {} warning(s) at boot: see config_warnings in {} or run diskless check\n",
+            s.config_warnings,
+            s.path.display()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    fn write(root: &Path, path: &str, text: &str) {
+        let p = root.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    /// An image with all kinds of layer, a TOML file with an unknown key, a file
+    /// outside the dirs, an override and a symlink.
+    fn image() -> tempfile::TempDir {
+        let img = tempfile::tempdir().unwrap();
+        let r = img.path();
+        write(r, "etc/diskless/diskless.toml", "dirs = [\"/etc\", \"/var\"]\ncolour = \"blue\"\n");
+        write(r, "diskless/base/etc/fstab", "base fstab\n");
+        write(r, "diskless/base/etc/motd", "hello\n");
+        write(r, "diskless/base/usr/bin/tool", "#!/bin/sh\n");
+        write(r, "diskless/networks/10.0.0.255/etc/resolv.conf", "nameserver 10.0.0.1\n");
+        fs::create_dir_all(r.join("diskless/labs/lab3/etc")).unwrap();
+        symlink("/proc/self/mounts", r.join("diskless/labs/lab3/etc/mtab")).unwrap();
+        write(r, "diskless/hosts/lab3-12/etc/fstab", "host fstab\n");
+        write(r, "diskless/hosts/lab3-12/var/lib/x", "x\n");
+        img
+    }
+
+    fn input(host: &str) -> LayerInput {
+        LayerInput { broadcast: Ipv4Addr::new(10, 0, 0, 255), address: Ipv4Addr::new(10, 0, 0, 12), hostname: host.into() }
+    }
+
+    #[test]
+    fn check_reports_the_unknown_key_with_file_and_exit_1() {
+        let img = image();
+        let report = check(img.path()).unwrap();
+        assert_eq!(report.config.dirs, [PathBuf::from("/etc"), PathBuf::from("/var")]);
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        let text = render_check(&report);
+        assert!(text.contains("dirs = [\"/etc\", \"/var\"]\n"), "{text}");
+        assert!(text.contains("diskless.toml: unknown key \"colour\" ignored"), "{text}");
+        assert!(text.ends_with("1 warning\n"), "{text}");
+        let mut out = Vec::new();
+        assert_eq!(run(&Command::Check { image_root: img.path().into() }, &mut out).unwrap(), EXIT_PROBLEMS);
+    }
+
+    #[test]
+    fn check_of_an_image_without_configuration_shows_the_defaults_and_exits_0() {
+        let img = tempfile::tempdir().unwrap();
+        let report = check(img.path()).unwrap();
+        assert_eq!(report.config, Config::default());
+        let text = render_check(&report);
+        assert!(text.contains("compiled defaults"), "{text}");
+        assert!(text.contains("mode = \"symlink\"\n") && text.contains("[scratch]\nfstypes = [\"ext4\", \"xfs\", \"btrfs\"]\n"), "{text}");
+        let mut out = Vec::new();
+        assert_eq!(run(&Command::Check { image_root: img.path().into() }, &mut out).unwrap(), EXIT_OK);
+    }
+
+    #[test]
+    fn check_of_a_missing_image_names_it() {
+        let err = check(Path::new("/nonexistent/image")).unwrap_err();
+        assert!(err.to_string().starts_with("/nonexistent/image: "), "{err}");
+    }
+
+    #[test]
+    fn plan_lists_layers_files_overrides_and_skips_in_order() {
+        let img = image();
+        let report = plan(img.path(), &input("lab3-12.example.org")).unwrap();
+        let kinds: Vec<LayerKind> = report.layers.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, [LayerKind::Base, LayerKind::Network, LayerKind::Lab, LayerKind::Host]);
+        let base = &report.layers[0];
+        let fstab = base.entries.iter().find(|e| e.path == Path::new("/etc/fstab")).unwrap();
+        assert_eq!(fstab.destination, Path::new("/etc/local/fstab"));
+        assert_eq!(fstab.overridden_by, Some(LayerKind::Host));
+        let motd = base.entries.iter().find(|e| e.path == Path::new("/etc/motd")).unwrap();
+        assert_eq!(motd.overridden_by, None);
+        let host = &report.layers[3];
+        assert!(host.entries.iter().any(|e| e.destination == Path::new("/var/local/lib/x")), "{:?}", host.entries);
+        let text = render_plan(&report);
+        assert!(text.contains("/etc/local/mtab -> /proc/self/mounts"), "{text}");
+        assert!(text.contains("/etc/local/fstab  [overridden by host]"), "{text}");
+        assert!(text.contains("-  ip      /diskless/hosts/10.0.0.12  skipped: missing"), "{text}");
+        assert!(text.contains("/diskless/base/usr: not inside any configured dir"), "{text}");
+        // The order on screen is the application order.
+        let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s} missing:\n{text}"));
+        assert!(at("1. base") < at("2. network") && at("2. network") < at("3. lab") && at("3. lab") < at("4. host"));
+        assert!(report.has_problems(), "unknown key and the file outside the dirs are problems");
+    }
+
+    #[test]
+    fn plan_in_overlay_mode_places_files_at_their_own_path() {
+        let img = tempfile::tempdir().unwrap();
+        write(img.path(), "etc/diskless/diskless.toml", "mode = \"overlay\"\n");
+        write(img.path(), "diskless/base/etc/hosts", "127.0.0.1 localhost\n");
+        let report = plan(img.path(), &input("lab3-12")).unwrap();
+        assert_eq!(report.layers[0].entries[0].destination, Path::new("/etc/hosts"));
+        assert!(!report.has_problems(), "{}", render_plan(&report));
+    }
+
+    #[test]
+    fn plan_refuses_hostile_host_names_as_the_boot_does() {
+        let img = image();
+        let report = plan(img.path(), &input("../etc")).unwrap();
+        let kinds: Vec<LayerKind> = report.layers.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, [LayerKind::Base, LayerKind::Network]);
+        let text = render_plan(&report);
+        assert!(text.contains("-  host    -  skipped: host name \"../etc\""), "{text}");
+        assert!(report.has_problems());
+    }
+
+    #[test]
+    fn plan_does_not_follow_symlinked_directories_in_a_layer() {
+        let img = image();
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret", "s");
+        symlink(outside.path(), img.path().join("diskless/base/etc/link")).unwrap();
+        let report = plan(img.path(), &input("x")).unwrap();
+        let base = &report.layers[0];
+        assert!(base.entries.iter().any(|e| e.path == Path::new("/etc/link") && matches!(e.kind, EntryKind::Symlink { .. })));
+        assert!(!base.entries.iter().any(|e| e.path.ends_with("secret")), "{:?}", base.entries);
+    }
+
+    #[test]
+    fn a_later_file_replaces_an_earlier_directory() {
+        let img = tempfile::tempdir().unwrap();
+        write(img.path(), "diskless/base/etc/conf.d/a", "a");
+        write(img.path(), "diskless/hosts/lab3-12/etc/conf.d", "now a file");
+        let report = plan(img.path(), &input("lab3-12")).unwrap();
+        let a = report.layers[0].entries.iter().find(|e| e.path == Path::new("/etc/conf.d/a")).unwrap();
+        assert_eq!(a.overridden_by, Some(LayerKind::Host));
+    }
+
+    #[test]
+    fn command_lines() {
+        let plan_of = |list: &[&str]| match parse_args(&args(list)) {
+            Ok(Command::Plan { image_root, input }) => (image_root, input),
+            other => panic!("{list:?}: {other:?}"),
+        };
+        let (root, i) = plan_of(&["plan", "/srv/img", "--host", "lab3-12", "--ip", "10.0.0.12/24"]);
+        assert_eq!((root, i.broadcast, i.address), (PathBuf::from("/srv/img"), Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(10, 0, 0, 12)));
+        let (root, i) = plan_of(&["plan", "--host=a", "--ip=172.16.5.9", "--prefix", "16"]);
+        assert_eq!((root, i.broadcast), (PathBuf::from("/"), Ipv4Addr::new(172, 16, 255, 255)));
+        let (_, i) = plan_of(&["plan", "--host", "a", "--ip", "10.1.2.3", "--broadcast", "10.1.2.127"]);
+        assert_eq!(i.broadcast, Ipv4Addr::new(10, 1, 2, 127));
+        assert_eq!(parse_args(&args(&["check"])), Ok(Command::Check { image_root: "/".into() }));
+        assert_eq!(parse_args(&args(&["status", "/tmp/r"])), Ok(Command::Status { run_dir: "/tmp/r".into() }));
+        assert_eq!(parse_args(&args(&["status", "-h"])), Ok(Command::Help));
+        assert_eq!(parse_args(&args(&["--version"])), Ok(Command::Version));
+        for bad in [
+            &[][..],
+            &["frob"],
+            &["check", "--frob"],
+            &["check", "a", "b"],
+            &["plan", "--ip", "10.0.0.1/24"],
+            &["plan", "--host", "a", "--ip", "10.0.0.1"],
+            &["plan", "--host", "a", "--ip", "10.0.0.1/33"],
+            &["plan", "--host", "a", "--ip", "300.0.0.1/24"],
+            &["plan", "--host", "a", "--ip", "10.0.0.1/24", "--prefix", "24"],
+            &["plan", "--host", "a", "--ip", "10.0.0.1/24", "--broadcast", "10.0.0.255"],
+            &["plan", "--host", "a", "--host", "b", "--ip", "10.0.0.1/24"],
+            &["plan", "--host"],
+        ] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn broadcast_addresses() {
+        let a = Ipv4Addr::new(192, 168, 1, 23);
+        assert_eq!(broadcast_of(a, 24), Ipv4Addr::new(192, 168, 1, 255));
+        assert_eq!(broadcast_of(a, 32), a);
+        assert_eq!(broadcast_of(a, 0), Ipv4Addr::BROADCAST);
+        assert_eq!(broadcast_of(a, 22), Ipv4Addr::new(192, 168, 3, 255));
+    }
+
+    /// A boot.json in the shape the boot writes (handoff::BootRecord), trimmed.
+    const BOOT_JSON: &str = r#"{
+      "diskless_version": "0.1.0",
+      "network": {"interface": "eth0", "mac": "52:54:00:12:34:56", "proto": "dhcp",
+        "lease": {"address": "10.77.0.112", "netmask": "255.255.255.0", "prefix_len": 24, "broadcast": "10.77.0.255"},
+        "identity": {"hostname": "lab3-12", "fqdn": "lab3-12.example.org", "domain": "example.org", "source": "ptr"}},
+      "root": {"server": "10.77.0.1", "server_source": "given", "path": "/export", "version": "auto",
+        "syntax": "kernel", "mounted_version": "3", "mount_options": "ro,nolock", "attempts": 1, "modules": []},
+      "layers": [{"kind": "base", "path": "/diskless/base", "files": 3},
+                 {"kind": "host", "path": "/diskless/hosts/lab3-12", "files": 1}],
+      "scratch": {"devices": [], "scratch": {"device": "/dev/sda1", "kind": "ext4", "label": "scratch",
+        "size": 1073741824, "mountpoint": "/mnt/scratch"},
+        "swaps": [{"device": "/dev/sda2", "size": 536870912, "enabled": true}], "skipped": []},
+      "stages": [{"stage": "early", "ms": 3}, {"stage": "hardware", "ms": 1500}, {"stage": "network", "ms": 120}],
+      "config_warnings": [{"kind": "unknown_key"}],
+      "total_ms": 1810
+    }"#;
+
+    #[test]
+    fn status_shows_the_essentials_of_boot_json() {
+        let run_dir = tempfile::tempdir().unwrap();
+        write(run_dir.path(), "diskless/boot.json", BOOT_JSON);
+        let s = status(run_dir.path()).unwrap();
+        assert_eq!(s.hostname, "lab3-12.example.org");
+        assert_eq!(s.address, "10.77.0.112/24");
+        assert_eq!(s.layers[1], ("host".into(), "/diskless/hosts/lab3-12".into(), 1));
+        assert_eq!(s.total_ms, Some(1810));
+        let text = render_status(&s);
+        for want in [
+            "host       lab3-12.example.org (from ptr)\n",
+            "address    10.77.0.112/24 on eth0\n",
+            "root       10.77.0.1:/export (NFSv3)\n",
+            "layers     base    /diskless/base (3 files)\n",
+            "scratch    scratch /dev/sda1 (ext4 label scratch, 1024 MiB) on /mnt/scratch\n",
+            "swap /dev/sda2 (512 MiB) on\n",
+            "stages     early          3 ms\n",
+            "hardware    1500 ms\n",
+            "total      1810 ms\n",
+            "config     1 warning(s)",
+        ] {
+            assert!(text.contains(want), "{want:?} missing in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn status_errors_name_the_file() {
+        let run_dir = tempfile::tempdir().unwrap();
+        let missing = status(run_dir.path()).unwrap_err().to_string();
+        assert!(missing.contains("diskless/boot.json") && missing.contains("not booted by diskless?"), "{missing}");
+        for bad in ["{not json", "[1, 2]", "{}", ""] {
+            write(run_dir.path(), "diskless/boot.json", bad);
+            let e = status(run_dir.path()).unwrap_err().to_string();
+            assert!(e.contains("boot.json is not a diskless boot record"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn status_of_a_record_with_odd_values_does_not_panic() {
+        let run_dir = tempfile::tempdir().unwrap();
+        write(run_dir.path(), "diskless/boot.json", r#"{"network": 5, "layers": {"x": 1}, "stages": [1, "a"], "scratch": {"swaps": [{}]}}"#);
+        let text = render_status(&status(run_dir.path()).unwrap());
+        assert!(text.contains("host       ? (from ?)"), "{text}");
+        assert!(text.contains("swap ? (? MiB) off (?)"), "{text}");
+    }
+}

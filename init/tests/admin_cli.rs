@@ -1,0 +1,85 @@
+//! The `diskless` admin binary end to end: output and exit codes.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn diskless(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diskless")).args(args).output().expect("run diskless")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn write(root: &Path, path: &str, text: &str) {
+    let p = root.join(path);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+#[test]
+fn check_prints_the_configuration_and_fails_on_warnings() {
+    let img = tempfile::tempdir().unwrap();
+    let root = img.path().to_str().unwrap();
+    let o = diskless(&["check", root]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("layers = \"/diskless\"\n"), "{}", stdout(&o));
+
+    write(img.path(), "etc/diskless/diskless.toml", "mode = \"overlay\"\ncolour = 1\n");
+    let o = diskless(&["check", root]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("mode = \"overlay\"\n"), "{out}");
+    assert!(out.contains("warning: ") && out.contains("unknown key \"colour\""), "{out}");
+}
+
+#[test]
+fn plan_shows_layers_and_files() {
+    let img = tempfile::tempdir().unwrap();
+    write(img.path(), "diskless/base/etc/fstab", "base");
+    write(img.path(), "diskless/hosts/lab3-12/etc/fstab", "host");
+    let o = diskless(&["plan", img.path().to_str().unwrap(), "--host", "lab3-12", "--ip", "10.0.0.12/24"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("# layers of lab3-12 (10.0.0.12, network 10.0.0.255)"), "{out}");
+    assert!(out.contains("/etc/local/fstab  [overridden by host]"), "{out}");
+    assert!(out.contains("-  network /diskless/networks/10.0.0.255  skipped: missing"), "{out}");
+}
+
+#[test]
+fn status_reads_boot_json_or_says_why_not() {
+    let run = tempfile::tempdir().unwrap();
+    let o = diskless(&["status", run.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("boot.json") && stderr(&o).contains("not booted by diskless?"), "{}", stderr(&o));
+    write(
+        run.path(),
+        "diskless/boot.json",
+        r#"{"network": {"interface": "eth0", "lease": {"address": "10.0.0.5", "prefix_len": 24},
+            "identity": {"hostname": "pc-1", "source": "dhcp"}}, "stages": [{"stage": "root", "ms": 42}], "total_ms": 99}"#,
+    );
+    let o = diskless(&["status", run.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("host       pc-1 (from dhcp)") && out.contains("root          42 ms") && out.contains("total      99 ms"), "{out}");
+}
+
+#[test]
+fn usage_errors_exit_2_on_stderr() {
+    for args in [&["frob"][..], &[], &["check", "--frob"], &["plan", "--host", "a", "--ip", "10.0.0.1"]] {
+        let o = diskless(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+        assert!(stderr(&o).contains("usage: diskless check"), "{args:?}: {}", stderr(&o));
+    }
+    let o = diskless(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("usage: diskless check"));
+    let o = diskless(&["--version"]);
+    assert_eq!(stdout(&o), format!("diskless {}\n", env!("CARGO_PKG_VERSION")));
+}
