@@ -258,6 +258,13 @@ impl ImageReport<'_> {
         }
     }
 
+    /// All `IMAGE: bootjson` lines joined: `/run/diskless/boot.json` as the image saw it.
+    pub fn boot_json(&self) -> String {
+        let lines: Vec<String> =
+            self.0.find_all(r"^IMAGE: bootjson (.*?)\s*$").iter().map(|m| m[1].to_string()).collect();
+        lines.join("\n")
+    }
+
     /// The `/proc/mounts` line (from `IMAGE: mount`) whose mount point is `target`.
     #[track_caller]
     pub fn mount(&self, target: &str) -> String {

@@ -238,6 +238,29 @@ fn overlay_mode_layers_override_image_files_without_symlinks() {
     assert_eq!((&secret[1], &secret[2], &secret[3]), ("600", "1000:1000", "secret of lab3-12"), "({})", o.log_path());
 }
 
+#[test]
+fn diskless_status_reads_the_boot_record_of_a_real_boot() {
+    // The admin CLI reads boot.json loosely; this keeps it in step with what the boot
+    // really writes.
+    let o = vm_a();
+    let run = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(run.path().join("diskless")).unwrap();
+    std::fs::write(run.path().join("diskless/boot.json"), o.image().boot_json()).unwrap();
+    let cli = qemu_tests::build::release_binaries().init.with_file_name("diskless");
+    let out = std::process::Command::new(&cli).arg("status").arg(run.path()).output().expect("run diskless status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "diskless status failed on the boot.json of {}:\n{text}{}", o.log_path(), String::from_utf8_lossy(&out.stderr));
+    for expected in [
+        "host       lab3-12.example.edu (from ptr)",
+        "address    10.77.0.112/24 on eth0",
+        "root       10.77.0.1:/export (NFSv3)",
+        "ip      /diskless/hosts/10.77.0.112",
+    ] {
+        assert!(text.contains(expected), "diskless status lacks {expected:?} for the boot of {}:\n{text}", o.log_path());
+    }
+    assert!(!text.contains(" ?"), "diskless status could not read a field of {}:\n{text}", o.log_path());
+}
+
 // --- C: legacy diskless.conf, missing host layer ---------------------------------
 
 #[test]

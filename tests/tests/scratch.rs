@@ -204,15 +204,9 @@ impl Outcome {
     fn hash_before(&self, name: &str) -> &str {
         &self.before.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no hash of {name} taken")).1
     }
-    /// All `IMAGE: bootjson` lines joined: the boot.json the image saw.
+    /// The boot.json the image saw.
     fn boot_json(&self) -> String {
-        let lines: Vec<String> = self
-            .console()
-            .find_all(r"^IMAGE: bootjson (.*?)\s*$")
-            .iter()
-            .map(|m| m[1].to_string())
-            .collect();
-        lines.join("\n")
+        qemu_tests::nfs::ImageReport(self.console()).boot_json()
     }
 }
 
