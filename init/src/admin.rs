@@ -117,7 +117,10 @@ pub fn parse_args(args: &[OsString]) -> Result<Command, UsageError> {
 /// Positional arguments and `(option, value)` pairs; `with_value` lists the options
 /// that take a value (`--host NAME` or `--host=NAME`).
 #[allow(clippy::type_complexity)]
-fn split_args(args: &[OsString], with_value: &[&str]) -> Result<(Vec<OsString>, Vec<(String, Option<String>)>), UsageError> {
+fn split_args(
+    args: &[OsString],
+    with_value: &[&str],
+) -> Result<(Vec<OsString>, Vec<(String, Option<String>)>), UsageError> {
     let mut positional = Vec::new();
     let mut options = Vec::new();
     let mut i = 0;
@@ -139,7 +142,9 @@ fn split_args(args: &[OsString], with_value: &[&str]) -> Result<(Vec<OsString>, 
                 None => {
                     let v = args.get(i).ok_or_else(|| usage(format!("{name} needs a value")))?;
                     i += 1;
-                    v.to_str().ok_or_else(|| usage(format!("{name}: value {:?} is not UTF-8", v.to_string_lossy())))?.to_string()
+                    v.to_str()
+                        .ok_or_else(|| usage(format!("{name}: value {:?} is not UTF-8", v.to_string_lossy())))?
+                        .to_string()
                 }
             };
             options.push((name.to_string(), Some(value)));
@@ -422,7 +427,12 @@ impl PlanReport {
     pub fn has_problems(&self) -> bool {
         !self.config_warnings.is_empty()
             || !self.warnings.is_empty()
-            || self.selection.skipped.iter().any(|s| matches!(s.reason, SkipReason::InvalidName { .. } | SkipReason::NotADirectory | SkipReason::Unreadable { .. }))
+            || self.selection.skipped.iter().any(|s| {
+                matches!(
+                    s.reason,
+                    SkipReason::InvalidName { .. } | SkipReason::NotADirectory | SkipReason::Unreadable { .. }
+                )
+            })
     }
 }
 
@@ -448,7 +458,8 @@ pub fn plan(image_root: &Path, input: &LayerInput) -> Result<PlanReport, AdminEr
         for earlier in layers.iter_mut() {
             for e in earlier.entries.iter_mut() {
                 let replaced = entries.iter().any(|n| {
-                    (n.destination == e.destination && !(n.kind == EntryKind::Directory && e.kind == EntryKind::Directory))
+                    (n.destination == e.destination
+                        && !(n.kind == EntryKind::Directory && e.kind == EntryKind::Directory))
                         || (n.kind != EntryKind::Directory && e.destination.starts_with(&n.destination))
                 });
                 if replaced {
@@ -458,7 +469,15 @@ pub fn plan(image_root: &Path, input: &LayerInput) -> Result<PlanReport, AdminEr
         }
         layers.push(PlannedLayer { kind: layer.kind, path: layer.path.clone(), entries });
     }
-    Ok(PlanReport { image_root: image_root.into(), input: input.clone(), config, config_warnings, selection, layers, warnings })
+    Ok(PlanReport {
+        image_root: image_root.into(),
+        input: input.clone(),
+        config,
+        config_warnings,
+        selection,
+        layers,
+        warnings,
+    })
 }
 
 /// The walk of one layer: the same rules as the copy (`local::apply`).
@@ -512,7 +531,12 @@ impl Walk<'_> {
     }
 
     fn open_dir(&mut self, dir: &OwnedFd, name: &OsStr, image_path: &Path) -> Option<OwnedFd> {
-        match openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, FileMode::empty()) {
+        match openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            FileMode::empty(),
+        ) {
             Ok(fd) => Some(fd),
             Err(e) => {
                 self.warn(image_path, format!("cannot open: {e}"));
@@ -557,7 +581,10 @@ impl Walk<'_> {
                     }
                 },
                 _ => {
-                    self.warn(&child, "is a device, FIFO or socket; skipped (layers hold files, directories and symlinks)");
+                    self.warn(
+                        &child,
+                        "is a device, FIFO or socket; skipped (layers hold files, directories and symlinks)",
+                    );
                     continue;
                 }
             };
@@ -600,7 +627,12 @@ pub fn render_plan(r: &PlanReport) -> String {
         if let Some(layer) = r.layers.iter().find(|l| l.kind == kind) {
             n += 1;
             let files = layer.entries.iter().filter(|e| e.kind != EntryKind::Directory).count();
-            out.push_str(&format!("{n}. {:<7} {}  ({files} file{})\n", kind.to_string(), layer.path.display(), if files == 1 { "" } else { "s" }));
+            out.push_str(&format!(
+                "{n}. {:<7} {}  ({files} file{})\n",
+                kind.to_string(),
+                layer.path.display(),
+                if files == 1 { "" } else { "s" }
+            ));
             for e in layer.entries.iter().filter(|e| e.kind != EntryKind::Directory) {
                 let what = match &e.kind {
                     EntryKind::Symlink { target } => format!("{} -> {}", e.destination.display(), target.display()),
@@ -799,7 +831,11 @@ mod tests {
     }
 
     fn input(host: &str) -> LayerInput {
-        LayerInput { broadcast: Ipv4Addr::new(10, 0, 0, 255), address: Ipv4Addr::new(10, 0, 0, 12), hostname: host.into() }
+        LayerInput {
+            broadcast: Ipv4Addr::new(10, 0, 0, 255),
+            address: Ipv4Addr::new(10, 0, 0, 12),
+            hostname: host.into(),
+        }
     }
 
     #[test]
@@ -823,7 +859,11 @@ mod tests {
         assert_eq!(report.config, Config::default());
         let text = render_check(&report);
         assert!(text.contains("compiled defaults"), "{text}");
-        assert!(text.contains("mode = \"symlink\"\n") && text.contains("[scratch]\nfstypes = [\"ext4\", \"xfs\", \"btrfs\"]\n"), "{text}");
+        assert!(
+            text.contains("mode = \"symlink\"\n")
+                && text.contains("[scratch]\nfstypes = [\"ext4\", \"xfs\", \"btrfs\"]\n"),
+            "{text}"
+        );
         let mut out = Vec::new();
         assert_eq!(run(&Command::Check { image_root: img.path().into() }, &mut out).unwrap(), EXIT_OK);
     }
@@ -888,7 +928,11 @@ mod tests {
         symlink(outside.path(), img.path().join("diskless/base/etc/link")).unwrap();
         let report = plan(img.path(), &input("x")).unwrap();
         let base = &report.layers[0];
-        assert!(base.entries.iter().any(|e| e.path == Path::new("/etc/link") && matches!(e.kind, EntryKind::Symlink { .. })));
+        assert!(
+            base.entries
+                .iter()
+                .any(|e| e.path == Path::new("/etc/link") && matches!(e.kind, EntryKind::Symlink { .. }))
+        );
         assert!(!base.entries.iter().any(|e| e.path.ends_with("secret")), "{:?}", base.entries);
     }
 
@@ -909,7 +953,10 @@ mod tests {
             other => panic!("{list:?}: {other:?}"),
         };
         let (root, i) = plan_of(&["plan", "/srv/img", "--host", "lab3-12", "--ip", "10.0.0.12/24"]);
-        assert_eq!((root, i.broadcast, i.address), (PathBuf::from("/srv/img"), Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(10, 0, 0, 12)));
+        assert_eq!(
+            (root, i.broadcast, i.address),
+            (PathBuf::from("/srv/img"), Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(10, 0, 0, 12))
+        );
         let (root, i) = plan_of(&["plan", "--host=a", "--ip=172.16.5.9", "--prefix", "16"]);
         assert_eq!((root, i.broadcast), (PathBuf::from("/"), Ipv4Addr::new(172, 16, 255, 255)));
         let (_, i) = plan_of(&["plan", "--host", "a", "--ip", "10.1.2.3", "--broadcast", "10.1.2.127"]);
@@ -1004,7 +1051,11 @@ mod tests {
     #[test]
     fn status_of_a_record_with_odd_values_does_not_panic() {
         let run_dir = tempfile::tempdir().unwrap();
-        write(run_dir.path(), "diskless/boot.json", r#"{"network": 5, "layers": {"x": 1}, "stages": [1, "a"], "scratch": {"swaps": [{}]}}"#);
+        write(
+            run_dir.path(),
+            "diskless/boot.json",
+            r#"{"network": 5, "layers": {"x": 1}, "stages": [1, "a"], "scratch": {"swaps": [{}]}}"#,
+        );
         let text = render_status(&status(run_dir.path()).unwrap());
         assert!(text.contains("host       ? (from ?)"), "{text}");
         assert!(text.contains("swap ? (? MiB) off (?)"), "{text}");

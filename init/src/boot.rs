@@ -213,11 +213,8 @@ pub fn run(b: &Boot) {
     }
     config = image_config;
     config_warnings = warnings;
-    let input = LayerInput {
-        broadcast: net.lease.broadcast,
-        address: net.lease.address,
-        hostname: identity.hostname.clone(),
-    };
+    let input =
+        LayerInput { broadcast: net.lease.broadcast, address: net.lease.address, hostname: identity.hostname.clone() };
     let (local, scratch) = match stage(b, "local", || local_stage(b, &cmdline, &config, &newroot, &input)) {
         Ok(done) => done,
         Err(message) => return fail(b, &cmdline, &config, &message),
@@ -277,7 +274,9 @@ fn prefetch_nfs_modules(b: &Boot, cmdline: &Cmdline, config: &Config) -> Option<
     std::thread::Builder::new()
         .name("nfs-modules".into())
         .spawn(move || {
-            hardware::load_modules_by_name(&root, os, log, &cmdline, &names).map(|loaded| loaded.loaded).unwrap_or_default()
+            hardware::load_modules_by_name(&root, os, log, &cmdline, &names)
+                .map(|loaded| loaded.loaded)
+                .unwrap_or_default()
         })
         .ok()
 }
@@ -300,8 +299,10 @@ fn root_stage(
     // now; what they did is already live and is skipped.
     let prefetched = prefetch.and_then(|thread| thread.join().ok()).unwrap_or_default();
     let wanted = root::parse::modules_for(nfs.version);
-    let loaded = hardware::load_modules_by_name(&b.root, b.os.clone(), b.log.clone(), cmdline, &wanted)
-        .map_err(|e| RootError::Modules { modules: wanted.iter().map(|m| m.to_string()).collect(), reason: e.to_string() })?;
+    let loaded =
+        hardware::load_modules_by_name(&b.root, b.os.clone(), b.log.clone(), cmdline, &wanted).map_err(|e| {
+            RootError::Modules { modules: wanted.iter().map(|m| m.to_string()).collect(), reason: e.to_string() }
+        })?;
     let missing = |m: &str| loaded.missing.iter().any(|(name, _)| name == m);
     if !loaded.missing.is_empty() {
         let reasons: Vec<String> = loaded.missing.iter().map(|(m, why)| format!("{m}: {why}")).collect();
@@ -374,15 +375,9 @@ fn local_stage(
     }
     let run_dir = b.root.join(RUN_DIR);
     let scratch = scratch_stage(b, cmdline, config, newroot, &run_dir);
-    let report = local::setup_with_scratch(
-        config,
-        newroot,
-        &run_dir,
-        &selection,
-        scratch.local_dirs(),
-        &mut local::System,
-    )
-    .map_err(LocalStageError::Setup)?;
+    let report =
+        local::setup_with_scratch(config, newroot, &run_dir, &selection, scratch.local_dirs(), &mut local::System)
+            .map_err(LocalStageError::Setup)?;
     for warning in &report.layers.warnings {
         info!(b.log, "warning: layer copy: {warning}");
     }
@@ -475,7 +470,8 @@ fn booting_line(f: &Facts<'_>, layers: &[handoff::LayerSummary], total_ms: u64) 
     let lease = &f.net.lease;
     let files: u64 = layers.iter().map(|l| l.files).sum();
     let kinds: Vec<String> = layers.iter().map(|l| l.kind.to_string()).collect();
-    let layers = if kinds.is_empty() { "no layers".to_string() } else { format!("layers {}: {files} files", kinds.join(",")) };
+    let layers =
+        if kinds.is_empty() { "no layers".to_string() } else { format!("layers {}: {files} files", kinds.join(",")) };
     format!(
         "booting {name} {}/{} from {} (NFSv{}; {layers}) after {total_ms} ms",
         lease.address,
@@ -643,7 +639,8 @@ mod tests {
 
     #[test]
     fn ip_off_with_a_root_is_an_error_that_names_ip_off() {
-        let (b, os, console, root) = test_boot("ip=off nfsroot=10.77.0.1:/export diskless.settle_ms=0 diskless.reboot_delay=0");
+        let (b, os, console, root) =
+            test_boot("ip=off nfsroot=10.77.0.1:/export diskless.settle_ms=0 diskless.reboot_delay=0");
         with_module_db(root.path());
         run(&b);
         let text = console.text();

@@ -212,11 +212,9 @@ impl fmt::Display for ConfigWarning {
                 }
                 write!(f, ": not valid TOML ({error}); the whole file is ignored, using the compiled defaults")
             }
-            ConfigWarning::ParseLegacyLine { path, line, text, reason } => write!(
-                f,
-                "{} line {line}: {text:?}: {reason}; line ignored",
-                path.display()
-            ),
+            ConfigWarning::ParseLegacyLine { path, line, text, reason } => {
+                write!(f, "{} line {line}: {text:?}: {reason}; line ignored", path.display())
+            }
             ConfigWarning::UnknownLegacyVariable { path, line, name } => write!(
                 f,
                 "{} line {line}: unknown variable {name} ignored (known: {})",
@@ -428,7 +426,10 @@ fn read_config_file(path: &Path) -> Result<Option<String>, ConfigWarning> {
 enum Input<'a> {
     Toml(&'a toml::Value),
     /// Text from the command line or the legacy file, with the list separator of its origin.
-    Text { text: &'a str, split: fn(&str) -> Vec<String> },
+    Text {
+        text: &'a str,
+        split: fn(&str) -> Vec<String>,
+    },
 }
 
 impl Input<'_> {
@@ -611,7 +612,9 @@ fn input_list(input: &Input<'_>) -> Result<Vec<String>, String> {
                 other => Err(format!("expected a list of strings, found {} in it", toml_type(other))),
             })
             .collect(),
-        Input::Toml(other) => Err(format!("expected a list of strings like [\"a\", \"b\"], found {}", toml_type(other))),
+        Input::Toml(other) => {
+            Err(format!("expected a list of strings like [\"a\", \"b\"], found {}", toml_type(other)))
+        }
         Input::Text { text, split } => Ok(split(text)),
     }
 }
@@ -716,9 +719,7 @@ fn check_localdir(value: &str) -> Result<String, String> {
         return Err("longer than 255 bytes".into());
     }
     if let Some(c) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!(
-            "{c:?} is not allowed: one directory name of letters, digits, '.', '_' and '-' (no '/')"
-        ));
+        return Err(format!("{c:?} is not allowed: one directory name of letters, digits, '.', '_' and '-' (no '/')"));
     }
     Ok(value.to_string())
 }
@@ -903,7 +904,8 @@ mod tests {
         assert_eq!(v["on_failure"], "reboot");
         assert_eq!(v["dirs"][1], "/var");
         assert_eq!(v["scratch"]["label"], "scratch");
-        let w = serde_json::to_value(ConfigWarning::UnknownKey { source: Source::KernelCommandLine, key: "x".into() }).unwrap();
+        let w = serde_json::to_value(ConfigWarning::UnknownKey { source: Source::KernelCommandLine, key: "x".into() })
+            .unwrap();
         assert_eq!(w["kind"], "unknown_key");
         assert_eq!(w["source"], "kernel_command_line");
     }
@@ -1082,7 +1084,9 @@ mod tests {
 
     #[test]
     fn tmpfs_size_refuses_nonsense() {
-        for bad in ["", "%", "0%", "101%", "300%", "-5%", "x", "5t", "1.5g", " 5g", "0", "0k", "99999999999999999999g", "+5"] {
+        for bad in
+            ["", "%", "0%", "101%", "300%", "-5%", "x", "5t", "1.5g", " 5g", "0", "0k", "99999999999999999999g", "+5"]
+        {
             assert!(parse_tmpfs_size(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -1102,7 +1106,10 @@ mod tests {
         assert!(check_image_path("/a/../b").is_err());
         assert!(check_image_path("/a\nb").is_err());
         let (c, w) = toml("layers = \"srv\"\n[scratch]\nmountpoint = \"/mnt/../x\"\n");
-        assert_eq!((c.layers.as_path(), c.scratch.mountpoint.as_path()), (Path::new("/diskless"), Path::new("/mnt/scratch")));
+        assert_eq!(
+            (c.layers.as_path(), c.scratch.mountpoint.as_path()),
+            (Path::new("/diskless"), Path::new("/mnt/scratch"))
+        );
         assert_eq!(w.len(), 2);
     }
 
@@ -1156,7 +1163,11 @@ mod tests {
     #[test]
     fn bad_cmdline_value_keeps_the_file_value_and_says_kernel_command_line() {
         let (mut c, _) = toml("tmpfs_size = \"1g\"\n");
-        let w = c.apply_cmdline(&cmd(&[("diskless.tmpfs_size", Some("lots")), ("diskless.nope", Some("1")), ("diskless.dirs", None)]));
+        let w = c.apply_cmdline(&cmd(&[
+            ("diskless.tmpfs_size", Some("lots")),
+            ("diskless.nope", Some("1")),
+            ("diskless.dirs", None),
+        ]));
         assert_eq!(c.tmpfs_size, TmpfsSize::Bytes(1 << 30));
         assert_eq!(w.len(), 3);
         assert_eq!(
@@ -1171,7 +1182,8 @@ mod tests {
     #[test]
     fn cmdline_booleans_and_numbers_are_checked() {
         let mut c = Config::default();
-        let w = c.apply_cmdline(&cmd(&[("diskless.scratch.wipe", Some("maybe")), ("diskless.reboot_delay", Some("5s"))]));
+        let w =
+            c.apply_cmdline(&cmd(&[("diskless.scratch.wipe", Some("maybe")), ("diskless.reboot_delay", Some("5s"))]));
         assert_eq!((c.scratch.wipe, c.reboot_delay), (false, 30));
         assert_eq!(w.len(), 2);
         let w = c.apply_cmdline(&cmd(&[("diskless.scratch.wipe", Some("YES")), ("diskless.on_failure", Some("halt"))]));
@@ -1182,9 +1194,8 @@ mod tests {
 
     #[test]
     fn legacy_file_sets_dirs_and_localdir() {
-        let (c, w) = legacy(
-            "# diskless settings\n\nDIRS=\"/etc /var /srv\"   # the writable dirs\nexport LOCALDIR='site'\n",
-        );
+        let (c, w) =
+            legacy("# diskless settings\n\nDIRS=\"/etc /var /srv\"   # the writable dirs\nexport LOCALDIR='site'\n");
         assert_eq!(w, []);
         assert_eq!(c.dirs, paths(&["/etc", "/var", "/srv"]));
         assert_eq!(c.localdir, "site");

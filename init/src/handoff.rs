@@ -67,11 +67,7 @@ pub fn layer_summaries(report: &crate::local::ApplyReport) -> Vec<LayerSummary> 
     report
         .layers
         .iter()
-        .map(|l| LayerSummary {
-            kind: l.kind,
-            path: l.path.clone(),
-            files: l.files + l.symlinks,
-        })
+        .map(|l| LayerSummary { kind: l.kind, path: l.path.clone(), files: l.files + l.symlinks })
         .collect()
 }
 
@@ -79,11 +75,7 @@ pub fn layer_summaries(report: &crate::local::ApplyReport) -> Vec<LayerSummary> 
 #[derive(Debug)]
 pub enum HandoffError {
     /// The image has no such init (resolved inside the image).
-    InitMissing {
-        init: String,
-        newroot: PathBuf,
-        source: io::Error,
-    },
+    InitMissing { init: String, newroot: PathBuf, source: io::Error },
     /// The init is not a regular file.
     InitNotFile { init: String },
     /// The init has no execute permission.
@@ -93,11 +85,7 @@ pub enum HandoffError {
     /// Writing `/run` hand-off files or boot.json failed.
     Files(crate::net::handoff::HandoffError),
     /// Moving a mount into the image failed.
-    Move {
-        from: PathBuf,
-        to: PathBuf,
-        source: io::Error,
-    },
+    Move { from: PathBuf, to: PathBuf, source: io::Error },
     /// chdir into the new root failed.
     Chdir { path: PathBuf, source: io::Error },
     /// Moving the new root onto `/` failed.
@@ -111,26 +99,18 @@ pub enum HandoffError {
 impl fmt::Display for HandoffError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HandoffError::InitMissing {
-                init,
-                newroot,
-                source,
-            } => write!(
+            HandoffError::InitMissing { init, newroot, source } => write!(
                 f,
                 "the image's init {init} cannot be found in the root ({} in the initramfs): {source}: \
                  install it in the image or name another with init=",
                 newroot.display()
             ),
             HandoffError::InitNotFile { init } => {
-                write!(
-                    f,
-                    "the image's init {init} is not a regular file: name the program with init="
-                )
+                write!(f, "the image's init {init} is not a regular file: name the program with init=")
             }
-            HandoffError::InitNotExecutable { init, mode } => write!(
-                f,
-                "the image's init {init} is not executable (mode {mode:o}): chmod +x it in the image"
-            ),
+            HandoffError::InitNotExecutable { init, mode } => {
+                write!(f, "the image's init {init} is not executable (mode {mode:o}): chmod +x it in the image")
+            }
             HandoffError::MountPointMissing { dir, newroot } => write!(
                 f,
                 "the image has no directory /{dir} (looked in {}): create it in the image; the root is \
@@ -138,21 +118,14 @@ impl fmt::Display for HandoffError {
                 newroot.display()
             ),
             HandoffError::Files(e) => e.fmt(f),
-            HandoffError::Move { from, to, source } => write!(
-                f,
-                "moving the mount {} to {}: {source}: see dmesg",
-                from.display(),
-                to.display()
-            ),
+            HandoffError::Move { from, to, source } => {
+                write!(f, "moving the mount {} to {}: {source}: see dmesg", from.display(), to.display())
+            }
             HandoffError::Chdir { path, source } => {
                 write!(f, "chdir {}: {source}: see dmesg", path.display())
             }
             HandoffError::MoveRoot { newroot, source } => {
-                write!(
-                    f,
-                    "moving {} onto /: {source}: see dmesg",
-                    newroot.display()
-                )
+                write!(f, "moving {} onto /: {source}: see dmesg", newroot.display())
             }
             HandoffError::Chroot { newroot, source } => {
                 write!(f, "chroot into {}: {source}: see dmesg", newroot.display())
@@ -171,12 +144,10 @@ impl std::error::Error for HandoffError {}
 /// symlinks resolved as the image sees them) and is an executable file, and every
 /// directory of [`MOVED_MOUNTS`] exists.
 pub fn check_image(newroot: &Path, init: &str) -> Result<(), HandoffError> {
-    let fd = open_in_image(newroot, Path::new(init), OFlags::PATH).map_err(|source| {
-        HandoffError::InitMissing {
-            init: init.to_string(),
-            newroot: newroot.to_path_buf(),
-            source,
-        }
+    let fd = open_in_image(newroot, Path::new(init), OFlags::PATH).map_err(|source| HandoffError::InitMissing {
+        init: init.to_string(),
+        newroot: newroot.to_path_buf(),
+        source,
     })?;
     let st = fstat(&fd).map_err(|e| HandoffError::InitMissing {
         init: init.to_string(),
@@ -184,25 +155,16 @@ pub fn check_image(newroot: &Path, init: &str) -> Result<(), HandoffError> {
         source: e.into(),
     })?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(HandoffError::InitNotFile {
-            init: init.to_string(),
-        });
+        return Err(HandoffError::InitNotFile { init: init.to_string() });
     }
     let mode = st.st_mode & 0o7777;
     if mode & 0o111 == 0 {
-        return Err(HandoffError::InitNotExecutable {
-            init: init.to_string(),
-            mode,
-        });
+        return Err(HandoffError::InitNotExecutable { init: init.to_string(), mode });
     }
     for dir in MOVED_MOUNTS {
-        let is_dir =
-            open_in_image(newroot, Path::new(dir), OFlags::PATH | OFlags::DIRECTORY).is_ok();
+        let is_dir = open_in_image(newroot, Path::new(dir), OFlags::PATH | OFlags::DIRECTORY).is_ok();
         if !is_dir {
-            return Err(HandoffError::MountPointMissing {
-                dir: dir.to_string(),
-                newroot: newroot.to_path_buf(),
-            });
+            return Err(HandoffError::MountPointMissing { dir: dir.to_string(), newroot: newroot.to_path_buf() });
         }
     }
     Ok(())
@@ -250,18 +212,15 @@ pub struct Freed {
 /// image and any still-mounted file system are untouched.
 pub fn free_initramfs(root: &Path, keep: &[PathBuf]) -> Freed {
     let mut freed = Freed::default();
-    let dir = match openat(
-        CWD,
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(dir) => dir,
-        Err(e) => {
-            freed.errors.push(format!("{}: {e}", root.display()));
-            return freed;
-        }
-    };
+    let dir =
+        match openat(CWD, root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+        {
+            Ok(dir) => dir,
+            Err(e) => {
+                freed.errors.push(format!("{}: {e}", root.display()));
+                return freed;
+            }
+        };
     match fstat(&dir) {
         Ok(st) => remove_contents(&dir, root, st.st_dev, keep, &mut freed),
         Err(e) => freed.errors.push(format!("{}: {e}", root.display())),
@@ -314,11 +273,7 @@ fn remove_contents(dir: &OwnedFd, path: &Path, dev: u64, keep: &[PathBuf], freed
                 continue;
             }
             remove_contents(&sub, &child, dev, keep, freed);
-            let holds_kept = freed
-                .kept
-                .iter()
-                .chain(keep.iter())
-                .any(|k| k.starts_with(&child));
+            let holds_kept = freed.kept.iter().chain(keep.iter()).any(|k| k.starts_with(&child));
             match unlinkat(dir, name.as_slice(), AtFlags::REMOVEDIR) {
                 Ok(()) => freed.directories += 1,
                 Err(_) if holds_kept => {}
@@ -365,12 +320,11 @@ impl FromBytesExt for std::ffi::OsStr {
 pub fn move_mounts(os: &dyn Os, root: &Path, newroot: &Path) -> Result<(), HandoffError> {
     for dir in MOVED_MOUNTS {
         let (from, to) = (root.join(dir), newroot.join(dir));
-        os.move_mount(&from, &to)
-            .map_err(|source| HandoffError::Move {
-                from: from.clone(),
-                to: to.clone(),
-                source,
-            })?;
+        os.move_mount(&from, &to).map_err(|source| HandoffError::Move {
+            from: from.clone(),
+            to: to.clone(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -379,33 +333,18 @@ pub fn move_mounts(os: &dyn Os, root: &Path, newroot: &Path) -> Result<(), Hando
 /// sequence: chdir, move the mount onto /, chroot ., chdir /). Returns only on failure.
 pub fn switch_root(os: &dyn Os, newroot: &Path, init: &str, args: &[String]) -> HandoffError {
     if let Err(source) = os.chdir(newroot) {
-        return HandoffError::Chdir {
-            path: newroot.to_path_buf(),
-            source,
-        };
+        return HandoffError::Chdir { path: newroot.to_path_buf(), source };
     }
     if let Err(source) = os.move_mount(Path::new("."), Path::new("/")) {
-        return HandoffError::MoveRoot {
-            newroot: newroot.to_path_buf(),
-            source,
-        };
+        return HandoffError::MoveRoot { newroot: newroot.to_path_buf(), source };
     }
     if let Err(source) = os.chroot(Path::new(".")) {
-        return HandoffError::Chroot {
-            newroot: newroot.to_path_buf(),
-            source,
-        };
+        return HandoffError::Chroot { newroot: newroot.to_path_buf(), source };
     }
     if let Err(source) = os.chdir(Path::new("/")) {
-        return HandoffError::Chdir {
-            path: PathBuf::from("/"),
-            source,
-        };
+        return HandoffError::Chdir { path: PathBuf::from("/"), source };
     }
-    HandoffError::Exec {
-        init: init.to_string(),
-        source: os.exec(Path::new(init), args),
-    }
+    HandoffError::Exec { init: init.to_string(), source: os.exec(Path::new(init), args) }
 }
 
 /// Log what freeing did, one line.
@@ -421,12 +360,7 @@ pub fn log_freed(log: &Log, freed: &Freed) {
         } else {
             format!(
                 "; left mount points {}",
-                freed
-                    .kept
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                freed.kept.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             )
         }
     );
@@ -468,19 +402,12 @@ mod tests {
         let err = check_image(img.path(), "/sbin/nope").unwrap_err();
         assert!(matches!(err, HandoffError::InitMissing { .. }), "{err}");
         assert!(err.to_string().contains("name another with init="), "{err}");
-        fs::set_permissions(
-            img.path().join("lib/systemd/systemd"),
-            fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
+        fs::set_permissions(img.path().join("lib/systemd/systemd"), fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(
             check_image(img.path(), DEFAULT_INIT),
             Err(HandoffError::InitNotExecutable { mode: 0o644, .. })
         ));
-        assert!(matches!(
-            check_image(img.path(), "/etc"),
-            Err(HandoffError::InitNotFile { .. })
-        ));
+        assert!(matches!(check_image(img.path(), "/etc"), Err(HandoffError::InitNotFile { .. })));
     }
 
     #[test]
@@ -488,24 +415,15 @@ mod tests {
         let img = image();
         fs::remove_dir(img.path().join("run")).unwrap();
         let err = check_image(img.path(), DEFAULT_INIT).unwrap_err();
-        assert!(
-            matches!(&err, HandoffError::MountPointMissing { dir, .. } if dir == "run"),
-            "{err}"
-        );
-        assert!(
-            err.to_string().contains("the image has no directory /run"),
-            "{err}"
-        );
+        assert!(matches!(&err, HandoffError::MountPointMissing { dir, .. } if dir == "run"), "{err}");
+        assert!(err.to_string().contains("the image has no directory /run"), "{err}");
     }
 
     #[test]
     fn mtab_is_left_alone_created_as_a_symlink_or_reported() {
         let img = image();
         assert_eq!(ensure_mtab(img.path()), Mtab::Created);
-        assert_eq!(
-            fs::read_link(img.path().join("etc/mtab")).unwrap(),
-            Path::new(MTAB_TARGET)
-        );
+        assert_eq!(fs::read_link(img.path().join("etc/mtab")).unwrap(), Path::new(MTAB_TARGET));
         assert_eq!(ensure_mtab(img.path()), Mtab::Present);
         let no_etc = tempfile::tempdir().unwrap();
         assert!(matches!(ensure_mtab(no_etc.path()), Mtab::Missing(_)));
@@ -515,12 +433,7 @@ mod tests {
     fn moves_and_switch_follow_the_switch_root_sequence() {
         let os = FakeOs::default();
         move_mounts(&os, Path::new("/"), Path::new("/newroot")).unwrap();
-        let err = switch_root(
-            &os,
-            Path::new("/newroot"),
-            "/sbin/init",
-            &["single".to_string()],
-        );
+        let err = switch_root(&os, Path::new("/newroot"), "/sbin/init", &["single".to_string()]);
         assert!(matches!(err, HandoffError::Exec { .. }));
         assert_eq!(
             os.calls(),
@@ -541,16 +454,9 @@ mod tests {
     #[test]
     fn a_failed_move_names_both_paths() {
         let os = FakeOs::default();
-        os.mount_errors
-            .lock()
-            .unwrap()
-            .insert("/newroot/sys".into(), 2);
+        os.mount_errors.lock().unwrap().insert("/newroot/sys".into(), 2);
         let err = move_mounts(&os, Path::new("/"), Path::new("/newroot")).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("moving the mount /sys to /newroot/sys: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("moving the mount /sys to /newroot/sys: "), "{err}");
         assert_eq!(os.calls().len(), 3, "stops at the failure");
     }
 
@@ -563,8 +469,7 @@ mod tests {
                 rustix::process::geteuid().is_root(),
                 "this test mounts a tmpfs to check that freeing never crosses a mount point: run it as root"
             );
-            rustix::mount::mount("tmpfs", path, "tmpfs", MountFlags::empty(), None)
-                .expect("mount tmpfs");
+            rustix::mount::mount("tmpfs", path, "tmpfs", MountFlags::empty(), None).expect("mount tmpfs");
             TmpfsMount(path.to_path_buf())
         }
     }
@@ -598,28 +503,15 @@ mod tests {
         assert_eq!(freed.kept, [r.join("mnt")]);
         assert_eq!(freed.files, 4, "init, nfs.ko and two symlinks: {freed:?}");
         // Symlinks count their own size: the length of their target.
-        let link_bytes = (outside.path().as_os_str().len()
-            + outside.path().join("precious").as_os_str().len()) as u64;
+        let link_bytes = (outside.path().as_os_str().len() + outside.path().join("precious").as_os_str().len()) as u64;
         assert_eq!(freed.bytes, 4096 + 2 + link_bytes);
-        let mut left: Vec<String> = fs::read_dir(r)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
+        let mut left: Vec<String> =
+            fs::read_dir(r).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         left.sort();
         assert_eq!(left, ["mnt", "newroot"]);
-        assert_eq!(
-            fs::read_to_string(r.join("newroot/image-file")).unwrap(),
-            "kept"
-        );
-        assert_eq!(
-            fs::read_to_string(r.join("mnt/on-tmpfs")).unwrap(),
-            "other fs"
-        );
-        assert_eq!(
-            fs::read_to_string(outside.path().join("precious")).unwrap(),
-            "x",
-            "symlink followed"
-        );
+        assert_eq!(fs::read_to_string(r.join("newroot/image-file")).unwrap(), "kept");
+        assert_eq!(fs::read_to_string(r.join("mnt/on-tmpfs")).unwrap(), "other fs");
+        assert_eq!(fs::read_to_string(outside.path().join("precious")).unwrap(), "x", "symlink followed");
         assert!(outside.path().is_dir());
     }
 }

@@ -66,7 +66,12 @@ fn status_reads_boot_json_or_says_why_not() {
     let o = diskless(&["status", run.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("host       pc-1 (from dhcp)") && out.contains("root          42 ms") && out.contains("total      99 ms"), "{out}");
+    assert!(
+        out.contains("host       pc-1 (from dhcp)")
+            && out.contains("root          42 ms")
+            && out.contains("total      99 ms"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -241,7 +241,9 @@ fn files_outside_the_configured_dirs_are_skipped_with_a_warning() {
         })
         .collect();
     assert_eq!(skipped, ["/diskless/base/README", "/diskless/base/usr"]);
-    assert!(report.warnings[1].to_string().starts_with("layer base (/diskless/base): /diskless/base/usr is not inside"));
+    assert!(
+        report.warnings[1].to_string().starts_with("layer base (/diskless/base): /diskless/base/usr is not inside")
+    );
     assert!(img.local("etc/local/hosts").is_file());
 }
 

@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use diskless::net::{
-    self, Level, NetConfig, NetResult, Proto, dns::LookupTiming, identity::NameSource,
-};
+use diskless::net::{self, Level, NetConfig, NetResult, Proto, dns::LookupTiming, identity::NameSource};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use qemu_tests::dnsmasq::{Dnsmasq, DnsmasqConfig};
@@ -37,16 +35,10 @@ impl Rig {
         let server = Netns::new("dls").expect("server namespace");
         let client = Netns::new("dlc").expect("client namespace");
         server.add_veth_to("vs", &client, "vc").expect("veth pair");
-        server
-            .add_addr("vs", "10.78.0.1/24")
-            .expect("server address");
-        client
-            .ip(&["link", "set", "vc", "address", MAC])
-            .expect("client MAC");
+        server.add_addr("vs", "10.78.0.1/24").expect("server address");
+        client.ip(&["link", "set", "vc", "address", MAC]).expect("client MAC");
         // The stage must bring the link up itself.
-        client
-            .ip(&["link", "set", "vc", "down"])
-            .expect("client link down");
+        client.ip(&["link", "set", "vc", "down"]).expect("client link down");
         Rig { client, server }
     }
 
@@ -90,22 +82,9 @@ fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce(&Path) -> T + Send) -> T {
             // (which shows the mounting thread's network namespace) is
             // invisible to the host and to other tests.
             unshare(CloneFlags::CLONE_NEWNS).expect("unshare mount namespace");
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .expect("make mounts private");
-            mount(
-                Some("sysfs"),
-                sys.path(),
-                Some("sysfs"),
-                MsFlags::empty(),
-                None::<&str>,
-            )
-            .expect("mount sysfs");
+            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+                .expect("make mounts private");
+            mount(Some("sysfs"), sys.path(), Some("sysfs"), MsFlags::empty(), None::<&str>).expect("mount sysfs");
             let out = f(&sys.path().join("class/net"));
             let _ = umount2(sys.path(), MntFlags::MNT_DETACH);
             out
@@ -133,10 +112,7 @@ fn cfg(cmdline: &str) -> NetConfig {
 }
 
 fn quick_dns() -> LookupTiming {
-    LookupTiming {
-        per_try: Duration::from_millis(500),
-        rounds: 2,
-    }
+    LookupTiming { per_try: Duration::from_millis(500), rounds: 2 }
 }
 
 #[test]
@@ -144,9 +120,7 @@ fn lease_with_all_options_configures_link_and_ptr_gives_fqdn() {
     let rig = Rig::new();
     let _dnsmasq = Dnsmasq::start(
         &rig.server,
-        &rig.dhcp_config()
-            .domain("example.edu", SUBNET)
-            .host(MAC, "10.78.0.112", "lab3-12"),
+        &rig.dhcp_config().domain("example.edu", SUBNET).host(MAC, "10.78.0.112", "lab3-12"),
         "net_dnsmasq_all_options",
     )
     .expect("dnsmasq");
@@ -171,22 +145,11 @@ fn lease_with_all_options_configures_link_and_ptr_gives_fqdn() {
     assert_eq!(l.root_path.as_deref(), Some("10.78.0.1:/export"));
     assert_eq!(l.mtu, Some(1400));
     assert_eq!(l.server_id, Some(SERVER));
-    assert!(
-        !l.rapid_commit,
-        "dnsmasq without dhcp-rapid-commit must not commit on DISCOVER"
-    );
+    assert!(!l.rapid_commit, "dnsmasq without dhcp-rapid-commit must not commit on DISCOVER");
 
     let addrs = rig.client.ip(&["-4", "addr", "show", "dev", "vc"]).unwrap();
-    assert!(
-        addrs.contains("10.78.0.112/24") && addrs.contains("brd 10.78.0.255"),
-        "{addrs}"
-    );
-    assert!(
-        rig.client
-            .ip(&["link", "show", "vc"])
-            .unwrap()
-            .contains("mtu 1400")
-    );
+    assert!(addrs.contains("10.78.0.112/24") && addrs.contains("brd 10.78.0.255"), "{addrs}");
+    assert!(rig.client.ip(&["link", "show", "vc"]).unwrap().contains("mtu 1400"));
     let routes = rig.client.ip(&["-4", "route", "show", "default"]).unwrap();
     assert!(routes.contains("default via 10.78.0.1 dev vc"), "{routes}");
 
@@ -197,12 +160,9 @@ fn lease_with_all_options_configures_link_and_ptr_gives_fqdn() {
     let run = tempfile::tempdir().unwrap();
     net::handoff::write_files(run.path(), &net, &id, Duration::from_secs(3)).unwrap();
     let conf = std::fs::read_to_string(run.path().join("net-vc.conf")).unwrap();
-    for want in [
-        "IPV4ADDR='10.78.0.112'",
-        "HOSTNAME='lab3-12'",
-        "DNSDOMAIN='example.edu'",
-        "ROOTPATH='10.78.0.1:/export'",
-    ] {
+    for want in
+        ["IPV4ADDR='10.78.0.112'", "HOSTNAME='lab3-12'", "DNSDOMAIN='example.edu'", "ROOTPATH='10.78.0.1:/export'"]
+    {
         assert!(conf.lines().any(|l| l == want), "{want} missing:\n{conf}");
     }
 }
@@ -215,17 +175,13 @@ fn no_ptr_record_falls_back_to_dhcp_hostname() {
     rig.server.add_addr("vs", "10.78.0.2/24").unwrap();
     let _dhcp = Dnsmasq::start(
         &rig.server,
-        &rig.dhcp_config()
-            .dns_port(0)
-            .extra(&format!("dhcp-host={MAC},10.78.0.112,lab3-12,infinite")),
+        &rig.dhcp_config().dns_port(0).extra(&format!("dhcp-host={MAC},10.78.0.112,lab3-12,infinite")),
         "net_dnsmasq_no_ptr_dhcp",
     )
     .expect("dhcp dnsmasq");
     let _dns = Dnsmasq::start(
         &rig.server,
-        &DnsmasqConfig::new("vs")
-            .ipv6_ra(false)
-            .domain("example.edu", SUBNET),
+        &DnsmasqConfig::new("vs").ipv6_ra(false).domain("example.edu", SUBNET),
         "net_dnsmasq_no_ptr_dns",
     )
     .expect("dns dnsmasq");
@@ -240,28 +196,17 @@ fn no_ptr_record_falls_back_to_dhcp_hostname() {
         id
     });
     let all = lines.all();
-    assert!(
-        all.iter()
-            .any(|l| l.contains("has no PTR record for 10.78.0.112")),
-        "{all:?}"
-    );
+    assert!(all.iter().any(|l| l.contains("has no PTR record for 10.78.0.112")), "{all:?}");
     assert_eq!(id.source, NameSource::Dhcp);
     assert_eq!(id.hostname, "lab3-12");
-    assert_eq!(
-        id.domain.as_deref(),
-        Some("example.edu"),
-        "domain from option 15"
-    );
+    assert_eq!(id.domain.as_deref(), Some("example.edu"), "domain from option 15");
     assert_eq!(names.0, vec!["hostname lab3-12", "domainname example.edu"]);
 }
 
 #[test]
 fn dnsmasq_started_after_the_client_still_gives_a_lease_quickly() {
     let rig = Rig::new();
-    let config = rig
-        .dhcp_config()
-        .dns_port(0)
-        .extra(&format!("dhcp-host={MAC},10.78.0.112,lab3-12,infinite"));
+    let config = rig.dhcp_config().dns_port(0).extra(&format!("dhcp-host={MAC},10.78.0.112,lab3-12,infinite"));
     // 3 s: the server comes up between the third DISCOVER (2.25-3.75 s) and the
     // fourth (5.25-8.75 s) if its start takes under 2.25 s; a start later than the
     // fourth would leave the fifth up to 10 s away and fail the bound below.
@@ -275,9 +220,8 @@ fn dnsmasq_started_after_the_client_still_gives_a_lease_quickly() {
             let d = Dnsmasq::start(&rig.server, &config, "net_dnsmasq_late").expect("dnsmasq");
             (d, Instant::now())
         });
-        let net: NetResult = in_netns(&rig.client, |sys| {
-            net::network_stage(&cfg(""), sys, &log).expect("network stage")
-        });
+        let net: NetResult =
+            in_netns(&rig.client, |sys| net::network_stage(&cfg(""), sys, &log).expect("network stage"));
         let (dnsmasq, up) = server.join().unwrap();
         drop(dnsmasq);
         (net, up)
@@ -293,16 +237,8 @@ fn dnsmasq_started_after_the_client_still_gives_a_lease_quickly() {
         server_up.saturating_duration_since(started),
         lines.all()
     );
-    let discovers = lines
-        .all()
-        .iter()
-        .filter(|l| l.contains("DHCPDISCOVER sent"))
-        .count();
-    assert!(
-        discovers >= 3,
-        "expected retransmissions while the server was down: {:?}",
-        lines.all()
-    );
+    let discovers = lines.all().iter().filter(|l| l.contains("DHCPDISCOVER sent")).count();
+    assert!(discovers >= 3, "expected retransmissions while the server was down: {:?}", lines.all());
 }
 
 #[test]
@@ -316,14 +252,9 @@ fn rapid_commit_is_used_when_dnsmasq_allows_it() {
     let _dnsmasq = Dnsmasq::start(&rig.server, &config, "net_dnsmasq_rapid").expect("dnsmasq");
     let lines = Lines::new();
     let log = lines.log();
-    let net = in_netns(&rig.client, |sys| {
-        net::network_stage(&cfg(""), sys, &log).expect("network stage")
-    });
+    let net = in_netns(&rig.client, |sys| net::network_stage(&cfg(""), sys, &log).expect("network stage"));
     assert!(net.lease.rapid_commit, "{:?}", lines.all());
-    assert!(
-        !lines.all().iter().any(|l| l.contains("DHCPREQUEST sent")),
-        "no REQUEST with rapid commit"
-    );
+    assert!(!lines.all().iter().any(|l| l.contains("DHCPREQUEST sent")), "no REQUEST with rapid commit");
 }
 
 /// A minimal DHCP server that ignores the broadcast flag and unicasts its
@@ -336,20 +267,10 @@ fn unicast_server(ns: &Netns, offered: Ipv4Addr) -> Vec<&'static str> {
     let fd = std::fs::File::open(PathBuf::from("/run/netns").join(ns.name())).unwrap();
     setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns into the server namespace");
     let sock = std::net::UdpSocket::bind("0.0.0.0:67").expect("bind :67 in the server namespace");
-    sock.set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     // A real server writes the ARP entry itself, since the client cannot
     // answer ARP for an address it does not have yet.
-    ns.ip(&[
-        "neigh",
-        "replace",
-        &offered.to_string(),
-        "lladdr",
-        MAC,
-        "dev",
-        "vs",
-    ])
-    .unwrap();
+    ns.ip(&["neigh", "replace", &offered.to_string(), "lladdr", MAC, "dev", "vs"]).unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 1500];
     while let Ok((len, _)) = sock.recv_from(&mut buf) {
@@ -361,11 +282,7 @@ fn unicast_server(ns: &Netns, offered: Ipv4Addr) -> Vec<&'static str> {
             Some(MessageType::Request) => MessageType::Ack,
             _ => continue,
         };
-        seen.push(if kind == MessageType::Offer {
-            "offer"
-        } else {
-            "ack"
-        });
+        seen.push(if kind == MessageType::Offer { "offer" } else { "ack" });
         let z = Ipv4Addr::UNSPECIFIED;
         let mut reply = Message::new_with_id(req.xid(), z, offered, SERVER, z, req.chaddr());
         reply.set_opcode(Opcode::BootReply);
@@ -375,8 +292,7 @@ fn unicast_server(ns: &Netns, offered: Ipv4Addr) -> Vec<&'static str> {
         o.insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)));
         o.insert(DhcpOption::Router(vec![SERVER]));
         o.insert(DhcpOption::AddressLeaseTime(600));
-        sock.send_to(&reply.to_vec().unwrap(), (offered, 68))
-            .expect("unicast reply");
+        sock.send_to(&reply.to_vec().unwrap(), (offered, 68)).expect("unicast reply");
         if kind == MessageType::Ack {
             break;
         }
@@ -400,12 +316,5 @@ fn server_unicasting_to_the_offered_address_still_gives_a_lease() {
     assert_eq!(seen, ["offer", "ack"]);
     assert_eq!(net.lease.address, CLIENT);
     assert_eq!(net.lease.lease_time, Some(600));
-    assert!(
-        lines
-            .all()
-            .iter()
-            .any(|l| l.contains("offer of 10.78.0.112")),
-        "{:?}",
-        lines.all()
-    );
+    assert!(lines.all().iter().any(|l| l.contains("offer of 10.78.0.112")), "{:?}", lines.all());
 }

@@ -21,10 +21,7 @@ struct Fake {
 
 impl Fake {
     fn new() -> Fake {
-        Fake {
-            calls: Vec::new(),
-            errors: BTreeMap::new(),
-        }
+        Fake { calls: Vec::new(), errors: BTreeMap::new() }
     }
     fn result(&self, device: &Path) -> io::Result<()> {
         match self.errors.get(device) {
@@ -39,11 +36,7 @@ impl Disks for Fake {
         RealDisks.read_sample(device, size)
     }
     fn mount(&mut self, device: &Path, target: &Path, fstype: &str) -> io::Result<()> {
-        self.calls.push(format!(
-            "mount {} {} {fstype}",
-            device.display(),
-            target.display()
-        ));
+        self.calls.push(format!("mount {} {} {fstype}", device.display(), target.display()));
         self.result(device)
     }
     fn unmount(&mut self, target: &Path) -> io::Result<()> {
@@ -55,8 +48,7 @@ impl Disks for Fake {
         self.result(device)
     }
     fn bind_mount(&mut self, source: &Path, target: &Path) -> io::Result<()> {
-        self.calls
-            .push(format!("bind {} {}", source.display(), target.display()));
+        self.calls.push(format!("bind {} {}", source.display(), target.display()));
         Ok(())
     }
     fn make_dir(&mut self, path: &Path) -> io::Result<()> {
@@ -78,9 +70,7 @@ struct Machine {
 
 impl Machine {
     fn new() -> Machine {
-        let m = Machine {
-            dir: tempfile::tempdir().unwrap(),
-        };
+        let m = Machine { dir: tempfile::tempdir().unwrap() };
         for d in [
             "sys/class/block",
             "dev",
@@ -120,11 +110,7 @@ impl Machine {
             .arg(&img)
             .output()
             .unwrap_or_else(|e| panic!("{mkfs}: {e}: the rig must install it"));
-        assert!(
-            out.status.success(),
-            "{mkfs}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{mkfs}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
@@ -150,20 +136,12 @@ fn no_loader() -> impl Fn(&[&str]) -> Result<(), String> {
 fn largest_labelled_fs_is_used_swaps_enabled_and_dirs_bound() {
     let m = Machine::new();
     m.ext4("pci0/0000:00:04.0", "vda", "scratch");
-    m.disk(
-        "pci0/0000:00:05.0",
-        "vdb",
-        96,
-        "mkfs.ext4",
-        &["-q", "-F", "-L", "scratch"],
-    );
+    m.disk("pci0/0000:00:05.0", "vdb", 96, "mkfs.ext4", &["-q", "-F", "-L", "scratch"]);
     m.disk("pci0/0000:00:06.0", "vdc", 16, "mkswap", &["-L", "x"]);
     m.disk("pci0/0000:00:07.0", "vdd", 32, "mkfs.vfat", &[]);
     let loaded = std::cell::RefCell::new(Vec::new());
     let loader = |names: &[&str]| {
-        loaded
-            .borrow_mut()
-            .extend(names.iter().map(|s| s.to_string()));
+        loaded.borrow_mut().extend(names.iter().map(|s| s.to_string()));
         Ok(())
     };
     let (log, console) = diskless::log::captured();
@@ -176,30 +154,16 @@ fn largest_labelled_fs_is_used_swaps_enabled_and_dirs_bound() {
         [
             format!("swapon {}", m.p("dev/vdc").display()),
             format!("mount {} {} ext4", m.p("dev/vdb").display(), mnt.display()),
-            format!(
-                "bind {} {}",
-                mnt.join("tmp").display(),
-                m.p("newroot/tmp").display()
-            ),
-            format!(
-                "bind {} {}",
-                mnt.join("local").display(),
-                m.p("newroot/local").display()
-            ),
+            format!("bind {} {}", mnt.join("tmp").display(), m.p("newroot/tmp").display()),
+            format!("bind {} {}", mnt.join("local").display(), m.p("newroot/local").display()),
         ]
     );
     assert_eq!(*loaded.borrow(), ["ext4"]);
-    assert_eq!(
-        fs::metadata(mnt.join("tmp")).unwrap().permissions().mode() & 0o7777,
-        0o1777
-    );
+    assert_eq!(fs::metadata(mnt.join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
     assert!(mnt.join("etc/local").is_dir() && mnt.join("var/local").is_dir());
     assert_eq!(
         report.local_dirs(),
-        [
-            (PathBuf::from("/etc"), mnt.join("etc/local")),
-            (PathBuf::from("/var"), mnt.join("var/local"))
-        ]
+        [(PathBuf::from("/etc"), mnt.join("etc/local")), (PathBuf::from("/var"), mnt.join("var/local"))]
     );
     assert!(
         text.contains(&format!(
@@ -209,15 +173,11 @@ fn largest_labelled_fs_is_used_swaps_enabled_and_dirs_bound() {
         )),
         "{text}"
     );
+    assert!(text.contains(&format!("diskless: swap: {} 16 MiB enabled\n", m.p("dev/vdc").display())), "{text}");
     assert!(
-        text.contains(&format!(
-            "diskless: swap: {} 16 MiB enabled\n",
-            m.p("dev/vdc").display()
-        )),
-        "{text}"
-    );
-    assert!(
-        text.contains("diskless: disk vdd: vfat, 32 MiB, skipped (another system's filesystem, never mounted or written)\n"),
+        text.contains(
+            "diskless: disk vdd: vfat, 32 MiB, skipped (another system's filesystem, never mounted or written)\n"
+        ),
         "{text}"
     );
     assert!(
@@ -254,22 +214,12 @@ fn wipe_empties_only_the_bound_subdirectories() {
     let (report, console) = m.run(&config, &mut Fake::new());
     assert!(report.scratch.is_some(), "{}", console);
     for d in ["etc/local", "var/local", "tmp", "local"] {
-        assert_eq!(
-            fs::read_dir(mnt.join(d)).unwrap().count(),
-            0,
-            "{d} not emptied"
-        );
+        assert_eq!(fs::read_dir(mnt.join(d)).unwrap().count(), 0, "{d} not emptied");
     }
     assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
-    assert!(
-        m.p("newroot/etc/local").is_dir(),
-        "followed a symlink into the image"
-    );
+    assert!(m.p("newroot/etc/local").is_dir(), "followed a symlink into the image");
     assert!(mnt.join("keep/data").exists() && mnt.join("etc/other").exists());
-    assert!(console.contains(&format!(
-        "diskless: scratch: wiped {}: 1 entries removed\n",
-        mnt.join("tmp").display()
-    )));
+    assert!(console.contains(&format!("diskless: scratch: wiped {}: 1 entries removed\n", mnt.join("tmp").display())));
 }
 
 #[test]
@@ -283,12 +233,7 @@ fn mount_failure_falls_back_to_tmpfs_and_says_why() {
     let failure = report.failure.unwrap();
     assert!(failure.contains("the filesystem is corrupt"), "{failure}");
     assert!(console.contains("local dirs on tmpfs"), "{}", console);
-    assert_eq!(
-        fake.calls.len(),
-        1,
-        "nothing after the failed mount: {:?}",
-        fake.calls
-    );
+    assert_eq!(fake.calls.len(), 1, "nothing after the failed mount: {:?}", fake.calls);
 }
 
 #[test]
@@ -302,17 +247,10 @@ fn missing_mountpoint_uses_the_run_dir_and_swapon_failure_is_not_fatal() {
     fake.errors.insert(m.p("dev/vdb"), 22);
     let (report, console) = m.run(&Config::default(), &mut fake);
     let used = report.scratch.expect("scratch used");
-    assert_eq!(
-        (used.mountpoint, used.fallback_mountpoint),
-        (m.p("run/diskless/scratch"), true)
-    );
+    assert_eq!((used.mountpoint, used.fallback_mountpoint), (m.p("run/diskless/scratch"), true));
     assert_eq!(used.binds.len(), 1, "only /tmp: the image has no /local");
     assert!(!report.swaps[0].enabled);
-    assert!(
-        console.contains("/mnt/scratch does not exist in the image"),
-        "{}",
-        console
-    );
+    assert!(console.contains("/mnt/scratch does not exist in the image"), "{}", console);
 }
 
 #[test]
@@ -323,5 +261,11 @@ fn no_candidate_leaves_everything_alone() {
     let (report, console) = m.run(&Config::default(), &mut fake);
     assert!(fake.calls.is_empty(), "{:?}", fake.calls);
     assert!(report.scratch.is_none());
-    assert!(console.contains("diskless: scratch: no ext4, xfs, btrfs filesystem labelled \"scratch\" found; local dirs on tmpfs\n"), "{}", console);
+    assert!(
+        console.contains(
+            "diskless: scratch: no ext4, xfs, btrfs filesystem labelled \"scratch\" found; local dirs on tmpfs\n"
+        ),
+        "{}",
+        console
+    );
 }

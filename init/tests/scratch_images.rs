@@ -30,20 +30,12 @@ fn run(program: &str, args: &[&str], image: &Path) {
         .arg(image)
         .output()
         .unwrap_or_else(|e| panic!("{program} not runnable ({e}): the rig must install it"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// What `blkid -p` (low-level probe, no cache) says, to compare labels and UUIDs.
 fn blkid(image: &Path, tag: &str) -> Option<String> {
-    let out = Command::new("blkid")
-        .args(["-p", "-o", "value", "-s", tag])
-        .arg(image)
-        .output()
-        .expect("blkid");
+    let out = Command::new("blkid").args(["-p", "-o", "value", "-s", tag]).arg(image).output().expect("blkid");
     let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (!v.is_empty()).then_some(v)
 }
@@ -76,11 +68,7 @@ fn mkfs_ext2_and_ext3_are_told_apart_from_ext4() {
     let img = image(32);
     run("mkfs.ext2", &["-q", "-F"], &img.path);
     check(&img, Kind::Ext2, None);
-    run(
-        "mke2fs",
-        &["-q", "-F", "-t", "ext3", "-L", "old"],
-        &img.path,
-    );
+    run("mke2fs", &["-q", "-F", "-t", "ext3", "-L", "old"], &img.path);
     check(&img, Kind::Ext3, Some("old"));
 }
 
@@ -131,27 +119,15 @@ fn cryptsetup_luks1_and_luks2_headers() {
         let img = image(32);
         let key = img.path.with_file_name("key");
         fs::write(&key, "not a secret").unwrap();
-        let mut args = vec![
-            "luksFormat",
-            "-q",
-            "--type",
-            kind,
-            "--pbkdf",
-            "pbkdf2",
-            "--pbkdf-force-iterations",
-            "1000",
-        ];
+        let mut args =
+            vec!["luksFormat", "-q", "--type", kind, "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
         args.extend(["--key-file", key.to_str().unwrap()]);
         if let Some(label) = label {
             args.extend(["--label", label]);
         }
         run("cryptsetup", &args, &img.path);
         let sig = probe_file(&img.path).unwrap();
-        assert_eq!(
-            (sig.kind, sig.label.as_deref()),
-            (Kind::Luks, label),
-            "{kind}"
-        );
+        assert_eq!((sig.kind, sig.label.as_deref()), (Kind::Luks, label), "{kind}");
         assert_eq!(sig.uuid, blkid(&img.path, "UUID"), "{kind}");
     }
 }
@@ -168,11 +144,7 @@ fn partitioned_disk_images() {
             .spawn()
             .and_then(|mut child| {
                 use std::io::Write;
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(script(label).as_bytes())?;
+                child.stdin.take().unwrap().write_all(script(label).as_bytes())?;
                 child.wait_with_output()
             })
             .expect("sfdisk (fdisk package) not runnable: the rig must install it");

@@ -116,7 +116,11 @@ pub struct CompressError {
 
 impl fmt::Display for CompressError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} compression of the archive failed: {}; try --compress none to rule the encoder out", self.compression, self.source)
+        write!(
+            f,
+            "{} compression of the archive failed: {}; try --compress none to rule the encoder out",
+            self.compression, self.source
+        )
     }
 }
 impl std::error::Error for CompressError {

@@ -51,8 +51,19 @@ pub struct Header {
 
 /// Field names in on-disk order, for error messages.
 pub const FIELD_NAMES: [&str; 13] = [
-    "ino", "mode", "uid", "gid", "nlink", "mtime", "filesize", "devmajor", "devminor", "rdevmajor",
-    "rdevminor", "namesize", "check",
+    "ino",
+    "mode",
+    "uid",
+    "gid",
+    "nlink",
+    "mtime",
+    "filesize",
+    "devmajor",
+    "devminor",
+    "rdevmajor",
+    "rdevminor",
+    "namesize",
+    "check",
 ];
 
 impl Header {

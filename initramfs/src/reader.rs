@@ -156,7 +156,11 @@ fn take<'d>(
 }
 
 /// One header + name + body. `None` for the trailer.
-fn read_entry(data: &[u8], offset: usize, locate: &dyn Fn(usize) -> Location) -> Result<(Option<Entry>, usize), ReadError> {
+fn read_entry(
+    data: &[u8],
+    offset: usize,
+    locate: &dyn Fn(usize) -> Location,
+) -> Result<(Option<Entry>, usize), ReadError> {
     let raw = take(data, offset, newc::HEADER_LEN, "a header", locate)?;
     let magic = &raw[..6];
     if magic != newc::MAGIC && magic != newc::MAGIC_CRC {

@@ -41,7 +41,10 @@ impl fmt::Display for WriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WriteError::InvalidPath { path, reason } => {
-                write!(f, "cannot add {path:?} to the archive: {reason}; use a plain relative path like \"lib/modules\"")
+                write!(
+                    f,
+                    "cannot add {path:?} to the archive: {reason}; use a plain relative path like \"lib/modules\""
+                )
             }
             WriteError::InvalidMode { path, mode } => {
                 write!(f, "cannot add {path:?} to the archive: mode {mode:o} has bits outside 7777")
@@ -79,10 +82,7 @@ impl std::error::Error for WriteError {
 pub fn mtime_from_source_date_epoch(value: Option<&str>) -> Result<u32, WriteError> {
     match value {
         None => Ok(0),
-        Some(text) => text
-            .trim()
-            .parse::<u32>()
-            .map_err(|_| WriteError::SourceDateEpoch { value: text.to_string() }),
+        Some(text) => text.trim().parse::<u32>().map_err(|_| WriteError::SourceDateEpoch { value: text.to_string() }),
     }
 }
 
@@ -175,7 +175,11 @@ impl Archive {
         }
         match self.nodes.get_mut(&path) {
             // A directory created as a parent takes the mode it is later added with.
-            Some(existing) if matches!(kind, EntryKind::Directory) && matches!(existing.kind, EntryKind::Directory) && !existing.explicit => {
+            Some(existing)
+                if matches!(kind, EntryKind::Directory)
+                    && matches!(existing.kind, EntryKind::Directory)
+                    && !existing.explicit =>
+            {
                 existing.mode = mode;
                 existing.explicit = true;
                 Ok(())
@@ -271,7 +275,18 @@ mod tests {
         archive.add_file("init", 0o755, b"elf".to_vec()).unwrap();
         archive.add_file("lib-x", 0o644, b"".to_vec()).unwrap();
         let paths: Vec<String> = archive.entries().map(|entry| entry.path).collect();
-        assert_eq!(paths, ["init", "lib", "lib-x", "lib/modules", "lib/modules/v", "lib/modules/v/kernel", "lib/modules/v/kernel/a.ko"]);
+        assert_eq!(
+            paths,
+            [
+                "init",
+                "lib",
+                "lib-x",
+                "lib/modules",
+                "lib/modules/v",
+                "lib/modules/v/kernel",
+                "lib/modules/v/kernel/a.ko"
+            ]
+        );
     }
 
     #[test]

@@ -34,27 +34,36 @@ pub enum BuildError {
     /// Loading the kernel tree, resolving names, or reading a module failed.
     Modules(modules_db::BuildError),
     /// `--omit-modules` names something that is no module of this kernel.
-    UnknownOmit { names: Vec<String> },
+    UnknownOmit {
+        names: Vec<String>,
+    },
     /// An omitted module is a hard dependency of a module that stays.
-    OmitNeeded { omitted: String, needed_by: Vec<String> },
+    OmitNeeded {
+        omitted: String,
+        needed_by: Vec<String>,
+    },
     /// The init binary cannot be read.
-    Init { path: PathBuf, source: std::io::Error },
+    Init {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     Firmware(FirmwareError),
     Archive(WriteError),
     Compress(CompressError),
     /// The output file cannot be written or renamed into place.
-    Output { path: PathBuf, source: std::io::Error },
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::Modules(error) => write!(f, "{error}"),
-            BuildError::UnknownOmit { names } => write!(
-                f,
-                "--omit-modules: this kernel has no module called {}; check the spelling",
-                names.join(", ")
-            ),
+            BuildError::UnknownOmit { names } => {
+                write!(f, "--omit-modules: this kernel has no module called {}; check the spelling", names.join(", "))
+            }
             BuildError::OmitNeeded { omitted, needed_by } => write!(
                 f,
                 "--omit-modules: {omitted} cannot be left out because {} depend(s) on it; omit those too",
@@ -68,11 +77,9 @@ impl fmt::Display for BuildError {
             BuildError::Firmware(error) => write!(f, "{error}"),
             BuildError::Archive(error) => write!(f, "{error}"),
             BuildError::Compress(error) => write!(f, "{error}"),
-            BuildError::Output { path, source } => write!(
-                f,
-                "cannot write the initramfs to {}: {source}; choose another path with -o",
-                path.display()
-            ),
+            BuildError::Output { path, source } => {
+                write!(f, "cannot write the initramfs to {}: {source}; choose another path with -o", path.display())
+            }
         }
     }
 }
@@ -125,7 +132,9 @@ impl fmt::Display for Summary {
         )?;
         match &self.pci_ids {
             Some(path) => writeln!(f, "PCI names from {}", path.display())?,
-            None => writeln!(f, "no pci.ids found (install pci.ids): devices without a driver are reported by number only")?,
+            None => {
+                writeln!(f, "no pci.ids found (install pci.ids): devices without a driver are reported by number only")?
+            }
         }
         if !self.profile_absent.is_empty() {
             writeln!(f, "not in this kernel (skipped): {}", self.profile_absent.join(", "))?;
@@ -143,7 +152,8 @@ impl fmt::Display for Summary {
 /// Builds the initramfs described by `options` and writes it to `options.output`.
 pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
     let started = Instant::now();
-    let init = std::fs::read(&options.init).map_err(|source| BuildError::Init { path: options.init.clone(), source })?;
+    let init =
+        std::fs::read(&options.init).map_err(|source| BuildError::Init { path: options.init.clone(), source })?;
     let kernel = KernelModules::load(&options.basedir, &options.version)?;
     let (mut roots, profile_absent) = options.profile.modules(&kernel);
     roots.extend(options.add_modules.iter().cloned());
@@ -190,7 +200,11 @@ fn read_pci_ids(basedir: &Path) -> Option<(PathBuf, String)> {
 
 /// The closure of `roots` (modules or aliases, with hard and soft dependencies),
 /// without the `omit` modules and what only they pulled in.
-pub fn select_modules(kernel: &KernelModules, roots: &[String], omit: &[String]) -> Result<BTreeSet<String>, BuildError> {
+pub fn select_modules(
+    kernel: &KernelModules,
+    roots: &[String],
+    omit: &[String],
+) -> Result<BTreeSet<String>, BuildError> {
     let omitted: BTreeSet<String> = omit.iter().map(|name| normalize_name(name)).collect();
     let unknown: Vec<String> = omitted
         .iter()
@@ -314,8 +328,15 @@ pub fn collect_firmware(
 }
 
 /// Directories the init needs before it mounts anything, with their modes.
-const EMPTY_DIRS: [(&str, u32); 7] =
-    [("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("run", 0o755), ("tmp", 0o1777), ("root", 0o700), ("newroot", 0o755)];
+const EMPTY_DIRS: [(&str, u32); 7] = [
+    ("dev", 0o755),
+    ("proc", 0o555),
+    ("sys", 0o555),
+    ("run", 0o755),
+    ("tmp", 0o1777),
+    ("root", 0o700),
+    ("newroot", 0o755),
+];
 
 /// The archive: /init, /dev/console, empty mount points, modules, database, firmware.
 pub fn assemble(

@@ -62,12 +62,22 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CliError {
     /// An option that takes a value came last.
-    MissingValue { option: String },
-    UnknownOption { option: String },
+    MissingValue {
+        option: String,
+    },
+    UnknownOption {
+        option: String,
+    },
     /// A second positional argument.
-    ExtraArgument { argument: String },
-    BadProfile { value: String },
-    BadCompression { value: String },
+    ExtraArgument {
+        argument: String,
+    },
+    BadProfile {
+        value: String,
+    },
+    BadCompression {
+        value: String,
+    },
     /// `list` without a file.
     ListWithoutFile,
 }

@@ -10,7 +10,8 @@ use std::path::{Component, Path, PathBuf};
 use initramfs::Compression;
 
 /// Suffixes tried after the plain name, and how the file is compressed.
-const VARIANTS: [(&str, Compression); 3] = [("", Compression::None), (".xz", Compression::Xz), (".zst", Compression::Zstd)];
+const VARIANTS: [(&str, Compression); 3] =
+    [("", Compression::None), (".xz", Compression::Xz), (".zst", Compression::Zstd)];
 
 #[derive(Debug)]
 pub enum FirmwareError {

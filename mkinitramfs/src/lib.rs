@@ -23,13 +23,24 @@ pub enum Error {
     Cli(CliError),
     Build(BuildError),
     /// The running kernel's version could not be read (no VERSION given).
-    KernelVersion { path: PathBuf, source: std::io::Error },
+    KernelVersion {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The mkinitramfs executable's own path is unknown (for the default --init).
-    CurrentExe { source: std::io::Error },
+    CurrentExe {
+        source: std::io::Error,
+    },
     /// `list FILE`: the file cannot be read.
-    ListRead { path: PathBuf, source: std::io::Error },
+    ListRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// `list FILE`: the file is no valid initramfs.
-    ListParse { path: PathBuf, source: initramfs::ReadError },
+    ListParse {
+        path: PathBuf,
+        source: initramfs::ReadError,
+    },
 }
 
 impl fmt::Display for Error {

@@ -63,13 +63,16 @@ impl Tree {
     /// one unrelated sound module, plus a fake init binary.
     fn new() -> Tree {
         let tree = Tree { dir: tempfile::tempdir().unwrap() };
-        tree.module("kernel/drivers/net/ethernet/fake/fakenic.ko", &[
-            "name=fakenic",
-            "depends=fakemii",
-            "firmware=fake/nic.bin",
-            "firmware=fake/absent.bin",
-            "alias=pci:v00001234d00005678sv*sd*bc*sc*i*",
-        ]);
+        tree.module(
+            "kernel/drivers/net/ethernet/fake/fakenic.ko",
+            &[
+                "name=fakenic",
+                "depends=fakemii",
+                "firmware=fake/nic.bin",
+                "firmware=fake/absent.bin",
+                "alias=pci:v00001234d00005678sv*sd*bc*sc*i*",
+            ],
+        );
         tree.module("kernel/drivers/net/fakemii.ko", &["name=fakemii", "depends="]);
         tree.module("kernel/fs/ext4/ext4.ko", &["name=ext4", "depends=", "alias=fs-ext4"]);
         tree.module("kernel/sound/fakesnd.ko", &["name=fakesnd", "depends="]);
@@ -139,7 +142,10 @@ fn good_tree_builds_archive_with_profile_modules_dependencies_and_firmware() {
     let output = tree.run(&["--compress", "gzip"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let summary = String::from_utf8(output.stdout).unwrap();
-    assert!(summary.contains("kernel 6.1.0-test, profile netboot: 3 modules, firmware 1 included / 1 missing"), "{summary}");
+    assert!(
+        summary.contains("kernel 6.1.0-test, profile netboot: 3 modules, firmware 1 included / 1 missing"),
+        "{summary}"
+    );
     assert!(summary.contains("missing firmware:\n  fake/absent.bin"), "{summary}");
     assert!(summary.contains("(gzip)"), "{summary}");
     assert!(summary.contains(&tree.path("out.img").display().to_string()), "{summary}");
@@ -224,7 +230,15 @@ fn unwritable_output_is_named_and_nothing_is_left_behind() {
     let tree = Tree::new();
     let out = tree.path("missing-dir/initrd.img");
     let init = tree.path("init");
-    let args = ["-b", tree.dir.path().to_str().unwrap(), "--init", init.to_str().unwrap(), "-o", out.to_str().unwrap(), VERSION];
+    let args = [
+        "-b",
+        tree.dir.path().to_str().unwrap(),
+        "--init",
+        init.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        VERSION,
+    ];
     let output = mkinitramfs(&args.map(str::to_string), &[]);
     assert_fails_with(&output, &[out.to_str().unwrap()]);
     assert!(!tree.path("missing-dir").exists());

@@ -81,9 +81,31 @@ fn netboot_archive_holds_the_lab_drivers_and_every_dependency() {
     let modules = modules_in(&bytes, &kernel.version);
     // The virtio-to-NFSv4 load chain from the rig notes, plus the lab's NICs and disks.
     let required = [
-        "virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio", "virtio_pci", "failover",
-        "net_failover", "virtio_net", "sunrpc", "grace", "lockd", "netfs", "fscache", "nfs", "nfs_acl", "nfsv3",
-        "dns_resolver", "nfsv4", "e1000", "e1000e", "8139cp", "8139too", "nvme", "ahci", "ext4",
+        "virtio_ring",
+        "virtio_pci_modern_dev",
+        "virtio_pci_legacy_dev",
+        "virtio",
+        "virtio_pci",
+        "failover",
+        "net_failover",
+        "virtio_net",
+        "sunrpc",
+        "grace",
+        "lockd",
+        "netfs",
+        "fscache",
+        "nfs",
+        "nfs_acl",
+        "nfsv3",
+        "dns_resolver",
+        "nfsv4",
+        "e1000",
+        "e1000e",
+        "8139cp",
+        "8139too",
+        "nvme",
+        "ahci",
+        "ext4",
     ];
     for name in required {
         assert!(modules.contains_key(name), "{name} missing from the netboot archive");

@@ -11,8 +11,25 @@ use std::time::Instant;
 use modules_db::{Db, KernelModules, encode};
 
 const NETBOOT: &[&str] = &[
-    "virtio_net", "virtio_blk", "virtio_pci", "virtio_scsi", "e1000", "e1000e", "8139cp", "8139too", "r8169",
-    "igb", "ahci", "nvme", "xhci_pci", "ehci_pci", "usb_storage", "sd_mod", "nfsv3", "nfsv4", "ext4",
+    "virtio_net",
+    "virtio_blk",
+    "virtio_pci",
+    "virtio_scsi",
+    "e1000",
+    "e1000e",
+    "8139cp",
+    "8139too",
+    "r8169",
+    "igb",
+    "ahci",
+    "nvme",
+    "xhci_pci",
+    "ehci_pci",
+    "usb_storage",
+    "sd_mod",
+    "nfsv3",
+    "nfsv4",
+    "ext4",
 ];
 const PASSES: u32 = 200;
 

@@ -13,10 +13,7 @@ pub fn name_from_path(path: &str) -> Option<String> {
 }
 
 fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+    text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
 /// `modules.dep`: `path: dep-path dep-path ...` (all dependencies, in load order).
@@ -36,9 +33,7 @@ pub fn parse_modules_alias(text: &str) -> Result<Vec<(String, String)>, usize> {
         .map(|(n, line)| {
             let mut words = line.split_ascii_whitespace();
             match (words.next(), words.next(), words.next(), words.next()) {
-                (Some("alias"), Some(pattern), Some(module), None) => {
-                    Ok((pattern.to_string(), normalize_name(module)))
-                }
+                (Some("alias"), Some(pattern), Some(module), None) => Ok((pattern.to_string(), normalize_name(module))),
                 _ => Err(n),
             }
         })

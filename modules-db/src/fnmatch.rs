@@ -53,7 +53,11 @@ enum OneByte {
     Any,
     Literal(u8),
     /// A bracket expression `pattern[start..end]` (without the brackets and the negation mark).
-    Set { start: usize, end: usize, negated: bool },
+    Set {
+        start: usize,
+        end: usize,
+        negated: bool,
+    },
 }
 
 /// Reads the token at `p`, returning it and the index after it.

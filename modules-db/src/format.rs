@@ -35,8 +35,13 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Directories whose left-out modules are worth naming when a device has no
 /// driver in the database: the devices a netboot client needs to reach its root.
-pub const HINT_DIRS: [&str; 5] =
-    ["kernel/drivers/net/", "kernel/drivers/ata/", "kernel/drivers/nvme/", "kernel/drivers/scsi/", "kernel/drivers/usb/"];
+pub const HINT_DIRS: [&str; 5] = [
+    "kernel/drivers/net/",
+    "kernel/drivers/ata/",
+    "kernel/drivers/nvme/",
+    "kernel/drivers/scsi/",
+    "kernel/drivers/usb/",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Section {
@@ -161,7 +166,8 @@ fn encode_index(strings: &mut Strings, mut pairs: Vec<(String, u32)>) -> (Vec<u8
 /// dependencies (.modinfo) or all of them (modules.dep), so both give one order.
 fn load_order(km: &KernelModules, name: &str, depth: &mut HashMap<String, u32>) -> Vec<String> {
     let mut all = BTreeSet::new();
-    let mut todo: Vec<&str> = km.modules.get(name).map(|m| m.depends.iter().map(String::as_str).collect()).unwrap_or_default();
+    let mut todo: Vec<&str> =
+        km.modules.get(name).map(|m| m.depends.iter().map(String::as_str).collect()).unwrap_or_default();
     while let Some(d) = todo.pop() {
         if let Some(info) = km.modules.get(d) {
             if all.insert(d.to_string()) {
@@ -184,7 +190,14 @@ fn depth_of(km: &KernelModules, name: &str, memo: &mut HashMap<String, u32>, gua
     } else {
         km.modules
             .get(name)
-            .map(|m| m.depends.iter().filter(|d| km.modules.contains_key(*d)).map(|d| 1 + depth_of(km, d, memo, guard + 1)).max().unwrap_or(0))
+            .map(|m| {
+                m.depends
+                    .iter()
+                    .filter(|d| km.modules.contains_key(*d))
+                    .map(|d| 1 + depth_of(km, d, memo, guard + 1))
+                    .max()
+                    .unwrap_or(0)
+            })
             .unwrap_or(0)
     };
     memo.insert(name.to_string(), d);
@@ -230,7 +243,8 @@ pub fn encode_with(km: &KernelModules, included: &BTreeSet<String>, pci_ids: Opt
         }
         let info = &km.modules[*name];
         let p = strings.add(&crate::modinfo::uncompressed_path(&info.path));
-        let deps: Vec<u32> = load_order(km, name, &mut depth).iter().filter_map(|d| id_of.get(d.as_str()).copied()).collect();
+        let deps: Vec<u32> =
+            load_order(km, name, &mut depth).iter().filter_map(|d| id_of.get(d.as_str()).copied()).collect();
         let soft = |list: &[String]| -> Vec<u32> {
             let mut out: Vec<u32> = Vec::new();
             for s in list {
@@ -496,9 +510,11 @@ impl<'a> Db<'a> {
             Ok(Table { bytes: body, size })
         };
         let raw_strings = section(Section::Strings)?.bytes;
-        let strings = std::str::from_utf8(raw_strings)
-            .map_err(|e| FormatError::StringsNotUtf8 { at: e.valid_up_to() })?;
-        let string = |off: u32, len: u32| (off as usize).checked_add(len as usize).and_then(|end| strings.get(off as usize..end));
+        let strings =
+            std::str::from_utf8(raw_strings).map_err(|e| FormatError::StringsNotUtf8 { at: e.valid_up_to() })?;
+        let string = |off: u32, len: u32| {
+            (off as usize).checked_add(len as usize).and_then(|end| strings.get(off as usize..end))
+        };
         let (koff, klen) = slot(Section::Kver as usize);
         let kver = string(koff as u32, klen as u32).ok_or(FormatError::BadString { section: "header", index: 0 })?;
         let db = Db {

@@ -27,4 +27,3 @@ pub fn db_path(kernel_version: &str) -> String {
 pub fn normalize_name(name: &str) -> String {
     name.replace('-', "_")
 }
-

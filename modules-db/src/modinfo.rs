@@ -6,8 +6,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use object::read::elf::{FileHeader, SectionHeader};
 use object::elf::{FileHeader32, FileHeader64};
+use object::read::elf::{FileHeader, SectionHeader};
 use object::{Endianness, FileKind, ReadRef};
 
 /// How a module file is stored, from its file name.
@@ -24,9 +24,9 @@ pub const MODULE_SUFFIXES: [(&str, Compression); 3] =
 
 /// Splits a module file name into its stem and compression, or `None` for non-modules.
 pub fn split_module_file_name(file_name: &str) -> Option<(&str, Compression)> {
-    MODULE_SUFFIXES.iter().find_map(|(suffix, c)| {
-        file_name.strip_suffix(suffix).filter(|stem| !stem.is_empty()).map(|stem| (stem, *c))
-    })
+    MODULE_SUFFIXES
+        .iter()
+        .find_map(|(suffix, c)| file_name.strip_suffix(suffix).filter(|stem| !stem.is_empty()).map(|stem| (stem, *c)))
 }
 
 /// The path a module has once stored uncompressed (what mkinitramfs writes).
@@ -157,9 +157,7 @@ pub fn parse_modinfo(section: &[u8]) -> Modinfo {
         match key {
             "name" => info.name = Some(value.to_string()),
             "alias" => info.aliases.push(value.to_string()),
-            "depends" => {
-                info.depends.extend(value.split(',').filter(|d| !d.is_empty()).map(crate::normalize_name))
-            }
+            "depends" => info.depends.extend(value.split(',').filter(|d| !d.is_empty()).map(crate::normalize_name)),
             "softdep" => {
                 let (pre, post) = parse_softdep(value);
                 info.softdep_pre.extend(pre);

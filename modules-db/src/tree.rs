@@ -94,17 +94,13 @@ impl std::fmt::Display for BuildError {
                 "{}:{line}: line not understood; regenerate the file with depmod or delete it",
                 path.display()
             ),
-            IndexUnknownModule { path, module } => write!(
-                f,
-                "{} names module {module}, which modules.dep does not list; run depmod again",
-                path.display()
-            ),
+            IndexUnknownModule { path, module } => {
+                write!(f, "{} names module {module}, which modules.dep does not list; run depmod again", path.display())
+            }
             ReadModule { path, source } => write!(f, "cannot read module {}: {source}", path.display()),
-            CorruptModule { path, reason } => write!(
-                f,
-                "module {} is damaged: {reason}; reinstall the kernel package",
-                path.display()
-            ),
+            CorruptModule { path, reason } => {
+                write!(f, "module {} is damaged: {reason}; reinstall the kernel package", path.display())
+            }
             NoModinfo { path } => write!(
                 f,
                 "{} has no .modinfo section, so it is not a kernel module; remove it from the tree",
@@ -211,9 +207,8 @@ impl KernelModules {
             return Resolved::Builtin;
         }
         let Some(alias) = normalize_alias(name) else { return Resolved::Unknown };
-        let matches = |patterns: &[String]| {
-            patterns.iter().any(|p| normalize_alias(p).is_some_and(|p| fnmatch(&p, &alias)))
-        };
+        let matches =
+            |patterns: &[String]| patterns.iter().any(|p| normalize_alias(p).is_some_and(|p| fnmatch(&p, &alias)));
         let found: Vec<String> =
             self.modules.values().filter(|m| matches(&m.aliases)).map(|m| m.name.clone()).collect();
         if !found.is_empty() {
@@ -275,7 +270,8 @@ fn read_builtin(root: &Path) -> Result<BTreeMap<String, Vec<String>>, BuildError
     let mut builtin = BTreeMap::new();
     let list = root.join("modules.builtin");
     if let Some(text) = read_text(&list)? {
-        let names = depmod::parse_modules_builtin(&text).map_err(|line| BuildError::BadIndexLine { path: list, line })?;
+        let names =
+            depmod::parse_modules_builtin(&text).map_err(|line| BuildError::BadIndexLine { path: list, line })?;
         builtin.extend(names.into_iter().map(|n| (n, Vec::new())));
     }
     if let Some(bytes) = read_optional(&root.join("modules.builtin.modinfo"))? {
@@ -393,8 +389,8 @@ fn from_depmod(root: &Path) -> Result<BTreeMap<String, ModuleInfo>, BuildError> 
     }
     let alias_path = root.join("modules.alias");
     let text = read_text(&alias_path)?.unwrap_or_default();
-    let aliases =
-        depmod::parse_modules_alias(&text).map_err(|line| BuildError::BadIndexLine { path: alias_path.clone(), line })?;
+    let aliases = depmod::parse_modules_alias(&text)
+        .map_err(|line| BuildError::BadIndexLine { path: alias_path.clone(), line })?;
     for (pattern, module) in aliases {
         let info = modules
             .get_mut(&module)
@@ -403,8 +399,8 @@ fn from_depmod(root: &Path) -> Result<BTreeMap<String, ModuleInfo>, BuildError> 
     }
     let softdep_path = root.join("modules.softdep");
     if let Some(text) = read_text(&softdep_path)? {
-        let softdeps =
-            depmod::parse_modules_softdep(&text).map_err(|line| BuildError::BadIndexLine { path: softdep_path, line })?;
+        let softdeps = depmod::parse_modules_softdep(&text)
+            .map_err(|line| BuildError::BadIndexLine { path: softdep_path, line })?;
         for (module, pre, post) in softdeps {
             if let Some(info) = modules.get_mut(&module) {
                 info.softdep_pre.extend(pre);

@@ -22,23 +22,54 @@ fn module(name: &str, path: &str, depends: &[&str], pre: &[&str], post: &[&str],
 
 fn kernel() -> KernelModules {
     let modules = [
-        module("virtio_net", "kernel/drivers/net/virtio_net.ko.xz", &["net_failover", "virtio"], &[], &[], &["virtio:d00000001v*"]),
+        module(
+            "virtio_net",
+            "kernel/drivers/net/virtio_net.ko.xz",
+            &["net_failover", "virtio"],
+            &[],
+            &[],
+            &["virtio:d00000001v*"],
+        ),
         module("net_failover", "kernel/drivers/net/net_failover.ko", &["failover"], &[], &[], &[]),
         module("failover", "kernel/net/core/failover.ko.zst", &[], &[], &[], &[]),
         module("virtio", "kernel/drivers/virtio/virtio.ko", &[], &[], &[], &[]),
-        module("e1000", "kernel/drivers/net/ethernet/intel/e1000/e1000.ko", &[], &[], &[], &["pci:v00008086d0000100Esv*sd*bc*sc*i*", "pci:v00008086d0000100Fsv*sd*bc*sc*i*"]),
-        module("ahci", "kernel/drivers/ata/ahci.ko", &["libahci"], &["crypto-crc32c"], &["platform:leds-gpio"], &["pci:v*d*sv*sd*bc01sc06i01*"]),
+        module(
+            "e1000",
+            "kernel/drivers/net/ethernet/intel/e1000/e1000.ko",
+            &[],
+            &[],
+            &[],
+            &["pci:v00008086d0000100Esv*sd*bc*sc*i*", "pci:v00008086d0000100Fsv*sd*bc*sc*i*"],
+        ),
+        module(
+            "ahci",
+            "kernel/drivers/ata/ahci.ko",
+            &["libahci"],
+            &["crypto-crc32c"],
+            &["platform:leds-gpio"],
+            &["pci:v*d*sv*sd*bc01sc06i01*"],
+        ),
         module("libahci", "kernel/drivers/ata/libahci.ko", &[], &[], &[], &[]),
         module("crc32c_generic", "kernel/crypto/crc32c_generic.ko", &[], &[], &[], &["crypto-crc32c", "crc32c"]),
         module("leds_gpio", "kernel/drivers/leds/leds-gpio.ko", &[], &[], &[], &["platform:leds-gpio"]),
-        module("rtl8139too", "kernel/drivers/net/ethernet/realtek/8139too.ko", &[], &[], &[], &["pci:v000010ECd00008139sv*sd*bc*sc*i*"]),
+        module(
+            "rtl8139too",
+            "kernel/drivers/net/ethernet/realtek/8139too.ko",
+            &[],
+            &[],
+            &[],
+            &["pci:v000010ECd00008139sv*sd*bc*sc*i*"],
+        ),
         module("snd_x", "kernel/sound/snd-x.ko", &[], &[], &[], &["pci:v000010ECd00008139sv*sd*bc*sc*i*"]),
     ];
     KernelModules {
         version: "6.1.0-test".to_string(),
         root: PathBuf::from("/nonexistent"),
         modules: modules.into_iter().map(|m| (m.name.clone(), m)).collect(),
-        builtin: BTreeMap::from([("rtc_cmos".to_string(), vec!["platform:rtc_cmos".to_string()]), ("ext4".to_string(), vec![])]),
+        builtin: BTreeMap::from([
+            ("rtc_cmos".to_string(), vec!["platform:rtc_cmos".to_string()]),
+            ("ext4".to_string(), vec![]),
+        ]),
     }
 }
 
@@ -129,7 +160,11 @@ fn pci_names_keep_all_vendors_and_only_aliased_devices() {
     assert_eq!(db.pci_vendor_name(0x8086), Some("Intel Corporation"));
     assert_eq!(db.pci_vendor_name(0x10ec), Some("Realtek Semiconductor Co., Ltd."));
     assert_eq!(db.pci_device_name(0x8086, 0x100e), Some("82540EM Gigabit Ethernet Controller"));
-    assert_eq!(db.pci_device_name(0x10ec, 0x8139), Some("RTL-8100/8101L/8139 PCI Fast Ethernet Adapter"), "hinted alias");
+    assert_eq!(
+        db.pci_device_name(0x10ec, 0x8139),
+        Some("RTL-8100/8101L/8139 PCI Fast Ethernet Adapter"),
+        "hinted alias"
+    );
     assert_eq!(db.pci_device_name(0x8086, 0x1234), None, "no alias names it");
     assert_eq!(db.pci_vendor_name(0x1af4), None);
     assert_eq!(Db::parse(&without).unwrap().pci_vendor_name(0x8086), None);
@@ -165,7 +200,9 @@ fn exercise(db: &Db) {
         }
         let _ = db.find(m.name());
     }
-    for a in ["pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00", "virtio:d00000001v00001AF4", "platform:rtc_cmos", ""] {
+    for a in
+        ["pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00", "virtio:d00000001v00001AF4", "platform:rtc_cmos", ""]
+    {
         for id in db.lookup(a) {
             assert!(db.module(id).is_some());
         }

@@ -104,12 +104,17 @@ fn modinfo_derived_tree_equals_what_depmod_writes() {
 #[test]
 fn loading_with_depmod_files_gives_the_same_modules_and_db() {
     let km = pristine();
-    let with_depmod = KernelModules::load(common::depmod_basedir(), &common::kernel_version()).expect("load depmod tree");
+    let with_depmod =
+        KernelModules::load(common::depmod_basedir(), &common::kernel_version()).expect("load depmod tree");
     assert_eq!(km.builtin, with_depmod.builtin);
     assert_eq!(km.modules.len(), with_depmod.modules.len());
     for (name, a) in &km.modules {
         let b = &with_depmod.modules[name];
-        assert_eq!((&a.path, &a.firmware, &a.softdep_pre, &a.softdep_post), (&b.path, &b.firmware, &b.softdep_pre, &b.softdep_post), "{name}");
+        assert_eq!(
+            (&a.path, &a.firmware, &a.softdep_pre, &a.softdep_post),
+            (&b.path, &b.firmware, &b.softdep_pre, &b.softdep_post),
+            "{name}"
+        );
         let (mut x, mut y) = (a.aliases.clone(), b.aliases.clone());
         x.sort();
         y.sort();

@@ -58,11 +58,7 @@ fn lookup_names_the_same_modules_as_modprobe_for_every_fixture_modalias() {
         // kmod consults built-in aliases only when no module alias matches.
         let modules: BTreeSet<String> =
             found.iter().filter(|m| !m.is_builtin()).map(|m| m.name().to_string()).collect();
-        let ours = if modules.is_empty() {
-            found.iter().map(|m| m.name().to_string()).collect()
-        } else {
-            modules
-        };
+        let ours = if modules.is_empty() { found.iter().map(|m| m.name().to_string()).collect() } else { modules };
         assert_eq!(ours, want, "modules for {modalias}");
         if !want.is_empty() {
             matched_buses.insert(modalias.split(':').next().unwrap_or("").to_string());
@@ -77,7 +73,8 @@ fn lookup_names_the_same_modules_as_modprobe_for_every_fixture_modalias() {
 fn a_netboot_db_hints_at_left_out_drivers_and_names_pci_devices() {
     let km = KernelModules::load(&common::kernel_basedir(), &common::kernel_version()).expect("load kernel tree");
     let included = km.closure(["virtio_net", "virtio_blk", "virtio_pci", "nfsv4", "nfsv3"]).expect("closure");
-    let pci_ids = std::fs::read_to_string("/usr/share/misc/pci.ids").expect("/usr/share/misc/pci.ids: run qemu/setup (installs pci.ids)");
+    let pci_ids = std::fs::read_to_string("/usr/share/misc/pci.ids")
+        .expect("/usr/share/misc/pci.ids: run qemu/setup (installs pci.ids)");
     let bytes = encode_with(&km, &included, Some(&pci_ids));
     let all = all_modules_db(&km);
     println!(

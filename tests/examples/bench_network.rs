@@ -44,8 +44,7 @@ fn main() {
         let name = format!("bench-network-{i}");
         let mut rig = PxeRig::new(&name).unwrap_or_else(|e| panic!("{e}"));
         rig.initrd(&initrd).unwrap();
-        rig.pxelinux_default("diskless.break=root diskless.on_failure=halt diskless.reboot_delay=0", true)
-            .unwrap();
+        rig.pxelinux_default("diskless.break=root diskless.on_failure=halt diskless.reboot_delay=0", true).unwrap();
         let tap = rig.tap().unwrap();
         let config = rig.dnsmasq_config().host(MAC, LAB_IP, LAB_HOST);
         rig.start_dnsmasq(&config, "dnsmasq").unwrap_or_else(|e| panic!("{e}"));
@@ -108,16 +107,18 @@ fn number(log: &ConsoleLog, pattern: &str) -> Option<f64> {
 fn measure(log: &ConsoleLog, server_log: &str) -> Row {
     // The network stage starts by setting the links up and ends with the lease applied.
     let network = number(log, r"stage network done in (\d+) ms");
-    let dhcp = number(log, &format!(r"\S+: lease {}/\d+ from .* after ([\d.]+) s", regex::escape(LAB_IP))).map(|s| s * 1000.0);
+    let dhcp =
+        number(log, &format!(r"\S+: lease {}/\d+ from .* after ([\d.]+) s", regex::escape(LAB_IP))).map(|s| s * 1000.0);
     // The identity stage: PTR query (or fallback), sethostname/setdomainname.
     let identity = number(log, r"stage identity done in (\d+) ms");
     let name_line = log.find_line(r"diskless: host name \S+, .*from (.*?)\s*$");
     // Packets the init sent: what dnsmasq logged after it finished sending the initrd.
     let lines: Vec<&str> = server_log.lines().collect();
-    let after_pxe: Vec<&str> = match lines.iter().rposition(|l| l.contains("dnsmasq-tftp") && l.contains("/initrd.img to ")) {
-        Some(i) => lines[i + 1..].to_vec(),
-        None => Vec::new(),
-    };
+    let after_pxe: Vec<&str> =
+        match lines.iter().rposition(|l| l.contains("dnsmasq-tftp") && l.contains("/initrd.img to ")) {
+            Some(i) => lines[i + 1..].to_vec(),
+            None => Vec::new(),
+        };
     let dhcp_packets = after_pxe
         .iter()
         .filter(|l| {
@@ -126,7 +127,8 @@ fn measure(log: &ConsoleLog, server_log: &str) -> Row {
                 .any(|k| l.contains(k))
         })
         .count();
-    let dns_packets = after_pxe.iter().filter(|l| l.contains(" query[") && l.contains(&format!("from {LAB_IP}"))).count();
+    let dns_packets =
+        after_pxe.iter().filter(|l| l.contains(" query[") && l.contains(&format!("from {LAB_IP}"))).count();
     Row {
         up_to_lease_ms: network,
         carrier_to_lease_ms: dhcp,

@@ -65,7 +65,8 @@ fn parse_args() -> Result<Args, String> {
             "--debian" => debian = true,
             "--timeout" => {
                 let v = args.next().ok_or(USAGE)?;
-                timeout = Some(v.parse::<u64>().map_err(|_| format!("--timeout {v}: not a number of seconds\n{USAGE}"))?);
+                timeout =
+                    Some(v.parse::<u64>().map_err(|_| format!("--timeout {v}: not a number of seconds\n{USAGE}"))?);
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -131,11 +132,18 @@ fn run(args: &Args) -> Result<i32, String> {
     }
 
     let t = Instant::now();
-    say("building the release init and mkinitramfs (cargo build --release -p diskless -p mkinitramfs; minutes on a fresh checkout)");
+    say(
+        "building the release init and mkinitramfs (cargo build --release -p diskless -p mkinitramfs; minutes on a fresh checkout)",
+    );
     release_binaries();
     let initrd = try_build_initramfs(&["--profile", "netboot"]).map_err(|e| e.to_string())?;
     let size = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
-    say(format!("netboot initramfs {} ({} KiB) ready after {:.1} s", initrd.display(), size / 1024, t.elapsed().as_secs_f64()));
+    say(format!(
+        "netboot initramfs {} ({} KiB) ready after {:.1} s",
+        initrd.display(),
+        size / 1024,
+        t.elapsed().as_secs_f64()
+    ));
     if stopped() {
         return Ok(130);
     }

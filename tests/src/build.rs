@@ -36,7 +36,11 @@ fn build_release() -> Result<Binaries> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root()).args(["build", "--release", "-p", "diskless", "-p", "mkinitramfs"]);
-    let out = cmd.output().map_err(|e| Error::Command { command: describe(&cmd), detail: e.to_string(), hint: String::new() })?;
+    let out = cmd.output().map_err(|e| Error::Command {
+        command: describe(&cmd),
+        detail: e.to_string(),
+        hint: String::new(),
+    })?;
     if !out.status.success() {
         return Err(Error::Command {
             command: describe(&cmd),
@@ -51,7 +55,8 @@ fn build_release() -> Result<Binaries> {
             return Err(Error::Missing {
                 what: "release binary".into(),
                 path: path.clone(),
-                hint: "the build target is set in .cargo/config.toml; check it still is x86_64-unknown-linux-gnu".into(),
+                hint: "the build target is set in .cargo/config.toml; check it still is x86_64-unknown-linux-gnu"
+                    .into(),
             });
         }
     }
@@ -74,12 +79,28 @@ pub fn try_build_initramfs(args: &[&str]) -> Result<PathBuf> {
     let kernel = Kernel::cached();
     let out_path = scratch_file("initrd", "img")?;
     let mut cmd = Command::new(&bins.mkinitramfs);
-    cmd.arg("-b").arg(&kernel.basedir).arg("-o").arg(&out_path).arg("--init").arg(&bins.init).args(args).arg(&kernel.version);
-    let out = cmd.output().map_err(|e| Error::Command { command: describe(&cmd), detail: e.to_string(), hint: String::new() })?;
+    cmd.arg("-b")
+        .arg(&kernel.basedir)
+        .arg("-o")
+        .arg(&out_path)
+        .arg("--init")
+        .arg(&bins.init)
+        .args(args)
+        .arg(&kernel.version);
+    let out = cmd.output().map_err(|e| Error::Command {
+        command: describe(&cmd),
+        detail: e.to_string(),
+        hint: String::new(),
+    })?;
     if !out.status.success() || !out_path.is_file() {
         return Err(Error::Command {
             command: describe(&cmd),
-            detail: format!("{}:\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            detail: format!(
+                "{}:\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
             hint: "mkinitramfs must write the archive given with -o".into(),
         });
     }

@@ -51,7 +51,11 @@ impl Index<usize> for LineMatch {
 impl Index<&str> for LineMatch {
     type Output = str;
     fn index(&self, name: &str) -> &str {
-        assert!(self.names.iter().any(|n| n.as_deref() == Some(name)), "no capture group named {name} in match of line {:?}", self.line);
+        assert!(
+            self.names.iter().any(|n| n.as_deref() == Some(name)),
+            "no capture group named {name} in match of line {:?}",
+            self.line
+        );
         self.name(name).unwrap_or("")
     }
 }
@@ -118,7 +122,12 @@ impl ConsoleLog {
     #[track_caller]
     pub fn assert_no_line(&self, pattern: &str) {
         if let Some(m) = self.find_line(pattern) {
-            panic!("console log {} has a line matching /{pattern}/: {:?}\n{}", self.path.display(), m.line, self.tail(40));
+            panic!(
+                "console log {} has a line matching /{pattern}/: {:?}\n{}",
+                self.path.display(),
+                m.line,
+                self.tail(40)
+            );
         }
     }
 
@@ -126,12 +135,18 @@ impl ConsoleLog {
     pub fn tail(&self, n: usize) -> String {
         let lines: Vec<&str> = self.lines().collect();
         let start = lines.len().saturating_sub(n);
-        format!("--- last {} lines of {} ---\n{}\n---", lines.len() - start, self.path.display(), lines[start..].join("\n"))
+        format!(
+            "--- last {} lines of {} ---\n{}\n---",
+            lines.len() - start,
+            self.path.display(),
+            lines[start..].join("\n")
+        )
     }
 
     #[track_caller]
     fn compile(&self, pattern: &str) -> Regex {
-        Regex::new(pattern).unwrap_or_else(|e| panic!("bad pattern /{pattern}/ for console log {}: {e}", self.path.display()))
+        Regex::new(pattern)
+            .unwrap_or_else(|e| panic!("bad pattern /{pattern}/ for console log {}: {e}", self.path.display()))
     }
 }
 

@@ -17,7 +17,11 @@ pub const BUSYBOX: &str = "/bin/busybox";
 /// in `target/qemu-work/`.
 pub fn busybox_initramfs(script: &str, files: &[(&str, &[u8])]) -> Result<PathBuf> {
     if !Path::new(BUSYBOX).is_file() {
-        return Err(Error::Missing { what: "static busybox".into(), path: BUSYBOX.into(), hint: "run qemu/setup (package busybox-static)".into() });
+        return Err(Error::Missing {
+            what: "static busybox".into(),
+            path: BUSYBOX.into(),
+            hint: "run qemu/setup (package busybox-static)".into(),
+        });
     }
     let tree = tempfile::tempdir().map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?;
     let root = tree.path();
@@ -27,11 +31,13 @@ pub fn busybox_initramfs(script: &str, files: &[(&str, &[u8])]) -> Result<PathBu
     }
     let bb = root.join("bin/busybox");
     std::fs::copy(BUSYBOX, &bb).map_err(|e| Error::io("copy busybox to", &bb, e))?;
-    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).map_err(|e| Error::io("symlink", root.join("bin/sh"), e))?;
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh"))
+        .map_err(|e| Error::io("symlink", root.join("bin/sh"), e))?;
     let init = root.join("init");
     let text = format!("#!/bin/sh\nexport PATH=/bin\n/bin/busybox --install -s /bin\n{script}\n");
     std::fs::write(&init, text).map_err(|e| Error::io("write", &init, e))?;
-    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).map_err(|e| Error::io("chmod", &init, e))?;
+    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::io("chmod", &init, e))?;
     for (path, contents) in files {
         let p = root.join(path.trim_start_matches('/'));
         if let Some(parent) = p.parent() {

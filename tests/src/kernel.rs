@@ -27,7 +27,11 @@ impl Kernel {
     pub fn locate(cache: &Path) -> Result<Kernel> {
         let version_file = cache.join("version");
         let version = std::fs::read_to_string(&version_file)
-            .map_err(|_| Error::Missing { what: "kernel version file".into(), path: version_file.clone(), hint: HINT.into() })?
+            .map_err(|_| Error::Missing {
+                what: "kernel version file".into(),
+                path: version_file.clone(),
+                hint: HINT.into(),
+            })?
             .trim()
             .to_string();
         let basedir = cache.join("root");
@@ -37,7 +41,11 @@ impl Kernel {
         }
         let kernel = Kernel { version, basedir, vmlinuz };
         if !kernel.modules_dir().join("kernel").is_dir() {
-            return Err(Error::Missing { what: "kernel modules".into(), path: kernel.modules_dir(), hint: HINT.into() });
+            return Err(Error::Missing {
+                what: "kernel modules".into(),
+                path: kernel.modules_dir(),
+                hint: HINT.into(),
+            });
         }
         Ok(kernel)
     }

@@ -177,7 +177,10 @@ impl Drop for Netns {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("warning: could not delete network namespace {}; remove it with `ip netns del {}`", self.name, self.name);
+        eprintln!(
+            "warning: could not delete network namespace {}; remove it with `ip netns del {}`",
+            self.name, self.name
+        );
     }
 }
 
@@ -237,4 +240,3 @@ impl Netns {
         }
     }
 }
-

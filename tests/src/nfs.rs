@@ -104,7 +104,11 @@ impl NfsServer {
             }
         }
         if !Path::new(PLUGINS).join("libfsalvfs.so").is_file() {
-            return Err(Error::Missing { what: "ganesha VFS backend".into(), path: Path::new(PLUGINS).join("libfsalvfs.so"), hint: HINT.into() });
+            return Err(Error::Missing {
+                what: "ganesha VFS backend".into(),
+                path: Path::new(PLUGINS).join("libfsalvfs.so"),
+                hint: HINT.into(),
+            });
         }
         if !export.path.is_dir() {
             return Err(Error::Missing {
@@ -153,7 +157,12 @@ exec ganesha.nfsd -F -f "$1" -L "$2" -p /run/ganesha/ganesha.pid
 
     fn wait_listening(&mut self, ns: &Netns, timeout: Duration) -> Result<()> {
         let log = self.log.clone();
-        let want = Listening { ss_flags: "-Hltn", ports: &[2049, 20048], what: "ganesha listening on 2049 and 20048", log: &log };
+        let want = Listening {
+            ss_flags: "-Hltn",
+            ports: &[2049, 20048],
+            what: "ganesha listening on 2049 and 20048",
+            log: &log,
+        };
         let conf = self.kept_log.with_extension("conf");
         ns.wait_listening(&mut self.child, &want, timeout, |status| Error::Command {
             command: "ganesha.nfsd".into(),
@@ -207,10 +216,7 @@ pub fn image_dir(name: &str) -> PathBuf {
     };
     // Debian's /sbin/init is an absolute symlink: look at the link, not its target.
     if std::fs::symlink_metadata(dir.join("sbin/init")).is_err() {
-        panic!(
-            "root image {name} not found at {}: run qemu/build-images {stamp_of} (as root)",
-            dir.display()
-        );
+        panic!("root image {name} not found at {}: run qemu/build-images {stamp_of} (as root)", dir.display());
     }
     dir
 }

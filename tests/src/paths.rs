@@ -9,9 +9,7 @@ use crate::error::{Error, Result};
 
 /// The workspace root: the parent of the `tests/` crate.
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lives one level below the workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate lives one level below the workspace root")
 }
 
 /// The cargo target directory (`CARGO_TARGET_DIR` if set, else `<workspace>/target`).
@@ -51,7 +49,9 @@ pub fn unique_name(prefix: &str) -> Result<String> {
     if name.len() > 15 {
         return Err(Error::Invalid {
             what: format!("name prefix {prefix:?}"),
-            reason: format!("{name:?} is longer than the 15 characters Linux allows for interface names; use a shorter prefix"),
+            reason: format!(
+                "{name:?} is longer than the 15 characters Linux allows for interface names; use a shorter prefix"
+            ),
         });
     }
     Ok(name)

@@ -249,7 +249,10 @@ mod tests {
     #[test]
     fn pxelinux_config_has_base_args_test_args_and_ipappend() {
         let c = pxelinux_config("nfsroot=10.77.0.1:/export,vers=3", true);
-        assert!(c.contains("  APPEND console=ttyS0,115200 panic=-1 loglevel=4 nfsroot=10.77.0.1:/export,vers=3\n"), "{c}");
+        assert!(
+            c.contains("  APPEND console=ttyS0,115200 panic=-1 loglevel=4 nfsroot=10.77.0.1:/export,vers=3\n"),
+            "{c}"
+        );
         assert!(c.contains("  KERNEL vmlinuz\n  INITRD initrd.img\n"), "{c}");
         assert!(c.ends_with("  IPAPPEND 2\n"), "{c}");
         assert!(!pxelinux_config("", false).contains("IPAPPEND"));

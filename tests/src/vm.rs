@@ -309,7 +309,8 @@ impl Vm {
             if self.kernel.is_some() || self.initrd.is_some() || !self.append.is_empty() {
                 return Err(Error::Invalid {
                     what: format!("VM {}", self.name),
-                    reason: "a PXE boot takes kernel, initrd and command line from pxelinux; set them on the PxeRig".into(),
+                    reason: "a PXE boot takes kernel, initrd and command line from pxelinux; set them on the PxeRig"
+                        .into(),
                 });
             }
             if !self.nics.iter().any(|n| n.bootindex.is_some()) {
@@ -355,7 +356,9 @@ impl Vm {
         let err = out.try_clone().map_err(|e| Error::io("duplicate handle of", &qemu_out, e))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let child = ChildGuard::spawn(cmd, format!("QEMU for {}", self.name)).map_err(|e| match e {
-            Error::Command { command, detail, .. } => Error::Command { command, detail, hint: "is qemu-system-x86 installed? run qemu/setup".into() },
+            Error::Command { command, detail, .. } => {
+                Error::Command { command, detail, hint: "is qemu-system-x86 installed? run qemu/setup".into() }
+            }
             other => other,
         })?;
         Ok(RunningVm { child, log, qemu_out, started: Instant::now(), timeout: self.timeout, _slot: slot, _dir: dir })
@@ -382,7 +385,8 @@ impl RunningVm {
     /// Waits (within the VM's timeout) until a console line matches `pattern`;
     /// returns the log, or an error if QEMU exited or time ran out first.
     pub fn wait_for_line(&mut self, pattern: &str) -> Result<ConsoleLog> {
-        let re = regex::Regex::new(pattern).map_err(|e| Error::Invalid { what: format!("pattern /{pattern}/"), reason: e.to_string() })?;
+        let re = regex::Regex::new(pattern)
+            .map_err(|e| Error::Invalid { what: format!("pattern /{pattern}/"), reason: e.to_string() })?;
         loop {
             let log = self.console();
             if log.lines().any(|l| re.is_match(l)) {
@@ -480,7 +484,8 @@ struct VmSlot {
 
 impl VmSlot {
     fn acquire() -> Result<VmSlot> {
-        let paths: Vec<PathBuf> = (0..VM_SLOTS).map(|i| PathBuf::from(format!("/tmp/diskless-qemu-slot-{i}.lock"))).collect();
+        let paths: Vec<PathBuf> =
+            (0..VM_SLOTS).map(|i| PathBuf::from(format!("/tmp/diskless-qemu-slot-{i}.lock"))).collect();
         let mut said = false;
         loop {
             for path in &paths {
@@ -518,14 +523,25 @@ mod tests {
     #[test]
     fn command_has_tcg_serial_file_and_console_append() {
         let a = args(&Vm::new("t").kernel(Path::new("/k")).append("quiet"));
-        for want in ["-accel tcg", "-nodefaults", "-no-reboot", "-serial file:/logs/t.log", "-append console=ttyS0 panic=-1 quiet"] {
+        for want in [
+            "-accel tcg",
+            "-nodefaults",
+            "-no-reboot",
+            "-serial file:/logs/t.log",
+            "-append console=ttyS0 panic=-1 quiet",
+        ] {
             assert!(a.contains(want), "{want:?} missing in {a}");
         }
     }
 
     #[test]
     fn each_hub_nic_gets_its_own_hub() {
-        let a = args(&Vm::new("t").kernel(Path::new("/k")).nic(Nic::new("e1000", "52:54:00:00:00:01")).nic(Nic::new("rtl8139", "52:54:00:00:00:02")));
+        let a = args(
+            &Vm::new("t")
+                .kernel(Path::new("/k"))
+                .nic(Nic::new("e1000", "52:54:00:00:00:01"))
+                .nic(Nic::new("rtl8139", "52:54:00:00:00:02")),
+        );
         assert!(a.contains("-netdev hubport,id=n0,hubid=100 -device e1000,netdev=n0,mac=52:54:00:00:00:01"), "{a}");
         assert!(a.contains("-netdev hubport,id=n1,hubid=101 -device rtl8139,netdev=n1,mac=52:54:00:00:00:02"), "{a}");
     }
@@ -540,7 +556,12 @@ mod tests {
     #[test]
     fn disks_get_controllers_and_sized_backing_files() {
         let dir = tempfile::tempdir().unwrap();
-        let vm = Vm::new("t").kernel(Path::new("/k")).disk(Disk::ahci(64)).disk(Disk::ahci(8)).disk(Disk::nvme(32, "SER1")).disk(Disk::virtio(16));
+        let vm = Vm::new("t")
+            .kernel(Path::new("/k"))
+            .disk(Disk::ahci(64))
+            .disk(Disk::ahci(8))
+            .disk(Disk::nvme(32, "SER1"))
+            .disk(Disk::virtio(16));
         let a = describe(&vm.command(dir.path(), Path::new("/l")).unwrap());
         assert_eq!(a.matches("ich9-ahci").count(), 1, "{a}");
         assert!(a.contains("ide-hd,drive=d0,bus=ahci.0") && a.contains("ide-hd,drive=d1,bus=ahci.1"), "{a}");

@@ -80,7 +80,12 @@ fn vm_c() -> &'static VmRun {
 #[track_caller]
 fn assert_nic(run: &VmRun, mac: &str, drivers: &str) {
     let m = run.log.assert_line(&format!(r"diskless: interface (\S+) {mac} driver ({drivers})\s*$"));
-    assert!(m[1].starts_with("eth") || m[1].starts_with("en"), "odd interface name {:?} in {}", &m[1], run.log.path().display());
+    assert!(
+        m[1].starts_with("eth") || m[1].starts_with("en"),
+        "odd interface name {:?} in {}",
+        &m[1],
+        run.log.path().display()
+    );
     run.log.assert_line(&format!(r"diskless: loaded {} in \d+ ms", &m[2]));
 }
 
@@ -96,7 +101,12 @@ fn assert_settled_and_powered_off(run: &VmRun) -> u64 {
     run.assert_clean_exit();
     run.log.assert_line(r"diskless: stage hardware done in \d+ ms \(t=[\d.]+ s\)");
     let settled = run.log.assert_line(r"diskless: hardware settled in \d+ ms \(t=[\d.]+ s\): (\d+) devices, (\d+) modules loaded, (\d+) without driver");
-    assert!(settled[2].parse::<u64>().unwrap() > 0, "no modules loaded: {:?} ({})", settled.line, run.log.path().display());
+    assert!(
+        settled[2].parse::<u64>().unwrap() > 0,
+        "no modules loaded: {:?} ({})",
+        settled.line,
+        run.log.path().display()
+    );
     run.log.assert_line(r"diskless: powering off");
     run.log.assert_no_line(r"diskless: ERROR");
     settled[3].parse().unwrap()
@@ -164,7 +174,13 @@ fn nic_whose_driver_is_omitted_is_reported_by_vendor_name() {
             "suggested modules {modules:?} ({})",
             run.log.path().display()
         );
-        assert_eq!(m.get(6), Some(modules), "the hint and the rebuild command disagree: {:?} ({})", m.line, run.log.path().display());
+        assert_eq!(
+            m.get(6),
+            Some(modules),
+            "the hint and the rebuild command disagree: {:?} ({})",
+            m.line,
+            run.log.path().display()
+        );
     }
     run.log.assert_no_line(r"diskless: loaded 8139(cp|too) ");
     run.log.assert_no_line(r"diskless: interface \S+ 52:54:00:12:34:21 ");

@@ -53,7 +53,12 @@ fn hung_guest_is_killed_at_timeout() {
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "QEMU {pid} survived");
 
     let initrd = busybox_initramfs("while true; do sleep 1; done", &[]).unwrap();
-    let run = Vm::new("harness-hung_guest_timeout").initrd(&initrd).append("quiet").timeout(Duration::from_secs(8)).run().unwrap();
+    let run = Vm::new("harness-hung_guest_timeout")
+        .initrd(&initrd)
+        .append("quiet")
+        .timeout(Duration::from_secs(8))
+        .run()
+        .unwrap();
     assert!(run.timed_out && run.status.is_none(), "QEMU exited by itself: {:?}", run.status);
     assert!(std::panic::catch_unwind(|| run.assert_clean_exit()).is_err());
 }
@@ -90,5 +95,11 @@ poweroff -f
         .unwrap();
     run.assert_clean_exit();
     let m = run.log.assert_line(r"rig: .*lease of (\S+) obtained");
-    assert_eq!(&m[1], "10.80.0.112", "console log {}, dnsmasq log {}", run.log.path().display(), dnsmasq.log_path().display());
+    assert_eq!(
+        &m[1],
+        "10.80.0.112",
+        "console log {}, dnsmasq log {}",
+        run.log.path().display(),
+        dnsmasq.log_path().display()
+    );
 }

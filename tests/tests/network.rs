@@ -60,7 +60,11 @@ fn busybox_export(rig: &PxeRig) -> NfsServer {
 
 /// A PXE segment where dnsmasq knows lab3-12 (A + PTR) and the busybox image is
 /// exported; `nics` adds the VM's NICs on the rig's taps.
-fn pxe_boot_as_lab3_12(name: &str, pxelinux: impl FnOnce(&PxeRig), nics: impl FnOnce(&mut PxeRig, Vm) -> Vm) -> Outcome {
+fn pxe_boot_as_lab3_12(
+    name: &str,
+    pxelinux: impl FnOnce(&PxeRig),
+    nics: impl FnOnce(&mut PxeRig, Vm) -> Vm,
+) -> Outcome {
     let mut rig = PxeRig::new(name).unwrap();
     rig.initrd(netboot_initrd()).unwrap();
     pxelinux(&rig);
@@ -107,12 +111,16 @@ fn vm_c() -> &'static Outcome {
         let mut rig = PxeRig::new(name).unwrap();
         // DNS apart from DHCP (dnsmasq publishes its own leases' names): this one is
         // authoritative for example.edu and the reverse zone and knows no 10.77.0.112.
-        let dns = DnsmasqConfig::new(BRIDGE).ipv6_ra(false).domain(DOMAIN, pxe::SUBNET).extra("host-record=lab3-50.example.edu,lab3-50,10.77.0.150");
+        let dns = DnsmasqConfig::new(BRIDGE)
+            .ipv6_ra(false)
+            .domain(DOMAIN, pxe::SUBNET)
+            .extra("host-record=lab3-50.example.edu,lab3-50,10.77.0.150");
         rig.start_dnsmasq(&dns, "dns").unwrap();
         let dhcp = pxe::dhcp_only_host(rig.dnsmasq_config().dns_port(0), LAB_MAC, LAB_IP, LAB_HOST);
         let _nfs = busybox_export(&rig);
         let tap = rig.tap().unwrap();
-        let vm = rig.direct_vm(name, netboot_initrd(), "").nic(Nic::tap("virtio-net-pci", LAB_MAC, &tap)).timeout(TIMEOUT);
+        let vm =
+            rig.direct_vm(name, netboot_initrd(), "").nic(Nic::tap("virtio-net-pci", LAB_MAC, &tap)).timeout(TIMEOUT);
         let running = vm.spawn().unwrap();
         let started = Instant::now();
         std::thread::sleep(LATE_DHCP);
@@ -132,7 +140,11 @@ fn interface_of(o: &Outcome, mac: &str) -> String {
 /// The lease line for `ip`; returns (interface, seconds the DHCP exchange took).
 #[track_caller]
 fn assert_lease(o: &Outcome, ip: &str) -> (String, f64) {
-    let m = o.run.log.assert_line(&format!(r"diskless: (\S+): lease {}/24 from {} .*after ([\d.]+) s", regex::escape(ip), regex::escape(SERVER)));
+    let m = o.run.log.assert_line(&format!(
+        r"diskless: (\S+): lease {}/24 from {} .*after ([\d.]+) s",
+        regex::escape(ip),
+        regex::escape(SERVER)
+    ));
     (m[1].to_string(), m[2].parse().unwrap())
 }
 
@@ -144,7 +156,11 @@ fn assert_completed_as_lab3_12(o: &Outcome) {
     assert_eq!(image.value("hostname"), LAB_HOST, "kernel host name in the image ({})", o.run.log.path().display());
     assert_eq!(image.value("domainname"), DOMAIN, "kernel domain name in the image ({})", o.run.log.path().display());
     let root = image.mount("/");
-    assert!(root.starts_with("10.77.0.1:/export / nfs"), "root is not the NFS export: {root:?} ({})", o.run.log.path().display());
+    assert!(
+        root.starts_with("10.77.0.1:/export / nfs"),
+        "root is not the NFS export: {root:?} ({})",
+        o.run.log.path().display()
+    );
     o.run.log.assert_no_line(r"diskless: ERROR");
     o.run.assert_clean_exit();
 }
@@ -231,8 +247,16 @@ fn dhcp_server_20_s_late_still_gives_a_lease() {
     // The client was already asking before the server existed, and kept asking.
     let tries = o.run.log.find_all(r"diskless: \S+: \S+ sent \(try (\d+)\)");
     let max_try = tries.iter().filter_map(|m| m[1].parse::<u32>().ok()).max().unwrap_or(0);
-    assert!(max_try >= 3, "expected retransmissions while the server was down (started {late:.1} s after QEMU); max try {max_try} ({})", o.run.log.path().display());
-    assert!(took >= 5.0, "the lease took {took} s although the server started {late:.1} s after QEMU ({})", o.run.log.path().display());
+    assert!(
+        max_try >= 3,
+        "expected retransmissions while the server was down (started {late:.1} s after QEMU); max try {max_try} ({})",
+        o.run.log.path().display()
+    );
+    assert!(
+        took >= 5.0,
+        "the lease took {took} s although the server started {late:.1} s after QEMU ({})",
+        o.run.log.path().display()
+    );
 }
 
 #[test]

@@ -74,14 +74,14 @@ impl Case {
 
 fn boot(case: Case) -> Outcome {
     let mut rig = PxeRig::new(case.name).unwrap();
-    let config = rig
-        .dnsmasq_config()
-        .host(LAB_MAC, LAB_IP, LAB_HOST)
-        .host(NO_LAYER_MAC, NO_LAYER_IP, NO_LAYER_HOST);
+    let config = rig.dnsmasq_config().host(LAB_MAC, LAB_IP, LAB_HOST).host(NO_LAYER_MAC, NO_LAYER_IP, NO_LAYER_HOST);
     rig.start_dnsmasq(&config, "dnsmasq").unwrap();
     let export = NfsExport::new(&image_dir(case.image));
     let tap = rig.tap().unwrap();
-    let vm = rig.direct_vm(case.name, netboot_initrd(), case.append).nic(Nic::tap("virtio-net-pci", case.mac, &tap)).timeout(case.timeout);
+    let vm = rig
+        .direct_vm(case.name, netboot_initrd(), case.append)
+        .nic(Nic::tap("virtio-net-pci", case.mac, &tap))
+        .timeout(case.timeout);
     let (run, nfs_up_after, nfs_log) = match case.nfs_delay {
         None => {
             let nfs = NfsServer::start(rig.netns(), &export, case.name).unwrap();
@@ -109,15 +109,18 @@ fn vm_a() -> &'static Outcome {
 fn vm_b() -> &'static Outcome {
     static RUN: OnceLock<Outcome> = OnceLock::new();
     RUN.get_or_init(|| {
-        boot(Case::new("nfsroot-B-v4-overlay", "busybox-overlay", LAB_MAC, "root=nfs4:10.77.0.1:/export diskless.mode=overlay"))
+        boot(Case::new(
+            "nfsroot-B-v4-overlay",
+            "busybox-overlay",
+            LAB_MAC,
+            "root=nfs4:10.77.0.1:/export diskless.mode=overlay",
+        ))
     })
 }
 
 fn vm_c() -> &'static Outcome {
     static RUN: OnceLock<Outcome> = OnceLock::new();
-    RUN.get_or_init(|| {
-        boot(Case::new("nfsroot-C-legacy-conf-no-host-layer", "busybox-legacy", NO_LAYER_MAC, ""))
-    })
+    RUN.get_or_init(|| boot(Case::new("nfsroot-C-legacy-conf-no-host-layer", "busybox-legacy", NO_LAYER_MAC, "")))
 }
 
 fn vm_d() -> &'static Outcome {
@@ -131,7 +134,10 @@ fn vm_e() -> &'static Outcome {
     static RUN: OnceLock<Outcome> = OnceLock::new();
     RUN.get_or_init(|| {
         // systemd under TCG on an NFS root takes minutes, not seconds.
-        boot(Case { timeout: Duration::from_secs(480), ..Case::new("nfsroot-E-debian-multi-user", "debian", LAB_MAC, "") })
+        boot(Case {
+            timeout: Duration::from_secs(480),
+            ..Case::new("nfsroot-E-debian-multi-user", "debian", LAB_MAC, "")
+        })
     })
 }
 
@@ -190,7 +196,9 @@ fn each_layer_level_overrides_the_one_below() {
     assert_reads(o, "/var/from-base", "var file in base");
     assert_reads(o, "/var/from-host", "var file in host lab3-12");
     // No disks: the scratch stage finds nothing and says so; the local dirs are tmpfs.
-    o.run.log.assert_line(r#"diskless: scratch: no ext4, xfs, btrfs filesystem labelled "scratch" found; local dirs on tmpfs\s*$"#);
+    o.run.log.assert_line(
+        r#"diskless: scratch: no ext4, xfs, btrfs filesystem labelled "scratch" found; local dirs on tmpfs\s*$"#,
+    );
     o.run.log.assert_no_line(r"diskless: (disk \S+:|swap:|scratch: using)");
     o.image().mount("/etc/local");
     assert!(o.image().mount("/etc/local").starts_with("tmpfs "), "({})", o.log_path());
@@ -231,10 +239,8 @@ fn overlay_mode_layers_override_image_files_without_symlinks() {
     assert_reads(o, "/etc/upto-lab", "lab lab3");
     assert_reads(o, "/etc/from-host", "only in host lab3-12");
     assert_reads(o, "/var/from-base", "var file in base");
-    let secret = o
-        .run
-        .log
-        .assert_line(r"^IMAGE: file /run/diskless/overlay/\S+/upper/secret (\d+) (\d+:\d+) (.*?)\s*$");
+    let secret =
+        o.run.log.assert_line(r"^IMAGE: file /run/diskless/overlay/\S+/upper/secret (\d+) (\d+:\d+) (.*?)\s*$");
     assert_eq!((&secret[1], &secret[2], &secret[3]), ("600", "1000:1000", "secret of lab3-12"), "({})", o.log_path());
 }
 
@@ -249,14 +255,23 @@ fn diskless_status_reads_the_boot_record_of_a_real_boot() {
     let cli = qemu_tests::build::release_binaries().init.with_file_name("diskless");
     let out = std::process::Command::new(&cli).arg("status").arg(run.path()).output().expect("run diskless status");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "diskless status failed on the boot.json of {}:\n{text}{}", o.log_path(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "diskless status failed on the boot.json of {}:\n{text}{}",
+        o.log_path(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     for expected in [
         "host       lab3-12.example.edu (from ptr)",
         "address    10.77.0.112/24 on eth0",
         "root       10.77.0.1:/export (NFSv3)",
         "ip      /diskless/hosts/10.77.0.112",
     ] {
-        assert!(text.contains(expected), "diskless status lacks {expected:?} for the boot of {}:\n{text}", o.log_path());
+        assert!(
+            text.contains(expected),
+            "diskless status lacks {expected:?} for the boot of {}:\n{text}",
+            o.log_path()
+        );
     }
     assert!(!text.contains(" ?"), "diskless status could not read a field of {}:\n{text}", o.log_path());
 }
@@ -296,7 +311,12 @@ fn nfs_server_30_s_late_is_waited_for_and_boot_completes() {
     // The init saw the server missing and said it retries, with a countdown.
     o.run.log.assert_line(r"diskless: NFS server 10\.77\.0\.1 not answering .*retrying in \d+ s");
     let root = o.image().mount("/");
-    assert!(root.starts_with("10.77.0.1:/export / nfs"), "root mount {root:?} ({}; NFS log {})", o.log_path(), o.nfs_log.display());
+    assert!(
+        root.starts_with("10.77.0.1:/export / nfs"),
+        "root mount {root:?} ({}; NFS log {})",
+        o.log_path(),
+        o.nfs_log.display()
+    );
     assert_completed(o, LAB_HOST);
 }
 
@@ -348,5 +368,9 @@ fn ganesha_serves_v3_and_v4_in_namespace_and_vanishes_on_drop() {
         std::thread::sleep(Duration::from_millis(50));
         left = rig.netns().run("ss", &["-Hltn"]).unwrap();
     }
-    assert!(left.trim().is_empty(), "sockets left in namespace {} 10 s after the server stopped:\n{left}", rig.netns().name());
+    assert!(
+        left.trim().is_empty(),
+        "sockets left in namespace {} 10 s after the server stopped:\n{left}",
+        rig.netns().name()
+    );
 }

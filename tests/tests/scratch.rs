@@ -42,8 +42,7 @@ use qemu_tests::vm::{Disk, DiskBus, Machine, Nic, VmRun};
 const LAB_MAC: &str = "52:54:00:77:03:12";
 const TIMEOUT: Duration = Duration::from_secs(300);
 const MIB: u64 = 1 << 20;
-const SETUP_HINT: &str =
-    "run qemu/setup (packages e2fsprogs, util-linux, fdisk, ntfs-3g, coreutils)";
+const SETUP_HINT: &str = "run qemu/setup (packages e2fsprogs, util-linux, fdisk, ntfs-3g, coreutils)";
 
 fn netboot_initrd() -> &'static Path {
     static INITRD: OnceLock<PathBuf> = OnceLock::new();
@@ -212,7 +211,14 @@ impl Outcome {
 
 /// Boots the busybox image as lab3-12 with `disks` (bus, file in `dir`) and the extra
 /// command line `append`; hashes the files named in `hashed` before the boot.
-fn boot(name: &str, machine: Machine, append: &str, dir: DiskDir, disks: &[(DiskBus, &str)], hashed: &[&str]) -> Outcome {
+fn boot(
+    name: &str,
+    machine: Machine,
+    append: &str,
+    dir: DiskDir,
+    disks: &[(DiskBus, &str)],
+    hashed: &[&str],
+) -> Outcome {
     let before = hashed.iter().map(|n| (n.to_string(), sha256(&dir.path(n)))).collect();
     let mut rig = PxeRig::new(name).unwrap();
     let config = rig.dnsmasq_config().host(LAB_MAC, LAB_IP, LAB_HOST);
@@ -245,7 +251,8 @@ fn vm_a() -> &'static Outcome {
         d.partitioned("ahci.raw", 160, "dos", &[("83", &scratch)]);
         d.swap("swap.raw", 64, "swap0");
         let ntfs = d.ntfs("ntfs.part", 32, "windows");
-        let data = d.ext4("data.part", 32, None, &[("data/report.txt", "precious data\n"), ("data/sub/more", "more\n")]);
+        let data =
+            d.ext4("data.part", 32, None, &[("data/report.txt", "precious data\n"), ("data/sub/more", "more\n")]);
         d.partitioned(
             "nvme.raw",
             80,
@@ -279,7 +286,14 @@ fn vm_b() -> &'static Outcome {
     RUN.get_or_init(|| {
         let d = DiskDir::new();
         d.ext4("scratch.raw", 64, Some("scratch"), B_FILES);
-        boot("scratch-B-wipe", Machine::Pc, "diskless.scratch.wipe=true", d, &[(DiskBus::VirtioBlk, "scratch.raw")], &[])
+        boot(
+            "scratch-B-wipe",
+            Machine::Pc,
+            "diskless.scratch.wipe=true",
+            d,
+            &[(DiskBus::VirtioBlk, "scratch.raw")],
+            &[],
+        )
     })
 }
 
@@ -327,9 +341,8 @@ fn mountinfo(o: &Outcome, target: &str) -> (String, String, String) {
 fn scratch_partition_is_mounted_and_bound_over_local_dirs_and_tmp() {
     let o = vm_a();
     assert_completed(o);
-    o.console().assert_line(
-        r"diskless: scratch: using /dev/sda1 \(ext4, label scratch, 128 MiB\) at /newroot/mnt/scratch \(",
-    );
+    o.console()
+        .assert_line(r"diskless: scratch: using /dev/sda1 \(ext4, label scratch, 128 MiB\) at /newroot/mnt/scratch \(");
     o.console().assert_line(r"diskless: scratch: /tmp on /newroot/mnt/scratch/tmp\s*$");
     o.console().assert_line(r"diskless: scratch: local dirs from /newroot/mnt/scratch: /etc/local, /var/local\s*$");
     o.console().assert_line(r#"diskless: disk sda1: ext4 label "scratch", 128 MiB\s*$"#);
@@ -343,7 +356,12 @@ fn scratch_partition_is_mounted_and_bound_over_local_dirs_and_tmp() {
         ("/local", "/local"),
     ] {
         let (r, fstype, source) = mountinfo(o, target);
-        assert_eq!((r.as_str(), fstype.as_str(), source.as_str()), (root, "ext4", "/dev/sda1"), "{target} ({})", o.log_path());
+        assert_eq!(
+            (r.as_str(), fstype.as_str(), source.as_str()),
+            (root, "ext4", "/dev/sda1"),
+            "{target} ({})",
+            o.log_path()
+        );
         assert!(o.image().mount(target).starts_with("/dev/sda1 "), "{target} in /proc/mounts ({})", o.log_path());
     }
     assert!(o.image().mount("/etc/local").contains(" ext4 rw,"), "({})", o.log_path());
@@ -360,7 +378,12 @@ fn layers_are_copied_onto_the_scratch() {
     assert_eq!(o.image().read("/var/from-host"), "var file in host lab3-12", "({})", o.log_path());
     // The same files seen through the scratch mount: they are on the disk.
     let (mode, owner, what) = o.image().assert_file("/mnt/scratch/etc/local/secret");
-    assert_eq!((mode.as_str(), owner.as_str(), what.as_str()), ("600", "1000:1000", "secret of lab3-12"), "({})", o.log_path());
+    assert_eq!(
+        (mode.as_str(), owner.as_str(), what.as_str()),
+        ("600", "1000:1000", "secret of lab3-12"),
+        "({})",
+        o.log_path()
+    );
     let (_, _, what) = o.image().assert_file("/mnt/scratch/var/local/from-base");
     assert_eq!(what, "var file in base", "({})", o.log_path());
 }
@@ -383,7 +406,8 @@ fn foreign_nvme_disk_is_skipped_with_reasons_never_mounted_and_unchanged() {
     o.console().assert_line(r"diskless: disk nvme0n1: .*skipped \(partitioned disk, see its partitions\)");
     // (NTFS keeps its label in $Volume, not in the boot sector the probe reads.)
     o.console().assert_line(r"diskless: disk nvme0n1p1: ntfs, 32 MiB, skipped \(another system's filesystem, never mounted or written\)\s*$");
-    o.console().assert_line(r#"diskless: disk nvme0n1p2: ext4, 32 MiB, skipped \(no label, scratch.label is "scratch"\)"#);
+    o.console()
+        .assert_line(r#"diskless: disk nvme0n1p2: ext4, 32 MiB, skipped \(no label, scratch.label is "scratch"\)"#);
     // Not in /proc/mounts at all, and the kernel never mounted it (EXT4-fs/ntfs lines).
     o.console().assert_no_line(r"^IMAGE: mount /dev/nvme");
     o.console().assert_no_line(r"^IMAGE: swap /dev/nvme");
@@ -396,7 +420,9 @@ fn foreign_nvme_disk_is_skipped_with_reasons_never_mounted_and_unchanged() {
 fn boot_json_records_the_scratch_and_the_swap() {
     let o = vm_a();
     let json = o.boot_json();
-    let at = json.find(r#""scratch": {"#).unwrap_or_else(|| panic!("no \"scratch\" in boot.json ({}):\n{json}", o.log_path()));
+    let at = json
+        .find(r#""scratch": {"#)
+        .unwrap_or_else(|| panic!("no \"scratch\" in boot.json ({}):\n{json}", o.log_path()));
     let section = &json[at..];
     for want in [
         r#""device": "/dev/sda1""#,
@@ -416,7 +442,8 @@ fn boot_json_records_the_scratch_and_the_swap() {
 fn wipe_empties_the_bound_subdirectories_in_the_image() {
     let o = vm_b();
     assert_completed(o);
-    o.console().assert_line(r"diskless: scratch: using /dev/vda \(ext4, label scratch, 64 MiB\) at /newroot/mnt/scratch");
+    o.console()
+        .assert_line(r"diskless: scratch: using /dev/vda \(ext4, label scratch, 64 MiB\) at /newroot/mnt/scratch");
     for (dir, removed) in [("etc/local", 1), ("var/local", 1), ("tmp", 3), ("local", 1)] {
         o.console().assert_line(&format!(
             r"diskless: scratch: wiped /newroot/mnt/scratch/{}: {removed} entries removed\s*$",
@@ -426,7 +453,11 @@ fn wipe_empties_the_bound_subdirectories_in_the_image() {
     for stale in ["/etc/local/stale-etc", "/var/local/stale-var", "/tmp/stale-tmp", "/tmp/subdir"] {
         assert!(o.image().file(stale).is_none(), "{stale} survived the wipe ({})", o.log_path());
     }
-    assert!(o.image().file("/mnt/scratch/local/stale-local").is_none(), "local/stale-local survived ({})", o.log_path());
+    assert!(
+        o.image().file("/mnt/scratch/local/stale-local").is_none(),
+        "local/stale-local survived ({})",
+        o.log_path()
+    );
     let (_, _, what) = o.image().assert_file("/mnt/scratch/keep-me");
     assert_eq!(what, "at the root of the scratch: not bound, never wiped", "({})", o.log_path());
     // The layers land after the wipe.
@@ -445,7 +476,12 @@ fn wipe_result_is_on_the_disk_after_poweroff() {
     let at = format!("console log {}, disk {}", o.log_path(), disk.display());
     tool("cp", &["--sparse=always", &o.disks.path("scratch.raw").display().to_string(), &disk.display().to_string()]);
     let fix = Command::new("e2fsck").args(["-fy", &disk.display().to_string()]).output().expect(SETUP_HINT);
-    assert!(matches!(fix.status.code(), Some(0 | 1)), "e2fsck -fy of the scratch after the boot ({at}): {}\n{}", fix.status, String::from_utf8_lossy(&fix.stdout));
+    assert!(
+        matches!(fix.status.code(), Some(0 | 1)),
+        "e2fsck -fy of the scratch after the boot ({at}): {}\n{}",
+        fix.status,
+        String::from_utf8_lossy(&fix.stdout)
+    );
     tool("e2fsck", &["-fn", &disk.display().to_string()]);
     let root = debugfs(&disk, "ls -l /");
     assert!(root.contains("keep-me"), "keep-me gone from the scratch's root ({at}):\n{root}");
@@ -494,7 +530,11 @@ fn damaged_scratch_falls_back_to_tmpfs_and_the_boot_completes() {
     o.console().assert_no_line(r"^IMAGE: mount /dev/sda");
     assert_eq!(o.image().read("/etc/layer-test"), "ip 10.77.0.112", "({})", o.log_path());
     let json = o.boot_json();
-    assert!(json.contains(r#""failure": "cannot mount /dev/sda (ext4)"#), "no failure in boot.json ({}):\n{json}", o.log_path());
+    assert!(
+        json.contains(r#""failure": "cannot mount /dev/sda (ext4)"#),
+        "no failure in boot.json ({}):\n{json}",
+        o.log_path()
+    );
 }
 
 #[test]

@@ -152,7 +152,8 @@ fn read_db(root: &Path, os: &dyn Os) -> Result<(PathBuf, Vec<u8>), HardwareError
 
 fn parse_db<'a>(root: &Path, os: &dyn Os, bytes: &'a [u8]) -> Result<DbIndex<'a>, HardwareError> {
     let db_file = root.join(modules_db::db_path(&os.kernel_release()));
-    let db = modules_db::Db::parse(bytes).map_err(|e| HardwareError::ParseDb { path: db_file, reason: e.to_string() })?;
+    let db =
+        modules_db::Db::parse(bytes).map_err(|e| HardwareError::ParseDb { path: db_file, reason: e.to_string() })?;
     Ok(DbIndex(db))
 }
 
@@ -633,7 +634,15 @@ mod tests {
         os.load_errors.lock().unwrap().insert("lockd.ko".into(), rustix::io::Errno::EXIST.raw_os_error());
         let (log, _) = captured();
         let cmdline = Cmdline::default();
-        let got = load_by_name(&idx, os.clone(), Arc::new(log), &cmdline, PathBuf::from("/m"), &["nfs", "nfsv3", "nfsv4"], &|_| false);
+        let got = load_by_name(
+            &idx,
+            os.clone(),
+            Arc::new(log),
+            &cmdline,
+            PathBuf::from("/m"),
+            &["nfs", "nfsv3", "nfsv4"],
+            &|_| false,
+        );
         assert_eq!(got.loaded, ["sunrpc", "nfs", "nfsv3"], "lockd was already loaded");
         assert_eq!(got.missing, [("nfsv4".to_string(), "it is not in the initramfs".to_string())]);
         let loads = loads(&os);
@@ -641,7 +650,15 @@ mod tests {
 
         let blacklisted = Cmdline::parse("modprobe.blacklist=nfsv3");
         let (log, console) = captured();
-        let got = load_by_name(&idx, Arc::new(FakeOs::default()), Arc::new(log), &blacklisted, PathBuf::from("/m"), &["nfsv3"], &|_| false);
+        let got = load_by_name(
+            &idx,
+            Arc::new(FakeOs::default()),
+            Arc::new(log),
+            &blacklisted,
+            PathBuf::from("/m"),
+            &["nfsv3"],
+            &|_| false,
+        );
         assert_eq!(got.missing, [("nfsv3".to_string(), "it is blacklisted by modprobe.blacklist".to_string())]);
         assert!(console.text().contains("not loading nfsv3: blacklisted by modprobe.blacklist"));
     }

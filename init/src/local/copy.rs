@@ -93,7 +93,11 @@ impl fmt::Display for CopyWarning {
                 path.display()
             ),
             CopyWarning::SpecialFile { layer, path, file_type } => {
-                write!(f, "layer {layer}: {} is a {file_type}, skipped (layers hold files, directories and symlinks)", path.display())
+                write!(
+                    f,
+                    "layer {layer}: {} is a {file_type}, skipped (layers hold files, directories and symlinks)",
+                    path.display()
+                )
             }
             CopyWarning::Unreadable { layer, path, error } => write!(
                 f,
@@ -125,12 +129,9 @@ pub enum ApplyError {
 impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApplyError::OpenDestination { dir, path, error } => write!(
-                f,
-                "cannot open {} (the local part of {}): {error}",
-                path.display(),
-                dir.display()
-            ),
+            ApplyError::OpenDestination { dir, path, error } => {
+                write!(f, "cannot open {} (the local part of {}): {error}", path.display(), dir.display())
+            }
             ApplyError::OpenLayer { layer, error } => write!(f, "cannot open layer {layer}: {error}"),
             ApplyError::NoSpace { layer, path, error } => write!(
                 f,
@@ -172,8 +173,17 @@ pub fn apply<A: Attributes + ?Sized>(
 ) -> Result<ApplyReport, ApplyError> {
     let mut open = Vec::with_capacity(destinations.len());
     for d in destinations {
-        let fd = openat(rustix::fs::CWD, &d.path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| ApplyError::OpenDestination { dir: d.dir.clone(), path: d.path.clone(), error: e.into() })?;
+        let fd = openat(
+            rustix::fs::CWD,
+            &d.path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ApplyError::OpenDestination {
+            dir: d.dir.clone(),
+            path: d.path.clone(),
+            error: e.into(),
+        })?;
         open.push(OpenDestination { dir: &d.dir, path: &d.path, fd });
     }
     let mut report = ApplyReport::default();
@@ -335,7 +345,8 @@ impl<A: Attributes + ?Sized> LayerCopy<'_, A> {
     }
 
     fn open_source_dir(&mut self, src: &OwnedFd, name: &OsStr, image_path: &Path) -> Option<OwnedFd> {
-        match openat(src, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        match openat(src, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+        {
             Ok(fd) => Some(fd),
             Err(e) => {
                 self.unreadable(image_path, e);
@@ -406,7 +417,8 @@ impl<A: Attributes + ?Sized> LayerCopy<'_, A> {
                         }
                     };
                     self.clear(target.fd, &name, &dest_path)?;
-                    symlinkat(link.as_c_str(), target.fd, &*name).map_err(|e| self.write_error(dest_path.clone(), e))?;
+                    symlinkat(link.as_c_str(), target.fd, &*name)
+                        .map_err(|e| self.write_error(dest_path.clone(), e))?;
                     self.set_attributes(target.fd, &name, &dest_path, &stat, false)?;
                     self.report.symlinks += 1;
                 }
@@ -420,7 +432,11 @@ impl<A: Attributes + ?Sized> LayerCopy<'_, A> {
                         _ => "file of unknown type",
                     };
                     let path = self.layer_path(&child);
-                    self.warnings.push(CopyWarning::SpecialFile { layer: self.name.clone(), path, file_type: file_type.into() });
+                    self.warnings.push(CopyWarning::SpecialFile {
+                        layer: self.name.clone(),
+                        path,
+                        file_type: file_type.into(),
+                    });
                 }
             }
         }
@@ -468,8 +484,9 @@ impl<A: Attributes + ?Sized> LayerCopy<'_, A> {
         if !is_dir {
             return unlinkat(dir, name, AtFlags::empty()).map_err(|e| self.remove_error(dest_path, e));
         }
-        let sub = openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| self.remove_error(dest_path, e))?;
+        let sub =
+            openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| self.remove_error(dest_path, e))?;
         let names = entry_names(&sub).map_err(|e| ApplyError::Remove {
             layer: self.name.clone(),
             path: dest_path.to_path_buf(),
@@ -505,7 +522,9 @@ impl<A: Attributes + ?Sized> LayerCopy<'_, A> {
         let result = self
             .attrs
             .set_owner(dir.as_fd(), name, stat.st_uid, stat.st_gid)
-            .and_then(|()| if with_mode { self.attrs.set_mode(dir.as_fd(), name, stat.st_mode & 0o7777) } else { Ok(()) })
+            .and_then(
+                |()| if with_mode { self.attrs.set_mode(dir.as_fd(), name, stat.st_mode & 0o7777) } else { Ok(()) },
+            )
             .and_then(|()| self.attrs.set_times(dir.as_fd(), name, &times));
         result.map_err(fail)
     }

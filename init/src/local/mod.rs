@@ -31,8 +31,12 @@ use serde::Serialize;
 use crate::config::Config;
 
 pub use copy::{ApplyError, ApplyReport, Attributes, CopyWarning, LayerReport, apply};
-pub use mounts::{Destination, MountAction, MountError, MountPlan, Mounter, execute, plan_mounts, plan_mounts_with_scratch};
-pub use select::{Layer, LayerInput, LayerKind, LayerSelection, SkipReason, SkippedLayer, check_host_name, select_layers};
+pub use mounts::{
+    Destination, MountAction, MountError, MountPlan, Mounter, execute, plan_mounts, plan_mounts_with_scratch,
+};
+pub use select::{
+    Layer, LayerInput, LayerKind, LayerSelection, SkipReason, SkippedLayer, check_host_name, select_layers,
+};
 pub use system::System;
 
 /// Directory under the run dir (`/run/diskless`) that holds the overlay uppers.

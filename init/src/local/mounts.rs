@@ -36,14 +36,29 @@ pub trait Mounter {
 pub enum MountAction {
     /// A directory of the image that must exist because something is mounted on it;
     /// `image_path` is the same path as the admin sees it in the image.
-    RequireDir { path: PathBuf, image_path: PathBuf },
+    RequireDir {
+        path: PathBuf,
+        image_path: PathBuf,
+    },
     /// A directory outside the image (under the run dir) to create, with the mode and
     /// owner of `like` when given (an overlay's root takes them from its upper).
-    MakeDir { path: PathBuf, like: Option<PathBuf> },
-    Tmpfs { target: PathBuf, options: String },
-    Overlay { target: PathBuf, options: String },
+    MakeDir {
+        path: PathBuf,
+        like: Option<PathBuf>,
+    },
+    Tmpfs {
+        target: PathBuf,
+        options: String,
+    },
+    Overlay {
+        target: PathBuf,
+        options: String,
+    },
     /// A directory of the scratch disk (DESIGN §6) in place of the tmpfs.
-    Bind { source: PathBuf, target: PathBuf },
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+    },
 }
 
 /// Where the layer files of one configured dir go.
@@ -69,11 +84,30 @@ pub struct MountPlan {
 #[derive(Debug)]
 pub enum MountError {
     /// A mountpoint that must exist in the image does not, or is not a directory.
-    MissingDir { image_path: PathBuf, path: PathBuf, error: Option<io::Error> },
-    MakeDir { path: PathBuf, error: io::Error },
-    Tmpfs { target: PathBuf, options: String, error: io::Error },
-    Overlay { target: PathBuf, options: String, error: io::Error },
-    Bind { source: PathBuf, target: PathBuf, error: io::Error },
+    MissingDir {
+        image_path: PathBuf,
+        path: PathBuf,
+        error: Option<io::Error>,
+    },
+    MakeDir {
+        path: PathBuf,
+        error: io::Error,
+    },
+    Tmpfs {
+        target: PathBuf,
+        options: String,
+        error: io::Error,
+    },
+    Overlay {
+        target: PathBuf,
+        options: String,
+        error: io::Error,
+    },
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        error: io::Error,
+    },
 }
 
 impl fmt::Display for MountError {
@@ -93,23 +127,18 @@ impl fmt::Display for MountError {
                 )
             }
             MountError::MakeDir { path, error } => write!(f, "cannot create {}: {error}", path.display()),
-            MountError::Tmpfs { target, options, error } => write!(
-                f,
-                "cannot mount a tmpfs on {} with -o {options}: {error} (check tmpfs_size)",
-                target.display()
-            ),
+            MountError::Tmpfs { target, options, error } => {
+                write!(f, "cannot mount a tmpfs on {} with -o {options}: {error} (check tmpfs_size)", target.display())
+            }
             MountError::Overlay { target, options, error } => write!(
                 f,
                 "cannot mount an overlay on {} with -o {options}: {error} (is the overlay module in the \
                  initramfs? or use mode = \"symlink\")",
                 target.display()
             ),
-            MountError::Bind { source, target, error } => write!(
-                f,
-                "cannot bind the scratch directory {} on {}: {error}",
-                source.display(),
-                target.display()
-            ),
+            MountError::Bind { source, target, error } => {
+                write!(f, "cannot bind the scratch directory {} on {}: {error}", source.display(), target.display())
+            }
         }
     }
 }
@@ -198,7 +227,11 @@ pub fn execute<M: Mounter + ?Sized>(actions: &[MountAction], mounter: &mut M) ->
                 match fs::symlink_metadata(path) {
                     Ok(meta) if meta.is_dir() => {}
                     Ok(_) => {
-                        return Err(MountError::MissingDir { image_path: image_path.clone(), path: path.clone(), error: None });
+                        return Err(MountError::MissingDir {
+                            image_path: image_path.clone(),
+                            path: path.clone(),
+                            error: None,
+                        });
                     }
                     Err(error) => {
                         return Err(MountError::MissingDir {
@@ -216,14 +249,16 @@ pub fn execute<M: Mounter + ?Sized>(actions: &[MountAction], mounter: &mut M) ->
                         .map_err(|error| MountError::MakeDir { path: path.clone(), error })?,
                     None => (0o755, 0, 0),
                 };
-                mounter.make_dir(path, mode, uid, gid).map_err(|error| MountError::MakeDir { path: path.clone(), error })?;
+                mounter
+                    .make_dir(path, mode, uid, gid)
+                    .map_err(|error| MountError::MakeDir { path: path.clone(), error })?;
             }
-            MountAction::Tmpfs { target, options } => mounter.mount_tmpfs(target, options).map_err(|error| {
-                MountError::Tmpfs { target: target.clone(), options: options.clone(), error }
-            })?,
-            MountAction::Overlay { target, options } => mounter.mount_overlay(target, options).map_err(|error| {
-                MountError::Overlay { target: target.clone(), options: options.clone(), error }
-            })?,
+            MountAction::Tmpfs { target, options } => mounter
+                .mount_tmpfs(target, options)
+                .map_err(|error| MountError::Tmpfs { target: target.clone(), options: options.clone(), error })?,
+            MountAction::Overlay { target, options } => mounter
+                .mount_overlay(target, options)
+                .map_err(|error| MountError::Overlay { target: target.clone(), options: options.clone(), error })?,
             MountAction::Bind { source, target } => mounter
                 .bind_mount(source, target)
                 .map_err(|error| MountError::Bind { source: source.clone(), target: target.clone(), error })?,
@@ -243,7 +278,8 @@ mod tests {
 
     #[test]
     fn symlink_mode_mounts_a_tmpfs_on_each_local_dir() {
-        let plan = plan_mounts(&config(Mode::Symlink, &["/etc", "/var"]), Path::new("/root"), Path::new("/run/diskless"));
+        let plan =
+            plan_mounts(&config(Mode::Symlink, &["/etc", "/var"]), Path::new("/root"), Path::new("/run/diskless"));
         assert_eq!(
             plan.before_copy,
             [
@@ -284,7 +320,10 @@ mod tests {
                 MountAction::MakeDir { path: "/run/diskless/overlay".into(), like: None },
                 MountAction::Tmpfs { target: "/run/diskless/overlay".into(), options: "size=25%,mode=0755".into() },
                 MountAction::RequireDir { path: "/root/etc".into(), image_path: "/etc".into() },
-                MountAction::MakeDir { path: "/run/diskless/overlay/0-etc/upper".into(), like: Some("/root/etc".into()) },
+                MountAction::MakeDir {
+                    path: "/run/diskless/overlay/0-etc/upper".into(),
+                    like: Some("/root/etc".into())
+                },
                 MountAction::MakeDir { path: "/run/diskless/overlay/0-etc/work".into(), like: None },
             ]
         );
@@ -295,12 +334,19 @@ mod tests {
                 options: "lowerdir=/root/etc,upperdir=/run/diskless/overlay/0-etc/upper,workdir=/run/diskless/overlay/0-etc/work".into(),
             }]
         );
-        assert_eq!(plan.destinations, [Destination { dir: "/etc".into(), path: "/run/diskless/overlay/0-etc/upper".into() }]);
+        assert_eq!(
+            plan.destinations,
+            [Destination { dir: "/etc".into(), path: "/run/diskless/overlay/0-etc/upper".into() }]
+        );
     }
 
     #[test]
     fn overlay_mode_mounts_parents_first_and_keeps_similar_names_apart() {
-        let plan = plan_mounts(&config(Mode::Overlay, &["/var/lib", "/a_b", "/var", "/a/b"]), Path::new("/r"), Path::new("/run/d"));
+        let plan = plan_mounts(
+            &config(Mode::Overlay, &["/var/lib", "/a_b", "/var", "/a/b"]),
+            Path::new("/r"),
+            Path::new("/run/d"),
+        );
         let targets: Vec<_> = plan
             .after_copy
             .iter()
@@ -360,14 +406,27 @@ mod tests {
     #[test]
     fn scratch_dirs_are_bound_instead_of_tmpfs_in_symlink_mode() {
         let scratch = [(PathBuf::from("/var"), PathBuf::from("/root/mnt/scratch/var/local"))];
-        let plan = plan_mounts_with_scratch(&config(Mode::Symlink, &["/etc", "/var"]), Path::new("/root"), Path::new("/run/d"), &scratch);
-        assert_eq!(plan.before_copy[1], MountAction::Tmpfs { target: "/root/etc/local".into(), options: "size=25%,mode=0755".into() });
+        let plan = plan_mounts_with_scratch(
+            &config(Mode::Symlink, &["/etc", "/var"]),
+            Path::new("/root"),
+            Path::new("/run/d"),
+            &scratch,
+        );
+        assert_eq!(
+            plan.before_copy[1],
+            MountAction::Tmpfs { target: "/root/etc/local".into(), options: "size=25%,mode=0755".into() }
+        );
         assert_eq!(
             plan.before_copy[3],
             MountAction::Bind { source: "/root/mnt/scratch/var/local".into(), target: "/root/var/local".into() }
         );
         assert_eq!(plan.destinations[1].path, Path::new("/root/var/local"));
-        let overlay = plan_mounts_with_scratch(&config(Mode::Overlay, &["/var"]), Path::new("/root"), Path::new("/run/d"), &scratch);
+        let overlay = plan_mounts_with_scratch(
+            &config(Mode::Overlay, &["/var"]),
+            Path::new("/root"),
+            Path::new("/run/d"),
+            &scratch,
+        );
         assert_eq!(overlay, plan_mounts(&config(Mode::Overlay, &["/var"]), Path::new("/root"), Path::new("/run/d")));
     }
 

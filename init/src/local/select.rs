@@ -137,8 +137,7 @@ const LAYER_TABLE: &[(LayerKind, LayerName)] = &[
 /// The host name without domain, lower case (DNS names are case-insensitive, the
 /// layer directories are not), after checking the whole name against RFC 1123.
 fn short_name(hostname: &str) -> Result<String, SkipReason> {
-    check_host_name(hostname)
-        .map_err(|reason| SkipReason::InvalidName { name: hostname.to_string(), reason })?;
+    check_host_name(hostname).map_err(|reason| SkipReason::InvalidName { name: hostname.to_string(), reason })?;
     let short = hostname.split('.').next().unwrap_or(hostname);
     Ok(short.to_ascii_lowercase())
 }

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
-use rustix::fs::{AtFlags, Gid, Mode, Timestamps, Uid, chownat, chmodat, utimensat};
+use rustix::fs::{AtFlags, Gid, Mode, Timestamps, Uid, chmodat, chownat, utimensat};
 use rustix::mount::{MountFlags, mount};
 
 use super::copy::Attributes;

@@ -28,11 +28,7 @@ pub struct Mac(pub [u8; 6]);
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -96,10 +92,7 @@ const AUTOCONF_KEYWORDS: [(&str, Autoconf); 8] = [
 ];
 
 fn autoconf_keyword(word: &str) -> Option<Autoconf> {
-    AUTOCONF_KEYWORDS
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(word))
-        .map(|&(_, a)| a)
+    AUTOCONF_KEYWORDS.iter().find(|(name, _)| name.eq_ignore_ascii_case(word)).map(|&(_, a)| a)
 }
 
 /// All fields of an `ip=` parameter; absent fields are `None`.
@@ -120,10 +113,7 @@ pub struct IpParam {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum IpMode {
     /// DHCP, on `device` only if one is named.
-    Dhcp {
-        device: Option<String>,
-        method: Autoconf,
-    },
+    Dhcp { device: Option<String>, method: Autoconf },
     /// Static configuration from `ip=`, no DHCP.
     Static,
     /// `ip=off`/`ip=none` with no address: the network stage does nothing.
@@ -137,18 +127,12 @@ impl IpParam {
     pub fn mode(&self) -> IpMode {
         let autoconf = self.autoconf.unwrap_or(Autoconf::Unset);
         if autoconf.is_dynamic() {
-            return IpMode::Dhcp {
-                device: self.device.clone(),
-                method: autoconf,
-            };
+            return IpMode::Dhcp { device: self.device.clone(), method: autoconf };
         }
         match (self.client, autoconf) {
             (Some(_), _) => IpMode::Static,
             (None, Autoconf::Off) => IpMode::Off,
-            (None, _) => IpMode::Dhcp {
-                device: self.device.clone(),
-                method: Autoconf::Any,
-            },
+            (None, _) => IpMode::Dhcp { device: self.device.clone(), method: Autoconf::Any },
         }
     }
 
@@ -219,8 +203,7 @@ const IP_FIELDS: [(&str, FieldParser); 10] = [
         Ok(())
     }),
     ("autoconf", |p, v| {
-        let a =
-            autoconf_keyword(v).ok_or("not one of off, none, on, any, dhcp, bootp, rarp, both")?;
+        let a = autoconf_keyword(v).ok_or("not one of off, none, on, any, dhcp, bootp, rarp, both")?;
         p.autoconf = Some(a);
         Ok(())
     }),
@@ -255,12 +238,7 @@ pub fn prefix_mask(prefix: u8) -> Ipv4Addr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
     /// A field of `ip=` has a bad value.
-    IpField {
-        value: String,
-        field: &'static str,
-        field_value: String,
-        reason: String,
-    },
+    IpField { value: String, field: &'static str, field_value: String, reason: String },
     /// `ip=` has more than ten fields.
     IpTooManyFields { value: String },
     /// `BOOTIF=` is not `01-` followed by six hex bytes.
@@ -272,12 +250,7 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::IpField {
-                value,
-                field,
-                field_value,
-                reason,
-            } => write!(
+            ConfigError::IpField { value, field, field_value, reason } => write!(
                 f,
                 "ip={value}: field {field} = \"{field_value}\" is {reason}; fix the ip= parameter (kernel nfsroot.rst syntax) or remove it to use DHCP"
             ),
@@ -316,9 +289,7 @@ pub fn parse_ip(value: &str) -> Result<IpParam, ConfigError> {
     }
     let fields: Vec<&str> = value.split(':').collect();
     if fields.len() > IP_FIELDS.len() {
-        return Err(ConfigError::IpTooManyFields {
-            value: value.into(),
-        });
+        return Err(ConfigError::IpTooManyFields { value: value.into() });
     }
     // dracut's `<dev>:<keyword>`: two fields whose second is a keyword; in
     // the kernel form the second field is an address, so there is no clash.
@@ -353,9 +324,7 @@ pub fn parse_ip(value: &str) -> Result<IpParam, ConfigError> {
 /// Parses `BOOTIF=01-aa-bb-cc-dd-ee-ff` (hardware type 1, Ethernet).
 /// A bare colon-separated MAC is accepted too, as some boot loaders write it.
 pub fn parse_bootif(value: &str) -> Result<Mac, ConfigError> {
-    let err = || ConfigError::BootIf {
-        value: value.into(),
-    };
+    let err = || ConfigError::BootIf { value: value.into() };
     // A dash-separated value must carry the type prefix: "01-52-54-00-77-03"
     // is a truncated BOOTIF, not the MAC 01:52:54:00:77:03.
     let mac = match value.strip_prefix("01-") {
@@ -394,10 +363,7 @@ fn parse_seconds(key: &str, value: &str) -> Result<Duration, ConfigError> {
     value
         .parse::<u32>()
         .map(|s| Duration::from_secs(u64::from(s)))
-        .map_err(|_| ConfigError::Seconds {
-            key: key.into(),
-            value: value.into(),
-        })
+        .map_err(|_| ConfigError::Seconds { key: key.into(), value: value.into() })
 }
 
 impl NetConfig {
@@ -405,9 +371,7 @@ impl NetConfig {
     /// value)` pairs (value `""` for a bare word). Parameters that are not
     /// about the network are ignored; a later `ip=` overrides an earlier one,
     /// as in the kernel.
-    pub fn from_params<'a>(
-        params: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<NetConfig, ConfigError> {
+    pub fn from_params<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<NetConfig, ConfigError> {
         let mut cfg = NetConfig::default();
         for (key, value) in params {
             match key {
@@ -424,21 +388,14 @@ impl NetConfig {
     /// Convenience over [`NetConfig::from_params`] for a whole command line
     /// split at white space (network parameters never contain quotes).
     pub fn from_cmdline(cmdline: &str) -> Result<NetConfig, ConfigError> {
-        NetConfig::from_params(
-            cmdline
-                .split_ascii_whitespace()
-                .map(|w| w.split_once('=').unwrap_or((w, ""))),
-        )
+        NetConfig::from_params(cmdline.split_ascii_whitespace().map(|w| w.split_once('=').unwrap_or((w, ""))))
     }
 
     /// What to do; no `ip=` means DHCP on every NIC.
     pub fn mode(&self) -> IpMode {
         match &self.ip {
             Some(p) => p.mode(),
-            None => IpMode::Dhcp {
-                device: None,
-                method: Autoconf::Any,
-            },
+            None => IpMode::Dhcp { device: None, method: Autoconf::Any },
         }
     }
 
@@ -460,10 +417,7 @@ mod tests {
     fn one_word_forms_select_dhcp_or_off() {
         for word in ["dhcp", "on", "any", "bootp", "both", "rarp", "DHCP"] {
             let p = parse_ip(word).unwrap();
-            assert!(
-                matches!(p.mode(), IpMode::Dhcp { device: None, .. }),
-                "{word}"
-            );
+            assert!(matches!(p.mode(), IpMode::Dhcp { device: None, .. }), "{word}");
         }
         for word in ["off", "none"] {
             assert_eq!(parse_ip(word).unwrap().mode(), IpMode::Off, "{word}");
@@ -473,19 +427,13 @@ mod tests {
     #[test]
     fn device_colon_dhcp_restricts_to_that_device() {
         let p = parse_ip("eth1:dhcp").unwrap();
-        assert_eq!(
-            p.mode(),
-            IpMode::Dhcp {
-                device: Some("eth1".into()),
-                method: Autoconf::Dhcp
-            }
-        );
+        assert_eq!(p.mode(), IpMode::Dhcp { device: Some("eth1".into()), method: Autoconf::Dhcp });
     }
 
     #[test]
     fn full_static_form_fills_every_field() {
-        let p = parse_ip("10.0.0.5:10.0.0.1:10.0.0.254:255.255.255.0:lab3-12:eth0:off:10.0.0.2:10.0.0.3:10.0.0.4")
-            .unwrap();
+        let p =
+            parse_ip("10.0.0.5:10.0.0.1:10.0.0.254:255.255.255.0:lab3-12:eth0:off:10.0.0.2:10.0.0.3:10.0.0.4").unwrap();
         assert_eq!(p.client, Some(ip("10.0.0.5")));
         assert_eq!(p.server, Some(ip("10.0.0.1")));
         assert_eq!(p.gateway, Some(ip("10.0.0.254")));
@@ -509,13 +457,7 @@ mod tests {
     #[test]
     fn empty_fields_are_absent_and_autoconf_dhcp_with_address_runs_dhcp() {
         let p = parse_ip(":::::eth2:dhcp").unwrap();
-        assert_eq!(
-            p.mode(),
-            IpMode::Dhcp {
-                device: Some("eth2".into()),
-                method: Autoconf::Dhcp
-            }
-        );
+        assert_eq!(p.mode(), IpMode::Dhcp { device: Some("eth2".into()), method: Autoconf::Dhcp });
         let p = parse_ip("10.1.2.3::::::dhcp").unwrap();
         assert!(matches!(p.mode(), IpMode::Dhcp { .. }));
         let p = parse_ip("::::host1").unwrap();
@@ -527,13 +469,7 @@ mod tests {
     fn missing_netmask_uses_classful_default() {
         let p = parse_ip("172.16.0.9").unwrap_err();
         // A bare address has no colon and is therefore not a keyword.
-        assert!(matches!(
-            p,
-            ConfigError::IpField {
-                field: "autoconf",
-                ..
-            }
-        ));
+        assert!(matches!(p, ConfigError::IpField { field: "autoconf", .. }));
         let p = parse_ip("172.16.0.9::").unwrap();
         assert_eq!(p.effective_netmask(), Some(ip("255.255.0.0")));
         let p = parse_ip("10.1.0.9::").unwrap();
@@ -555,44 +491,18 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("gw-ip") && msg.contains("bogus"), "{msg}");
         let e = parse_ip("10.0.0.5::::::sometimes").unwrap_err();
-        assert!(matches!(
-            e,
-            ConfigError::IpField {
-                field: "autoconf",
-                ..
-            }
-        ));
+        assert!(matches!(e, ConfigError::IpField { field: "autoconf", .. }));
         let e = parse_ip("10.0.0.5:::255.0.255.0").unwrap_err();
-        assert!(matches!(
-            e,
-            ConfigError::IpField {
-                field: "netmask",
-                ..
-            }
-        ));
-        assert!(matches!(
-            parse_ip("1:2:3:4:5:6:7:8:9:10:11"),
-            Err(ConfigError::IpTooManyFields { .. })
-        ));
+        assert!(matches!(e, ConfigError::IpField { field: "netmask", .. }));
+        assert!(matches!(parse_ip("1:2:3:4:5:6:7:8:9:10:11"), Err(ConfigError::IpTooManyFields { .. })));
     }
 
     #[test]
     fn bootif_with_type_prefix_and_bare_mac() {
-        assert_eq!(
-            parse_bootif("01-52-54-00-77-03-12").unwrap(),
-            Mac([0x52, 0x54, 0, 0x77, 3, 0x12])
-        );
-        assert_eq!(
-            parse_bootif("52:54:00:77:03:12").unwrap(),
-            Mac([0x52, 0x54, 0, 0x77, 3, 0x12])
-        );
-        for bad in [
-            "",
-            "01-52-54-00-77-03",
-            "01-52-54-00-77-03-12-13",
-            "zz-52-54-00-77-03-12x",
-            "01-5g-54-00-77-03-12",
-        ] {
+        assert_eq!(parse_bootif("01-52-54-00-77-03-12").unwrap(), Mac([0x52, 0x54, 0, 0x77, 3, 0x12]));
+        assert_eq!(parse_bootif("52:54:00:77:03:12").unwrap(), Mac([0x52, 0x54, 0, 0x77, 3, 0x12]));
+        for bad in ["", "01-52-54-00-77-03", "01-52-54-00-77-03-12-13", "zz-52-54-00-77-03-12x", "01-5g-54-00-77-03-12"]
+        {
             assert!(parse_bootif(bad).is_err(), "{bad}");
         }
     }
@@ -603,13 +513,7 @@ mod tests {
             "console=ttyS0 root=/dev/nfs BOOTIF=01-aa-bb-cc-dd-ee-ff diskless.carrier_timeout=3 quiet",
         )
         .unwrap();
-        assert_eq!(
-            cfg.mode(),
-            IpMode::Dhcp {
-                device: None,
-                method: Autoconf::Any
-            }
-        );
+        assert_eq!(cfg.mode(), IpMode::Dhcp { device: None, method: Autoconf::Any });
         assert_eq!(cfg.bootif, Some(Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff])));
         assert_eq!(cfg.carrier_timeout, Duration::from_secs(3));
         assert_eq!(cfg.dhcp_timeout, DEFAULT_DHCP_TIMEOUT);
@@ -620,13 +524,7 @@ mod tests {
     #[test]
     fn later_ip_parameter_overrides_earlier() {
         let cfg = NetConfig::from_cmdline("ip=off ip=eth0:dhcp").unwrap();
-        assert_eq!(
-            cfg.mode(),
-            IpMode::Dhcp {
-                device: Some("eth0".into()),
-                method: Autoconf::Dhcp
-            }
-        );
+        assert_eq!(cfg.mode(), IpMode::Dhcp { device: Some("eth0".into()), method: Autoconf::Dhcp });
     }
 
     #[test]

@@ -265,48 +265,28 @@ impl DhcpClient {
         let wait = self.jittered(self.delay);
         self.delay = (self.delay * 2).min(MAX_DELAY);
         self.next_send = now + wait;
-        let secs = now
-            .saturating_duration_since(self.started)
-            .as_secs()
-            .min(u64::from(u16::MAX)) as u16;
+        let secs = now.saturating_duration_since(self.started).as_secs().min(u64::from(u16::MAX)) as u16;
         let (kind, bytes) = match self.state {
-            State::Selecting => (
-                MessageType::Discover,
-                self.build(MessageType::Discover, secs, None),
-            ),
-            State::Requesting { address, server } => (
-                MessageType::Request,
-                self.build(MessageType::Request, secs, Some((address, server))),
-            ),
+            State::Selecting => (MessageType::Discover, self.build(MessageType::Discover, secs, None)),
+            State::Requesting { address, server } => {
+                (MessageType::Request, self.build(MessageType::Request, secs, Some((address, server))))
+            }
             State::Bound => return None,
         };
-        Some(Transmit {
-            bytes,
-            kind,
-            attempt: self.attempt,
-            deadline: self.next_send,
-        })
+        Some(Transmit { bytes, kind, attempt: self.attempt, deadline: self.next_send })
     }
 
-    fn build(
-        &self,
-        kind: MessageType,
-        secs: u16,
-        request: Option<(Ipv4Addr, Ipv4Addr)>,
-    ) -> Vec<u8> {
+    fn build(&self, kind: MessageType, secs: u16, request: Option<(Ipv4Addr, Ipv4Addr)>) -> Vec<u8> {
         let mut msg = blank_request(self.xid, &self.mac);
         // Broadcast flag: we have no address yet, and a server that honours
         // the flag saves us from depending on unicast-to-unconfigured delivery.
-        msg.set_flags(Flags::default().set_broadcast())
-            .set_secs(secs);
+        msg.set_flags(Flags::default().set_broadcast()).set_secs(secs);
         let opts = msg.opts_mut();
         opts.insert(DhcpOption::MessageType(kind));
         let mut client_id = vec![1u8];
         client_id.extend_from_slice(&self.mac.0);
         opts.insert(DhcpOption::ClientIdentifier(client_id));
-        opts.insert(DhcpOption::ClassIdentifier(
-            self.vendor.clone().into_bytes(),
-        ));
+        opts.insert(DhcpOption::ClassIdentifier(self.vendor.clone().into_bytes()));
         opts.insert(DhcpOption::ParameterRequestList(REQUESTED.to_vec()));
         opts.insert(DhcpOption::MaxMessageSize(1472));
         match request {
@@ -363,9 +343,7 @@ impl DhcpClient {
             _ => None,
         };
         let Some(kind) = msg.opts().msg_type() else {
-            return self.ignore(Ignored::Unexpected(
-                "no DHCP message type (BOOTP reply)".into(),
-            ));
+            return self.ignore(Ignored::Unexpected("no DHCP message type (BOOTP reply)".into()));
         };
         match (kind, self.state.clone()) {
             (MessageType::Offer, State::Selecting) => {
@@ -390,17 +368,13 @@ impl DhcpClient {
             }
             (MessageType::Ack, State::Requesting { server: ours, .. }) => {
                 if server.is_some_and(|s| s != ours) {
-                    return self.ignore(Ignored::NotOurs(
-                        "ACK from a server we did not request from",
-                    ));
+                    return self.ignore(Ignored::NotOurs("ACK from a server we did not request from"));
                 }
                 self.bind(&msg, false)
             }
             (MessageType::Nak, State::Requesting { server: ours, .. }) => {
                 if server.is_some_and(|s| s != ours) {
-                    return self.ignore(Ignored::NotOurs(
-                        "NAK from a server we did not request from",
-                    ));
+                    return self.ignore(Ignored::NotOurs("NAK from a server we did not request from"));
                 }
                 let message = match msg.opts().get(OptionCode::Message) {
                     Some(DhcpOption::Message(m)) => Some(m.clone()),
@@ -409,10 +383,7 @@ impl DhcpClient {
                 self.restart(now);
                 Event::Nak { server, message }
             }
-            (kind, _) => self.ignore(Ignored::Unexpected(format!(
-                "{kind:?} in state {:?}",
-                self.state
-            ))),
+            (kind, _) => self.ignore(Ignored::Unexpected(format!("{kind:?} in state {:?}", self.state))),
         }
     }
 
@@ -595,7 +566,14 @@ fn blank_request(xid: u32, mac: &Mac) -> Message {
         Ok(msg) => msg,
         // Fixed, valid bytes: decoding cannot fail. Should a dhcproto change make it,
         // the old constructor still works, only slower to start.
-        Err(_) => Message::new_with_id(xid, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, &mac.0),
+        Err(_) => Message::new_with_id(
+            xid,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            &mac.0,
+        ),
     }
 }
 
@@ -668,28 +646,13 @@ mod tests {
         assert_eq!(o.msg_type(), Some(MessageType::Discover));
         assert_eq!(
             o.get(OptionCode::ClientIdentifier),
-            Some(&DhcpOption::ClientIdentifier(vec![
-                1, 0x52, 0x54, 0, 0x77, 3, 0x12
-            ]))
+            Some(&DhcpOption::ClientIdentifier(vec![1, 0x52, 0x54, 0, 0x77, 3, 0x12]))
         );
-        let Some(DhcpOption::ClassIdentifier(v)) = o.get(OptionCode::ClassIdentifier) else {
-            panic!()
-        };
-        assert_eq!(
-            String::from_utf8_lossy(v),
-            format!("diskless {}", env!("CARGO_PKG_VERSION"))
-        );
+        let Some(DhcpOption::ClassIdentifier(v)) = o.get(OptionCode::ClassIdentifier) else { panic!() };
+        assert_eq!(String::from_utf8_lossy(v), format!("diskless {}", env!("CARGO_PKG_VERSION")));
         assert!(o.get(OptionCode::RapidCommit).is_some());
-        let Some(DhcpOption::ParameterRequestList(list)) = o.get(OptionCode::ParameterRequestList)
-        else {
-            panic!()
-        };
-        for code in [
-            OptionCode::RootPath,
-            OptionCode::InterfaceMtu,
-            OptionCode::Hostname,
-            OptionCode::Router,
-        ] {
+        let Some(DhcpOption::ParameterRequestList(list)) = o.get(OptionCode::ParameterRequestList) else { panic!() };
+        for code in [OptionCode::RootPath, OptionCode::InterfaceMtu, OptionCode::Hostname, OptionCode::Router] {
             assert!(list.contains(&code), "{code:?}");
         }
     }
@@ -709,18 +672,9 @@ mod tests {
         let nominal = [1u64, 2, 4, 8, 16, 32, 32, 32];
         for (w, n) in waits.iter().zip(nominal) {
             let n = Duration::from_secs(n);
-            assert!(
-                *w >= n * 3 / 4 && *w <= n * 5 / 4,
-                "wait {w:?} not within 25% of {n:?}"
-            );
+            assert!(*w >= n * 3 / 4 && *w <= n * 5 / 4, "wait {w:?} not within 25% of {n:?}");
         }
-        assert!(
-            waits
-                .iter()
-                .zip(nominal)
-                .any(|(w, n)| *w != Duration::from_secs(n)),
-            "no jitter at all"
-        );
+        assert!(waits.iter().zip(nominal).any(|(w, n)| *w != Duration::from_secs(n)), "no jitter at all");
     }
 
     #[test]
@@ -729,24 +683,12 @@ mod tests {
         let mut c = DhcpClient::new(MAC, 42, t0);
         c.poll(t0).unwrap();
         let ev = c.handle(t0, &reply(42, MessageType::Offer, &MAC.0, &[]));
-        assert_eq!(
-            ev,
-            Event::Offered {
-                address: ADDR,
-                server: SERVER
-            }
-        );
+        assert_eq!(ev, Event::Offered { address: ADDR, server: SERVER });
         let tx = c.poll(t0).expect("request due at once");
         assert_eq!(tx.kind, MessageType::Request);
         let m = decode(&tx.bytes);
-        assert_eq!(
-            m.opts().get(OptionCode::RequestedIpAddress),
-            Some(&DhcpOption::RequestedIpAddress(ADDR))
-        );
-        assert_eq!(
-            m.opts().get(OptionCode::ServerIdentifier),
-            Some(&DhcpOption::ServerIdentifier(SERVER))
-        );
+        assert_eq!(m.opts().get(OptionCode::RequestedIpAddress), Some(&DhcpOption::RequestedIpAddress(ADDR)));
+        assert_eq!(m.opts().get(OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier(SERVER)));
         let ack = reply(
             42,
             MessageType::Ack,
@@ -763,9 +705,7 @@ mod tests {
                 DhcpOption::BootfileName(b"pxelinux.0".to_vec()),
             ],
         );
-        let Event::Bound(lease) = c.handle(t0, &ack) else {
-            panic!("not bound")
-        };
+        let Event::Bound(lease) = c.handle(t0, &ack) else { panic!("not bound") };
         assert_eq!(lease.address, ADDR);
         assert_eq!(lease.prefix_len, 24);
         assert_eq!(lease.broadcast, Ipv4Addr::new(10, 77, 0, 255));
@@ -790,13 +730,8 @@ mod tests {
         c.poll(t0).unwrap();
         let ev = c.handle(t0, &reply(5, MessageType::Ack, &MAC.0, &[]));
         assert!(matches!(ev, Event::Ignored(Ignored::NotOurs(_))), "{ev:?}");
-        let ev = c.handle(
-            t0,
-            &reply(5, MessageType::Ack, &MAC.0, &[DhcpOption::RapidCommit]),
-        );
-        let Event::Bound(lease) = ev else {
-            panic!("{ev:?}")
-        };
+        let ev = c.handle(t0, &reply(5, MessageType::Ack, &MAC.0, &[DhcpOption::RapidCommit]));
+        let Event::Bound(lease) = ev else { panic!("{ev:?}") };
         assert!(lease.rapid_commit);
     }
 
@@ -813,19 +748,8 @@ mod tests {
             c.handle(t0, &reply(9, MessageType::Offer, &[1, 2, 3, 4, 5, 6], &[])),
             Event::Ignored(Ignored::WrongChaddr)
         );
-        assert!(matches!(
-            c.handle(t0, b"\x02\x01garbage"),
-            Event::Ignored(Ignored::Malformed(_))
-        ));
-        assert_eq!(
-            c.ignored(),
-            IgnoredCounts {
-                malformed: 1,
-                wrong_xid: 1,
-                wrong_chaddr: 1,
-                other: 0
-            }
-        );
+        assert!(matches!(c.handle(t0, b"\x02\x01garbage"), Event::Ignored(Ignored::Malformed(_))));
+        assert_eq!(c.ignored(), IgnoredCounts { malformed: 1, wrong_xid: 1, wrong_chaddr: 1, other: 0 });
         assert!(!c.is_bound());
     }
 
@@ -836,22 +760,8 @@ mod tests {
         c.poll(t0).unwrap();
         c.handle(t0, &reply(77, MessageType::Offer, &MAC.0, &[]));
         c.poll(t0).unwrap();
-        let ev = c.handle(
-            t0,
-            &reply(
-                77,
-                MessageType::Nak,
-                &MAC.0,
-                &[DhcpOption::Message("wrong network".into())],
-            ),
-        );
-        assert_eq!(
-            ev,
-            Event::Nak {
-                server: Some(SERVER),
-                message: Some("wrong network".into())
-            }
-        );
+        let ev = c.handle(t0, &reply(77, MessageType::Nak, &MAC.0, &[DhcpOption::Message("wrong network".into())]));
+        assert_eq!(ev, Event::Nak { server: Some(SERVER), message: Some("wrong network".into()) });
         assert_ne!(c.xid(), 77);
         let tx = c.poll(t0).expect("discover due at once");
         assert_eq!(tx.kind, MessageType::Discover);
@@ -871,11 +781,7 @@ mod tests {
             kinds.push(tx.kind);
             now = tx.deadline;
         }
-        assert!(
-            kinds[..REQUEST_TRIES as usize]
-                .iter()
-                .all(|k| *k == MessageType::Request)
-        );
+        assert!(kinds[..REQUEST_TRIES as usize].iter().all(|k| *k == MessageType::Request));
         assert_eq!(kinds[REQUEST_TRIES as usize], MessageType::Discover);
     }
 

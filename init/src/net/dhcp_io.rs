@@ -57,21 +57,13 @@ pub enum DhcpIoError {
 impl fmt::Display for DhcpIoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DhcpIoError::Socket {
-                interface,
-                step,
-                reason,
-            } => {
+            DhcpIoError::Socket { interface, step, reason } => {
                 write!(f, "DHCP on {interface}: {step} failed: {reason}")
             }
             DhcpIoError::Receive { interface, reason } => {
                 write!(f, "DHCP on {interface}: receive failed: {reason}")
             }
-            DhcpIoError::Timeout {
-                interface,
-                waited,
-                ignored,
-            } => write!(
+            DhcpIoError::Timeout { interface, waited, ignored } => write!(
                 f,
                 "DHCP on {interface}: no lease after {} s ({} malformed, {} wrong xid, {} wrong MAC, {} other replies ignored); check that a DHCP server serves this network",
                 waited.as_secs(),
@@ -118,13 +110,9 @@ struct UnicastListener {
 impl UnicastListener {
     fn open(interface: &str) -> Result<UnicastListener, DhcpIoError> {
         use std::os::fd::FromRawFd;
-        let fail = |step: &'static str, reason: String| DhcpIoError::Socket {
-            interface: interface.into(),
-            step,
-            reason,
-        };
-        let index = nix::net::if_::if_nametoindex(interface)
-            .map_err(|e| fail("interface index", e.to_string()))?;
+        let fail =
+            |step: &'static str, reason: String| DhcpIoError::Socket { interface: interface.into(), step, reason };
+        let index = nix::net::if_::if_nametoindex(interface).map_err(|e| fail("interface index", e.to_string()))?;
         let proto = (nix::libc::ETH_P_IP as u16).to_be();
         // SAFETY: plain socket(2) call with constant arguments; the result is
         // checked before use.
@@ -136,10 +124,7 @@ impl UnicastListener {
             )
         };
         if raw < 0 {
-            return Err(fail(
-                "packet socket",
-                std::io::Error::last_os_error().to_string(),
-            ));
+            return Err(fail("packet socket", std::io::Error::last_os_error().to_string()));
         }
         // SAFETY: `raw` is a fresh descriptor owned by nobody else.
         let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
@@ -157,10 +142,7 @@ impl UnicastListener {
             )
         };
         if rc < 0 {
-            return Err(fail(
-                "bind packet socket",
-                std::io::Error::last_os_error().to_string(),
-            ));
+            return Err(fail("bind packet socket", std::io::Error::last_os_error().to_string()));
         }
         Ok(UnicastListener { fd })
     }
@@ -195,14 +177,8 @@ impl UnicastListener {
 
 /// Waits until one of the descriptors is readable or `timeout` passes.
 fn wait_readable(fds: &[std::os::fd::RawFd], timeout: Duration) {
-    let mut polls: Vec<nix::libc::pollfd> = fds
-        .iter()
-        .map(|&fd| nix::libc::pollfd {
-            fd,
-            events: nix::libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut polls: Vec<nix::libc::pollfd> =
+        fds.iter().map(|&fd| nix::libc::pollfd { fd, events: nix::libc::POLLIN, revents: 0 }).collect();
     let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
     // SAFETY: `polls` is a valid array of pollfd for its length.
     unsafe { nix::libc::poll(polls.as_mut_ptr(), polls.len() as nix::libc::nfds_t, ms) };
@@ -216,26 +192,14 @@ pub fn dhcp_socket(interface: &str) -> Result<UdpSocket, DhcpIoError> {
         step,
         reason: e.to_string(),
     };
-    let fd = socket::socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| fail("socket", e))?;
+    let fd = socket::socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| fail("socket", e))?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| fail("SO_REUSEADDR", e))?;
     socket::setsockopt(&fd, sockopt::Broadcast, &true).map_err(|e| fail("SO_BROADCAST", e))?;
-    socket::setsockopt(
-        &fd,
-        sockopt::BindToDevice,
-        &std::ffi::OsString::from(interface),
-    )
-    .map_err(|e| fail("SO_BINDTODEVICE", e))?;
-    socket::bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68)),
-    )
-    .map_err(|e| fail("bind 0.0.0.0:68", e))?;
+    socket::setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(interface))
+        .map_err(|e| fail("SO_BINDTODEVICE", e))?;
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68)))
+        .map_err(|e| fail("bind 0.0.0.0:68", e))?;
     Ok(UdpSocket::from(fd))
 }
 
@@ -267,9 +231,7 @@ pub fn run_dhcp(
     let mut buf = vec![0u8; 1500];
     loop {
         if cancel.load(Ordering::Relaxed) {
-            return Err(DhcpIoError::Cancelled {
-                interface: interface.into(),
-            });
+            return Err(DhcpIoError::Cancelled { interface: interface.into() });
         }
         let now = Instant::now();
         if now >= until {
@@ -280,10 +242,7 @@ pub fn run_dhcp(
             });
         }
         if let Some(tx) = client.poll(now) {
-            let next = tx
-                .deadline
-                .saturating_duration_since(now)
-                .min(until.saturating_duration_since(now));
+            let next = tx.deadline.saturating_duration_since(now).min(until.saturating_duration_since(now));
             match sock.send_to(&tx.bytes, server) {
                 Ok(_) => log.log(
                     Level::Info,
@@ -296,30 +255,15 @@ pub fn run_dhcp(
                     ),
                 ),
                 // The link may still be settling: keep the schedule and retry.
-                Err(e) => log.log(
-                    Level::Warn,
-                    &format!("{interface}: sending {} failed: {e}", kind_name(tx.kind)),
-                ),
+                Err(e) => log.log(Level::Warn, &format!("{interface}: sending {} failed: {e}", kind_name(tx.kind))),
             }
         }
         let now = Instant::now();
-        let wake = client
-            .next_deadline()
-            .unwrap_or(until)
-            .min(until)
-            .min(now + CANCEL_CHECK);
-        wait_readable(
-            &[sock.as_raw_fd(), unicast.fd.as_raw_fd()],
-            wake.saturating_duration_since(now),
-        );
+        let wake = client.next_deadline().unwrap_or(until).min(until).min(now + CANCEL_CHECK);
+        wait_readable(&[sock.as_raw_fd(), unicast.fd.as_raw_fd()], wake.saturating_duration_since(now));
         let (len, from) = match sock.recv_from(&mut buf) {
             Ok((len, from)) => (len, from.to_string()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {
                 let Some(n) = unicast.recv(&mut buf) else {
                     continue;
                 };
@@ -331,28 +275,21 @@ pub fn run_dhcp(
                 (len, "a unicast frame".to_string())
             }
             Err(e) => {
-                return Err(DhcpIoError::Receive {
-                    interface: interface.into(),
-                    reason: e.to_string(),
-                });
+                return Err(DhcpIoError::Receive { interface: interface.into(), reason: e.to_string() });
             }
         };
         match client.handle(Instant::now(), &buf[..len]) {
-            Event::Ignored(why) => log.log(
-                Level::Debug,
-                &format!("{interface}: ignored datagram from {from}: {why:?}"),
-            ),
-            Event::Offered { address, server } => log.log(
-                Level::Info,
-                &format!("{interface}: offer of {address} from {server}"),
-            ),
+            Event::Ignored(why) => {
+                log.log(Level::Debug, &format!("{interface}: ignored datagram from {from}: {why:?}"))
+            }
+            Event::Offered { address, server } => {
+                log.log(Level::Info, &format!("{interface}: offer of {address} from {server}"))
+            }
             Event::Nak { server, message } => log.log(
                 Level::Warn,
                 &format!(
                     "{interface}: DHCPNAK from {}{}; starting over",
-                    server
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| from.clone()),
+                    server.map(|s| s.to_string()).unwrap_or_else(|| from.clone()),
                     message.map(|m| format!(" ({m})")).unwrap_or_default()
                 ),
             ),
@@ -363,15 +300,8 @@ pub fn run_dhcp(
                         "{interface}: lease {}/{} from {}{} after {:.1} s",
                         lease.address,
                         lease.prefix_len,
-                        lease
-                            .server_id
-                            .map(|s| s.to_string())
-                            .unwrap_or_else(|| from.clone()),
-                        if lease.rapid_commit {
-                            " (rapid commit)"
-                        } else {
-                            ""
-                        },
+                        lease.server_id.map(|s| s.to_string()).unwrap_or_else(|| from.clone()),
+                        if lease.rapid_commit { " (rapid commit)" } else { "" },
                         started.elapsed().as_secs_f32()
                     ),
                 );
@@ -388,9 +318,7 @@ mod tests {
     /// An IPv4/UDP packet as the kernel hands it to a packet socket.
     fn packet(dport: u16, payload: &[u8]) -> Vec<u8> {
         let total = 28 + payload.len();
-        let mut p = vec![
-            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 78, 0, 1, 10, 78, 0, 112,
-        ];
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 78, 0, 1, 10, 78, 0, 112];
         p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
         p.extend_from_slice(&67u16.to_be_bytes());
         p.extend_from_slice(&dport.to_be_bytes());
@@ -407,10 +335,7 @@ mod tests {
         // Ethernet padding after the IP packet is not payload.
         let mut padded = packet(68, b"x");
         padded.extend_from_slice(&[0; 20]);
-        assert_eq!(
-            udp_payload_to_client(&padded).map(|r| &padded[r]),
-            Some(&b"x"[..])
-        );
+        assert_eq!(udp_payload_to_client(&padded).map(|r| &padded[r]), Some(&b"x"[..]));
     }
 
     #[test]

@@ -71,10 +71,7 @@ pub fn ptr_query(id: u16, addr: Ipv4Addr) -> Vec<u8> {
 /// trailing dot. A label that itself contains a dot shows up as an extra
 /// dot, so validation sees it.
 pub fn name_text(name: &Name) -> String {
-    let labels: Vec<String> = name
-        .iter()
-        .map(|l| String::from_utf8_lossy(l).into_owned())
-        .collect();
+    let labels: Vec<String> = name.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
     labels.join(".")
 }
 
@@ -84,30 +81,19 @@ pub fn name_text(name: &Name) -> String {
 pub fn parse_ptr_reply(bytes: &[u8], id: u16, addr: Ipv4Addr) -> Result<PtrAnswer, ReplyRejected> {
     let msg = Message::from_vec(bytes).map_err(|e| ReplyRejected::Malformed(e.to_string()))?;
     if msg.metadata.id != id {
-        return Err(ReplyRejected::WrongId {
-            got: msg.metadata.id,
-        });
+        return Err(ReplyRejected::WrongId { got: msg.metadata.id });
     }
     if msg.metadata.message_type != MessageType::Response {
         return Err(ReplyRejected::NotResponse);
     }
     let qname = Name::from(addr);
     match msg.queries.as_slice() {
-        [q] if q.name() == &qname
-            && q.query_type() == RecordType::PTR
-            && q.query_class() == DNSClass::IN => {}
+        [q] if q.name() == &qname && q.query_type() == RecordType::PTR && q.query_class() == DNSClass::IN => {}
         [q] => {
-            return Err(ReplyRejected::WrongQuestion(format!(
-                "{} {}",
-                q.name(),
-                q.query_type()
-            )));
+            return Err(ReplyRejected::WrongQuestion(format!("{} {}", q.name(), q.query_type())));
         }
         qs => {
-            return Err(ReplyRejected::WrongQuestion(format!(
-                "{} questions",
-                qs.len()
-            )));
+            return Err(ReplyRejected::WrongQuestion(format!("{} questions", qs.len())));
         }
     }
     if msg.metadata.truncation {
@@ -136,21 +122,14 @@ pub fn parse_ptr_reply(bytes: &[u8], id: u16, addr: Ipv4Addr) -> Result<PtrAnswe
             _ => None,
         })
         .collect();
-    Ok(if names.is_empty() {
-        PtrAnswer::NoRecord
-    } else {
-        PtrAnswer::Names(names)
-    })
+    Ok(if names.is_empty() { PtrAnswer::NoRecord } else { PtrAnswer::Names(names) })
 }
 
 /// Outcome of a lookup over all servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PtrOutcome {
     /// A server answered with names (not yet validated).
-    Names {
-        names: Vec<String>,
-        server: SocketAddr,
-    },
+    Names { names: Vec<String>, server: SocketAddr },
     /// A server answered that there is no PTR record.
     NoRecord { server: SocketAddr },
     /// Nobody gave a usable answer; says what went wrong last.
@@ -183,10 +162,7 @@ impl fmt::Display for DnsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DnsError::NoServers { addr } => {
-                write!(
-                    f,
-                    "reverse lookup of {addr}: the lease names no DNS server (DHCP option 6)"
-                )
+                write!(f, "reverse lookup of {addr}: the lease names no DNS server (DHCP option 6)")
             }
             DnsError::Socket { reason } => {
                 write!(f, "reverse lookup: cannot open a UDP socket: {reason}")
@@ -194,12 +170,7 @@ impl fmt::Display for DnsError {
             DnsError::Send { server, reason } => {
                 write!(f, "reverse lookup: sending to {server} failed: {reason}")
             }
-            DnsError::NoAnswer {
-                addr,
-                servers,
-                tries,
-                last,
-            } => {
+            DnsError::NoAnswer { addr, servers, tries, last } => {
                 let list: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
                 write!(
                     f,
@@ -222,30 +193,20 @@ pub struct LookupTiming {
 
 impl Default for LookupTiming {
     fn default() -> Self {
-        LookupTiming {
-            per_try: Duration::from_secs(1),
-            rounds: 3,
-        }
+        LookupTiming { per_try: Duration::from_secs(1), rounds: 3 }
     }
 }
 
 /// Looks up the PTR record of `addr` at `servers`, rotating over them. The
 /// socket is created in the calling thread's network namespace.
-pub fn lookup_ptr(
-    addr: Ipv4Addr,
-    servers: &[SocketAddr],
-    timing: LookupTiming,
-    debug: &dyn Fn(&str),
-) -> PtrOutcome {
+pub fn lookup_ptr(addr: Ipv4Addr, servers: &[SocketAddr], timing: LookupTiming, debug: &dyn Fn(&str)) -> PtrOutcome {
     if servers.is_empty() {
         return PtrOutcome::Failed(DnsError::NoServers { addr });
     }
     let sock = match UdpSocket::bind(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))) {
         Ok(s) => s,
         Err(e) => {
-            return PtrOutcome::Failed(DnsError::Socket {
-                reason: e.to_string(),
-            });
+            return PtrOutcome::Failed(DnsError::Socket { reason: e.to_string() });
         }
     };
     let mut last = String::from("no try made");
@@ -256,20 +217,13 @@ pub fn lookup_ptr(
             tries += 1;
             let id = super::random::u32_now(tries) as u16;
             if let Err(e) = sock.send_to(&ptr_query(id, addr), server) {
-                last = DnsError::Send {
-                    server,
-                    reason: e.to_string(),
-                }
-                .to_string();
+                last = DnsError::Send { server, reason: e.to_string() }.to_string();
                 debug(&last);
                 continue;
             }
             let deadline = Instant::now() + timing.per_try;
             loop {
-                let Some(left) = deadline
-                    .checked_duration_since(Instant::now())
-                    .filter(|d| !d.is_zero())
-                else {
+                let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                     last = format!("no answer from {server} within {:?}", timing.per_try);
                     debug(&last);
                     break;
@@ -277,12 +231,7 @@ pub fn lookup_ptr(
                 let _ = sock.set_read_timeout(Some(left));
                 let (len, from) = match sock.recv_from(&mut buf) {
                     Ok(r) => r,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                         continue;
                     }
                     Err(e) => {
@@ -293,18 +242,14 @@ pub fn lookup_ptr(
                     }
                 };
                 if from != server {
-                    debug(&format!(
-                        "ignored DNS datagram from {from} while asking {server}"
-                    ));
+                    debug(&format!("ignored DNS datagram from {from} while asking {server}"));
                     continue;
                 }
                 match parse_ptr_reply(&buf[..len], id, addr) {
                     Ok(PtrAnswer::Names(names)) => return PtrOutcome::Names { names, server },
                     Ok(PtrAnswer::NoRecord) => return PtrOutcome::NoRecord { server },
                     Err(ReplyRejected::WrongId { got }) => {
-                        debug(&format!(
-                            "ignored stale DNS answer from {server} (id {got:#06x})"
-                        ));
+                        debug(&format!("ignored stale DNS answer from {server} (id {got:#06x})"));
                     }
                     Err(why) => {
                         last = format!("{server}: {why}");
@@ -315,12 +260,7 @@ pub fn lookup_ptr(
             }
         }
     }
-    PtrOutcome::Failed(DnsError::NoAnswer {
-        addr,
-        servers: servers.to_vec(),
-        tries,
-        last,
-    })
+    PtrOutcome::Failed(DnsError::NoAnswer { addr, servers: servers.to_vec(), tries, last })
 }
 
 #[cfg(test)]
@@ -373,72 +313,43 @@ pub(crate) mod tests {
     #[test]
     fn answer_names_are_returned_as_text() {
         let r = reply(7, ADDR, 0, &[&[b"lab3-12", b"example", b"edu"]]);
-        assert_eq!(
-            parse_ptr_reply(&r, 7, ADDR),
-            Ok(PtrAnswer::Names(vec!["lab3-12.example.edu".into()]))
-        );
+        assert_eq!(parse_ptr_reply(&r, 7, ADDR), Ok(PtrAnswer::Names(vec!["lab3-12.example.edu".into()])));
     }
 
     #[test]
     fn label_with_dots_shows_up_as_empty_labels() {
         let r = reply(7, ADDR, 0, &[&[b"a..b", b"edu"]]);
-        assert_eq!(
-            parse_ptr_reply(&r, 7, ADDR),
-            Ok(PtrAnswer::Names(vec!["a..b.edu".into()]))
-        );
+        assert_eq!(parse_ptr_reply(&r, 7, ADDR), Ok(PtrAnswer::Names(vec!["a..b.edu".into()])));
     }
 
     #[test]
     fn nxdomain_and_empty_answer_mean_no_record() {
-        assert_eq!(
-            parse_ptr_reply(&reply(7, ADDR, 3, &[]), 7, ADDR),
-            Ok(PtrAnswer::NoRecord)
-        );
-        assert_eq!(
-            parse_ptr_reply(&reply(7, ADDR, 0, &[]), 7, ADDR),
-            Ok(PtrAnswer::NoRecord)
-        );
+        assert_eq!(parse_ptr_reply(&reply(7, ADDR, 3, &[]), 7, ADDR), Ok(PtrAnswer::NoRecord));
+        assert_eq!(parse_ptr_reply(&reply(7, ADDR, 0, &[]), 7, ADDR), Ok(PtrAnswer::NoRecord));
     }
 
     #[test]
     fn wrong_id_question_flag_and_rcode_are_rejected() {
         let good = reply(7, ADDR, 0, &[&[b"x"]]);
-        assert_eq!(
-            parse_ptr_reply(&good, 8, ADDR),
-            Err(ReplyRejected::WrongId { got: 7 })
-        );
+        assert_eq!(parse_ptr_reply(&good, 8, ADDR), Err(ReplyRejected::WrongId { got: 7 }));
         assert!(matches!(
             parse_ptr_reply(&good, 7, Ipv4Addr::new(10, 77, 0, 113)),
             Err(ReplyRejected::WrongQuestion(_))
         ));
         let mut query_flag = good.clone();
         query_flag[2] &= 0x7f;
-        assert_eq!(
-            parse_ptr_reply(&query_flag, 7, ADDR),
-            Err(ReplyRejected::NotResponse)
-        );
+        assert_eq!(parse_ptr_reply(&query_flag, 7, ADDR), Err(ReplyRejected::NotResponse));
         let servfail = reply(7, ADDR, 2, &[]);
-        assert!(matches!(
-            parse_ptr_reply(&servfail, 7, ADDR),
-            Err(ReplyRejected::Rcode(_))
-        ));
+        assert!(matches!(parse_ptr_reply(&servfail, 7, ADDR), Err(ReplyRejected::Rcode(_))));
         let mut truncated = good;
         truncated[2] |= 0x02;
-        assert_eq!(
-            parse_ptr_reply(&truncated, 7, ADDR),
-            Err(ReplyRejected::Truncated)
-        );
-        assert!(matches!(
-            parse_ptr_reply(b"\x00\x07", 7, ADDR),
-            Err(ReplyRejected::Malformed(_))
-        ));
+        assert_eq!(parse_ptr_reply(&truncated, 7, ADDR), Err(ReplyRejected::Truncated));
+        assert!(matches!(parse_ptr_reply(b"\x00\x07", 7, ADDR), Err(ReplyRejected::Malformed(_))));
     }
 
     #[test]
     fn lookup_without_servers_fails_naming_the_address() {
-        let PtrOutcome::Failed(e) = lookup_ptr(ADDR, &[], LookupTiming::default(), &|_| {}) else {
-            panic!()
-        };
+        let PtrOutcome::Failed(e) = lookup_ptr(ADDR, &[], LookupTiming::default(), &|_| {}) else { panic!() };
         assert!(e.to_string().contains("10.77.0.112"), "{e}");
     }
 
@@ -453,28 +364,13 @@ pub(crate) mod tests {
             let (len, client) = server.recv_from(&mut buf).unwrap();
             let id = u16::from_be_bytes([buf[0], buf[1]]);
             assert!(len > 12);
-            impostor
-                .send_to(&reply(id, ADDR, 0, &[&[b"evil"]]), client)
-                .unwrap();
-            server
-                .send_to(&reply(id.wrapping_add(1), ADDR, 0, &[&[b"stale"]]), client)
-                .unwrap();
-            server
-                .send_to(
-                    &reply(id, ADDR, 0, &[&[b"lab3-12", b"example", b"edu"]]),
-                    client,
-                )
-                .unwrap();
+            impostor.send_to(&reply(id, ADDR, 0, &[&[b"evil"]]), client).unwrap();
+            server.send_to(&reply(id.wrapping_add(1), ADDR, 0, &[&[b"stale"]]), client).unwrap();
+            server.send_to(&reply(id, ADDR, 0, &[&[b"lab3-12", b"example", b"edu"]]), client).unwrap();
         });
         let out = lookup_ptr(ADDR, &[server_addr], LookupTiming::default(), &|_| {});
         t.join().unwrap();
-        assert_eq!(
-            out,
-            PtrOutcome::Names {
-                names: vec!["lab3-12.example.edu".into()],
-                server: server_addr
-            }
-        );
+        assert_eq!(out, PtrOutcome::Names { names: vec!["lab3-12.example.edu".into()], server: server_addr });
     }
 
     #[test]
@@ -488,10 +384,7 @@ pub(crate) mod tests {
             let id = u16::from_be_bytes([buf[0], buf[1]]);
             server.send_to(&reply(id, ADDR, 3, &[]), client).unwrap();
         });
-        let timing = LookupTiming {
-            per_try: Duration::from_millis(200),
-            rounds: 1,
-        };
+        let timing = LookupTiming { per_try: Duration::from_millis(200), rounds: 1 };
         let out = lookup_ptr(ADDR, &addrs, timing, &|_| {});
         t.join().unwrap();
         drop(silent);

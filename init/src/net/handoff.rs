@@ -46,18 +46,10 @@ impl fmt::Display for HandoffError {
                 write!(f, "interface name {name:?} cannot be used in a file name")
             }
             HandoffError::CreateDir { path, source } => {
-                write!(
-                    f,
-                    "cannot create {}: {source}; is /run a writable tmpfs?",
-                    path.display()
-                )
+                write!(f, "cannot create {}: {source}; is /run a writable tmpfs?", path.display())
             }
             HandoffError::Write { path, source } => {
-                write!(
-                    f,
-                    "cannot write {}: {source}; is /run a writable tmpfs?",
-                    path.display()
-                )
+                write!(f, "cannot write {}: {source}; is /run a writable tmpfs?", path.display())
             }
             HandoffError::Json { path, reason } => {
                 write!(f, "cannot serialise {}: {reason}", path.display())
@@ -130,19 +122,13 @@ pub fn resolv_conf_text(net: &NetResult, id: &Identity) -> String {
 }
 
 fn create_dir(path: &Path) -> Result<(), HandoffError> {
-    std::fs::create_dir_all(path).map_err(|source| HandoffError::CreateDir {
-        path: path.into(),
-        source,
-    })
+    std::fs::create_dir_all(path).map_err(|source| HandoffError::CreateDir { path: path.into(), source })
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees a
 /// half-written file.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), HandoffError> {
-    let err = |source| HandoffError::Write {
-        path: path.into(),
-        source,
-    };
+    let err = |source| HandoffError::Write { path: path.into(), source };
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(err)?;
     f.write_all(data).map_err(err)?;
@@ -160,9 +146,7 @@ pub fn write_files(
 ) -> Result<Vec<PathBuf>, HandoffError> {
     let iface = &net.interface;
     if iface.is_empty() || iface.contains('/') || iface == "." || iface == ".." {
-        return Err(HandoffError::InterfaceName {
-            name: iface.clone(),
-        });
+        return Err(HandoffError::InterfaceName { name: iface.clone() });
     }
     create_dir(run_dir)?;
     let conf = run_dir.join(format!("net-{iface}.conf"));
@@ -195,10 +179,8 @@ pub fn write_boot_json<T: Serialize>(run_dir: &Path, record: &T) -> Result<PathB
     let dir = run_dir.join("diskless");
     create_dir(&dir)?;
     let path = dir.join("boot.json");
-    let mut text = serde_json::to_string_pretty(record).map_err(|e| HandoffError::Json {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let mut text = serde_json::to_string_pretty(record)
+        .map_err(|e| HandoffError::Json { path: path.clone(), reason: e.to_string() })?;
     text.push('\n');
     write_atomic(&path, text.as_bytes())?;
     Ok(path)
@@ -213,10 +195,7 @@ mod tests {
     use crate::net::identity::NameSource;
 
     fn sample() -> (NetResult, Identity) {
-        let mut lease = Lease::new(
-            Ipv4Addr::new(10, 77, 0, 112),
-            Ipv4Addr::new(255, 255, 255, 0),
-        );
+        let mut lease = Lease::new(Ipv4Addr::new(10, 77, 0, 112), Ipv4Addr::new(255, 255, 255, 0));
         lease.routers = vec![Ipv4Addr::new(10, 77, 0, 1)];
         lease.dns_servers = vec![Ipv4Addr::new(10, 77, 0, 1), Ipv4Addr::new(10, 77, 0, 2)];
         lease.root_path = Some("10.77.0.1:/export".into());
@@ -224,12 +203,7 @@ mod tests {
         lease.lease_time = Some(3600);
         lease.domain_search = vec!["example.edu".into(), "lab.example.edu".into()];
         lease.boot_file = Some("it's.0".into());
-        let net = NetResult {
-            interface: "eth0".into(),
-            mac: Mac([2, 0, 0, 0, 0, 1]),
-            proto: Proto::Dhcp,
-            lease,
-        };
+        let net = NetResult { interface: "eth0".into(), mac: Mac([2, 0, 0, 0, 0, 1]), proto: Proto::Dhcp, lease };
         let id = Identity {
             hostname: "lab3-12".into(),
             fqdn: Some("lab3-12.example.edu".into()),
@@ -279,10 +253,7 @@ mod tests {
             .arg(dir.path().join("net-eth0.conf"))
             .output()
             .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "it's.0|10.77.0.1:/export"
-        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's.0|10.77.0.1:/export");
     }
 
     #[test]
@@ -299,25 +270,11 @@ mod tests {
         let (net, id) = sample();
         let dir = tempfile::tempdir().unwrap();
         let paths = write_files(dir.path(), &net, &id, Duration::ZERO).unwrap();
-        assert_eq!(
-            paths,
-            vec![
-                dir.path().join("net-eth0.conf"),
-                dir.path().join("diskless/resolv.conf")
-            ]
-        );
-        let json = write_boot_json(
-            dir.path(),
-            &BootJson {
-                network: Some(NetworkSection {
-                    net: &net,
-                    identity: &id,
-                }),
-            },
-        )
-        .unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+        assert_eq!(paths, vec![dir.path().join("net-eth0.conf"), dir.path().join("diskless/resolv.conf")]);
+        let json =
+            write_boot_json(dir.path(), &BootJson { network: Some(NetworkSection { net: &net, identity: &id }) })
+                .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
         assert_eq!(v["network"]["interface"], "eth0");
         assert_eq!(v["network"]["mac"], "02:00:00:00:00:01");
         assert_eq!(v["network"]["lease"]["address"], "10.77.0.112");
@@ -331,9 +288,6 @@ mod tests {
         let (mut net, id) = sample();
         net.interface = "../x".into();
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            write_files(dir.path(), &net, &id, Duration::ZERO),
-            Err(HandoffError::InterfaceName { .. })
-        ));
+        assert!(matches!(write_files(dir.path(), &net, &id, Duration::ZERO), Err(HandoffError::InterfaceName { .. })));
     }
 }

@@ -35,10 +35,7 @@ impl fmt::Display for NameRejected {
                 write!(f, "label of {} bytes, over 63", label.len())
             }
             NameRejected::BadCharacter { label, ch } => {
-                write!(
-                    f,
-                    "label \"{label}\" contains {ch:?} (only letters, digits, '-')"
-                )
+                write!(f, "label \"{label}\" contains {ch:?} (only letters, digits, '-')")
             }
             NameRejected::HyphenAtEdge { label } => {
                 write!(f, "label \"{label}\" starts or ends with '-'")
@@ -62,23 +59,13 @@ pub fn validate_name(name: &str) -> Result<String, NameRejected> {
             return Err(NameRejected::EmptyLabel);
         }
         if label.len() > 63 {
-            return Err(NameRejected::LabelTooLong {
-                label: label.into(),
-            });
+            return Err(NameRejected::LabelTooLong { label: label.into() });
         }
-        if let Some(ch) = label
-            .chars()
-            .find(|c| !c.is_ascii_alphanumeric() && *c != '-')
-        {
-            return Err(NameRejected::BadCharacter {
-                label: label.into(),
-                ch,
-            });
+        if let Some(ch) = label.chars().find(|c| !c.is_ascii_alphanumeric() && *c != '-') {
+            return Err(NameRejected::BadCharacter { label: label.into(), ch });
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(NameRejected::HyphenAtEdge {
-                label: label.into(),
-            });
+            return Err(NameRejected::HyphenAtEdge { label: label.into() });
         }
     }
     Ok(name.to_ascii_lowercase())
@@ -151,21 +138,14 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
                         chosen = Some((valid, NameSource::Ptr));
                         break;
                     }
-                    Err(why) => log(&format!(
-                        "PTR answer \"{name}\" from {server} rejected: {why}"
-                    )),
+                    Err(why) => log(&format!("PTR answer \"{name}\" from {server} rejected: {why}")),
                 }
             }
         }
-        PtrOutcome::NoRecord { server } => {
-            log(&format!("{server} has no PTR record for {}", c.address))
-        }
+        PtrOutcome::NoRecord { server } => log(&format!("{server} has no PTR record for {}", c.address)),
         PtrOutcome::Failed(e) => log(&e.to_string()),
     }
-    let others = [
-        (c.dhcp_hostname, NameSource::Dhcp),
-        (c.ip_hostname, NameSource::IpParam),
-    ];
+    let others = [(c.dhcp_hostname, NameSource::Dhcp), (c.ip_hostname, NameSource::IpParam)];
     for (candidate, source) in others {
         if chosen.is_some() {
             break;
@@ -173,9 +153,7 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
         let Some(name) = candidate else { continue };
         match validate_name(name) {
             Ok(valid) => chosen = Some((valid, source)),
-            Err(why) => log(&format!(
-                "host name \"{name}\" from {source} rejected: {why}"
-            )),
+            Err(why) => log(&format!("host name \"{name}\" from {source} rejected: {why}")),
         }
     }
     let (name, source) = chosen.unwrap_or_else(|| (address_name(c.address), NameSource::Address));
@@ -185,28 +163,14 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
     };
     let domain = name_domain.or_else(|| {
         let d = c.dhcp_domain?;
-        validate_name(d)
-            .map_err(|why| {
-                log(&format!(
-                    "domain \"{d}\" from DHCP option 15 rejected: {why}"
-                ))
-            })
-            .ok()
+        validate_name(d).map_err(|why| log(&format!("domain \"{d}\" from DHCP option 15 rejected: {why}"))).ok()
     });
     let fqdn = domain.as_ref().map(|d| format!("{hostname}.{d}"));
     log(&format!(
         "host name {hostname}{} from {source}",
-        domain
-            .as_ref()
-            .map(|d| format!(", domain {d}"))
-            .unwrap_or_default()
+        domain.as_ref().map(|d| format!(", domain {d}")).unwrap_or_default()
     ));
-    Identity {
-        hostname,
-        fqdn,
-        domain,
-        source,
-    }
+    Identity { hostname, fqdn, domain, source }
 }
 
 /// The kernel's UTS names, behind a trait so the choice is testable.
@@ -227,41 +191,25 @@ impl SetNames for SystemNames {
         // SAFETY: the pointer and length describe `name`'s bytes, which
         // outlive the call; the kernel copies them and does not need a NUL.
         let rc = unsafe { nix::libc::setdomainname(name.as_ptr().cast(), name.len()) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
+        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
     }
 }
 
 /// Errors applying the identity.
 #[derive(Debug)]
 pub enum IdentityError {
-    SetHostname {
-        name: String,
-        source: std::io::Error,
-    },
-    SetDomainname {
-        name: String,
-        source: std::io::Error,
-    },
+    SetHostname { name: String, source: std::io::Error },
+    SetDomainname { name: String, source: std::io::Error },
 }
 
 impl fmt::Display for IdentityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IdentityError::SetHostname { name, source } => {
-                write!(
-                    f,
-                    "sethostname(\"{name}\") failed: {source}; init needs CAP_SYS_ADMIN"
-                )
+                write!(f, "sethostname(\"{name}\") failed: {source}; init needs CAP_SYS_ADMIN")
             }
             IdentityError::SetDomainname { name, source } => {
-                write!(
-                    f,
-                    "setdomainname(\"{name}\") failed: {source}; init needs CAP_SYS_ADMIN"
-                )
+                write!(f, "setdomainname(\"{name}\") failed: {source}; init needs CAP_SYS_ADMIN")
             }
         }
     }
@@ -272,16 +220,9 @@ impl std::error::Error for IdentityError {}
 /// Sets host name and (when known) domain name.
 pub fn apply_identity(id: &Identity, sys: &mut dyn SetNames) -> Result<(), IdentityError> {
     sys.set_hostname(&id.hostname)
-        .map_err(|source| IdentityError::SetHostname {
-            name: id.hostname.clone(),
-            source,
-        })?;
+        .map_err(|source| IdentityError::SetHostname { name: id.hostname.clone(), source })?;
     if let Some(d) = &id.domain {
-        sys.set_domainname(d)
-            .map_err(|source| IdentityError::SetDomainname {
-                name: d.clone(),
-                source,
-            })?;
+        sys.set_domainname(d).map_err(|source| IdentityError::SetDomainname { name: d.clone(), source })?;
     }
     Ok(())
 }
@@ -299,13 +240,8 @@ mod tests {
 
     fn choose(ptr: &PtrOutcome, dhcp: Option<&str>, ip: Option<&str>) -> (Identity, Vec<String>) {
         let mut lines = Vec::new();
-        let c = Candidates {
-            ptr,
-            dhcp_hostname: dhcp,
-            dhcp_domain: Some("dhcp.example"),
-            ip_hostname: ip,
-            address: ADDR,
-        };
+        let c =
+            Candidates { ptr, dhcp_hostname: dhcp, dhcp_domain: Some("dhcp.example"), ip_hostname: ip, address: ADDR };
         let id = choose_identity(&c, &mut |l| lines.push(l.to_string()));
         (id, lines)
     }
@@ -314,20 +250,14 @@ mod tests {
     fn ptr_from_wire(labels: &[&[u8]]) -> PtrOutcome {
         let bytes = reply(9, ADDR, 0, &[labels]);
         match parse_ptr_reply(&bytes, 9, ADDR).unwrap() {
-            PtrAnswer::Names(names) => PtrOutcome::Names {
-                names,
-                server: server(),
-            },
+            PtrAnswer::Names(names) => PtrOutcome::Names { names, server: server() },
             PtrAnswer::NoRecord => PtrOutcome::NoRecord { server: server() },
         }
     }
 
     #[test]
     fn valid_names_pass_trailing_dot_stripped_lowercased() {
-        assert_eq!(
-            validate_name("Lab3-12.Example.EDU.").unwrap(),
-            "lab3-12.example.edu"
-        );
+        assert_eq!(validate_name("Lab3-12.Example.EDU.").unwrap(), "lab3-12.example.edu");
         assert_eq!(validate_name(&"a".repeat(63)).unwrap(), "a".repeat(63));
     }
 
@@ -337,47 +267,22 @@ mod tests {
         assert_eq!(validate_name("."), Err(NameRejected::Empty));
         assert_eq!(validate_name("a..b"), Err(NameRejected::EmptyLabel));
         assert_eq!(validate_name(".a"), Err(NameRejected::EmptyLabel));
-        assert!(matches!(
-            validate_name(&"a".repeat(64)),
-            Err(NameRejected::LabelTooLong { .. })
-        ));
+        assert!(matches!(validate_name(&"a".repeat(64)), Err(NameRejected::LabelTooLong { .. })));
         let long = vec!["abcdefg"; 32].join(".");
-        assert_eq!(
-            validate_name(&long),
-            Err(NameRejected::TooLong { len: long.len() })
-        );
-        assert_eq!(
-            validate_name("a/b.edu"),
-            Err(NameRejected::BadCharacter {
-                label: "a/b".into(),
-                ch: '/'
-            })
-        );
-        assert!(matches!(
-            validate_name("-a.edu"),
-            Err(NameRejected::HyphenAtEdge { .. })
-        ));
-        assert!(matches!(
-            validate_name("a_b"),
-            Err(NameRejected::BadCharacter { ch: '_', .. })
-        ));
+        assert_eq!(validate_name(&long), Err(NameRejected::TooLong { len: long.len() }));
+        assert_eq!(validate_name("a/b.edu"), Err(NameRejected::BadCharacter { label: "a/b".into(), ch: '/' }));
+        assert!(matches!(validate_name("-a.edu"), Err(NameRejected::HyphenAtEdge { .. })));
+        assert!(matches!(validate_name("a_b"), Err(NameRejected::BadCharacter { ch: '_', .. })));
     }
 
     #[test]
     fn ptr_wins_and_gives_short_name_and_domain() {
-        let (id, lines) = choose(
-            &ptr_from_wire(&[b"lab3-12", b"example", b"edu"]),
-            Some("other"),
-            Some("third"),
-        );
+        let (id, lines) = choose(&ptr_from_wire(&[b"lab3-12", b"example", b"edu"]), Some("other"), Some("third"));
         assert_eq!(id.hostname, "lab3-12");
         assert_eq!(id.domain.as_deref(), Some("example.edu"));
         assert_eq!(id.fqdn.as_deref(), Some("lab3-12.example.edu"));
         assert_eq!(id.source, NameSource::Ptr);
-        assert!(
-            lines.iter().any(|l| l.contains("from reverse DNS")),
-            "{lines:?}"
-        );
+        assert!(lines.iter().any(|l| l.contains("from reverse DNS")), "{lines:?}");
     }
 
     #[test]
@@ -385,16 +290,9 @@ mod tests {
         let (id, lines) = choose(&ptr_from_wire(&[b"a..b", b"edu"]), Some("lab3-12"), None);
         assert_eq!(id.hostname, "lab3-12");
         assert_eq!(id.source, NameSource::Dhcp);
-        assert_eq!(
-            id.domain.as_deref(),
-            Some("dhcp.example"),
-            "domain falls back to option 15"
-        );
+        assert_eq!(id.domain.as_deref(), Some("dhcp.example"), "domain falls back to option 15");
         assert!(
-            lines
-                .iter()
-                .any(|l| l.contains("PTR answer \"a..b.edu\"")
-                    && l.contains("rejected: empty label")),
+            lines.iter().any(|l| l.contains("PTR answer \"a..b.edu\"") && l.contains("rejected: empty label")),
             "{lines:?}"
         );
     }
@@ -406,23 +304,12 @@ mod tests {
         let label = [b'x'; 60];
         let labels: Vec<&[u8]> = vec![&label[..]; 5];
         let wire = reply(9, ADDR, 0, &[&labels]);
-        assert!(
-            parse_ptr_reply(&wire, 9, ADDR).is_err(),
-            "a 306-octet wire name must not parse"
-        );
-        let long = PtrOutcome::Names {
-            names: vec![vec!["x".repeat(60); 5].join(".")],
-            server: server(),
-        };
+        assert!(parse_ptr_reply(&wire, 9, ADDR).is_err(), "a 306-octet wire name must not parse");
+        let long = PtrOutcome::Names { names: vec![vec!["x".repeat(60); 5].join(".")], server: server() };
         let (id, lines) = choose(&long, None, Some("from-ip"));
         assert_eq!(id.hostname, "from-ip");
         assert_eq!(id.source, NameSource::IpParam);
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.contains("rejected: 304 bytes, over 253")),
-            "{lines:?}"
-        );
+        assert!(lines.iter().any(|l| l.contains("rejected: 304 bytes, over 253")), "{lines:?}");
     }
 
     #[test]
@@ -433,36 +320,18 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains("rejected")), "{lines:?}");
         let (id, lines) = choose(&ptr_from_wire(&[b"a/b", b"edu"]), Some("bad name"), None);
         assert_eq!(id.source, NameSource::Address);
-        assert!(
-            lines.iter().any(|l| l.contains("contains '/'")),
-            "{lines:?}"
-        );
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.contains("\"bad name\" from DHCP option 12 rejected")),
-            "{lines:?}"
-        );
+        assert!(lines.iter().any(|l| l.contains("contains '/'")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("\"bad name\" from DHCP option 12 rejected")), "{lines:?}");
     }
 
     #[test]
     fn no_record_or_failed_lookup_falls_back_to_dhcp_name() {
-        let (id, _) = choose(
-            &PtrOutcome::NoRecord { server: server() },
-            Some("lab3-12.example.edu"),
-            None,
-        );
-        assert_eq!(
-            (id.hostname.as_str(), id.domain.as_deref()),
-            ("lab3-12", Some("example.edu"))
-        );
+        let (id, _) = choose(&PtrOutcome::NoRecord { server: server() }, Some("lab3-12.example.edu"), None);
+        assert_eq!((id.hostname.as_str(), id.domain.as_deref()), ("lab3-12", Some("example.edu")));
         let failed = PtrOutcome::Failed(DnsError::NoServers { addr: ADDR });
         let (id, lines) = choose(&failed, Some("lab3-12"), None);
         assert_eq!(id.source, NameSource::Dhcp);
-        assert!(
-            lines.iter().any(|l| l.contains("no DNS server")),
-            "{lines:?}"
-        );
+        assert!(lines.iter().any(|l| l.contains("no DNS server")), "{lines:?}");
     }
 
     struct Recorder(Vec<String>);
@@ -488,10 +357,7 @@ mod tests {
         let mut r = Recorder(Vec::new());
         let e = apply_identity(&id, &mut r).unwrap_err();
         assert_eq!(r.0, vec!["host lab3-12", "domain example.edu"]);
-        assert!(
-            e.to_string().contains("setdomainname(\"example.edu\")"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("setdomainname(\"example.edu\")"), "{e}");
     }
 
     proptest::proptest! {

@@ -6,8 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
@@ -30,9 +29,7 @@ pub struct SysLink {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
 /// Ethernet interfaces under `sys_class_net` (loopback, tunnels and others
@@ -110,9 +107,7 @@ const EEXIST: i32 = 17;
 
 impl Netlink {
     pub fn open() -> Result<Netlink, LinkError> {
-        let err = |e: std::io::Error| LinkError::Socket {
-            reason: e.to_string(),
-        };
+        let err = |e: std::io::Error| LinkError::Socket { reason: e.to_string() };
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(err)?;
         sock.bind_auto().map_err(err)?;
         sock.connect(&SocketAddr::new(0, 0)).map_err(err)?;
@@ -125,18 +120,8 @@ impl Netlink {
 
     /// Sends one request and waits for its acknowledgement. `EEXIST` counts
     /// as success so that configuring twice is harmless.
-    fn request(
-        &mut self,
-        op: &'static str,
-        name: &str,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-    ) -> Result<(), LinkError> {
-        let fail = |reason: String| LinkError::Request {
-            op,
-            name: name.into(),
-            reason,
-        };
+    fn request(&mut self, op: &'static str, name: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<(), LinkError> {
+        let fail = |reason: String| LinkError::Request { op, name: name.into(), reason };
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
@@ -148,10 +133,7 @@ impl Netlink {
         self.sock.send(&buf, 0).map_err(|e| fail(e.to_string()))?;
         let mut rx = vec![0u8; 8192];
         loop {
-            let len = self
-                .sock
-                .recv(&mut &mut rx[..], 0)
-                .map_err(|e| fail(e.to_string()))?;
+            let len = self.sock.recv(&mut &mut rx[..], 0).map_err(|e| fail(e.to_string()))?;
             let mut offset = 0;
             while offset < len {
                 let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[offset..len])
@@ -163,9 +145,7 @@ impl Netlink {
                     return match e.code {
                         None => Ok(()),
                         Some(code) if -code.get() == EEXIST => Ok(()),
-                        Some(code) => Err(fail(
-                            std::io::Error::from_raw_os_error(-code.get()).to_string(),
-                        )),
+                        Some(code) => Err(fail(std::io::Error::from_raw_os_error(-code.get()).to_string())),
                     };
                 }
                 if size == 0 {
@@ -180,18 +160,9 @@ impl Netlink {
     pub fn set_up(&mut self, name: &str, up: bool) -> Result<(), LinkError> {
         let mut msg = LinkMessage::default();
         msg.header.index = Self::index(name)?;
-        msg.header.flags = if up {
-            LinkFlags::Up
-        } else {
-            LinkFlags::empty()
-        };
+        msg.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
         msg.header.change_mask = LinkFlags::Up;
-        self.request(
-            if up { "link up" } else { "link down" },
-            name,
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-        )
+        self.request(if up { "link up" } else { "link down" }, name, RouteNetlinkMessage::SetLink(msg), 0)
     }
 
     pub fn set_mtu(&mut self, name: &str, mtu: u16) -> Result<(), LinkError> {
@@ -216,12 +187,7 @@ impl Netlink {
         msg.attributes.push(AddressAttribute::Local(addr.into()));
         msg.attributes.push(AddressAttribute::Address(addr.into()));
         msg.attributes.push(AddressAttribute::Broadcast(broadcast));
-        self.request(
-            "add address",
-            name,
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_REPLACE,
-        )
+        self.request("add address", name, RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_REPLACE)
     }
 
     pub fn add_default_route(&mut self, name: &str, gateway: Ipv4Addr) -> Result<(), LinkError> {
@@ -231,15 +197,9 @@ impl Netlink {
         msg.header.protocol = RouteProtocol::Dhcp;
         msg.header.scope = RouteScope::Universe;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
         msg.attributes.push(RouteAttribute::Oif(Self::index(name)?));
-        self.request(
-            "add default route",
-            name,
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_REPLACE,
-        )
+        self.request("add default route", name, RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_REPLACE)
     }
 
     /// MTU first (the address route inherits it), then address, then the
@@ -281,10 +241,7 @@ mod tests {
         let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["eth0", "eth1"]);
         assert_eq!(links[0].mac, Mac([0x52, 0x54, 0, 0, 0, 1]));
-        assert!(
-            !has_carrier(dir.path(), "eth0"),
-            "missing carrier file means no carrier"
-        );
+        assert!(!has_carrier(dir.path(), "eth0"), "missing carrier file means no carrier");
         assert!(!has_carrier(dir.path(), "eth1"));
         assert!(has_carrier(dir.path(), "lo"));
         assert!(list_links(&dir.path().join("absent")).is_empty());
@@ -294,11 +251,6 @@ mod tests {
     fn request_on_missing_link_names_it() {
         let mut nl = Netlink::open().unwrap();
         let e = nl.set_up("dlnoexist0", true).unwrap_err();
-        assert_eq!(
-            e,
-            LinkError::NoSuchLink {
-                name: "dlnoexist0".into()
-            }
-        );
+        assert_eq!(e, LinkError::NoSuchLink { name: "dlnoexist0".into() });
     }
 }

@@ -103,15 +103,9 @@ pub enum NetError {
     /// No matching interface appeared.
     NoInterface { wanted: String, waited: Duration },
     /// Matching interfaces exist but none got carrier.
-    NoCarrier {
-        links: Vec<String>,
-        waited: Duration,
-    },
+    NoCarrier { links: Vec<String>, waited: Duration },
     /// DHCP gave no lease on any link.
-    NoLease {
-        errors: Vec<String>,
-        waited: Duration,
-    },
+    NoLease { errors: Vec<String>, waited: Duration },
     /// Configuring the winning link failed.
     Configure(LinkError),
 }
@@ -119,10 +113,7 @@ pub enum NetError {
 impl fmt::Display for NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NetError::Disabled => write!(
-                f,
-                "networking disabled by ip=off/none; a network root cannot be mounted"
-            ),
+            NetError::Disabled => write!(f, "networking disabled by ip=off/none; a network root cannot be mounted"),
             NetError::NoInterface { wanted, waited } => write!(
                 f,
                 "no network interface {wanted} after {} s; is the NIC's driver in the initramfs? (check BOOTIF=/ip=)",
@@ -135,12 +126,7 @@ impl fmt::Display for NetError {
                 waited.as_secs()
             ),
             NetError::NoLease { errors, waited } => {
-                write!(
-                    f,
-                    "no DHCP lease after {} s: {}",
-                    waited.as_secs(),
-                    errors.join("; ")
-                )
+                write!(f, "no DHCP lease after {} s: {}", waited.as_secs(), errors.join("; "))
             }
             NetError::Configure(e) => write!(f, "configuring the network failed: {e}"),
         }
@@ -203,18 +189,8 @@ pub const RESCAN: Duration = Duration::from_millis(500);
 const WAIT_MESSAGE_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs the network stage against the real system.
-pub fn network_stage(
-    cfg: &NetConfig,
-    sys_class_net: &Path,
-    log: &dyn NetLog,
-) -> Result<NetResult, NetError> {
-    network_stage_with(
-        cfg,
-        &SystemNet {
-            sys_class_net: sys_class_net.into(),
-        },
-        log,
-    )
+pub fn network_stage(cfg: &NetConfig, sys_class_net: &Path, log: &dyn NetLog) -> Result<NetResult, NetError> {
+    network_stage_with(cfg, &SystemNet { sys_class_net: sys_class_net.into() }, log)
 }
 
 /// Which links the command line allows: the `ip=` device, else the BOOTIF
@@ -244,11 +220,7 @@ enum LinkState {
 }
 
 /// The network stage over any [`NetOps`].
-pub fn network_stage_with(
-    cfg: &NetConfig,
-    ops: &dyn NetOps,
-    log: &dyn NetLog,
-) -> Result<NetResult, NetError> {
+pub fn network_stage_with(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -> Result<NetResult, NetError> {
     match cfg.mode() {
         IpMode::Off => Err(NetError::Disabled),
         IpMode::Static => static_stage(cfg, ops, log),
@@ -282,10 +254,7 @@ fn dhcp_stage(
                 if links.contains_key(&l.name) {
                     continue;
                 }
-                log.log(
-                    Level::Info,
-                    &format!("found {} ({}), bringing it up", l.name, l.mac),
-                );
+                log.log(Level::Info, &format!("found {} ({}), bringing it up", l.name, l.mac));
                 if let Err(e) = ops.set_up(&l.name, true) {
                     log.log(Level::Warn, &e.to_string());
                 }
@@ -293,11 +262,7 @@ fn dhcp_stage(
             }
             let mut waiting = Vec::new();
             for (name, (mac, state)) in links.iter_mut() {
-                if matches!(
-                    state,
-                    LinkState::WaitingCarrier { .. } | LinkState::NoCarrier
-                ) && ops.has_carrier(name)
-                {
+                if matches!(state, LinkState::WaitingCarrier { .. } | LinkState::NoCarrier) && ops.has_carrier(name) {
                     log.log(Level::Info, &format!("{name}: carrier, starting DHCP"));
                     *state = LinkState::Running;
                     let (tx, name, mac, cancel) = (tx.clone(), name.clone(), *mac, &cancel);
@@ -326,19 +291,10 @@ fn dhcp_stage(
                 if links.is_empty() {
                     log.log(
                         Level::Info,
-                        &format!(
-                            "waiting for a network interface {} ({left} s left)",
-                            wanted_text(device, cfg.bootif)
-                        ),
+                        &format!("waiting for a network interface {} ({left} s left)", wanted_text(device, cfg.bootif)),
                     );
                 } else if !waiting.is_empty() {
-                    log.log(
-                        Level::Info,
-                        &format!(
-                            "waiting for carrier on {} ({left} s left)",
-                            waiting.join(", ")
-                        ),
-                    );
+                    log.log(Level::Info, &format!("waiting for carrier on {} ({left} s left)", waiting.join(", ")));
                 }
             }
             match rx.recv_timeout(RESCAN) {
@@ -353,28 +309,17 @@ fn dhcp_stage(
                 Err(_) => {}
             }
             let now = Instant::now();
-            let all_done = !links.is_empty()
-                && links
-                    .values()
-                    .all(|(_, s)| matches!(s, LinkState::NoCarrier | LinkState::Failed));
+            let all_done =
+                !links.is_empty() && links.values().all(|(_, s)| matches!(s, LinkState::NoCarrier | LinkState::Failed));
             let none_ran = links.values().all(|(_, s)| *s == LinkState::NoCarrier);
             if now >= until || all_done {
                 let waited = now - start;
                 return Err(if links.is_empty() {
-                    NetError::NoInterface {
-                        wanted: wanted_text(device, cfg.bootif),
-                        waited,
-                    }
+                    NetError::NoInterface { wanted: wanted_text(device, cfg.bootif), waited }
                 } else if none_ran {
-                    NetError::NoCarrier {
-                        links: links.keys().cloned().collect(),
-                        waited,
-                    }
+                    NetError::NoCarrier { links: links.keys().cloned().collect(), waited }
                 } else {
-                    NetError::NoLease {
-                        errors: errors.clone(),
-                        waited,
-                    }
+                    NetError::NoLease { errors: errors.clone(), waited }
                 });
             }
         })();
@@ -395,21 +340,11 @@ fn dhcp_stage(
         gateway: lease.routers.first().copied(),
         mtu: lease.mtu,
     };
-    ops.configure(&name, &link_cfg)
-        .map_err(NetError::Configure)?;
-    Ok(NetResult {
-        interface: name,
-        mac,
-        proto: Proto::Dhcp,
-        lease,
-    })
+    ops.configure(&name, &link_cfg).map_err(NetError::Configure)?;
+    Ok(NetResult { interface: name, mac, proto: Proto::Dhcp, lease })
 }
 
-fn static_stage(
-    cfg: &NetConfig,
-    ops: &dyn NetOps,
-    log: &dyn NetLog,
-) -> Result<NetResult, NetError> {
+fn static_stage(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -> Result<NetResult, NetError> {
     let Some(ip) = &cfg.ip else {
         return Err(NetError::Disabled);
     };
@@ -441,10 +376,7 @@ fn static_stage(
             match (device, candidates.first()) {
                 (Some(_), Some(l)) => break l.clone(),
                 (_, None) => {
-                    return Err(NetError::NoInterface {
-                        wanted: wanted_text(device, cfg.bootif),
-                        waited,
-                    });
+                    return Err(NetError::NoInterface { wanted: wanted_text(device, cfg.bootif), waited });
                 }
                 (None, Some(_)) => {
                     return Err(NetError::NoCarrier {
@@ -471,21 +403,9 @@ fn static_stage(
         gateway: ip.gateway,
         mtu: None,
     };
-    ops.configure(&chosen.name, &link_cfg)
-        .map_err(NetError::Configure)?;
-    log.log(
-        Level::Info,
-        &format!(
-            "{}: static address {}/{} from ip=",
-            chosen.name, address, lease.prefix_len
-        ),
-    );
-    Ok(NetResult {
-        interface: chosen.name,
-        mac: chosen.mac,
-        proto: Proto::Static,
-        lease,
-    })
+    ops.configure(&chosen.name, &link_cfg).map_err(NetError::Configure)?;
+    log.log(Level::Info, &format!("{}: static address {}/{} from ip=", chosen.name, address, lease.prefix_len));
+    Ok(NetResult { interface: chosen.name, mac: chosen.mac, proto: Proto::Static, lease })
 }
 
 /// Chooses the identity (PTR to the lease's DNS servers on `dns_port`, then
@@ -497,24 +417,11 @@ pub fn resolve_identity(
     timing: LookupTiming,
     log: &dyn NetLog,
 ) -> Identity {
-    let servers: Vec<SocketAddr> = net
-        .lease
-        .dns_servers
-        .iter()
-        .map(|s| SocketAddr::V4(SocketAddrV4::new(*s, dns_port)))
-        .collect();
-    let ptr = dns::lookup_ptr(net.lease.address, &servers, timing, &|l| {
-        log.log(Level::Debug, l)
-    });
+    let servers: Vec<SocketAddr> =
+        net.lease.dns_servers.iter().map(|s| SocketAddr::V4(SocketAddrV4::new(*s, dns_port))).collect();
+    let ptr = dns::lookup_ptr(net.lease.address, &servers, timing, &|l| log.log(Level::Debug, l));
     if let PtrOutcome::Names { names, server } = &ptr {
-        log.log(
-            Level::Debug,
-            &format!(
-                "PTR {} at {server}: {}",
-                net.lease.address,
-                names.join(", ")
-            ),
-        );
+        log.log(Level::Debug, &format!("PTR {} at {server}: {}", net.lease.address, names.join(", ")));
     }
     let candidates = Candidates {
         ptr: &ptr,
@@ -528,12 +435,7 @@ pub fn resolve_identity(
 
 /// The identity stage: resolve, then set host and domain name. A failure to
 /// set them is logged; the boot goes on with the chosen names recorded.
-pub fn identity_stage(
-    net: &NetResult,
-    cfg: &NetConfig,
-    sys: &mut dyn SetNames,
-    log: &dyn NetLog,
-) -> Identity {
+pub fn identity_stage(net: &NetResult, cfg: &NetConfig, sys: &mut dyn SetNames, log: &dyn NetLog) -> Identity {
     let id = resolve_identity(net, cfg, DNS_PORT, LookupTiming::default(), log);
     if let Err(e) = identity::apply_identity(&id, sys) {
         log.log(Level::Warn, &e.to_string());

@@ -25,11 +25,7 @@ struct Fake {
 
 impl Fake {
     fn new(links: Vec<FakeLink>) -> Fake {
-        Fake {
-            start: Instant::now(),
-            links,
-            calls: Mutex::new(Vec::new()),
-        }
+        Fake { start: Instant::now(), links, calls: Mutex::new(Vec::new()) }
     }
     fn record(&self, s: String) {
         self.calls.lock().unwrap().push(s);
@@ -52,19 +48,10 @@ fn lease_for(n: u8) -> Lease {
 impl NetOps for Fake {
     fn links(&self) -> Vec<SysLink> {
         let t = self.start.elapsed();
-        self.links
-            .iter()
-            .filter(|l| l.appears <= t)
-            .map(|l| SysLink {
-                name: l.name.into(),
-                mac: l.mac,
-            })
-            .collect()
+        self.links.iter().filter(|l| l.appears <= t).map(|l| SysLink { name: l.name.into(), mac: l.mac }).collect()
     }
     fn has_carrier(&self, name: &str) -> bool {
-        self.link(name)
-            .carrier
-            .is_some_and(|c| c <= self.start.elapsed())
+        self.link(name).carrier.is_some_and(|c| c <= self.start.elapsed())
     }
     fn set_up(&self, name: &str, up: bool) -> Result<(), LinkError> {
         self.record(format!("{} {name}", if up { "up" } else { "down" }));
@@ -91,9 +78,7 @@ impl NetOps for Fake {
         loop {
             if cancel.load(Ordering::Relaxed) {
                 self.record(format!("cancelled {name}"));
-                return Err(DhcpIoError::Cancelled {
-                    interface: name.into(),
-                });
+                return Err(DhcpIoError::Cancelled { interface: name.into() });
             }
             if link.lease_after.is_some_and(|d| begun.elapsed() >= d) {
                 let n = name.bytes().last().unwrap_or(b'0') - b'0';
@@ -129,49 +114,31 @@ fn quiet(_: Level, _: &str) {}
 
 #[test]
 fn first_lease_wins_and_other_links_are_cancelled_and_put_down() {
-    let fake = Fake::new(vec![
-        link("eth0", 0, Some(0), Some(600)),
-        link("eth1", 1, Some(0), Some(50)),
-    ]);
+    let fake = Fake::new(vec![link("eth0", 0, Some(0), Some(600)), link("eth1", 1, Some(0), Some(50))]);
     let net = network_stage_with(&cfg(""), &fake, &quiet).unwrap();
     assert_eq!(net.interface, "eth1");
     assert_eq!(net.mac, Mac([2, 0, 0, 0, 0, 1]));
     assert_eq!(net.proto, Proto::Dhcp);
     let calls = fake.calls();
-    assert!(
-        calls.contains(&"dhcp eth0".into()) && calls.contains(&"dhcp eth1".into()),
-        "{calls:?}"
-    );
+    assert!(calls.contains(&"dhcp eth0".into()) && calls.contains(&"dhcp eth1".into()), "{calls:?}");
     assert!(calls.contains(&"cancelled eth0".into()), "{calls:?}");
     assert!(calls.contains(&"down eth0".into()), "{calls:?}");
     assert!(!calls.contains(&"down eth1".into()), "{calls:?}");
-    assert!(
-        calls.contains(&"configure eth1 10.0.1.5/24 gw Some(10.0.1.1) mtu Some(1400)".into()),
-        "{calls:?}"
-    );
+    assert!(calls.contains(&"configure eth1 10.0.1.5/24 gw Some(10.0.1.1) mtu Some(1400)".into()), "{calls:?}");
 }
 
 #[test]
 fn bootif_restricts_dhcp_to_that_nic() {
-    let fake = Fake::new(vec![
-        link("eth0", 0, Some(0), Some(10)),
-        link("eth1", 1, Some(0), Some(100)),
-    ]);
+    let fake = Fake::new(vec![link("eth0", 0, Some(0), Some(10)), link("eth1", 1, Some(0), Some(100))]);
     let net = network_stage_with(&cfg("BOOTIF=01-02-00-00-00-00-01"), &fake, &quiet).unwrap();
     assert_eq!(net.interface, "eth1");
     let calls = fake.calls();
-    assert!(
-        !calls.iter().any(|c| c.ends_with("eth0")),
-        "eth0 touched: {calls:?}"
-    );
+    assert!(!calls.iter().any(|c| c.ends_with("eth0")), "eth0 touched: {calls:?}");
 }
 
 #[test]
 fn ip_device_restricts_dhcp_to_that_nic() {
-    let fake = Fake::new(vec![
-        link("eth0", 0, Some(0), Some(10)),
-        link("eth1", 1, Some(0), Some(100)),
-    ]);
+    let fake = Fake::new(vec![link("eth0", 0, Some(0), Some(10)), link("eth1", 1, Some(0), Some(100))]);
     let net = network_stage_with(&cfg("ip=eth1:dhcp"), &fake, &quiet).unwrap();
     assert_eq!(net.interface, "eth1");
     assert!(!fake.calls().contains(&"dhcp eth0".into()));
@@ -196,31 +163,17 @@ fn link_waits_for_carrier_and_waiting_is_logged_by_name() {
     let net = network_stage_with(&cfg(""), &fake, &log).unwrap();
     assert_eq!(net.interface, "eth0");
     let lines = lines.into_inner().unwrap();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("waiting for carrier on eth0")),
-        "{lines:?}"
-    );
+    assert!(lines.iter().any(|l| l.starts_with("waiting for carrier on eth0")), "{lines:?}");
 }
 
 #[test]
 fn no_carrier_anywhere_fails_after_carrier_timeout_naming_links() {
-    let fake = Fake::new(vec![
-        link("eth0", 0, None, None),
-        link("eth1", 1, None, None),
-    ]);
+    let fake = Fake::new(vec![link("eth0", 0, None, None), link("eth1", 1, None, None)]);
     let c = cfg("diskless.carrier_timeout=1");
     let t = Instant::now();
     let e = network_stage_with(&c, &fake, &quiet).unwrap_err();
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "should not wait for the DHCP timeout"
-    );
-    assert!(
-        matches!(&e, NetError::NoCarrier { links, .. } if links == &["eth0", "eth1"]),
-        "{e:?}"
-    );
+    assert!(t.elapsed() < Duration::from_secs(5), "should not wait for the DHCP timeout");
+    assert!(matches!(&e, NetError::NoCarrier { links, .. } if links == &["eth0", "eth1"]), "{e:?}");
     assert!(e.to_string().contains("eth0, eth1"));
 }
 
@@ -242,10 +195,7 @@ fn missing_interface_is_reported_with_what_was_wanted() {
 
 #[test]
 fn static_ip_configures_without_dhcp() {
-    let fake = Fake::new(vec![
-        link("eth0", 0, Some(0), Some(10)),
-        link("eth1", 1, Some(0), Some(10)),
-    ]);
+    let fake = Fake::new(vec![link("eth0", 0, Some(0), Some(10)), link("eth1", 1, Some(0), Some(10))]);
     let c = cfg("ip=192.168.1.23:192.168.1.1:192.168.1.254:255.255.255.0:box:eth1:off:192.168.1.2");
     let net = network_stage_with(&c, &fake, &quiet).unwrap();
     assert_eq!(net.interface, "eth1");
@@ -256,18 +206,12 @@ fn static_ip_configures_without_dhcp() {
     assert_eq!(net.lease.next_server, Some(Ipv4Addr::new(192, 168, 1, 1)));
     let calls = fake.calls();
     assert!(!calls.iter().any(|c| c.starts_with("dhcp")), "{calls:?}");
-    assert!(
-        calls.contains(&"configure eth1 192.168.1.23/24 gw Some(192.168.1.254) mtu None".into()),
-        "{calls:?}"
-    );
+    assert!(calls.contains(&"configure eth1 192.168.1.23/24 gw Some(192.168.1.254) mtu None".into()), "{calls:?}");
 }
 
 #[test]
 fn ip_off_disables_the_stage() {
     let fake = Fake::new(vec![link("eth0", 0, Some(0), Some(10))]);
-    assert_eq!(
-        network_stage_with(&cfg("ip=off"), &fake, &quiet),
-        Err(NetError::Disabled)
-    );
+    assert_eq!(network_stage_with(&cfg("ip=off"), &fake, &quiet), Err(NetError::Disabled));
     assert!(fake.calls().is_empty());
 }

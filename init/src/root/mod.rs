@@ -34,11 +34,7 @@ struct ErrnoMeaning {
 
 /// mount(2) errors of an NFS mount, as the administrator needs to read them.
 const MOUNT_ERRORS: &[ErrnoMeaning] = &[
-    ErrnoMeaning {
-        errno: Errno::TIMEDOUT,
-        meaning: "the server did not answer",
-        transient: true,
-    },
+    ErrnoMeaning { errno: Errno::TIMEDOUT, meaning: "the server did not answer", transient: true },
     ErrnoMeaning {
         errno: Errno::CONNREFUSED,
         meaning: "connection refused: no NFS service (or rpcbind for v3) on the server",
@@ -49,31 +45,11 @@ const MOUNT_ERRORS: &[ErrnoMeaning] = &[
         meaning: "host unreachable: the server is down or not on this network",
         transient: true,
     },
-    ErrnoMeaning {
-        errno: Errno::NETUNREACH,
-        meaning: "network unreachable: no route to the server",
-        transient: true,
-    },
-    ErrnoMeaning {
-        errno: Errno::HOSTDOWN,
-        meaning: "host is down",
-        transient: true,
-    },
-    ErrnoMeaning {
-        errno: Errno::CONNRESET,
-        meaning: "the server closed the connection",
-        transient: true,
-    },
-    ErrnoMeaning {
-        errno: Errno::AGAIN,
-        meaning: "the server is busy (grace period?)",
-        transient: true,
-    },
-    ErrnoMeaning {
-        errno: Errno::IO,
-        meaning: "I/O error talking to the server",
-        transient: true,
-    },
+    ErrnoMeaning { errno: Errno::NETUNREACH, meaning: "network unreachable: no route to the server", transient: true },
+    ErrnoMeaning { errno: Errno::HOSTDOWN, meaning: "host is down", transient: true },
+    ErrnoMeaning { errno: Errno::CONNRESET, meaning: "the server closed the connection", transient: true },
+    ErrnoMeaning { errno: Errno::AGAIN, meaning: "the server is busy (grace period?)", transient: true },
+    ErrnoMeaning { errno: Errno::IO, meaning: "I/O error talking to the server", transient: true },
     ErrnoMeaning {
         errno: Errno::NOENT,
         meaning: "no such export on the server: check the path and the server's exports",
@@ -89,11 +65,7 @@ const MOUNT_ERRORS: &[ErrnoMeaning] = &[
         meaning: "operation not permitted: the server refused this client (check the export's client list and security flavour)",
         transient: false,
     },
-    ErrnoMeaning {
-        errno: Errno::NOTDIR,
-        meaning: "the path is not a directory on the server",
-        transient: false,
-    },
+    ErrnoMeaning { errno: Errno::NOTDIR, meaning: "the path is not a directory on the server", transient: false },
     ErrnoMeaning {
         errno: Errno::PROTONOSUPPORT,
         meaning: "the server does not speak this NFS version",
@@ -104,16 +76,8 @@ const MOUNT_ERRORS: &[ErrnoMeaning] = &[
         meaning: "the kernel has no nfs file system: the nfs modules did not load",
         transient: false,
     },
-    ErrnoMeaning {
-        errno: Errno::INVAL,
-        meaning: "the kernel rejected the mount options; see dmesg",
-        transient: false,
-    },
-    ErrnoMeaning {
-        errno: Errno::NOSYS,
-        meaning: "this NFS version is not in the kernel",
-        transient: false,
-    },
+    ErrnoMeaning { errno: Errno::INVAL, meaning: "the kernel rejected the mount options; see dmesg", transient: false },
+    ErrnoMeaning { errno: Errno::NOSYS, meaning: "this NFS version is not in the kernel", transient: false },
 ];
 
 fn meaning_of(e: &io::Error) -> (&'static str, bool) {
@@ -121,9 +85,7 @@ fn meaning_of(e: &io::Error) -> (&'static str, bool) {
     MOUNT_ERRORS
         .iter()
         .find(|m| Some(m.errno.raw_os_error()) == errno)
-        .map_or(("see dmesg for the kernel's reason", true), |m| {
-            (m.meaning, m.transient)
-        })
+        .map_or(("see dmesg for the kernel's reason", true), |m| (m.meaning, m.transient))
 }
 
 /// One failed mount(2).
@@ -136,14 +98,7 @@ pub struct Attempt {
 
 impl fmt::Display for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "NFSv{} ({}): {} ({})",
-            self.version,
-            self.options,
-            self.error,
-            meaning_of(&self.error).0
-        )
+        write!(f, "NFSv{} ({}): {} ({})", self.version, self.options, self.error, meaning_of(&self.error).0)
     }
 }
 
@@ -155,29 +110,15 @@ pub enum RootError {
     /// `/newroot` is missing and cannot be made.
     MountPoint { path: PathBuf, source: io::Error },
     /// The NFS modules did not load.
-    Modules {
-        modules: Vec<String>,
-        reason: String,
-    },
+    Modules { modules: Vec<String>, reason: String },
     /// An error waiting cannot fix.
-    Refused {
-        root: String,
-        attempts: Vec<Attempt>,
-    },
+    Refused { root: String, attempts: Vec<Attempt> },
     /// The server kept failing until `nfs_retry_timeout` ran out.
-    GaveUp {
-        root: String,
-        waited: Duration,
-        attempts: Vec<Attempt>,
-    },
+    GaveUp { root: String, waited: Duration, attempts: Vec<Attempt> },
 }
 
 fn join(attempts: &[Attempt]) -> String {
-    attempts
-        .iter()
-        .map(Attempt::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    attempts.iter().map(Attempt::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl fmt::Display for RootError {
@@ -199,11 +140,7 @@ impl fmt::Display for RootError {
                 "mounting the NFS root {root}: {}: fix the server's export or the root= parameter",
                 join(attempts)
             ),
-            RootError::GaveUp {
-                root,
-                waited,
-                attempts,
-            } => write!(
+            RootError::GaveUp { root, waited, attempts } => write!(
                 f,
                 "mounting the NFS root {root}: gave up after {} s: {}: check that the server runs and \
                  exports the path (diskless.nfs_retry_timeout=0 waits forever)",
@@ -260,10 +197,8 @@ pub fn mount_root(
     retry: Retry,
 ) -> Result<Mounted, RootError> {
     if !target.is_dir() {
-        std::fs::create_dir_all(target).map_err(|source| RootError::MountPoint {
-            path: target.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(target)
+            .map_err(|source| RootError::MountPoint { path: target.to_path_buf(), source })?;
     }
     for ignored in &root.options.ignored {
         info!(log, "NFS root option ignored: {ignored}");
@@ -279,10 +214,7 @@ pub fn mount_root(
             let options = mount_options_for(root, version, client);
             // Every try is shown in the first round; later rounds are summed up by the
             // countdown line, with the tries in the debug log.
-            let line = format!(
-                "mounting {source} read-only on {} (NFSv{version}: {options})",
-                target.display()
-            );
+            let line = format!("mounting {source} read-only on {} (NFSv{version}: {options})", target.display());
             if round == 1 {
                 info!(log, "{line}")
             } else {
@@ -299,11 +231,7 @@ pub fn mount_root(
                     });
                 }
                 Err(error) => {
-                    let attempt = Attempt {
-                        version,
-                        options,
-                        error,
-                    };
+                    let attempt = Attempt { version, options, error };
                     if round == 1 {
                         info!(log, "mount failed: {attempt}")
                     } else {
@@ -320,24 +248,13 @@ pub fn mount_root(
             versions.retain(|v| !failed.iter().any(|a| a.version == *v && unsupported(a)));
         }
         if failed.iter().all(|a| !meaning_of(&a.error).1) || versions.is_empty() {
-            return Err(RootError::Refused {
-                root: source,
-                attempts: failed,
-            });
+            return Err(RootError::Refused { root: source, attempts: failed });
         }
         let waited = started.elapsed();
         let wait = backoff(round);
-        let left = if retry.timeout.is_zero() {
-            None
-        } else {
-            Some(retry.timeout.saturating_sub(waited))
-        };
+        let left = if retry.timeout.is_zero() { None } else { Some(retry.timeout.saturating_sub(waited)) };
         if left.is_some_and(|left| left.is_zero()) {
-            return Err(RootError::GaveUp {
-                root: source,
-                waited,
-                attempts: failed,
-            });
+            return Err(RootError::GaveUp { root: source, waited, attempts: failed });
         }
         let reason = failed.last().map(|a| meaning_of(&a.error).0).unwrap_or("");
         let giving_up = match left {
@@ -369,15 +286,9 @@ mod tests {
 
     fn nfs_root(cmdline: &str) -> NfsRoot {
         let raw = crate::cmdline::Cmdline::parse(cmdline).raw;
-        let mut lease = Lease::new(
-            "10.77.0.112".parse().unwrap(),
-            "255.255.255.0".parse().unwrap(),
-        );
+        let mut lease = Lease::new("10.77.0.112".parse().unwrap(), "255.255.255.0".parse().unwrap());
         lease.server_id = Some("10.77.0.1".parse().unwrap());
-        RootRequest::from_cmdline(&raw)
-            .unwrap()
-            .resolve(&lease, "lab3-12")
-            .unwrap()
+        RootRequest::from_cmdline(&raw).unwrap().resolve(&lease, "lab3-12").unwrap()
     }
 
     fn client() -> Ipv4Addr {
@@ -385,10 +296,7 @@ mod tests {
     }
 
     fn retry(timeout_s: u64) -> Retry {
-        Retry {
-            timeout: Duration::from_secs(timeout_s),
-            second: Duration::ZERO,
-        }
+        Retry { timeout: Duration::from_secs(timeout_s), second: Duration::ZERO }
     }
 
     #[test]
@@ -404,15 +312,7 @@ mod tests {
         let (log, console) = captured();
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("newroot");
-        let m = mount_root(
-            &os,
-            &log,
-            &nfs_root("nfsroot=10.77.0.1:/export"),
-            client(),
-            &target,
-            retry(10),
-        )
-        .unwrap();
+        let m = mount_root(&os, &log, &nfs_root("nfsroot=10.77.0.1:/export"), client(), &target, retry(10)).unwrap();
         assert_eq!(m.mounted_version, Version::V4(2));
         assert_eq!(
             os.calls(),
@@ -423,9 +323,7 @@ mod tests {
         );
         assert!(target.is_dir(), "mount point made");
         assert!(
-            console
-                .text()
-                .contains("(NFSv4.2: vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112)"),
+            console.text().contains("(NFSv4.2: vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112)"),
             "{}",
             console.text()
         );
@@ -434,26 +332,12 @@ mod tests {
     #[test]
     fn auto_falls_back_to_v3_when_the_server_has_no_v4() {
         let os = FakeOs::default();
-        os.mount_errors
-            .lock()
-            .unwrap()
-            .insert("vers=4.2".into(), Errno::PROTONOSUPPORT.raw_os_error());
+        os.mount_errors.lock().unwrap().insert("vers=4.2".into(), Errno::PROTONOSUPPORT.raw_os_error());
         let (log, _) = captured();
         let dir = tempfile::tempdir().unwrap();
-        let m = mount_root(
-            &os,
-            &log,
-            &nfs_root("nfsroot=10.77.0.1:/export"),
-            client(),
-            dir.path(),
-            retry(10),
-        )
-        .unwrap();
+        let m = mount_root(&os, &log, &nfs_root("nfsroot=10.77.0.1:/export"), client(), dir.path(), retry(10)).unwrap();
         assert_eq!(m.mounted_version, Version::V3);
-        assert_eq!(
-            m.mount_options,
-            "vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp"
-        );
+        assert_eq!(m.mount_options, "vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp");
         assert_eq!(os.calls().len(), 2);
     }
 
@@ -462,40 +346,17 @@ mod tests {
         let os = FakeOs::default();
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().to_path_buf();
-        os.mount_errors.lock().unwrap().insert(
-            target.display().to_string(),
-            Errno::PROTONOSUPPORT.raw_os_error(),
-        );
+        os.mount_errors.lock().unwrap().insert(target.display().to_string(), Errno::PROTONOSUPPORT.raw_os_error());
         let (log, console) = captured();
-        let err = mount_root(
-            &os,
-            &log,
-            &nfs_root("nfsroot=10.77.0.1:/export"),
-            client(),
-            &target,
-            retry(10),
-        )
-        .unwrap_err();
+        let err =
+            mount_root(&os, &log, &nfs_root("nfsroot=10.77.0.1:/export"), client(), &target, retry(10)).unwrap_err();
         // Both versions refused as unsupported: permanent, with both tries named.
         let text = err.to_string();
-        assert!(
-            text.contains("NFSv4.2 (vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("NFSv3 (vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("the server does not speak this NFS version"),
-            "{text}"
-        );
+        assert!(text.contains("NFSv4.2 (vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112)"), "{text}");
+        assert!(text.contains("NFSv3 (vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp)"), "{text}");
+        assert!(text.contains("the server does not speak this NFS version"), "{text}");
         assert_eq!(os.calls().len(), 2);
-        assert!(
-            console.text().contains("mount failed: NFSv3"),
-            "{}",
-            console.text()
-        );
+        assert!(console.text().contains("mount failed: NFSv3"), "{}", console.text());
     }
 
     #[test]
@@ -503,16 +364,10 @@ mod tests {
         let os = FakeOs::default();
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().to_path_buf();
-        os.mount_errors
-            .lock()
-            .unwrap()
-            .insert(target.display().to_string(), Errno::TIMEDOUT.raw_os_error());
+        os.mount_errors.lock().unwrap().insert(target.display().to_string(), Errno::TIMEDOUT.raw_os_error());
         let (log, console) = captured();
         let root = nfs_root("nfsroot=10.77.0.1:/export,vers=3");
-        let retry = Retry {
-            timeout: Duration::from_millis(300),
-            second: Duration::from_millis(40),
-        };
+        let retry = Retry { timeout: Duration::from_millis(300), second: Duration::from_millis(40) };
         let err = mount_root(&os, &log, &root, client(), &target, retry).unwrap_err();
         assert!(matches!(err, RootError::GaveUp { .. }), "{err}");
         let text = console.text();
@@ -524,11 +379,7 @@ mod tests {
         );
         assert!(os.calls().len() >= 3, "{:?}", os.calls());
         assert!(err.to_string().contains("gave up after 0 s"), "{err}");
-        assert!(
-            err.to_string()
-                .contains("diskless.nfs_retry_timeout=0 waits forever"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("diskless.nfs_retry_timeout=0 waits forever"), "{err}");
     }
 
     #[test]
@@ -536,31 +387,14 @@ mod tests {
         let os = FakeOs::default();
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().to_path_buf();
-        os.mount_errors
-            .lock()
-            .unwrap()
-            .insert(target.display().to_string(), Errno::NOENT.raw_os_error());
+        os.mount_errors.lock().unwrap().insert(target.display().to_string(), Errno::NOENT.raw_os_error());
         let (log, _) = captured();
-        let err = mount_root(
-            &os,
-            &log,
-            &nfs_root("root=nfs:10.77.0.1:/nope:vers=3"),
-            client(),
-            &target,
-            retry(0),
-        )
-        .unwrap_err();
+        let err = mount_root(&os, &log, &nfs_root("root=nfs:10.77.0.1:/nope:vers=3"), client(), &target, retry(0))
+            .unwrap_err();
         assert!(matches!(err, RootError::Refused { .. }));
         assert_eq!(os.calls().len(), 1);
-        assert!(
-            err.to_string()
-                .starts_with("mounting the NFS root 10.77.0.1:/nope: NFSv3 "),
-            "{err}"
-        );
-        assert!(
-            err.to_string().contains("no such export on the server"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("mounting the NFS root 10.77.0.1:/nope: NFSv3 "), "{err}");
+        assert!(err.to_string().contains("no such export on the server"), "{err}");
     }
 
     #[test]
@@ -568,10 +402,7 @@ mod tests {
         let os = std::sync::Arc::new(FakeOs::default());
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().to_path_buf();
-        os.mount_errors.lock().unwrap().insert(
-            target.display().to_string(),
-            Errno::HOSTUNREACH.raw_os_error(),
-        );
+        os.mount_errors.lock().unwrap().insert(target.display().to_string(), Errno::HOSTUNREACH.raw_os_error());
         let (log, console) = captured();
         let root = nfs_root("nfsroot=10.77.0.1:/export,vers=4");
         // Fix the server after a few tries, from another thread.
@@ -591,20 +422,11 @@ mod tests {
             &root,
             client(),
             &target,
-            Retry {
-                timeout: Duration::ZERO,
-                second: Duration::from_millis(5),
-            },
+            Retry { timeout: Duration::ZERO, second: Duration::from_millis(5) },
         )
         .unwrap();
         fixer.join().unwrap();
         assert!(m.attempts >= 3);
-        assert!(
-            console
-                .text()
-                .contains("retrying forever (nfs_retry_timeout=0)"),
-            "{}",
-            console.text()
-        );
+        assert!(console.text().contains("retrying forever (nfs_retry_timeout=0)"), "{}", console.text());
     }
 }

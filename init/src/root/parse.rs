@@ -117,13 +117,7 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootRequest {
     /// `[server:]path[,opts]` (kernel syntax, or dracut syntax already split).
-    Spec {
-        server: Option<Ipv4Addr>,
-        path: String,
-        version: Version,
-        options: Options,
-        syntax: Syntax,
-    },
+    Spec { server: Option<Ipv4Addr>, path: String, version: Version, options: Options, syntax: Syntax },
     /// No root on the command line (or `root=/dev/nfs` / `root=dhcp` without more):
     /// the DHCP root-path decides.
     FromDhcp,
@@ -149,11 +143,7 @@ pub enum RootSpecError {
     /// The lease names no server to use for a root path without one.
     NoServer { spec: String },
     /// `%s` in the path but the host name is not safe in a path.
-    HostName {
-        spec: String,
-        hostname: String,
-        reason: String,
-    },
+    HostName { spec: String, hostname: String, reason: String },
 }
 
 impl fmt::Display for RootSpecError {
@@ -170,10 +160,7 @@ impl fmt::Display for RootSpecError {
                  resolved before the root is mounted, write the address"
             ),
             RootSpecError::Path { spec, path } => {
-                write!(
-                    f,
-                    "NFS root {spec:?}: path {path:?} must be absolute (start with /)"
-                )
+                write!(f, "NFS root {spec:?}: path {path:?} must be absolute (start with /)")
             }
             RootSpecError::Version { spec, value } => {
                 write!(
@@ -182,16 +169,10 @@ impl fmt::Display for RootSpecError {
                 )
             }
             RootSpecError::Port { spec, option } => {
-                write!(
-                    f,
-                    "NFS root {spec:?}: {option:?} is not a port number (1-65535)"
-                )
+                write!(f, "NFS root {spec:?}: {option:?} is not a port number (1-65535)")
             }
             RootSpecError::VersionConflict { spec } => {
-                write!(
-                    f,
-                    "NFS root {spec:?}: root=nfs4: cannot be mounted with vers=3; drop one of them"
-                )
+                write!(f, "NFS root {spec:?}: root=nfs4: cannot be mounted with vers=3; drop one of them")
             }
             RootSpecError::NoRoot => write!(
                 f,
@@ -204,11 +185,7 @@ impl fmt::Display for RootSpecError {
                 "NFS root {spec:?} names no server and the lease has neither next-server nor a server \
                  identifier; write SERVER:{spec}"
             ),
-            RootSpecError::HostName {
-                spec,
-                hostname,
-                reason,
-            } => write!(
+            RootSpecError::HostName { spec, hostname, reason } => write!(
                 f,
                 "NFS root {spec:?}: host name {hostname:?} cannot replace %s ({reason}); fix the host's \
                  DNS or DHCP name"
@@ -225,14 +202,9 @@ const ROOT_NFS_WORDS: &[&str] = &["/dev/nfs", "nfs", "dhcp"];
 impl RootRequest {
     /// What the command line (`raw`: every parameter in order; the last `root=` and
     /// `nfsroot=` win, as in the kernel) says about the root.
-    pub fn from_cmdline<K: AsRef<str>, V: AsRef<str>>(
-        raw: &[(K, Option<V>)],
-    ) -> Result<RootRequest, RootSpecError> {
+    pub fn from_cmdline<K: AsRef<str>, V: AsRef<str>>(raw: &[(K, Option<V>)]) -> Result<RootRequest, RootSpecError> {
         let last = |key: &str| {
-            raw.iter()
-                .rev()
-                .find(|(k, _)| k.as_ref() == key)
-                .map(|(_, v)| v.as_ref().map_or("", |v| v.as_ref()))
+            raw.iter().rev().find(|(k, _)| k.as_ref() == key).map(|(_, v)| v.as_ref().map_or("", |v| v.as_ref()))
         };
         let root = last("root");
         let nfsroot = last("nfsroot").filter(|v| !v.is_empty());
@@ -242,9 +214,7 @@ impl RootRequest {
                 Some(spec) => parse_kernel(spec, Syntax::Kernel),
                 None => Ok(RootRequest::FromDhcp),
             },
-            Some(r) => Err(RootSpecError::NotNfs {
-                root: r.to_string(),
-            }),
+            Some(r) => Err(RootSpecError::NotNfs { root: r.to_string() }),
             None => match nfsroot {
                 Some(spec) => parse_kernel(spec, Syntax::Kernel),
                 None => Ok(RootRequest::FromDhcp),
@@ -262,28 +232,14 @@ impl RootRequest {
     pub fn resolve(&self, lease: &Lease, hostname: &str) -> Result<NfsRoot, RootSpecError> {
         let from_dhcp;
         let (server, path, version, options, syntax) = match self {
-            RootRequest::Spec {
-                server,
-                path,
-                version,
-                options,
-                syntax,
-            } => (server, path, version, options, syntax),
+            RootRequest::Spec { server, path, version, options, syntax } => (server, path, version, options, syntax),
             RootRequest::FromDhcp => {
-                let root_path = lease
-                    .root_path
-                    .as_deref()
-                    .filter(|p| !p.is_empty())
-                    .ok_or(RootSpecError::NoRoot)?;
+                let root_path = lease.root_path.as_deref().filter(|p| !p.is_empty()).ok_or(RootSpecError::NoRoot)?;
                 from_dhcp = parse_root_path(root_path)?;
                 match &from_dhcp {
-                    RootRequest::Spec {
-                        server,
-                        path,
-                        version,
-                        options,
-                        ..
-                    } => (server, path, version, options, &Syntax::DhcpRootPath),
+                    RootRequest::Spec { server, path, version, options, .. } => {
+                        (server, path, version, options, &Syntax::DhcpRootPath)
+                    }
                     RootRequest::FromDhcp => return Err(RootSpecError::NoRoot),
                 }
             }
@@ -297,14 +253,7 @@ impl RootRequest {
             _ => return Err(RootSpecError::NoServer { spec: path.clone() }),
         };
         let path = substitute_host(path, hostname)?;
-        Ok(NfsRoot {
-            server,
-            server_source,
-            path,
-            version: *version,
-            options: options.clone(),
-            syntax: *syntax,
-        })
+        Ok(NfsRoot { server, server_source, path, version: *version, options: options.clone(), syntax: *syntax })
     }
 }
 
@@ -317,19 +266,9 @@ fn parse_root_path(value: &str) -> Result<RootRequest, RootSpecError> {
         parse_kernel(value, Syntax::DhcpRootPath)?
     };
     Ok(match request {
-        RootRequest::Spec {
-            server,
-            path,
-            version,
-            options,
-            ..
-        } => RootRequest::Spec {
-            server,
-            path,
-            version,
-            options,
-            syntax: Syntax::DhcpRootPath,
-        },
+        RootRequest::Spec { server, path, version, options, .. } => {
+            RootRequest::Spec { server, path, version, options, syntax: Syntax::DhcpRootPath }
+        }
         other => other,
     })
 }
@@ -343,13 +282,7 @@ fn parse_kernel(spec: &str, syntax: Syntax) -> Result<RootRequest, RootSpecError
     let (server, path) = split_server(spec, location)?;
     let (version, options) = parse_options(spec, opts.split(','), Version::Auto)?;
     check_path(spec, path)?;
-    Ok(RootRequest::Spec {
-        server,
-        path: path.to_string(),
-        version,
-        options,
-        syntax,
-    })
+    Ok(RootRequest::Spec { server, path: path.to_string(), version, options, syntax })
 }
 
 /// dracut syntax `nfs:[server:]/path[:opts]` and `nfs4:...` (dracut.cmdline(7)).
@@ -364,10 +297,7 @@ fn parse_dracut(spec: &str) -> Result<RootRequest, RootSpecError> {
         Some(slash) if slash > 0 => {
             let s = rest[..slash]
                 .strip_suffix(':')
-                .ok_or_else(|| RootSpecError::Path {
-                    spec: spec.into(),
-                    path: rest.to_string(),
-                })?;
+                .ok_or_else(|| RootSpecError::Path { spec: spec.into(), path: rest.to_string() })?;
             (Some(parse_server(spec, s)?), &rest[slash..])
         }
         _ => (None, rest),
@@ -382,48 +312,28 @@ fn parse_dracut(spec: &str) -> Result<RootRequest, RootSpecError> {
     if nfs4 && version == Version::V3 {
         return Err(RootSpecError::VersionConflict { spec: spec.into() });
     }
-    Ok(RootRequest::Spec {
-        server,
-        path: path.to_string(),
-        version,
-        options,
-        syntax: Syntax::Dracut,
-    })
+    Ok(RootRequest::Spec { server, path: path.to_string(), version, options, syntax: Syntax::Dracut })
 }
 
 /// `server:path` or `path`: a ':' before the first '/' separates the server.
-fn split_server<'a>(
-    spec: &str,
-    location: &'a str,
-) -> Result<(Option<Ipv4Addr>, &'a str), RootSpecError> {
+fn split_server<'a>(spec: &str, location: &'a str) -> Result<(Option<Ipv4Addr>, &'a str), RootSpecError> {
     match location.split_once(':') {
-        Some((server, path)) if !server.contains('/') => {
-            Ok((Some(parse_server(spec, server)?), path))
-        }
+        Some((server, path)) if !server.contains('/') => Ok((Some(parse_server(spec, server)?), path)),
         _ => Ok((None, location)),
     }
 }
 
 fn parse_server(spec: &str, server: &str) -> Result<Ipv4Addr, RootSpecError> {
     // dracut allows [v4] brackets around addresses; accept them for IPv4.
-    let bare = server
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(server);
-    bare.parse().map_err(|_| RootSpecError::Server {
-        spec: spec.into(),
-        server: server.into(),
-    })
+    let bare = server.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(server);
+    bare.parse().map_err(|_| RootSpecError::Server { spec: spec.into(), server: server.into() })
 }
 
 fn check_path(spec: &str, path: &str) -> Result<(), RootSpecError> {
     if path.starts_with('/') && !path.contains('\0') {
         Ok(())
     } else {
-        Err(RootSpecError::Path {
-            spec: spec.into(),
-            path: path.into(),
-        })
+        Err(RootSpecError::Path { spec: spec.into(), path: path.into() })
     }
 }
 
@@ -453,10 +363,7 @@ fn parse_options<'a>(
             .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| RootSpecError::Port {
-                spec: spec.into(),
-                option: option.into(),
-            })
+            .ok_or_else(|| RootSpecError::Port { spec: spec.into(), option: option.into() })
     };
     for opt in opts.map(str::trim).filter(|o| !o.is_empty()) {
         let (key, value) = match opt.split_once('=') {
@@ -469,20 +376,17 @@ fn parse_options<'a>(
                     .iter()
                     .find(|(name, _)| *name == v)
                     .map(|(_, version)| *version)
-                    .ok_or_else(|| RootSpecError::Version {
-                        spec: spec.into(),
-                        value: v.into(),
-                    })?;
+                    .ok_or_else(|| RootSpecError::Version { spec: spec.into(), value: v.into() })?;
             }
             ("v3", None) => version = Version::V3,
             ("v4", None) => version = Version::V4(2),
             ("minorversion", Some(v)) => {
-                minor = Some(v.parse::<u8>().ok().filter(|m| *m <= 2).ok_or_else(|| {
-                    RootSpecError::Version {
-                        spec: spec.into(),
-                        value: format!("4.{v}"),
-                    }
-                })?)
+                minor = Some(
+                    v.parse::<u8>()
+                        .ok()
+                        .filter(|m| *m <= 2)
+                        .ok_or_else(|| RootSpecError::Version { spec: spec.into(), value: format!("4.{v}") })?,
+                )
             }
             ("tcp" | "udp", None) => o.proto = Some(key.to_string()),
             ("proto", Some(v)) => o.proto = Some(v.to_string()),
@@ -492,12 +396,8 @@ fn parse_options<'a>(
             ("nolock", None) => o.lock = false,
             ("lock", None) => o.lock = true,
             ("ro", None) => {}
-            ("rw", None) => o
-                .ignored
-                .push("rw (the root is always mounted read-only)".into()),
-            (k, _) if SET_BY_US.contains(&k) => {
-                o.ignored.push(format!("{opt} (diskless sets {k} itself)"))
-            }
+            ("rw", None) => o.ignored.push("rw (the root is always mounted read-only)".into()),
+            (k, _) if SET_BY_US.contains(&k) => o.ignored.push(format!("{opt} (diskless sets {k} itself)")),
             _ => o.extra.push(opt.to_string()),
         }
     }
@@ -539,10 +439,7 @@ pub fn mount_options(root: &NfsRoot, version: Version, client: Ipv4Addr) -> Stri
             out.push(format!("addr={}", root.server));
             out.push(if o.lock { "lock" } else { "nolock" }.into());
             out.push(format!("proto={}", o.proto.as_deref().unwrap_or("tcp")));
-            out.push(format!(
-                "mountproto={}",
-                o.mountproto.as_deref().unwrap_or("tcp")
-            ));
+            out.push(format!("mountproto={}", o.mountproto.as_deref().unwrap_or("tcp")));
             // Without port/mountport the kernel asks the server's rpcbind.
             out.extend(o.port.map(|p| format!("port={p}")));
             out.extend(o.mountport.map(|p| format!("mountport={p}")));
@@ -601,11 +498,8 @@ mod tests {
 
     #[test]
     fn kernel_syntax_with_server_path_and_options() {
-        let r = resolve(
-            "root=/dev/nfs nfsroot=10.77.0.9:/export/root,vers=3,tcp,port=2049,hard,timeo=600",
-            &lease(),
-        )
-        .unwrap();
+        let r = resolve("root=/dev/nfs nfsroot=10.77.0.9:/export/root,vers=3,tcp,port=2049,hard,timeo=600", &lease())
+            .unwrap();
         assert_eq!(r.server, ip("10.77.0.9"));
         assert_eq!(r.server_source, ServerSource::Given);
         assert_eq!(r.path, "/export/root");
@@ -621,25 +515,17 @@ mod tests {
     fn kernel_syntax_without_server_uses_next_server_then_server_id() {
         let mut l = lease();
         let r = resolve("root=/dev/nfs nfsroot=/export", &l).unwrap();
-        assert_eq!(
-            (r.server, r.server_source),
-            (ip("10.77.0.1"), ServerSource::DhcpServer)
-        );
+        assert_eq!((r.server, r.server_source), (ip("10.77.0.1"), ServerSource::DhcpServer));
         l.next_server = Some(ip("10.77.0.5"));
         let r = resolve("root=/dev/nfs nfsroot=/export", &l).unwrap();
-        assert_eq!(
-            (r.server, r.server_source),
-            (ip("10.77.0.5"), ServerSource::NextServer)
-        );
+        assert_eq!((r.server, r.server_source), (ip("10.77.0.5"), ServerSource::NextServer));
         l.next_server = Some(Ipv4Addr::UNSPECIFIED);
         let r = resolve("root=/dev/nfs nfsroot=/export", &l).unwrap();
         assert_eq!(r.server, ip("10.77.0.1"), "siaddr 0.0.0.0 means none");
         l.server_id = None;
         assert_eq!(
             resolve("root=/dev/nfs nfsroot=/export", &l),
-            Err(RootSpecError::NoServer {
-                spec: "/export".into()
-            })
+            Err(RootSpecError::NoServer { spec: "/export".into() })
         );
     }
 
@@ -652,10 +538,7 @@ mod tests {
     #[test]
     fn dracut_syntax_nfs_and_nfs4() {
         let r = resolve("root=nfs:10.77.0.1:/export:vers=4.1,nolock", &lease()).unwrap();
-        assert_eq!(
-            (r.server, r.path.as_str(), r.version),
-            (ip("10.77.0.1"), "/export", Version::V4(1))
-        );
+        assert_eq!((r.server, r.path.as_str(), r.version), (ip("10.77.0.1"), "/export", Version::V4(1)));
         assert_eq!(r.syntax, Syntax::Dracut);
         let r = resolve("root=nfs4:10.77.0.1:/export", &lease()).unwrap();
         assert_eq!(r.version, Version::V4(2));
@@ -667,9 +550,7 @@ mod tests {
         assert_eq!(r.server, ip("10.77.0.3"));
         assert_eq!(
             resolve("root=nfs4:10.77.0.1:/export:vers=3", &lease()),
-            Err(RootSpecError::VersionConflict {
-                spec: "nfs4:10.77.0.1:/export:vers=3".into()
-            })
+            Err(RootSpecError::VersionConflict { spec: "nfs4:10.77.0.1:/export:vers=3".into() })
         );
     }
 
@@ -677,31 +558,18 @@ mod tests {
     fn no_root_uses_the_dhcp_root_path_with_its_own_server_or_next_server() {
         let mut l = lease();
         assert_eq!(resolve("quiet", &l), Err(RootSpecError::NoRoot));
-        assert_eq!(
-            resolve("root=/dev/nfs", &l),
-            Err(RootSpecError::NoRoot),
-            "root=/dev/nfs without nfsroot"
-        );
+        assert_eq!(resolve("root=/dev/nfs", &l), Err(RootSpecError::NoRoot), "root=/dev/nfs without nfsroot");
         l.root_path = Some("10.77.0.7:/export/%s,vers=4.2".into());
         let r = resolve("quiet", &l).unwrap();
-        assert_eq!(
-            (r.server, r.path.as_str(), r.version),
-            (ip("10.77.0.7"), "/export/lab3-12", Version::V4(2))
-        );
+        assert_eq!((r.server, r.path.as_str(), r.version), (ip("10.77.0.7"), "/export/lab3-12", Version::V4(2)));
         assert_eq!(r.syntax, Syntax::DhcpRootPath);
         l.root_path = Some("/export".into());
         l.next_server = Some(ip("10.77.0.8"));
         let r = resolve("root=dhcp", &l).unwrap();
-        assert_eq!(
-            (r.server, r.server_source),
-            (ip("10.77.0.8"), ServerSource::NextServer)
-        );
+        assert_eq!((r.server, r.server_source), (ip("10.77.0.8"), ServerSource::NextServer));
         l.root_path = Some("nfs4:10.77.0.9:/export".into());
         let r = resolve("", &l).unwrap();
-        assert_eq!(
-            (r.server, r.version, r.syntax),
-            (ip("10.77.0.9"), Version::V4(2), Syntax::DhcpRootPath)
-        );
+        assert_eq!((r.server, r.version, r.syntax), (ip("10.77.0.9"), Version::V4(2), Syntax::DhcpRootPath));
         assert!(!RootRequest::from_cmdline(&raw("")).unwrap().is_given());
     }
 
@@ -719,20 +587,10 @@ mod tests {
         assert_eq!(r.path, "/export/lab3-12/root");
         let req = RootRequest::from_cmdline(&raw("nfsroot=10.77.0.1:/export/%s")).unwrap();
         for bad in ["..", "a/b", ""] {
-            assert!(
-                matches!(
-                    req.resolve(&lease(), bad),
-                    Err(RootSpecError::HostName { .. })
-                ),
-                "{bad:?} accepted"
-            );
+            assert!(matches!(req.resolve(&lease(), bad), Err(RootSpecError::HostName { .. })), "{bad:?} accepted");
         }
         assert_eq!(
-            RootRequest::from_cmdline(&raw("nfsroot=10.77.0.1:/export"))
-                .unwrap()
-                .resolve(&lease(), "..")
-                .unwrap()
-                .path,
+            RootRequest::from_cmdline(&raw("nfsroot=10.77.0.1:/export")).unwrap().resolve(&lease(), "..").unwrap().path,
             "/export",
             "no %s: the name is not used"
         );
@@ -741,42 +599,22 @@ mod tests {
     #[test]
     fn other_roots_and_bad_specs_are_refused_with_the_input() {
         let err = |c: &str| RootRequest::from_cmdline(&raw(c)).unwrap_err();
-        assert_eq!(
-            err("root=/dev/sda1"),
-            RootSpecError::NotNfs {
-                root: "/dev/sda1".into()
-            }
-        );
+        assert_eq!(err("root=/dev/sda1"), RootSpecError::NotNfs { root: "/dev/sda1".into() });
         assert!(
             matches!(err("nfsroot=server.example:/export"), RootSpecError::Server { server, .. } if server == "server.example")
         );
-        assert!(
-            matches!(err("nfsroot=10.0.0.1:export"), RootSpecError::Path { path, .. } if path == "export")
-        );
-        assert!(
-            matches!(err("nfsroot=10.0.0.1:/e,vers=2"), RootSpecError::Version { value, .. } if value == "2")
-        );
+        assert!(matches!(err("nfsroot=10.0.0.1:export"), RootSpecError::Path { path, .. } if path == "export"));
+        assert!(matches!(err("nfsroot=10.0.0.1:/e,vers=2"), RootSpecError::Version { value, .. } if value == "2"));
         assert!(
             matches!(err("nfsroot=10.0.0.1:/e,port=99999"), RootSpecError::Port { option, .. } if option == "port=99999")
         );
-        assert!(matches!(
-            err("root=nfs:10.0.0.1:/e:mountport=x"),
-            RootSpecError::Port { .. }
-        ));
-        assert!(
-            err("root=UUID=1234")
-                .to_string()
-                .contains("root=UUID=1234: diskless mounts only NFS roots")
-        );
+        assert!(matches!(err("root=nfs:10.0.0.1:/e:mountport=x"), RootSpecError::Port { .. }));
+        assert!(err("root=UUID=1234").to_string().contains("root=UUID=1234: diskless mounts only NFS roots"));
     }
 
     #[test]
     fn version_spellings() {
-        let v = |opts: &str| {
-            resolve(&format!("nfsroot=10.0.0.1:/e,{opts}"), &lease())
-                .unwrap()
-                .version
-        };
+        let v = |opts: &str| resolve(&format!("nfsroot=10.0.0.1:/e,{opts}"), &lease()).unwrap().version;
         assert_eq!(v("vers=3"), Version::V3);
         assert_eq!(v("nfsvers=3"), Version::V3);
         assert_eq!(v("v3"), Version::V3);
@@ -795,11 +633,8 @@ mod tests {
             mount_options(&r, Version::V3, ip("10.77.0.112")),
             "vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp"
         );
-        let r = resolve(
-            "nfsroot=10.77.0.1:/export,vers=3,port=2049,mountport=20048,lock,udp,rsize=8192",
-            &lease(),
-        )
-        .unwrap();
+        let r = resolve("nfsroot=10.77.0.1:/export,vers=3,port=2049,mountport=20048,lock,udp,rsize=8192", &lease())
+            .unwrap();
         assert_eq!(
             mount_options(&r, Version::V3, ip("10.77.0.112")),
             "vers=3,addr=10.77.0.1,lock,proto=udp,mountproto=tcp,port=2049,mountport=20048,rsize=8192"
@@ -808,11 +643,7 @@ mod tests {
 
     #[test]
     fn v4_options_name_the_client_address_and_skip_v3_only_ones() {
-        let r = resolve(
-            "root=nfs4:10.77.0.1:/export:mountport=20048,port=2049,addr=1.2.3.4,rw",
-            &lease(),
-        )
-        .unwrap();
+        let r = resolve("root=nfs4:10.77.0.1:/export:mountport=20048,port=2049,addr=1.2.3.4,rw", &lease()).unwrap();
         assert_eq!(
             mount_options(&r, Version::V4(2), ip("10.77.0.112")),
             "vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112,port=2049"

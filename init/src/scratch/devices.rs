@@ -80,10 +80,8 @@ pub fn ignored(name: &str) -> bool {
 /// cannot be read are left out; unreadable attributes of one device do not stop the
 /// listing of the others.
 pub fn list(class_block: &Path, dev_dir: &Path) -> Result<Vec<BlockDevice>, DeviceError> {
-    let entries = fs::read_dir(class_block).map_err(|error| DeviceError::ListClass {
-        path: class_block.into(),
-        error,
-    })?;
+    let entries =
+        fs::read_dir(class_block).map_err(|error| DeviceError::ListClass { path: class_block.into(), error })?;
     let mut devices = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -94,26 +92,20 @@ pub fn list(class_block: &Path, dev_dir: &Path) -> Result<Vec<BlockDevice>, Devi
         if read_flag(&dir.join("hidden")) {
             continue;
         }
-        let Some(sectors) = read_trimmed(&dir.join("size")).and_then(|s| s.parse::<u64>().ok())
-        else {
+        let Some(sectors) = read_trimmed(&dir.join("size")).and_then(|s| s.parse::<u64>().ok()) else {
             continue;
         };
         let partition = read_trimmed(&dir.join("partition")).and_then(|s| s.parse().ok());
         // The class entry is a symlink into /sys/devices/.../block/<disk>[/<part>].
         let target = fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-        let disk = partition
-            .and(target.parent().and_then(|p| p.file_name()))
-            .map(|d| d.to_string_lossy().into_owned());
+        let disk = partition.and(target.parent().and_then(|p| p.file_name())).map(|d| d.to_string_lossy().into_owned());
         let has_partitions = partition.is_none()
             && fs::read_dir(&target)
                 .map(|es| es.flatten().any(|e| e.path().join("partition").is_file()))
                 .unwrap_or(false);
         // A partition is removable when its disk is.
         let removable_file = match partition {
-            Some(_) => target
-                .parent()
-                .map(|p| p.join("removable"))
-                .unwrap_or_default(),
+            Some(_) => target.parent().map(|p| p.join("removable")).unwrap_or_default(),
             None => dir.join("removable"),
         };
         devices.push(BlockDevice {
@@ -163,10 +155,7 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
 }
 
 fn trim_zeros(digits: &[u8]) -> &[u8] {
-    let start = digits
-        .iter()
-        .position(|&d| d != b'0')
-        .unwrap_or(digits.len());
+    let start = digits.iter().position(|&d| d != b'0').unwrap_or(digits.len());
     &digits[start..]
 }
 
@@ -182,11 +171,7 @@ fn devpath_cmp(a: &str, b: &str) -> Ordering {
             (None, Some(_)) => return Ordering::Less,
             (Some(_), None) => return Ordering::Greater,
             (Some(x), Some(y)) => {
-                let order = if x.len() == y.len() && x.contains(':') {
-                    x.cmp(y)
-                } else {
-                    natural_cmp(x, y)
-                };
+                let order = if x.len() == y.len() && x.contains(':') { x.cmp(y) } else { natural_cmp(x, y) };
                 if order != Ordering::Equal {
                     return order;
                 }
@@ -235,16 +220,8 @@ mod tests {
     #[test]
     fn disks_and_partitions_with_sizes_parents_and_flags() {
         let sys = Sys::new();
-        sys.add(
-            "pci0/ata1/block/sda",
-            2048,
-            &[("ro", "0\n"), ("removable", "1\n")],
-        );
-        sys.add(
-            "pci0/ata1/block/sda/sda1",
-            1024,
-            &[("partition", "1\n"), ("ro", "0\n")],
-        );
+        sys.add("pci0/ata1/block/sda", 2048, &[("ro", "0\n"), ("removable", "1\n")]);
+        sys.add("pci0/ata1/block/sda/sda1", 1024, &[("partition", "1\n"), ("ro", "0\n")]);
         sys.add("pci0/virtio2/block/vdb", 4096, &[("ro", "1\n")]);
         sys.add("virtual/block/loop0", 100, &[]);
         sys.add("virtual/block/zram0", 100, &[]);
@@ -254,14 +231,8 @@ mod tests {
         let names: Vec<_> = devices.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["sda", "sda1", "vdb"]);
         let (sda, sda1, vdb) = (&devices[0], &devices[1], &devices[2]);
-        assert_eq!(
-            (sda.size, sda.has_partitions, sda.removable, sda.partition),
-            (2048 * 512, true, true, None)
-        );
-        assert_eq!(
-            (sda1.partition, sda1.disk.as_deref(), sda1.removable),
-            (Some(1), Some("sda"), true)
-        );
+        assert_eq!((sda.size, sda.has_partitions, sda.removable, sda.partition), (2048 * 512, true, true, None));
+        assert_eq!((sda1.partition, sda1.disk.as_deref(), sda1.removable), (Some(1), Some("sda"), true));
         assert_eq!(sda1.path, Path::new("/dev/sda1"));
         assert!(vdb.read_only && !vdb.has_partitions);
     }
@@ -269,48 +240,20 @@ mod tests {
     #[test]
     fn missing_class_directory_is_an_error_naming_it() {
         let err = list(Path::new("/nonexistent/class/block"), Path::new("/dev")).unwrap_err();
-        assert!(
-            err.to_string().contains("/nonexistent/class/block"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("/nonexistent/class/block"), "{err}");
     }
 
     #[test]
     fn natural_order_counts_numbers() {
-        let mut names = vec![
-            "sda10",
-            "sdb",
-            "sda2",
-            "sda",
-            "nvme0n1p10",
-            "nvme0n1p9",
-            "sda003",
-        ];
+        let mut names = vec!["sda10", "sdb", "sda2", "sda", "nvme0n1p10", "nvme0n1p9", "sda003"];
         names.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(
-            names,
-            [
-                "nvme0n1p9",
-                "nvme0n1p10",
-                "sda",
-                "sda2",
-                "sda003",
-                "sda10",
-                "sdb"
-            ]
-        );
+        assert_eq!(names, ["nvme0n1p9", "nvme0n1p10", "sda", "sda2", "sda003", "sda10", "sdb"]);
     }
 
     #[test]
     fn bus_addresses_compare_as_hex_and_port_numbers_as_numbers() {
-        assert_eq!(
-            devpath_cmp("/pci0000:00/0000:00:05.0/x", "/pci0000:00/0000:00:1f.2/x"),
-            Ordering::Less
-        );
-        assert_eq!(
-            devpath_cmp("/p/ata2/host1", "/p/ata10/host9"),
-            Ordering::Less
-        );
+        assert_eq!(devpath_cmp("/pci0000:00/0000:00:05.0/x", "/pci0000:00/0000:00:1f.2/x"), Ordering::Less);
+        assert_eq!(devpath_cmp("/p/ata2/host1", "/p/ata10/host9"), Ordering::Less);
     }
 
     #[test]
@@ -318,11 +261,7 @@ mod tests {
         let sys = Sys::new();
         sys.add("pci0/0000:00:10.0/block/sda", 8, &[]);
         sys.add("pci0/0000:00:02.0/block/sdb", 8, &[]);
-        let names: Vec<_> = list(&sys.class(), Path::new("/dev"))
-            .unwrap()
-            .into_iter()
-            .map(|d| d.name)
-            .collect();
+        let names: Vec<_> = list(&sys.class(), Path::new("/dev")).unwrap().into_iter().map(|d| d.name).collect();
         assert_eq!(names, ["sdb", "sda"]);
     }
 }

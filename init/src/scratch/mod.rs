@@ -113,12 +113,7 @@ impl fmt::Display for ScratchError {
             ScratchError::MakeMountpoint { path, error } => {
                 write!(f, "cannot create {}: {error}", path.display())
             }
-            ScratchError::Mount {
-                device,
-                target,
-                fstype,
-                error,
-            } => write!(
+            ScratchError::Mount { device, target, fstype, error } => write!(
                 f,
                 "cannot mount {} ({fstype}) on {}: {error} ({}); check it with fsck on another machine",
                 device.display(),
@@ -133,17 +128,8 @@ impl fmt::Display for ScratchError {
             ScratchError::Wipe { path, error } => {
                 write!(f, "cannot wipe {}: {error}", path.display())
             }
-            ScratchError::Bind {
-                source,
-                target,
-                error,
-            } => {
-                write!(
-                    f,
-                    "cannot bind {} on {}: {error}",
-                    source.display(),
-                    target.display()
-                )
+            ScratchError::Bind { source, target, error } => {
+                write!(f, "cannot bind {} on {}: {error}", source.display(), target.display())
             }
             ScratchError::Swapon { device, error } => write!(
                 f,
@@ -263,20 +249,13 @@ impl ScratchReport {
     /// `(dir as configured, source directory)`: pass to `local::setup_with_scratch`.
     /// Empty when the local dirs stay on tmpfs.
     pub fn local_dirs(&self) -> &[(PathBuf, PathBuf)] {
-        self.scratch
-            .as_ref()
-            .map(|s| s.local_dirs.as_slice())
-            .unwrap_or(&[])
+        self.scratch.as_ref().map(|s| s.local_dirs.as_slice()).unwrap_or(&[])
     }
 }
 
 /// Sizes as the console shows them: MiB, or GiB from 10 GiB on.
 pub fn show_size(bytes: u64) -> String {
-    if bytes >= 10 << 30 {
-        format!("{} GiB", bytes >> 30)
-    } else {
-        format!("{} MiB", bytes >> 20)
-    }
+    if bytes >= 10 << 30 { format!("{} GiB", bytes >> 30) } else { format!("{} MiB", bytes >> 20) }
 }
 
 /// `<image_root>` followed by an absolute image path.
@@ -285,9 +264,7 @@ fn in_image(image_root: &Path, path: &Path) -> PathBuf {
 }
 
 fn is_real_dir(path: &Path) -> bool {
-    std::fs::symlink_metadata(path)
-        .map(|m| m.is_dir())
-        .unwrap_or(false)
+    std::fs::symlink_metadata(path).map(|m| m.is_dir()).unwrap_or(false)
 }
 
 /// The kernel filesystem type to mount and the module providing it. The ext4 driver
@@ -338,13 +315,7 @@ pub fn scratch(
                 disks
                     .read_sample(&device.path, device.size)
                     .map(|sample| probe(&sample))
-                    .map_err(|error| {
-                        ScratchError::Read {
-                            device: device.path.clone(),
-                            error,
-                        }
-                        .to_string()
-                    })
+                    .map_err(|error| ScratchError::Read { device: device.path.clone(), error }.to_string())
             };
             Probed { device, signature }
         })
@@ -374,44 +345,20 @@ pub fn scratch(
 
     for &i in &selection.swaps {
         let d = &probed[i].device;
-        let label = probed[i]
-            .signature
-            .as_ref()
-            .ok()
-            .and_then(|s| s.as_ref())
-            .and_then(|s| s.label.clone());
+        let label = probed[i].signature.as_ref().ok().and_then(|s| s.as_ref()).and_then(|s| s.label.clone());
         let result = disks.swapon(&d.path);
         let error = match result {
             Ok(()) => {
-                info!(
-                    log,
-                    "swap: {} {} enabled",
-                    d.path.display(),
-                    show_size(d.size)
-                );
+                info!(log, "swap: {} {} enabled", d.path.display(), show_size(d.size));
                 None
             }
             Err(error) => {
-                let e = ScratchError::Swapon {
-                    device: d.path.clone(),
-                    error,
-                };
-                info!(
-                    log,
-                    "swap: {} {} not enabled: {e}",
-                    d.path.display(),
-                    show_size(d.size)
-                );
+                let e = ScratchError::Swapon { device: d.path.clone(), error };
+                info!(log, "swap: {} {} not enabled: {e}", d.path.display(), show_size(d.size));
                 Some(e.to_string())
             }
         };
-        report.swaps.push(SwapReport {
-            device: d.path.clone(),
-            size: d.size,
-            label,
-            enabled: error.is_none(),
-            error,
-        });
+        report.swaps.push(SwapReport { device: d.path.clone(), size: d.size, label, enabled: error.is_none(), error });
     }
 
     let Some((chosen, preference)) = selection.scratch else {
@@ -419,34 +366,17 @@ pub fn scratch(
             "" => String::new(),
             l => format!(" labelled {l:?}"),
         };
-        info!(
-            log,
-            "scratch: no {} filesystem{label} found; local dirs on tmpfs",
-            config.scratch.fstypes.join(", ")
-        );
+        info!(log, "scratch: no {} filesystem{label} found; local dirs on tmpfs", config.scratch.fstypes.join(", "));
         return report;
     };
     let p = &probed[chosen];
     let Ok(Some(sig)) = &p.signature else {
         return report;
     };
-    match use_scratch(
-        config,
-        paths,
-        disks,
-        load_modules,
-        log,
-        &p.device,
-        sig,
-        preference,
-    ) {
+    match use_scratch(config, paths, disks, load_modules, log, &p.device, sig, preference) {
         Ok(used) => report.scratch = Some(used),
         Err(e) => {
-            info!(
-                log,
-                "scratch: {} not used: {e}; local dirs on tmpfs",
-                p.device.path.display()
-            );
+            info!(log, "scratch: {} not used: {e}; local dirs on tmpfs", p.device.path.display());
             report.failure = Some(e.to_string());
         }
     }
@@ -469,10 +399,7 @@ fn log_devices(log: &Log, probed: &[Probed], selection: &Selection) {
         };
         let size = show_size(p.device.size);
         match selection.skipped.iter().find(|(j, _)| *j == i) {
-            Some((_, reason)) => info!(
-                log,
-                "disk {}: {what}, {size}, skipped ({reason})", p.device.name
-            ),
+            Some((_, reason)) => info!(log, "disk {}: {what}, {size}, skipped ({reason})", p.device.name),
             None => info!(log, "disk {}: {what}, {size}", p.device.name),
         }
     }
@@ -502,14 +429,7 @@ fn use_scratch(
         });
     };
     if let Err(error) = load_modules(&[module]) {
-        info!(
-            log,
-            "scratch: {}",
-            ScratchError::LoadModule {
-                module: module.into(),
-                error
-            }
-        );
+        info!(log, "scratch: {}", ScratchError::LoadModule { module: module.into(), error });
     }
     let in_image_mountpoint = in_image(&paths.image_root, &config.scratch.mountpoint);
     let (mountpoint, fallback) = if is_real_dir(&in_image_mountpoint) {
@@ -523,27 +443,16 @@ fn use_scratch(
             fallback.display(),
             config.scratch.mountpoint.display()
         );
-        disks
-            .make_dir(&fallback)
-            .map_err(|error| ScratchError::MakeMountpoint {
-                path: fallback.clone(),
-                error,
-            })?;
+        disks.make_dir(&fallback).map_err(|error| ScratchError::MakeMountpoint { path: fallback.clone(), error })?;
         (fallback, true)
     };
-    disks
-        .mount(&device.path, &mountpoint, fstype)
-        .map_err(|error| ScratchError::Mount {
-            device: device.path.clone(),
-            target: mountpoint.clone(),
-            fstype: fstype.into(),
-            error,
-        })?;
-    let label = sig
-        .label
-        .as_deref()
-        .map(|l| format!(", label {l}"))
-        .unwrap_or_default();
+    disks.mount(&device.path, &mountpoint, fstype).map_err(|error| ScratchError::Mount {
+        device: device.path.clone(),
+        target: mountpoint.clone(),
+        fstype: fstype.into(),
+        error,
+    })?;
+    let label = sig.label.as_deref().map(|l| format!(", label {l}")).unwrap_or_default();
     info!(
         log,
         "scratch: using {} ({}{label}, {}) at {} ({preference})",
@@ -567,11 +476,7 @@ fn use_scratch(
         }),
         Err(e) => {
             if let Err(error) = disks.unmount(&mountpoint) {
-                info!(
-                    log,
-                    "scratch: cannot unmount {} again: {error}",
-                    mountpoint.display()
-                );
+                info!(log, "scratch: cannot unmount {} again: {error}", mountpoint.display());
             }
             Err(e)
         }
@@ -593,17 +498,10 @@ fn prepare(
     if config.mode == Mode::Symlink {
         for dir in &config.dirs {
             let local = dir.join(&config.localdir);
-            subdirs.push((
-                local.strip_prefix("/").unwrap_or(&local).to_path_buf(),
-                0o755,
-                local,
-            ));
+            subdirs.push((local.strip_prefix("/").unwrap_or(&local).to_path_buf(), 0o755, local));
         }
     } else {
-        info!(
-            log,
-            "scratch: mode = \"overlay\": the local dirs stay on tmpfs; /tmp and /local use the scratch"
-        );
+        info!(log, "scratch: mode = \"overlay\": the local dirs stay on tmpfs; /tmp and /local use the scratch");
     }
     subdirs.push((PathBuf::from("tmp"), 0o1777, PathBuf::from("/tmp")));
     subdirs.push((PathBuf::from("local"), 0o755, PathBuf::from("/local")));
@@ -613,34 +511,17 @@ fn prepare(
         let path = scratch.join(rel);
         disks
             .ensure_dir(scratch, rel, *mode)
-            .map_err(|error| ScratchError::PrepareDir {
-                path: path.clone(),
-                error,
-            })?;
+            .map_err(|error| ScratchError::PrepareDir { path: path.clone(), error })?;
         if config.scratch.wipe {
-            let stats = disks
-                .wipe(scratch, rel)
-                .map_err(|error| ScratchError::Wipe {
-                    path: path.clone(),
-                    error,
-                })?;
-            info!(
-                log,
-                "scratch: wiped {}: {} entries removed",
-                path.display(),
-                stats.removed
-            );
+            let stats = disks.wipe(scratch, rel).map_err(|error| ScratchError::Wipe { path: path.clone(), error })?;
+            info!(log, "scratch: wiped {}: {} entries removed", path.display(), stats.removed);
             if stats.failed > 0 || stats.other_filesystems > 0 {
                 info!(
                     log,
                     "scratch: wipe of {} left {} entries that could not be removed{} and {} other filesystems",
                     path.display(),
                     stats.failed,
-                    stats
-                        .first_error
-                        .as_deref()
-                        .map(|e| format!(" (first: {e})"))
-                        .unwrap_or_default(),
+                    stats.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default(),
                     stats.other_filesystems
                 );
             }
@@ -667,39 +548,19 @@ fn prepare(
             // /tmp then stays what the image makes of it.
             match disks.bind_mount(&source, &target) {
                 Ok(()) => {
-                    info!(
-                        log,
-                        "scratch: {} on {}",
-                        image_dir.display(),
-                        source.display()
-                    );
+                    info!(log, "scratch: {} on {}", image_dir.display(), source.display());
                     binds.push(Bind { source, target });
                 }
-                Err(error) => info!(
-                    log,
-                    "scratch: {}",
-                    ScratchError::Bind {
-                        source,
-                        target,
-                        error
-                    }
-                ),
+                Err(error) => info!(log, "scratch: {}", ScratchError::Bind { source, target, error }),
             }
         } else if let Some(dir) = image_dir.parent() {
             local_dirs.push((dir.to_path_buf(), source));
         }
     }
     if !local_dirs.is_empty() {
-        let names: Vec<String> = local_dirs
-            .iter()
-            .map(|(d, _)| d.join(&config.localdir).display().to_string())
-            .collect();
-        info!(
-            log,
-            "scratch: local dirs from {}: {}",
-            scratch.display(),
-            names.join(", ")
-        );
+        let names: Vec<String> =
+            local_dirs.iter().map(|(d, _)| d.join(&config.localdir).display().to_string()).collect();
+        info!(log, "scratch: local dirs from {}: {}", scratch.display(), names.join(", "));
     }
     Ok((binds, local_dirs, wiped))
 }

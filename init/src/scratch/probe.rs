@@ -123,10 +123,7 @@ pub struct Sample {
 impl Sample {
     /// A sample of a device of `size` bytes, read through `read_at(offset, buf)` which
     /// must fill `buf` completely (pread until full).
-    pub fn read<E>(
-        size: u64,
-        mut read_at: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
-    ) -> Result<Sample, E> {
+    pub fn read<E>(size: u64, mut read_at: impl FnMut(u64, &mut [u8]) -> Result<(), E>) -> Result<Sample, E> {
         let head_len = size.min(HEAD_BYTES as u64) as usize;
         let mut head = vec![0; head_len];
         read_at(0, &mut head)?;
@@ -134,12 +131,7 @@ impl Sample {
         let tail_offset = size - tail_len as u64;
         let mut tail = vec![0; tail_len];
         read_at(tail_offset, &mut tail)?;
-        Ok(Sample {
-            head,
-            tail,
-            tail_offset,
-            size,
-        })
+        Ok(Sample { head, tail, tail_offset, size })
     }
 
     /// A sample of a device whose content is `bytes` (the whole device, in tests).
@@ -223,19 +215,11 @@ struct Field<F> {
 }
 
 const fn text(offset: u64, len: usize) -> Option<Field<Text>> {
-    Some(Field {
-        offset,
-        len,
-        format: Text::Nul,
-    })
+    Some(Field { offset, len, format: Text::Nul })
 }
 
 const fn uuid(offset: u64, len: usize, format: UuidFormat) -> Option<Field<UuidFormat>> {
-    Some(Field {
-        offset,
-        len,
-        format,
-    })
+    Some(Field { offset, len, format })
 }
 
 /// A further check of a superblock at its base: the kind it really is, or `None`.
@@ -351,9 +335,7 @@ const EXT3_INCOMPAT: u32 = EXT2_INCOMPAT | 0x4;
 const EXT3_RO_COMPAT: u32 = 0x1 | 0x2 | 0x4;
 
 fn le32(sample: &Sample, offset: u64) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        sample.bytes(offset, 4)?.try_into().ok()?,
-    ))
+    Some(u32::from_le_bytes(sample.bytes(offset, 4)?.try_into().ok()?))
 }
 
 /// ext2, ext3 or ext4 from the feature flags, as blkid decides: anything beyond
@@ -395,9 +377,7 @@ fn fat_boot_sector(sample: &Sample, _: u64, kind: Kind) -> Option<Kind> {
     let sector = sample.bytes(0, 512)?;
     let jump = sector[0] == 0xeb || sector[0] == 0xe9;
     let bytes_per_sector = u16::from_le_bytes([sector[11], sector[12]]);
-    let sane = bytes_per_sector.is_power_of_two()
-        && (512..=4096).contains(&bytes_per_sector)
-        && sector[13] != 0;
+    let sane = bytes_per_sector.is_power_of_two() && (512..=4096).contains(&bytes_per_sector) && sector[13] != 0;
     (jump && sane && sector[510..512] == [0x55, 0xaa]).then_some(kind)
 }
 
@@ -417,11 +397,7 @@ fn read_text(bytes: &[u8], format: Text) -> Option<String> {
         Text::Nul => raw.trim_end().to_string(),
         Text::FatLabel => {
             let v = raw.trim_end();
-            if v == "NO NAME" {
-                String::new()
-            } else {
-                v.to_string()
-            }
+            if v == "NO NAME" { String::new() } else { v.to_string() }
         }
     };
     (!value.is_empty()).then_some(value)
@@ -474,12 +450,7 @@ fn read_uuid(sample: &Sample, base: u64, field: Field<UuidFormat>) -> Option<Str
         UuidFormat::FatSerial => format!("{:02X}{:02X}-{:02X}{:02X}", b[3], b[2], b[1], b[0]),
         UuidFormat::NtfsSerial => b.iter().rev().map(|x| format!("{x:02X}")).collect(),
         UuidFormat::Md090 => {
-            let words = [
-                b.get(20..24)?,
-                b.get(52..56)?,
-                b.get(56..60)?,
-                b.get(60..64)?,
-            ];
+            let words = [b.get(20..24)?, b.get(52..56)?, b.get(56..60)?, b.get(60..64)?];
             let mut bytes = Vec::new();
             for w in words {
                 // md 0.90 stores host-endian words; blkid shows them big-endian.
@@ -499,10 +470,7 @@ pub fn probe_all(sample: &Sample) -> Vec<Signature> {
         let Some(base) = row.base.offset(sample.size) else {
             continue;
         };
-        let Some(magic) = base
-            .checked_add(row.magic_offset)
-            .and_then(|at| sample.bytes(at, row.magic.len()))
-        else {
+        let Some(magic) = base.checked_add(row.magic_offset).and_then(|at| sample.bytes(at, row.magic.len())) else {
             continue;
         };
         if magic != row.magic {
@@ -519,18 +487,9 @@ pub fn probe_all(sample: &Sample) -> Vec<Signature> {
         if found.iter().any(|s| s.kind == kind) {
             continue;
         }
-        let label = row.label.and_then(|f| {
-            sample
-                .bytes(base + f.offset, f.len)
-                .and_then(|b| read_text(b, f.format))
-        });
+        let label = row.label.and_then(|f| sample.bytes(base + f.offset, f.len).and_then(|b| read_text(b, f.format)));
         let uuid = row.uuid.and_then(|f| read_uuid(sample, base, f));
-        found.push(Signature {
-            kind,
-            label,
-            uuid,
-            also: Vec::new(),
-        });
+        found.push(Signature { kind, label, uuid, also: Vec::new() });
     }
     found
 }
@@ -540,11 +499,7 @@ pub fn probe_all(sample: &Sample) -> Vec<Signature> {
 /// own 0x55AA, not a second signature.
 pub fn probe(sample: &Sample) -> Option<Signature> {
     let mut all = probe_all(sample);
-    if all.len() > 1
-        && all
-            .iter()
-            .any(|s| matches!(s.kind, Kind::Vfat | Kind::Ntfs))
-    {
+    if all.len() > 1 && all.iter().any(|s| matches!(s.kind, Kind::Vfat | Kind::Ntfs)) {
         all.retain(|s| s.kind != Kind::Dos);
     }
     let mut first = all.first()?.clone();
@@ -585,16 +540,8 @@ mod tests {
         assert_eq!(kind(0, 0x2, 0x3), Some(Kind::Ext2));
         assert_eq!(kind(0x4, 0x2, 0x3), Some(Kind::Ext3));
         assert_eq!(kind(0x4, 0x2 | 0x40, 0x3), Some(Kind::Ext4), "extents");
-        assert_eq!(
-            kind(0, 0x2 | 0x200, 0x3),
-            Some(Kind::Ext4),
-            "flex_bg without journal"
-        );
-        assert_eq!(
-            kind(0x4, 0x2, 0x3 | 0x400),
-            Some(Kind::Ext4),
-            "metadata_csum"
-        );
+        assert_eq!(kind(0, 0x2 | 0x200, 0x3), Some(Kind::Ext4), "flex_bg without journal");
+        assert_eq!(kind(0x4, 0x2, 0x3 | 0x400), Some(Kind::Ext4), "metadata_csum");
         assert_eq!(kind(0, 0x8, 0), Some(Kind::Jbd));
     }
 
@@ -602,10 +549,7 @@ mod tests {
     fn ext_label_and_uuid_are_read_from_the_superblock() {
         let s = probe_bytes(&ext(0x4, 0x2 | 0x40, 0)).unwrap();
         assert_eq!(s.label.as_deref(), Some("scratch"));
-        assert_eq!(
-            s.uuid.as_deref(),
-            Some("11111111-1111-1111-1111-111111111111")
-        );
+        assert_eq!(s.uuid.as_deref(), Some("11111111-1111-1111-1111-111111111111"));
         assert!(s.also.is_empty());
     }
 
@@ -632,14 +576,8 @@ mod tests {
         put(&mut d, 32, &[0xab; 16]);
         put(&mut d, 108, b"twelve_chars");
         let s = probe_bytes(&d).unwrap();
-        assert_eq!(
-            (s.kind, s.label.as_deref()),
-            (Kind::Xfs, Some("twelve_chars"))
-        );
-        assert_eq!(
-            s.uuid.as_deref(),
-            Some("abababab-abab-abab-abab-abababababab")
-        );
+        assert_eq!((s.kind, s.label.as_deref()), (Kind::Xfs, Some("twelve_chars")));
+        assert_eq!(s.uuid.as_deref(), Some("abababab-abab-abab-abab-abababababab"));
     }
 
     #[test]
@@ -648,10 +586,7 @@ mod tests {
         put(&mut d, 65536 + 64, b"_BHRfS_M");
         put(&mut d, 65536 + 299, b"data\0");
         let s = probe_bytes(&d).unwrap();
-        assert_eq!(
-            (s.kind, s.label.as_deref(), s.uuid),
-            (Kind::Btrfs, Some("data"), None)
-        );
+        assert_eq!((s.kind, s.label.as_deref(), s.uuid), (Kind::Btrfs, Some("data"), None));
     }
 
     #[test]
@@ -661,11 +596,7 @@ mod tests {
             put(&mut d, page - 10, b"SWAPSPACE2");
             put(&mut d, 1024 + 28, b"x\0");
             let s = probe_bytes(&d).unwrap();
-            assert_eq!(
-                (s.kind, s.label.as_deref()),
-                (Kind::Swap, Some("x")),
-                "page {page}"
-            );
+            assert_eq!((s.kind, s.label.as_deref()), (Kind::Swap, Some("x")), "page {page}");
         }
         let mut d = device(1 << 20);
         put(&mut d, 4086, b"SWAP-SPACE");
@@ -689,10 +620,7 @@ mod tests {
     #[test]
     fn fat_boot_sector_is_vfat_not_an_mbr() {
         let s = probe_bytes(&fat16()).unwrap();
-        assert_eq!(
-            (s.kind, s.label.as_deref(), s.uuid.as_deref()),
-            (Kind::Vfat, Some("EFI"), Some("1234-5678"))
-        );
+        assert_eq!((s.kind, s.label.as_deref(), s.uuid.as_deref()), (Kind::Vfat, Some("EFI"), Some("1234-5678")));
         assert!(s.also.is_empty(), "{:?}", s.also);
         let mut no_jump = fat16();
         no_jump[0] = 0;
@@ -706,10 +634,7 @@ mod tests {
         put(&mut d, 0x48, &0x0123_4567_89ab_cdef_u64.to_le_bytes());
         put(&mut d, 510, &[0x55, 0xaa]);
         let s = probe_bytes(&d).unwrap();
-        assert_eq!(
-            (s.kind, s.uuid.as_deref()),
-            (Kind::Ntfs, Some("0123456789ABCDEF"))
-        );
+        assert_eq!((s.kind, s.uuid.as_deref()), (Kind::Ntfs, Some("0123456789ABCDEF")));
         assert!(s.also.is_empty());
     }
 
@@ -721,10 +646,7 @@ mod tests {
         put(&mut d, 168, b"0b2a1c7e-0000-4000-8000-000000000001\0");
         let s = probe_bytes(&d).unwrap();
         assert_eq!((s.kind, s.label.as_deref()), (Kind::Luks, Some("secret")));
-        assert_eq!(
-            s.uuid.as_deref(),
-            Some("0b2a1c7e-0000-4000-8000-000000000001")
-        );
+        assert_eq!(s.uuid.as_deref(), Some("0b2a1c7e-0000-4000-8000-000000000001"));
         put(&mut d, 6, &[0, 1]);
         assert_eq!(probe_bytes(&d).unwrap().label, None, "LUKS1 has no label");
         put(&mut d, 6, &[0, 9]);
@@ -739,10 +661,7 @@ mod tests {
         put(&mut d, 512 + 24, b"LVM2 001");
         put(&mut d, 512 + 32, b"abcdefGHIJKLmnopQRSTuvwxYZ012345");
         let s = probe_bytes(&d).unwrap();
-        assert_eq!(
-            (s.kind, s.uuid.as_deref()),
-            (Kind::Lvm2, Some("abcdef-GHIJ-KLmn-opQR-STuv-wxYZ-012345"))
-        );
+        assert_eq!((s.kind, s.uuid.as_deref()), (Kind::Lvm2, Some("abcdef-GHIJ-KLmn-opQR-STuv-wxYZ-012345")));
     }
 
     #[test]
@@ -755,18 +674,10 @@ mod tests {
             d
         };
         for (at, version) in [(0, "1.1"), (4096, "1.2"), (((size - 8192) & !4095), "1.0")] {
-            assert_eq!(
-                probe_bytes(&md(at, 1)).map(|s| s.kind),
-                Some(Kind::MdRaid),
-                "{version}"
-            );
+            assert_eq!(probe_bytes(&md(at, 1)).map(|s| s.kind), Some(Kind::MdRaid), "{version}");
         }
         let at090 = (size & !0xffff) - 0x10000;
-        assert_eq!(
-            probe_bytes(&md(at090, 0)).map(|s| s.kind),
-            Some(Kind::MdRaid),
-            "0.90"
-        );
+        assert_eq!(probe_bytes(&md(at090, 0)).map(|s| s.kind), Some(Kind::MdRaid), "0.90");
         assert_eq!(probe_bytes(&md(4096, 7)), None, "unknown major version");
     }
 
@@ -778,10 +689,7 @@ mod tests {
         put(&mut d, at, MD_MAGIC);
         put(&mut d, at + 4, &1u32.to_le_bytes());
         let s = probe_bytes(&d).unwrap();
-        assert_eq!(
-            (s.kind, s.also.as_slice()),
-            (Kind::MdRaid, &[Kind::Ext4][..])
-        );
+        assert_eq!((s.kind, s.also.as_slice()), (Kind::MdRaid, &[Kind::Ext4][..]));
     }
 
     #[test]
@@ -791,11 +699,7 @@ mod tests {
         put(&mut d, 510, &[0x55, 0xaa]);
         assert_eq!(probe_bytes(&d).unwrap().kind, Kind::Dos);
         d[446] = 0x12;
-        assert_eq!(
-            probe_bytes(&d),
-            None,
-            "invalid boot flag: not a partition table"
-        );
+        assert_eq!(probe_bytes(&d), None, "invalid boot flag: not a partition table");
         d[446] = 0;
         put(&mut d, 512, b"EFI PART");
         let s = probe_bytes(&d).unwrap();
@@ -807,10 +711,7 @@ mod tests {
         let mut d = ext(0x4, 0x40, 0);
         put(&mut d, 65536 + 64, b"_BHRfS_M");
         let s = probe_bytes(&d).unwrap();
-        assert_eq!(
-            (s.kind, s.also.as_slice()),
-            (Kind::Ext4, &[Kind::Btrfs][..])
-        );
+        assert_eq!((s.kind, s.also.as_slice()), (Kind::Ext4, &[Kind::Btrfs][..]));
     }
 
     #[test]

@@ -74,12 +74,8 @@ impl fmt::Display for SkipReason {
             SkipReason::NoMedium => f.write_str("empty (no medium)"),
             SkipReason::NoSignature => f.write_str("no known signature"),
             SkipReason::Partitioned => f.write_str("partitioned disk, see its partitions"),
-            SkipReason::NotOurs { .. } => {
-                f.write_str("another system's filesystem, never mounted or written")
-            }
-            SkipReason::Hibernation => {
-                f.write_str("holds a hibernation image, not enabled as swap")
-            }
+            SkipReason::NotOurs { .. } => f.write_str("another system's filesystem, never mounted or written"),
+            SkipReason::Hibernation => f.write_str("holds a hibernation image, not enabled as swap"),
             SkipReason::ExternalJournal => f.write_str("external journal of another filesystem, never written"),
             SkipReason::Encrypted => f.write_str("encrypted (LUKS), not opened"),
             SkipReason::LvmMember => f.write_str("LVM physical volume, not activated"),
@@ -91,22 +87,12 @@ impl fmt::Display for SkipReason {
             ),
             SkipReason::ReadOnly => f.write_str("read-only device"),
             SkipReason::TypeNotAllowed { kind, allowed } => {
-                write!(
-                    f,
-                    "type {kind} not in scratch.fstypes ({})",
-                    allowed.join(", ")
-                )
+                write!(f, "type {kind} not in scratch.fstypes ({})", allowed.join(", "))
             }
-            SkipReason::LabelMismatch {
-                label: Some(label),
-                wanted,
-            } => {
+            SkipReason::LabelMismatch { label: Some(label), wanted } => {
                 write!(f, "label {label:?} is not scratch.label {wanted:?}")
             }
-            SkipReason::LabelMismatch {
-                label: None,
-                wanted,
-            } => write!(f, "no label, scratch.label is {wanted:?}"),
+            SkipReason::LabelMismatch { label: None, wanted } => write!(f, "no label, scratch.label is {wanted:?}"),
             SkipReason::NotChosen { chosen, why } => {
                 write!(f, "{} is used ({why})", chosen.display())
             }
@@ -116,11 +102,7 @@ impl fmt::Display for SkipReason {
 }
 
 fn join(kinds: &[Kind]) -> String {
-    kinds
-        .iter()
-        .map(|k| k.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+    kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
 }
 
 /// Why the chosen candidate won.
@@ -171,9 +153,7 @@ fn classify(p: &Probed, config: &Scratch) -> Use {
     }
     let sig = match &p.signature {
         Err(error) => {
-            return Use::Skip(SkipReason::Unreadable {
-                error: error.clone(),
-            });
+            return Use::Skip(SkipReason::Unreadable { error: error.clone() });
         }
         Ok(None) => return Use::Skip(SkipReason::NoSignature),
         Ok(Some(sig)) => sig,
@@ -202,23 +182,13 @@ fn classify(p: &Probed, config: &Scratch) -> Use {
         return Use::Skip(SkipReason::ReadOnly);
     }
     if sig.kind == Kind::Swap {
-        return if config.swap {
-            Use::Swap
-        } else {
-            Use::Skip(SkipReason::SwapDisabled)
-        };
+        return if config.swap { Use::Swap } else { Use::Skip(SkipReason::SwapDisabled) };
     }
     if !config.fstypes.iter().any(|t| t == sig.kind.name()) {
-        return Use::Skip(SkipReason::TypeNotAllowed {
-            kind: sig.kind,
-            allowed: config.fstypes.clone(),
-        });
+        return Use::Skip(SkipReason::TypeNotAllowed { kind: sig.kind, allowed: config.fstypes.clone() });
     }
     if !config.label.is_empty() && sig.label.as_deref() != Some(config.label.as_str()) {
-        return Use::Skip(SkipReason::LabelMismatch {
-            label: sig.label.clone(),
-            wanted: config.label.clone(),
-        });
+        return Use::Skip(SkipReason::LabelMismatch { label: sig.label.clone(), wanted: config.label.clone() });
     }
     Use::Scratch
 }
@@ -228,11 +198,7 @@ fn classify(p: &Probed, config: &Scratch) -> Use {
 /// unlike `sdX` names); the others are skipped naming the winner.
 pub fn select(probed: &[Probed], config: &Scratch) -> Selection {
     let mut candidates = Vec::new();
-    let mut selection = Selection {
-        scratch: None,
-        swaps: Vec::new(),
-        skipped: Vec::new(),
-    };
+    let mut selection = Selection { scratch: None, swaps: Vec::new(), skipped: Vec::new() };
     for (i, p) in probed.iter().enumerate() {
         match classify(p, config) {
             Use::Scratch => candidates.push(i),
@@ -247,11 +213,7 @@ pub fn select(probed: &[Probed], config: &Scratch) -> Selection {
     if let Some((&winner, losers)) = candidates.split_first() {
         let chosen = &probed[winner].device;
         let why_over = |loser: usize| {
-            if probed[loser].device.size < chosen.size {
-                Preference::Larger
-            } else {
-                Preference::ControllerOrder
-            }
+            if probed[loser].device.size < chosen.size { Preference::Larger } else { Preference::ControllerOrder }
         };
         let preference = match losers {
             [] => Preference::Only,
@@ -259,13 +221,9 @@ pub fn select(probed: &[Probed], config: &Scratch) -> Selection {
         };
         selection.scratch = Some((winner, preference));
         for &loser in losers {
-            selection.skipped.push((
-                loser,
-                SkipReason::NotChosen {
-                    chosen: chosen.path.clone(),
-                    why: why_over(loser),
-                },
-            ));
+            selection
+                .skipped
+                .push((loser, SkipReason::NotChosen { chosen: chosen.path.clone(), why: why_over(loser) }));
         }
         selection.skipped.sort_by_key(|(i, _)| *i);
     }
@@ -294,12 +252,7 @@ mod tests {
     fn fs(name: &str, devpath: &str, mib: u64, kind: Kind, label: Option<&str>) -> Probed {
         Probed {
             device: device(name, devpath, mib),
-            signature: Ok(Some(Signature {
-                kind,
-                label: label.map(Into::into),
-                uuid: None,
-                also: Vec::new(),
-            })),
+            signature: Ok(Some(Signature { kind, label: label.map(Into::into), uuid: None, also: Vec::new() })),
         }
     }
 
@@ -308,11 +261,7 @@ mod tests {
     }
 
     fn reason(sel: &Selection, index: usize) -> &SkipReason {
-        &sel.skipped
-            .iter()
-            .find(|(i, _)| *i == index)
-            .unwrap_or_else(|| panic!("{index} not skipped: {sel:?}"))
-            .1
+        &sel.skipped.iter().find(|(i, _)| *i == index).unwrap_or_else(|| panic!("{index} not skipped: {sel:?}")).1
     }
 
     #[test]
@@ -324,59 +273,29 @@ mod tests {
         ];
         let sel = select(&probed, &config());
         assert_eq!(sel.scratch, Some((1, Preference::Larger)));
-        assert_eq!(
-            reason(&sel, 0),
-            &SkipReason::NotChosen {
-                chosen: "/dev/sdb1".into(),
-                why: Preference::Larger
-            }
-        );
-        assert_eq!(
-            reason(&sel, 2).to_string(),
-            "label \"data\" is not scratch.label \"scratch\""
-        );
+        assert_eq!(reason(&sel, 0), &SkipReason::NotChosen { chosen: "/dev/sdb1".into(), why: Preference::Larger });
+        assert_eq!(reason(&sel, 2).to_string(), "label \"data\" is not scratch.label \"scratch\"");
     }
 
     #[test]
     fn same_size_candidates_are_ordered_by_controller_not_name() {
         let probed = [
-            fs(
-                "sda1",
-                "/pci/0000:00:1f.2/sda/sda1",
-                1024,
-                Kind::Ext4,
-                Some("scratch"),
-            ),
-            fs(
-                "sdb1",
-                "/pci/0000:00:05.0/sdb/sdb1",
-                1024,
-                Kind::Btrfs,
-                Some("scratch"),
-            ),
+            fs("sda1", "/pci/0000:00:1f.2/sda/sda1", 1024, Kind::Ext4, Some("scratch")),
+            fs("sdb1", "/pci/0000:00:05.0/sdb/sdb1", 1024, Kind::Btrfs, Some("scratch")),
         ];
         let sel = select(&probed, &config());
         assert_eq!(sel.scratch, Some((1, Preference::ControllerOrder)));
-        assert_eq!(
-            reason(&sel, 0).to_string(),
-            "/dev/sdb1 is used (same size, first in controller order)"
-        );
+        assert_eq!(reason(&sel, 0).to_string(), "/dev/sdb1 is used (same size, first in controller order)");
     }
 
     #[test]
     fn empty_label_accepts_any_allowed_type() {
         let mut c = config();
         c.label = String::new();
-        let probed = [
-            fs("vda", "/v/a", 100, Kind::Ext3, None),
-            fs("vdb", "/v/b", 50, Kind::Btrfs, None),
-        ];
+        let probed = [fs("vda", "/v/a", 100, Kind::Ext3, None), fs("vdb", "/v/b", 50, Kind::Btrfs, None)];
         let sel = select(&probed, &c);
         assert_eq!(sel.scratch, Some((1, Preference::Only)));
-        assert_eq!(
-            reason(&sel, 0).to_string(),
-            "type ext3 not in scratch.fstypes (ext4, xfs, btrfs)"
-        );
+        assert_eq!(reason(&sel, 0).to_string(), "type ext3 not in scratch.fstypes (ext4, xfs, btrfs)");
     }
 
     #[test]
@@ -447,11 +366,7 @@ mod tests {
         ro.device.read_only = true;
         let sel = select(&[both, ro], &config());
         assert_eq!(sel.scratch, None);
-        assert!(
-            reason(&sel, 0)
-                .to_string()
-                .starts_with("several signatures (ext4, swap)")
-        );
+        assert!(reason(&sel, 0).to_string().starts_with("several signatures (ext4, swap)"));
         assert_eq!(reason(&sel, 1), &SkipReason::ReadOnly);
     }
 
@@ -460,25 +375,12 @@ mod tests {
         let mut empty = fs("sdc", "/u/c", 0, Kind::Ext4, None);
         empty.signature = Ok(None);
         let probed = [
-            Probed {
-                device: device("sda", "/u/a", 10),
-                signature: Err("Input/output error".into()),
-            },
-            Probed {
-                device: device("sdb", "/u/b", 10),
-                signature: Ok(None),
-            },
+            Probed { device: device("sda", "/u/a", 10), signature: Err("Input/output error".into()) },
+            Probed { device: device("sdb", "/u/b", 10), signature: Ok(None) },
             empty,
         ];
         let sel = select(&probed, &config());
         let reasons: Vec<String> = sel.skipped.iter().map(|(_, r)| r.to_string()).collect();
-        assert_eq!(
-            reasons,
-            [
-                "cannot be read: Input/output error",
-                "no known signature",
-                "empty (no medium)"
-            ]
-        );
+        assert_eq!(reasons, ["cannot be read: Input/output error", "no known signature", "empty (no medium)"]);
     }
 }

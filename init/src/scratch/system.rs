@@ -47,13 +47,7 @@ impl Disks for RealDisks {
     fn mount(&mut self, device: &Path, target: &Path, fstype: &str) -> io::Result<()> {
         // nodev, nosuid as on the tmpfs the scratch replaces: the local dirs, /tmp and
         // /local never need device nodes or set-id programs.
-        mount(
-            device,
-            target,
-            fstype,
-            MountFlags::NODEV | MountFlags::NOSUID,
-            None,
-        )?;
+        mount(device, target, fstype, MountFlags::NODEV | MountFlags::NOSUID, None)?;
         Ok(())
     }
 
@@ -68,11 +62,7 @@ impl Disks for RealDisks {
         // SAFETY: `path` is a valid NUL-terminated string that outlives the call;
         // swapon(2) only reads it.
         let rc = unsafe { libc::swapon(path.as_ptr(), 0) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
     }
 
     fn bind_mount(&mut self, source: &Path, target: &Path) -> io::Result<()> {
@@ -81,10 +71,7 @@ impl Disks for RealDisks {
     }
 
     fn make_dir(&mut self, path: &Path) -> io::Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(path)
+        fs::DirBuilder::new().recursive(true).mode(0o755).create(path)
     }
 
     fn ensure_dir(&mut self, root: &Path, rel: &Path, mode: u32) -> io::Result<()> {

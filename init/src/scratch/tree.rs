@@ -13,15 +13,10 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
 
-use rustix::fs::{
-    AtFlags, Dir, FileType, Mode, OFlags, fchmod, fstat, mkdirat, openat, statat, unlinkat,
-};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, fchmod, fstat, mkdirat, openat, statat, unlinkat};
 use serde::Serialize;
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
+const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
 fn open_root(root: &Path) -> io::Result<OwnedFd> {
     Ok(openat(rustix::fs::CWD, root, DIR_FLAGS, Mode::empty())?)
@@ -33,10 +28,7 @@ fn components(rel: &Path) -> io::Result<Vec<&OsStr>> {
         .filter(|c| !matches!(c, Component::CurDir))
         .map(|c| match c {
             Component::Normal(name) => Ok(name),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is not a relative path", rel.display()),
-            )),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a relative path", rel.display()))),
         })
         .collect()
 }
@@ -109,12 +101,7 @@ pub fn wipe(root: &Path, rel: &Path) -> io::Result<WipeStats> {
     // Directories that could not be emptied (they hold another filesystem or a file
     // that refuses removal): skipped when their parent is read again.
     let mut stuck: HashSet<(u64, u64)> = HashSet::new();
-    let mut path = vec![Level {
-        fd,
-        dev,
-        ino: top.st_ino,
-        name: CString::default(),
-    }];
+    let mut path = vec![Level { fd, dev, ino: top.st_ino, name: CString::default() }];
     while let Some(current) = path.last() {
         let mut descend = None;
         let dir = match Dir::read_from(&current.fd) {
@@ -196,11 +183,7 @@ pub fn wipe(root: &Path, rel: &Path) -> io::Result<WipeStats> {
 
 /// Leaves the current (emptied) directory for its parent and removes it there.
 /// Returns false at the top, which is kept.
-fn go_up(
-    path: &mut Vec<Level>,
-    stats: &mut WipeStats,
-    stuck: &mut HashSet<(u64, u64)>,
-) -> io::Result<bool> {
+fn go_up(path: &mut Vec<Level>, stats: &mut WipeStats, stuck: &mut HashSet<(u64, u64)>) -> io::Result<bool> {
     if path.len() == 1 {
         return Ok(false);
     }
@@ -241,23 +224,12 @@ mod tests {
         ensure_dir(root.path(), Path::new("etc/local"), 0o755).unwrap();
         ensure_dir(root.path(), Path::new("tmp"), 0o1777).unwrap();
         assert!(root.path().join("etc/local").is_dir());
-        let mode = fs::metadata(root.path().join("tmp"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o7777;
+        let mode = fs::metadata(root.path().join("tmp")).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o1777);
         // Again: existing dirs are fine, the mode is put back.
         fs::set_permissions(root.path().join("tmp"), fs::Permissions::from_mode(0o700)).unwrap();
         ensure_dir(root.path(), Path::new("tmp"), 0o1777).unwrap();
-        assert_eq!(
-            fs::metadata(root.path().join("tmp"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o7777,
-            0o1777
-        );
+        assert_eq!(fs::metadata(root.path().join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
     }
 
     #[test]
@@ -266,10 +238,7 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         symlink(outside.path(), root.path().join("etc")).unwrap();
         assert!(ensure_dir(root.path(), Path::new("etc/local"), 0o755).is_err());
-        assert!(
-            !outside.path().join("local").exists(),
-            "followed the symlink"
-        );
+        assert!(!outside.path().join("local").exists(), "followed the symlink");
         assert!(ensure_dir(root.path(), Path::new("../x"), 0o755).is_err());
     }
 
@@ -283,11 +252,7 @@ mod tests {
         fs::write(r.join("tmp/a/b/c/file"), "x").unwrap();
         fs::write(r.join("tmp/top"), "x").unwrap();
         symlink(outside.path(), r.join("tmp/link-to-dir")).unwrap();
-        symlink(
-            outside.path().join("precious"),
-            r.join("tmp/a/link-to-file"),
-        )
-        .unwrap();
+        symlink(outside.path().join("precious"), r.join("tmp/a/link-to-file")).unwrap();
         fs::create_dir_all(r.join("etc/local")).unwrap();
         fs::write(r.join("etc/local/fstab"), "x").unwrap();
         fs::write(r.join("other"), "x").unwrap();
@@ -297,10 +262,7 @@ mod tests {
         assert!(r.join("tmp").is_dir(), "the wiped dir itself stays");
         // a, a/b, a/b/c, file, top, two links.
         assert_eq!((stats.removed, stats.failed), (7, 0), "{stats:?}");
-        assert_eq!(
-            fs::read_to_string(outside.path().join("precious")).unwrap(),
-            "keep"
-        );
+        assert_eq!(fs::read_to_string(outside.path().join("precious")).unwrap(), "keep");
         assert!(r.join("etc/local/fstab").exists() && r.join("other").exists());
     }
 
@@ -337,14 +299,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mnt = root.path().join("tmp/mnt");
         fs::create_dir_all(&mnt).unwrap();
-        rustix::mount::mount(
-            "tmpfs",
-            &mnt,
-            "tmpfs",
-            rustix::mount::MountFlags::empty(),
-            None,
-        )
-        .expect("mounting a tmpfs needs root");
+        rustix::mount::mount("tmpfs", &mnt, "tmpfs", rustix::mount::MountFlags::empty(), None)
+            .expect("mounting a tmpfs needs root");
         fs::write(mnt.join("inside"), "x").unwrap();
         fs::write(root.path().join("tmp/beside"), "x").unwrap();
         let stats = wipe(root.path(), Path::new("tmp"));
@@ -352,11 +308,7 @@ mod tests {
         rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::DETACH).unwrap();
         let stats = stats.unwrap();
         assert!(inside, "entered the other filesystem");
-        assert_eq!(
-            (stats.removed, stats.other_filesystems),
-            (1, 1),
-            "{stats:?}"
-        );
+        assert_eq!((stats.removed, stats.other_filesystems), (1, 1), "{stats:?}");
         assert!(!root.path().join("tmp/beside").exists());
     }
 }
