@@ -218,7 +218,9 @@ pub fn image_dir(name: &str) -> PathBuf {
     if std::fs::symlink_metadata(dir.join("sbin/init")).is_err() {
         panic!("root image {name} not found at {}: run qemu/build-images {stamp_of} (as root)", dir.display());
     }
-    dir
+    // In a git worktree qemu/.cache is a symlink to the shared cache, and nfs-ganesha
+    // refuses (EACCES at mount time) an export path that goes through a symlink.
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// What the busybox image's `/sbin/init` reports (`IMAGE: ...` lines, see

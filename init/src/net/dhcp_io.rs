@@ -104,8 +104,25 @@ pub fn udp_payload_to_client(packet: &[u8]) -> Option<std::ops::Range<usize>> {
 
 /// A packet socket receiving IPv4 frames sent to our MAC on one interface.
 struct UnicastListener {
-    fd: std::os::fd::OwnedFd,
+    /// Always `Some` until dropped.
+    fd: Option<std::os::fd::OwnedFd>,
 }
+
+impl Drop for UnicastListener {
+    /// Closing a packet socket waits for an RCU grace period (synchronize_net in
+    /// packet_release), milliseconds on a slow machine, and the lease is only
+    /// handed on once the DHCP thread is done: a short-lived thread closes it,
+    /// so the wait overlaps with configuring the link.
+    fn drop(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
+        let closer = std::thread::Builder::new().name("close-packet".into()).stack_size(CLOSER_STACK);
+        // If no thread can be started, the socket is closed here, waiting as before.
+        let _ = closer.spawn(move || drop(fd));
+    }
+}
+
+/// Stack of the thread that closes the packet socket: it makes one system call.
+const CLOSER_STACK: usize = 16 * 1024;
 
 impl UnicastListener {
     fn open(interface: &str) -> Result<UnicastListener, DhcpIoError> {
@@ -114,13 +131,17 @@ impl UnicastListener {
             |step: &'static str, reason: String| DhcpIoError::Socket { interface: interface.into(), step, reason };
         let index = nix::net::if_::if_nametoindex(interface).map_err(|e| fail("interface index", e.to_string()))?;
         let proto = (nix::libc::ETH_P_IP as u16).to_be();
+        // Protocol 0 here and ETH_P_IP in bind: a socket created with a protocol
+        // is hooked on every device at once, and binding it to one device then
+        // unhooks it with synchronize_net(), an RCU grace period (milliseconds
+        // on a slow single-CPU machine) before the first DISCOVER can go out.
         // SAFETY: plain socket(2) call with constant arguments; the result is
         // checked before use.
         let raw = unsafe {
             nix::libc::socket(
                 nix::libc::AF_PACKET,
                 nix::libc::SOCK_DGRAM | nix::libc::SOCK_CLOEXEC | nix::libc::SOCK_NONBLOCK,
-                i32::from(proto),
+                0,
             )
         };
         if raw < 0 {
@@ -144,7 +165,11 @@ impl UnicastListener {
         if rc < 0 {
             return Err(fail("bind packet socket", std::io::Error::last_os_error().to_string()));
         }
-        Ok(UnicastListener { fd })
+        Ok(UnicastListener { fd: Some(fd) })
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
     }
 
     /// The next frame sent to our MAC (not broadcast), without blocking.
@@ -157,7 +182,7 @@ impl UnicastListener {
             // describe a writable sockaddr_ll.
             let n = unsafe {
                 nix::libc::recvfrom(
-                    self.fd.as_raw_fd(),
+                    self.raw_fd(),
                     buf.as_mut_ptr().cast(),
                     buf.len(),
                     0,
@@ -260,7 +285,7 @@ pub fn run_dhcp(
         }
         let now = Instant::now();
         let wake = client.next_deadline().unwrap_or(until).min(until).min(now + CANCEL_CHECK);
-        wait_readable(&[sock.as_raw_fd(), unicast.fd.as_raw_fd()], wake.saturating_duration_since(now));
+        wait_readable(&[sock.as_raw_fd(), unicast.raw_fd()], wake.saturating_duration_since(now));
         let (len, from) = match sock.recv_from(&mut buf) {
             Ok((len, from)) => (len, from.to_string()),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {
