@@ -613,9 +613,7 @@ impl<'a> Coldplug<'a> {
             let wake = if self.running > 0 { deadline } else { quiet_until.min(deadline) };
             match rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(Event::Uevent(event)) => {
-                    // A module's own uevent (a load elsewhere, e.g. the NFS modules fetched
-                    // in the background) is no new device: it must not hold the settle.
-                    if !event.devpath.starts_with("/module/") {
+                    if is_hardware_event(&event.devpath) {
                         last_activity = Instant::now();
                     }
                     debug!(self.s.log, "uevent {}@{}", event.action, event.devpath);
@@ -633,6 +631,16 @@ impl<'a> Coldplug<'a> {
             }
         }
     }
+}
+
+/// Whether a uevent at `devpath` is hardware coming up, which holds the settle. Not:
+/// a module's own uevent (a load elsewhere, e.g. the NFS modules fetched in the
+/// background), kernel objects outside `/devices` (the NFS mount's sunrpc clients),
+/// and software devices under `/devices/virtual` (workqueues, a mount's bdi). The
+/// coldplug settles in the background while the network and root stages run: their
+/// events would otherwise push the settle, and the wait for it, into the local stage.
+fn is_hardware_event(devpath: &str) -> bool {
+    devpath.starts_with("/devices/") && !devpath.starts_with("/devices/virtual/")
 }
 
 /// What a finit_module errno means for the administrator.
@@ -1001,5 +1009,44 @@ mod tests {
             .err()
             .expect("no database");
         assert!(matches!(err, HardwareError::ReadDb { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_network_and_root_stages_uevents_do_not_hold_the_settle() {
+        let idx = virtio_index();
+        let cmdline = Cmdline::default();
+        let os = Arc::new(FakeOs::default());
+        let (tx, rx) = channel();
+        let (log, _) = captured();
+        let s = Settings { settle: Duration::from_millis(150), max: Duration::from_secs(10), parallel: 8 };
+        let mut run = coldplug(&idx, &cmdline, os, log, s, tx.clone());
+        // What an NFS mount and module loads elsewhere send, every 30 ms for 600 ms.
+        let sender = std::thread::spawn(move || {
+            for i in 0..20 {
+                let msg = match i % 4 {
+                    0 => "add@/kernel/sunrpc/rpc-clients/clnt-0\0".to_string(),
+                    1 => "add@/devices/virtual/bdi/0:23\0".to_string(),
+                    2 => "add@/module/nfsv3\0".to_string(),
+                    _ => "remove@/switch-0/xprt-0-tcp\0".to_string(),
+                };
+                if tx.send(Event::Uevent(Uevent::parse(msg.as_bytes()).unwrap())).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        });
+        let started = Instant::now();
+        assert!(run.settle(&rx));
+        assert!(
+            started.elapsed() < Duration::from_millis(450),
+            "held by non-hardware uevents: {:?}",
+            started.elapsed()
+        );
+        drop(rx);
+        sender.join().unwrap();
+
+        assert!(is_hardware_event("/devices/pci0000:00/0000:00:01.1/ata1/host0"));
+        assert!(!is_hardware_event("/devices/virtual/workqueue/scsi_tmf_0"));
+        assert!(!is_hardware_event("/module/virtio_net"));
     }
 }
