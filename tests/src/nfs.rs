@@ -218,7 +218,9 @@ pub fn image_dir(name: &str) -> PathBuf {
     if std::fs::symlink_metadata(dir.join("sbin/init")).is_err() {
         panic!("root image {name} not found at {}: run qemu/build-images {stamp_of} (as root)", dir.display());
     }
-    dir
+    // nfs-ganesha refuses an export path that goes through a symlink (ELOOP), and in a
+    // git worktree qemu/.cache is one.
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// What the busybox image's `/sbin/init` reports (`IMAGE: ...` lines, see
