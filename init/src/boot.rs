@@ -13,7 +13,7 @@ use crate::cmdline::Cmdline;
 use crate::config::{self, Config, ConfigWarning, OnFailure};
 use crate::early;
 use crate::handoff::{self, BootRecord, HandoffError, Mtab};
-use crate::hardware::{self, Settings, Summary};
+use crate::hardware::{self, Background, Settings, Summary};
 use crate::local::{self, LayerInput, LocalReport};
 use crate::log::{Log, StageTimer, monotonic_secs};
 use crate::net::{self, IpMode, Level, NetConfig, NetLog, NetResult};
@@ -44,6 +44,9 @@ pub struct Boot {
     pub timings: Mutex<Vec<StageTime>>,
     /// When init started.
     pub started: Instant,
+    /// The hardware stage's coldplug, still settling in the background; joined before
+    /// the disks are needed and before any power-off, reboot or hand-off.
+    pub hardware: Mutex<Option<Background>>,
 }
 
 /// One stage's duration.
@@ -69,11 +72,25 @@ impl Boot {
             second: Duration::from_secs(1),
             timings: Mutex::new(Vec::new()),
             started: Instant::now(),
+            hardware: Mutex::new(None),
         }
     }
 
     fn timings(&self) -> Vec<StageTime> {
         self.timings.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Wait for the hardware stage's background coldplug, if it is still to be joined:
+    /// its report and summary; a panic in it comes back as the stage's error message.
+    fn settle_hardware(&self) -> Option<Result<Summary, String>> {
+        let background = self.hardware.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let waiting = !background.is_finished();
+        let since = Instant::now();
+        let result = background.join();
+        if waiting {
+            info!(self.log, "waited {} ms for the hardware to settle", since.elapsed().as_millis());
+        }
+        Some(result)
     }
 }
 
@@ -144,11 +161,12 @@ pub fn run(b: &Boot) {
     // the hardware settles and DHCP waits for answers, rather than after both.
     let nfs_modules = prefetch_nfs_modules(b, &cmdline, &config);
     let settings = Settings::with_settle_ms(config.settle_ms);
-    let hardware =
-        match stage(b, "hardware", || hardware::hardware(&b.root, b.os.clone(), b.log.clone(), &cmdline, settings)) {
-            Ok(summary) => summary,
-            Err(message) => return fail(b, &cmdline, &config, &message),
-        };
+    // The stage returns once the network drivers are in; the rest of the coldplug
+    // settles in the background while DHCP, DNS and the NFS mount run.
+    match stage(b, "hardware", || hardware::hardware(&b.root, b.os.clone(), b.log.clone(), &cmdline, settings)) {
+        Ok(background) => *b.hardware.lock().unwrap_or_else(|p| p.into_inner()) = Some(background),
+        Err(message) => return fail(b, &cmdline, &config, &message),
+    }
 
     // What the command line asks of the network and the root, checked before waiting
     // for any network.
@@ -163,6 +181,10 @@ pub fn run(b: &Boot) {
     if net_cfg.mode() == IpMode::Off && !request.is_given() {
         // Diagnostic mode: no network and no root asked for, so nothing can boot; the
         // hardware report is the result.
+        let hardware = match joined_hardware(b) {
+            Ok(summary) => summary,
+            Err(message) => return fail(b, &cmdline, &config, &message),
+        };
         info!(b.log, "ip=off and no root=/nfsroot=: hardware-only diagnostic run, powering off after the summary");
         log_summary(&b.log, &hardware);
         info!(b.log, "powering off");
@@ -215,6 +237,11 @@ pub fn run(b: &Boot) {
     config_warnings = warnings;
     let input =
         LayerInput { broadcast: net.lease.broadcast, address: net.lease.address, hostname: identity.hostname.clone() };
+    // Scratch disks are found by what the coldplug brought up: it must have settled.
+    let hardware = match joined_hardware(b) {
+        Ok(summary) => summary,
+        Err(message) => return fail(b, &cmdline, &config, &message),
+    };
     let (local, scratch) = match stage(b, "local", || local_stage(b, &cmdline, &config, &newroot, &input)) {
         Ok(done) => done,
         Err(message) => return fail(b, &cmdline, &config, &message),
@@ -236,6 +263,11 @@ pub fn run(b: &Boot) {
     };
     let Err(message) = stage(b, "handoff", || handoff_stage(b, &facts, &newroot));
     fail(b, &cmdline, &config, &message)
+}
+
+/// The summary of the hardware stage, waiting for it to settle.
+fn joined_hardware(b: &Boot) -> Result<Summary, String> {
+    b.settle_hardware().unwrap_or_else(|| Err("the hardware stage did not run: this is a bug in diskless".to_string()))
 }
 
 /// The network configuration from the command line; the timeouts come from the
@@ -560,6 +592,11 @@ pub fn choose_action(b: &Boot, cmdline: &Cmdline, config: &Config) -> Action {
 /// Rescue shell or countdown, then reboot (or power off). Returns only when that call
 /// failed.
 fn failure_action(b: &Boot, cmdline: &Cmdline, config: &Config) {
+    // The hardware report (devices without driver, interfaces, disks) is what the
+    // administrator needs most after a failure: never cut it off.
+    if let Some(Err(message)) = b.settle_hardware() {
+        info!(b.log, "ERROR: {message}");
+    }
     let action = choose_action(b, cmdline, config);
     if let Action::Shell(shell) = &action {
         info!(b.log, "starting rescue shell");
@@ -798,5 +835,30 @@ mod tests {
             .map(str::to_string)
             .collect();
         assert_eq!(marks, ["21 s", "20 s", "10 s", "5 s", "4 s", "3 s", "2 s", "1 s"]);
+    }
+
+    #[test]
+    fn a_panic_in_the_background_coldplug_is_reported_before_the_failure_action() {
+        let (b, os, console, _root) = test_boot("");
+        let background = Background::spawn(|ready| {
+            ready.signal();
+            panic!("lost device")
+        })
+        .unwrap();
+        *b.hardware.lock().unwrap() = Some(background);
+        failure_action(&b, &Cmdline::default(), &Config { reboot_delay: 0, ..Config::default() });
+        let text = console.text();
+        assert!(
+            text.contains(
+                "diskless: ERROR: stage hardware panicked in the background: lost device: this is a bug in diskless"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("diskless: rebooting\ndiskless: ERROR: rebooting: fake: reset the machine by hand\n"),
+            "{text}"
+        );
+        assert_eq!(os.calls().last().map(String::as_str), Some("reboot"));
+        assert!(b.hardware.lock().unwrap().is_none(), "joined");
     }
 }

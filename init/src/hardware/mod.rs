@@ -3,6 +3,7 @@
 //! appear while drivers load, until nothing has happened for the settle time.
 
 pub mod index;
+pub mod netpath;
 pub mod plan;
 pub mod report;
 pub mod sysfs;
@@ -14,6 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cmdline::Cmdline;
@@ -67,6 +69,8 @@ pub enum HardwareError {
     ReadDb { path: PathBuf, source: io::Error },
     /// The module database is damaged or of another format version.
     ParseDb { path: PathBuf, reason: String },
+    /// The coldplug thread could not be started.
+    Thread(io::Error),
 }
 
 impl fmt::Display for HardwareError {
@@ -82,6 +86,10 @@ impl fmt::Display for HardwareError {
                 "reading the module database {}: {reason}: rebuild the initramfs with the mkinitramfs that matches this init",
                 path.display()
             ),
+            HardwareError::Thread(e) => write!(
+                f,
+                "starting the coldplug thread: {e}: the machine is out of memory or threads; check the memory the machine boots with"
+            ),
         }
     }
 }
@@ -89,46 +97,100 @@ impl fmt::Display for HardwareError {
 impl std::error::Error for HardwareError {}
 
 /// Run the stage at the boot: `root` is `/`, the kernel file systems are mounted.
+/// Returns once the network path is ready (see [`netpath`]); the rest of the coldplug
+/// goes on in the background until the hardware settles, and joining the returned
+/// handle gives its summary. A damaged or missing module database is an error here.
 pub fn hardware(
     root: &Path,
     os: Arc<dyn Os>,
     log: Arc<Log>,
     cmdline: &Cmdline,
     settings: Settings,
-) -> Result<Summary, HardwareError> {
-    let started = Instant::now();
-    let (lib_modules, bytes) = read_db(root, &*os)?;
-    let index = parse_db(root, &*os, &bytes)?;
-    let sys = root.join("sys");
+) -> Result<Background, HardwareError> {
+    let env = Env { sys: root.join("sys"), os, log, cmdline: cmdline.clone(), settings, started: Instant::now() };
+    let root = root.to_path_buf();
+    Background::spawn(move |ready| {
+        let (lib_modules, bytes) = read_db(&root, &*env.os)?;
+        let index = parse_db(&root, &*env.os, &bytes)?;
+        let (tx, rx) = channel();
+        // Listen before the scan: a device added between the scan and the socket would
+        // otherwise be missed for good.
+        let reader = match UeventReader::start(tx.clone(), Event::Uevent) {
+            Ok(reader) => Some(reader),
+            Err(e) => {
+                info!(
+                    env.log,
+                    "warning: opening the kernel uevent socket: {e}: devices that appear while drivers load will be missed"
+                );
+                None
+            }
+        };
+        let summary = run_coldplug(&index, &env, lib_modules, (tx, rx), ready, || {
+            if let Some(reader) = reader {
+                reader.stop();
+            }
+        });
+        Ok(summary)
+    })
+}
 
-    let (tx, rx) = channel();
-    // Listen before the scan: a device added between the scan and the socket would
-    // otherwise be missed for good.
-    let reader = match UeventReader::start(tx.clone(), Event::Uevent) {
-        Ok(reader) => Some(reader),
-        Err(e) => {
-            info!(
-                log,
-                "warning: opening the kernel uevent socket: {e}: devices that appear while drivers load will be missed"
-            );
-            None
-        }
+/// What the coldplug thread works with besides the module database.
+pub struct Env {
+    /// `/sys`.
+    pub sys: PathBuf,
+    pub os: Arc<dyn Os>,
+    pub log: Arc<Log>,
+    pub cmdline: Cmdline,
+    pub settings: Settings,
+    /// When the stage started.
+    pub started: Instant,
+}
+
+/// Scan, load, follow uevents until settled, and report. `ready` is called once the
+/// network path is ready; `settled` when the hardware has settled, before the report.
+pub fn run_coldplug(
+    index: &dyn ModuleIndex,
+    env: &Env,
+    lib_modules: PathBuf,
+    (tx, rx): (Sender<Event>, Receiver<Event>),
+    ready: Ready,
+    settled: impl FnOnce(),
+) -> Summary {
+    let log = env.log.clone();
+    let setup = Setup {
+        index,
+        cmdline: &env.cmdline,
+        os: env.os.clone(),
+        log: log.clone(),
+        lib_modules,
+        settings: env.settings.clone(),
+        tx,
+        sys: Some(env.sys.clone()),
     };
-    let mut run = Coldplug::new(Setup { index: &index, cmdline, os, log: log.clone(), lib_modules, settings, tx });
-    for device in sysfs::scan_devices(&sys) {
-        run.device(&device.devpath, &device.modalias);
+    let mut run = Coldplug::new(setup);
+    // All devices are planned before any load starts, so that the network path's
+    // modules go first whatever the scan order.
+    for device in sysfs::scan_devices(&env.sys) {
+        run.plan_device(&device.devpath, &device.modalias);
     }
-    let settled = run.settle(&rx);
-    if let Some(reader) = reader {
-        reader.stop();
-    }
-    let counts = report::report(&sys, &index, &run.plan, cmdline, &log);
+    let started = env.started;
+    let is_settled = run.settle_then(&rx, |run| {
+        info!(
+            log,
+            "network drivers ready in {} ms; {} more loads continue in the background",
+            started.elapsed().as_millis(),
+            run.plan.pending()
+        );
+        ready.signal();
+    });
+    settled();
+    let counts = report::report(&env.sys, index, &run.plan, &env.cmdline, &log);
     let summary = Summary {
         devices: counts.devices,
         modules_loaded: run.loaded,
         without_driver: counts.without_driver,
         loaded: run.loaded_names.clone(),
-        settled,
+        settled: is_settled,
     };
     info!(
         log,
@@ -139,7 +201,74 @@ pub fn hardware(
         summary.modules_loaded,
         summary.without_driver
     );
-    Ok(summary)
+    summary
+}
+
+/// Tells [`Background::spawn`] that the network path is ready.
+pub struct Ready(Sender<()>);
+
+impl Ready {
+    pub fn signal(&self) {
+        // The spawner waits on the other end; it is gone only if it panicked itself.
+        let _ = self.0.send(());
+    }
+}
+
+/// The coldplug still running in the background after the stage returned.
+pub struct Background(BackgroundState);
+
+enum BackgroundState {
+    Running(JoinHandle<Result<Summary, HardwareError>>),
+    /// The work ended before signalling (nothing on the network path was slower than
+    /// the whole coldplug, or the overall cap was reached).
+    Done(Summary),
+}
+
+impl Background {
+    /// Run `work` in a thread and return once it called [`Ready`] or ended. An error of
+    /// `work` is returned; a panic before the signal is resumed here, in the stage.
+    pub fn spawn(
+        work: impl FnOnce(Ready) -> Result<Summary, HardwareError> + Send + 'static,
+    ) -> Result<Background, HardwareError> {
+        let (tx, rx) = channel();
+        let spawned = std::thread::Builder::new().name("coldplug".into()).spawn(move || work(Ready(tx)));
+        let thread = match spawned {
+            Ok(thread) => thread,
+            Err(e) => return Err(HardwareError::Thread(e)),
+        };
+        if rx.recv().is_ok() {
+            return Ok(Background(BackgroundState::Running(thread)));
+        }
+        match thread.join() {
+            Ok(Ok(summary)) => Ok(Background(BackgroundState::Done(summary))),
+            Ok(Err(e)) => Err(e),
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+
+    /// Wait for the hardware to settle. A panic of the thread becomes the same message
+    /// as a stage's panic, for the failure policy.
+    pub fn join(self) -> Result<Summary, String> {
+        let thread = match self.0 {
+            BackgroundState::Done(summary) => return Ok(summary),
+            BackgroundState::Running(thread) => thread,
+        };
+        match thread.join() {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(payload) => Err(format!(
+                "stage hardware panicked in the background: {}: this is a bug in diskless; please report it with the console log",
+                crate::early::panic_message(&*payload)
+            )),
+        }
+    }
+
+    /// Whether the hardware has settled already (joining will not wait).
+    pub fn is_finished(&self) -> bool {
+        match &self.0 {
+            BackgroundState::Done(_) => true,
+            BackgroundState::Running(thread) => thread.is_finished(),
+        }
+    }
 }
 
 /// `lib/modules/VERSION` of the running kernel and the bytes of its module database.
@@ -202,7 +331,7 @@ pub fn load_by_name(
 ) -> Loaded {
     let (tx, rx) = channel();
     let settings = Settings { settle: Duration::ZERO, max: MAX_DURATION, parallel: PARALLEL_LOADS };
-    let mut run = Coldplug::new(Setup { index, cmdline, os, log, lib_modules, settings, tx });
+    let mut run = Coldplug::new(Setup { index, cmdline, os, log, lib_modules, settings, tx, sys: None });
     // Modules already in the kernel (loaded earlier, e.g. in the background) are taken
     // as present: loading them again would make the kernel read and check the whole
     // file only to answer EEXIST.
@@ -259,6 +388,9 @@ pub struct Setup<'a> {
     pub settings: Settings,
     /// Where loader threads report; the settle loop holds the receiver.
     pub tx: Sender<Event>,
+    /// `/sys`, to look under a network device for the devices its driver created;
+    /// `None` when only modules by name are loaded.
+    pub sys: Option<PathBuf>,
 }
 
 /// Matching devices to modules and running the load plan.
@@ -271,6 +403,9 @@ pub struct Coldplug<'a> {
     pub loaded: usize,
     /// The modules loaded so far, in the order their loads finished.
     pub loaded_names: Vec<String>,
+    /// Devices on the network path, and whether the devices under them were looked
+    /// for since their modules finished.
+    net_devices: Vec<(String, bool)>,
 }
 
 impl<'a> Coldplug<'a> {
@@ -283,44 +418,97 @@ impl<'a> Coldplug<'a> {
             running: 0,
             loaded: 0,
             loaded_names: Vec::new(),
+            net_devices: Vec::new(),
         }
     }
 
-    /// A device with a modalias, from the scan or a uevent: plan its modules. Each
-    /// device is handled once, whichever way it was seen first.
+    /// A device with a modalias, from the scan or a uevent: plan its modules and start
+    /// what is ready. Each device is handled once, whichever way it was seen first.
     pub fn device(&mut self, devpath: &str, modalias: &str) {
+        self.plan_device(devpath, modalias);
+        self.start_ready();
+    }
+
+    /// [`Coldplug::device`] without starting loads; a device on the network path has
+    /// its modules loaded before all others.
+    pub fn plan_device(&mut self, devpath: &str, modalias: &str) {
         if !self.seen.insert(devpath.to_string()) {
             return;
         }
         let matched = self.s.index.lookup(modalias);
-        debug!(self.s.log, "device {devpath} modalias {modalias} matches [{}]", matched.join(" "));
+        let entries: Vec<_> = matched.iter().filter_map(|m| self.s.index.module(m)).collect();
+        let network = netpath::network_path(modalias, entries.iter().filter_map(|e| e.path.as_deref()));
+        debug!(
+            self.s.log,
+            "device {devpath} modalias {modalias} matches [{}]{}",
+            matched.join(" "),
+            network.map(|why| format!(" (network path: {why})")).unwrap_or_default()
+        );
+        let network = network.is_some();
+        if network {
+            self.net_devices.push((devpath.to_string(), false));
+        }
         for module in matched {
             if self.s.index.module(&module).is_some_and(|e| e.is_builtin()) {
                 continue;
             }
-            self.plan_unless_blacklisted(&module, &format!(" for {devpath}"));
+            self.plan_unless_blacklisted(&module, &format!(" for {devpath}"), network);
         }
-        self.start_ready();
     }
 
     /// Ask for the module `name` by name (not through a device), with its dependencies;
     /// the blacklist applies as for devices.
     pub fn request_module(&mut self, name: &str) {
-        self.plan_unless_blacklisted(&modules_db::normalize_name(name), "");
+        self.plan_unless_blacklisted(&modules_db::normalize_name(name), "", false);
         self.start_ready();
     }
 
     /// Add `module` to the plan unless `modprobe.blacklist` names it (said once per
-    /// module; `why` tells for what it was wanted).
-    fn plan_unless_blacklisted(&mut self, module: &str, why: &str) {
+    /// module; `why` tells for what it was wanted); `first` for the network path.
+    fn plan_unless_blacklisted(&mut self, module: &str, why: &str, first: bool) {
         if self.s.cmdline.is_blacklisted(module) {
             if self.blacklist_logged.insert(module.to_string()) {
                 info!(self.s.log, "not loading {module}{why}: blacklisted by modprobe.blacklist");
             }
             return;
         }
-        let notes = self.plan.request(module, self.s.index);
+        let notes =
+            if first { self.plan.request_first(module, self.s.index) } else { self.plan.request(module, self.s.index) };
         self.log_notes(notes);
+    }
+
+    /// Whether every device on the network path has its modules loaded (or failed),
+    /// and the devices their drivers created were planned.
+    fn network_ready(&self) -> bool {
+        !self.plan.first_pending() && self.net_devices.iter().all(|(_, scanned)| *scanned)
+    }
+
+    /// A driver creates devices of its own as it binds (virtio_pci the virtio device
+    /// that virtio_net drives): once the network path's modules are done, the devices
+    /// under its devices are planned from sysfs, where the kernel put them before the
+    /// load returned, rather than from their uevents, which may come after other loads
+    /// have taken the CPU.
+    fn look_under_network_devices(&mut self) {
+        let Some(sys) = self.s.sys.clone() else { return };
+        while !self.plan.first_pending() {
+            let unscanned: Vec<String> = self
+                .net_devices
+                .iter_mut()
+                .filter(|(_, scanned)| !*scanned)
+                .map(|(devpath, scanned)| {
+                    *scanned = true;
+                    devpath.clone()
+                })
+                .collect();
+            if unscanned.is_empty() {
+                return;
+            }
+            for devpath in unscanned {
+                for device in sysfs::scan_under(&sys, &devpath) {
+                    self.plan_device(&device.devpath, &device.modalias);
+                }
+            }
+        }
     }
 
     fn log_notes(&self, notes: Vec<Note>) {
@@ -331,6 +519,7 @@ impl<'a> Coldplug<'a> {
 
     /// Hand ready modules to worker threads, up to the parallel limit.
     fn start_ready(&mut self) {
+        self.look_under_network_devices();
         while self.running < self.s.settings.parallel {
             let Some(job) = self.plan.next_job() else { return };
             let path = self.s.lib_modules.join(&job.path);
@@ -384,13 +573,29 @@ impl<'a> Coldplug<'a> {
     /// Follow events until the settle time passed with no uevent and no load running,
     /// or the overall cap is reached. Returns whether the hardware settled.
     pub fn settle(&mut self, rx: &Receiver<Event>) -> bool {
+        self.settle_then(rx, |_| {})
+    }
+
+    /// [`Coldplug::settle`], calling `network_ready` once when the network path is
+    /// ready (at the latest when the loop ends).
+    pub fn settle_then(&mut self, rx: &Receiver<Event>, network_ready: impl FnOnce(&Self)) -> bool {
+        let mut network_ready = Some(network_ready);
         let deadline = Instant::now() + self.s.settings.max;
         let mut last_activity = Instant::now();
         loop {
             self.start_ready();
+            if network_ready.is_some()
+                && self.network_ready()
+                && let Some(call) = network_ready.take()
+            {
+                call(self);
+            }
             let now = Instant::now();
             let quiet_until = last_activity + self.s.settings.settle;
             if self.running == 0 && !self.plan.busy() && now >= quiet_until {
+                if let Some(call) = network_ready.take() {
+                    call(self);
+                }
                 return true;
             }
             if now >= deadline {
@@ -400,14 +605,15 @@ impl<'a> Coldplug<'a> {
                     self.s.settings.max.as_millis(),
                     self.running
                 );
+                if let Some(call) = network_ready.take() {
+                    call(self);
+                }
                 return false;
             }
             let wake = if self.running > 0 { deadline } else { quiet_until.min(deadline) };
             match rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(Event::Uevent(event)) => {
-                    // A module's own uevent (a load elsewhere, e.g. the NFS modules fetched
-                    // in the background) is no new device: it must not hold the settle.
-                    if !event.devpath.starts_with("/module/") {
+                    if is_hardware_event(&event.devpath) {
                         last_activity = Instant::now();
                     }
                     debug!(self.s.log, "uevent {}@{}", event.action, event.devpath);
@@ -425,6 +631,16 @@ impl<'a> Coldplug<'a> {
             }
         }
     }
+}
+
+/// Whether a uevent at `devpath` is hardware coming up, which holds the settle. Not:
+/// a module's own uevent (a load elsewhere, e.g. the NFS modules fetched in the
+/// background), kernel objects outside `/devices` (the NFS mount's sunrpc clients),
+/// and software devices under `/devices/virtual` (workqueues, a mount's bdi). The
+/// coldplug settles in the background while the network and root stages run: their
+/// events would otherwise push the settle, and the wait for it, into the local stage.
+fn is_hardware_event(devpath: &str) -> bool {
+    devpath.starts_with("/devices/") && !devpath.starts_with("/devices/virtual/")
 }
 
 /// What a finit_module errno means for the administrator.
@@ -482,7 +698,7 @@ mod tests {
         tx: Sender<Event>,
     ) -> Coldplug<'a> {
         let lib_modules = PathBuf::from("/lib/modules/v");
-        Coldplug::new(Setup { index: idx, cmdline, os, log: Arc::new(log), lib_modules, settings, tx })
+        Coldplug::new(Setup { index: idx, cmdline, os, log: Arc::new(log), lib_modules, settings, tx, sys: None })
     }
 
     fn loads(os: &FakeOs) -> Vec<String> {
@@ -668,5 +884,169 @@ mod tests {
         let enoexec = io::Error::from_raw_os_error(rustix::io::Errno::NOEXEC.raw_os_error());
         assert!(load_error_meaning(&enoexec).contains("another version"));
         assert_eq!(load_error_meaning(&io::Error::other("x")), "see dmesg for the kernel's reason");
+    }
+
+    /// A PIIX IDE controller (first in the scan) and a virtio-net-pci NIC under `sys`.
+    fn ide_and_virtio_nic(sys: &Path) -> FakeIndex {
+        use sysfs::fake::device;
+        device(sys, "/devices/pci0000:00/0000:00:01.1", "pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80", None);
+        device(sys, "/devices/pci0000:00/0000:00:03.0", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00", None);
+        let mut idx = virtio_index();
+        idx.add("scsi_mod", &[], &[]);
+        idx.add("libata", &["scsi_mod"], &[]);
+        idx.add("ata_piix", &["libata"], &["pci:v00008086d00007010*"]);
+        idx
+    }
+
+    fn env(sys: &Path, os: Arc<FakeOs>, log: Log, settle_ms: u64) -> Env {
+        Env {
+            sys: sys.to_path_buf(),
+            os,
+            log: Arc::new(log),
+            cmdline: Cmdline::default(),
+            settings: Settings { settle: Duration::from_millis(settle_ms), ..settings() },
+            started: Instant::now(),
+        }
+    }
+
+    /// The coldplug of `idx` in the background, as the boot runs it, with `tx` to send
+    /// uevents from the test.
+    fn background(idx: FakeIndex, env: Env) -> (Result<Background, HardwareError>, Sender<Event>) {
+        let (tx, rx) = channel();
+        let events = tx.clone();
+        let spawned = Background::spawn(move |ready| {
+            Ok(run_coldplug(&idx, &env, PathBuf::from("/lib/modules/v"), (tx, rx), ready, || {}))
+        });
+        (spawned, events)
+    }
+
+    #[test]
+    fn the_stage_returns_once_the_nic_driver_is_in_and_the_rest_loads_in_the_background() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = tmp.path().to_path_buf();
+        let idx = ide_and_virtio_nic(&sys);
+        let os = Arc::new(FakeOs { load_time: Duration::from_millis(5), ..FakeOs::default() });
+        // virtio_pci creates the virtio device in sysfs before its load returns, as the
+        // kernel does; no uevent is sent, so only the look under the NIC finds it. The
+        // first ATA load blocks until the test lets it go.
+        let (release, released) = channel::<()>();
+        let released = Mutex::new(released);
+        let virtio0 = sys.join("devices/pci0000:00/0000:00:03.0/virtio0");
+        *os.on_load.lock().unwrap() = Some(Box::new(move |file| match file {
+            "virtio_pci.ko" => {
+                std::fs::create_dir_all(&virtio0).unwrap();
+                std::fs::write(virtio0.join("modalias"), "virtio:d00000001v00001AF4\n").unwrap();
+            }
+            "scsi_mod.ko" => released.lock().unwrap().recv().unwrap(),
+            _ => {}
+        }));
+        let (log, console) = captured();
+        let (spawned, _events) = background(idx, env(&sys, os.clone(), log, 50));
+        let background = spawned.unwrap();
+        let at_return = loads(&os);
+        assert!(at_return.contains(&"load virtio_net.ko []".to_string()), "{at_return:?}");
+        assert!(!at_return.iter().any(|l| l.contains("ata_piix") || l.contains("libata")), "{at_return:?}");
+        assert!(!background.is_finished());
+        let text = console.text();
+        assert!(
+            text.contains("diskless: network drivers ready in ")
+                && text.contains(" ms; 3 more loads continue in the background\n"),
+            "{text}"
+        );
+        assert!(!text.contains("hardware settled"), "{text}");
+        release.send(()).unwrap();
+        let summary = background.join().unwrap();
+        assert!(summary.settled);
+        assert_eq!(summary.modules_loaded, 9);
+        let order = loads(&os);
+        let last_net = order.iter().position(|l| l.starts_with("load virtio_net.ko")).unwrap();
+        let first_ata = order.iter().position(|l| l.starts_with("load scsi_mod.ko")).unwrap();
+        assert!(last_net < first_ata, "the NIC chain loads before the IDE controller's: {order:?}");
+        assert!(order.iter().any(|l| l.starts_with("load ata_piix.ko")), "{order:?}");
+        assert!(console.text().contains("diskless: hardware settled in "), "{}", console.text());
+    }
+
+    #[test]
+    fn a_nic_that_appears_after_the_stage_returned_is_still_loaded_in_the_background() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = tmp.path().to_path_buf();
+        let idx = virtio_index();
+        let os = Arc::new(FakeOs::default());
+        let (log, console) = captured();
+        // Nothing on the network path at the scan: the stage returns at once.
+        let (spawned, events) = background(idx, env(&sys, os.clone(), log, 300));
+        let background = spawned.unwrap();
+        assert!(console.text().contains("network drivers ready in "), "{}", console.text());
+        assert_eq!(loads(&os), Vec::<String>::new());
+        let msg =
+            b"add@/devices/pci0000:00/0000:00:05.0\0MODALIAS=pci:v00008086d0000100Esv00008086sd00000000bc02sc00i00\0";
+        events.send(Event::Uevent(Uevent::parse(msg).unwrap())).unwrap();
+        let summary = background.join().unwrap();
+        assert_eq!(summary.loaded, ["e1000"]);
+        assert_eq!(loads(&os), ["load e1000.ko []"]);
+    }
+
+    #[test]
+    fn a_panic_in_the_background_comes_back_when_joined_and_one_before_ready_in_the_stage() {
+        let late = Background::spawn(|ready| {
+            ready.signal();
+            panic!("late trouble")
+        });
+        assert_eq!(
+            late.unwrap().join().unwrap_err(),
+            "stage hardware panicked in the background: late trouble: this is a bug in diskless; please report it with the console log"
+        );
+        let early = std::panic::catch_unwind(|| Background::spawn(|_| panic!("early trouble")));
+        let payload = early.err().expect("the panic is resumed in the caller");
+        assert_eq!(crate::early::panic_message(&*payload), "early trouble");
+    }
+
+    #[test]
+    fn a_database_error_is_the_stages_error() {
+        let root = tempfile::tempdir().unwrap();
+        let (log, _) = captured();
+        let err = hardware(root.path(), Arc::new(FakeOs::default()), Arc::new(log), &Cmdline::default(), settings())
+            .err()
+            .expect("no database");
+        assert!(matches!(err, HardwareError::ReadDb { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_network_and_root_stages_uevents_do_not_hold_the_settle() {
+        let idx = virtio_index();
+        let cmdline = Cmdline::default();
+        let os = Arc::new(FakeOs::default());
+        let (tx, rx) = channel();
+        let (log, _) = captured();
+        let s = Settings { settle: Duration::from_millis(150), max: Duration::from_secs(10), parallel: 8 };
+        let mut run = coldplug(&idx, &cmdline, os, log, s, tx.clone());
+        // What an NFS mount and module loads elsewhere send, every 30 ms for 600 ms.
+        let sender = std::thread::spawn(move || {
+            for i in 0..20 {
+                let msg = match i % 4 {
+                    0 => "add@/kernel/sunrpc/rpc-clients/clnt-0\0".to_string(),
+                    1 => "add@/devices/virtual/bdi/0:23\0".to_string(),
+                    2 => "add@/module/nfsv3\0".to_string(),
+                    _ => "remove@/switch-0/xprt-0-tcp\0".to_string(),
+                };
+                if tx.send(Event::Uevent(Uevent::parse(msg.as_bytes()).unwrap())).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        });
+        let started = Instant::now();
+        assert!(run.settle(&rx));
+        assert!(
+            started.elapsed() < Duration::from_millis(450),
+            "held by non-hardware uevents: {:?}",
+            started.elapsed()
+        );
+        drop(rx);
+        sender.join().unwrap();
+
+        assert!(is_hardware_event("/devices/pci0000:00/0000:00:01.1/ata1/host0"));
+        assert!(!is_hardware_event("/devices/virtual/workqueue/scsi_tmf_0"));
+        assert!(!is_hardware_event("/module/virtio_net"));
     }
 }

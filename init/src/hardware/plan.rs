@@ -3,10 +3,13 @@
 //! A module starts only after all its `depends` and `softdep_pre` have finished; its
 //! `softdep_post` start after it. A module whose hard dependency failed is skipped with
 //! the reason; soft dependencies are wishes, so their failure does not block anyone.
+//! Modules requested with [`Plan::request_first`] (the network path's) and their
+//! prerequisites go first: while any of them is unfinished, no other module starts, so
+//! that the NIC driver has the CPU to itself on a small machine.
 //! The plan is pure bookkeeping: the stage runs the jobs it hands out (in parallel)
 //! and reports each result back with [`Plan::finish`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::index::{ModuleEntry, ModuleIndex};
 
@@ -49,6 +52,8 @@ struct Node {
     entry: Option<ModuleEntry>,
     state: State,
     needs: Vec<(String, Need)>,
+    /// Requested with [`Plan::request_first`].
+    first: bool,
 }
 
 /// A module the stage should load now.
@@ -87,6 +92,41 @@ impl Plan {
         self.promote()
     }
 
+    /// Like [`Plan::request`], and `name` with everything it waits for loads before any
+    /// other module (also when it was requested before without priority).
+    pub fn request_first(&mut self, name: &str, index: &dyn ModuleIndex) -> Vec<Note> {
+        let notes = self.request(name, index);
+        if let Some(node) = self.nodes.get_mut(&modules_db::normalize_name(name)) {
+            node.first = true;
+        }
+        notes
+    }
+
+    /// Whether a module requested first is unfinished (then so is the first set).
+    pub fn first_pending(&self) -> bool {
+        self.nodes.values().any(|n| n.first && !n.state.is_finished())
+    }
+
+    /// Unfinished modules requested first and, transitively, the unfinished modules
+    /// they wait for: these hold back all others.
+    fn first_set(&self) -> BTreeSet<&str> {
+        let mut todo: Vec<&str> =
+            self.nodes.iter().filter(|(_, n)| n.first && !n.state.is_finished()).map(|(k, _)| k.as_str()).collect();
+        let mut set = BTreeSet::new();
+        while let Some(name) = todo.pop() {
+            if set.insert(name) {
+                let needs = self.nodes[name].needs.iter().map(|(d, _)| d.as_str());
+                todo.extend(needs.filter(|d| !self.nodes[*d].state.is_finished()));
+            }
+        }
+        set
+    }
+
+    /// Modules not finished yet (waiting, queued or loading).
+    pub fn pending(&self) -> usize {
+        self.nodes.values().filter(|n| !n.state.is_finished()).count()
+    }
+
     fn add(&mut self, name: &str, index: &dyn ModuleIndex, stack: &mut Vec<String>) {
         if self.nodes.contains_key(name) {
             return;
@@ -98,7 +138,7 @@ impl Plan {
             Some(_) => State::Waiting,
         };
         let waiting = state == State::Waiting;
-        self.nodes.insert(name.to_string(), Node { entry: entry.clone(), state, needs: Vec::new() });
+        self.nodes.insert(name.to_string(), Node { entry: entry.clone(), state, needs: Vec::new(), first: false });
         let Some(entry) = entry.filter(|_| waiting) else { return };
         stack.push(name.to_string());
         let prerequisites =
@@ -185,9 +225,14 @@ impl Plan {
         }
     }
 
-    /// The next module to load, marked as loading.
+    /// The next module to load, marked as loading: one of the first set while that is
+    /// not empty (none when all of those wait or load), else the oldest ready one.
     pub fn next_job(&mut self) -> Option<Job> {
-        let module = self.ready.pop_front()?;
+        let at = {
+            let first = self.first_set();
+            if first.is_empty() { 0 } else { self.ready.iter().position(|m| first.contains(m.as_str()))? }
+        };
+        let module = self.ready.remove(at)?;
         let node = self.node_mut(&module);
         node.state = State::Loading;
         let path = node.entry.as_ref().and_then(|e| e.path.clone()).unwrap_or_default();
@@ -218,7 +263,7 @@ impl Plan {
     /// loaded, and what needs it may start. Only for a module the plan does not know yet.
     pub fn mark_present(&mut self, module: &str) {
         let name = modules_db::normalize_name(module);
-        self.nodes.entry(name).or_insert(Node { entry: None, state: State::Loaded, needs: Vec::new() });
+        self.nodes.entry(name).or_insert(Node { entry: None, state: State::Loaded, needs: Vec::new(), first: false });
     }
 
     /// Loaded by us or built in.
@@ -420,5 +465,67 @@ mod tests {
         plan.request("first", &idx);
         plan.request("late", &idx);
         assert_eq!(run(&mut plan, &[]), [strings(&["first"]), strings(&["late"])]);
+    }
+
+    fn ata_index() -> FakeIndex {
+        let mut idx = virtio_index();
+        idx.add("scsi_mod", &[], &[]);
+        idx.add("libata", &["scsi_mod"], &[]);
+        idx.add("ata_piix", &["libata"], &["pci:v00008086d00007010*"]);
+        idx
+    }
+
+    #[test]
+    fn network_path_modules_and_their_dependencies_load_before_all_others() {
+        let idx = ata_index();
+        let mut plan = Plan::new();
+        // The IDE controller comes first in the scan, the NIC after it.
+        plan.request("ata_piix", &idx);
+        plan.request_first("virtio_pci", &idx);
+        assert!(plan.first_pending());
+        let rounds = run(&mut plan, &[]);
+        assert_eq!(
+            rounds,
+            [
+                strings(&["virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_ring"]),
+                strings(&["virtio_pci"]),
+                strings(&["scsi_mod"]),
+                strings(&["libata"]),
+                strings(&["ata_piix"]),
+            ]
+        );
+        assert!(!plan.first_pending());
+    }
+
+    #[test]
+    fn no_other_module_starts_while_a_network_path_load_is_running() {
+        let idx = ata_index();
+        let mut plan = Plan::new();
+        plan.request_first("virtio_pci", &idx);
+        plan.request("scsi_mod", &idx);
+        let mut started = Vec::new();
+        while let Some(job) = plan.next_job() {
+            started.push(job.module);
+        }
+        assert_eq!(started, ["virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_ring"]);
+        for m in &started {
+            plan.finish(m, Ok(()));
+        }
+        assert_eq!(plan.next_job().map(|j| j.module).as_deref(), Some("virtio_pci"));
+        assert_eq!(plan.next_job(), None, "scsi_mod waits while virtio_pci loads");
+        assert_eq!(plan.pending(), 2);
+        plan.finish("virtio_pci", Err("ENODEV".into()));
+        assert_eq!(plan.next_job().map(|j| j.module).as_deref(), Some("scsi_mod"), "a failure also ends the wait");
+    }
+
+    #[test]
+    fn a_module_queued_without_priority_is_promoted_when_the_network_path_needs_it() {
+        let idx = ata_index();
+        let mut plan = Plan::new();
+        plan.request("virtio", &idx);
+        plan.request("scsi_mod", &idx);
+        plan.request_first("virtio_net", &idx);
+        let first_round: Vec<String> = std::iter::from_fn(|| plan.next_job().map(|j| j.module)).collect();
+        assert_eq!(first_round, ["virtio", "failover", "virtio_ring"], "no deadlock, scsi_mod held back");
     }
 }

@@ -28,8 +28,17 @@ impl Device {
 /// Every device with a non-empty `modalias` under `SYS/devices`, in path order. Symlinks
 /// are not followed (sysfs is full of them, pointing back up the tree).
 pub fn scan_devices(sys: &Path) -> Vec<Device> {
+    scan_from(sys, sys.join("devices"))
+}
+
+/// [`scan_devices`] of the device at `devpath` (`/devices/...`) and those under it.
+pub fn scan_under(sys: &Path, devpath: &str) -> Vec<Device> {
+    scan_from(sys, sys.join(devpath.trim_start_matches('/')))
+}
+
+fn scan_from(sys: &Path, top: PathBuf) -> Vec<Device> {
     let mut out = Vec::new();
-    let mut todo = vec![sys.join("devices")];
+    let mut todo = vec![top];
     while let Some(dir) = todo.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         let mut subdirs = Vec::new();
@@ -254,6 +263,10 @@ mod tests {
             ]
         );
         assert_eq!(found[1].name(), "virtio0");
+        let under: Vec<String> =
+            scan_under(sys, "/devices/pci0000:00/0000:00:03.0").into_iter().map(|d| d.devpath).collect();
+        assert_eq!(under, ["/devices/pci0000:00/0000:00:03.0", "/devices/pci0000:00/0000:00:03.0/virtio0"]);
+        assert_eq!(scan_under(sys, "/devices/gone"), []);
     }
 
     #[test]
