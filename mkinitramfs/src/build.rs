@@ -1,7 +1,7 @@
 //! Building the initramfs: choose modules, read them, find their firmware,
 //! assemble the archive, compress it, and write it atomically.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,6 +108,87 @@ pub struct Summary {
     pub elapsed: Duration,
     /// The pci.ids whose names went into the module database, if one was found.
     pub pci_ids: Option<PathBuf>,
+    pub contents: Contents,
+}
+
+/// What the archive is made of, in bytes before compression: where to look when
+/// the initramfs grows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contents {
+    pub init: u64,
+    pub database: u64,
+    /// The part of `database` that PCI vendor and device names take.
+    pub pci_names: u64,
+    pub firmware: u64,
+    /// Module bytes per directory (see [`module_group`]), largest first.
+    pub modules: Vec<(String, u64)>,
+}
+
+/// How many directory groups the summary names before it sums up the rest.
+const SHOWN_GROUPS: usize = 10;
+
+impl Contents {
+    pub fn new(init: &[u8], modules: &NamedFiles, database: &[u8], firmware: &NamedFiles) -> Contents {
+        let mut groups: BTreeMap<&str, u64> = BTreeMap::new();
+        for (path, bytes) in modules {
+            *groups.entry(module_group(path)).or_default() += bytes.len() as u64;
+        }
+        let mut modules: Vec<(String, u64)> =
+            groups.into_iter().map(|(group, bytes)| (group.to_string(), bytes)).collect();
+        modules.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Contents {
+            init: init.len() as u64,
+            database: database.len() as u64,
+            pci_names: modules_db::Db::parse(database).map_or(0, |db| db.pci_names_bytes() as u64),
+            firmware: firmware.iter().map(|(_, bytes)| bytes.len() as u64).sum(),
+            modules,
+        }
+    }
+
+    pub fn module_bytes(&self) -> u64 {
+        self.modules.iter().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// Everything but the cpio headers and padding.
+    pub fn total(&self) -> u64 {
+        self.init + self.database + self.firmware + self.module_bytes()
+    }
+}
+
+impl fmt::Display for Contents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "contents before compression (bytes):")?;
+        let line = |f: &mut fmt::Formatter<'_>, what: &str, bytes: u64| writeln!(f, "  {what:<40} {bytes:>10}");
+        line(f, "init", self.init)?;
+        line(f, "module database", self.database)?;
+        line(f, "  of which PCI names", self.pci_names)?;
+        line(f, "firmware", self.firmware)?;
+        line(f, &format!("modules ({} directories)", self.modules.len()), self.module_bytes())?;
+        for (group, bytes) in self.modules.iter().take(SHOWN_GROUPS) {
+            line(f, &format!("  {group}"), *bytes)?;
+        }
+        if self.modules.len() > SHOWN_GROUPS {
+            let rest = &self.modules[SHOWN_GROUPS..];
+            line(f, &format!("  {} more directories", rest.len()), rest.iter().map(|(_, bytes)| bytes).sum())?;
+        }
+        Ok(())
+    }
+}
+
+/// Directory depth under `lib/modules/VERSION` by which module bytes are summed:
+/// deep enough to tell kernel/drivers/net/ethernet from kernel/drivers/net/usb,
+/// shallow enough for a summary.
+const GROUP_DEPTH: usize = 4;
+
+/// The directory group of a module's archive path `lib/modules/VERSION/kernel/...`:
+/// its directory relative to `lib/modules/VERSION`, cut to [`GROUP_DEPTH`] components.
+pub fn module_group(archive_path: &str) -> &str {
+    let relative = archive_path.splitn(4, '/').nth(3).unwrap_or(archive_path);
+    let directory = relative.rsplit_once('/').map_or("", |(directory, _)| directory);
+    match directory.match_indices('/').nth(GROUP_DEPTH - 1) {
+        Some((cut, _)) => &directory[..cut],
+        None => directory,
+    }
 }
 
 impl fmt::Display for Summary {
@@ -130,6 +211,7 @@ impl fmt::Display for Summary {
             self.output.display(),
             self.elapsed.as_secs_f64()
         )?;
+        write!(f, "{}", self.contents)?;
         match &self.pci_ids {
             Some(path) => writeln!(f, "PCI names from {}", path.display())?,
             None => {
@@ -163,6 +245,7 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
     let firmware_included = firmware.len();
     let pci_ids = read_pci_ids(&options.basedir);
     let db = modules_db::encode_with(&kernel, &included, pci_ids.as_ref().map(|(_, text)| text.as_str()));
+    let contents = Contents::new(&init, &modules, &db, &firmware);
     let archive = assemble(&kernel.version, init, modules, db, firmware)?;
     let raw = archive.to_bytes();
     drop(archive);
@@ -181,6 +264,7 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
         output: options.output.clone(),
         elapsed: started.elapsed(),
         pci_ids: pci_ids.map(|(path, _)| path),
+        contents,
     })
 }
 
@@ -467,6 +551,39 @@ mod tests {
             matches!(&error, BuildError::OmitNeeded { omitted, needed_by } if omitted == "mii" && needed_by == &["8139cp", "8139too"]),
             "{error}"
         );
+    }
+
+    #[test]
+    fn modules_are_grouped_by_directory_cut_to_four_levels() {
+        let v = "lib/modules/6.1.0-test";
+        assert_eq!(
+            module_group(&format!("{v}/kernel/drivers/net/ethernet/intel/e1000/e1000.ko")),
+            "kernel/drivers/net/ethernet"
+        );
+        assert_eq!(module_group(&format!("{v}/kernel/drivers/net/virtio_net.ko")), "kernel/drivers/net");
+        assert_eq!(module_group(&format!("{v}/kernel/fs/xfs/xfs.ko")), "kernel/fs/xfs");
+        assert_eq!(module_group(&format!("{v}/updates/dkms.ko")), "updates");
+        assert_eq!(module_group(&format!("{v}/top.ko")), "");
+    }
+
+    #[test]
+    fn contents_sum_each_part_and_list_the_largest_directories_first() {
+        let v = "lib/modules/6.1.0-test";
+        let mut modules: NamedFiles = (0..12).map(|i| (format!("{v}/kernel/d{i}/m.ko"), vec![0; 100 + i])).collect();
+        modules.push((format!("{v}/kernel/d0/n.ko"), vec![0; 1000]));
+        let firmware = vec![("a.bin".to_string(), vec![0; 7]), ("b.bin".to_string(), vec![0; 3])];
+        let contents = Contents::new(b"init", &modules, b"db", &firmware);
+        assert_eq!((contents.init, contents.database, contents.pci_names, contents.firmware), (4, 2, 0, 10));
+        assert_eq!(contents.modules[0], ("kernel/d0".to_string(), 1100));
+        assert_eq!(contents.modules[1], ("kernel/d11".to_string(), 111));
+        assert_eq!(contents.module_bytes(), 1000 + (100..112).sum::<u64>());
+        assert_eq!(contents.total(), 4 + 2 + 10 + contents.module_bytes());
+        let text = contents.to_string();
+        assert!(text.contains("modules (12 directories)"), "{text}");
+        assert!(text.contains("kernel/d0") && text.contains("kernel/d11"), "{text}");
+        // The two smallest groups are summed up, not listed.
+        assert!(!text.contains("kernel/d1 ") && !text.contains("kernel/d2 "), "{text}");
+        assert!(text.contains("2 more directories") && text.contains(&(101 + 102).to_string()), "{text}");
     }
 
     #[test]

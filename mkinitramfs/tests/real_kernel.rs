@@ -126,6 +126,16 @@ fn netboot_archive_holds_the_lab_drivers_and_every_dependency() {
     assert_eq!(find("dev/console").unwrap().kind, EntryKind::CharDevice { major: 5, minor: 1 });
     let db = find(&modules_db::db_path(&kernel.version)).expect("module database in the archive");
     assert!(db.size() > 0, "module database is empty");
+
+    // The summary's breakdown adds up to the module bytes actually in the archive.
+    let module_bytes: usize = modules.values().map(Vec::len).sum();
+    let reported = summary
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("modules ("))
+        .and_then(|rest| rest.split_whitespace().last())
+        .and_then(|bytes| bytes.parse::<usize>().ok());
+    assert_eq!(reported, Some(module_bytes), "{summary}");
+    assert!(summary.contains("kernel/drivers/net/ethernet"), "the largest directory is named: {summary}");
 }
 
 #[test]

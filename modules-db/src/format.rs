@@ -721,4 +721,15 @@ impl<'a> Db<'a> {
     pub fn pci_device_name(&self, vendor: u16, device: u16) -> Option<&'a str> {
         self.name_by_key(self.pci_devices, pci_device_key(vendor, device))
     }
+
+    /// Bytes the PCI vendor and device names take in the database (records and text),
+    /// so that mkinitramfs can report what pci.ids costs in the initramfs.
+    pub fn pci_names_bytes(&self) -> usize {
+        let mut names: BTreeSet<(u32, u32)> = BTreeSet::new();
+        for table in [self.pci_vendors, self.pci_devices] {
+            names.extend((0..table.len()).map(|i| (table.field(i, 1), table.field(i, 2))));
+        }
+        let text: usize = names.iter().map(|(_, len)| *len as usize).sum();
+        self.pci_vendors.bytes.len() + self.pci_devices.bytes.len() + text
+    }
 }

@@ -168,6 +168,9 @@ fn pci_names_keep_all_vendors_and_only_aliased_devices() {
     assert_eq!(db.pci_device_name(0x8086, 0x1234), None, "no alias names it");
     assert_eq!(db.pci_vendor_name(0x1af4), None);
     assert_eq!(Db::parse(&without).unwrap().pci_vendor_name(0x8086), None);
+    assert_eq!(Db::parse(&without).unwrap().pci_names_bytes(), 0);
+    // The names account for the whole difference: they share no text with the rest.
+    assert_eq!(db.pci_names_bytes(), bytes.len() - without.len());
 }
 
 #[test]
