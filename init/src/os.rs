@@ -34,6 +34,9 @@ pub trait Os: Send + Sync {
     fn power_off(&self) -> io::Error;
     /// reboot(RESTART). Returns only when the call failed.
     fn reboot(&self) -> io::Error;
+    /// Give the calling thread, and the threads it starts afterwards, the nice value
+    /// `nice`: setpriority(PRIO_PROCESS, 0) acts on the calling thread on Linux.
+    fn set_thread_nice(&self, nice: i32) -> io::Result<()>;
 }
 
 /// The real system calls, for PID 1 in the initramfs.
@@ -103,6 +106,10 @@ impl Os for RealOs {
             Ok(()) => io::Error::other("reboot(RESTART) returned"),
             Err(e) => e.into(),
         }
+    }
+
+    fn set_thread_nice(&self, nice: i32) -> io::Result<()> {
+        rustix::process::setpriority_process(None, nice).map_err(io::Error::from)
     }
 }
 
@@ -199,6 +206,10 @@ pub mod fake {
         fn reboot(&self) -> io::Error {
             self.record("reboot".to_string());
             io::Error::other("fake")
+        }
+        fn set_thread_nice(&self, nice: i32) -> io::Result<()> {
+            self.record(format!("nice {nice}"));
+            Ok(())
         }
     }
 }
