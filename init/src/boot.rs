@@ -82,8 +82,13 @@ impl Boot {
 
     /// Wait for the hardware stage's background coldplug, if it is still to be joined:
     /// its report and summary; a panic in it comes back as the stage's error message.
-    fn settle_hardware(&self) -> Option<Result<Summary, String>> {
+    /// `hurry`: the boot needs the disks now, so the coldplug settles once nothing loads
+    /// and a short quiet passed (see [`hardware::HURRIED_QUIET`]), not the full time.
+    fn settle_hardware(&self, hurry: bool) -> Option<Result<Summary, String>> {
         let background = self.hardware.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        if hurry {
+            background.hurry();
+        }
         let waiting = !background.is_finished();
         let since = Instant::now();
         let result = background.join();
@@ -181,7 +186,7 @@ pub fn run(b: &Boot) {
     if net_cfg.mode() == IpMode::Off && !request.is_given() {
         // Diagnostic mode: no network and no root asked for, so nothing can boot; the
         // hardware report is the result.
-        let hardware = match joined_hardware(b) {
+        let hardware = match joined_hardware(b, false) {
             Ok(summary) => summary,
             Err(message) => return fail(b, &cmdline, &config, &message),
         };
@@ -237,8 +242,10 @@ pub fn run(b: &Boot) {
     config_warnings = warnings;
     let input =
         LayerInput { broadcast: net.lease.broadcast, address: net.lease.address, hostname: identity.hostname.clone() };
-    // Scratch disks are found by what the coldplug brought up: it must have settled.
-    let hardware = match joined_hardware(b) {
+    // Scratch disks are found by what the coldplug brought up: it must have settled. The
+    // disks are in once their drivers' loads returned, so it need not wait out the full
+    // settle time meant for devices that come later on their own.
+    let hardware = match joined_hardware(b, true) {
         Ok(summary) => summary,
         Err(message) => return fail(b, &cmdline, &config, &message),
     };
@@ -265,9 +272,11 @@ pub fn run(b: &Boot) {
     fail(b, &cmdline, &config, &message)
 }
 
-/// The summary of the hardware stage, waiting for it to settle.
-fn joined_hardware(b: &Boot) -> Result<Summary, String> {
-    b.settle_hardware().unwrap_or_else(|| Err("the hardware stage did not run: this is a bug in diskless".to_string()))
+/// The summary of the hardware stage, waiting for it to settle (`hurry`: see
+/// [`Boot::settle_hardware`]).
+fn joined_hardware(b: &Boot, hurry: bool) -> Result<Summary, String> {
+    b.settle_hardware(hurry)
+        .unwrap_or_else(|| Err("the hardware stage did not run: this is a bug in diskless".to_string()))
 }
 
 /// The network configuration from the command line; the timeouts come from the
@@ -604,7 +613,7 @@ pub fn choose_action(b: &Boot, cmdline: &Cmdline, config: &Config) -> Action {
 fn failure_action(b: &Boot, cmdline: &Cmdline, config: &Config) {
     // The hardware report (devices without driver, interfaces, disks) is what the
     // administrator needs most after a failure: never cut it off.
-    if let Some(Err(message)) = b.settle_hardware() {
+    if let Some(Err(message)) = b.settle_hardware(false) {
         info!(b.log, "ERROR: {message}");
     }
     let action = choose_action(b, cmdline, config);
