@@ -704,7 +704,7 @@ pub fn load_error_meaning(e: &io::Error) -> &'static str {
 mod tests {
     use super::*;
     use crate::hardware::index::fake::FakeIndex;
-    use crate::log::captured;
+    use crate::log::{Capture, captured};
     use crate::os::fake::FakeOs;
     use std::sync::Mutex;
 
@@ -1022,17 +1022,22 @@ mod tests {
         assert_eq!(loads(&os), ["load e1000.ko []"]);
     }
 
+    /// The IDE controller and virtio NIC machine's coldplug in the background, with its
+    /// event queue wired for [`Background::hurry`].
+    fn hurriable_ide_and_nic(settle_ms: u64) -> (Background, Arc<FakeOs>, Capture, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let idx = ide_and_virtio_nic(tmp.path());
+        let os = Arc::new(FakeOs::default());
+        let (log, console) = captured();
+        let (spawned, events) = background(idx, env(tmp.path(), os.clone(), log, settle_ms));
+        (spawned.unwrap().with_hurry(events), os, console, tmp)
+    }
+
     #[test]
     fn a_hurried_coldplug_settles_after_the_short_quiet_not_the_full_settle_time() {
         // The local stage waited out the full settle time after the last storage driver,
         // 0.3 s on the rig, although the disks were in when that load returned.
-        let tmp = tempfile::tempdir().unwrap();
-        let sys = tmp.path().to_path_buf();
-        let idx = ide_and_virtio_nic(&sys);
-        let os = Arc::new(FakeOs::default());
-        let (log, console) = captured();
-        let (spawned, events) = background(idx, env(&sys, os.clone(), log, 60_000));
-        let background = spawned.unwrap().with_hurry(events);
+        let (background, os, console, _tmp) = hurriable_ide_and_nic(60_000);
         let asked = Instant::now();
         background.hurry();
         let summary = background.join().unwrap();
@@ -1044,13 +1049,7 @@ mod tests {
 
     #[test]
     fn an_unhurried_coldplug_still_waits_the_full_settle_time() {
-        let tmp = tempfile::tempdir().unwrap();
-        let sys = tmp.path().to_path_buf();
-        let idx = ide_and_virtio_nic(&sys);
-        let os = Arc::new(FakeOs::default());
-        let (log, _console) = captured();
-        let (spawned, events) = background(idx, env(&sys, os, log, 400));
-        let background = spawned.unwrap().with_hurry(events);
+        let (background, _os, _console, _tmp) = hurriable_ide_and_nic(400);
         let asked = Instant::now();
         background.join().unwrap();
         assert!(asked.elapsed() >= Duration::from_millis(300), "settled after {:?}", asked.elapsed());
