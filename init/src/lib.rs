@@ -13,3 +13,4 @@ pub mod net;
 pub mod os;
 pub mod root;
 pub mod scratch;
+pub mod stage;
