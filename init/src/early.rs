@@ -244,7 +244,7 @@ mod tests {
 
     use super::*;
     use crate::log::captured;
-    use crate::os::fake::FakeOs;
+    use crate::os::fake::{Call, FakeOs, Kind};
 
     fn tree_with_cmdline(cmdline: &str) -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
@@ -259,18 +259,15 @@ mod tests {
         let os = FakeOs::default();
         let (log, _) = captured();
         early(root.path(), &os, &log).unwrap();
-        let mounts: Vec<String> = os.calls().into_iter().filter(|c| c.starts_with("mount")).collect();
-        let expected: Vec<String> = MOUNTS
+        let mounts = os.calls_of(Kind::Mount);
+        let expected: Vec<Call> = MOUNTS
             .iter()
-            .map(|m| {
-                format!(
-                    "mount {} {} {} {:#x} {}",
-                    m.source,
-                    root.path().join(m.target).display(),
-                    m.fstype,
-                    m.flags.bits(),
-                    m.data
-                )
+            .map(|m| Call::Mount {
+                source: m.source.into(),
+                target: root.path().join(m.target),
+                fstype: m.fstype.into(),
+                flags: m.flags,
+                data: m.data.into(),
             })
             .collect();
         assert_eq!(mounts, expected);
@@ -292,10 +289,10 @@ mod tests {
         let os = FakeOs::default();
         let (log, _) = captured();
         mount_kernel_filesystems(root.path(), &os, &log).unwrap();
-        let targets: Vec<String> = os.calls().iter().map(|c| c.split(' ').nth(2).unwrap().to_string()).collect();
-        let rel: Vec<&str> =
-            targets.iter().map(|t| t.strip_prefix(&root.path().display().to_string()).unwrap()).collect();
-        assert_eq!(rel, ["/sys", "/run", "/dev/pts"]);
+        let calls = os.calls();
+        let rel: Vec<&Path> =
+            calls.iter().filter_map(Call::mount_target).map(|t| t.strip_prefix(root.path()).unwrap()).collect();
+        assert_eq!(rel, [Path::new("sys"), Path::new("run"), Path::new("dev/pts")]);
     }
 
     #[test]
@@ -304,8 +301,8 @@ mod tests {
         let os = FakeOs::default();
         let busy = rustix::io::Errno::BUSY.raw_os_error();
         let nodev = rustix::io::Errno::NODEV.raw_os_error();
-        os.mount_errors.lock().unwrap().insert(root.path().join("sys").display().to_string(), busy);
-        os.mount_errors.lock().unwrap().insert(root.path().join("dev/pts").display().to_string(), nodev);
+        os.fail_mount_on(&root.path().join("sys"), busy);
+        os.fail_mount_on(&root.path().join("dev/pts"), nodev);
         let (log, console) = captured();
         mount_kernel_filesystems(root.path(), &os, &log).unwrap();
         assert!(console.text().contains("warning: mounting devpts on"), "{}", console.text());
@@ -316,7 +313,7 @@ mod tests {
         let root = tree_with_cmdline("");
         let os = FakeOs::default();
         let target = root.path().join("dev");
-        os.mount_errors.lock().unwrap().insert(target.display().to_string(), rustix::io::Errno::NODEV.raw_os_error());
+        os.fail_mount_on(&target, rustix::io::Errno::NODEV.raw_os_error());
         let (log, _) = captured();
         let err = mount_kernel_filesystems(root.path(), &os, &log).unwrap_err();
         let text = err.to_string();
@@ -333,7 +330,7 @@ mod tests {
         assert_eq!(cmdline.get("ip"), Some("dhcp"));
         assert!(log.debug_enabled());
         assert!(console.text().contains("command line: console=ttyS0 diskless.debug ip=dhcp\n"), "{}", console.text());
-        assert!(os.calls().contains(&format!("console {}", root.path().join("dev/console").display())));
+        assert!(os.calls().contains(&Call::AttachConsole { console: root.path().join("dev/console") }));
     }
 
     #[test]

@@ -13,10 +13,23 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, fstat, openat, statat, unlinkat};
 use serde::Serialize;
 
-use crate::info;
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use crate::cmdline::Cmdline;
+use crate::config::{Config, ConfigWarning};
+use crate::context::Context;
+use crate::early;
+use crate::hardware::Summary;
+use crate::local::LocalReport;
 use crate::local::image::open_in_image;
-use crate::log::Log;
+use crate::log::{Log, monotonic_secs};
+use crate::net::{self, Identity, NetResult};
 use crate::os::Os;
+use crate::root::Mounted;
+use crate::scratch::ScratchReport;
+use crate::stage::StageTime;
+use crate::{debug, info};
 
 /// The mounts of the initramfs that move into the image, in order. The image must have
 /// these directories: nothing is created on the read-only root.
@@ -44,7 +57,7 @@ pub struct BootRecord<'a> {
     /// Modules loaded by the hardware and root stages, in order.
     pub modules: Vec<String>,
     /// Milliseconds of each stage before the hand-off.
-    pub stages: Vec<crate::boot::StageTime>,
+    pub stages: Vec<StageTime>,
     pub config: &'a crate::config::Config,
     pub config_warnings: &'a [crate::config::ConfigWarning],
     pub init: &'a str,
@@ -139,6 +152,83 @@ impl fmt::Display for HandoffError {
 }
 
 impl std::error::Error for HandoffError {}
+
+/// What the earlier stages found, for the record and the hand-off.
+pub struct Facts<'a> {
+    pub cmdline: &'a Cmdline,
+    pub config: &'a Config,
+    pub config_warnings: &'a [ConfigWarning],
+    pub hardware: &'a Summary,
+    pub net: &'a NetResult,
+    pub identity: &'a Identity,
+    pub mounted: &'a Mounted,
+    pub local: &'a LocalReport,
+    pub scratch: &'a ScratchReport,
+    /// Each finished stage and its duration.
+    pub stages: Vec<StageTime>,
+    /// When init started.
+    pub started: Instant,
+}
+
+/// Stage `handoff`: check the image, record the boot, move the kernel file systems,
+/// free the initramfs and exec the image's init. Returns only on failure.
+pub fn stage(ctx: &Context, f: &Facts<'_>, newroot: &Path) -> Result<Infallible, HandoffError> {
+    let init = f.cmdline.init.clone().unwrap_or_else(|| DEFAULT_INIT.to_string());
+    check_image(newroot, &init)?;
+    match ensure_mtab(newroot) {
+        Mtab::Present => {}
+        Mtab::Created => info!(ctx.log, "created /etc/mtab -> {MTAB_TARGET} in the image"),
+        Mtab::Missing(e) => info!(
+            ctx.log,
+            "warning: the image has no /etc/mtab and /etc is read-only ({e}): make it a symlink to {MTAB_TARGET} in the image"
+        ),
+    }
+    let run = ctx.root.join("run");
+    let uptime = Duration::from_secs_f64(monotonic_secs().max(0.0));
+    net::handoff::write_files(&run, f.net, f.identity, uptime).map_err(HandoffError::Files)?;
+    let total_ms = f.started.elapsed().as_millis() as u64;
+    let record = BootRecord {
+        diskless_version: env!("CARGO_PKG_VERSION"),
+        network: net::handoff::NetworkSection { net: f.net, identity: f.identity },
+        root: f.mounted,
+        layers: layer_summaries(&f.local.layers),
+        local: f.local,
+        scratch: f.scratch,
+        modules: f.hardware.loaded.iter().chain(f.mounted.modules.iter()).cloned().collect(),
+        stages: f.stages.clone(),
+        config: f.config,
+        config_warnings: f.config_warnings,
+        init: &init,
+        init_args: &f.cmdline.init_args,
+        total_ms,
+    };
+    let json = net::handoff::write_boot_json(&run, &record).map_err(HandoffError::Files)?;
+    debug!(ctx.log, "wrote {}", json.display());
+    info!(ctx.log, "{}", booting_line(f, &record.layers, total_ms));
+    early::restore_kmsg_ratelimit(&ctx.root);
+    move_mounts(&*ctx.os, &ctx.root, newroot)?;
+    let freed = free_initramfs(&ctx.root, &[newroot.to_path_buf()]);
+    log_freed(&ctx.log, &freed);
+    info!(ctx.log, "starting {init} (t={:.3} s)", monotonic_secs());
+    Err(switch_root(&*ctx.os, newroot, &init, &f.cmdline.init_args))
+}
+
+/// The one summary line: who, where, from what, with which layers, how long.
+fn booting_line(f: &Facts<'_>, layers: &[LayerSummary], total_ms: u64) -> String {
+    let name = f.identity.fqdn.as_deref().unwrap_or(&f.identity.hostname);
+    let lease = &f.net.lease;
+    let files: u64 = layers.iter().map(|l| l.files).sum();
+    let kinds: Vec<String> = layers.iter().map(|l| l.kind.to_string()).collect();
+    let layers =
+        if kinds.is_empty() { "no layers".to_string() } else { format!("layers {}: {files} files", kinds.join(",")) };
+    format!(
+        "booting {name} {}/{} from {} (NFSv{}; {layers}) after {total_ms} ms",
+        lease.address,
+        lease.prefix_len,
+        f.mounted.root.source(),
+        f.mounted.mounted_version
+    )
+}
 
 /// Checks of the image before anything changes: the init exists inside the image (its
 /// symlinks resolved as the image sees them) and is an executable file, and every
@@ -373,7 +463,7 @@ pub fn log_freed(log: &Log, freed: &Freed) {
 mod tests {
     use super::*;
     use crate::os::MountFlags;
-    use crate::os::fake::FakeOs;
+    use crate::os::fake::{Call, FakeOs};
     use std::fs;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
@@ -435,18 +525,25 @@ mod tests {
         move_mounts(&os, Path::new("/"), Path::new("/newroot")).unwrap();
         let err = switch_root(&os, Path::new("/newroot"), "/sbin/init", &["single".to_string()]);
         assert!(matches!(err, HandoffError::Exec { .. }));
+        let moved = |from: &str, to: &str| Call::Mount {
+            source: from.into(),
+            target: to.into(),
+            fstype: String::new(),
+            flags: crate::os::MS_MOVE,
+            data: String::new(),
+        };
         assert_eq!(
             os.calls(),
             [
-                "move /dev /newroot/dev",
-                "move /proc /newroot/proc",
-                "move /sys /newroot/sys",
-                "move /run /newroot/run",
-                "chdir /newroot",
-                "move . /",
-                "chroot .",
-                "chdir /",
-                "exec /sbin/init single",
+                moved("/dev", "/newroot/dev"),
+                moved("/proc", "/newroot/proc"),
+                moved("/sys", "/newroot/sys"),
+                moved("/run", "/newroot/run"),
+                Call::Chdir { path: "/newroot".into() },
+                moved(".", "/"),
+                Call::Chroot { path: ".".into() },
+                Call::Chdir { path: "/".into() },
+                Call::Exec { path: "/sbin/init".into(), args: vec!["single".into()] },
             ]
         );
     }
@@ -454,7 +551,7 @@ mod tests {
     #[test]
     fn a_failed_move_names_both_paths() {
         let os = FakeOs::default();
-        os.mount_errors.lock().unwrap().insert("/newroot/sys".into(), 2);
+        os.fail_mount_on(Path::new("/newroot/sys"), 2);
         let err = move_mounts(&os, Path::new("/"), Path::new("/newroot")).unwrap_err();
         assert!(err.to_string().starts_with("moving the mount /sys to /newroot/sys: "), "{err}");
         assert_eq!(os.calls().len(), 3, "stops at the failure");

@@ -6,9 +6,10 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
 use std::path::{Path, PathBuf};
 
+use diskless::os::RealOs;
 use diskless::config::{Config, Mode as LocalMode};
 use diskless::local::{
-    self, ApplyError, ApplyReport, CopyWarning, LayerInput, LayerKind, System, apply, plan_mounts, select_layers,
+    self, ApplyError, ApplyReport, CopyWarning, LayerInput, LayerKind, apply, plan_mounts, select_layers,
 };
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, makedev, mknodat, utimensat};
 
@@ -64,7 +65,7 @@ impl Image {
     fn copy(&self) -> Result<ApplyReport, ApplyError> {
         let selection = select_layers(&self.config, self.root(), &input());
         let plan = plan_mounts(&self.config, self.root(), Path::new("/run/diskless-unused"));
-        apply(&selection, self.root(), &plan.destinations, &mut System)
+        apply(&selection, self.root(), &plan.destinations, &RealOs)
     }
 }
 
@@ -296,7 +297,7 @@ fn setup_in_overlay_mode_fills_the_upper_and_mounts_the_overlay() {
     let config = Config { mode: LocalMode::Overlay, dirs: vec![PathBuf::from("/etc")], ..Config::default() };
     let selection = select_layers(&config, img.root(), &input());
     let _guards = [MountGuard(img.local("etc")), MountGuard(run.path().join("overlay"))];
-    let report = local::setup(&config, img.root(), run.path(), &selection, &mut System).unwrap();
+    let report = local::setup(&config, img.root(), run.path(), &selection, &RealOs).unwrap();
     assert_eq!(report.layers.layers[0].files, 1);
     assert_eq!(fs::read_to_string(img.local("etc/hostname")).unwrap(), "lab3-12");
     assert_eq!(fs::read_to_string(img.local("etc/from-image")).unwrap(), "image");

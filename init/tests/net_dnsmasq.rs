@@ -13,6 +13,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use diskless::net::{self, Level, NetConfig, NetResult, Proto, dns::LookupTiming, identity::NameSource};
+use diskless::os::RealOs;
+use diskless::os::fake::{Call, FakeOs};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use qemu_tests::dnsmasq::{Dnsmasq, DnsmasqConfig};
@@ -94,19 +96,6 @@ fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce(&Path) -> T + Send) -> T {
     })
 }
 
-struct Names(Vec<String>);
-
-impl net::identity::SetNames for Names {
-    fn set_hostname(&mut self, n: &str) -> std::io::Result<()> {
-        self.0.push(format!("hostname {n}"));
-        Ok(())
-    }
-    fn set_domainname(&mut self, n: &str) -> std::io::Result<()> {
-        self.0.push(format!("domainname {n}"));
-        Ok(())
-    }
-}
-
 fn cfg(cmdline: &str) -> NetConfig {
     NetConfig::from_cmdline(cmdline).unwrap()
 }
@@ -127,8 +116,8 @@ fn lease_with_all_options_configures_link_and_ptr_gives_fqdn() {
     let lines = Lines::new();
     let log = lines.log();
     let (net, id) = in_netns(&rig.client, |sys| {
-        let net = net::network_stage(&cfg(""), sys, &log).expect("network stage");
-        let id = net::resolve_identity(&net, &cfg(""), 53, quick_dns(), &log);
+        let net = net::network_stage(&cfg(""), &RealOs, sys, &log).expect("network stage");
+        let id = net::resolve_identity(&RealOs, &net, &cfg(""), 53, quick_dns(), &log);
         (net, id)
     });
     let l = &net.lease;
@@ -187,12 +176,13 @@ fn no_ptr_record_falls_back_to_dhcp_hostname() {
     .expect("dns dnsmasq");
     let lines = Lines::new();
     let log = lines.log();
-    let mut names = Names(Vec::new());
+    // The names go to the fake: the test shares the host's UTS namespace.
+    let names = FakeOs::default();
     let id = in_netns(&rig.client, |sys| {
-        let net = net::network_stage(&cfg(""), sys, &log).expect("network stage");
+        let net = net::network_stage(&cfg(""), &RealOs, sys, &log).expect("network stage");
         assert_eq!(net.lease.address, CLIENT);
-        let id = net::resolve_identity(&net, &cfg(""), 53, quick_dns(), &log);
-        net::identity::apply_identity(&id, &mut names).unwrap();
+        let id = net::resolve_identity(&RealOs, &net, &cfg(""), 53, quick_dns(), &log);
+        net::identity::apply_identity(&id, &names).unwrap();
         id
     });
     let all = lines.all();
@@ -200,7 +190,10 @@ fn no_ptr_record_falls_back_to_dhcp_hostname() {
     assert_eq!(id.source, NameSource::Dhcp);
     assert_eq!(id.hostname, "lab3-12");
     assert_eq!(id.domain.as_deref(), Some("example.edu"), "domain from option 15");
-    assert_eq!(names.0, vec!["hostname lab3-12", "domainname example.edu"]);
+    assert_eq!(
+        names.calls(),
+        [Call::SetHostname { name: "lab3-12".into() }, Call::SetDomainname { name: "example.edu".into() }]
+    );
 }
 
 #[test]
@@ -221,7 +214,7 @@ fn dnsmasq_started_after_the_client_still_gives_a_lease_quickly() {
             (d, Instant::now())
         });
         let net: NetResult =
-            in_netns(&rig.client, |sys| net::network_stage(&cfg(""), sys, &log).expect("network stage"));
+            in_netns(&rig.client, |sys| net::network_stage(&cfg(""), &RealOs, sys, &log).expect("network stage"));
         let (dnsmasq, up) = server.join().unwrap();
         drop(dnsmasq);
         (net, up)
@@ -252,7 +245,7 @@ fn rapid_commit_is_used_when_dnsmasq_allows_it() {
     let _dnsmasq = Dnsmasq::start(&rig.server, &config, "net_dnsmasq_rapid").expect("dnsmasq");
     let lines = Lines::new();
     let log = lines.log();
-    let net = in_netns(&rig.client, |sys| net::network_stage(&cfg(""), sys, &log).expect("network stage"));
+    let net = in_netns(&rig.client, |sys| net::network_stage(&cfg(""), &RealOs, sys, &log).expect("network stage"));
     assert!(net.lease.rapid_commit, "{:?}", lines.all());
     assert!(!lines.all().iter().any(|l| l.contains("DHCPREQUEST sent")), "no REQUEST with rapid commit");
 }
@@ -309,7 +302,7 @@ fn server_unicasting_to_the_offered_address_still_gives_a_lease() {
         let server = s.spawn(|| unicast_server(&rig.server, CLIENT));
         let mut c = cfg("");
         c.dhcp_timeout = Duration::from_secs(15);
-        let net = in_netns(&rig.client, |sys| net::network_stage(&c, sys, &log));
+        let net = in_netns(&rig.client, |sys| net::network_stage(&c, &RealOs, sys, &log));
         (net, server.join().expect("server thread"))
     });
     let net = net.unwrap_or_else(|e| panic!("{e}; log: {:?}", lines.all()));

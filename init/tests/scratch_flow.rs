@@ -3,64 +3,41 @@
 //! whose "mount" leaves the mountpoint a plain directory, so the directories, wipe
 //! and binds happen in the temp tree and can be checked.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use diskless::config::Config;
-use diskless::scratch::{self, Disks, Paths, RealDisks, Sample, WipeStats, tree};
+use diskless::os::fake::{Call, FakeOs, Kind};
+use diskless::os::{LOCAL_MOUNT_FLAGS, MountFlags};
+use diskless::scratch::{self, Paths};
 
-struct Fake {
-    calls: Vec<String>,
-    /// errno by device path for mount and swapon.
-    errors: BTreeMap<PathBuf, i32>,
+/// The calls that change something: every disk is read, those reads are left out.
+fn changes(fake: &FakeOs) -> Vec<Call> {
+    fake.calls().into_iter().filter(|c| c.kind() != Kind::ReadDisk).collect()
 }
 
-impl Fake {
-    fn new() -> Fake {
-        Fake { calls: Vec::new(), errors: BTreeMap::new() }
-    }
-    fn result(&self, device: &Path) -> io::Result<()> {
-        match self.errors.get(device) {
-            Some(errno) => Err(io::Error::from_raw_os_error(*errno)),
-            None => Ok(()),
-        }
-    }
+/// Mounting or enabling `device` fails with `errno`.
+fn fail_device(fake: &FakeOs, device: PathBuf, errno: i32) {
+    fake.fail_calls(
+        move |c| match c {
+            Call::Mount { source, .. } => Path::new(source) == device,
+            Call::Swapon { device: d } => *d == device,
+            _ => false,
+        },
+        errno,
+    );
 }
 
-impl Disks for Fake {
-    fn read_sample(&mut self, device: &Path, size: u64) -> io::Result<Sample> {
-        RealDisks.read_sample(device, size)
-    }
-    fn mount(&mut self, device: &Path, target: &Path, fstype: &str) -> io::Result<()> {
-        self.calls.push(format!("mount {} {} {fstype}", device.display(), target.display()));
-        self.result(device)
-    }
-    fn unmount(&mut self, target: &Path) -> io::Result<()> {
-        self.calls.push(format!("umount {}", target.display()));
-        Ok(())
-    }
-    fn swapon(&mut self, device: &Path) -> io::Result<()> {
-        self.calls.push(format!("swapon {}", device.display()));
-        self.result(device)
-    }
-    fn bind_mount(&mut self, source: &Path, target: &Path) -> io::Result<()> {
-        self.calls.push(format!("bind {} {}", source.display(), target.display()));
-        Ok(())
-    }
-    fn make_dir(&mut self, path: &Path) -> io::Result<()> {
-        self.calls.push(format!("mkdir {}", path.display()));
-        fs::create_dir_all(path)
-    }
-    fn ensure_dir(&mut self, root: &Path, rel: &Path, mode: u32) -> io::Result<()> {
-        tree::ensure_dir(root, rel, mode)
-    }
-    fn wipe(&mut self, root: &Path, rel: &Path) -> io::Result<WipeStats> {
-        tree::wipe(root, rel)
-    }
+fn mount(device: PathBuf, target: PathBuf, fstype: &str) -> Call {
+    let source = device.display().to_string();
+    Call::Mount { source, target, fstype: fstype.into(), flags: LOCAL_MOUNT_FLAGS, data: String::new() }
+}
+
+fn bind(source: PathBuf, target: PathBuf) -> Call {
+    let source = source.display().to_string();
+    Call::Mount { source, target, fstype: String::new(), flags: MountFlags::BIND, data: String::new() }
 }
 
 /// sysfs, /dev with image files, the image root and the run dir in one temp dir.
@@ -121,7 +98,7 @@ impl Machine {
     }
 
     /// Runs the stage with a loader that loads nothing; returns the report and the console.
-    fn run(&self, config: &Config, fake: &mut Fake) -> (scratch::ScratchReport, String) {
+    fn run(&self, config: &Config, fake: &FakeOs) -> (scratch::ScratchReport, String) {
         let (log, console) = diskless::log::captured();
         let report = scratch::scratch(config, &self.paths(), fake, &no_loader(), &log);
         (report, console.text())
@@ -145,17 +122,17 @@ fn largest_labelled_fs_is_used_swaps_enabled_and_dirs_bound() {
         Ok(())
     };
     let (log, console) = diskless::log::captured();
-    let mut fake = Fake::new();
-    let report = scratch::scratch(&Config::default(), &m.paths(), &mut fake, &loader, &log);
+    let fake = FakeOs::default();
+    let report = scratch::scratch(&Config::default(), &m.paths(), &fake, &loader, &log);
     let text = console.text();
     let mnt = m.p("newroot/mnt/scratch");
     assert_eq!(
-        fake.calls,
+        changes(&fake),
         [
-            format!("swapon {}", m.p("dev/vdc").display()),
-            format!("mount {} {} ext4", m.p("dev/vdb").display(), mnt.display()),
-            format!("bind {} {}", mnt.join("tmp").display(), m.p("newroot/tmp").display()),
-            format!("bind {} {}", mnt.join("local").display(), m.p("newroot/local").display()),
+            Call::Swapon { device: m.p("dev/vdc") },
+            mount(m.p("dev/vdb"), mnt.clone(), "ext4"),
+            bind(mnt.join("tmp"), m.p("newroot/tmp")),
+            bind(mnt.join("local"), m.p("newroot/local")),
         ]
     );
     assert_eq!(*loaded.borrow(), ["ext4"]);
@@ -211,7 +188,7 @@ fn wipe_empties_only_the_bound_subdirectories() {
     symlink(m.p("newroot"), mnt.join("local/evil-dir")).unwrap();
     let mut config = Config::default();
     config.scratch.wipe = true;
-    let (report, console) = m.run(&config, &mut Fake::new());
+    let (report, console) = m.run(&config, &FakeOs::default());
     assert!(report.scratch.is_some(), "{}", console);
     for d in ["etc/local", "var/local", "tmp", "local"] {
         assert_eq!(fs::read_dir(mnt.join(d)).unwrap().count(), 0, "{d} not emptied");
@@ -226,14 +203,14 @@ fn wipe_empties_only_the_bound_subdirectories() {
 fn mount_failure_falls_back_to_tmpfs_and_says_why() {
     let m = Machine::new();
     m.ext4("pci0/0000:00:04.0", "vda", "scratch");
-    let mut fake = Fake::new();
-    fake.errors.insert(m.p("dev/vda"), 117); // EUCLEAN
-    let (report, console) = m.run(&Config::default(), &mut fake);
+    let fake = FakeOs::default();
+    fail_device(&fake, m.p("dev/vda"), 117); // EUCLEAN
+    let (report, console) = m.run(&Config::default(), &fake);
     assert!(report.scratch.is_none() && report.local_dirs().is_empty());
     let failure = report.failure.unwrap();
     assert!(failure.contains("the filesystem is corrupt"), "{failure}");
     assert!(console.contains("local dirs on tmpfs"), "{}", console);
-    assert_eq!(fake.calls.len(), 1, "nothing after the failed mount: {:?}", fake.calls);
+    assert_eq!(changes(&fake).len(), 1, "nothing after the failed mount: {:?}", fake.calls());
 }
 
 #[test]
@@ -243,9 +220,9 @@ fn missing_mountpoint_uses_the_run_dir_and_swapon_failure_is_not_fatal() {
     fs::remove_dir(m.p("newroot/local")).unwrap();
     m.ext4("pci0/0000:00:04.0", "vda", "scratch");
     m.disk("pci0/0000:00:05.0", "vdb", 16, "mkswap", &[]);
-    let mut fake = Fake::new();
-    fake.errors.insert(m.p("dev/vdb"), 22);
-    let (report, console) = m.run(&Config::default(), &mut fake);
+    let fake = FakeOs::default();
+    fail_device(&fake, m.p("dev/vdb"), 22);
+    let (report, console) = m.run(&Config::default(), &fake);
     let used = report.scratch.expect("scratch used");
     assert_eq!((used.mountpoint, used.fallback_mountpoint), (m.p("run/diskless/scratch"), true));
     assert_eq!(used.binds.len(), 1, "only /tmp: the image has no /local");
@@ -257,9 +234,10 @@ fn missing_mountpoint_uses_the_run_dir_and_swapon_failure_is_not_fatal() {
 fn no_candidate_leaves_everything_alone() {
     let m = Machine::new();
     m.ext4("pci0/0000:00:04.0", "vda", "data");
-    let mut fake = Fake::new();
-    let (report, console) = m.run(&Config::default(), &mut fake);
-    assert!(fake.calls.is_empty(), "{:?}", fake.calls);
+    let fake = FakeOs::default();
+    let (report, console) = m.run(&Config::default(), &fake);
+    assert!(changes(&fake).is_empty(), "{:?}", fake.calls());
+    assert_eq!(fake.calls_of(Kind::ReadDisk), [Call::ReadDisk { device: m.p("dev/vda"), size: 64 << 20 }]);
     assert!(report.scratch.is_none());
     assert!(
         console.contains(

@@ -20,7 +20,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -32,19 +32,9 @@ use rustix::io::Errno;
 use serde::Serialize;
 
 use super::image::open_in_image;
+use crate::os::Os;
 use super::mounts::Destination;
 use super::select::{Layer, LayerKind, LayerSelection};
-
-/// Setting metadata on a freshly written entry, named relative to its directory.
-/// Implementations must not follow a symlink named `name`.
-pub trait Attributes {
-    /// `fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW)`.
-    fn set_owner(&mut self, dir: BorrowedFd<'_>, name: &OsStr, uid: u32, gid: u32) -> io::Result<()>;
-    /// `fchmodat(dir, name, mode)`; never called for symlinks.
-    fn set_mode(&mut self, dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()>;
-    /// `utimensat(dir, name, times, AT_SYMLINK_NOFOLLOW)`.
-    fn set_times(&mut self, dir: BorrowedFd<'_>, name: &OsStr, times: &Timestamps) -> io::Result<()>;
-}
 
 /// What was copied from one layer, for boot.json.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -165,11 +155,11 @@ struct OpenDestination<'a> {
 
 /// Copies the layers of `selection`, in order, from the image at `image_root` into
 /// `destinations` (from the mount plan, already mounted).
-pub fn apply<A: Attributes + ?Sized>(
+pub fn apply(
     selection: &LayerSelection,
     image_root: &Path,
     destinations: &[Destination],
-    attrs: &mut A,
+    os: &dyn Os,
 ) -> Result<ApplyReport, ApplyError> {
     let mut open = Vec::with_capacity(destinations.len());
     for d in destinations {
@@ -195,7 +185,7 @@ pub fn apply<A: Attributes + ?Sized>(
             layer: layer.clone(),
             name,
             destinations: &open,
-            attrs: &mut *attrs,
+            os,
             report: LayerReport {
                 kind: layer.kind,
                 path: layer.path.clone(),
@@ -213,12 +203,12 @@ pub fn apply<A: Attributes + ?Sized>(
 }
 
 /// The copy of one layer.
-struct LayerCopy<'a, A: ?Sized> {
+struct LayerCopy<'a> {
     layer: Layer,
     /// `host (/diskless/hosts/lab3-12)`, for messages.
     name: String,
     destinations: &'a [OpenDestination<'a>],
-    attrs: &'a mut A,
+    os: &'a dyn Os,
     report: LayerReport,
     warnings: &'a mut Vec<CopyWarning>,
 }
@@ -271,7 +261,7 @@ fn timespec(sec: impl TryInto<i64>, nsec: impl TryInto<i64>) -> Timespec {
     Timespec { tv_sec: sec.try_into().unwrap_or(0), tv_nsec: nsec.try_into().unwrap_or(0) }
 }
 
-impl<A: Attributes + ?Sized> LayerCopy<'_, A> {
+impl LayerCopy<'_> {
     fn layer_path(&self, image_path: &Path) -> PathBuf {
         self.layer.path.join(image_path.strip_prefix("/").unwrap_or(image_path))
     }
@@ -520,12 +510,12 @@ impl<A: Attributes + ?Sized> LayerCopy<'_, A> {
             last_modification: timespec(stat.st_mtime, stat.st_mtime_nsec),
         };
         let result = self
-            .attrs
+            .os
             .set_owner(dir.as_fd(), name, stat.st_uid, stat.st_gid)
             .and_then(
-                |()| if with_mode { self.attrs.set_mode(dir.as_fd(), name, stat.st_mode & 0o7777) } else { Ok(()) },
+                |()| if with_mode { self.os.set_mode(dir.as_fd(), name, stat.st_mode & 0o7777) } else { Ok(()) },
             )
-            .and_then(|()| self.attrs.set_times(dir.as_fd(), name, &times));
+            .and_then(|()| self.os.set_times(dir.as_fd(), name, &times));
         result.map_err(fail)
     }
 }

@@ -7,21 +7,21 @@
 //! 1. [`select_layers`]: which layer directories of the image apply to this machine,
 //!    in order, with the ones skipped and why;
 //! 2. [`plan_mounts`]: a pure list of mount actions for the configured mode;
-//! 3. [`execute`]: those actions through a [`Mounter`];
-//! 4. [`apply`]: copy the layers into the local dirs, metadata set through [`Attributes`].
+//! 3. [`execute`]: those actions through the boot's [`Os`];
+//! 4. [`apply`]: copy the layers into the local dirs, metadata set through the boot's [`Os`].
 //!
 //! [`setup`] runs 2-4 in the order the modes need (in overlay mode the layers are
 //! copied into the uppers *before* the overlays are mounted, because overlayfs does
 //! not allow its upper to change under a mounted overlay).
 //!
-//! Side effects (mount, mkdir of mountpoints, lchown, chmod, utimensat) go through the
-//! two traits so the logic is tested against temp-dir trees; [`System`] is the real one.
+//! Side effects (mount, lchown, chmod, utimensat) go through [`Os`], so the logic is
+//! tested against temp-dir trees with the fake.
 
 mod copy;
 pub(crate) mod image;
 mod mounts;
 mod select;
-mod system;
+pub mod stage;
 
 use std::fmt;
 use std::path::Path;
@@ -29,15 +29,16 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::os::Os;
 
-pub use copy::{ApplyError, ApplyReport, Attributes, CopyWarning, LayerReport, apply};
+pub use copy::{ApplyError, ApplyReport, CopyWarning, LayerReport, apply};
 pub use mounts::{
-    Destination, MountAction, MountError, MountPlan, Mounter, execute, plan_mounts, plan_mounts_with_scratch,
+    Destination, MountAction, MountError, MountPlan, execute, plan_mounts, plan_mounts_with_scratch,
 };
+pub use stage::StageError;
 pub use select::{
     Layer, LayerInput, LayerKind, LayerSelection, SkipReason, SkippedLayer, check_host_name, select_layers,
 };
-pub use system::System;
 
 /// Directory under the run dir (`/run/diskless`) that holds the overlay uppers.
 pub const OVERLAY_SUBDIR: &str = "overlay";
@@ -72,29 +73,29 @@ impl std::error::Error for LocalError {}
 /// Mounts the local dirs of the image at `image_root` as `config` says and copies the
 /// `selection` into them. `run_dir` is where private mounts go (`/run/diskless`).
 /// Warnings about skipped files are in the report; the caller logs them.
-pub fn setup<S: Mounter + Attributes>(
+pub fn setup(
     config: &Config,
     image_root: &Path,
     run_dir: &Path,
     selection: &LayerSelection,
-    system: &mut S,
+    os: &dyn Os,
 ) -> Result<LocalReport, LocalError> {
-    setup_with_scratch(config, image_root, run_dir, selection, &[], system)
+    setup_with_scratch(config, image_root, run_dir, selection, &[], os)
 }
 
 /// [`setup`] with the local dirs the scratch stage put on a scratch disk
 /// (`scratch::ScratchReport::local_dirs`): those are bind-mounted instead of a tmpfs.
-pub fn setup_with_scratch<S: Mounter + Attributes>(
+pub fn setup_with_scratch(
     config: &Config,
     image_root: &Path,
     run_dir: &Path,
     selection: &LayerSelection,
     scratch: &[(std::path::PathBuf, std::path::PathBuf)],
-    system: &mut S,
+    os: &dyn Os,
 ) -> Result<LocalReport, LocalError> {
     let plan = mounts::plan_mounts_with_scratch(config, image_root, run_dir, scratch);
-    execute(&plan.before_copy, system).map_err(LocalError::Mount)?;
-    let layers = apply(selection, image_root, &plan.destinations, system).map_err(LocalError::Apply)?;
-    execute(&plan.after_copy, system).map_err(LocalError::Mount)?;
+    execute(&plan.before_copy, os).map_err(LocalError::Mount)?;
+    let layers = apply(selection, image_root, &plan.destinations, os).map_err(LocalError::Apply)?;
+    execute(&plan.after_copy, os).map_err(LocalError::Mount)?;
     Ok(LocalReport { plan, layers })
 }

@@ -1,5 +1,5 @@
 //! The mounts that make the local dirs writable: planned as data, executed through
-//! a [`Mounter`].
+//! the boot's [`Os`].
 //!
 //! - `symlink` mode: a tmpfs on `<dir>/<localdir>` of each dir. The image is read-only
 //!   NFS, so the mountpoint cannot be created at boot: it must exist in the image.
@@ -10,25 +10,16 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::OVERLAY_SUBDIR;
 use crate::config::{Config, Mode};
-
-/// The side effects of mounting, kept narrow so the plan runs against a fake.
-pub trait Mounter {
-    /// `mount -t tmpfs tmpfs <target> -o <options>`.
-    fn mount_tmpfs(&mut self, target: &Path, options: &str) -> io::Result<()>;
-    /// `mount -t overlay overlay <target> -o <options>`.
-    fn mount_overlay(&mut self, target: &Path, options: &str) -> io::Result<()>;
-    /// `mkdir -p <path>`, then give the last component `mode` and owner `uid:gid`.
-    fn make_dir(&mut self, path: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<()>;
-    /// `mount --bind <source> <target>` (a scratch-disk directory instead of a tmpfs).
-    fn bind_mount(&mut self, source: &Path, target: &Path) -> io::Result<()>;
-}
+use crate::os::{LOCAL_MOUNT_FLAGS, MountFlags, Os};
+use rustix::fs::{Mode as FileMode, OFlags};
 
 /// One step of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -217,8 +208,20 @@ pub fn plan_mounts_with_scratch(
     plan
 }
 
-/// Runs `actions` in order; stops at the first failure.
-pub fn execute<M: Mounter + ?Sized>(actions: &[MountAction], mounter: &mut M) -> Result<(), MountError> {
+/// `mkdir -p path`, then give the last component `mode` and owner `uid:gid`.
+fn make_dir(os: &dyn Os, path: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(path)?;
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a directory below another"));
+    };
+    let parent = rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, FileMode::empty())?;
+    os.set_owner(parent.as_fd(), name, uid, gid)?;
+    // After chown, which clears set-id bits.
+    os.set_mode(parent.as_fd(), name, mode)
+}
+
+/// Runs `actions` in order through `os`; stops at the first failure.
+pub fn execute(actions: &[MountAction], os: &dyn Os) -> Result<(), MountError> {
     for action in actions {
         match action {
             MountAction::RequireDir { path, image_path } => {
@@ -249,17 +252,15 @@ pub fn execute<M: Mounter + ?Sized>(actions: &[MountAction], mounter: &mut M) ->
                         .map_err(|error| MountError::MakeDir { path: path.clone(), error })?,
                     None => (0o755, 0, 0),
                 };
-                mounter
-                    .make_dir(path, mode, uid, gid)
-                    .map_err(|error| MountError::MakeDir { path: path.clone(), error })?;
+                make_dir(os, path, mode, uid, gid).map_err(|error| MountError::MakeDir { path: path.clone(), error })?;
             }
-            MountAction::Tmpfs { target, options } => mounter
-                .mount_tmpfs(target, options)
+            MountAction::Tmpfs { target, options } => os
+                .mount("tmpfs", target, "tmpfs", LOCAL_MOUNT_FLAGS, options)
                 .map_err(|error| MountError::Tmpfs { target: target.clone(), options: options.clone(), error })?,
-            MountAction::Overlay { target, options } => mounter
-                .mount_overlay(target, options)
+            MountAction::Overlay { target, options } => os
+                .mount("overlay", target, "overlay", MountFlags::empty(), options)
                 .map_err(|error| MountError::Overlay { target: target.clone(), options: options.clone(), error })?,
-            MountAction::Bind { source, target } => mounter
+            MountAction::Bind { source, target } => os
                 .bind_mount(source, target)
                 .map_err(|error| MountError::Bind { source: source.clone(), target: target.clone(), error })?,
         }
@@ -271,6 +272,7 @@ pub fn execute<M: Mounter + ?Sized>(actions: &[MountAction], mounter: &mut M) ->
 mod tests {
     use super::*;
     use crate::config::TmpfsSize;
+    use crate::os::fake::{Call, FakeOs, Kind};
 
     fn config(mode: Mode, dirs: &[&str]) -> Config {
         Config { mode, dirs: dirs.iter().map(PathBuf::from).collect(), ..Config::default() }
@@ -374,33 +376,9 @@ mod tests {
         assert_eq!((plan.before_copy.len(), plan.destinations.len()), (0, 0));
     }
 
-    /// Records what would have been done.
-    #[derive(Default)]
-    struct Recorder {
-        calls: Vec<String>,
-        fail_overlay: bool,
-    }
-
-    impl Mounter for Recorder {
-        fn mount_tmpfs(&mut self, target: &Path, options: &str) -> io::Result<()> {
-            self.calls.push(format!("tmpfs {} {options}", target.display()));
-            Ok(())
-        }
-        fn mount_overlay(&mut self, target: &Path, options: &str) -> io::Result<()> {
-            if self.fail_overlay {
-                return Err(io::Error::from_raw_os_error(19));
-            }
-            self.calls.push(format!("overlay {} {options}", target.display()));
-            Ok(())
-        }
-        fn make_dir(&mut self, path: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
-            self.calls.push(format!("mkdir {} {mode:o} {uid}:{gid}", path.display()));
-            Ok(())
-        }
-        fn bind_mount(&mut self, source: &Path, target: &Path) -> io::Result<()> {
-            self.calls.push(format!("bind {} {}", source.display(), target.display()));
-            Ok(())
-        }
+    fn tmpfs(target: PathBuf) -> Call {
+        let options = "size=25%,mode=0755".into();
+        Call::Mount { source: "tmpfs".into(), target, fstype: "tmpfs".into(), flags: LOCAL_MOUNT_FLAGS, data: options }
     }
 
     #[test]
@@ -436,9 +414,9 @@ mod tests {
         fs::create_dir_all(img.path().join("etc/local")).unwrap();
         fs::create_dir_all(img.path().join("var")).unwrap();
         let plan = plan_mounts(&config(Mode::Symlink, &["/etc", "/var"]), img.path(), Path::new("/run/diskless"));
-        let mut rec = Recorder::default();
-        let err = execute(&plan.before_copy, &mut rec).unwrap_err();
-        assert_eq!(rec.calls, [format!("tmpfs {}/etc/local size=25%,mode=0755", img.path().display())]);
+        let os = FakeOs::default();
+        let err = execute(&plan.before_copy, &os).unwrap_err();
+        assert_eq!(os.calls(), [tmpfs(img.path().join("etc/local"))]);
         let msg = err.to_string();
         assert!(msg.starts_with("/var/local ("), "{msg}");
         assert!(msg.contains("create the directory in the image"), "{msg}");
@@ -450,7 +428,7 @@ mod tests {
         fs::create_dir_all(img.path().join("etc")).unwrap();
         std::os::unix::fs::symlink("/tmp", img.path().join("etc/local")).unwrap();
         let plan = plan_mounts(&config(Mode::Symlink, &["/etc"]), img.path(), Path::new("/run/diskless"));
-        let err = execute(&plan.before_copy, &mut Recorder::default()).unwrap_err();
+        let err = execute(&plan.before_copy, &FakeOs::default()).unwrap_err();
         assert!(matches!(err, MountError::MissingDir { error: None, .. }), "{err}");
     }
 
@@ -461,17 +439,30 @@ mod tests {
         fs::create_dir_all(img.path().join("srv")).unwrap();
         fs::set_permissions(img.path().join("srv"), fs::Permissions::from_mode(0o1775)).unwrap();
         let owner = fs::metadata(img.path().join("srv")).unwrap();
-        let plan = plan_mounts(&config(Mode::Overlay, &["/srv"]), img.path(), Path::new("/run/d"));
-        let mut rec = Recorder::default();
-        execute(&plan.before_copy, &mut rec).unwrap();
-        assert_eq!(rec.calls[2], format!("mkdir /run/d/overlay/0-srv/upper 1775 {}:{}", owner.uid(), owner.gid()));
-        assert_eq!(rec.calls[3], "mkdir /run/d/overlay/0-srv/work 755 0:0");
+        let run = tempfile::tempdir().unwrap();
+        let plan = plan_mounts(&config(Mode::Overlay, &["/srv"]), img.path(), run.path());
+        let os = FakeOs::default();
+        execute(&plan.before_copy, &os).unwrap();
+        assert!(run.path().join("overlay/0-srv/upper").is_dir() && run.path().join("overlay/0-srv/work").is_dir());
+        let attributes: Vec<Call> =
+            os.calls().into_iter().filter(|c| matches!(c.kind(), Kind::SetOwner | Kind::SetMode)).collect();
+        assert_eq!(
+            attributes[2..],
+            [
+                Call::SetOwner { name: "upper".into(), uid: owner.uid(), gid: owner.gid() },
+                Call::SetMode { name: "upper".into(), mode: 0o1775 },
+                Call::SetOwner { name: "work".into(), uid: 0, gid: 0 },
+                Call::SetMode { name: "work".into(), mode: 0o755 },
+            ]
+        );
     }
 
     #[test]
     fn failed_overlay_names_target_and_options() {
         let plan = plan_mounts(&config(Mode::Overlay, &["/etc"]), Path::new("/root"), Path::new("/run/d"));
-        let err = execute(&plan.after_copy, &mut Recorder { fail_overlay: true, ..Recorder::default() }).unwrap_err();
+        let os = FakeOs::default();
+        os.fail_nth(Kind::Mount, 1, 19);
+        let err = execute(&plan.after_copy, &os).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("overlay on /root/etc with -o lowerdir=/root/etc,"), "{msg}");
         assert!(msg.contains("mode = \"symlink\""), "{msg}");

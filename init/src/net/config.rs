@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::cmdline::Cmdline;
+use crate::config::Config;
+
 /// Default wait for links without carrier before they are given up.
 pub const DEFAULT_CARRIER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default total time for DHCP before the stage reports failure (and the
@@ -387,6 +390,21 @@ impl NetConfig {
 
     /// Convenience over [`NetConfig::from_params`] for a whole command line
     /// split at white space (network parameters never contain quotes).
+    /// The boot's network configuration: the kernel's parameters of the command line
+    /// (`diskless.*` ones are the configuration's) and the configuration's validated
+    /// timeouts, so both read `diskless.*_timeout` the same way.
+    pub fn for_boot(cmdline: &Cmdline, config: &Config) -> Result<NetConfig, ConfigError> {
+        let params = cmdline
+            .raw
+            .iter()
+            .filter(|(k, _)| !k.starts_with(crate::config::CMDLINE_PREFIX))
+            .map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or("")));
+        let mut cfg = NetConfig::from_params(params)?;
+        cfg.carrier_timeout = Duration::from_secs(config.carrier_timeout);
+        cfg.dhcp_timeout = Duration::from_secs(config.dhcp_timeout);
+        Ok(cfg)
+    }
+
     pub fn from_cmdline(cmdline: &str) -> Result<NetConfig, ConfigError> {
         NetConfig::from_params(cmdline.split_ascii_whitespace().map(|w| w.split_once('=').unwrap_or((w, ""))))
     }

@@ -24,7 +24,7 @@ use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, sock
 
 use super::config::Mac;
 use super::dhcp::{DhcpClient, Event, IgnoredCounts, Lease};
-use super::{Level, NetLog};
+use super::log::{Level, NetLog};
 
 /// How often a waiting client looks at its cancel flag.
 const CANCEL_CHECK: Duration = Duration::from_millis(250);

@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use super::dns::PtrOutcome;
+use crate::os::Os;
 
 /// Why a name is not a valid host name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,28 +174,6 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
     Identity { hostname, fqdn, domain, source }
 }
 
-/// The kernel's UTS names, behind a trait so the choice is testable.
-pub trait SetNames {
-    fn set_hostname(&mut self, name: &str) -> std::io::Result<()>;
-    fn set_domainname(&mut self, name: &str) -> std::io::Result<()>;
-}
-
-/// The real system calls (need CAP_SYS_ADMIN; PID 1 has it).
-pub struct SystemNames;
-
-impl SetNames for SystemNames {
-    fn set_hostname(&mut self, name: &str) -> std::io::Result<()> {
-        nix::unistd::sethostname(name).map_err(std::io::Error::from)
-    }
-
-    fn set_domainname(&mut self, name: &str) -> std::io::Result<()> {
-        // SAFETY: the pointer and length describe `name`'s bytes, which
-        // outlive the call; the kernel copies them and does not need a NUL.
-        let rc = unsafe { nix::libc::setdomainname(name.as_ptr().cast(), name.len()) };
-        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-    }
-}
-
 /// Errors applying the identity.
 #[derive(Debug)]
 pub enum IdentityError {
@@ -218,7 +197,7 @@ impl fmt::Display for IdentityError {
 impl std::error::Error for IdentityError {}
 
 /// Sets host name and (when known) domain name.
-pub fn apply_identity(id: &Identity, sys: &mut dyn SetNames) -> Result<(), IdentityError> {
+pub fn apply_identity(id: &Identity, sys: &dyn Os) -> Result<(), IdentityError> {
     sys.set_hostname(&id.hostname)
         .map_err(|source| IdentityError::SetHostname { name: id.hostname.clone(), source })?;
     if let Some(d) = &id.domain {
@@ -231,6 +210,7 @@ pub fn apply_identity(id: &Identity, sys: &mut dyn SetNames) -> Result<(), Ident
 mod tests {
     use super::*;
     use crate::net::dns::{DnsError, PtrAnswer, parse_ptr_reply, tests::reply};
+    use crate::os::fake::{Call, FakeOs, Kind};
 
     const ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 112);
 
@@ -334,18 +314,6 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains("no DNS server")), "{lines:?}");
     }
 
-    struct Recorder(Vec<String>);
-    impl SetNames for Recorder {
-        fn set_hostname(&mut self, n: &str) -> std::io::Result<()> {
-            self.0.push(format!("host {n}"));
-            Ok(())
-        }
-        fn set_domainname(&mut self, n: &str) -> std::io::Result<()> {
-            self.0.push(format!("domain {n}"));
-            Err(std::io::Error::from_raw_os_error(1))
-        }
-    }
-
     #[test]
     fn apply_sets_short_hostname_and_domain_and_reports_failures() {
         let id = Identity {
@@ -354,9 +322,13 @@ mod tests {
             domain: Some("example.edu".into()),
             source: NameSource::Ptr,
         };
-        let mut r = Recorder(Vec::new());
-        let e = apply_identity(&id, &mut r).unwrap_err();
-        assert_eq!(r.0, vec!["host lab3-12", "domain example.edu"]);
+        let os = FakeOs::default();
+        os.fail_nth(Kind::SetDomainname, 1, 1);
+        let e = apply_identity(&id, &os).unwrap_err();
+        assert_eq!(
+            os.calls(),
+            [Call::SetHostname { name: "lab3-12".into() }, Call::SetDomainname { name: "example.edu".into() }]
+        );
         assert!(e.to_string().contains("setdomainname(\"example.edu\")"), "{e}");
     }
 

@@ -6,12 +6,13 @@
 //!
 //! ```text
 //! let cfg  = net::NetConfig::from_params(params)?;          // ip=, BOOTIF=, diskless.carrier_timeout/dhcp_timeout
-//! let net  = net::network_stage(&cfg, Path::new("/sys/class/net"), &log)?;   // -> NetResult
-//! let id   = net::identity_stage(&net, &cfg, &mut net::identity::SystemNames, &log);  // -> Identity
+//! let net  = net::network_stage(&cfg, os, Path::new("/sys/class/net"), &log)?;  // -> NetResult
+//! let id   = net::identity_stage(os, &net, &cfg, &log);                        // -> Identity
 //! net::handoff::write_files(Path::new("/run"), &net, &id, uptime)?;          // net-<if>.conf, diskless/resolv.conf
-//! net::handoff::write_boot_json(Path::new("/run"), &net::handoff::BootJson {
-//!     network: Some(net::handoff::NetworkSection { net: &net, identity: &id }) })?;
 //! ```
+//!
+//! `os` is the boot's one system interface ([`crate::os::Os`]): every link, socket and
+//! name change goes through it.
 //!
 //! `log` is anything implementing [`NetLog`], e.g. a closure
 //! `|level: Level, line: &str| ...`; it is called from several threads.
@@ -28,44 +29,29 @@ pub mod dns;
 pub mod handoff;
 pub mod identity;
 pub mod link;
+pub mod log;
 pub mod random;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::os::Os;
+
 pub use config::{ConfigError, IpMode, Mac, NetConfig};
 pub use dhcp::Lease;
+pub use log::{Level, NetLog};
 use dhcp_io::DhcpIoError;
 use dns::{DNS_PORT, LookupTiming, PtrOutcome};
 pub use identity::Identity;
-use identity::{Candidates, SetNames};
+use identity::Candidates;
 use link::{LinkConfig, LinkError, SysLink};
-
-/// Severity of a log line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    Info,
-    Warn,
-    Debug,
-}
-
-/// Where the network stages write their lines (console and kmsg in PID 1).
-pub trait NetLog: Sync {
-    fn log(&self, level: Level, line: &str);
-}
-
-impl<F: Fn(Level, &str) + Sync> NetLog for F {
-    fn log(&self, level: Level, line: &str) {
-        self(level, line)
-    }
-}
 
 /// How the address was obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -135,40 +121,25 @@ impl fmt::Display for NetError {
 
 impl std::error::Error for NetError {}
 
-/// The side effects of the network stage, so the orchestration (which link,
-/// when, what to do with the losers) is testable with a fake.
-pub trait NetOps: Sync {
-    fn links(&self) -> Vec<SysLink>;
-    fn has_carrier(&self, name: &str) -> bool;
-    fn set_up(&self, name: &str, up: bool) -> Result<(), LinkError>;
-    fn configure(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError>;
-    fn dhcp(
-        &self,
-        name: &str,
-        mac: Mac,
-        until: Instant,
-        cancel: &AtomicBool,
-        log: &dyn NetLog,
-    ) -> Result<Lease, DhcpIoError>;
+/// The links of one machine, seen through the boot's [`Os`]: the network stage's view
+/// of the system (sysfs under `sys_class_net`, rtnetlink, DHCP sockets).
+struct Links<'a> {
+    os: &'a dyn Os,
+    sys_class_net: &'a Path,
 }
 
-/// The real system: sysfs at `sys_class_net`, rtnetlink, UDP sockets.
-pub struct SystemNet {
-    pub sys_class_net: PathBuf,
-}
-
-impl NetOps for SystemNet {
+impl Links<'_> {
     fn links(&self) -> Vec<SysLink> {
-        link::list_links(&self.sys_class_net)
+        self.os.links(self.sys_class_net)
     }
     fn has_carrier(&self, name: &str) -> bool {
-        link::has_carrier(&self.sys_class_net, name)
+        self.os.has_carrier(self.sys_class_net, name)
     }
     fn set_up(&self, name: &str, up: bool) -> Result<(), LinkError> {
-        link::Netlink::open()?.set_up(name, up)
+        self.os.set_link_up(name, up)
     }
     fn configure(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError> {
-        link::Netlink::open()?.configure(name, cfg)
+        self.os.configure_link(name, cfg)
     }
     fn dhcp(
         &self,
@@ -178,7 +149,7 @@ impl NetOps for SystemNet {
         cancel: &AtomicBool,
         log: &dyn NetLog,
     ) -> Result<Lease, DhcpIoError> {
-        dhcp_io::run_dhcp(name, mac, until, cancel, log)
+        self.os.dhcp(name, mac, until, cancel, log)
     }
 }
 
@@ -187,11 +158,6 @@ impl NetOps for SystemNet {
 pub const RESCAN: Duration = Duration::from_millis(500);
 /// How often the "waiting for carrier" line repeats.
 const WAIT_MESSAGE_EVERY: Duration = Duration::from_secs(2);
-
-/// Runs the network stage against the real system.
-pub fn network_stage(cfg: &NetConfig, sys_class_net: &Path, log: &dyn NetLog) -> Result<NetResult, NetError> {
-    network_stage_with(cfg, &SystemNet { sys_class_net: sys_class_net.into() }, log)
-}
 
 /// Which links the command line allows: the `ip=` device, else the BOOTIF
 /// MAC, else all.
@@ -219,8 +185,15 @@ enum LinkState {
     Failed,
 }
 
-/// The network stage over any [`NetOps`].
-pub fn network_stage_with(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -> Result<NetResult, NetError> {
+/// The network stage: bring up the wanted links under `sys_class_net` and take the first
+/// lease (or the static `ip=`), through `os`.
+pub fn network_stage(
+    cfg: &NetConfig,
+    os: &dyn Os,
+    sys_class_net: &Path,
+    log: &dyn NetLog,
+) -> Result<NetResult, NetError> {
+    let ops = &Links { os, sys_class_net };
     match cfg.mode() {
         IpMode::Off => Err(NetError::Disabled),
         IpMode::Static => static_stage(cfg, ops, log),
@@ -236,7 +209,7 @@ pub fn network_stage_with(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -
 fn dhcp_stage(
     cfg: &NetConfig,
     device: Option<&str>,
-    ops: &dyn NetOps,
+    ops: &Links<'_>,
     log: &dyn NetLog,
 ) -> Result<NetResult, NetError> {
     let start = Instant::now();
@@ -344,7 +317,7 @@ fn dhcp_stage(
     Ok(NetResult { interface: name, mac, proto: Proto::Dhcp, lease })
 }
 
-fn static_stage(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -> Result<NetResult, NetError> {
+fn static_stage(cfg: &NetConfig, ops: &Links<'_>, log: &dyn NetLog) -> Result<NetResult, NetError> {
     let Some(ip) = &cfg.ip else {
         return Err(NetError::Disabled);
     };
@@ -411,6 +384,7 @@ fn static_stage(cfg: &NetConfig, ops: &dyn NetOps, log: &dyn NetLog) -> Result<N
 /// Chooses the identity (PTR to the lease's DNS servers on `dns_port`, then
 /// DHCP option 12, `ip=` hostname, address) without applying it.
 pub fn resolve_identity(
+    os: &dyn Os,
     net: &NetResult,
     cfg: &NetConfig,
     dns_port: u16,
@@ -419,7 +393,7 @@ pub fn resolve_identity(
 ) -> Identity {
     let servers: Vec<SocketAddr> =
         net.lease.dns_servers.iter().map(|s| SocketAddr::V4(SocketAddrV4::new(*s, dns_port))).collect();
-    let ptr = dns::lookup_ptr(net.lease.address, &servers, timing, &|l| log.log(Level::Debug, l));
+    let ptr = os.lookup_ptr(net.lease.address, &servers, timing, &|l| log.log(Level::Debug, l));
     if let PtrOutcome::Names { names, server } = &ptr {
         log.log(Level::Debug, &format!("PTR {} at {server}: {}", net.lease.address, names.join(", ")));
     }
@@ -435,9 +409,9 @@ pub fn resolve_identity(
 
 /// The identity stage: resolve, then set host and domain name. A failure to
 /// set them is logged; the boot goes on with the chosen names recorded.
-pub fn identity_stage(net: &NetResult, cfg: &NetConfig, sys: &mut dyn SetNames, log: &dyn NetLog) -> Identity {
-    let id = resolve_identity(net, cfg, DNS_PORT, LookupTiming::default(), log);
-    if let Err(e) = identity::apply_identity(&id, sys) {
+pub fn identity_stage(os: &dyn Os, net: &NetResult, cfg: &NetConfig, log: &dyn NetLog) -> Identity {
+    let id = resolve_identity(os, net, cfg, DNS_PORT, LookupTiming::default(), log);
+    if let Err(e) = identity::apply_identity(&id, os) {
         log.log(Level::Warn, &e.to_string());
     }
     id

@@ -7,6 +7,7 @@
 //! cannot fix (no such export, access denied) ends the stage at once.
 
 pub mod parse;
+pub mod stage;
 
 use std::fmt;
 use std::io;
@@ -282,7 +283,7 @@ mod tests {
     use super::*;
     use crate::log::captured;
     use crate::net::Lease;
-    use crate::os::fake::FakeOs;
+    use crate::os::fake::{Call, FakeOs};
 
     fn nfs_root(cmdline: &str) -> NfsRoot {
         let raw = crate::cmdline::Cmdline::parse(cmdline).raw;
@@ -316,10 +317,13 @@ mod tests {
         assert_eq!(m.mounted_version, Version::V4(2));
         assert_eq!(
             os.calls(),
-            [format!(
-                "mount 10.77.0.1:/export {} nfs 0x1 vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112",
-                target.display()
-            )]
+            [Call::Mount {
+                source: "10.77.0.1:/export".into(),
+                target: target.clone(),
+                fstype: "nfs".into(),
+                flags: MountFlags::RDONLY,
+                data: "vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112".into(),
+            }]
         );
         assert!(target.is_dir(), "mount point made");
         assert!(
@@ -332,7 +336,10 @@ mod tests {
     #[test]
     fn auto_falls_back_to_v3_when_the_server_has_no_v4() {
         let os = FakeOs::default();
-        os.mount_errors.lock().unwrap().insert("vers=4.2".into(), Errno::PROTONOSUPPORT.raw_os_error());
+        os.fail_calls(
+            |c| matches!(c, Call::Mount { data, .. } if data.starts_with("vers=4.2,")),
+            Errno::PROTONOSUPPORT.raw_os_error(),
+        );
         let (log, _) = captured();
         let dir = tempfile::tempdir().unwrap();
         let m = mount_root(&os, &log, &nfs_root("nfsroot=10.77.0.1:/export"), client(), dir.path(), retry(10)).unwrap();
@@ -346,7 +353,7 @@ mod tests {
         let os = FakeOs::default();
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().to_path_buf();
-        os.mount_errors.lock().unwrap().insert(target.display().to_string(), Errno::PROTONOSUPPORT.raw_os_error());
+        os.fail_mount_on(&target, Errno::PROTONOSUPPORT.raw_os_error());
         let (log, console) = captured();
         let err =
             mount_root(&os, &log, &nfs_root("nfsroot=10.77.0.1:/export"), client(), &target, retry(10)).unwrap_err();
@@ -364,7 +371,7 @@ mod tests {
         let os = FakeOs::default();
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().to_path_buf();
-        os.mount_errors.lock().unwrap().insert(target.display().to_string(), Errno::TIMEDOUT.raw_os_error());
+        os.fail_mount_on(&target, Errno::TIMEDOUT.raw_os_error());
         let (log, console) = captured();
         let root = nfs_root("nfsroot=10.77.0.1:/export,vers=3");
         let retry = Retry { timeout: Duration::from_millis(300), second: Duration::from_millis(40) };
@@ -387,7 +394,7 @@ mod tests {
         let os = FakeOs::default();
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().to_path_buf();
-        os.mount_errors.lock().unwrap().insert(target.display().to_string(), Errno::NOENT.raw_os_error());
+        os.fail_mount_on(&target, Errno::NOENT.raw_os_error());
         let (log, _) = captured();
         let err = mount_root(&os, &log, &nfs_root("root=nfs:10.77.0.1:/nope:vers=3"), client(), &target, retry(0))
             .unwrap_err();
@@ -402,18 +409,17 @@ mod tests {
         let os = std::sync::Arc::new(FakeOs::default());
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().to_path_buf();
-        os.mount_errors.lock().unwrap().insert(target.display().to_string(), Errno::HOSTUNREACH.raw_os_error());
+        os.fail_mount_on(&target, Errno::HOSTUNREACH.raw_os_error());
         let (log, console) = captured();
         let root = nfs_root("nfsroot=10.77.0.1:/export,vers=4");
         // Fix the server after a few tries, from another thread.
         let fixer = {
             let os = os.clone();
-            let key = target.display().to_string();
             std::thread::spawn(move || {
                 while os.calls().len() < 3 {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                os.mount_errors.lock().unwrap().remove(&key);
+                os.clear_failures();
             })
         };
         let m = mount_root(

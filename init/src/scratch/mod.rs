@@ -21,22 +21,25 @@
 pub mod devices;
 pub mod probe;
 pub mod select;
-pub mod system;
 pub mod tree;
 
 use std::fmt;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::cmdline::Cmdline;
 use crate::config::{Config, Mode};
+use crate::context::Context;
+use crate::hardware;
+use crate::os::{LOCAL_MOUNT_FLAGS, Os};
 use crate::log::Log;
 use crate::{debug, info};
 pub use devices::{BlockDevice, DeviceError};
 pub use probe::{Kind, Sample, Signature, probe};
 pub use select::{Preference, Probed, Selection, SkipReason, select};
-pub use system::{Disks, RealDisks};
 pub use tree::WipeStats;
 
 /// Where the stage looks and writes.
@@ -278,6 +281,30 @@ pub fn mount_type(kind: Kind) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// Scratch disks and swap (DESIGN §6) for the boot, after the root is mounted and before
+/// the local dirs are made, with the filesystem module loaded from the initramfs. Never
+/// fails: a disk that cannot be used leaves the local dirs on tmpfs, and the scratch code
+/// says why on the console.
+pub fn stage(ctx: &Context, cmdline: &Cmdline, config: &Config, newroot: &Path, run_dir: &Path) -> ScratchReport {
+    let paths = Paths {
+        class_block: ctx.root.join("sys/class/block"),
+        dev: ctx.root.join("dev"),
+        image_root: newroot.to_path_buf(),
+        run_dir: run_dir.to_path_buf(),
+    };
+    // A module the database lacks is not an error of load_modules_by_name (it lists
+    // it as missing); for the scratch code it is: it says what to add to the initramfs.
+    let load = |names: &[&str]| -> Result<(), String> {
+        let loaded = hardware::load_modules_by_name(&ctx.root, ctx.os.clone(), ctx.log.clone(), cmdline, names)
+            .map_err(|e| e.to_string())?;
+        match loaded.missing.as_slice() {
+            [] => Ok(()),
+            missing => Err(missing.iter().map(|(m, why)| format!("{m}: {why}")).collect::<Vec<_>>().join("; ")),
+        }
+    };
+    scratch(config, &paths, &*ctx.os, &load, &ctx.log)
+}
+
 /// The scratch stage. Call it after the image is mounted at `paths.image_root` and
 /// before the local stage; then pass [`ScratchReport::local_dirs`] to
 /// `local::setup_with_scratch` (empty = tmpfs as usual), and put the report in
@@ -292,7 +319,7 @@ pub fn mount_type(kind: Kind) -> Option<(&'static str, &'static str)> {
 pub fn scratch(
     config: &Config,
     paths: &Paths,
-    disks: &mut dyn Disks,
+    os: &dyn Os,
     load_modules: &dyn Fn(&[&str]) -> Result<(), String>,
     log: &Log,
 ) -> ScratchReport {
@@ -312,8 +339,7 @@ pub fn scratch(
             let signature = if device.size == 0 {
                 Ok(None)
             } else {
-                disks
-                    .read_sample(&device.path, device.size)
+                os.read_disk(&device.path, device.size)
                     .map(|sample| probe(&sample))
                     .map_err(|error| ScratchError::Read { device: device.path.clone(), error }.to_string())
             };
@@ -346,7 +372,7 @@ pub fn scratch(
     for &i in &selection.swaps {
         let d = &probed[i].device;
         let label = probed[i].signature.as_ref().ok().and_then(|s| s.as_ref()).and_then(|s| s.label.clone());
-        let result = disks.swapon(&d.path);
+        let result = os.swapon(&d.path);
         let error = match result {
             Ok(()) => {
                 info!(log, "swap: {} {} enabled", d.path.display(), show_size(d.size));
@@ -373,7 +399,7 @@ pub fn scratch(
     let Ok(Some(sig)) = &p.signature else {
         return report;
     };
-    match use_scratch(config, paths, disks, load_modules, log, &p.device, sig, preference) {
+    match use_scratch(config, paths, os, load_modules, log, &p.device, sig, preference) {
         Ok(used) => report.scratch = Some(used),
         Err(e) => {
             info!(log, "scratch: {} not used: {e}; local dirs on tmpfs", p.device.path.display());
@@ -412,7 +438,7 @@ fn log_devices(log: &Log, probed: &[Probed], selection: &Selection) {
 fn use_scratch(
     config: &Config,
     paths: &Paths,
-    disks: &mut dyn Disks,
+    os: &dyn Os,
     load_modules: &dyn Fn(&[&str]) -> Result<(), String>,
     log: &Log,
     device: &BlockDevice,
@@ -443,10 +469,10 @@ fn use_scratch(
             fallback.display(),
             config.scratch.mountpoint.display()
         );
-        disks.make_dir(&fallback).map_err(|error| ScratchError::MakeMountpoint { path: fallback.clone(), error })?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&fallback).map_err(|error| ScratchError::MakeMountpoint { path: fallback.clone(), error })?;
         (fallback, true)
     };
-    disks.mount(&device.path, &mountpoint, fstype).map_err(|error| ScratchError::Mount {
+    os.mount(&device.path.to_string_lossy(), &mountpoint, fstype, LOCAL_MOUNT_FLAGS, "").map_err(|error| ScratchError::Mount {
         device: device.path.clone(),
         target: mountpoint.clone(),
         fstype: fstype.into(),
@@ -461,7 +487,7 @@ fn use_scratch(
         show_size(device.size),
         mountpoint.display()
     );
-    match prepare(config, paths, disks, log, &mountpoint) {
+    match prepare(config, paths, os, log, &mountpoint) {
         Ok((binds, local_dirs, wiped)) => Ok(UsedScratch {
             device: device.path.clone(),
             kind: sig.kind,
@@ -475,7 +501,7 @@ fn use_scratch(
             wiped,
         }),
         Err(e) => {
-            if let Err(error) = disks.unmount(&mountpoint) {
+            if let Err(error) = os.unmount(&mountpoint) {
                 info!(log, "scratch: cannot unmount {} again: {error}", mountpoint.display());
             }
             Err(e)
@@ -489,7 +515,7 @@ type Prepared = (Vec<Bind>, Vec<(PathBuf, PathBuf)>, Vec<Wiped>);
 fn prepare(
     config: &Config,
     paths: &Paths,
-    disks: &mut dyn Disks,
+    os: &dyn Os,
     log: &Log,
     scratch: &Path,
 ) -> Result<Prepared, ScratchError> {
@@ -509,11 +535,10 @@ fn prepare(
     let mut wiped = Vec::new();
     for (rel, mode, _) in &subdirs {
         let path = scratch.join(rel);
-        disks
-            .ensure_dir(scratch, rel, *mode)
+        tree::ensure_dir(scratch, rel, *mode)
             .map_err(|error| ScratchError::PrepareDir { path: path.clone(), error })?;
         if config.scratch.wipe {
-            let stats = disks.wipe(scratch, rel).map_err(|error| ScratchError::Wipe { path: path.clone(), error })?;
+            let stats = tree::wipe(scratch, rel).map_err(|error| ScratchError::Wipe { path: path.clone(), error })?;
             info!(log, "scratch: wiped {}: {} entries removed", path.display(), stats.removed);
             if stats.failed > 0 || stats.other_filesystems > 0 {
                 info!(
@@ -546,7 +571,7 @@ fn prepare(
             }
             // Not fatal: the scratch is mounted and the local dirs can still use it;
             // /tmp then stays what the image makes of it.
-            match disks.bind_mount(&source, &target) {
+            match os.bind_mount(&source, &target) {
                 Ok(()) => {
                     info!(log, "scratch: {} on {}", image_dir.display(), source.display());
                     binds.push(Bind { source, target });

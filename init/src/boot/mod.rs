@@ -1,0 +1,329 @@
+//! The boot: the stages in order, each timed and logged, `diskless.break=` before any of
+//! them, and the failure policy ([`crate::failure`]) applied in one place to whatever a
+//! stage returns or throws. The stages' bodies live in their modules.
+
+use std::convert::Infallible;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cmdline::Cmdline;
+use crate::config;
+use crate::context::Context;
+use crate::early;
+use crate::failure::{BootError, Policy, StageError};
+use crate::handoff::{self, Facts};
+use crate::hardware::{self, Background, Settings, Summary};
+use crate::local::{self, LayerInput};
+use crate::log::{Log, StageTimer, monotonic_secs};
+use crate::net::{self, IpMode, NetConfig};
+use crate::os::Os;
+use crate::root::{self, RootRequest};
+use crate::stage::{Stage, StageTime};
+use crate::info;
+
+pub use crate::context::{NEWROOT, RUN_DIR};
+
+/// Where the boot runs and through what.
+pub struct Boot {
+    pub ctx: Context,
+    /// Install the panic hook (not in unit tests: the hook is process-wide).
+    pub panic_hook: bool,
+    /// Each finished stage and its duration, for boot.json.
+    pub timings: Mutex<Vec<StageTime>>,
+    /// When init started.
+    pub started: Instant,
+    /// The hardware stage's coldplug, still settling in the background; joined before
+    /// the disks are needed and before any power-off, reboot or hand-off.
+    pub hardware: Mutex<Option<Background>>,
+}
+
+impl Boot {
+    /// The real boot of PID 1.
+    pub fn pid1(os: Arc<dyn Os>) -> Boot {
+        Boot::new(PathBuf::from("/"), os, Arc::new(Log::stdout()))
+    }
+
+    /// A boot of the tree at `root`, with the real timings and the panic hook.
+    pub fn new(root: PathBuf, os: Arc<dyn Os>, log: Arc<Log>) -> Boot {
+        Boot {
+            ctx: Context { root, os, log, second: Duration::from_secs(1) },
+            panic_hook: true,
+            timings: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            hardware: Mutex::new(None),
+        }
+    }
+
+    fn log(&self) -> &Log {
+        &self.ctx.log
+    }
+
+    pub fn timings(&self) -> Vec<StageTime> {
+        self.timings.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Wait for the hardware stage's background coldplug, if it is still to be joined:
+    /// its report and summary; a panic in it comes back as the stage's error message.
+    /// `hurry`: the boot needs the disks now, so the coldplug settles once nothing loads
+    /// and a short quiet passed (see [`hardware::HURRIED_QUIET`]), not the full time.
+    fn settle_hardware(&self, hurry: bool) -> Option<Result<Summary, String>> {
+        let background = self.hardware.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        if hurry {
+            background.hurry();
+        }
+        let waiting = !background.is_finished();
+        let since = Instant::now();
+        let result = background.join();
+        if waiting {
+            info!(self.log(), "waited {} ms for the hardware to settle", since.elapsed().as_millis());
+        }
+        Some(result)
+    }
+
+    /// The summary of the hardware stage, waiting for it to settle (`hurry`: see
+    /// [`Boot::settle_hardware`]); a failure counts as the stage `during`'s.
+    fn joined_hardware(&self, hurry: bool, during: Stage) -> Result<Summary, Stop> {
+        match self.settle_hardware(hurry) {
+            Some(Ok(summary)) => Ok(summary),
+            Some(Err(message)) => Err(failed(during, StageError::HardwareBackground(message))),
+            None => Err(failed(
+                during,
+                StageError::HardwareBackground("the hardware stage did not run: this is a bug in diskless".into()),
+            )),
+        }
+    }
+}
+
+/// Why the stages stopped before the hand-off's exec.
+#[derive(Debug)]
+enum Stop {
+    /// `diskless.break=` named this stage.
+    Break(Stage),
+    Failed(BootError),
+    /// The hardware-only diagnostic run ended (its power-off call failed).
+    DiagnosticDone,
+}
+
+fn failed(stage: Stage, source: impl Into<StageError>) -> Stop {
+    Stop::Failed(BootError { stage, source: source.into() })
+}
+
+/// Run the boot. Never returns: when the final power-off or reboot call fails, PID 1
+/// sleeps forever rather than exit (the kernel would panic).
+pub fn boot(b: &Boot) -> ! {
+    // Stages catch their own panics; this catches one between stages (command-line
+    // and configuration handling), which would otherwise end PID 1 and panic the kernel.
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| run(b))) {
+        info!(
+            b.log(),
+            "ERROR: the boot panicked between stages: {}: this is a bug in diskless; please report it with the console log",
+            early::panic_message(&*payload)
+        );
+        fail_with(b, &Policy::default(), false);
+    }
+    hang()
+}
+
+/// Sleep forever.
+pub fn hang() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// The stages, then the failure policy for whatever stopped them; returns only when the
+/// final exec, power-off or reboot failed.
+pub fn run(b: &Boot) {
+    let mut policy = Policy::default();
+    let stop = match stages(b, &mut policy) {
+        Ok(never) => match never {},
+        Err(stop) => stop,
+    };
+    match stop {
+        Stop::Break(stage) => {
+            info!(b.log(), "break before stage {stage} (diskless.break={stage})");
+            fail_with(b, &policy, false);
+        }
+        Stop::Failed(error) => {
+            info!(b.log(), "ERROR: {error}");
+            fail_with(b, &policy, error.source.is_transient());
+        }
+        Stop::DiagnosticDone => {}
+    }
+}
+
+/// The stages in boot order. `policy` follows the configuration in force, for the
+/// failure action.
+fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
+    let ctx = &b.ctx;
+    let cmdline = timed(b, None, Stage::Early, || {
+        if b.panic_hook {
+            early::install_panic_hook(ctx.log.clone());
+        }
+        early::early(&ctx.root, &*ctx.os, &ctx.log)
+    })?;
+    // Before the root is mounted only the command line can refine the defaults.
+    policy.cmdline = cmdline.clone();
+    let config_warnings = policy.config.apply_cmdline(&cmdline.raw);
+    for warning in &config_warnings {
+        info!(ctx.log, "warning: {warning}");
+    }
+    let stop_before = break_point(ctx, &cmdline);
+    let config = policy.config.clone();
+
+    // What the command line asks of the network and the root, checked before waiting
+    // for any network; an error is reported when its stage comes.
+    let net_cfg = NetConfig::for_boot(&cmdline, &config);
+    let request = RootRequest::from_cmdline(&cmdline.raw);
+    let network_on = net_cfg.as_ref().is_ok_and(|cfg| cfg.mode() != IpMode::Off);
+    let root_given = request.as_ref().is_ok_and(RootRequest::is_given);
+
+    breakpoint(stop_before, Stage::Hardware)?;
+    // The NFS modules are needed as soon as the lease is in. Loading them (nfsv4 alone
+    // takes most of a second on a slow machine) runs in the background from here, while
+    // the hardware settles and DHCP waits for answers, rather than after both.
+    let nfs_modules = request.as_ref().ok().and_then(|r| root::stage::prefetch_modules(ctx, &cmdline, r, network_on || root_given));
+    let settings = Settings::with_settle_ms(config.settle_ms);
+    // The stage returns once the network drivers are in; the rest of the coldplug
+    // settles in the background while DHCP, DNS and the NFS mount run.
+    let background = timed(b, stop_before, Stage::Hardware, || {
+        hardware::hardware(&ctx.root, ctx.os.clone(), ctx.log.clone(), &cmdline, settings)
+    })?;
+    *b.hardware.lock().unwrap_or_else(|p| p.into_inner()) = Some(background);
+
+    let net_cfg = net_cfg.map_err(|e| failed(Stage::Network, e))?;
+    let request = request.map_err(|e| failed(Stage::Root, e))?;
+    if !network_on && !root_given {
+        return Err(diagnostic_run(b));
+    }
+
+    let net = timed(b, stop_before, Stage::Network, || {
+        net::network_stage(&net_cfg, &*ctx.os, &ctx.root.join("sys/class/net"), &*ctx.log)
+    })?;
+    let identity = timed(b, stop_before, Stage::Identity, || {
+        let id = net::identity_stage(&*ctx.os, &net, &net_cfg, &*ctx.log);
+        info!(ctx.log, "host name {} (from {})", id.fqdn.as_deref().unwrap_or(&id.hostname), id.source);
+        Ok::<_, Infallible>(id)
+    })?;
+    let newroot = ctx.newroot();
+    let mounted = timed(b, stop_before, Stage::Root, || {
+        let inputs = root::stage::Inputs {
+            cmdline: &cmdline,
+            config: &config,
+            request: &request,
+            lease: &net.lease,
+            hostname: &identity.hostname,
+        };
+        root::stage::stage(ctx, &inputs, &newroot, nfs_modules)
+    })?;
+
+    breakpoint(stop_before, Stage::Local)?;
+    // From here on the image's configuration rules, including the failure policy.
+    let (config, config_warnings) = config::load(&newroot, &cmdline.raw);
+    for warning in &config_warnings {
+        info!(ctx.log, "WARNING: configuration: {warning}");
+    }
+    policy.config = config.clone();
+    let input =
+        LayerInput { broadcast: net.lease.broadcast, address: net.lease.address, hostname: identity.hostname.clone() };
+    // Scratch disks are found by what the coldplug brought up: it must have settled. The
+    // disks are in once their drivers' loads returned, so it need not wait out the full
+    // settle time meant for devices that come later on their own.
+    let hardware = b.joined_hardware(true, Stage::Local)?;
+    let (local, scratch) =
+        timed(b, stop_before, Stage::Local, || local::stage::stage(ctx, &cmdline, &config, &newroot, &input))?;
+
+    breakpoint(stop_before, Stage::Handoff)?;
+    let facts = Facts {
+        cmdline: &cmdline,
+        config: &config,
+        config_warnings: &config_warnings,
+        hardware: &hardware,
+        net: &net,
+        identity: &identity,
+        mounted: &mounted,
+        local: &local,
+        scratch: &scratch,
+        stages: b.timings(),
+        started: b.started,
+    };
+    timed(b, stop_before, Stage::Handoff, || handoff::stage(ctx, &facts, &newroot))
+}
+
+/// `diskless.break=`: the stage to stop before. An unknown name is reported with the
+/// valid ones, and the boot goes on.
+fn break_point(ctx: &Context, cmdline: &Cmdline) -> Option<Stage> {
+    let name = cmdline.break_before.as_deref()?;
+    let stage = Stage::from_name(name);
+    if stage.is_none() {
+        info!(ctx.log, "warning: diskless.break={name}: no such stage; stages are {}", Stage::names());
+    }
+    stage
+}
+
+/// Stop before `stage` when `diskless.break=` names it.
+fn breakpoint(stop_before: Option<Stage>, stage: Stage) -> Result<(), Stop> {
+    if stop_before == Some(stage) { Err(Stop::Break(stage)) } else { Ok(()) }
+}
+
+/// Run one stage: stop before it when asked, time it, record its time, and keep its
+/// error or panic typed for the failure policy.
+fn timed<T, E: Into<StageError>>(
+    b: &Boot,
+    stop_before: Option<Stage>,
+    stage: Stage,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, Stop> {
+    breakpoint(stop_before, stage)?;
+    let timer = StageTimer::start(stage.name());
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => {
+            let ms = timer.elapsed_ms() as u64;
+            b.timings.lock().unwrap_or_else(|p| p.into_inner()).push(StageTime { stage, ms });
+            timer.done(b.log());
+            Ok(value)
+        }
+        Ok(Err(e)) => Err(failed(stage, e)),
+        Err(payload) => Err(failed(stage, StageError::Panic { stage, message: early::panic_message(&*payload) })),
+    }
+}
+
+/// `ip=off` and no root: nothing can boot, the hardware report is the result. Powers off.
+fn diagnostic_run(b: &Boot) -> Stop {
+    let hardware = match b.joined_hardware(false, Stage::Hardware) {
+        Ok(summary) => summary,
+        Err(stop) => return stop,
+    };
+    info!(b.log(), "ip=off and no root=/nfsroot=: hardware-only diagnostic run, powering off after the summary");
+    log_summary(b.log(), &hardware);
+    info!(b.log(), "powering off");
+    let e = b.ctx.os.power_off();
+    info!(b.log(), "ERROR: powering off: {e}: switch the machine off by hand");
+    Stop::DiagnosticDone
+}
+
+/// The failure action, after the hardware report: what the administrator needs most
+/// after a failure (devices without driver, interfaces, disks) is never cut off.
+fn fail_with(b: &Boot, policy: &Policy, transient: bool) {
+    if let Some(Err(message)) = b.settle_hardware(false) {
+        info!(b.log(), "ERROR: {message}");
+    }
+    policy.act(&b.ctx, transient);
+}
+
+fn log_summary(log: &Log, hw: &Summary) {
+    info!(
+        log,
+        "boot summary (t={:.3} s): {} devices, {} modules loaded, {} without driver{}",
+        monotonic_secs(),
+        hw.devices,
+        hw.modules_loaded,
+        hw.without_driver,
+        if hw.settled { "" } else { ", hardware did not settle" }
+    );
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,577 @@
+//! Whole boots on the fake system: a temporary directory is the initramfs, the fake
+//! records every side effect as a typed call, the network is a script (a NIC that
+//! appears late, its lease, a PTR answer), the "NFS mount" leaves the image tree that is
+//! already on disk in place, and the disks are files.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+
+use super::*;
+use crate::failure::Action;
+use crate::log::{Capture, captured};
+use crate::net::{Lease, Mac};
+use crate::os::fake::{Call, FakeLink, FakeOs, Kind};
+use crate::os::{LOCAL_MOUNT_FLAGS, MS_MOVE, MountFlags};
+
+/// The command line of a boot that reaches the image.
+const NFS_BOOT: &str =
+    "console=ttyS0 ip=dhcp root=/dev/nfs nfsroot=10.77.0.1:/export,vers=3 diskless.settle_ms=0 diskless.reboot_delay=0";
+
+struct Machine {
+    boot: Boot,
+    os: Arc<FakeOs>,
+    console: Capture,
+    dir: tempfile::TempDir,
+}
+
+impl Machine {
+    /// An initramfs with `cmdline` and a module database, on `os`.
+    fn new(cmdline: &str, os: FakeOs) -> Machine {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["proc", "dev", "sys/devices", "sys/class/block", "run", "newroot"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::write(root.join("proc/cmdline"), cmdline).unwrap();
+        fs::write(root.join("dev/kmsg"), "").unwrap();
+        with_module_db(root);
+        let os = Arc::new(os);
+        let (log, console) = captured();
+        let mut boot = Boot::new(root.to_path_buf(), os.clone(), Arc::new(log));
+        boot.panic_hook = false;
+        boot.ctx.second = Duration::ZERO;
+        Machine { boot, os, console, dir }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn text(&self) -> String {
+        self.console.text()
+    }
+
+    /// The image on the "NFS server": what the fake mount leaves at newroot.
+    fn image(&self) {
+        let img = self.p("newroot");
+        for d in ["sbin", "dev", "proc", "sys", "run", "etc/local", "var/local", "tmp", "local", "mnt/scratch"] {
+            fs::create_dir_all(img.join(d)).unwrap();
+        }
+        fs::write(img.join("sbin/init"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(img.join("sbin/init"), fs::Permissions::from_mode(0o755)).unwrap();
+        symlink("../proc/self/mounts", img.join("etc/mtab")).unwrap();
+        for (path, text) in [
+            ("diskless/base/etc/motd", "base\n"),
+            ("diskless/base/etc/fstab", "base\n"),
+            ("diskless/hosts/lab3-12/etc/fstab", "host\n"),
+            ("diskless/hosts/lab3-12/var/spool", "host\n"),
+        ] {
+            fs::create_dir_all(img.join(path).parent().unwrap()).unwrap();
+            fs::write(img.join(path), text).unwrap();
+        }
+    }
+
+    /// A whole disk `name` of `mib` MiB with a swap signature, as sysfs and /dev show it.
+    fn swap_disk(&self, name: &str, mib: u64) {
+        let dev = self.p(&format!("sys/devices/pci0000:00/0000:00:05.0/block/{name}"));
+        fs::create_dir_all(&dev).unwrap();
+        fs::write(dev.join("size"), format!("{}\n", (mib << 20) / 512)).unwrap();
+        fs::write(dev.join("ro"), "0\n").unwrap();
+        symlink(&dev, self.p("sys/class/block").join(name)).unwrap();
+        let mut bytes = vec![0u8; (mib << 20) as usize];
+        bytes[4086..4096].copy_from_slice(b"SWAPSPACE2");
+        fs::write(self.p("dev").join(name), bytes).unwrap();
+    }
+}
+
+/// A module database for the fake kernel with the NFS client and overlayfs, so the
+/// hardware and root stages run.
+fn with_module_db(root: &Path) {
+    let version = "6.1.0-test";
+    let lib = root.join("lib/modules").join(version);
+    let module = |name: &str, path: &str, depends: &[&str]| {
+        fs::create_dir_all(lib.join(path).parent().unwrap()).unwrap();
+        fs::write(lib.join(path), "").unwrap();
+        let info = modules_db::ModuleInfo {
+            name: name.into(),
+            path: path.into(),
+            depends: depends.iter().map(|d| d.to_string()).collect(),
+            softdep_pre: vec![],
+            softdep_post: vec![],
+            firmware: vec![],
+            aliases: vec![],
+        };
+        (name.to_string(), info)
+    };
+    let modules: BTreeMap<String, modules_db::ModuleInfo> = [
+        module("sunrpc", "kernel/net/sunrpc/sunrpc.ko", &[]),
+        module("nfs", "kernel/fs/nfs/nfs.ko", &["sunrpc"]),
+        module("nfsv3", "kernel/fs/nfs/nfsv3.ko", &["nfs"]),
+        module("nfsv4", "kernel/fs/nfs/nfsv4.ko", &["nfs"]),
+        module("overlay", "kernel/fs/overlayfs/overlay.ko", &[]),
+    ]
+    .into_iter()
+    .collect();
+    let km = modules_db::KernelModules { version: version.into(), root: lib, modules, builtin: Default::default() };
+    let db = root.join(modules_db::db_path(version));
+    fs::create_dir_all(db.parent().unwrap()).unwrap();
+    fs::write(db, modules_db::encode(&km, &Default::default())).unwrap();
+}
+
+/// eth0: appears 200 ms into the boot (its driver loading), gets carrier, and its DHCP
+/// server answers with 10.77.0.112/24.
+fn late_nic() -> FakeLink {
+    let mut lease = Lease::new(Ipv4Addr::new(10, 77, 0, 112), Ipv4Addr::new(255, 255, 255, 0));
+    lease.routers = vec![Ipv4Addr::new(10, 77, 0, 1)];
+    lease.dns_servers = vec![Ipv4Addr::new(10, 77, 0, 1)];
+    lease.next_server = Some(Ipv4Addr::new(10, 77, 0, 1));
+    let mut link = FakeLink::up("eth0", Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]), lease);
+    link.appears = Duration::from_millis(200);
+    link
+}
+
+fn lab_network() -> FakeOs {
+    FakeOs::default().with_links(vec![late_nic()]).with_ptr(&["lab3-12.example.edu."])
+}
+
+fn mount(source: &str, target: PathBuf, fstype: &str, flags: MountFlags, data: &str) -> Call {
+    Call::Mount { source: source.into(), target, fstype: fstype.into(), flags, data: data.into() }
+}
+
+fn moved(from: &Path, to: &Path) -> Call {
+    mount(&from.to_string_lossy(), to.to_path_buf(), "", MS_MOVE, "")
+}
+
+/// The calls whose order the boot decides: without the background threads' module
+/// loads and priorities, the console, and the attributes of each copied file.
+fn ordered_calls(os: &FakeOs) -> Vec<Call> {
+    let background = [Kind::LoadModule, Kind::Nice, Kind::AttachConsole, Kind::SetOwner, Kind::SetMode, Kind::SetTimes];
+    os.calls().into_iter().filter(|c| !background.contains(&c.kind())).collect()
+}
+
+fn loaded_modules(os: &FakeOs) -> Vec<String> {
+    let mut files: Vec<String> = os
+        .calls_of(Kind::LoadModule)
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::LoadModule { file, .. } => Some(file),
+            _ => None,
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_whole_boot_runs_every_stage_in_order_to_the_images_init() {
+    let m = Machine::new(NFS_BOOT, lab_network());
+    m.image();
+    m.swap_disk("vda", 1);
+    run(&m.boot);
+    let text = m.text();
+    let (root, newroot) = (m.root(), m.p("newroot"));
+
+    let stages: Vec<Stage> = m.boot.timings().iter().map(|t| t.stage).collect();
+    assert_eq!(stages, &Stage::ALL[..6], "every stage before the hand-off timed: {text}");
+    for stage in Stage::ALL {
+        assert!(text.contains(&format!("diskless: stage {stage} done in ")) || stage == Stage::Handoff, "{text}");
+    }
+    assert!(text.contains("diskless: host name lab3-12.example.edu (from reverse DNS)"), "{text}");
+    assert!(
+        text.contains(
+            "diskless: booting lab3-12.example.edu 10.77.0.112/24 from 10.77.0.1:/export (NFSv3; layers base,host: 4 files) after "
+        ),
+        "{text}"
+    );
+    assert!(text.contains(&format!("diskless: starting /sbin/init (t=")), "{text}");
+    // The fake exec returns: the hand-off's last step fails, and the boot says so.
+    assert!(text.contains("diskless: ERROR: starting the image's init /sbin/init: fake exec"), "{text}");
+
+    let mut expected: Vec<Call> = early::MOUNTS
+        .iter()
+        .map(|e| mount(e.source, root.join(e.target), e.fstype, e.flags, e.data))
+        .collect();
+    expected.extend([
+        Call::LinkUp { link: "eth0".into(), up: true },
+        Call::Dhcp { link: "eth0".into() },
+        Call::ConfigureLink {
+            link: "eth0".into(),
+            config: net::link::LinkConfig {
+                address: Ipv4Addr::new(10, 77, 0, 112),
+                prefix_len: 24,
+                broadcast: Ipv4Addr::new(10, 77, 0, 255),
+                gateway: Some(Ipv4Addr::new(10, 77, 0, 1)),
+                mtu: None,
+            },
+        },
+        Call::LookupPtr { address: Ipv4Addr::new(10, 77, 0, 112) },
+        Call::SetHostname { name: "lab3-12".into() },
+        Call::SetDomainname { name: "example.edu".into() },
+        mount(
+            "10.77.0.1:/export",
+            newroot.clone(),
+            "nfs",
+            MountFlags::RDONLY,
+            "vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp",
+        ),
+        Call::ReadDisk { device: m.p("dev/vda"), size: 1 << 20 },
+        Call::Swapon { device: m.p("dev/vda") },
+        mount("tmpfs", newroot.join("etc/local"), "tmpfs", LOCAL_MOUNT_FLAGS, "size=25%,mode=0755"),
+        mount("tmpfs", newroot.join("var/local"), "tmpfs", LOCAL_MOUNT_FLAGS, "size=25%,mode=0755"),
+    ]);
+    for dir in handoff::MOVED_MOUNTS {
+        expected.push(moved(&root.join(dir), &newroot.join(dir)));
+    }
+    expected.extend([
+        Call::Chdir { path: newroot.clone() },
+        moved(Path::new("."), Path::new("/")),
+        Call::Chroot { path: ".".into() },
+        Call::Chdir { path: "/".into() },
+        Call::Exec { path: "/sbin/init".into(), args: vec![] },
+        Call::Reboot,
+    ]);
+    assert_eq!(ordered_calls(&m.os), expected, "{text}");
+    assert_eq!(loaded_modules(&m.os), ["nfs.ko", "nfsv3.ko", "sunrpc.ko"], "NFSv3 only, each once");
+
+    // The layers are in the local dirs, later ones winning; the record is written.
+    assert_eq!(fs::read_to_string(newroot.join("etc/local/fstab")).unwrap(), "host\n");
+    assert_eq!(fs::read_to_string(newroot.join("etc/local/motd")).unwrap(), "base\n");
+    assert_eq!(fs::read_to_string(newroot.join("var/local/spool")).unwrap(), "host\n");
+    assert!(!m.p("proc").exists(), "the initramfs was freed, the image kept");
+}
+
+#[test]
+fn the_boot_record_holds_what_the_fake_boot_did() {
+    let m = Machine::new(NFS_BOOT, lab_network());
+    m.image();
+    // Keep the record: the hand-off fails before the initramfs is freed.
+    m.os.fail_nth(Kind::Mount, early::MOUNTS.len() + 3 + 1, 16);
+    run(&m.boot);
+    let text = m.text();
+    assert!(text.contains("diskless: ERROR: moving the mount "), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(m.p("run/diskless/boot.json")).unwrap()).unwrap();
+    assert_eq!(json["network"]["interface"], "eth0", "{json}");
+    assert_eq!(json["network"]["identity"]["hostname"], "lab3-12", "{json}");
+    assert_eq!(json["root"]["mounted_version"], 3, "{json}");
+    let stages: Vec<&str> = json["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["early", "hardware", "network", "identity", "root", "local"]);
+}
+
+/// Each stage failing on the fake: the ERROR line names the failure, the failure action
+/// follows, and no later stage runs.
+#[test]
+fn a_failure_in_each_stage_is_one_error_line_then_the_failure_action() {
+    struct Case {
+        stage: Stage,
+        cmdline: &'static str,
+        prepare: fn(&Machine),
+        error: &'static str,
+        action: Call,
+    }
+    let cases = [
+        Case {
+            stage: Stage::Early,
+            cmdline: NFS_BOOT,
+            prepare: |m| m.os.fail_mount_on(&m.p("dev"), 19),
+            error: "diskless: ERROR: mounting devtmpfs on ",
+            action: Call::Reboot,
+        },
+        Case {
+            stage: Stage::Hardware,
+            cmdline: NFS_BOOT,
+            prepare: |m| fs::remove_dir_all(m.p("lib/modules")).unwrap(),
+            error: "diskless: ERROR: reading the module database ",
+            action: Call::Reboot,
+        },
+        Case {
+            stage: Stage::Network,
+            cmdline: "ip=dhcp nfsroot=10.77.0.1:/export diskless.dhcp_timeout=1 diskless.on_failure=halt diskless.settle_ms=0 diskless.reboot_delay=0",
+            prepare: |m| m.os.fail_nth(Kind::Dhcp, 1, 101),
+            error: "diskless: ERROR: no DHCP lease after 1 s: ",
+            // Transient: the next boot is the retry, even with on_failure = "halt".
+            action: Call::Reboot,
+        },
+        Case {
+            stage: Stage::Identity,
+            cmdline: NFS_BOOT,
+            prepare: |m| panic_on(m, Kind::LookupPtr),
+            error: "diskless: ERROR: stage identity panicked: PTR lookup exploded: this is a bug in diskless",
+            action: Call::Reboot,
+        },
+        Case {
+            stage: Stage::Root,
+            cmdline: "ip=dhcp root=nfs:10.77.0.1:/nope:vers=3 diskless.on_failure=halt diskless.settle_ms=0 diskless.reboot_delay=0",
+            prepare: |m| m.os.fail_mount_on(&m.p("newroot"), 2),
+            error: "diskless: ERROR: mounting the NFS root 10.77.0.1:/nope: NFSv3 ",
+            // Permanent: on_failure = "halt" is obeyed.
+            action: Call::PowerOff,
+        },
+        Case {
+            stage: Stage::Local,
+            cmdline: NFS_BOOT,
+            prepare: |m| fs::remove_dir(m.p("newroot/var/local")).unwrap(),
+            error: "diskless: ERROR: making the local dirs: /var/local (",
+            action: Call::Reboot,
+        },
+        Case {
+            stage: Stage::Handoff,
+            cmdline: NFS_BOOT,
+            prepare: |m| fs::remove_file(m.p("newroot/sbin/init")).unwrap(),
+            error: "diskless: ERROR: the image's init /sbin/init cannot be found in the root",
+            action: Call::Reboot,
+        },
+    ];
+    for case in cases {
+        let m = Machine::new(case.cmdline, lab_network());
+        m.image();
+        (case.prepare)(&m);
+        run(&m.boot);
+        let text = m.text();
+        let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+        assert!(errors.len() == 2 || case.stage == Stage::Early, "{}: {text}", case.stage);
+        assert!(errors[0].starts_with(case.error), "{}: {text}", case.stage);
+        assert_eq!(m.os.last_call(), Some(case.action.clone()), "{}: {text}", case.stage);
+        let timed: Vec<Stage> = m.boot.timings().iter().map(|t| t.stage).collect();
+        let before: Vec<Stage> = Stage::ALL.into_iter().filter(|s| *s < case.stage).collect();
+        assert_eq!(timed, before, "{}: only the stages before it finished", case.stage);
+        assert!(m.os.calls_of(Kind::Exec).is_empty(), "{}: no hand-off", case.stage);
+    }
+}
+
+/// Make the fake panic inside the first call of `kind`, as a bug in a stage would.
+fn panic_on(m: &Machine, kind: Kind) {
+    m.os.fail_calls(
+        move |c| {
+            if c.kind() == kind {
+                panic!("PTR lookup exploded");
+            }
+            false
+        },
+        1,
+    );
+}
+
+#[test]
+fn break_before_each_stage_runs_the_earlier_ones_only() {
+    for stage in &Stage::ALL[1..] {
+        let m = Machine::new(&format!("{NFS_BOOT} diskless.break={stage}"), lab_network());
+        m.image();
+        run(&m.boot);
+        let text = m.text();
+        assert!(
+            text.contains(&format!("diskless: break before stage {stage} (diskless.break={stage})\n")),
+            "{stage}: {text}"
+        );
+        let timed: Vec<Stage> = m.boot.timings().iter().map(|t| t.stage).collect();
+        assert_eq!(timed, Stage::ALL.into_iter().filter(|s| s < stage).collect::<Vec<_>>(), "{stage}");
+        assert_eq!(m.os.last_call(), Some(Call::Reboot), "{stage}");
+        assert!(!text.contains("ERROR: "), "a break is no error: {text}");
+    }
+}
+
+#[test]
+fn a_panicking_stage_is_caught_timed_stages_kept_and_the_failure_action_taken() {
+    let m = Machine::new(NFS_BOOT, lab_network());
+    m.image();
+    let timed_stage = timed(&m.boot, None, Stage::Early, || Ok::<_, Infallible>(7)).unwrap();
+    assert_eq!(timed_stage, 7);
+    let stop = timed(&m.boot, None, Stage::Hardware, || -> Result<(), Infallible> { panic!("index out of range") })
+        .unwrap_err();
+    let Stop::Failed(error) = stop else { panic!("{stop:?}") };
+    assert_eq!(error.stage, Stage::Hardware);
+    assert!(matches!(error.source, StageError::Panic { stage: Stage::Hardware, .. }));
+    assert!(!error.source.is_transient());
+    assert_eq!(
+        error.to_string(),
+        "stage hardware panicked: index out of range: this is a bug in diskless; please report it with the console log"
+    );
+    assert_eq!(m.boot.timings(), [StageTime { stage: Stage::Early, ms: m.boot.timings()[0].ms }]);
+    assert!(m.text().starts_with("diskless: stage early done in "), "{}", m.text());
+    assert!(!m.text().contains("stage hardware done"), "a failed stage is not reported done");
+}
+
+#[test]
+fn nfs_prefetch_yields_the_cpu_to_the_hardware_drivers() {
+    // On one CPU the NFS modules loading at the same priority as the coldplug pushed
+    // the storage drivers, and so the settle the local stage waits for, 0.5 s later.
+    let m = Machine::new(NFS_BOOT, FakeOs::default());
+    let cmdline = Cmdline::parse(NFS_BOOT);
+    let request = RootRequest::from_cmdline(&cmdline.raw).unwrap();
+    let thread = root::stage::prefetch_modules(&m.boot.ctx, &cmdline, &request, true).expect("a root was asked for");
+    drop(thread);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(m.os.calls().first(), Some(&Call::Nice { nice: 10 }), "{:?}", m.os.calls());
+}
+
+#[test]
+fn ip_off_without_a_root_is_a_hardware_only_run_that_powers_off() {
+    let m = Machine::new("ip=off diskless.settle_ms=0", FakeOs::default());
+    run(&m.boot);
+    let text = m.text();
+    assert!(text.contains("diskless: stage hardware done in "), "{text}");
+    assert!(
+        text.contains("diskless: ip=off and no root=/nfsroot=: hardware-only diagnostic run, powering off after the summary\ndiskless: boot summary (t="),
+        "{text}"
+    );
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors, ["diskless: ERROR: powering off: fake: switch the machine off by hand"], "only the fake's");
+    assert_eq!(m.os.last_call(), Some(Call::PowerOff));
+}
+
+#[test]
+fn ip_off_with_a_root_is_an_error_that_names_ip_off() {
+    let m =
+        Machine::new("ip=off nfsroot=10.77.0.1:/export diskless.settle_ms=0 diskless.reboot_delay=0", FakeOs::default());
+    run(&m.boot);
+    let text = m.text();
+    assert!(
+        text.contains("diskless: ERROR: networking disabled by ip=off/none; a network root cannot be mounted\n"),
+        "{text}"
+    );
+    assert_eq!(m.os.last_call(), Some(Call::Reboot));
+}
+
+#[test]
+fn a_root_that_is_not_nfs_fails_before_the_network_is_waited_for() {
+    let m = Machine::new("root=/dev/sda1 diskless.settle_ms=0 diskless.reboot_delay=0", lab_network());
+    run(&m.boot);
+    let text = m.text();
+    assert!(text.contains("diskless: ERROR: root=/dev/sda1: diskless mounts only NFS roots"), "{text}");
+    assert!(!text.contains("stage network"), "{text}");
+    assert!(m.os.calls_of(Kind::Dhcp).is_empty());
+}
+
+#[test]
+fn a_bad_ip_parameter_is_reported_before_the_network_stage() {
+    let m = Machine::new("ip=10.0.0.300::::::off diskless.settle_ms=0 diskless.reboot_delay=0", lab_network());
+    run(&m.boot);
+    let text = m.text();
+    assert!(text.contains("diskless: ERROR: kernel command line: "), "{text}");
+    assert!(!text.contains("stage network"), "{text}");
+}
+
+#[test]
+fn a_missing_module_database_is_one_error_line_then_a_reboot_countdown() {
+    let m = Machine::new("diskless.reboot_delay=3", FakeOs::default());
+    fs::remove_dir_all(m.p("lib/modules")).unwrap();
+    run(&m.boot);
+    let text = m.text();
+    let lines: Vec<&str> = text.lines().collect();
+    let db = m.p("lib/modules/6.1.0-test/modules.db");
+    assert!(lines[0].starts_with("diskless: stage early done in "), "{text}");
+    assert!(
+        lines[1].starts_with(&format!("diskless: ERROR: reading the module database {}: ", db.display())),
+        "{text}"
+    );
+    assert!(lines[1].ends_with("rebuild it with mkinitramfs for the running kernel version"), "{text}");
+    assert_eq!(
+        &lines[2..],
+        [
+            "diskless: rebooting in 3 s",
+            "diskless: rebooting in 2 s",
+            "diskless: rebooting in 1 s",
+            "diskless: rebooting",
+            "diskless: ERROR: rebooting: fake: reset the machine by hand"
+        ]
+    );
+    assert_eq!(m.os.last_call(), Some(Call::Reboot));
+    let kmsg = fs::read_to_string(m.p("dev/kmsg")).unwrap();
+    assert!(kmsg.contains(&format!("<7>{}\n", lines[1])), "the ERROR line also goes to kmsg: {kmsg}");
+}
+
+#[test]
+fn break_stops_before_the_named_stage() {
+    let m = Machine::new("diskless.break=hardware diskless.reboot_delay=0", FakeOs::default());
+    fs::remove_dir_all(m.p("lib/modules")).unwrap();
+    run(&m.boot);
+    let text = m.text();
+    assert!(
+        text.contains("diskless: break before stage hardware (diskless.break=hardware)\ndiskless: rebooting\n"),
+        "{text}"
+    );
+    assert!(!text.contains("ERROR: reading the module database"), "hardware ran: {text}");
+    assert_eq!(m.os.last_call(), Some(Call::Reboot));
+}
+
+#[test]
+fn on_failure_halt_powers_off_instead_of_rebooting() {
+    let m = Machine::new("diskless.on_failure=halt diskless.break=hardware diskless.reboot_delay=1", FakeOs::default());
+    run(&m.boot);
+    assert!(m.text().contains("diskless: powering off in 1 s\ndiskless: powering off\n"), "{}", m.text());
+    assert_eq!(m.os.last_call(), Some(Call::PowerOff));
+}
+
+#[test]
+fn unknown_break_stage_is_named_with_the_valid_ones() {
+    let m = Machine::new("diskless.break=netwrok diskless.reboot_delay=0 diskless.break=x", FakeOs::default());
+    fs::write(m.p("proc/cmdline"), "diskless.break=netwrok diskless.reboot_delay=0").unwrap();
+    fs::remove_dir_all(m.p("lib/modules")).unwrap();
+    run(&m.boot);
+    assert!(
+        m.text().contains(
+            "diskless.break=netwrok: no such stage; stages are early, hardware, network, identity, root, local, handoff"
+        ),
+        "{}",
+        m.text()
+    );
+}
+
+#[test]
+fn rescue_shell_needs_both_the_flag_and_bin_sh() {
+    let m = Machine::new("diskless.shell diskless.break=hardware diskless.reboot_delay=0", FakeOs::default());
+    run(&m.boot);
+    assert!(m.text().contains("no /bin/sh: rebuild it with a shell"), "{}", m.text());
+    assert!(m.os.calls_of(Kind::RunShell).is_empty());
+
+    fs::create_dir_all(m.p("bin")).unwrap();
+    fs::write(m.p("bin/sh"), "").unwrap();
+    run(&m.boot);
+    let calls = m.os.calls();
+    let at = calls.iter().position(|c| *c == Call::RunShell { shell: m.p("bin/sh") }).expect("shell started");
+    assert_eq!(calls[at + 1], Call::Reboot, "reboot after the shell ends");
+    assert!(m.text().contains("diskless: starting rescue shell\n"));
+
+    let no_flag = Policy::default();
+    assert_eq!(no_flag.action(&m.boot.ctx, false), Action::Reboot, "no flag: no shell even with /bin/sh");
+    let shell = Policy { config: config::Config { on_failure: config::OnFailure::Shell, ..Default::default() }, ..no_flag };
+    assert_eq!(shell.action(&m.boot.ctx, true), Action::Shell(m.p("bin/sh")), "the shell also for a transient failure");
+}
+
+#[test]
+fn countdown_prints_tens_and_the_last_five_seconds() {
+    let m = Machine::new("", FakeOs::default());
+    let policy = Policy { config: config::Config { reboot_delay: 21, ..Default::default() }, ..Policy::default() };
+    policy.act(&m.boot.ctx, false);
+    let marks: Vec<String> =
+        m.text().lines().filter_map(|l| l.strip_prefix("diskless: rebooting in ")).map(str::to_string).collect();
+    assert_eq!(marks, ["21 s", "20 s", "10 s", "5 s", "4 s", "3 s", "2 s", "1 s"]);
+}
+
+#[test]
+fn a_panic_in_the_background_coldplug_is_reported_before_the_failure_action() {
+    let m = Machine::new("", FakeOs::default());
+    let background = Background::spawn(|ready| {
+        ready.signal();
+        panic!("lost device")
+    })
+    .unwrap();
+    *m.boot.hardware.lock().unwrap() = Some(background);
+    let policy = Policy { config: config::Config { reboot_delay: 0, ..Default::default() }, ..Policy::default() };
+    fail_with(&m.boot, &policy, false);
+    let text = m.text();
+    assert!(
+        text.contains("diskless: ERROR: stage hardware panicked in the background: lost device: this is a bug in diskless"),
+        "{text}"
+    );
+    assert!(text.ends_with("diskless: rebooting\ndiskless: ERROR: rebooting: fake: reset the machine by hand\n"), "{text}");
+    assert_eq!(m.os.last_call(), Some(Call::Reboot));
+    assert!(m.boot.hardware.lock().unwrap().is_none(), "joined");
+}

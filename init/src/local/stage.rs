@@ -1,0 +1,61 @@
+//! Stage `local` (DESIGN §2 step 6): the layers that match this machine, the scratch
+//! disks and swap, then the local dirs mounted and filled.
+
+use std::path::Path;
+
+use super::{LayerInput, LocalError, LocalReport, select_layers, setup_with_scratch};
+use crate::cmdline::Cmdline;
+use crate::config::{self, Config};
+use crate::context::Context;
+use crate::hardware;
+use crate::info;
+use crate::scratch::{self, ScratchReport};
+
+/// Why the local stage stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The overlay module (overlay mode) did not load.
+    #[error(
+        "loading the overlay module for mode = \"overlay\": {0}: rebuild the initramfs with it \
+         (mkinitramfs --profile netboot) or use mode = \"symlink\""
+    )]
+    OverlayModule(String),
+    #[error("making the local dirs: {0}")]
+    Setup(#[source] LocalError),
+}
+
+/// Stage `local` for the image mounted at `newroot`, configured by `config` (the image's).
+pub fn stage(
+    ctx: &Context,
+    cmdline: &Cmdline,
+    config: &Config,
+    newroot: &Path,
+    input: &LayerInput,
+) -> Result<(LocalReport, ScratchReport), StageError> {
+    if config.mode == config::Mode::Overlay {
+        // Loaded on demand like the NFS client: only overlay-mode images need it.
+        let loaded =
+            hardware::load_modules_by_name(&ctx.root, ctx.os.clone(), ctx.log.clone(), cmdline, &["overlay"])
+                .map_err(|e| StageError::OverlayModule(e.to_string()))?;
+        if let Some((_, why)) = loaded.missing.first() {
+            return Err(StageError::OverlayModule(why.clone()));
+        }
+    }
+    let selection = select_layers(config, newroot, input);
+    for layer in &selection.layers {
+        info!(ctx.log, "layer {layer}");
+    }
+    // Missing layers are listed: a host that silently lacks its own layer is the
+    // classic surprise of per-host configuration.
+    for skipped in &selection.skipped {
+        info!(ctx.log, "{skipped}");
+    }
+    let run_dir = ctx.run_dir();
+    let scratch = scratch::stage(ctx, cmdline, config, newroot, &run_dir);
+    let report = setup_with_scratch(config, newroot, &run_dir, &selection, scratch.local_dirs(), &*ctx.os)
+        .map_err(StageError::Setup)?;
+    for warning in &report.layers.warnings {
+        info!(ctx.log, "warning: layer copy: {warning}");
+    }
+    Ok((report, scratch))
+}

@@ -1,0 +1,178 @@
+//! The real system calls, for PID 1 in the initramfs: the only implementation of [`Os`]
+//! that touches the kernel.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::ExitStatus;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use rustix::fs::{AtFlags, Gid, Mode, Timestamps, Uid, chmodat, chownat, utimensat};
+use rustix::mount::{MountFlags, UnmountFlags};
+
+use super::Os;
+use crate::net::dhcp_io::{self, DhcpIoError};
+use crate::net::dns::{self, LookupTiming, PtrOutcome};
+use crate::net::link::{self, LinkConfig, LinkError, SysLink};
+use crate::net::config::Mac;
+use crate::net::dhcp::Lease;
+use crate::net::log::NetLog;
+use crate::scratch::probe::Sample;
+
+/// The running kernel.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealOs;
+
+fn c_string(text: &[u8], what: &str) -> io::Result<CString> {
+    CString::new(text).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("NUL byte in {what}")))
+}
+
+impl Os for RealOs {
+    fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str) -> io::Result<()> {
+        let data = c_string(data.as_bytes(), "mount options")?;
+        let data = (!data.is_empty()).then_some(data.as_c_str());
+        rustix::mount::mount(source, target, fstype, flags, data).map_err(io::Error::from)
+    }
+
+    fn unmount(&self, target: &Path) -> io::Result<()> {
+        rustix::mount::unmount(target, UnmountFlags::empty()).map_err(io::Error::from)
+    }
+
+    fn swapon(&self, device: &Path) -> io::Result<()> {
+        let path = c_string(device.as_os_str().as_bytes(), "device path")?;
+        // SAFETY: `path` is a valid NUL-terminated string that outlives the call;
+        // swapon(2) only reads it.
+        let rc = unsafe { libc::swapon(path.as_ptr(), 0) };
+        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    }
+
+    fn read_disk(&self, device: &Path, size: u64) -> io::Result<Sample> {
+        // File::open is O_RDONLY | O_CLOEXEC: probing can never write.
+        let file = File::open(device)?;
+        Sample::read(size, |offset, buf| file.read_exact_at(buf, offset))
+    }
+
+    fn set_owner(&self, dir: BorrowedFd<'_>, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
+        let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        chownat(dir, name.as_bytes(), uid, gid, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)
+    }
+
+    fn set_mode(&self, dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+        // fchmodat cannot refuse to follow a symlink on Linux; the caller never passes one.
+        chmodat(dir, name.as_bytes(), Mode::from_raw_mode(mode), AtFlags::empty()).map_err(io::Error::from)
+    }
+
+    fn set_times(&self, dir: BorrowedFd<'_>, name: &OsStr, times: &Timestamps) -> io::Result<()> {
+        utimensat(dir, name.as_bytes(), times, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)
+    }
+
+    fn finit_module(&self, path: &Path, params: &str) -> io::Result<()> {
+        let file = File::open(path)?;
+        let params = c_string(params.as_bytes(), "module parameters")?;
+        rustix::system::finit_module(&file, &params, 0).map_err(io::Error::from)
+    }
+
+    fn set_thread_nice(&self, nice: i32) -> io::Result<()> {
+        rustix::process::setpriority_process(None, nice).map_err(io::Error::from)
+    }
+
+    fn kernel_release(&self) -> String {
+        rustix::system::uname().release().to_string_lossy().into_owned()
+    }
+
+    fn links(&self, sys_class_net: &Path) -> Vec<SysLink> {
+        link::list_links(sys_class_net)
+    }
+
+    fn has_carrier(&self, sys_class_net: &Path, name: &str) -> bool {
+        link::has_carrier(sys_class_net, name)
+    }
+
+    fn set_link_up(&self, name: &str, up: bool) -> Result<(), LinkError> {
+        link::Netlink::open()?.set_up(name, up)
+    }
+
+    fn configure_link(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError> {
+        link::Netlink::open()?.configure(name, cfg)
+    }
+
+    fn dhcp(
+        &self,
+        name: &str,
+        mac: Mac,
+        until: Instant,
+        cancel: &AtomicBool,
+        log: &dyn NetLog,
+    ) -> Result<Lease, DhcpIoError> {
+        dhcp_io::run_dhcp(name, mac, until, cancel, log)
+    }
+
+    fn lookup_ptr(
+        &self,
+        addr: Ipv4Addr,
+        servers: &[SocketAddr],
+        timing: LookupTiming,
+        debug: &dyn Fn(&str),
+    ) -> PtrOutcome {
+        dns::lookup_ptr(addr, servers, timing, debug)
+    }
+
+    fn set_hostname(&self, name: &str) -> io::Result<()> {
+        rustix::system::sethostname(name.as_bytes()).map_err(io::Error::from)
+    }
+
+    fn set_domainname(&self, name: &str) -> io::Result<()> {
+        rustix::system::setdomainname(name.as_bytes()).map_err(io::Error::from)
+    }
+
+    fn attach_console(&self, console: &Path) -> io::Result<bool> {
+        use rustix::fd::AsFd;
+        if rustix::io::fcntl_getfd(rustix::stdio::stdout()).is_ok() {
+            return Ok(false);
+        }
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(console)?;
+        rustix::stdio::dup2_stdin(file.as_fd())?;
+        rustix::stdio::dup2_stdout(file.as_fd())?;
+        rustix::stdio::dup2_stderr(file.as_fd())?;
+        Ok(true)
+    }
+
+    fn run_shell(&self, shell: &Path) -> io::Result<ExitStatus> {
+        std::process::Command::new(shell).env("PS1", "diskless# ").status()
+    }
+
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        rustix::process::chdir(path).map_err(io::Error::from)
+    }
+
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        rustix::process::chroot(path).map_err(io::Error::from)
+    }
+
+    fn exec(&self, path: &Path, args: &[String]) -> io::Error {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(path).args(args).exec()
+    }
+
+    fn power_off(&self) -> io::Error {
+        rustix::fs::sync();
+        match rustix::system::reboot(rustix::system::RebootCommand::PowerOff) {
+            Ok(()) => io::Error::other("reboot(POWER_OFF) returned"),
+            Err(e) => e.into(),
+        }
+    }
+
+    fn reboot(&self) -> io::Error {
+        rustix::fs::sync();
+        match rustix::system::reboot(rustix::system::RebootCommand::Restart) {
+            Ok(()) => io::Error::other("reboot(RESTART) returned"),
+            Err(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Stage `root` (DESIGN §2 step 5): the final NFS root from the command line and the
+//! lease, its modules (loaded in the background from the hardware stage on), the NFS
+//! version that those modules allow, and the mount with retries.
+
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Mounted, RootError, RootRequest, Version, mount_root, parse};
+use crate::cmdline::Cmdline;
+use crate::config::Config;
+use crate::context::Context;
+use crate::hardware;
+use crate::net::Lease;
+use crate::{debug, info};
+
+/// Nice value of the background NFS module loads (the coldplug's run at 0).
+const NFS_PREFETCH_NICE: i32 = 10;
+
+/// NFS modules loading in the background; the thread returns their names.
+pub struct Prefetch(JoinHandle<Vec<String>>);
+
+impl Prefetch {
+    /// The modules the background loads brought in (none if the thread panicked: the
+    /// stage loads what is still missing and reports what fails).
+    fn join(self) -> Vec<String> {
+        self.0.join().unwrap_or_default()
+    }
+}
+
+/// Start loading the NFS modules in the background when the boot will need them:
+/// `needed` (a root was asked for, or the network is on and DHCP may name one). A
+/// version given on the command line narrows the set. Errors are not reported here: the
+/// root stage loads whatever is still missing and reports what fails.
+pub fn prefetch_modules(ctx: &Context, cmdline: &Cmdline, request: &RootRequest, needed: bool) -> Option<Prefetch> {
+    if !needed {
+        return None;
+    }
+    let version = match request {
+        RootRequest::Spec { version, .. } => *version,
+        RootRequest::FromDhcp => Version::Auto,
+    };
+    let names = parse::modules_for(version);
+    let (ctx, cmdline) = (ctx.clone(), cmdline.clone());
+    std::thread::Builder::new()
+        .name("nfs-modules".into())
+        .spawn(move || {
+            // The hardware's drivers go first: the settle window that the local stage
+            // waits for starts only when their loads are done, while the NFS modules
+            // are not needed before the lease and the host name are in. On one CPU a
+            // nice value is what orders them; with more CPUs both run at once anyway.
+            if let Err(e) = ctx.os.set_thread_nice(NFS_PREFETCH_NICE) {
+                debug!(ctx.log, "lowering the priority of the NFS module loads: {e}");
+            }
+            hardware::load_modules_by_name(&ctx.root, ctx.os.clone(), ctx.log.clone(), &cmdline, &names)
+                .map(|loaded| loaded.loaded)
+                .unwrap_or_default()
+        })
+        .ok()
+        .map(Prefetch)
+}
+
+/// What the root stage needs from the earlier ones.
+pub struct Inputs<'a> {
+    pub cmdline: &'a Cmdline,
+    pub config: &'a Config,
+    pub request: &'a RootRequest,
+    pub lease: &'a Lease,
+    pub hostname: &'a str,
+}
+
+/// Stage `root`: mount the image read-only on `newroot`.
+pub fn stage(
+    ctx: &Context,
+    inputs: &Inputs<'_>,
+    newroot: &Path,
+    prefetch: Option<Prefetch>,
+) -> Result<Mounted, RootError> {
+    let mut nfs = inputs.request.resolve(inputs.lease, inputs.hostname)?;
+    info!(ctx.log, "NFS root {} (NFS version {}) from {}", nfs.source(), nfs.version, nfs.syntax);
+    // What the background loads did not bring in (another version, a failure) is loaded
+    // now; what they did is already live and is skipped.
+    let prefetched = prefetch.map(Prefetch::join).unwrap_or_default();
+    let wanted = parse::modules_for(nfs.version);
+    let loaded =
+        hardware::load_modules_by_name(&ctx.root, ctx.os.clone(), ctx.log.clone(), inputs.cmdline, &wanted)
+            .map_err(|e| RootError::Modules {
+                modules: wanted.iter().map(|m| m.to_string()).collect(),
+                reason: e.to_string(),
+            })?;
+    let missing = |m: &str| loaded.missing.iter().any(|(name, _)| name == m);
+    if !loaded.missing.is_empty() {
+        let reasons: Vec<String> = loaded.missing.iter().map(|(m, why)| format!("{m}: {why}")).collect();
+        info!(ctx.log, "warning: NFS modules not available: {}", reasons.join("; "));
+    }
+    // Without one version's module, try only the other; without nfs, nothing works.
+    nfs.version = match (nfs.version, missing("nfs"), missing("nfsv4"), missing("nfsv3")) {
+        (_, true, _, _) | (Version::V3, _, _, true) | (Version::V4(_), _, true, _) | (Version::Auto, _, true, true) => {
+            return Err(RootError::Modules {
+                modules: loaded.missing.iter().map(|(m, _)| m.clone()).collect(),
+                reason: loaded.missing.iter().map(|(m, why)| format!("{m}: {why}")).collect::<Vec<_>>().join("; "),
+            });
+        }
+        (Version::Auto, _, true, false) => Version::V3,
+        (Version::Auto, _, false, true) => Version::V4(2),
+        (v, _, _, _) => v,
+    };
+    let retry = super::Retry { timeout: Duration::from_secs(inputs.config.nfs_retry_timeout), second: ctx.second };
+    let mut mounted = mount_root(&*ctx.os, &ctx.log, &nfs, inputs.lease.address, newroot, retry)?;
+    mounted.modules = prefetched.into_iter().chain(loaded.loaded).collect();
+    info!(ctx.log, "mounted {} read-only on {} (NFSv{})", nfs.source(), newroot.display(), mounted.mounted_version);
+    Ok(mounted)
+}
