@@ -105,8 +105,11 @@ fn bracket_end(pattern: &[u8], open: usize) -> Option<(usize, usize, bool)> {
     None
 }
 
+/// Whether a byte belongs to a character class.
+type ClassTest = fn(&u8) -> bool;
+
 /// Named classes of bracket expressions (`[[:digit:]]`).
-const CLASSES: &[(&str, fn(&u8) -> bool)] = &[
+const CLASSES: &[(&str, ClassTest)] = &[
     ("alnum", u8::is_ascii_alphanumeric),
     ("alpha", u8::is_ascii_alphabetic),
     ("blank", |b| *b == b' ' || *b == b'\t'),

@@ -169,10 +169,10 @@ fn load_order(km: &KernelModules, name: &str, depth: &mut HashMap<String, u32>) 
     let mut todo: Vec<&str> =
         km.modules.get(name).map(|m| m.depends.iter().map(String::as_str).collect()).unwrap_or_default();
     while let Some(d) = todo.pop() {
-        if let Some(info) = km.modules.get(d) {
-            if all.insert(d.to_string()) {
-                todo.extend(info.depends.iter().map(String::as_str));
-            }
+        if let Some(info) = km.modules.get(d)
+            && all.insert(d.to_string())
+        {
+            todo.extend(info.depends.iter().map(String::as_str));
         }
     }
     let mut ordered: Vec<(u32, String)> = all.into_iter().map(|d| (depth_of(km, &d, depth, 0), d)).collect();
@@ -249,10 +249,10 @@ pub fn encode_with(km: &KernelModules, included: &BTreeSet<String>, pci_ids: Opt
             let mut out: Vec<u32> = Vec::new();
             for s in list {
                 for m in km.resolve_softdep(s) {
-                    if let Some(id) = id_of.get(m.as_str()) {
-                        if !out.contains(id) {
-                            out.push(*id);
-                        }
+                    if let Some(id) = id_of.get(m.as_str())
+                        && !out.contains(id)
+                    {
+                        out.push(*id);
                     }
                 }
             }

@@ -32,10 +32,10 @@ pub fn split_module_file_name(file_name: &str) -> Option<(&str, Compression)> {
 /// The path a module has once stored uncompressed (what mkinitramfs writes).
 pub fn uncompressed_path(path: &str) -> String {
     for (suffix, c) in MODULE_SUFFIXES {
-        if c != Compression::None {
-            if let Some(stem) = path.strip_suffix(suffix) {
-                return format!("{stem}.ko");
-            }
+        if c != Compression::None
+            && let Some(stem) = path.strip_suffix(suffix)
+        {
+            return format!("{stem}.ko");
         }
     }
     path.to_string()

@@ -323,10 +323,11 @@ fn module_files(root: &Path) -> Result<Vec<String>, BuildError> {
             let child = rel.join(&name);
             if file_type.is_dir() {
                 dirs.push(child);
-            } else if file_type.is_file() && modinfo::split_module_file_name(&name).is_some() {
-                if let Some(s) = child.to_str() {
-                    found.push(s.to_string());
-                }
+            } else if file_type.is_file()
+                && modinfo::split_module_file_name(&name).is_some()
+                && let Some(s) = child.to_str()
+            {
+                found.push(s.to_string());
             }
         }
     }

@@ -196,7 +196,7 @@ pub fn reverse_zone(subnet: &str) -> Result<String> {
     let (addr, prefix) = subnet.split_once('/').ok_or_else(|| invalid("expected ADDRESS/PREFIX, e.g. 10.77.0.0/24"))?;
     let prefix: usize = prefix.parse().map_err(|_| invalid("prefix is not a number"))?;
     let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| invalid("not an IPv4 address"))?;
-    if prefix == 0 || prefix > 24 || prefix % 8 != 0 {
+    if prefix == 0 || prefix > 24 || !prefix.is_multiple_of(8) {
         return Err(invalid("reverse zones need a prefix of 8, 16 or 24"));
     }
     let octets = addr.octets();
