@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -13,7 +13,7 @@ use crate::cmdline::Cmdline;
 use crate::config::{self, Config, ConfigWarning, OnFailure};
 use crate::early;
 use crate::handoff::{self, BootRecord, HandoffError, Mtab};
-use crate::hardware::{self, Background, Settings, Summary};
+use crate::hardware::{self, Background, Modules, Settings, Summary};
 use crate::local::{self, LayerInput, LocalReport};
 use crate::log::{Log, StageTimer, monotonic_secs};
 use crate::net::{self, IpMode, Level, NetConfig, NetLog, NetResult};
@@ -47,6 +47,9 @@ pub struct Boot {
     /// The hardware stage's coldplug, still settling in the background; joined before
     /// the disks are needed and before any power-off, reboot or hand-off.
     pub hardware: Mutex<Option<Background>>,
+    /// The module database, read once by the hardware stage; every later module load
+    /// of the boot goes through it.
+    pub modules: OnceLock<Arc<Modules>>,
 }
 
 /// One stage's duration.
@@ -73,6 +76,7 @@ impl Boot {
             timings: Mutex::new(Vec::new()),
             started: Instant::now(),
             hardware: Mutex::new(None),
+            modules: OnceLock::new(),
         }
     }
 
@@ -91,11 +95,16 @@ impl Boot {
         }
         let waiting = !background.is_finished();
         let since = Instant::now();
-        let result = background.join();
+        let result = background.join().map_err(|e| e.to_string());
         if waiting {
             info!(self.log, "waited {} ms for the hardware to settle", since.elapsed().as_millis());
         }
         Some(result)
+    }
+
+    /// The loader the hardware stage made: every stage that loads modules comes after it.
+    fn modules(&self) -> &Modules {
+        self.modules.get().expect("the hardware stage runs before every stage that loads modules")
     }
 }
 
@@ -161,14 +170,19 @@ pub fn run(b: &Boot) {
     if breaks_before(b, &cmdline, &config, "hardware") {
         return;
     }
-    // The NFS modules are needed as soon as the lease is in. Loading them (nfsv4 alone
-    // takes most of a second on a slow machine) runs in the background from here, while
-    // the hardware settles and DHCP waits for answers, rather than after both.
-    let nfs_modules = prefetch_nfs_modules(b, &cmdline, &config);
     let settings = Settings::with_settle_ms(config.settle_ms);
+    let mut nfs_modules = None;
     // The stage returns once the network drivers are in; the rest of the coldplug
     // settles in the background while DHCP, DNS and the NFS mount run.
-    match stage(b, "hardware", || hardware::hardware(&b.root, b.os.clone(), b.log.clone(), &cmdline, settings)) {
+    match stage(b, "hardware", || {
+        let modules = Modules::open(&b.root, b.os.clone(), b.log.clone(), &cmdline)?;
+        let _ = b.modules.set(modules.clone());
+        // The NFS modules are needed as soon as the lease is in. Loading them (nfsv4
+        // alone takes most of a second on a slow machine) runs in the background from
+        // here, while the hardware settles and DHCP waits for answers, rather than after both.
+        nfs_modules = prefetch_nfs_modules(b, &cmdline, &config, modules.clone());
+        hardware::hardware(&b.root, modules, settings)
+    }) {
         Ok(background) => *b.hardware.lock().unwrap_or_else(|p| p.into_inner()) = Some(background),
         Err(message) => return fail(b, &cmdline, &config, &message),
     }
@@ -223,12 +237,11 @@ pub fn run(b: &Boot) {
         return;
     }
     let newroot = b.root.join(NEWROOT);
-    let mounted = match stage(b, "root", || {
-        root_stage(b, &cmdline, &config, &request, &net, &identity.hostname, &newroot, nfs_modules)
-    }) {
-        Ok(mounted) => mounted,
-        Err(message) => return fail(b, &cmdline, &config, &message),
-    };
+    let mounted =
+        match stage(b, "root", || root_stage(b, &config, &request, &net, &identity.hostname, &newroot, nfs_modules)) {
+            Ok(mounted) => mounted,
+            Err(message) => return fail(b, &cmdline, &config, &message),
+        };
 
     if breaks_before(b, &cmdline, &config, "local") {
         return;
@@ -249,7 +262,7 @@ pub fn run(b: &Boot) {
         Ok(summary) => summary,
         Err(message) => return fail(b, &cmdline, &config, &message),
     };
-    let (local, scratch) = match stage(b, "local", || local_stage(b, &cmdline, &config, &newroot, &input)) {
+    let (local, scratch) = match stage(b, "local", || local_stage(b, &config, &newroot, &input)) {
         Ok(done) => done,
         Err(message) => return fail(b, &cmdline, &config, &message),
     };
@@ -303,7 +316,7 @@ type Prefetch = std::thread::JoinHandle<Vec<String>>;
 /// was asked for, or the network is on (DHCP may name the root). A version given on the
 /// command line narrows the set. Errors are not reported here: the root stage loads
 /// whatever is still missing and reports what fails.
-fn prefetch_nfs_modules(b: &Boot, cmdline: &Cmdline, config: &Config) -> Option<Prefetch> {
+fn prefetch_nfs_modules(b: &Boot, cmdline: &Cmdline, config: &Config, modules: Arc<Modules>) -> Option<Prefetch> {
     let request = RootRequest::from_cmdline(&cmdline.raw).ok()?;
     let network_on = net_config(cmdline, config).is_ok_and(|cfg| cfg.mode() != IpMode::Off);
     if !network_on && !request.is_given() {
@@ -314,7 +327,7 @@ fn prefetch_nfs_modules(b: &Boot, cmdline: &Cmdline, config: &Config) -> Option<
         RootRequest::FromDhcp => Version::Auto,
     };
     let names = root::parse::modules_for(version);
-    let (root, os, log, cmdline) = (b.root.clone(), b.os.clone(), b.log.clone(), cmdline.clone());
+    let (os, log) = (b.os.clone(), b.log.clone());
     std::thread::Builder::new()
         .name("nfs-modules".into())
         .spawn(move || {
@@ -325,18 +338,14 @@ fn prefetch_nfs_modules(b: &Boot, cmdline: &Cmdline, config: &Config) -> Option<
             if let Err(e) = os.set_thread_nice(NFS_PREFETCH_NICE) {
                 debug!(log, "lowering the priority of the NFS module loads: {e}");
             }
-            hardware::load_modules_by_name(&root, os, log, &cmdline, &names)
-                .map(|loaded| loaded.loaded)
-                .unwrap_or_default()
+            modules.load(&names).loaded
         })
         .ok()
 }
 
 /// Stage `root`: the final NFS root, its modules, and the mount with retries.
-#[allow(clippy::too_many_arguments)]
 fn root_stage(
     b: &Boot,
-    cmdline: &Cmdline,
     config: &Config,
     request: &RootRequest,
     net: &NetResult,
@@ -350,21 +359,17 @@ fn root_stage(
     // now; what they did is already live and is skipped.
     let prefetched = prefetch.and_then(|thread| thread.join().ok()).unwrap_or_default();
     let wanted = root::parse::modules_for(nfs.version);
-    let loaded =
-        hardware::load_modules_by_name(&b.root, b.os.clone(), b.log.clone(), cmdline, &wanted).map_err(|e| {
-            RootError::Modules { modules: wanted.iter().map(|m| m.to_string()).collect(), reason: e.to_string() }
-        })?;
-    let missing = |m: &str| loaded.missing.iter().any(|(name, _)| name == m);
+    let loaded = b.modules().load(&wanted);
+    let missing = |m: &str| loaded.is_missing(m);
     if !loaded.missing.is_empty() {
-        let reasons: Vec<String> = loaded.missing.iter().map(|(m, why)| format!("{m}: {why}")).collect();
-        info!(b.log, "warning: NFS modules not available: {}", reasons.join("; "));
+        info!(b.log, "warning: NFS modules not available: {}", loaded.missing_list());
     }
     // Without one version's module, try only the other; without nfs, nothing works.
     nfs.version = match (nfs.version, missing("nfs"), missing("nfsv4"), missing("nfsv3")) {
         (_, true, _, _) | (Version::V3, _, _, true) | (Version::V4(_), _, true, _) | (Version::Auto, _, true, true) => {
             return Err(RootError::Modules {
-                modules: loaded.missing.iter().map(|(m, _)| m.clone()).collect(),
-                reason: loaded.missing.iter().map(|(m, why)| format!("{m}: {why}")).collect::<Vec<_>>().join("; "),
+                modules: loaded.missing.iter().map(|m| m.module.clone()).collect(),
+                reason: loaded.missing_list().to_string(),
             });
         }
         (Version::Auto, _, true, false) => Version::V3,
@@ -382,7 +387,7 @@ fn root_stage(
 #[derive(Debug)]
 enum LocalStageError {
     /// The overlay module (overlay mode) did not load.
-    OverlayModule(String),
+    OverlayModule(hardware::MissingReason),
     Setup(local::LocalError),
 }
 
@@ -402,17 +407,15 @@ impl std::fmt::Display for LocalStageError {
 /// Stage `local`: layers for this machine, scratch disks, local dirs filled.
 fn local_stage(
     b: &Boot,
-    cmdline: &Cmdline,
     config: &Config,
     newroot: &Path,
     input: &LayerInput,
 ) -> Result<(LocalReport, ScratchReport), LocalStageError> {
     if config.mode == config::Mode::Overlay {
         // Loaded on demand like the NFS client: only overlay-mode images need it.
-        let loaded = hardware::load_modules_by_name(&b.root, b.os.clone(), b.log.clone(), cmdline, &["overlay"])
-            .map_err(|e| LocalStageError::OverlayModule(e.to_string()))?;
-        if let Some((_, why)) = loaded.missing.first() {
-            return Err(LocalStageError::OverlayModule(why.clone()));
+        let loaded = b.modules().load(&["overlay"]);
+        if let Some(missing) = loaded.missing.into_iter().next() {
+            return Err(LocalStageError::OverlayModule(missing.reason));
         }
     }
     let selection = local::select_layers(config, newroot, input);
@@ -425,7 +428,7 @@ fn local_stage(
         info!(b.log, "{skipped}");
     }
     let run_dir = b.root.join(RUN_DIR);
-    let scratch = scratch_stage(b, cmdline, config, newroot, &run_dir);
+    let scratch = scratch_stage(b, config, newroot, &run_dir);
     let report =
         local::setup_with_scratch(config, newroot, &run_dir, &selection, scratch.local_dirs(), &mut local::System)
             .map_err(LocalStageError::Setup)?;
@@ -438,22 +441,18 @@ fn local_stage(
 /// Scratch disks and swap (DESIGN §6), after the root is mounted and before the local
 /// dirs are made. Never fails: a disk that cannot be used leaves the local dirs on
 /// tmpfs, and the scratch code says why on the console.
-fn scratch_stage(b: &Boot, cmdline: &Cmdline, config: &Config, newroot: &Path, run_dir: &Path) -> ScratchReport {
+fn scratch_stage(b: &Boot, config: &Config, newroot: &Path, run_dir: &Path) -> ScratchReport {
     let paths = scratch::Paths {
         class_block: b.root.join("sys/class/block"),
         dev: b.root.join("dev"),
         image_root: newroot.to_path_buf(),
         run_dir: run_dir.to_path_buf(),
     };
-    // A module the database lacks is not an error of load_modules_by_name (it lists
-    // it as missing); for the scratch code it is: it says what to add to the initramfs.
+    // A module the database lacks is not an error of the loader (it lists it as
+    // missing); for the scratch code it is: it says what to add to the initramfs.
     let load = |names: &[&str]| -> Result<(), String> {
-        let loaded = hardware::load_modules_by_name(&b.root, b.os.clone(), b.log.clone(), cmdline, names)
-            .map_err(|e| e.to_string())?;
-        match loaded.missing.as_slice() {
-            [] => Ok(()),
-            missing => Err(missing.iter().map(|(m, why)| format!("{m}: {why}")).collect::<Vec<_>>().join("; ")),
-        }
+        let loaded = b.modules().load(names);
+        if loaded.missing.is_empty() { Ok(()) } else { Err(loaded.missing_list().to_string()) }
     };
     scratch::scratch(config, &paths, &mut scratch::RealDisks, &load, &b.log)
 }
@@ -684,7 +683,8 @@ mod tests {
         let (b, os, _console, root) = test_boot("root=/dev/nfs nfsroot=10.0.0.1:/srv/root,vers=3 ip=dhcp");
         with_module_db(root.path());
         let cmdline = Cmdline::parse("root=/dev/nfs nfsroot=10.0.0.1:/srv/root,vers=3 ip=dhcp");
-        let thread = prefetch_nfs_modules(&b, &cmdline, &Config::default()).expect("a root was asked for");
+        let modules = Modules::open(root.path(), b.os.clone(), b.log.clone(), &cmdline).unwrap();
+        let thread = prefetch_nfs_modules(&b, &cmdline, &Config::default(), modules).expect("a root was asked for");
         thread.join().unwrap();
         assert_eq!(os.calls().first().map(String::as_str), Some("nice 10"), "{:?}", os.calls());
     }

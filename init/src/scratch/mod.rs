@@ -284,7 +284,7 @@ pub fn mount_type(kind: Kind) -> Option<(&'static str, &'static str)> {
 /// boot.json.
 ///
 /// `load_modules` loads kernel modules by name with their dependencies from the
-/// initramfs database (`hardware::load_modules_by_name`); it is called once, with the
+/// initramfs database (`hardware::Modules::load`); it is called once, with the
 /// module of the chosen filesystem type.
 ///
 /// Never fails: every problem is logged (one line, what failed and what to do) and
