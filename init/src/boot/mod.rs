@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::early;
 use crate::failure::{BootError, Policy, StageError};
 use crate::handoff::{self, Facts};
-use crate::hardware::{self, Background, Settings, Summary};
+use crate::hardware::{self, Background, Modules, Settings, Summary};
 use crate::local::{self, LayerInput};
 use crate::log::{Log, StageTimer, monotonic_secs};
 use crate::net::{self, IpMode, NetConfig};
@@ -75,7 +75,7 @@ impl Boot {
         }
         let waiting = !background.is_finished();
         let since = Instant::now();
-        let result = background.join();
+        let result = background.join().map_err(|e| e.to_string());
         if waiting {
             info!(self.log(), "waited {} ms for the hardware to settle", since.elapsed().as_millis());
         }
@@ -180,16 +180,20 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     let network_on = net_cfg.as_ref().is_ok_and(|cfg| cfg.mode() != IpMode::Off);
     let root_given = request.as_ref().is_ok_and(RootRequest::is_given);
 
-    breakpoint(stop_before, Stage::Hardware)?;
-    // The NFS modules are needed as soon as the lease is in. Loading them (nfsv4 alone
-    // takes most of a second on a slow machine) runs in the background from here, while
-    // the hardware settles and DHCP waits for answers, rather than after both.
-    let nfs_modules = request.as_ref().ok().and_then(|r| root::stage::prefetch_modules(ctx, &cmdline, r, network_on || root_given));
     let settings = Settings::with_settle_ms(config.settle_ms);
-    // The stage returns once the network drivers are in; the rest of the coldplug
-    // settles in the background while DHCP, DNS and the NFS mount run.
-    let background = timed(b, stop_before, Stage::Hardware, || {
-        hardware::hardware(&ctx.root, ctx.os.clone(), ctx.log.clone(), &cmdline, settings)
+    // The stage reads the module database once: every later load of the boot goes
+    // through `modules`. It returns once the network drivers are in; the rest of the
+    // coldplug settles in the background while DHCP, DNS and the NFS mount run.
+    let (background, modules, nfs_modules) = timed(b, stop_before, Stage::Hardware, || {
+        let modules = Modules::open(&ctx.root, ctx.os.clone(), ctx.log.clone(), &cmdline)?;
+        // The NFS modules are needed as soon as the lease is in. Loading them (nfsv4
+        // alone takes most of a second on a slow machine) runs in the background from
+        // here, while the hardware settles and DHCP waits for answers, rather than after both.
+        let needed = network_on || root_given;
+        let prefetch =
+            request.as_ref().ok().and_then(|r| root::stage::prefetch_modules(ctx, modules.clone(), r, needed));
+        let background = hardware::hardware(&ctx.root, modules.clone(), settings)?;
+        Ok::<_, hardware::HardwareError>((background, modules, prefetch))
     })?;
     *b.hardware.lock().unwrap_or_else(|p| p.into_inner()) = Some(background);
 
@@ -210,7 +214,7 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     let newroot = ctx.newroot();
     let mounted = timed(b, stop_before, Stage::Root, || {
         let inputs = root::stage::Inputs {
-            cmdline: &cmdline,
+            modules: &modules,
             config: &config,
             request: &request,
             lease: &net.lease,
@@ -233,7 +237,7 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     // settle time meant for devices that come later on their own.
     let hardware = b.joined_hardware(true, Stage::Local)?;
     let (local, scratch) =
-        timed(b, stop_before, Stage::Local, || local::stage::stage(ctx, &cmdline, &config, &newroot, &input))?;
+        timed(b, stop_before, Stage::Local, || local::stage::stage(ctx, &modules, &config, &newroot, &input))?;
 
     breakpoint(stop_before, Stage::Handoff)?;
     let facts = Facts {

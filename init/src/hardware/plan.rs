@@ -10,8 +10,59 @@
 //! and reports each result back with [`Plan::finish`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
+use std::sync::Arc;
 
+use super::errno::load_error_meaning;
 use super::index::{ModuleEntry, ModuleIndex};
+
+/// Why a module did not load.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
+    /// The database of the initramfs does not know it.
+    #[error("it is not in the initramfs")]
+    NotInInitramfs,
+    /// finit_module failed; `meaning` says what its errno means for the administrator.
+    /// Shared, because the plan and every load that asked for the module report it.
+    #[error("{source} ({meaning})")]
+    Load { source: Arc<io::Error>, meaning: &'static str },
+}
+
+impl Failure {
+    /// The failure of a finit_module that returned `e`.
+    pub fn load(e: io::Error) -> Failure {
+        Failure::Load { meaning: load_error_meaning(&e), source: Arc::new(e) }
+    }
+}
+
+/// Two load failures are the same when the kernel gave the same errno (`io::Error` has
+/// no equality of its own).
+impl PartialEq for Failure {
+    fn eq(&self, other: &Failure) -> bool {
+        match (self, other) {
+            (Failure::NotInInitramfs, Failure::NotInInitramfs) => true,
+            (Failure::Load { source: a, .. }, Failure::Load { source: b, .. }) => {
+                a.kind() == b.kind() && a.raw_os_error() == b.raw_os_error()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Failure {}
+
+/// Why a module was not attempted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Skip {
+    #[error("it needs {dependency}, and {dependency} failed: {failure}")]
+    DependencyFailed {
+        dependency: String,
+        #[source]
+        failure: Failure,
+    },
+    #[error("it needs {dependency}, which was skipped")]
+    DependencySkipped { dependency: String },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
@@ -23,10 +74,10 @@ pub enum State {
     Loaded,
     /// Built into the kernel: present, never loaded.
     Builtin,
-    /// finit_module failed, or the file is not in the archive; the text says why.
-    Failed(String),
+    /// finit_module failed, or the file is not in the archive.
+    Failed(Failure),
     /// Not attempted because a hard dependency is missing or failed.
-    Skipped(String),
+    Skipped(Skip),
 }
 
 impl State {
@@ -35,6 +86,14 @@ impl State {
     }
     fn is_present(&self) -> bool {
         matches!(self, State::Loaded | State::Builtin)
+    }
+    /// Why a failed or skipped module is not there.
+    pub fn why(&self) -> Option<&dyn std::error::Error> {
+        match self {
+            State::Failed(failure) => Some(failure),
+            State::Skipped(skip) => Some(skip),
+            _ => None,
+        }
     }
 }
 
@@ -68,7 +127,7 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
     /// `module` will not be loaded: `reason`.
-    Skipped { module: String, reason: String },
+    Skipped { module: String, reason: Skip },
 }
 
 #[derive(Debug, Default)]
@@ -133,7 +192,7 @@ impl Plan {
         }
         let entry = index.module(name);
         let state = match &entry {
-            None => State::Failed("it is not in the initramfs".to_string()),
+            None => State::Failed(Failure::NotInInitramfs),
             Some(e) if e.is_builtin() => State::Builtin,
             Some(_) => State::Waiting,
         };
@@ -206,9 +265,10 @@ impl Plan {
                     *need == Need::Hard && matches!(self.nodes[d].state, State::Failed(_) | State::Skipped(_))
                 });
                 if let Some((dep, _)) = blocker {
+                    let dependency = dep.clone();
                     let reason = match &self.nodes[dep].state {
-                        State::Failed(why) => format!("it needs {dep}, and {dep} failed: {why}"),
-                        _ => format!("it needs {dep}, which was skipped"),
+                        State::Failed(failure) => Skip::DependencyFailed { dependency, failure: failure.clone() },
+                        _ => Skip::DependencySkipped { dependency },
                     };
                     notes.push(Note::Skipped { module: name.clone(), reason: reason.clone() });
                     self.node_mut(&name).state = State::Skipped(reason);
@@ -240,7 +300,7 @@ impl Plan {
     }
 
     /// Record the result of a job; returns the modules this outcome skips.
-    pub fn finish(&mut self, module: &str, result: Result<(), String>) -> Vec<Note> {
+    pub fn finish(&mut self, module: &str, result: Result<(), Failure>) -> Vec<Note> {
         if let Some(node) = self.nodes.get_mut(module) {
             node.state = match result {
                 Ok(()) => State::Loaded,
@@ -277,6 +337,10 @@ mod tests {
     use super::*;
     use crate::hardware::index::fake::FakeIndex;
 
+    fn einval() -> Failure {
+        Failure::load(io::Error::from_raw_os_error(rustix::io::Errno::INVAL.raw_os_error()))
+    }
+
     /// Drive the plan sequentially: every job succeeds except those in `fail`;
     /// returns the load order in rounds (modules startable together share a round).
     fn run(plan: &mut Plan, fail: &[&str]) -> Vec<Vec<String>> {
@@ -290,7 +354,7 @@ mod tests {
                 return rounds;
             }
             for m in &round {
-                let result = if fail.contains(&m.as_str()) { Err("EINVAL".to_string()) } else { Ok(()) };
+                let result = if fail.contains(&m.as_str()) { Err(einval()) } else { Ok(()) };
                 plan.finish(m, result);
             }
             rounds.push(round);
@@ -352,21 +416,22 @@ mod tests {
         plan.request("virtio_net", &idx);
         let mut skipped = Vec::new();
         while let Some(job) = plan.next_job() {
-            let result = if job.module == "failover" { Err("Invalid argument".to_string()) } else { Ok(()) };
+            let result = if job.module == "failover" { Err(einval()) } else { Ok(()) };
             skipped.extend(plan.finish(&job.module, result));
         }
-        assert_eq!(plan.state("failover"), Some(&State::Failed("Invalid argument".to_string())));
+        assert_eq!(plan.state("failover"), Some(&State::Failed(einval())));
+        let reasons: Vec<(String, String)> =
+            skipped.into_iter().map(|Note::Skipped { module, reason }| (module, reason.to_string())).collect();
         assert_eq!(
-            skipped,
+            reasons,
             [
-                Note::Skipped {
-                    module: "net_failover".into(),
-                    reason: "it needs failover, and failover failed: Invalid argument".into()
-                },
-                Note::Skipped {
-                    module: "virtio_net".into(),
-                    reason: "it needs net_failover, which was skipped".into()
-                },
+                (
+                    "net_failover".to_string(),
+                    "it needs failover, and failover failed: Invalid argument (os error 22) \
+                     (the kernel rejected the module or its options; see dmesg)"
+                        .to_string()
+                ),
+                ("virtio_net".to_string(), "it needs net_failover, which was skipped".to_string()),
             ]
         );
         assert!(plan.is_present("virtio"));
@@ -383,7 +448,7 @@ mod tests {
             notes,
             [Note::Skipped {
                 module: "nfs".into(),
-                reason: "it needs sunrpc, and sunrpc failed: it is not in the initramfs".into()
+                reason: Skip::DependencyFailed { dependency: "sunrpc".into(), failure: Failure::NotInInitramfs }
             }]
         );
         assert_eq!(plan.next_job(), None);
@@ -514,7 +579,10 @@ mod tests {
         assert_eq!(plan.next_job().map(|j| j.module).as_deref(), Some("virtio_pci"));
         assert_eq!(plan.next_job(), None, "scsi_mod waits while virtio_pci loads");
         assert_eq!(plan.pending(), 2);
-        plan.finish("virtio_pci", Err("ENODEV".into()));
+        plan.finish(
+            "virtio_pci",
+            Err(Failure::load(io::Error::from_raw_os_error(rustix::io::Errno::NODEV.raw_os_error()))),
+        );
         assert_eq!(plan.next_job().map(|j| j.module).as_deref(), Some("scsi_mod"), "a failure also ends the wait");
     }
 

@@ -78,7 +78,7 @@ pub fn no_driver_line(device: &Device, index: &dyn ModuleIndex, plan: &Plan, cmd
     for m in &matched {
         if cmdline.is_blacklisted(m) {
             line.push_str(&format!("; {m} is blacklisted by modprobe.blacklist"));
-        } else if let Some(State::Failed(why) | State::Skipped(why)) = plan.state(m) {
+        } else if let Some(why) = plan.state(m).and_then(State::why) {
             line.push_str(&format!("; {m} did not load: {why}"));
         }
     }
@@ -191,9 +191,15 @@ mod tests {
         let mut plan = Plan::new();
         plan.request("e1000", &idx);
         plan.next_job();
-        plan.finish("e1000", Err("Invalid argument".into()));
+        let einval = std::io::Error::from_raw_os_error(rustix::io::Errno::INVAL.raw_os_error());
+        plan.finish("e1000", Err(crate::hardware::plan::Failure::load(einval)));
         let line = no_driver_line(&e1000, &idx, &plan, &Cmdline::default()).unwrap();
-        assert!(line.ends_with("; e1000 did not load: Invalid argument"), "{line}");
+        assert!(
+            line.ends_with(
+                "; e1000 did not load: Invalid argument (os error 22) (the kernel rejected the module or its options; see dmesg)"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

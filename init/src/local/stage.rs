@@ -4,10 +4,9 @@
 use std::path::Path;
 
 use super::{LayerInput, LocalError, LocalReport, select_layers, setup_with_scratch};
-use crate::cmdline::Cmdline;
 use crate::config::{self, Config};
 use crate::context::Context;
-use crate::hardware;
+use crate::hardware::{MissingReason, Modules};
 use crate::info;
 use crate::scratch::{self, ScratchReport};
 
@@ -19,7 +18,7 @@ pub enum StageError {
         "loading the overlay module for mode = \"overlay\": {0}: rebuild the initramfs with it \
          (mkinitramfs --profile netboot) or use mode = \"symlink\""
     )]
-    OverlayModule(String),
+    OverlayModule(MissingReason),
     #[error("making the local dirs: {0}")]
     Setup(#[source] LocalError),
 }
@@ -27,18 +26,15 @@ pub enum StageError {
 /// Stage `local` for the image mounted at `newroot`, configured by `config` (the image's).
 pub fn stage(
     ctx: &Context,
-    cmdline: &Cmdline,
+    modules: &Modules,
     config: &Config,
     newroot: &Path,
     input: &LayerInput,
 ) -> Result<(LocalReport, ScratchReport), StageError> {
     if config.mode == config::Mode::Overlay {
         // Loaded on demand like the NFS client: only overlay-mode images need it.
-        let loaded =
-            hardware::load_modules_by_name(&ctx.root, ctx.os.clone(), ctx.log.clone(), cmdline, &["overlay"])
-                .map_err(|e| StageError::OverlayModule(e.to_string()))?;
-        if let Some((_, why)) = loaded.missing.first() {
-            return Err(StageError::OverlayModule(why.clone()));
+        if let Some(missing) = modules.load(&["overlay"]).missing.into_iter().next() {
+            return Err(StageError::OverlayModule(missing.reason));
         }
     }
     let selection = select_layers(config, newroot, input);
@@ -51,7 +47,7 @@ pub fn stage(
         info!(ctx.log, "{skipped}");
     }
     let run_dir = ctx.run_dir();
-    let scratch = scratch::stage(ctx, cmdline, config, newroot, &run_dir);
+    let scratch = scratch::stage(ctx, modules, config, newroot, &run_dir);
     let report = setup_with_scratch(config, newroot, &run_dir, &selection, scratch.local_dirs(), &*ctx.os)
         .map_err(StageError::Setup)?;
     for warning in &report.layers.warnings {

@@ -218,10 +218,21 @@ impl FakeOs {
         self.fail_calls(move |c| matches!(c, Call::LoadModule { file: f, .. } if *f == file), errno);
     }
 
+    /// Each module load blocks this long, as the kernel's module init does.
+    pub fn with_load_time(mut self, load_time: Duration) -> FakeOs {
+        self.load_time = load_time;
+        self
+    }
+
     /// The machine's network links.
     pub fn with_links(self, links: Vec<FakeLink>) -> FakeOs {
-        *self.links.lock().unwrap() = links;
+        self.set_links(links);
         self
+    }
+
+    /// Change the machine's network links.
+    pub fn set_links(&self, links: Vec<FakeLink>) {
+        *self.links.lock().unwrap_or_else(|p| p.into_inner()) = links;
     }
 
     /// The names the DNS servers answer for the PTR record (else: no record).

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
+use crate::hardware::{Missing, MissingList};
 use crate::log::Log;
 use crate::os::{MountFlags, Os};
 use crate::{debug, info};
@@ -111,7 +112,7 @@ pub enum RootError {
     /// `/newroot` is missing and cannot be made.
     MountPoint { path: PathBuf, source: io::Error },
     /// The NFS modules did not load.
-    Modules { modules: Vec<String>, reason: String },
+    Modules { missing: Vec<Missing> },
     /// An error waiting cannot fix.
     Refused { root: String, attempts: Vec<Attempt> },
     /// The server kept failing until `nfs_retry_timeout` ran out.
@@ -131,10 +132,11 @@ impl fmt::Display for RootError {
                 "creating the root mount point {}: {source}: rebuild the initramfs with mkinitramfs",
                 path.display()
             ),
-            RootError::Modules { modules, reason } => write!(
+            RootError::Modules { missing } => write!(
                 f,
-                "loading the NFS modules {}: {reason}: rebuild the initramfs with them (mkinitramfs --profile netboot)",
-                modules.join(", ")
+                "loading the NFS modules {}: {}: rebuild the initramfs with them (mkinitramfs --profile netboot)",
+                missing.iter().map(|m| m.module.as_str()).collect::<Vec<_>>().join(", "),
+                MissingList(missing)
             ),
             RootError::Refused { root, attempts } => write!(
                 f,

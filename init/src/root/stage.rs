@@ -3,14 +3,14 @@
 //! version that those modules allow, and the mount with retries.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{Mounted, RootError, RootRequest, Version, mount_root, parse};
-use crate::cmdline::Cmdline;
 use crate::config::Config;
 use crate::context::Context;
-use crate::hardware;
+use crate::hardware::Modules;
 use crate::net::Lease;
 use crate::{debug, info};
 
@@ -23,7 +23,7 @@ pub struct Prefetch(JoinHandle<Vec<String>>);
 impl Prefetch {
     /// The modules the background loads brought in (none if the thread panicked: the
     /// stage loads what is still missing and reports what fails).
-    fn join(self) -> Vec<String> {
+    pub fn join(self) -> Vec<String> {
         self.0.join().unwrap_or_default()
     }
 }
@@ -32,7 +32,12 @@ impl Prefetch {
 /// `needed` (a root was asked for, or the network is on and DHCP may name one). A
 /// version given on the command line narrows the set. Errors are not reported here: the
 /// root stage loads whatever is still missing and reports what fails.
-pub fn prefetch_modules(ctx: &Context, cmdline: &Cmdline, request: &RootRequest, needed: bool) -> Option<Prefetch> {
+pub fn prefetch_modules(
+    ctx: &Context,
+    modules: Arc<Modules>,
+    request: &RootRequest,
+    needed: bool,
+) -> Option<Prefetch> {
     if !needed {
         return None;
     }
@@ -41,7 +46,7 @@ pub fn prefetch_modules(ctx: &Context, cmdline: &Cmdline, request: &RootRequest,
         RootRequest::FromDhcp => Version::Auto,
     };
     let names = parse::modules_for(version);
-    let (ctx, cmdline) = (ctx.clone(), cmdline.clone());
+    let ctx = ctx.clone();
     std::thread::Builder::new()
         .name("nfs-modules".into())
         .spawn(move || {
@@ -52,9 +57,7 @@ pub fn prefetch_modules(ctx: &Context, cmdline: &Cmdline, request: &RootRequest,
             if let Err(e) = ctx.os.set_thread_nice(NFS_PREFETCH_NICE) {
                 debug!(ctx.log, "lowering the priority of the NFS module loads: {e}");
             }
-            hardware::load_modules_by_name(&ctx.root, ctx.os.clone(), ctx.log.clone(), &cmdline, &names)
-                .map(|loaded| loaded.loaded)
-                .unwrap_or_default()
+            modules.load(&names).loaded
         })
         .ok()
         .map(Prefetch)
@@ -62,7 +65,7 @@ pub fn prefetch_modules(ctx: &Context, cmdline: &Cmdline, request: &RootRequest,
 
 /// What the root stage needs from the earlier ones.
 pub struct Inputs<'a> {
-    pub cmdline: &'a Cmdline,
+    pub modules: &'a Modules,
     pub config: &'a Config,
     pub request: &'a RootRequest,
     pub lease: &'a Lease,
@@ -82,24 +85,15 @@ pub fn stage(
     // now; what they did is already live and is skipped.
     let prefetched = prefetch.map(Prefetch::join).unwrap_or_default();
     let wanted = parse::modules_for(nfs.version);
-    let loaded =
-        hardware::load_modules_by_name(&ctx.root, ctx.os.clone(), ctx.log.clone(), inputs.cmdline, &wanted)
-            .map_err(|e| RootError::Modules {
-                modules: wanted.iter().map(|m| m.to_string()).collect(),
-                reason: e.to_string(),
-            })?;
-    let missing = |m: &str| loaded.missing.iter().any(|(name, _)| name == m);
+    let loaded = inputs.modules.load(&wanted);
+    let missing = |m: &str| loaded.is_missing(m);
     if !loaded.missing.is_empty() {
-        let reasons: Vec<String> = loaded.missing.iter().map(|(m, why)| format!("{m}: {why}")).collect();
-        info!(ctx.log, "warning: NFS modules not available: {}", reasons.join("; "));
+        info!(ctx.log, "warning: NFS modules not available: {}", loaded.missing_list());
     }
     // Without one version's module, try only the other; without nfs, nothing works.
     nfs.version = match (nfs.version, missing("nfs"), missing("nfsv4"), missing("nfsv3")) {
         (_, true, _, _) | (Version::V3, _, _, true) | (Version::V4(_), _, true, _) | (Version::Auto, _, true, true) => {
-            return Err(RootError::Modules {
-                modules: loaded.missing.iter().map(|(m, _)| m.clone()).collect(),
-                reason: loaded.missing.iter().map(|(m, why)| format!("{m}: {why}")).collect::<Vec<_>>().join("; "),
-            });
+            return Err(RootError::Modules { missing: loaded.missing });
         }
         (Version::Auto, _, true, false) => Version::V3,
         (Version::Auto, _, false, true) => Version::V4(2),

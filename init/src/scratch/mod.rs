@@ -30,10 +30,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cmdline::Cmdline;
 use crate::config::{Config, Mode};
 use crate::context::Context;
-use crate::hardware;
+use crate::hardware::Modules;
 use crate::os::{LOCAL_MOUNT_FLAGS, Os};
 use crate::log::Log;
 use crate::{debug, info};
@@ -285,22 +284,18 @@ pub fn mount_type(kind: Kind) -> Option<(&'static str, &'static str)> {
 /// the local dirs are made, with the filesystem module loaded from the initramfs. Never
 /// fails: a disk that cannot be used leaves the local dirs on tmpfs, and the scratch code
 /// says why on the console.
-pub fn stage(ctx: &Context, cmdline: &Cmdline, config: &Config, newroot: &Path, run_dir: &Path) -> ScratchReport {
+pub fn stage(ctx: &Context, modules: &Modules, config: &Config, newroot: &Path, run_dir: &Path) -> ScratchReport {
     let paths = Paths {
         class_block: ctx.root.join("sys/class/block"),
         dev: ctx.root.join("dev"),
         image_root: newroot.to_path_buf(),
         run_dir: run_dir.to_path_buf(),
     };
-    // A module the database lacks is not an error of load_modules_by_name (it lists
-    // it as missing); for the scratch code it is: it says what to add to the initramfs.
+    // A module the database lacks is not an error of the loader (it lists it as
+    // missing); for the scratch code it is: it says what to add to the initramfs.
     let load = |names: &[&str]| -> Result<(), String> {
-        let loaded = hardware::load_modules_by_name(&ctx.root, ctx.os.clone(), ctx.log.clone(), cmdline, names)
-            .map_err(|e| e.to_string())?;
-        match loaded.missing.as_slice() {
-            [] => Ok(()),
-            missing => Err(missing.iter().map(|(m, why)| format!("{m}: {why}")).collect::<Vec<_>>().join("; ")),
-        }
+        let loaded = modules.load(names);
+        if loaded.missing.is_empty() { Ok(()) } else { Err(loaded.missing_list().to_string()) }
     };
     scratch(config, &paths, &*ctx.os, &load, &ctx.log)
 }
@@ -311,7 +306,7 @@ pub fn stage(ctx: &Context, cmdline: &Cmdline, config: &Config, newroot: &Path, 
 /// boot.json.
 ///
 /// `load_modules` loads kernel modules by name with their dependencies from the
-/// initramfs database (`hardware::load_modules_by_name`); it is called once, with the
+/// initramfs database (`hardware::Modules::load`); it is called once, with the
 /// module of the chosen filesystem type.
 ///
 /// Never fails: every problem is logged (one line, what failed and what to do) and
