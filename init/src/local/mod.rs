@@ -26,7 +26,7 @@ mod system;
 use std::fmt;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 
@@ -43,7 +43,7 @@ pub use system::System;
 pub const OVERLAY_SUBDIR: &str = "overlay";
 
 /// What the local stage did, for boot.json.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalReport {
     pub plan: MountPlan,
     pub layers: ApplyReport,

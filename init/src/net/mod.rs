@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use config::{ConfigError, IpMode, Mac, NetConfig};
 pub use dhcp::Lease;
@@ -68,7 +68,7 @@ impl<F: Fn(Level, &str) + Sync> NetLog for F {
 }
 
 /// How the address was obtained.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Dhcp,
@@ -87,7 +87,7 @@ impl Proto {
 }
 
 /// The configured interface and its lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetResult {
     pub interface: String,
     pub mac: Mac,
