@@ -7,19 +7,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::cmdline::Cmdline;
 use crate::config::{self, Config, ConfigWarning, OnFailure};
 use crate::early;
-use crate::handoff::{self, BootRecord, HandoffError, Mtab};
+use crate::handoff::{self, HandoffError, Mtab};
 use crate::hardware::{self, Background, Settings, Summary};
 use crate::local::{self, LayerInput, LocalReport};
 use crate::log::{Log, StageTimer, monotonic_secs};
 use crate::net::{self, IpMode, Level, NetConfig, NetLog, NetResult};
 use crate::os::Os;
+use crate::record::{self, BootRecord, LayerSummary, NetworkSection, StageTime};
 use crate::root::{self, Mounted, RootError, RootRequest, Version};
 use crate::scratch::{self, ScratchReport};
+use crate::stage::Stage;
 use crate::{debug, info};
 
 /// Stage names in boot order: what `diskless.break=` accepts (DESIGN §2).
@@ -47,13 +47,6 @@ pub struct Boot {
     /// The hardware stage's coldplug, still settling in the background; joined before
     /// the disks are needed and before any power-off, reboot or hand-off.
     pub hardware: Mutex<Option<Background>>,
-}
-
-/// One stage's duration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StageTime {
-    pub stage: &'static str,
-    pub ms: u64,
 }
 
 impl Boot {
@@ -137,7 +130,7 @@ impl NetLog for NetLogger<'_> {
 
 /// The stages in order; returns only when the final exec, power-off or reboot failed.
 pub fn run(b: &Boot) {
-    let cmdline = match stage(b, "early", || {
+    let cmdline = match stage(b, Stage::Early, || {
         if b.panic_hook {
             early::install_panic_hook(b.log.clone());
         }
@@ -168,7 +161,7 @@ pub fn run(b: &Boot) {
     let settings = Settings::with_settle_ms(config.settle_ms);
     // The stage returns once the network drivers are in; the rest of the coldplug
     // settles in the background while DHCP, DNS and the NFS mount run.
-    match stage(b, "hardware", || hardware::hardware(&b.root, b.os.clone(), b.log.clone(), &cmdline, settings)) {
+    match stage(b, Stage::Hardware, || hardware::hardware(&b.root, b.os.clone(), b.log.clone(), &cmdline, settings)) {
         Ok(background) => *b.hardware.lock().unwrap_or_else(|p| p.into_inner()) = Some(background),
         Err(message) => return fail(b, &cmdline, &config, &message),
     }
@@ -202,7 +195,7 @@ pub fn run(b: &Boot) {
         return;
     }
     let logger = NetLogger(&b.log);
-    let net = match stage(b, "network", || net::network_stage(&net_cfg, &b.root.join("sys/class/net"), &logger)) {
+    let net = match stage(b, Stage::Network, || net::network_stage(&net_cfg, &b.root.join("sys/class/net"), &logger)) {
         Ok(net) => net,
         Err(message) => return fail(b, &cmdline, &config, &message),
     };
@@ -210,7 +203,7 @@ pub fn run(b: &Boot) {
     if breaks_before(b, &cmdline, &config, "identity") {
         return;
     }
-    let identity = match stage(b, "identity", || {
+    let identity = match stage(b, Stage::Identity, || {
         let id = net::identity_stage(&net, &net_cfg, &mut net::identity::SystemNames, &logger);
         info!(b.log, "host name {} (from {})", id.fqdn.as_deref().unwrap_or(&id.hostname), id.source);
         Ok::<_, Infallible>(id)
@@ -223,7 +216,7 @@ pub fn run(b: &Boot) {
         return;
     }
     let newroot = b.root.join(NEWROOT);
-    let mounted = match stage(b, "root", || {
+    let mounted = match stage(b, Stage::Root, || {
         root_stage(b, &cmdline, &config, &request, &net, &identity.hostname, &newroot, nfs_modules)
     }) {
         Ok(mounted) => mounted,
@@ -249,7 +242,7 @@ pub fn run(b: &Boot) {
         Ok(summary) => summary,
         Err(message) => return fail(b, &cmdline, &config, &message),
     };
-    let (local, scratch) = match stage(b, "local", || local_stage(b, &cmdline, &config, &newroot, &input)) {
+    let (local, scratch) = match stage(b, Stage::Local, || local_stage(b, &cmdline, &config, &newroot, &input)) {
         Ok(done) => done,
         Err(message) => return fail(b, &cmdline, &config, &message),
     };
@@ -268,7 +261,7 @@ pub fn run(b: &Boot) {
         local: &local,
         scratch: &scratch,
     };
-    let Err(message) = stage(b, "handoff", || handoff_stage(b, &facts, &newroot));
+    let Err(message) = stage(b, Stage::Handoff, || handoff_stage(b, &facts, &newroot));
     fail(b, &cmdline, &config, &message)
 }
 
@@ -490,21 +483,21 @@ fn handoff_stage(b: &Boot, f: &Facts<'_>, newroot: &Path) -> Result<Infallible, 
     net::handoff::write_files(&run, f.net, f.identity, uptime).map_err(HandoffError::Files)?;
     let total_ms = b.started.elapsed().as_millis() as u64;
     let record = BootRecord {
-        diskless_version: env!("CARGO_PKG_VERSION"),
-        network: net::handoff::NetworkSection { net: f.net, identity: f.identity },
-        root: f.mounted,
-        layers: handoff::layer_summaries(&f.local.layers),
-        local: f.local,
-        scratch: f.scratch,
+        diskless_version: env!("CARGO_PKG_VERSION").to_string(),
+        network: NetworkSection { net: f.net.clone(), identity: f.identity.clone() },
+        root: f.mounted.clone(),
+        layers: record::layer_summaries(&f.local.layers),
+        local: f.local.clone(),
+        scratch: f.scratch.clone(),
         modules: f.hardware.loaded.iter().chain(f.mounted.modules.iter()).cloned().collect(),
         stages: b.timings(),
-        config: f.config,
-        config_warnings: f.config_warnings,
-        init: &init,
-        init_args: &f.cmdline.init_args,
+        config: f.config.clone(),
+        config_warnings: f.config_warnings.to_vec(),
+        init: init.clone(),
+        init_args: f.cmdline.init_args.clone(),
         total_ms,
     };
-    let json = net::handoff::write_boot_json(&run, &record).map_err(HandoffError::Files)?;
+    let json = record::write(&run, &record).map_err(HandoffError::Record)?;
     debug!(b.log, "wrote {}", json.display());
     info!(b.log, "{}", booting_line(f, &record.layers, total_ms));
     early::restore_kmsg_ratelimit(&b.root);
@@ -516,7 +509,7 @@ fn handoff_stage(b: &Boot, f: &Facts<'_>, newroot: &Path) -> Result<Infallible, 
 }
 
 /// The one summary line: who, where, from what, with which layers, how long.
-fn booting_line(f: &Facts<'_>, layers: &[handoff::LayerSummary], total_ms: u64) -> String {
+fn booting_line(f: &Facts<'_>, layers: &[LayerSummary], total_ms: u64) -> String {
     let name = f.identity.fqdn.as_deref().unwrap_or(&f.identity.hostname);
     let lease = &f.net.lease;
     let files: u64 = layers.iter().map(|l| l.files).sum();
@@ -545,22 +538,18 @@ fn log_summary(log: &Log, hw: &Summary) {
 }
 
 /// Run one stage: time it, and turn an error or a panic into the ERROR message.
-pub fn stage<T, E: std::fmt::Display>(
-    b: &Boot,
-    name: &'static str,
-    f: impl FnOnce() -> Result<T, E>,
-) -> Result<T, String> {
-    let timer = StageTimer::start(name);
+pub fn stage<T, E: std::fmt::Display>(b: &Boot, stage: Stage, f: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
+    let timer = StageTimer::start(stage.name());
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => {
             let ms = timer.elapsed_ms() as u64;
-            b.timings.lock().unwrap_or_else(|p| p.into_inner()).push(StageTime { stage: name, ms });
+            b.timings.lock().unwrap_or_else(|p| p.into_inner()).push(StageTime { stage, ms });
             timer.done(&b.log);
             Ok(value)
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(payload) => Err(format!(
-            "stage {name} panicked: {}: this is a bug in diskless; please report it with the console log",
+            "stage {stage} panicked: {}: this is a bug in diskless; please report it with the console log",
             early::panic_message(&*payload)
         )),
     }
@@ -736,8 +725,8 @@ mod tests {
         run(&b);
         let text = console.text();
         assert!(text.contains("diskless: break before stage network (diskless.break=network)"), "{text}");
-        let stages: Vec<&str> = b.timings().iter().map(|t| t.stage).collect();
-        assert_eq!(stages, ["early", "hardware"]);
+        let stages: Vec<Stage> = b.timings().iter().map(|t| t.stage).collect();
+        assert_eq!(stages, [Stage::Early, Stage::Hardware]);
         assert_eq!(os.calls().last().map(String::as_str), Some("reboot"));
     }
 
@@ -845,13 +834,13 @@ mod tests {
     #[test]
     fn a_panicking_stage_becomes_an_error_message_and_others_are_timed() {
         let (b, _, console, _root) = test_boot("");
-        let err = stage(&b, "hardware", || -> Result<(), String> { panic!("index out of range") }).unwrap_err();
+        let err = stage(&b, Stage::Hardware, || -> Result<(), String> { panic!("index out of range") }).unwrap_err();
         assert_eq!(
             err,
             "stage hardware panicked: index out of range: this is a bug in diskless; please report it with the console log"
         );
         assert_eq!(console.text(), "", "a failed stage is not reported done");
-        assert_eq!(stage(&b, "early", || Ok::<_, String>(7)), Ok(7));
+        assert_eq!(stage(&b, Stage::Early, || Ok::<_, String>(7)), Ok(7));
         assert!(console.text().starts_with("diskless: stage early done in "));
     }
 

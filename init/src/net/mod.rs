@@ -9,8 +9,6 @@
 //! let net  = net::network_stage(&cfg, Path::new("/sys/class/net"), &log)?;   // -> NetResult
 //! let id   = net::identity_stage(&net, &cfg, &mut net::identity::SystemNames, &log);  // -> Identity
 //! net::handoff::write_files(Path::new("/run"), &net, &id, uptime)?;          // net-<if>.conf, diskless/resolv.conf
-//! net::handoff::write_boot_json(Path::new("/run"), &net::handoff::BootJson {
-//!     network: Some(net::handoff::NetworkSection { net: &net, identity: &id }) })?;
 //! ```
 //!
 //! `log` is anything implementing [`NetLog`], e.g. a closure
