@@ -27,11 +27,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode as FileMode, OFlags, openat, readlinkat, statat};
-use serde_json::Value;
 
 use crate::config::{self, Config, ConfigWarning, Mode};
 use crate::local::image::open_in_image;
 use crate::local::{LayerInput, LayerKind, LayerSelection, SkipReason, select_layers};
+use crate::record::{self, BootRecord, RecordError};
+use crate::scratch::{ScratchReport, show_size};
 
 /// Exit code: everything fine.
 pub const EXIT_OK: u8 = 0;
@@ -39,9 +40,6 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit code: the command line is wrong.
 pub const EXIT_USAGE: u8 = 2;
-
-/// Larger boot.json files are not from the boot.
-const MAX_BOOT_JSON_BYTES: u64 = 16 << 20;
 
 /// The help text.
 pub const USAGE: &str = "\
@@ -237,10 +235,14 @@ pub fn broadcast_of(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
 pub enum AdminError {
     /// The image root is not a directory.
     ImageRoot { path: PathBuf, error: String },
-    /// boot.json cannot be read.
-    ReadBootJson { path: PathBuf, error: String },
-    /// boot.json is not what the boot writes.
-    BadBootJson { path: PathBuf, error: String },
+    /// boot.json cannot be read, or is not what the boot writes.
+    Record(RecordError),
+}
+
+impl From<RecordError> for AdminError {
+    fn from(e: RecordError) -> Self {
+        AdminError::Record(e)
+    }
 }
 
 impl fmt::Display for AdminError {
@@ -251,17 +253,7 @@ impl fmt::Display for AdminError {
                 "{}: {error}; give the directory where the image is (the NFS export), e.g. diskless check /srv/nfsroot",
                 path.display()
             ),
-            AdminError::ReadBootJson { path, error } => write!(
-                f,
-                "cannot read {}: {error}; not booted by diskless? (the boot writes it just before starting the \
-                 image's init; give the run directory if it is not /run)",
-                path.display()
-            ),
-            AdminError::BadBootJson { path, error } => write!(
-                f,
-                "{} is not a diskless boot record: {error}; not booted by diskless, or the file was changed",
-                path.display()
-            ),
+            AdminError::Record(e) => e.fmt(f),
         }
     }
 }
@@ -657,141 +649,79 @@ pub fn render_plan(r: &PlanReport) -> String {
 
 // ---------------------------------------------------------------- status
 
-/// The essentials of boot.json.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The boot record of a client and where it was read.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StatusReport {
     pub path: PathBuf,
-    pub version: String,
-    pub hostname: String,
-    pub name_source: String,
-    pub interface: String,
-    /// `address/prefix`.
-    pub address: String,
-    pub root: String,
-    pub nfs_version: String,
-    /// (kind, path, files).
-    pub layers: Vec<(String, String, u64)>,
-    /// One line per scratch fact (scratch filesystem, swaps, failure).
-    pub scratch: Vec<String>,
-    /// (stage, ms).
-    pub stages: Vec<(String, u64)>,
-    pub total_ms: Option<u64>,
-    pub config_warnings: usize,
-}
-
-fn text(v: &Value, pointer: &str) -> String {
-    match v.pointer(pointer) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "?".into(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn array<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
-    v.pointer(pointer).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
-}
-
-fn mib(bytes: Option<u64>) -> String {
-    bytes.map(crate::scratch::show_size).unwrap_or_else(|| "? MiB".into())
+    pub record: BootRecord,
 }
 
 /// Reads `run_dir/diskless/boot.json`.
 pub fn status(run_dir: &Path) -> Result<StatusReport, AdminError> {
-    let path = run_dir.join("diskless").join("boot.json");
-    let read_err = |error: String| AdminError::ReadBootJson { path: path.clone(), error };
-    let meta = fs::metadata(&path).map_err(|e| read_err(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(read_err("not a regular file".into()));
-    }
-    if meta.len() > MAX_BOOT_JSON_BYTES {
-        return Err(AdminError::BadBootJson { path, error: format!("{} bytes is too big", meta.len()) });
-    }
-    let bytes = fs::read(&path).map_err(|e| read_err(e.to_string()))?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| AdminError::BadBootJson { path: path.clone(), error: format!("not valid JSON ({e})") })?;
-    if !v.is_object() || v.get("network").is_none() {
-        return Err(AdminError::BadBootJson { path, error: "no \"network\" section".into() });
-    }
-    let layers = array(&v, "/layers")
-        .iter()
-        .map(|l| (text(l, "/kind"), text(l, "/path"), l.get("files").and_then(Value::as_u64).unwrap_or(0)))
-        .collect();
-    let mut scratch = Vec::new();
-    if let Some(s) = v.pointer("/scratch/scratch").filter(|s| s.is_object()) {
-        let label = s.get("label").and_then(Value::as_str).map(|l| format!(" label {l}")).unwrap_or_default();
-        scratch.push(format!(
+    let path = record::path(run_dir);
+    let record = record::read(&path)?;
+    Ok(StatusReport { path, record })
+}
+
+/// One line per scratch fact: the scratch filesystem, each swap, why it is not used.
+fn scratch_lines(s: &ScratchReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(used) = &s.scratch {
+        let label = used.label.as_ref().map(|l| format!(" label {l}")).unwrap_or_default();
+        lines.push(format!(
             "scratch {} ({}{label}, {}) on {}",
-            text(s, "/device"),
-            text(s, "/kind"),
-            mib(s.get("size").and_then(Value::as_u64)),
-            text(s, "/mountpoint")
+            used.device.display(),
+            used.kind,
+            show_size(used.size),
+            used.mountpoint.display()
         ));
     }
-    for sw in array(&v, "/scratch/swaps") {
-        let state = if sw.get("enabled").and_then(Value::as_bool) == Some(true) {
-            "on".to_string()
-        } else {
-            format!("off ({})", text(sw, "/error"))
+    for swap in &s.swaps {
+        let state = match (swap.enabled, &swap.error) {
+            (true, _) => "on".to_string(),
+            (false, Some(error)) => format!("off ({error})"),
+            (false, None) => "off".to_string(),
         };
-        scratch.push(format!("swap {} ({}) {state}", text(sw, "/device"), mib(sw.get("size").and_then(Value::as_u64))));
+        lines.push(format!("swap {} ({}) {state}", swap.device.display(), show_size(swap.size)));
     }
-    if let Some(f) = v.pointer("/scratch/failure").and_then(Value::as_str) {
-        scratch.push(format!("scratch not used: {f}"));
+    if let Some(failure) = &s.failure {
+        lines.push(format!("scratch not used: {failure}"));
     }
-    let stages = array(&v, "/stages")
-        .iter()
-        .map(|s| (text(s, "/stage"), s.get("ms").and_then(Value::as_u64).unwrap_or(0)))
-        .collect();
-    Ok(StatusReport {
-        version: text(&v, "/diskless_version"),
-        hostname: match v.pointer("/network/identity/fqdn").and_then(Value::as_str) {
-            Some(fqdn) => fqdn.to_string(),
-            None => text(&v, "/network/identity/hostname"),
-        },
-        name_source: text(&v, "/network/identity/source"),
-        interface: text(&v, "/network/interface"),
-        address: format!("{}/{}", text(&v, "/network/lease/address"), text(&v, "/network/lease/prefix_len")),
-        root: format!("{}:{}", text(&v, "/root/server"), text(&v, "/root/path")),
-        nfs_version: text(&v, "/root/mounted_version"),
-        layers,
-        scratch,
-        stages,
-        total_ms: v.get("total_ms").and_then(Value::as_u64),
-        config_warnings: array(&v, "/config_warnings").len(),
-        path,
-    })
+    lines
 }
 
 /// The text of `diskless status`.
 pub fn render_status(s: &StatusReport) -> String {
-    let mut out = format!("# {} (diskless {})\n", s.path.display(), s.version);
-    out.push_str(&format!("host       {} (from {})\n", s.hostname, s.name_source.replace('_', " ")));
-    out.push_str(&format!("address    {} on {}\n", s.address, s.interface));
-    out.push_str(&format!("root       {} (NFSv{})\n", s.root, s.nfs_version));
-    if s.layers.is_empty() {
+    let r = &s.record;
+    let (net, id) = (&r.network.net, &r.network.identity);
+    let mut out = format!("# {} (diskless {})\n", s.path.display(), r.diskless_version);
+    let name = id.fqdn.as_deref().unwrap_or(&id.hostname);
+    out.push_str(&format!("host       {name} (from {})\n", enum_name(&id.source).replace('_', " ")));
+    out.push_str(&format!("address    {}/{} on {}\n", net.lease.address, net.lease.prefix_len, net.interface));
+    out.push_str(&format!("root       {} (NFSv{})\n", r.root.root.source(), r.root.mounted_version));
+    if r.layers.is_empty() {
         out.push_str("layers     none\n");
     }
-    for (n, (kind, path, files)) in s.layers.iter().enumerate() {
+    for (n, layer) in r.layers.iter().enumerate() {
         let label = if n == 0 { "layers" } else { "" };
-        out.push_str(&format!("{label:<10} {kind:<7} {path} ({files} file{})\n", if *files == 1 { "" } else { "s" }));
+        let (kind, path, files) = (layer.kind.to_string(), layer.path.display(), layer.files);
+        out.push_str(&format!("{label:<10} {kind:<7} {path} ({files} file{})\n", if files == 1 { "" } else { "s" }));
     }
-    if s.scratch.is_empty() {
+    let scratch = scratch_lines(&r.scratch);
+    if scratch.is_empty() {
         out.push_str("scratch    none (local dirs on tmpfs, no swap)\n");
     }
-    for (n, line) in s.scratch.iter().enumerate() {
+    for (n, line) in scratch.iter().enumerate() {
         out.push_str(&format!("{:<10} {line}\n", if n == 0 { "scratch" } else { "" }));
     }
-    for (n, (stage, ms)) in s.stages.iter().enumerate() {
-        out.push_str(&format!("{:<10} {stage:<9} {ms:>6} ms\n", if n == 0 { "stages" } else { "" }));
+    for (n, t) in r.stages.iter().enumerate() {
+        out.push_str(&format!("{:<10} {:<9} {:>6} ms\n", if n == 0 { "stages" } else { "" }, t.stage.name(), t.ms));
     }
-    match s.total_ms {
-        Some(ms) => out.push_str(&format!("total      {ms} ms\n")),
-        None => out.push_str("total      ?\n"),
-    }
-    if s.config_warnings > 0 {
+    out.push_str(&format!("total      {} ms\n", r.total_ms));
+    if !r.config_warnings.is_empty() {
         out.push_str(&format!(
             "config     {} warning(s) at boot: see config_warnings in {} or run diskless check\n",
-            s.config_warnings,
+            r.config_warnings.len(),
             s.path.display()
         ));
     }
@@ -992,48 +922,50 @@ mod tests {
         assert_eq!(broadcast_of(a, 22), Ipv4Addr::new(192, 168, 3, 255));
     }
 
-    /// A boot.json in the shape the boot writes (handoff::BootRecord), trimmed.
-    const BOOT_JSON: &str = r#"{
-      "diskless_version": "0.1.0",
-      "network": {"interface": "eth0", "mac": "52:54:00:12:34:56", "proto": "dhcp",
-        "lease": {"address": "10.77.0.112", "netmask": "255.255.255.0", "prefix_len": 24, "broadcast": "10.77.0.255"},
-        "identity": {"hostname": "lab3-12", "fqdn": "lab3-12.example.org", "domain": "example.org", "source": "ptr"}},
-      "root": {"server": "10.77.0.1", "server_source": "given", "path": "/export", "version": "auto",
-        "syntax": "kernel", "mounted_version": "3", "mount_options": "ro,nolock", "attempts": 1, "modules": []},
-      "layers": [{"kind": "base", "path": "/diskless/base", "files": 3},
-                 {"kind": "host", "path": "/diskless/hosts/lab3-12", "files": 1}],
-      "scratch": {"devices": [], "scratch": {"device": "/dev/sda1", "kind": "ext4", "label": "scratch",
-        "size": 1073741824, "mountpoint": "/mnt/scratch"},
-        "swaps": [{"device": "/dev/sda2", "size": 536870912, "enabled": true}], "skipped": []},
-      "stages": [{"stage": "early", "ms": 3}, {"stage": "hardware", "ms": 1500}, {"stage": "network", "ms": 120}],
-      "config_warnings": [{"kind": "unknown_key"}],
-      "total_ms": 1810
-    }"#;
+    #[test]
+    fn status_shows_the_essentials_of_the_boot_record() {
+        let run_dir = tempfile::tempdir().unwrap();
+        let path = record::write(run_dir.path(), &record::tests::full()).unwrap();
+        let s = status(run_dir.path()).unwrap();
+        assert_eq!(s.record, record::tests::full());
+        let mut out = Vec::new();
+        assert_eq!(run(&Command::Status { run_dir: run_dir.path().into() }, &mut out).unwrap(), EXIT_OK);
+        assert_eq!(String::from_utf8(out).unwrap(), render_status(&s));
+        assert_eq!(
+            render_status(&s),
+            format!(
+                "# {path} (diskless 0.1.0)
+host       lab3-12.example.org (from ptr)
+address    10.77.0.112/24 on eth0
+root       10.77.0.1:/export (NFSv3)
+layers     base    /diskless/base (4 files)
+           host    /diskless/hosts/lab3-12 (2 files)
+scratch    scratch /dev/sda1 (ext4 label scratch, 1024 MiB) on /mnt/scratch
+           swap /dev/sda2 (512 MiB) on
+           swap /dev/sdb2 (256 MiB) off (EINVAL)
+           scratch not used: cannot mount /dev/sdd (ext4)
+stages     early          3 ms
+           hardware    1500 ms
+           network      120 ms
+total      1810 ms
+config     2 warning(s) at boot: see config_warnings in {path} or run diskless check
+",
+                path = path.display()
+            )
+        );
+    }
 
     #[test]
-    fn status_shows_the_essentials_of_boot_json() {
+    fn status_of_a_boot_without_layers_or_disks_says_none() {
         let run_dir = tempfile::tempdir().unwrap();
-        write(run_dir.path(), "diskless/boot.json", BOOT_JSON);
-        let s = status(run_dir.path()).unwrap();
-        assert_eq!(s.hostname, "lab3-12.example.org");
-        assert_eq!(s.address, "10.77.0.112/24");
-        assert_eq!(s.layers[1], ("host".into(), "/diskless/hosts/lab3-12".into(), 1));
-        assert_eq!(s.total_ms, Some(1810));
-        let text = render_status(&s);
-        for want in [
-            "host       lab3-12.example.org (from ptr)\n",
-            "address    10.77.0.112/24 on eth0\n",
-            "root       10.77.0.1:/export (NFSv3)\n",
-            "layers     base    /diskless/base (3 files)\n",
-            "scratch    scratch /dev/sda1 (ext4 label scratch, 1024 MiB) on /mnt/scratch\n",
-            "swap /dev/sda2 (512 MiB) on\n",
-            "stages     early          3 ms\n",
-            "hardware    1500 ms\n",
-            "total      1810 ms\n",
-            "config     1 warning(s)",
-        ] {
-            assert!(text.contains(want), "{want:?} missing in:\n{text}");
-        }
+        let mut r = record::tests::full();
+        r.layers.clear();
+        r.scratch = ScratchReport::default();
+        r.config_warnings.clear();
+        record::write(run_dir.path(), &r).unwrap();
+        let text = render_status(&status(run_dir.path()).unwrap());
+        assert!(text.contains("\nlayers     none\nscratch    none (local dirs on tmpfs, no swap)\nstages "), "{text}");
+        assert!(!text.contains("config "), "{text}");
     }
 
     #[test]
@@ -1048,16 +980,14 @@ mod tests {
         }
     }
 
+    /// A field renamed by the boot but not by the reader used to show "?".
     #[test]
-    fn status_of_a_record_with_odd_values_does_not_panic() {
+    fn status_of_a_record_with_a_renamed_field_names_the_field() {
         let run_dir = tempfile::tempdir().unwrap();
-        write(
-            run_dir.path(),
-            "diskless/boot.json",
-            r#"{"network": 5, "layers": {"x": 1}, "stages": [1, "a"], "scratch": {"swaps": [{}]}}"#,
-        );
-        let text = render_status(&status(run_dir.path()).unwrap());
-        assert!(text.contains("host       ? (from ?)"), "{text}");
-        assert!(text.contains("swap ? (? MiB) off (?)"), "{text}");
+        let path = record::write(run_dir.path(), &record::tests::full()).unwrap();
+        let text = fs::read_to_string(&path).unwrap().replace("\"prefix_len\"", "\"prefix\"");
+        fs::write(&path, text).unwrap();
+        let e = status(run_dir.path()).unwrap_err().to_string();
+        assert!(e.contains("boot.json is not a diskless boot record: missing field `prefix_len`"), "{e}");
     }
 }

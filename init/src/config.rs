@@ -17,7 +17,7 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The TOML configuration, relative to the image root.
 pub const TOML_PATH: &str = "etc/diskless/diskless.toml";
@@ -29,7 +29,7 @@ pub const CMDLINE_PREFIX: &str = "diskless.";
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// How the local directories are made writable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// A tmpfs on `<dir>/<localdir>`; the image points into it with symlinks.
@@ -39,7 +39,7 @@ pub enum Mode {
 }
 
 /// What PID 1 does after a permanent failure (DESIGN §8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
     Reboot,
@@ -86,10 +86,16 @@ impl Serialize for TmpfsSize {
     }
 }
 
+impl<'de> Deserialize<'de> for TmpfsSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_tmpfs_size(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 const SIZE_SUFFIXES: &[(char, u64)] = &[('k', 1 << 10), ('m', 1 << 20), ('g', 1 << 30)];
 
 /// The `[scratch]` section: local disks used for the local dirs, `/tmp` and swap.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scratch {
     pub fstypes: Vec<String>,
     /// Only filesystems with this label are used; empty means any of `fstypes`.
@@ -102,7 +108,7 @@ pub struct Scratch {
 }
 
 /// The effective configuration of this boot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
     /// Directories of the image that get a writable local part; absolute, normalised.
     pub dirs: Vec<PathBuf>,
@@ -158,7 +164,7 @@ impl Default for Config {
 }
 
 /// Where a value was written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     File(PathBuf),
@@ -176,7 +182,7 @@ impl fmt::Display for Source {
 
 /// Something in the configuration that was ignored. One variant per step that can go
 /// wrong; each says what was ignored and what is used instead.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ConfigWarning {
     /// The file exists but cannot be read (permissions, I/O error, not UTF-8, too big).

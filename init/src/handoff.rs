@@ -1,5 +1,6 @@
-//! Stage `handoff` (DESIGN §2 step 7): record the boot, move the kernel file systems
-//! into the image, free the initramfs, and exec the image's init as PID 1.
+//! Stage `handoff` (DESIGN §2 step 7): record the boot ([`crate::record`]), move the
+//! kernel file systems into the image, free the initramfs, and exec the image's init as
+//! PID 1.
 //!
 //! Everything that can be checked is checked before anything is moved or deleted
 //! ([`check_image`]): once the initramfs is freed there is no way back, so a missing
@@ -28,7 +29,7 @@ use crate::net::{self, Identity, NetResult};
 use crate::os::Os;
 use crate::root::Mounted;
 use crate::scratch::ScratchReport;
-use crate::stage::StageTime;
+use crate::record::{self, BootRecord, LayerSummary, NetworkSection, StageTime};
 use crate::{debug, info};
 
 /// The mounts of the initramfs that move into the image, in order. The image must have
@@ -41,49 +42,6 @@ pub const DEFAULT_INIT: &str = "/sbin/init";
 /// Where `/etc/mtab` should point (Debian ships it as this symlink).
 pub const MTAB_TARGET: &str = "../proc/self/mounts";
 
-/// `/run/diskless/boot.json`: what this boot found and did, for the admin and the
-/// `diskless` CLI on the running system.
-#[derive(Debug, Serialize)]
-pub struct BootRecord<'a> {
-    pub diskless_version: &'static str,
-    pub network: crate::net::handoff::NetworkSection<'a>,
-    pub root: &'a crate::root::Mounted,
-    /// Layers applied, in order, with their file counts.
-    pub layers: Vec<LayerSummary>,
-    /// The local stage in full: mount plan and copy report.
-    pub local: &'a crate::local::LocalReport,
-    /// The scratch stage: disks found, swap, the scratch filesystem used or why not.
-    pub scratch: &'a crate::scratch::ScratchReport,
-    /// Modules loaded by the hardware and root stages, in order.
-    pub modules: Vec<String>,
-    /// Milliseconds of each stage before the hand-off.
-    pub stages: Vec<StageTime>,
-    pub config: &'a crate::config::Config,
-    pub config_warnings: &'a [crate::config::ConfigWarning],
-    pub init: &'a str,
-    pub init_args: &'a [String],
-    /// Milliseconds from the start of init to writing this record.
-    pub total_ms: u64,
-}
-
-/// One applied layer, short.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LayerSummary {
-    pub kind: crate::local::LayerKind,
-    pub path: PathBuf,
-    /// Files and symlinks copied.
-    pub files: u64,
-}
-
-/// The short form of the layer copy report.
-pub fn layer_summaries(report: &crate::local::ApplyReport) -> Vec<LayerSummary> {
-    report
-        .layers
-        .iter()
-        .map(|l| LayerSummary { kind: l.kind, path: l.path.clone(), files: l.files + l.symlinks })
-        .collect()
-}
-
 /// Why the hand-off stopped.
 #[derive(Debug)]
 pub enum HandoffError {
@@ -95,8 +53,10 @@ pub enum HandoffError {
     InitNotExecutable { init: String, mode: u32 },
     /// A directory a kernel file system moves to is missing in the image.
     MountPointMissing { dir: String, newroot: PathBuf },
-    /// Writing `/run` hand-off files or boot.json failed.
-    Files(crate::net::handoff::HandoffError),
+    /// Writing the network's `/run` hand-off files failed.
+    Files(crate::net::handoff::NetFilesError),
+    /// Writing boot.json failed.
+    Record(crate::record::RecordError),
     /// Moving a mount into the image failed.
     Move { from: PathBuf, to: PathBuf, source: io::Error },
     /// chdir into the new root failed.
@@ -131,6 +91,7 @@ impl fmt::Display for HandoffError {
                 newroot.display()
             ),
             HandoffError::Files(e) => e.fmt(f),
+            HandoffError::Record(e) => e.fmt(f),
             HandoffError::Move { from, to, source } => {
                 write!(f, "moving the mount {} to {}: {source}: see dmesg", from.display(), to.display())
             }
@@ -188,21 +149,21 @@ pub fn stage(ctx: &Context, f: &Facts<'_>, newroot: &Path) -> Result<Infallible,
     net::handoff::write_files(&run, f.net, f.identity, uptime).map_err(HandoffError::Files)?;
     let total_ms = f.started.elapsed().as_millis() as u64;
     let record = BootRecord {
-        diskless_version: env!("CARGO_PKG_VERSION"),
-        network: net::handoff::NetworkSection { net: f.net, identity: f.identity },
-        root: f.mounted,
-        layers: layer_summaries(&f.local.layers),
-        local: f.local,
-        scratch: f.scratch,
+        diskless_version: env!("CARGO_PKG_VERSION").to_string(),
+        network: NetworkSection { net: f.net.clone(), identity: f.identity.clone() },
+        root: f.mounted.clone(),
+        layers: record::layer_summaries(&f.local.layers),
+        local: f.local.clone(),
+        scratch: f.scratch.clone(),
         modules: f.hardware.loaded.iter().chain(f.mounted.modules.iter()).cloned().collect(),
         stages: f.stages.clone(),
-        config: f.config,
-        config_warnings: f.config_warnings,
-        init: &init,
-        init_args: &f.cmdline.init_args,
+        config: f.config.clone(),
+        config_warnings: f.config_warnings.to_vec(),
+        init: init.clone(),
+        init_args: f.cmdline.init_args.clone(),
         total_ms,
     };
-    let json = net::handoff::write_boot_json(&run, &record).map_err(HandoffError::Files)?;
+    let json = record::write(&run, &record).map_err(HandoffError::Record)?;
     debug!(ctx.log, "wrote {}", json.display());
     info!(ctx.log, "{}", booting_line(f, &record.layers, total_ms));
     early::restore_kmsg_ratelimit(&ctx.root);

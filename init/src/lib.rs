@@ -13,6 +13,7 @@ pub mod local;
 pub mod log;
 pub mod net;
 pub mod os;
+pub mod record;
 pub mod root;
 pub mod scratch;
 pub mod stage;

@@ -53,13 +53,6 @@ impl fmt::Display for Stage {
     }
 }
 
-/// One finished stage and its duration, for boot.json.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StageTime {
-    pub stage: Stage,
-    pub ms: u64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

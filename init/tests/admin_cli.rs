@@ -1,8 +1,18 @@
 //! The `diskless` admin binary end to end: output and exit codes.
 
 use std::fs;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Output};
+
+use diskless::config::Config;
+use diskless::local::{LocalReport, MountPlan};
+use diskless::net::identity::NameSource;
+use diskless::net::{Identity, Lease, Mac, NetResult, Proto};
+use diskless::record::{self, BootRecord, NetworkSection, StageTime};
+use diskless::root::parse::{ServerSource, Syntax};
+use diskless::root::{Mounted, NfsRoot, Version};
+use diskless::stage::Stage;
 
 fn diskless(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_diskless")).args(args).output().expect("run diskless")
@@ -51,23 +61,62 @@ fn plan_shows_layers_and_files() {
     assert!(out.contains("-  network /diskless/networks/10.0.0.255  skipped: missing"), "{out}");
 }
 
+/// The record of a boot by DHCP without layers or disks.
+fn boot_record() -> BootRecord {
+    let net = NetResult {
+        interface: "eth0".into(),
+        mac: Mac([2, 0, 0, 0, 0, 5]),
+        proto: Proto::Dhcp,
+        lease: Lease::new(Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(255, 255, 255, 0)),
+    };
+    let identity = Identity { hostname: "pc-1".into(), fqdn: None, domain: None, source: NameSource::Dhcp };
+    let root = NfsRoot {
+        server: Ipv4Addr::new(10, 0, 0, 1),
+        server_source: ServerSource::NextServer,
+        path: "/srv/root".into(),
+        version: Version::Auto,
+        options: Default::default(),
+        syntax: Syntax::DhcpRootPath,
+    };
+    BootRecord {
+        diskless_version: env!("CARGO_PKG_VERSION").into(),
+        network: NetworkSection { net, identity },
+        root: Mounted {
+            root,
+            mounted_version: Version::V4(2),
+            mount_options: "ro".into(),
+            attempts: 1,
+            modules: Vec::new(),
+        },
+        layers: Vec::new(),
+        local: LocalReport {
+            plan: MountPlan { before_copy: Vec::new(), after_copy: Vec::new(), destinations: Vec::new() },
+            layers: Default::default(),
+        },
+        scratch: Default::default(),
+        modules: Vec::new(),
+        stages: vec![StageTime { stage: Stage::Root, ms: 42 }],
+        config: Config::default(),
+        config_warnings: Vec::new(),
+        init: "/sbin/init".into(),
+        init_args: Vec::new(),
+        total_ms: 99,
+    }
+}
+
 #[test]
 fn status_reads_boot_json_or_says_why_not() {
     let run = tempfile::tempdir().unwrap();
     let o = diskless(&["status", run.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("boot.json") && stderr(&o).contains("not booted by diskless?"), "{}", stderr(&o));
-    write(
-        run.path(),
-        "diskless/boot.json",
-        r#"{"network": {"interface": "eth0", "lease": {"address": "10.0.0.5", "prefix_len": 24},
-            "identity": {"hostname": "pc-1", "source": "dhcp"}}, "stages": [{"stage": "root", "ms": 42}], "total_ms": 99}"#,
-    );
+    record::write(run.path(), &boot_record()).unwrap();
     let o = diskless(&["status", run.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
         out.contains("host       pc-1 (from dhcp)")
+            && out.contains("root       10.0.0.1:/srv/root (NFSv4.2)")
             && out.contains("root          42 ms")
             && out.contains("total      99 ms"),
         "{out}"

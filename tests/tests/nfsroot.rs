@@ -246,8 +246,8 @@ fn overlay_mode_layers_override_image_files_without_symlinks() {
 
 #[test]
 fn diskless_status_reads_the_boot_record_of_a_real_boot() {
-    // The admin CLI reads boot.json loosely; this keeps it in step with what the boot
-    // really writes.
+    // The admin CLI reads boot.json into the same type the boot writes it from; this
+    // checks the file of a real boot (the static init) against the host's CLI.
     let o = vm_a();
     let run = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(run.path().join("diskless")).unwrap();

@@ -20,7 +20,8 @@ use crate::log::{Log, StageTimer, monotonic_secs};
 use crate::net::{self, IpMode, NetConfig};
 use crate::os::Os;
 use crate::root::{self, RootRequest};
-use crate::stage::{Stage, StageTime};
+use crate::record::StageTime;
+use crate::stage::Stage;
 use crate::info;
 
 pub use crate::context::{NEWROOT, RUN_DIR};

@@ -340,7 +340,7 @@ fn a_failure_in_each_stage_is_one_error_line_then_the_failure_action() {
         let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
         assert!(errors.len() == 2 || case.stage == Stage::Early, "{}: {text}", case.stage);
         assert!(errors[0].starts_with(case.error), "{}: {text}", case.stage);
-        assert_eq!(m.os.last_call(), Some(case.action.clone()), "{}: {text}", case.stage);
+        assert_eq!(ordered_calls(&m.os).last(), Some(&case.action), "{}: {text}", case.stage);
         let timed: Vec<Stage> = m.boot.timings().iter().map(|t| t.stage).collect();
         let before: Vec<Stage> = Stage::ALL.into_iter().filter(|s| *s < case.stage).collect();
         assert_eq!(timed, before, "{}: only the stages before it finished", case.stage);
@@ -374,7 +374,7 @@ fn break_before_each_stage_runs_the_earlier_ones_only() {
         );
         let timed: Vec<Stage> = m.boot.timings().iter().map(|t| t.stage).collect();
         assert_eq!(timed, Stage::ALL.into_iter().filter(|s| s < stage).collect::<Vec<_>>(), "{stage}");
-        assert_eq!(m.os.last_call(), Some(Call::Reboot), "{stage}");
+        assert_eq!(ordered_calls(&m.os).last(), Some(&Call::Reboot), "{stage}");
         let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
         assert_eq!(errors, ["diskless: ERROR: rebooting: fake: reset the machine by hand"], "a break is no error");
     }

@@ -29,7 +29,7 @@ use rustix::fs::{
     unlinkat,
 };
 use rustix::io::Errno;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::image::open_in_image;
 use crate::os::Os;
@@ -37,7 +37,7 @@ use super::mounts::Destination;
 use super::select::{Layer, LayerKind, LayerSelection};
 
 /// What was copied from one layer, for boot.json.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerReport {
     pub kind: LayerKind,
     pub path: PathBuf,
@@ -48,14 +48,14 @@ pub struct LayerReport {
 }
 
 /// The result of [`apply`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyReport {
     pub layers: Vec<LayerReport>,
     pub warnings: Vec<CopyWarning>,
 }
 
 /// An entry of a layer that was not copied; the copy went on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CopyWarning {
     /// The entry is not inside any configured dir.

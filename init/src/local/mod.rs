@@ -26,7 +26,7 @@ pub mod stage;
 use std::fmt;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::os::Os;
@@ -44,7 +44,7 @@ pub use select::{
 pub const OVERLAY_SUBDIR: &str = "overlay";
 
 /// What the local stage did, for boot.json.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalReport {
     pub plan: MountPlan,
     pub layers: ApplyReport,

@@ -14,7 +14,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::OVERLAY_SUBDIR;
 use crate::config::{Config, Mode};
@@ -22,7 +22,7 @@ use crate::os::{LOCAL_MOUNT_FLAGS, MountFlags, Os};
 use rustix::fs::{Mode as FileMode, OFlags};
 
 /// One step of the plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum MountAction {
     /// A directory of the image that must exist because something is mounted on it;
@@ -53,7 +53,7 @@ pub enum MountAction {
 }
 
 /// Where the layer files of one configured dir go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Destination {
     /// The configured dir, as in the image (`/etc`).
     pub dir: PathBuf,
@@ -62,7 +62,7 @@ pub struct Destination {
 }
 
 /// The complete plan of the local mounts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountPlan {
     /// Run before the layers are copied.
     pub before_copy: Vec<MountAction>,

@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cmdline::Cmdline;
 use crate::config::Config;
@@ -38,6 +38,13 @@ impl fmt::Display for Mac {
 impl Serialize for Mac {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Mac::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a MAC address")))
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use dhcproto::v4::{self, DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::config::{Mac, mask_prefix};
 
@@ -50,7 +50,7 @@ const REQUESTED: [OptionCode; 14] = [
 ];
 
 /// Everything a DHCP server told us, as recorded in boot.json.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub address: Ipv4Addr,
     pub netmask: Ipv4Addr,

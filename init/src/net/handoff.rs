@@ -2,63 +2,29 @@
 //!
 //! - `<run>/net-<iface>.conf` in the format of klibc's ipconfig, which
 //!   initramfs-tools scripts and Debian's ifupdown hooks source;
-//! - `<run>/diskless/resolv.conf` for the image to link or copy;
-//! - `<run>/diskless/boot.json`, the machine-readable record of the boot.
+//! - `<run>/diskless/resolv.conf` for the image to link or copy.
 //!
+//! The record of the whole boot, `<run>/diskless/boot.json`, is [`crate::record`]'s.
 //! The run directory is a parameter so tests write into a temp dir.
 
-use std::fmt;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::NetResult;
 use super::identity::Identity;
+use crate::record::write_atomic;
 
-/// Errors writing hand-off files.
-#[derive(Debug)]
-pub enum HandoffError {
-    /// The interface name cannot be part of a file name.
-    InterfaceName {
-        name: String,
-    },
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    Json {
-        path: PathBuf,
-        reason: String,
-    },
+/// Errors writing the network's hand-off files.
+#[derive(Debug, thiserror::Error)]
+pub enum NetFilesError {
+    #[error("interface name {name:?} cannot be used in a file name")]
+    InterfaceName { name: String },
+    #[error("cannot create {}: {source}; is /run a writable tmpfs?", path.display())]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {}: {source}; is /run a writable tmpfs?", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
 }
-
-impl fmt::Display for HandoffError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HandoffError::InterfaceName { name } => {
-                write!(f, "interface name {name:?} cannot be used in a file name")
-            }
-            HandoffError::CreateDir { path, source } => {
-                write!(f, "cannot create {}: {source}; is /run a writable tmpfs?", path.display())
-            }
-            HandoffError::Write { path, source } => {
-                write!(f, "cannot write {}: {source}; is /run a writable tmpfs?", path.display())
-            }
-            HandoffError::Json { path, reason } => {
-                write!(f, "cannot serialise {}: {reason}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for HandoffError {}
 
 /// Single-quotes a value for a shell that sources the file; a quote inside
 /// is closed, escaped and reopened, so no value can run a command.
@@ -121,19 +87,12 @@ pub fn resolv_conf_text(net: &NetResult, id: &Identity) -> String {
     out
 }
 
-fn create_dir(path: &Path) -> Result<(), HandoffError> {
-    std::fs::create_dir_all(path).map_err(|source| HandoffError::CreateDir { path: path.into(), source })
+fn create_dir(path: &Path) -> Result<(), NetFilesError> {
+    std::fs::create_dir_all(path).map_err(|source| NetFilesError::CreateDir { path: path.into(), source })
 }
 
-/// Writes through a temporary file and a rename, so a reader never sees a
-/// half-written file.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), HandoffError> {
-    let err = |source| HandoffError::Write { path: path.into(), source };
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(data).map_err(err)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(err)
+fn write_file(path: &Path, data: &[u8]) -> Result<(), NetFilesError> {
+    write_atomic(path, data).map_err(|source| NetFilesError::Write { path: path.into(), source })
 }
 
 /// Writes `<run_dir>/net-<iface>.conf` and `<run_dir>/diskless/resolv.conf`.
@@ -143,47 +102,19 @@ pub fn write_files(
     net: &NetResult,
     id: &Identity,
     uptime: Duration,
-) -> Result<Vec<PathBuf>, HandoffError> {
+) -> Result<Vec<PathBuf>, NetFilesError> {
     let iface = &net.interface;
     if iface.is_empty() || iface.contains('/') || iface == "." || iface == ".." {
-        return Err(HandoffError::InterfaceName { name: iface.clone() });
+        return Err(NetFilesError::InterfaceName { name: iface.clone() });
     }
     create_dir(run_dir)?;
     let conf = run_dir.join(format!("net-{iface}.conf"));
-    write_atomic(&conf, net_conf_text(net, id, uptime).as_bytes())?;
+    write_file(&conf, net_conf_text(net, id, uptime).as_bytes())?;
     let dir = run_dir.join("diskless");
     create_dir(&dir)?;
     let resolv = dir.join("resolv.conf");
-    write_atomic(&resolv, resolv_conf_text(net, id).as_bytes())?;
+    write_file(&resolv, resolv_conf_text(net, id).as_bytes())?;
     Ok(vec![conf, resolv])
-}
-
-/// The `network` section of boot.json.
-#[derive(Clone, Debug, Serialize)]
-pub struct NetworkSection<'a> {
-    #[serde(flatten)]
-    pub net: &'a NetResult,
-    pub identity: &'a Identity,
-}
-
-/// The content of boot.json. Other stages add their sections as fields.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct BootJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub network: Option<NetworkSection<'a>>,
-}
-
-/// Writes `<run_dir>/diskless/boot.json` from any serialisable record (a
-/// [`BootJson`] or a larger struct that embeds its sections).
-pub fn write_boot_json<T: Serialize>(run_dir: &Path, record: &T) -> Result<PathBuf, HandoffError> {
-    let dir = run_dir.join("diskless");
-    create_dir(&dir)?;
-    let path = dir.join("boot.json");
-    let mut text = serde_json::to_string_pretty(record)
-        .map_err(|e| HandoffError::Json { path: path.clone(), reason: e.to_string() })?;
-    text.push('\n');
-    write_atomic(&path, text.as_bytes())?;
-    Ok(path)
 }
 
 #[cfg(test)]
@@ -271,16 +202,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = write_files(dir.path(), &net, &id, Duration::ZERO).unwrap();
         assert_eq!(paths, vec![dir.path().join("net-eth0.conf"), dir.path().join("diskless/resolv.conf")]);
-        let json =
-            write_boot_json(dir.path(), &BootJson { network: Some(NetworkSection { net: &net, identity: &id }) })
-                .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-        assert_eq!(v["network"]["interface"], "eth0");
-        assert_eq!(v["network"]["mac"], "02:00:00:00:00:01");
-        assert_eq!(v["network"]["lease"]["address"], "10.77.0.112");
-        assert_eq!(v["network"]["lease"]["root_path"], "10.77.0.1:/export");
-        assert_eq!(v["network"]["identity"]["hostname"], "lab3-12");
-        assert_eq!(v["network"]["identity"]["source"], "ptr");
     }
 
     #[test]
@@ -288,6 +209,6 @@ mod tests {
         let (mut net, id) = sample();
         net.interface = "../x".into();
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(write_files(dir.path(), &net, &id, Duration::ZERO), Err(HandoffError::InterfaceName { .. })));
+        assert!(matches!(write_files(dir.path(), &net, &id, Duration::ZERO), Err(NetFilesError::InterfaceName { .. })));
     }
 }

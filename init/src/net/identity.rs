@@ -10,7 +10,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::dns::PtrOutcome;
 use crate::os::Os;
@@ -73,7 +73,7 @@ pub fn validate_name(name: &str) -> Result<String, NameRejected> {
 }
 
 /// Where the host name came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NameSource {
     /// Reverse DNS of the leased address.
@@ -98,7 +98,7 @@ impl fmt::Display for NameSource {
 }
 
 /// The chosen identity.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// Short host name (first label), as set with sethostname.
     pub hostname: String,

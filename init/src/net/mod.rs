@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::os::Os;
 
@@ -54,7 +54,7 @@ use identity::Candidates;
 use link::{LinkConfig, LinkError, SysLink};
 
 /// How the address was obtained.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Dhcp,
@@ -73,7 +73,7 @@ impl Proto {
 }
 
 /// The configured interface and its lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetResult {
     pub interface: String,
     pub mac: Mac,

@@ -172,7 +172,7 @@ pub struct Retry {
 }
 
 /// What the mount did, for boot.json.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mounted {
     #[serde(flatten)]
     pub root: NfsRoot,

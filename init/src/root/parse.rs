@@ -11,7 +11,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::net::Lease;
 
@@ -41,8 +41,22 @@ impl Serialize for Version {
     }
 }
 
+/// The inverse of `Display`: `3`, `4.<minor>` or `auto`.
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "3" => Ok(Version::V3),
+            "auto" => Ok(Version::Auto),
+            _ => text.strip_prefix("4.").and_then(|minor| minor.parse().ok()).map(Version::V4).ok_or_else(|| {
+                serde::de::Error::custom(format!("{text:?} is not an NFS version (3, 4.<minor> or auto)"))
+            }),
+        }
+    }
+}
+
 /// Which syntax named the root; for the log and boot.json.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Syntax {
     /// `root=/dev/nfs nfsroot=[server:]path[,opts]` (or `nfsroot=` alone).
@@ -64,7 +78,7 @@ impl fmt::Display for Syntax {
 }
 
 /// Where the server address came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerSource {
     /// Written in the root specification.
@@ -76,7 +90,7 @@ pub enum ServerSource {
 }
 
 /// The NFS root to mount.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NfsRoot {
     pub server: Ipv4Addr,
     pub server_source: ServerSource,
@@ -95,7 +109,7 @@ impl NfsRoot {
 }
 
 /// The mount options that were understood, plus those passed through unchanged.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Options {
     /// `port=`: the NFS port; without it the kernel asks rpcbind (v3) or uses 2049 (v4).
     pub port: Option<u16>,

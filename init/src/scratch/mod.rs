@@ -28,7 +28,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Mode};
 use crate::context::Context;
@@ -160,7 +160,7 @@ fn mount_error_meaning(e: &io::Error) -> &'static str {
 }
 
 /// One device as found, for boot.json.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceReport {
     pub name: String,
     pub path: PathBuf,
@@ -172,12 +172,12 @@ pub struct DeviceReport {
     pub label: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<Kind>,
 }
 
 /// A device not used, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
     pub device: PathBuf,
     #[serde(flatten)]
@@ -187,7 +187,7 @@ pub struct Skipped {
 }
 
 /// The scratch filesystem in use.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsedScratch {
     pub device: PathBuf,
     pub kind: Kind,
@@ -203,17 +203,17 @@ pub struct UsedScratch {
     pub binds: Vec<Bind>,
     /// Local dirs the local stage binds from the scratch: (dir as in the config, source).
     pub local_dirs: Vec<(PathBuf, PathBuf)>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wiped: Vec<Wiped>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bind {
     pub source: PathBuf,
     pub target: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wiped {
     pub path: PathBuf,
     #[serde(flatten)]
@@ -221,7 +221,7 @@ pub struct Wiped {
 }
 
 /// A swap partition and whether swapon worked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwapReport {
     pub device: PathBuf,
     pub size: u64,
@@ -233,7 +233,7 @@ pub struct SwapReport {
 }
 
 /// Everything the stage found and did, for boot.json.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ScratchReport {
     pub devices: Vec<DeviceReport>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Bytes read from the start of a device: covers the btrfs superblock (64 KiB + 4 KiB)
 /// and swap headers for page sizes up to 64 KiB.
@@ -25,7 +25,7 @@ pub const HEAD_BYTES: usize = 128 << 10;
 pub const TAIL_BYTES: usize = 128 << 10;
 
 /// What a signature says the device holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Kind {
     #[serde(rename = "ext2")]
     Ext2,

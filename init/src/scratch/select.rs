@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::devices::{BlockDevice, device_order};
 use super::probe::{Kind, Signature};
@@ -19,7 +19,7 @@ pub struct Probed {
 }
 
 /// Why a device is not used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum SkipReason {
     /// Reading the first or last bytes failed.
@@ -106,7 +106,7 @@ fn join(kinds: &[Kind]) -> String {
 }
 
 /// Why the chosen candidate won.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preference {
     /// It was the only candidate.

@@ -14,7 +14,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, fchmod, fstat, mkdirat, openat, statat, unlinkat};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
@@ -51,7 +51,7 @@ pub fn ensure_dir(root: &Path, rel: &Path, mode: u32) -> io::Result<()> {
 }
 
 /// What emptying one directory did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WipeStats {
     /// Files, symlinks, devices and directories removed.
     pub removed: u64,
