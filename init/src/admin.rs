@@ -316,39 +316,24 @@ pub fn check(image_root: &Path) -> Result<CheckReport, AdminError> {
     Ok(CheckReport { image_root: image_root.into(), config, warnings })
 }
 
-fn quoted_paths(paths: &[PathBuf]) -> String {
-    let items: Vec<String> = paths.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
-    format!("[{}]", items.join(", "))
-}
-
 fn enum_name<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "?".into())
 }
 
-/// The effective configuration in the syntax of `diskless.toml`.
+/// The effective configuration in the syntax of `diskless.toml`: every key of the
+/// configuration table, a dotted key under its `[section]`.
 pub fn render_config(c: &Config) -> String {
-    let s = &c.scratch;
-    format!(
-        "dirs = {}\nlocaldir = {:?}\nlayers = {:?}\nmode = {:?}\ntmpfs_size = {:?}\non_failure = {:?}\n\
-         reboot_delay = {}\ncarrier_timeout = {}\ndhcp_timeout = {}\nsettle_ms = {}\nnfs_retry_timeout = {}\n\
-         [scratch]\nfstypes = {:?}\nlabel = {:?}\nmountpoint = {:?}\nwipe = {}\nswap = {}\n",
-        quoted_paths(&c.dirs),
-        c.localdir,
-        c.layers.display().to_string(),
-        enum_name(&c.mode),
-        c.tmpfs_size.to_string(),
-        enum_name(&c.on_failure),
-        c.reboot_delay,
-        c.carrier_timeout,
-        c.dhcp_timeout,
-        c.settle_ms,
-        c.nfs_retry_timeout,
-        s.fstypes,
-        s.label,
-        s.mountpoint.display().to_string(),
-        s.wipe,
-        s.swap,
-    )
+    let mut out = String::new();
+    let mut section = "";
+    for (name, value) in config::rendered(c) {
+        let (key_section, key) = name.rsplit_once('.').unwrap_or(("", name));
+        if key_section != section {
+            out.push_str(&format!("[{key_section}]\n"));
+            section = key_section;
+        }
+        out.push_str(&format!("{key} = {value}\n"));
+    }
+    out
 }
 
 fn render_warnings(out: &mut String, warnings: &[impl fmt::Display]) {
@@ -866,6 +851,23 @@ mod tests {
         );
         let mut out = Vec::new();
         assert_eq!(run(&Command::Check { image_root: img.path().into() }, &mut out).unwrap(), EXIT_OK);
+    }
+
+    #[test]
+    fn check_renders_every_key_of_the_config_table_in_toml_order() {
+        let expected = "dirs = [\"/etc\", \"/var\"]\nlocaldir = \"local\"\nlayers = \"/diskless\"\nmode = \"symlink\"\n\
+                        tmpfs_size = \"25%\"\non_failure = \"reboot\"\nreboot_delay = 30\ncarrier_timeout = 10\n\
+                        dhcp_timeout = 120\nsettle_ms = 500\nnfs_retry_timeout = 300\n[scratch]\n\
+                        fstypes = [\"ext4\", \"xfs\", \"btrfs\"]\nlabel = \"scratch\"\nmountpoint = \"/mnt/scratch\"\n\
+                        wipe = false\nswap = true\n";
+        assert_eq!(render_config(&Config::default()), expected);
+        let mut c = Config { dirs: Vec::new(), mode: Mode::Overlay, ..Config::default() };
+        c.tmpfs_size = config::parse_tmpfs_size("512m").unwrap();
+        c.scratch.label = String::new();
+        let text = render_config(&c);
+        assert!(text.starts_with("dirs = []\nlocaldir = \"local\"\n"), "{text}");
+        assert!(text.contains("mode = \"overlay\"\ntmpfs_size = \"512M\"\n"), "{text}");
+        assert!(text.contains("[scratch]\nfstypes = [\"ext4\", \"xfs\", \"btrfs\"]\nlabel = \"\"\n"), "{text}");
     }
 
     #[test]
