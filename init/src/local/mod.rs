@@ -10,6 +10,8 @@
 //! 3. [`execute`]: those actions through a [`Mounter`];
 //! 4. [`apply`]: copy the layers into the local dirs, metadata set through [`Attributes`].
 //!
+//! The copy and `diskless plan` go through a layer with one walk ([`walk`]).
+//!
 //! [`setup`] runs 2-4 in the order the modes need (in overlay mode the layers are
 //! copied into the uppers *before* the overlays are mounted, because overlayfs does
 //! not allow its upper to change under a mounted overlay).
@@ -22,6 +24,7 @@ pub(crate) mod image;
 mod mounts;
 mod select;
 mod system;
+pub mod walk;
 
 use std::fmt;
 use std::path::Path;
