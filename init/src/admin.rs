@@ -17,7 +17,8 @@
 //! [`PlanReport`], [`StatusReport`]) and rendered to text separately, so the tests
 //! work on both.
 
-use std::ffi::{OsStr, OsString};
+use std::convert::Infallible;
+use std::ffi::{CStr, OsStr, OsString};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -26,11 +27,12 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode as FileMode, OFlags, openat, readlinkat, statat};
+use rustix::fs::OFlags;
 
 use crate::config::{self, Config, ConfigWarning, Mode};
 use crate::local::image::open_in_image;
-use crate::local::{LayerInput, LayerKind, LayerSelection, SkipReason, select_layers};
+use crate::local::walk::{Entry, Root, Skipped, Visitor, walk_layer};
+use crate::local::{CopyWarning, Layer, LayerInput, LayerKind, LayerSelection, SkipReason, select_layers};
 use crate::record::{self, BootRecord, RecordError};
 use crate::scratch::{ScratchReport, show_size};
 
@@ -308,39 +310,24 @@ pub fn check(image_root: &Path) -> Result<CheckReport, AdminError> {
     Ok(CheckReport { image_root: image_root.into(), config, warnings })
 }
 
-fn quoted_paths(paths: &[PathBuf]) -> String {
-    let items: Vec<String> = paths.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
-    format!("[{}]", items.join(", "))
-}
-
 fn enum_name<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "?".into())
 }
 
-/// The effective configuration in the syntax of `diskless.toml`.
+/// The effective configuration in the syntax of `diskless.toml`: every key of the
+/// configuration table, a dotted key under its `[section]`.
 pub fn render_config(c: &Config) -> String {
-    let s = &c.scratch;
-    format!(
-        "dirs = {}\nlocaldir = {:?}\nlayers = {:?}\nmode = {:?}\ntmpfs_size = {:?}\non_failure = {:?}\n\
-         reboot_delay = {}\ncarrier_timeout = {}\ndhcp_timeout = {}\nsettle_ms = {}\nnfs_retry_timeout = {}\n\
-         [scratch]\nfstypes = {:?}\nlabel = {:?}\nmountpoint = {:?}\nwipe = {}\nswap = {}\n",
-        quoted_paths(&c.dirs),
-        c.localdir,
-        c.layers.display().to_string(),
-        enum_name(&c.mode),
-        c.tmpfs_size.to_string(),
-        enum_name(&c.on_failure),
-        c.reboot_delay,
-        c.carrier_timeout,
-        c.dhcp_timeout,
-        c.settle_ms,
-        c.nfs_retry_timeout,
-        s.fstypes,
-        s.label,
-        s.mountpoint.display().to_string(),
-        s.wipe,
-        s.swap,
-    )
+    let mut out = String::new();
+    let mut section = "";
+    for (name, value) in config::rendered(c) {
+        let (key_section, key) = name.rsplit_once('.').unwrap_or(("", name));
+        if key_section != section {
+            out.push_str(&format!("[{key_section}]\n"));
+            section = key_section;
+        }
+        out.push_str(&format!("{key} = {value}\n"));
+    }
+    out
 }
 
 fn render_warnings(out: &mut String, warnings: &[impl fmt::Display]) {
@@ -410,8 +397,9 @@ pub struct PlanReport {
     pub config_warnings: Vec<ConfigWarning>,
     pub selection: LayerSelection,
     pub layers: Vec<PlannedLayer>,
-    /// Entries the copy would skip (outside the dirs, special files, unreadable).
-    pub warnings: Vec<String>,
+    /// Entries the copy would skip (outside the dirs, special files, unreadable), as
+    /// the boot would log them.
+    pub warnings: Vec<CopyWarning>,
 }
 
 impl PlanReport {
@@ -429,19 +417,33 @@ impl PlanReport {
 }
 
 /// Computes the layers of the machine `input` in the image at `image_root`, with the
-/// configuration the boot would load, and walks each used layer (never following a
-/// symlink) to list what it places.
+/// configuration the boot would load, and walks each used layer as the copy does
+/// ([`walk_layer`]) to list what it places.
 pub fn plan(image_root: &Path, input: &LayerInput) -> Result<PlanReport, AdminError> {
     require_image_root(image_root)?;
     let (config, config_warnings) = config::load::<&str, &str>(image_root, &[]);
     let selection = select_layers(&config, image_root, input);
+    // Where the entries of each dir land, as seen on the booted client.
+    let roots: Vec<Root<PathBuf>> = config
+        .dirs
+        .iter()
+        .map(|dir| Root {
+            dir: dir.clone(),
+            target: match config.mode {
+                Mode::Symlink => dir.join(&config.localdir),
+                Mode::Overlay => dir.clone(),
+            },
+        })
+        .collect();
     let mut warnings = Vec::new();
     let mut layers: Vec<PlannedLayer> = Vec::new();
     for layer in &selection.layers {
-        let mut walk = Walk { config: &config, layer: &layer.path, entries: Vec::new(), warnings: &mut warnings };
+        let mut walk = PlanWalk { layer, entries: Vec::new(), warnings: &mut warnings };
         match open_in_image(image_root, &layer.path, OFlags::RDONLY | OFlags::DIRECTORY) {
-            Ok(fd) => walk.mirror(&fd, Path::new("/")),
-            Err(e) => walk.warn(Path::new("/"), format!("cannot open: {e}")),
+            Ok(fd) => {
+                let Ok(()) = walk_layer(&fd, &roots, &mut walk);
+            }
+            Err(error) => walk.skipped(Path::new("/"), Skipped::Unreadable { error }),
         }
         let mut entries = walk.entries;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -472,122 +474,51 @@ pub fn plan(image_root: &Path, input: &LayerInput) -> Result<PlanReport, AdminEr
     })
 }
 
-/// The walk of one layer: the same rules as the copy (`local::apply`).
-struct Walk<'a> {
-    config: &'a Config,
-    layer: &'a Path,
+/// The plan of one layer: records what the copy would place, where.
+struct PlanWalk<'a> {
+    layer: &'a Layer,
     entries: Vec<PlannedEntry>,
-    warnings: &'a mut Vec<String>,
+    warnings: &'a mut Vec<CopyWarning>,
 }
 
-impl Walk<'_> {
-    fn warn(&mut self, image_path: &Path, what: impl fmt::Display) {
-        let path = self.layer.join(image_path.strip_prefix("/").unwrap_or(image_path));
-        self.warnings.push(format!("{}: {what}", path.display()));
-    }
-
-    /// The deepest configured dir containing `path`, and where `path` lands.
-    fn destination(&self, path: &Path) -> Option<PathBuf> {
-        let dir = self.config.dirs.iter().filter(|d| path.starts_with(d)).max_by_key(|d| d.components().count())?;
-        let rel = path.strip_prefix(dir).unwrap_or(Path::new(""));
-        Some(match self.config.mode {
-            Mode::Symlink => dir.join(&self.config.localdir).join(rel),
-            Mode::Overlay => path.to_path_buf(),
-        })
-    }
-
-    fn entries(&mut self, dir: &OwnedFd, image_path: &Path) -> Vec<(OsString, PathBuf, FileType)> {
-        let mut names = Vec::new();
-        let read = Dir::read_from(dir).map_err(io::Error::from).and_then(|d| {
-            for entry in d {
-                let name = entry?.file_name().to_bytes().to_vec();
-                if name != b"." && name != b".." {
-                    names.push(OsStr::from_bytes(&name).to_os_string());
-                }
-            }
-            Ok(())
+impl PlanWalk<'_> {
+    fn place(&mut self, parent: &Path, entry: &Entry<'_>, kind: EntryKind) -> PathBuf {
+        let destination = parent.join(entry.name);
+        self.entries.push(PlannedEntry {
+            path: entry.image_path.to_path_buf(),
+            destination: destination.clone(),
+            kind,
+            overridden_by: None,
         });
-        if let Err(e) = read {
-            self.warn(image_path, format!("cannot read the directory: {e}"));
-        }
-        names.sort();
-        let mut out = Vec::new();
-        for name in names {
-            let child = image_path.join(&name);
-            match statat(dir, &*name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => out.push((name, child, FileType::from_raw_mode(st.st_mode))),
-                Err(e) => self.warn(&child, format!("cannot stat: {e}")),
-            }
-        }
-        out
+        destination
+    }
+}
+
+impl Visitor for PlanWalk<'_> {
+    type Target = PathBuf;
+    type Error = Infallible;
+
+    fn enter_dir(&mut self, parent: &PathBuf, entry: &Entry<'_>) -> Result<PathBuf, Infallible> {
+        Ok(self.place(parent, entry, EntryKind::Directory))
     }
 
-    fn open_dir(&mut self, dir: &OwnedFd, name: &OsStr, image_path: &Path) -> Option<OwnedFd> {
-        match openat(
-            dir,
-            name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            FileMode::empty(),
-        ) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                self.warn(image_path, format!("cannot open: {e}"));
-                None
-            }
-        }
+    fn leave_dir(&mut self, _: &PathBuf, _: &Entry<'_>, _: PathBuf) -> Result<(), Infallible> {
+        Ok(())
     }
 
-    /// Above the configured dirs: enter only directories that lead to one.
-    fn mirror(&mut self, dir: &OwnedFd, image_path: &Path) {
-        for (name, child, kind) in self.entries(dir, image_path) {
-            let is_dir = kind == FileType::Directory;
-            if self.config.dirs.contains(&child) {
-                if !is_dir {
-                    self.warn(&child, "is a configured dir but not a directory in the layer; skipped");
-                } else if let Some(sub) = self.open_dir(dir, &name, &child) {
-                    self.copy(&sub, &child);
-                }
-            } else if is_dir && self.config.dirs.iter().any(|d| d.starts_with(&child)) {
-                if let Some(sub) = self.open_dir(dir, &name, &child) {
-                    self.mirror(&sub, &child);
-                }
-            } else {
-                let dirs: Vec<String> = self.config.dirs.iter().map(|d| d.display().to_string()).collect();
-                self.warn(&child, format!("not inside any configured dir ({}); skipped", dirs.join(", ")));
-            }
-        }
+    fn file(&mut self, parent: &PathBuf, entry: &Entry<'_>, _source: OwnedFd) -> Result<(), Infallible> {
+        self.place(parent, entry, EntryKind::File);
+        Ok(())
     }
 
-    /// Inside a configured dir: every entry is placed.
-    fn copy(&mut self, dir: &OwnedFd, image_path: &Path) {
-        for (name, child, kind) in self.entries(dir, image_path) {
-            let Some(destination) = self.destination(&child) else { continue };
-            let kind = match kind {
-                FileType::RegularFile => EntryKind::File,
-                FileType::Directory => EntryKind::Directory,
-                FileType::Symlink => match readlinkat(dir, &*name, Vec::new()) {
-                    Ok(target) => EntryKind::Symlink { target: PathBuf::from(OsStr::from_bytes(target.as_bytes())) },
-                    Err(e) => {
-                        self.warn(&child, format!("cannot read the symlink: {e}"));
-                        continue;
-                    }
-                },
-                _ => {
-                    self.warn(
-                        &child,
-                        "is a device, FIFO or socket; skipped (layers hold files, directories and symlinks)",
-                    );
-                    continue;
-                }
-            };
-            let is_dir = kind == EntryKind::Directory;
-            self.entries.push(PlannedEntry { path: child.clone(), destination, kind, overridden_by: None });
-            if is_dir {
-                if let Some(sub) = self.open_dir(dir, &name, &child) {
-                    self.copy(&sub, &child);
-                }
-            }
-        }
+    fn symlink(&mut self, parent: &PathBuf, entry: &Entry<'_>, link: &CStr) -> Result<(), Infallible> {
+        let target = PathBuf::from(OsStr::from_bytes(link.to_bytes()));
+        self.place(parent, entry, EntryKind::Symlink { target });
+        Ok(())
+    }
+
+    fn skipped(&mut self, image_path: &Path, why: Skipped) {
+        self.warnings.push(CopyWarning::new(self.layer, image_path, why));
     }
 }
 
@@ -799,6 +730,23 @@ mod tests {
     }
 
     #[test]
+    fn check_renders_every_key_of_the_config_table_in_toml_order() {
+        let expected = "dirs = [\"/etc\", \"/var\"]\nlocaldir = \"local\"\nlayers = \"/diskless\"\nmode = \"symlink\"\n\
+                        tmpfs_size = \"25%\"\non_failure = \"reboot\"\nreboot_delay = 30\ncarrier_timeout = 10\n\
+                        dhcp_timeout = 120\nsettle_ms = 500\nnfs_retry_timeout = 300\n[scratch]\n\
+                        fstypes = [\"ext4\", \"xfs\", \"btrfs\"]\nlabel = \"scratch\"\nmountpoint = \"/mnt/scratch\"\n\
+                        wipe = false\nswap = true\n";
+        assert_eq!(render_config(&Config::default()), expected);
+        let mut c = Config { dirs: Vec::new(), mode: Mode::Overlay, ..Config::default() };
+        c.tmpfs_size = config::parse_tmpfs_size("512m").unwrap();
+        c.scratch.label = String::new();
+        let text = render_config(&c);
+        assert!(text.starts_with("dirs = []\nlocaldir = \"local\"\n"), "{text}");
+        assert!(text.contains("mode = \"overlay\"\ntmpfs_size = \"512M\"\n"), "{text}");
+        assert!(text.contains("[scratch]\nfstypes = [\"ext4\", \"xfs\", \"btrfs\"]\nlabel = \"\"\n"), "{text}");
+    }
+
+    #[test]
     fn check_of_a_missing_image_names_it() {
         let err = check(Path::new("/nonexistent/image")).unwrap_err();
         assert!(err.to_string().starts_with("/nonexistent/image: "), "{err}");
@@ -822,7 +770,12 @@ mod tests {
         assert!(text.contains("/etc/local/mtab -> /proc/self/mounts"), "{text}");
         assert!(text.contains("/etc/local/fstab  [overridden by host]"), "{text}");
         assert!(text.contains("-  ip      /diskless/hosts/10.0.0.12  skipped: missing"), "{text}");
-        assert!(text.contains("/diskless/base/usr: not inside any configured dir"), "{text}");
+        assert!(
+            text.contains(
+                "warning: layer base (/diskless/base): /diskless/base/usr is not inside any of the configured dirs"
+            ),
+            "{text}"
+        );
         // The order on screen is the application order.
         let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s} missing:\n{text}"));
         assert!(at("1. base") < at("2. network") && at("2. network") < at("3. lab") && at("3. lab") < at("4. host"));

@@ -308,7 +308,7 @@ pub(crate) mod tests {
         };
         let config_warnings = vec![
             ConfigWarning::UnknownKey {
-                source: Source::File("/etc/diskless/diskless.toml".into()),
+                origin: Source::File("/etc/diskless/diskless.toml".into()),
                 key: "colour".into(),
             },
             ConfigWarning::MissingValue { key: "mode".into() },

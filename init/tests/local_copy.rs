@@ -1,11 +1,13 @@
 //! Layer copying on real temp-dir trees. These tests run as root (the rig and CI do),
 //! so owners are set and checked for real; they fail rather than skip otherwise.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
 use std::path::{Path, PathBuf};
 
+use diskless::admin::{self, EntryKind};
 use diskless::os::RealOs;
 use diskless::config::{Config, Mode as LocalMode};
 use diskless::local::{
@@ -302,4 +304,77 @@ fn setup_in_overlay_mode_fills_the_upper_and_mounts_the_overlay() {
     assert_eq!(fs::read_to_string(img.local("etc/hostname")).unwrap(), "lab3-12");
     assert_eq!(fs::read_to_string(img.local("etc/from-image")).unwrap(), "image");
     assert_eq!(fs::read_to_string(run.path().join("overlay/0-etc/upper/hostname")).unwrap(), "lab3-12");
+}
+
+/// What is in the local dirs of the image after a copy: `(client path, kind)`.
+fn placed_by_copy(img: &Image) -> BTreeSet<(PathBuf, String)> {
+    fn visit(dir: &Path, client: &Path, out: &mut BTreeSet<(PathBuf, String)>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let (path, client) = (entry.path(), client.join(entry.file_name()));
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                out.insert((client.clone(), "dir".into()));
+                visit(&path, &client, out);
+            } else if meta.file_type().is_symlink() {
+                out.insert((client, format!("-> {}", fs::read_link(&path).unwrap().display())));
+            } else {
+                out.insert((client, "file".into()));
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    for dir in &img.config.dirs {
+        let local = dir.join(&img.config.localdir);
+        visit(&img.local(local.to_str().unwrap().trim_start_matches('/')), &local, &mut out);
+    }
+    out
+}
+
+fn planned_kind(kind: &EntryKind) -> String {
+    match kind {
+        EntryKind::Directory => "dir".into(),
+        EntryKind::File => "file".into(),
+        EntryKind::Symlink { target } => format!("-> {}", target.display()),
+    }
+}
+
+#[test]
+fn plan_and_copy_agree_on_what_lands_where_and_what_is_skipped() {
+    let img = Image::new(&["/etc", "/var"]);
+    img.write("base", "etc/motd", "base");
+    img.write("base", "etc/ssh/sshd_config", "Port 22\n");
+    img.write("base", "etc/ssh/keys/host_key", "key");
+    img.write("base", "var/lib/app/state", "s");
+    img.write("base", "usr/bin/tool", "#!/bin/sh\n");
+    symlink("/run/resolv.conf", img.layer("base", "etc/resolv.conf")).unwrap();
+    mknodat(CWD, img.layer("base", "etc/pipe"), FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+    img.write("hosts/lab3-12", "etc/motd", "host");
+    img.write("hosts/lab3-12", "etc/ssh/keys", "now a file");
+    img.write("hosts/lab3-12", "README", "notes");
+
+    let report = img.copy().unwrap();
+    let plan = admin::plan(img.root(), &input()).unwrap();
+
+    assert_eq!(plan.warnings, report.warnings);
+    assert_eq!(report.warnings.len(), 3, "{:?}", report.warnings);
+    let planned: BTreeSet<(PathBuf, String)> = plan
+        .layers
+        .iter()
+        .flat_map(|l| &l.entries)
+        .filter(|e| e.overridden_by.is_none())
+        .map(|e| (e.destination.clone(), planned_kind(&e.kind)))
+        .collect();
+    assert_eq!(planned, placed_by_copy(&img));
+    assert!(planned.contains(&(PathBuf::from("/etc/local/resolv.conf"), "-> /run/resolv.conf".into())));
+    assert!(planned.contains(&(PathBuf::from("/etc/local/ssh/keys"), "file".into())));
+    for (layer, copied) in plan.layers.iter().zip(&report.layers) {
+        let count = |kind: &str| layer.entries.iter().filter(|e| planned_kind(&e.kind).starts_with(kind)).count();
+        assert_eq!(
+            (count("file"), count("dir"), count("->")),
+            (copied.files as usize, copied.directories as usize, copied.symlinks as usize),
+            "{}",
+            layer.path.display()
+        );
+    }
 }

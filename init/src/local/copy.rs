@@ -1,12 +1,12 @@
 //! Copying layers into the local dirs.
 //!
-//! Inside a layer, paths mirror the root of the image: `<layer>/etc/fstab` belongs to
-//! the configured dir `/etc` and lands in its destination (`/etc/local/fstab`, or the
+//! The layer is walked by [`walk_layer`]: `<layer>/etc/fstab` belongs to the
+//! configured dir `/etc` and lands in its destination (`/etc/local/fstab`, or the
 //! overlay upper of `/etc`). What is not inside any configured dir is skipped.
 //!
 //! Layers are written by administrators but hosts can be many and layers old, so the
-//! copy trusts neither side: every step works on directory file descriptors with
-//! `O_NOFOLLOW` / `AT_SYMLINK_NOFOLLOW`. A symlink is copied as a symlink and never
+//! copy trusts neither side: every step, of the walk and of the writing, works on
+//! directory file descriptors with `O_NOFOLLOW` / `AT_SYMLINK_NOFOLLOW`. A symlink is copied as a symlink and never
 //! followed, in the layer or in the destination, so a symlink `etc/evil -> /tmp` from
 //! one layer followed by a file `etc/evil/x` from the next replaces the symlink with a
 //! directory instead of writing to `/tmp/x`. Later layers replace entries of earlier
@@ -16,17 +16,15 @@
 //! naming the layer and the file; an entry that cannot be copied on purpose (device,
 //! FIFO, socket, unreadable source) is a [`CopyWarning`] and the copy goes on.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CStr, OsStr};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
-    AtFlags, Dir, FileType, Mode, OFlags, Stat, Timespec, Timestamps, mkdirat, openat, readlinkat, statat, symlinkat,
-    unlinkat,
+    AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps, mkdirat, openat, statat, symlinkat, unlinkat,
 };
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
@@ -35,6 +33,7 @@ use super::image::open_in_image;
 use crate::os::Os;
 use super::mounts::Destination;
 use super::select::{Layer, LayerKind, LayerSelection};
+use super::walk::{Entry, Root, Skipped, Visitor, entry_names, walk_layer};
 
 /// What was copied from one layer, for boot.json.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +65,24 @@ pub enum CopyWarning {
     SpecialFile { layer: String, path: PathBuf, file_type: String },
     /// The entry could not be read from the image.
     Unreadable { layer: String, path: PathBuf, error: String },
+}
+
+impl CopyWarning {
+    /// The warning for `image_path` of `layer`, which the walk skipped for `why`.
+    pub fn new(layer: &Layer, image_path: &Path, why: Skipped) -> CopyWarning {
+        let (layer_name, path) =
+            (layer.to_string(), layer.path.join(image_path.strip_prefix("/").unwrap_or(image_path)));
+        match why {
+            Skipped::OutsideDirs => CopyWarning::OutsideDirs { layer: layer_name, path },
+            Skipped::NotADirectory => CopyWarning::NotADirectory { layer: layer_name, path },
+            Skipped::SpecialFile { file_type } => {
+                CopyWarning::SpecialFile { layer: layer_name, path, file_type: file_type.into() }
+            }
+            Skipped::Unreadable { error } => {
+                CopyWarning::Unreadable { layer: layer_name, path, error: error.to_string() }
+            }
+        }
+    }
 }
 
 impl fmt::Display for CopyWarning {
@@ -146,13 +163,6 @@ impl std::error::Error for ApplyError {}
 /// Bytes read and written at a time when copying a file.
 const COPY_BUFFER: usize = 64 * 1024;
 
-/// An open destination of one configured dir.
-struct OpenDestination<'a> {
-    dir: &'a Path,
-    path: &'a Path,
-    fd: OwnedFd,
-}
-
 /// Copies the layers of `selection`, in order, from the image at `image_root` into
 /// `destinations` (from the mount plan, already mounted).
 pub fn apply(
@@ -161,7 +171,7 @@ pub fn apply(
     destinations: &[Destination],
     os: &dyn Os,
 ) -> Result<ApplyReport, ApplyError> {
-    let mut open = Vec::with_capacity(destinations.len());
+    let mut roots = Vec::with_capacity(destinations.len());
     for d in destinations {
         let fd = openat(
             rustix::fs::CWD,
@@ -174,7 +184,7 @@ pub fn apply(
             path: d.path.clone(),
             error: e.into(),
         })?;
-        open.push(OpenDestination { dir: &d.dir, path: &d.path, fd });
+        roots.push(Root { dir: d.dir.clone(), target: Target { fd, path: d.path.clone() } });
     }
     let mut report = ApplyReport::default();
     for layer in &selection.layers {
@@ -182,9 +192,8 @@ pub fn apply(
         let root = open_in_image(image_root, &layer.path, OFlags::RDONLY | OFlags::DIRECTORY)
             .map_err(|error| ApplyError::OpenLayer { layer: name.clone(), error })?;
         let mut copy = LayerCopy {
-            layer: layer.clone(),
+            layer,
             name,
-            destinations: &open,
             os,
             report: LayerReport {
                 kind: layer.kind,
@@ -196,7 +205,7 @@ pub fn apply(
             },
             warnings: &mut report.warnings,
         };
-        copy.walk_mirror(&root, Path::new("/"))?;
+        walk_layer(&root, &roots, &mut copy)?;
         report.layers.push(copy.report);
     }
     Ok(report)
@@ -204,37 +213,23 @@ pub fn apply(
 
 /// The copy of one layer.
 struct LayerCopy<'a> {
-    layer: Layer,
+    layer: &'a Layer,
     /// `host (/diskless/hosts/lab3-12)`, for messages.
     name: String,
-    destinations: &'a [OpenDestination<'a>],
     os: &'a dyn Os,
     report: LayerReport,
     warnings: &'a mut Vec<CopyWarning>,
 }
 
-/// Where the entries of a source directory go.
-struct Target<'d> {
-    fd: &'d OwnedFd,
-    /// The destination path, for messages.
+/// An open destination directory.
+struct Target {
+    fd: OwnedFd,
+    /// Its path, for messages.
     path: PathBuf,
 }
 
 fn is_full(e: Errno) -> bool {
     e == Errno::NOSPC || e == Errno::DQUOT
-}
-
-fn entry_names(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
-    let mut names = Vec::new();
-    for entry in Dir::read_from(dir)? {
-        let name = entry?.file_name().to_bytes().to_vec();
-        if name != b"." && name != b".." {
-            names.push(OsStr::from_bytes(&name).to_os_string());
-        }
-    }
-    // Sorted, so that two boots of the same image copy in the same order.
-    names.sort();
-    Ok(names)
 }
 
 /// Which side of a copy failed: reading the image is the layer's problem, writing
@@ -261,17 +256,64 @@ fn timespec(sec: impl TryInto<i64>, nsec: impl TryInto<i64>) -> Timespec {
     Timespec { tv_sec: sec.try_into().unwrap_or(0), tv_nsec: nsec.try_into().unwrap_or(0) }
 }
 
-impl LayerCopy<'_> {
-    fn layer_path(&self, image_path: &Path) -> PathBuf {
-        self.layer.path.join(image_path.strip_prefix("/").unwrap_or(image_path))
+impl Visitor for LayerCopy<'_> {
+    type Target = Target;
+    type Error = ApplyError;
+
+    fn enter_dir(&mut self, parent: &Target, entry: &Entry<'_>) -> Result<Target, ApplyError> {
+        let path = parent.path.join(entry.name);
+        let fd = self.make_dir(&parent.fd, entry.name, &path)?;
+        Ok(Target { fd, path })
     }
 
-    fn unreadable(&mut self, image_path: &Path, error: impl fmt::Display) {
+    fn leave_dir(&mut self, parent: &Target, entry: &Entry<'_>, dir: Target) -> Result<(), ApplyError> {
+        // Times last: writing the entries changed the directory's mtime.
+        self.set_attributes(&parent.fd, entry.name, &dir.path, entry.stat, true)?;
+        self.report.directories += 1;
+        Ok(())
+    }
+
+    fn file(&mut self, parent: &Target, entry: &Entry<'_>, source: OwnedFd) -> Result<(), ApplyError> {
+        let (name, dest_path) = (entry.name, parent.path.join(entry.name));
+        self.clear(&parent.fd, name, &dest_path)?;
+        let out = openat(
+            &parent.fd,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| self.write_error(dest_path.clone(), e))?;
+        match copy_data(File::from(source), File::from(out)) {
+            Ok(()) => {}
+            Err(CopyFailure::Read(error)) => {
+                // Leave no half file behind to be taken for the layer's version.
+                self.clear(&parent.fd, name, &dest_path)?;
+                self.skipped(entry.image_path, Skipped::Unreadable { error });
+                return Ok(());
+            }
+            Err(CopyFailure::Write(e)) => return Err(self.io_write_error(dest_path, e)),
+        }
+        self.set_attributes(&parent.fd, name, &dest_path, entry.stat, true)?;
+        self.report.files += 1;
+        Ok(())
+    }
+
+    fn symlink(&mut self, parent: &Target, entry: &Entry<'_>, link: &CStr) -> Result<(), ApplyError> {
+        let (name, dest_path) = (entry.name, parent.path.join(entry.name));
+        self.clear(&parent.fd, name, &dest_path)?;
+        symlinkat(link, &parent.fd, name).map_err(|e| self.write_error(dest_path.clone(), e))?;
+        self.set_attributes(&parent.fd, name, &dest_path, entry.stat, false)?;
+        self.report.symlinks += 1;
+        Ok(())
+    }
+
+    fn skipped(&mut self, image_path: &Path, why: Skipped) {
         self.report.skipped += 1;
-        let path = self.layer_path(image_path);
-        self.warnings.push(CopyWarning::Unreadable { layer: self.name.clone(), path, error: error.to_string() });
+        self.warnings.push(CopyWarning::new(self.layer, image_path, why));
     }
+}
 
+impl LayerCopy<'_> {
     fn write_error(&self, path: PathBuf, e: Errno) -> ApplyError {
         let (layer, error) = (self.name.clone(), io::Error::from(e));
         if is_full(e) { ApplyError::NoSpace { layer, path, error } } else { ApplyError::Write { layer, path, error } }
@@ -282,155 +324,6 @@ impl LayerCopy<'_> {
             Some(errno) => self.write_error(path, errno),
             None => ApplyError::Write { layer: self.name.clone(), path, error: e },
         }
-    }
-
-    /// Walks the part of the layer that mirrors `image_path` but is not yet inside a
-    /// configured dir: only directories leading to one are entered.
-    fn walk_mirror(&mut self, src: &OwnedFd, image_path: &Path) -> Result<(), ApplyError> {
-        for (name, child, stat) in self.source_entries(src, image_path) {
-            let is_dir = FileType::from_raw_mode(stat.st_mode) == FileType::Directory;
-            let destinations = self.destinations;
-            if let Some(dest) = destinations.iter().find(|d| d.dir == child) {
-                if !is_dir {
-                    self.report.skipped += 1;
-                    let path = self.layer_path(&child);
-                    self.warnings.push(CopyWarning::NotADirectory { layer: self.name.clone(), path });
-                    continue;
-                }
-                let Some(sub) = self.open_source_dir(src, &name, &child) else { continue };
-                let target = Target { fd: &dest.fd, path: dest.path.to_path_buf() };
-                self.copy_dir(&sub, &child, &target)?;
-            } else if is_dir && destinations.iter().any(|d| d.dir.starts_with(&child)) {
-                let Some(sub) = self.open_source_dir(src, &name, &child) else { continue };
-                self.walk_mirror(&sub, &child)?;
-            } else {
-                self.report.skipped += 1;
-                let path = self.layer_path(&child);
-                self.warnings.push(CopyWarning::OutsideDirs { layer: self.name.clone(), path });
-            }
-        }
-        Ok(())
-    }
-
-    /// The entries of the source directory `src` (mirroring `image_path`): name, image
-    /// path and the entry's own metadata (not a symlink's target). What cannot be read
-    /// is a warning and left out.
-    fn source_entries(&mut self, src: &OwnedFd, image_path: &Path) -> Vec<(OsString, PathBuf, Stat)> {
-        let names = match entry_names(src) {
-            Ok(names) => names,
-            Err(e) => {
-                self.unreadable(image_path, e);
-                return Vec::new();
-            }
-        };
-        let mut entries = Vec::with_capacity(names.len());
-        for name in names {
-            let child = image_path.join(&name);
-            match statat(src, &*name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) => entries.push((name, child, stat)),
-                Err(e) => self.unreadable(&child, e),
-            }
-        }
-        entries
-    }
-
-    fn open_source_dir(&mut self, src: &OwnedFd, name: &OsStr, image_path: &Path) -> Option<OwnedFd> {
-        match openat(src, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                self.unreadable(image_path, e);
-                None
-            }
-        }
-    }
-
-    /// Copies the entries of the source directory `src` (mirroring `image_path`) into
-    /// `target`. A subdirectory that is itself a configured dir goes to its own
-    /// destination instead (dirs `/var` and `/var/lib`).
-    fn copy_dir(&mut self, src: &OwnedFd, image_path: &Path, target: &Target<'_>) -> Result<(), ApplyError> {
-        for (name, child, stat) in self.source_entries(src, image_path) {
-            let dest_path = target.path.join(&name);
-            match FileType::from_raw_mode(stat.st_mode) {
-                FileType::Directory => {
-                    let destinations = self.destinations;
-                    let Some(sub) = self.open_source_dir(src, &name, &child) else { continue };
-                    if let Some(dest) = destinations.iter().find(|d| d.dir == child) {
-                        self.copy_dir(&sub, &child, &Target { fd: &dest.fd, path: dest.path.to_path_buf() })?;
-                        continue;
-                    }
-                    let made = self.make_dir(target.fd, &name, &dest_path)?;
-                    self.copy_dir(&sub, &child, &Target { fd: &made, path: dest_path.clone() })?;
-                    self.set_attributes(target.fd, &name, &dest_path, &stat, true)?;
-                    self.report.directories += 1;
-                }
-                FileType::RegularFile => {
-                    let source = match openat(
-                        src,
-                        &*name,
-                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    ) {
-                        Ok(fd) => fd,
-                        Err(e) => {
-                            self.unreadable(&child, e);
-                            continue;
-                        }
-                    };
-                    self.clear(target.fd, &name, &dest_path)?;
-                    let out = openat(
-                        target.fd,
-                        &*name,
-                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o600),
-                    )
-                    .map_err(|e| self.write_error(dest_path.clone(), e))?;
-                    match copy_data(File::from(source), File::from(out)) {
-                        Ok(()) => {}
-                        Err(CopyFailure::Read(e)) => {
-                            // Leave no half file behind to be taken for the layer's version.
-                            self.clear(target.fd, &name, &dest_path)?;
-                            self.unreadable(&child, e);
-                            continue;
-                        }
-                        Err(CopyFailure::Write(e)) => return Err(self.io_write_error(dest_path, e)),
-                    }
-                    self.set_attributes(target.fd, &name, &dest_path, &stat, true)?;
-                    self.report.files += 1;
-                }
-                FileType::Symlink => {
-                    let link = match readlinkat(src, &*name, Vec::new()) {
-                        Ok(link) => link,
-                        Err(e) => {
-                            self.unreadable(&child, e);
-                            continue;
-                        }
-                    };
-                    self.clear(target.fd, &name, &dest_path)?;
-                    symlinkat(link.as_c_str(), target.fd, &*name)
-                        .map_err(|e| self.write_error(dest_path.clone(), e))?;
-                    self.set_attributes(target.fd, &name, &dest_path, &stat, false)?;
-                    self.report.symlinks += 1;
-                }
-                other => {
-                    self.report.skipped += 1;
-                    let file_type = match other {
-                        FileType::CharacterDevice => "character device",
-                        FileType::BlockDevice => "block device",
-                        FileType::Fifo => "FIFO",
-                        FileType::Socket => "socket",
-                        _ => "file of unknown type",
-                    };
-                    let path = self.layer_path(&child);
-                    self.warnings.push(CopyWarning::SpecialFile {
-                        layer: self.name.clone(),
-                        path,
-                        file_type: file_type.into(),
-                    });
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Opens the destination directory `name`, replacing whatever non-directory an

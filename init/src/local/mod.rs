@@ -10,6 +10,8 @@
 //! 3. [`execute`]: those actions through the boot's [`Os`];
 //! 4. [`apply`]: copy the layers into the local dirs, metadata set through the boot's [`Os`].
 //!
+//! The copy and `diskless plan` go through a layer with one walk ([`walk`]).
+//!
 //! [`setup`] runs 2-4 in the order the modes need (in overlay mode the layers are
 //! copied into the uppers *before* the overlays are mounted, because overlayfs does
 //! not allow its upper to change under a mounted overlay).
@@ -22,6 +24,7 @@ pub(crate) mod image;
 mod mounts;
 mod select;
 pub mod stage;
+pub mod walk;
 
 use std::fmt;
 use std::path::Path;
@@ -35,10 +38,10 @@ pub use copy::{ApplyError, ApplyReport, CopyWarning, LayerReport, apply};
 pub use mounts::{
     Destination, MountAction, MountError, MountPlan, execute, plan_mounts, plan_mounts_with_scratch,
 };
-pub use stage::StageError;
 pub use select::{
     Layer, LayerInput, LayerKind, LayerSelection, SkipReason, SkippedLayer, check_host_name, select_layers,
 };
+pub use stage::StageError;
 
 /// Directory under the run dir (`/run/diskless`) that holds the overlay uppers.
 pub const OVERLAY_SUBDIR: &str = "overlay";
