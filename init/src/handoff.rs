@@ -27,9 +27,9 @@ use crate::local::image::open_in_image;
 use crate::log::{Log, monotonic_secs};
 use crate::net::{self, Identity, NetResult};
 use crate::os::Os;
+use crate::record::{self, BootRecord, LayerSummary, NetworkSection, StageTime};
 use crate::root::Mounted;
 use crate::scratch::ScratchReport;
-use crate::record::{self, BootRecord, LayerSummary, NetworkSection, StageTime};
 use crate::{debug, info};
 
 /// The mounts of the initramfs that move into the image, in order. The image must have

@@ -8,11 +8,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
 use std::path::{Path, PathBuf};
 
 use diskless::admin::{self, EntryKind};
-use diskless::os::RealOs;
 use diskless::config::{Config, Mode as LocalMode};
 use diskless::local::{
     self, ApplyError, ApplyReport, CopyWarning, LayerInput, LayerKind, apply, plan_mounts, select_layers,
 };
+use diskless::os::RealOs;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, makedev, mknodat, utimensat};
 
 struct Image {

@@ -182,7 +182,7 @@ fn no_ptr_record_falls_back_to_dhcp_hostname() {
         let net = net::network_stage(&cfg(""), &RealOs, sys, &log).expect("network stage");
         assert_eq!(net.lease.address, CLIENT);
         let id = net::resolve_identity(&RealOs, &net, &cfg(""), 53, quick_dns(), &log);
-        net::identity::apply_identity(&id, &names).unwrap();
+        net::apply_identity(&id, &names).unwrap();
         id
     });
     let all = lines.all();

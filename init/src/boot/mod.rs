@@ -15,14 +15,14 @@ use crate::early;
 use crate::failure::{BootError, Policy, StageError};
 use crate::handoff::{self, Facts};
 use crate::hardware::{self, Background, Modules, Settings, Summary};
+use crate::info;
 use crate::local::{self, LayerInput};
 use crate::log::{Log, StageTimer, monotonic_secs};
 use crate::net::{self, IpMode, NetConfig};
 use crate::os::Os;
-use crate::root::{self, RootRequest};
 use crate::record::StageTime;
+use crate::root::{self, RootRequest};
 use crate::stage::Stage;
-use crate::info;
 
 pub use crate::context::{NEWROOT, RUN_DIR};
 

@@ -191,14 +191,12 @@ fn a_whole_boot_runs_every_stage_in_order_to_the_images_init() {
         ),
         "{text}"
     );
-    assert!(text.contains(&format!("diskless: starting /sbin/init (t=")), "{text}");
+    assert!(text.contains("diskless: starting /sbin/init (t="), "{text}");
     // The fake exec returns: the hand-off's last step fails, and the boot says so.
     assert!(text.contains("diskless: ERROR: starting the image's init /sbin/init: fake exec"), "{text}");
 
-    let mut expected: Vec<Call> = early::MOUNTS
-        .iter()
-        .map(|e| mount(e.source, root.join(e.target), e.fstype, e.flags, e.data))
-        .collect();
+    let mut expected: Vec<Call> =
+        early::MOUNTS.iter().map(|e| mount(e.source, root.join(e.target), e.fstype, e.flags, e.data)).collect();
     expected.extend([
         Call::LinkUp { link: "eth0".into(), up: true },
         Call::Dhcp { link: "eth0".into() },
@@ -433,8 +431,10 @@ fn ip_off_without_a_root_is_a_hardware_only_run_that_powers_off() {
 
 #[test]
 fn ip_off_with_a_root_is_an_error_that_names_ip_off() {
-    let m =
-        Machine::new("ip=off nfsroot=10.77.0.1:/export diskless.settle_ms=0 diskless.reboot_delay=0", FakeOs::default());
+    let m = Machine::new(
+        "ip=off nfsroot=10.77.0.1:/export diskless.settle_ms=0 diskless.reboot_delay=0",
+        FakeOs::default(),
+    );
     run(&m.boot);
     let text = m.text();
     assert!(
@@ -546,7 +546,8 @@ fn rescue_shell_needs_both_the_flag_and_bin_sh() {
 
     let no_flag = Policy::default();
     assert_eq!(no_flag.action(&m.boot.ctx, false), Action::Reboot, "no flag: no shell even with /bin/sh");
-    let shell = Policy { config: config::Config { on_failure: config::OnFailure::Shell, ..Default::default() }, ..no_flag };
+    let shell =
+        Policy { config: config::Config { on_failure: config::OnFailure::Shell, ..Default::default() }, ..no_flag };
     assert_eq!(shell.action(&m.boot.ctx, true), Action::Shell(m.p("bin/sh")), "the shell also for a transient failure");
 }
 
@@ -573,10 +574,15 @@ fn a_panic_in_the_background_coldplug_is_reported_before_the_failure_action() {
     fail_with(&m.boot, &policy, false);
     let text = m.text();
     assert!(
-        text.contains("diskless: ERROR: stage hardware panicked in the background: lost device: this is a bug in diskless"),
+        text.contains(
+            "diskless: ERROR: stage hardware panicked in the background: lost device: this is a bug in diskless"
+        ),
         "{text}"
     );
-    assert!(text.ends_with("diskless: rebooting\ndiskless: ERROR: rebooting: fake: reset the machine by hand\n"), "{text}");
+    assert!(
+        text.ends_with("diskless: rebooting\ndiskless: ERROR: rebooting: fake: reset the machine by hand\n"),
+        "{text}"
+    );
     assert_eq!(m.os.last_call(), Some(Call::Reboot));
     assert!(m.boot.hardware.lock().unwrap().is_none(), "joined");
 }

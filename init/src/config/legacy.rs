@@ -144,6 +144,13 @@ fn shell_word(text: &str) -> Result<String, LegacyLineError> {
     Ok(value)
 }
 
+/// boot.json keeps the reason as its text; read back, it stays text.
+impl<'de> serde::Deserialize<'de> for LegacyLineError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(LegacyLineError::Recorded)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,12 +211,5 @@ mod tests {
         let (c, w) = legacy("LOCALDIR=\"a/b\"\n");
         assert_eq!(c.localdir, "local");
         assert!(matches!(&w[..], [ConfigWarning::BadValue { key, .. }] if key == "localdir"));
-    }
-}
-
-/// boot.json keeps the reason as its text; read back, it stays text.
-impl<'de> serde::Deserialize<'de> for LegacyLineError {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(LegacyLineError::Recorded)
     }
 }

@@ -205,6 +205,13 @@ pub(super) fn check_label(value: &str) -> Result<String, ValueError> {
     Ok(value.to_string())
 }
 
+/// boot.json keeps the reason as its text; read back, it stays text.
+impl<'de> serde::Deserialize<'de> for ValueError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(ValueError::Recorded)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,12 +317,5 @@ mod tests {
             parse_tmpfs_size("0%").unwrap_err().to_string(),
             "\"0%\": a share of RAM must be between 1% and 100%"
         );
-    }
-}
-
-/// boot.json keeps the reason as its text; read back, it stays text.
-impl<'de> serde::Deserialize<'de> for ValueError {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(ValueError::Recorded)
     }
 }

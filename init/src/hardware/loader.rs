@@ -1,11 +1,11 @@
 //! The module database of the boot, read once, and the loads by name that every stage
 //! after the hardware stage asks for (the NFS client, overlay, scratch file systems).
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::coldplug::{Coldplug, Setup};

@@ -30,10 +30,10 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use super::image::open_in_image;
-use crate::os::Os;
 use super::mounts::Destination;
 use super::select::{Layer, LayerKind, LayerSelection};
 use super::walk::{Entry, Root, Skipped, Visitor, entry_names, walk_layer};
+use crate::os::Os;
 
 /// What was copied from one layer, for boot.json.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -405,9 +405,7 @@ impl LayerCopy<'_> {
         let result = self
             .os
             .set_owner(dir.as_fd(), name, stat.st_uid, stat.st_gid)
-            .and_then(
-                |()| if with_mode { self.os.set_mode(dir.as_fd(), name, stat.st_mode & 0o7777) } else { Ok(()) },
-            )
+            .and_then(|()| if with_mode { self.os.set_mode(dir.as_fd(), name, stat.st_mode & 0o7777) } else { Ok(()) })
             .and_then(|()| self.os.set_times(dir.as_fd(), name, &times));
         result.map_err(fail)
     }

@@ -35,9 +35,7 @@ use crate::config::Config;
 use crate::os::Os;
 
 pub use copy::{ApplyError, ApplyReport, CopyWarning, LayerReport, apply};
-pub use mounts::{
-    Destination, MountAction, MountError, MountPlan, execute, plan_mounts, plan_mounts_with_scratch,
-};
+pub use mounts::{Destination, MountAction, MountError, MountPlan, execute, plan_mounts, plan_mounts_with_scratch};
 pub use select::{
     Layer, LayerInput, LayerKind, LayerSelection, SkipReason, SkippedLayer, check_host_name, select_layers,
 };

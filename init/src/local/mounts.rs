@@ -252,7 +252,8 @@ pub fn execute(actions: &[MountAction], os: &dyn Os) -> Result<(), MountError> {
                         .map_err(|error| MountError::MakeDir { path: path.clone(), error })?,
                     None => (0o755, 0, 0),
                 };
-                make_dir(os, path, mode, uid, gid).map_err(|error| MountError::MakeDir { path: path.clone(), error })?;
+                make_dir(os, path, mode, uid, gid)
+                    .map_err(|error| MountError::MakeDir { path: path.clone(), error })?;
             }
             MountAction::Tmpfs { target, options } => os
                 .mount("tmpfs", target, "tmpfs", LOCAL_MOUNT_FLAGS, options)

@@ -13,7 +13,6 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use super::dns::PtrOutcome;
-use crate::os::Os;
 
 /// Why a name is not a valid host name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,16 +195,6 @@ impl fmt::Display for IdentityError {
 
 impl std::error::Error for IdentityError {}
 
-/// Sets host name and (when known) domain name.
-pub fn apply_identity(id: &Identity, sys: &dyn Os) -> Result<(), IdentityError> {
-    sys.set_hostname(&id.hostname)
-        .map_err(|source| IdentityError::SetHostname { name: id.hostname.clone(), source })?;
-    if let Some(d) = &id.domain {
-        sys.set_domainname(d).map_err(|source| IdentityError::SetDomainname { name: d.clone(), source })?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,7 +313,7 @@ mod tests {
         };
         let os = FakeOs::default();
         os.fail_nth(Kind::SetDomainname, 1, 1);
-        let e = apply_identity(&id, &os).unwrap_err();
+        let e = crate::net::apply_identity(&id, &os).unwrap_err();
         assert_eq!(
             os.calls(),
             [Call::SetHostname { name: "lab3-12".into() }, Call::SetDomainname { name: "example.edu".into() }]

@@ -46,12 +46,12 @@ use crate::os::Os;
 
 pub use config::{ConfigError, IpMode, Mac, NetConfig};
 pub use dhcp::Lease;
-pub use log::{Level, NetLog};
 use dhcp_io::DhcpIoError;
 use dns::{DNS_PORT, LookupTiming, PtrOutcome};
-pub use identity::Identity;
 use identity::Candidates;
+pub use identity::Identity;
 use link::{LinkConfig, LinkError, SysLink};
+pub use log::{Level, NetLog};
 
 /// How the address was obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,12 +206,7 @@ pub fn network_stage(
     }
 }
 
-fn dhcp_stage(
-    cfg: &NetConfig,
-    device: Option<&str>,
-    ops: &Links<'_>,
-    log: &dyn NetLog,
-) -> Result<NetResult, NetError> {
+fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn NetLog) -> Result<NetResult, NetError> {
     let start = Instant::now();
     let until = start + cfg.dhcp_timeout;
     let cancel = AtomicBool::new(false);
@@ -407,11 +402,21 @@ pub fn resolve_identity(
     identity::choose_identity(&candidates, &mut |l| log.log(Level::Info, l))
 }
 
+/// Sets host name and (when known) domain name.
+pub fn apply_identity(id: &Identity, os: &dyn Os) -> Result<(), identity::IdentityError> {
+    os.set_hostname(&id.hostname)
+        .map_err(|source| identity::IdentityError::SetHostname { name: id.hostname.clone(), source })?;
+    if let Some(d) = &id.domain {
+        os.set_domainname(d).map_err(|source| identity::IdentityError::SetDomainname { name: d.clone(), source })?;
+    }
+    Ok(())
+}
+
 /// The identity stage: resolve, then set host and domain name. A failure to
 /// set them is logged; the boot goes on with the chosen names recorded.
 pub fn identity_stage(os: &dyn Os, net: &NetResult, cfg: &NetConfig, log: &dyn NetLog) -> Identity {
     let id = resolve_identity(os, net, cfg, DNS_PORT, LookupTiming::default(), log);
-    if let Err(e) = identity::apply_identity(&id, os) {
+    if let Err(e) = apply_identity(&id, os) {
         log.log(Level::Warn, &e.to_string());
     }
     id

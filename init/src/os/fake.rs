@@ -21,40 +21,94 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{MountFlags, Os, Timestamps};
+use crate::net::config::Mac;
+use crate::net::dhcp::Lease;
 use crate::net::dhcp_io::DhcpIoError;
 use crate::net::dns::{DnsError, LookupTiming, PtrOutcome};
 use crate::net::link::{LinkConfig, LinkError, SysLink};
-use crate::net::config::Mac;
-use crate::net::dhcp::Lease;
 use crate::net::log::NetLog;
 use crate::scratch::probe::Sample;
 
 /// One call made through the fake, with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
-    Mount { source: String, target: PathBuf, fstype: String, flags: MountFlags, data: String },
-    Unmount { target: PathBuf },
-    Swapon { device: PathBuf },
-    ReadDisk { device: PathBuf, size: u64 },
-    SetOwner { name: OsString, uid: u32, gid: u32 },
-    SetMode { name: OsString, mode: u32 },
-    SetTimes { name: OsString },
+    Mount {
+        source: String,
+        target: PathBuf,
+        fstype: String,
+        flags: MountFlags,
+        data: String,
+    },
+    Unmount {
+        target: PathBuf,
+    },
+    Swapon {
+        device: PathBuf,
+    },
+    ReadDisk {
+        device: PathBuf,
+        size: u64,
+    },
+    SetOwner {
+        name: OsString,
+        uid: u32,
+        gid: u32,
+    },
+    SetMode {
+        name: OsString,
+        mode: u32,
+    },
+    SetTimes {
+        name: OsString,
+    },
     /// finit_module of the module file `file` (`virtio_net.ko`).
-    LoadModule { file: String, params: String },
-    Nice { nice: i32 },
-    LinkUp { link: String, up: bool },
-    ConfigureLink { link: String, config: LinkConfig },
-    Dhcp { link: String },
+    LoadModule {
+        file: String,
+        params: String,
+    },
+    Nice {
+        nice: i32,
+    },
+    LinkUp {
+        link: String,
+        up: bool,
+    },
+    ConfigureLink {
+        link: String,
+        config: LinkConfig,
+    },
+    Dhcp {
+        link: String,
+    },
     /// The DHCP of `link` was cancelled (another link won, or the stage gave up).
-    DhcpCancelled { link: String },
-    LookupPtr { address: Ipv4Addr },
-    SetHostname { name: String },
-    SetDomainname { name: String },
-    AttachConsole { console: PathBuf },
-    RunShell { shell: PathBuf },
-    Chdir { path: PathBuf },
-    Chroot { path: PathBuf },
-    Exec { path: PathBuf, args: Vec<String> },
+    DhcpCancelled {
+        link: String,
+    },
+    LookupPtr {
+        address: Ipv4Addr,
+    },
+    SetHostname {
+        name: String,
+    },
+    SetDomainname {
+        name: String,
+    },
+    AttachConsole {
+        console: PathBuf,
+    },
+    RunShell {
+        shell: PathBuf,
+    },
+    Chdir {
+        path: PathBuf,
+    },
+    Chroot {
+        path: PathBuf,
+    },
+    Exec {
+        path: PathBuf,
+        args: Vec<String>,
+    },
     PowerOff,
     Reboot,
 }
@@ -198,7 +252,10 @@ impl FakeOs {
 
     /// Fail every call for which `matching` holds with `errno`.
     pub fn fail_calls(&self, matching: impl Fn(&Call) -> bool + Send + 'static, errno: i32) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).push(Failure::Matching { matching: Box::new(matching), errno });
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Failure::Matching { matching: Box::new(matching), errno });
     }
 
     /// Fail every mount (also a bind or move) onto `target` with `errno`.

@@ -27,11 +27,11 @@ pub use real::RealOs;
 pub use rustix::fs::Timestamps;
 pub use rustix::mount::MountFlags;
 
+use crate::net::config::Mac;
+use crate::net::dhcp::Lease;
 use crate::net::dhcp_io::DhcpIoError;
 use crate::net::dns::{LookupTiming, PtrOutcome};
 use crate::net::link::{LinkConfig, LinkError, SysLink};
-use crate::net::config::Mac;
-use crate::net::dhcp::Lease;
 use crate::net::log::NetLog;
 use crate::scratch::probe::Sample;
 
@@ -98,11 +98,22 @@ pub trait Os: Send + Sync {
     /// Give the link its address, route and MTU (rtnetlink).
     fn configure_link(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError>;
     /// Run DHCP on `name` until a lease, the deadline `until`, or `cancel`.
-    fn dhcp(&self, name: &str, mac: Mac, until: Instant, cancel: &AtomicBool, log: &dyn NetLog)
-    -> Result<Lease, DhcpIoError>;
+    fn dhcp(
+        &self,
+        name: &str,
+        mac: Mac,
+        until: Instant,
+        cancel: &AtomicBool,
+        log: &dyn NetLog,
+    ) -> Result<Lease, DhcpIoError>;
     /// Ask `servers` for the PTR record of `addr`.
-    fn lookup_ptr(&self, addr: Ipv4Addr, servers: &[SocketAddr], timing: LookupTiming, debug: &dyn Fn(&str))
-    -> PtrOutcome;
+    fn lookup_ptr(
+        &self,
+        addr: Ipv4Addr,
+        servers: &[SocketAddr],
+        timing: LookupTiming,
+        debug: &dyn Fn(&str),
+    ) -> PtrOutcome;
     /// sethostname(2).
     fn set_hostname(&self, name: &str) -> io::Result<()>;
     /// setdomainname(2).

@@ -17,11 +17,11 @@ use rustix::fs::{AtFlags, Gid, Mode, Timestamps, Uid, chmodat, chownat, utimensa
 use rustix::mount::{MountFlags, UnmountFlags};
 
 use super::Os;
+use crate::net::config::Mac;
+use crate::net::dhcp::Lease;
 use crate::net::dhcp_io::{self, DhcpIoError};
 use crate::net::dns::{self, LookupTiming, PtrOutcome};
 use crate::net::link::{self, LinkConfig, LinkError, SysLink};
-use crate::net::config::Mac;
-use crate::net::dhcp::Lease;
 use crate::net::log::NetLog;
 use crate::scratch::probe::Sample;
 

@@ -32,12 +32,7 @@ impl Prefetch {
 /// `needed` (a root was asked for, or the network is on and DHCP may name one). A
 /// version given on the command line narrows the set. Errors are not reported here: the
 /// root stage loads whatever is still missing and reports what fails.
-pub fn prefetch_modules(
-    ctx: &Context,
-    modules: Arc<Modules>,
-    request: &RootRequest,
-    needed: bool,
-) -> Option<Prefetch> {
+pub fn prefetch_modules(ctx: &Context, modules: Arc<Modules>, request: &RootRequest, needed: bool) -> Option<Prefetch> {
     if !needed {
         return None;
     }

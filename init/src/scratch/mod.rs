@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Mode};
 use crate::context::Context;
 use crate::hardware::Modules;
-use crate::os::{LOCAL_MOUNT_FLAGS, Os};
 use crate::log::Log;
+use crate::os::{LOCAL_MOUNT_FLAGS, Os};
 use crate::{debug, info};
 pub use devices::{BlockDevice, DeviceError};
 pub use probe::{Kind, Sample, Signature, probe};
@@ -464,14 +464,15 @@ fn use_scratch(
             fallback.display(),
             config.scratch.mountpoint.display()
         );
-        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&fallback).map_err(|error| ScratchError::MakeMountpoint { path: fallback.clone(), error })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&fallback)
+            .map_err(|error| ScratchError::MakeMountpoint { path: fallback.clone(), error })?;
         (fallback, true)
     };
-    os.mount(&device.path.to_string_lossy(), &mountpoint, fstype, LOCAL_MOUNT_FLAGS, "").map_err(|error| ScratchError::Mount {
-        device: device.path.clone(),
-        target: mountpoint.clone(),
-        fstype: fstype.into(),
-        error,
+    os.mount(&device.path.to_string_lossy(), &mountpoint, fstype, LOCAL_MOUNT_FLAGS, "").map_err(|error| {
+        ScratchError::Mount { device: device.path.clone(), target: mountpoint.clone(), fstype: fstype.into(), error }
     })?;
     let label = sig.label.as_deref().map(|l| format!(", label {l}")).unwrap_or_default();
     info!(
@@ -507,13 +508,7 @@ fn use_scratch(
 type Prepared = (Vec<Bind>, Vec<(PathBuf, PathBuf)>, Vec<Wiped>);
 
 /// The subdirectories on the mounted scratch and the binds of `/tmp` and `/local`.
-fn prepare(
-    config: &Config,
-    paths: &Paths,
-    os: &dyn Os,
-    log: &Log,
-    scratch: &Path,
-) -> Result<Prepared, ScratchError> {
+fn prepare(config: &Config, paths: &Paths, os: &dyn Os, log: &Log, scratch: &Path) -> Result<Prepared, ScratchError> {
     // (relative path on the scratch, mode, dir in the image it is bound over)
     let mut subdirs: Vec<(PathBuf, u32, PathBuf)> = Vec::new();
     if config.mode == Mode::Symlink {
