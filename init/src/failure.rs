@@ -31,9 +31,9 @@ pub enum StageError {
     Early(#[from] EarlyError),
     #[error(transparent)]
     Hardware(#[from] HardwareError),
-    /// The hardware's coldplug, settling in the background, failed or panicked.
-    #[error("{0}")]
-    HardwareBackground(String),
+    /// The boot needed the hardware's summary before the hardware stage ran.
+    #[error("the hardware stage did not run: this is a bug in diskless")]
+    HardwareNotRun,
     #[error("kernel command line: {0}")]
     IpParameter(#[from] IpError),
     #[error(transparent)]

@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::early;
 use crate::failure::{BootError, Policy, StageError};
 use crate::handoff::{self, Facts};
-use crate::hardware::{self, Background, Modules, Settings, Summary};
+use crate::hardware::{self, Background, HardwareError, Modules, Settings, Summary};
 use crate::info;
 use crate::local::{self, LayerInput};
 use crate::log::{Log, StageTimer, monotonic_secs};
@@ -69,14 +69,14 @@ impl Boot {
     /// its report and summary; a panic in it comes back as the stage's error message.
     /// `hurry`: the boot needs the disks now, so the coldplug settles once nothing loads
     /// and a short quiet passed (see [`hardware::HURRIED_QUIET`]), not the full time.
-    fn settle_hardware(&self, hurry: bool) -> Option<Result<Summary, String>> {
+    fn settle_hardware(&self, hurry: bool) -> Option<Result<Summary, HardwareError>> {
         let background = self.hardware.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         if hurry {
             background.hurry();
         }
         let waiting = !background.is_finished();
         let since = Instant::now();
-        let result = background.join().map_err(|e| e.to_string());
+        let result = background.join();
         if waiting {
             info!(self.log(), "waited {} ms for the hardware to settle", since.elapsed().as_millis());
         }
@@ -88,11 +88,8 @@ impl Boot {
     fn joined_hardware(&self, hurry: bool, during: Stage) -> Result<Summary, Stop> {
         match self.settle_hardware(hurry) {
             Some(Ok(summary)) => Ok(summary),
-            Some(Err(message)) => Err(failed(during, StageError::HardwareBackground(message))),
-            None => Err(failed(
-                during,
-                StageError::HardwareBackground("the hardware stage did not run: this is a bug in diskless".into()),
-            )),
+            Some(Err(e)) => Err(failed(during, e)),
+            None => Err(failed(during, StageError::HardwareNotRun)),
         }
     }
 }
@@ -312,8 +309,8 @@ fn diagnostic_run(b: &Boot) -> Stop {
 /// The failure action, after the hardware report: what the administrator needs most
 /// after a failure (devices without driver, interfaces, disks) is never cut off.
 fn fail_with(b: &Boot, policy: &Policy, transient: bool) {
-    if let Some(Err(message)) = b.settle_hardware(false) {
-        info!(b.log(), "ERROR: {message}");
+    if let Some(Err(e)) = b.settle_hardware(false) {
+        info!(b.log(), "ERROR: {e}");
     }
     policy.act(&b.ctx, transient);
 }
