@@ -258,11 +258,22 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
 /// valid ones, and the boot goes on.
 fn break_point(ctx: &Context, cmdline: &Cmdline) -> Option<Stage> {
     let name = cmdline.break_before.as_deref()?;
-    let stage = Stage::from_name(name);
-    if stage.is_none() {
-        info!(ctx.log, "warning: diskless.break={name}: no such stage; stages are {}", Stage::names());
+    match Stage::from_name(name) {
+        None => {
+            info!(ctx.log, "warning: diskless.break={name}: no such stage; stages are {}", Stage::names());
+            None
+        }
+        // The command line is read by the early stage itself.
+        Some(Stage::Early) => {
+            info!(
+                ctx.log,
+                "warning: diskless.break=early: the command line is read in stage early, so the boot cannot stop \
+                 before it; diskless.break=hardware stops right after it"
+            );
+            None
+        }
+        stage => stage,
     }
-    stage
 }
 
 /// Stop before `stage` when `diskless.break=` names it.

@@ -516,8 +516,7 @@ fn on_failure_halt_powers_off_instead_of_rebooting() {
 
 #[test]
 fn unknown_break_stage_is_named_with_the_valid_ones() {
-    let m = Machine::new("diskless.break=netwrok diskless.reboot_delay=0 diskless.break=x", FakeOs::default());
-    fs::write(m.p("proc/cmdline"), "diskless.break=netwrok diskless.reboot_delay=0").unwrap();
+    let m = Machine::new("diskless.break=netwrok diskless.reboot_delay=0", FakeOs::default());
     fs::remove_dir_all(m.p("lib/modules")).unwrap();
     run(&m.boot);
     assert!(
@@ -527,6 +526,16 @@ fn unknown_break_stage_is_named_with_the_valid_ones() {
         "{}",
         m.text()
     );
+}
+
+#[test]
+fn break_early_cannot_stop_before_the_stage_that_reads_it_and_says_so() {
+    let m = Machine::new("diskless.break=early diskless.reboot_delay=0", FakeOs::default());
+    fs::remove_dir_all(m.p("lib/modules")).unwrap();
+    run(&m.boot);
+    let text = m.text();
+    assert!(text.contains("warning: diskless.break=early: the command line is read in stage early"), "{text}");
+    assert!(text.contains("ERROR: reading the module database"), "the boot went on into hardware: {text}");
 }
 
 #[test]
