@@ -265,85 +265,109 @@ fn the_boot_record_holds_what_the_fake_boot_did() {
     assert_eq!(stages, ["early", "hardware", "network", "identity", "root", "local"]);
 }
 
-/// Each stage failing on the fake: the ERROR line names the failure, the failure action
+/// A stage failing on the fake: the ERROR line names the failure, the failure action
 /// follows, and no later stage runs.
+struct Failing {
+    stage: Stage,
+    cmdline: &'static str,
+    prepare: fn(&Machine),
+    error: &'static str,
+    action: Call,
+}
+
+fn fails_with(case: Failing) {
+    let m = Machine::new(case.cmdline, lab_network());
+    m.image();
+    (case.prepare)(&m);
+    run(&m.boot);
+    let text = m.text();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.len() == 2 || case.stage == Stage::Early, "{}: {text}", case.stage);
+    assert!(errors[0].starts_with(case.error), "{}: {text}", case.stage);
+    assert_eq!(ordered_calls(&m.os).last(), Some(&case.action), "{}: {text}", case.stage);
+    let timed: Vec<Stage> = m.boot.timings().iter().map(|t| t.stage).collect();
+    let before: Vec<Stage> = Stage::ALL.into_iter().filter(|s| *s < case.stage).collect();
+    assert_eq!(timed, before, "{}: only the stages before it finished", case.stage);
+    assert!(m.os.calls_of(Kind::Exec).is_empty(), "{}: no hand-off", case.stage);
+}
+
 #[test]
-fn a_failure_in_each_stage_is_one_error_line_then_the_failure_action() {
-    struct Case {
-        stage: Stage,
-        cmdline: &'static str,
-        prepare: fn(&Machine),
-        error: &'static str,
-        action: Call,
-    }
-    let cases = [
-        Case {
-            stage: Stage::Early,
-            cmdline: NFS_BOOT,
-            prepare: |m| m.os.fail_mount_on(&m.p("dev"), 19),
-            error: "diskless: ERROR: mounting devtmpfs on ",
-            action: Call::Reboot,
-        },
-        Case {
-            stage: Stage::Hardware,
-            cmdline: NFS_BOOT,
-            prepare: |m| fs::remove_dir_all(m.p("lib/modules")).unwrap(),
-            error: "diskless: ERROR: reading the module database ",
-            action: Call::Reboot,
-        },
-        Case {
-            stage: Stage::Network,
-            cmdline: "ip=dhcp nfsroot=10.77.0.1:/export diskless.dhcp_timeout=1 diskless.on_failure=halt diskless.settle_ms=0 diskless.reboot_delay=0",
-            prepare: |m| m.os.set_links(vec![FakeLink { lease: None, ..late_nic() }]),
-            error: "diskless: ERROR: no DHCP lease after 1 s: ",
-            // Transient: the next boot is the retry, even with on_failure = "halt".
-            action: Call::Reboot,
-        },
-        Case {
-            stage: Stage::Identity,
-            cmdline: NFS_BOOT,
-            prepare: |m| panic_on(m, Kind::LookupPtr),
-            error: "diskless: ERROR: stage identity panicked: PTR lookup exploded: this is a bug in diskless",
-            action: Call::Reboot,
-        },
-        Case {
-            stage: Stage::Root,
-            cmdline: "ip=dhcp root=nfs:10.77.0.1:/nope:vers=3 diskless.on_failure=halt diskless.settle_ms=0 diskless.reboot_delay=0",
-            prepare: |m| m.os.fail_mount_on(&m.p("newroot"), 2),
-            error: "diskless: ERROR: mounting the NFS root 10.77.0.1:/nope: NFSv3 ",
-            // Permanent: on_failure = "halt" is obeyed.
-            action: Call::PowerOff,
-        },
-        Case {
-            stage: Stage::Local,
-            cmdline: NFS_BOOT,
-            prepare: |m| fs::remove_dir(m.p("newroot/var/local")).unwrap(),
-            error: "diskless: ERROR: making the local dirs: /var/local (",
-            action: Call::Reboot,
-        },
-        Case {
-            stage: Stage::Handoff,
-            cmdline: NFS_BOOT,
-            prepare: |m| fs::remove_file(m.p("newroot/sbin/init")).unwrap(),
-            error: "diskless: ERROR: the image's init /sbin/init cannot be found in the root",
-            action: Call::Reboot,
-        },
-    ];
-    for case in cases {
-        let m = Machine::new(case.cmdline, lab_network());
-        m.image();
-        (case.prepare)(&m);
-        run(&m.boot);
-        let text = m.text();
-        let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
-        assert!(errors.len() == 2 || case.stage == Stage::Early, "{}: {text}", case.stage);
-        assert!(errors[0].starts_with(case.error), "{}: {text}", case.stage);
-        assert_eq!(ordered_calls(&m.os).last(), Some(&case.action), "{}: {text}", case.stage);
-        let timed: Vec<Stage> = m.boot.timings().iter().map(|t| t.stage).collect();
-        let before: Vec<Stage> = Stage::ALL.into_iter().filter(|s| *s < case.stage).collect();
-        assert_eq!(timed, before, "{}: only the stages before it finished", case.stage);
-        assert!(m.os.calls_of(Kind::Exec).is_empty(), "{}: no hand-off", case.stage);
-    }
+fn a_failed_kernel_mount_fails_stage_early() {
+    fails_with(Failing {
+        stage: Stage::Early,
+        cmdline: NFS_BOOT,
+        prepare: |m| m.os.fail_mount_on(&m.p("dev"), 19),
+        error: "diskless: ERROR: mounting devtmpfs on ",
+        action: Call::Reboot,
+    });
+}
+
+#[test]
+fn a_missing_module_database_fails_stage_hardware() {
+    fails_with(Failing {
+        stage: Stage::Hardware,
+        cmdline: NFS_BOOT,
+        prepare: |m| fs::remove_dir_all(m.p("lib/modules")).unwrap(),
+        error: "diskless: ERROR: reading the module database ",
+        action: Call::Reboot,
+    });
+}
+
+#[test]
+fn no_dhcp_answer_fails_stage_network_and_reboots_even_with_halt() {
+    fails_with(Failing {
+        stage: Stage::Network,
+        cmdline: "ip=dhcp nfsroot=10.77.0.1:/export diskless.dhcp_timeout=1 diskless.on_failure=halt diskless.settle_ms=0 diskless.reboot_delay=0",
+        prepare: |m| m.os.set_links(vec![FakeLink { lease: None, ..late_nic() }]),
+        error: "diskless: ERROR: no DHCP lease after 1 s: ",
+        // Transient: the next boot is the retry, even with on_failure = "halt".
+        action: Call::Reboot,
+    });
+}
+
+#[test]
+fn a_panic_in_stage_identity_is_caught_and_reported_as_a_bug() {
+    fails_with(Failing {
+        stage: Stage::Identity,
+        cmdline: NFS_BOOT,
+        prepare: |m| panic_on(m, Kind::LookupPtr),
+        error: "diskless: ERROR: stage identity panicked: PTR lookup exploded: this is a bug in diskless",
+        action: Call::Reboot,
+    });
+}
+
+#[test]
+fn a_missing_export_fails_stage_root_and_halt_is_obeyed() {
+    fails_with(Failing {
+        stage: Stage::Root,
+        cmdline: "ip=dhcp root=nfs:10.77.0.1:/nope:vers=3 diskless.on_failure=halt diskless.settle_ms=0 diskless.reboot_delay=0",
+        prepare: |m| m.os.fail_mount_on(&m.p("newroot"), 2),
+        error: "diskless: ERROR: mounting the NFS root 10.77.0.1:/nope: NFSv3 ",
+        // Permanent: on_failure = "halt" is obeyed.
+        action: Call::PowerOff,
+    });
+}
+
+#[test]
+fn a_missing_local_dir_fails_stage_local() {
+    fails_with(Failing {
+        stage: Stage::Local,
+        cmdline: NFS_BOOT,
+        prepare: |m| fs::remove_dir(m.p("newroot/var/local")).unwrap(),
+        error: "diskless: ERROR: making the local dirs: /var/local (",
+        action: Call::Reboot,
+    });
+}
+
+#[test]
+fn a_missing_init_fails_stage_handoff_before_anything_moves() {
+    fails_with(Failing {
+        stage: Stage::Handoff,
+        cmdline: NFS_BOOT,
+        prepare: |m| fs::remove_file(m.p("newroot/sbin/init")).unwrap(),
+        error: "diskless: ERROR: the image's init /sbin/init cannot be found in the root",
+        action: Call::Reboot,
+    });
 }
 
 /// Make the fake panic inside the first call of `kind`, as a bug in a stage would.
