@@ -153,7 +153,15 @@ fn moved(from: &Path, to: &Path) -> Call {
 /// The calls whose order the boot decides: without the background threads' module
 /// loads and priorities, the console, and the attributes of each copied file.
 fn ordered_calls(os: &FakeOs) -> Vec<Call> {
-    let background = [Kind::LoadModule, Kind::Nice, Kind::AttachConsole, Kind::SetOwner, Kind::SetMode, Kind::SetTimes];
+    let background = [
+        Kind::LoadModule,
+        Kind::Nice,
+        Kind::OpenUevents,
+        Kind::AttachConsole,
+        Kind::SetOwner,
+        Kind::SetMode,
+        Kind::SetTimes,
+    ];
     os.calls().into_iter().filter(|c| !background.contains(&c.kind())).collect()
 }
 
@@ -238,6 +246,7 @@ fn a_whole_boot_runs_every_stage_in_order_to_the_images_init() {
     ]);
     assert_eq!(ordered_calls(&m.os), expected, "{text}");
     assert_eq!(loaded_modules(&m.os), ["nfs.ko", "nfsv3.ko", "sunrpc.ko"], "NFSv3 only, each once");
+    assert_eq!(m.os.calls_of(Kind::OpenUevents), [Call::OpenUevents], "the coldplug listens through the fake");
 
     // The layers are in the local dirs, later ones winning; the record is written.
     assert_eq!(fs::read_to_string(newroot.join("etc/local/fstab")).unwrap(), "host\n");

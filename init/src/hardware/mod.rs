@@ -110,7 +110,7 @@ pub fn hardware(root: &Path, modules: Arc<Modules>, settings: Settings) -> Resul
     let background = Background::spawn(move |ready| {
         // Listen before the scan: a device added between the scan and the socket would
         // otherwise be missed for good.
-        let reader = match UeventReader::start(tx.clone(), Event::Uevent) {
+        let reader = match UeventReader::start(&*env.modules.os, tx.clone(), Event::Uevent) {
             Ok(reader) => Some(reader),
             Err(e) => {
                 info!(

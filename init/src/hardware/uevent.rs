@@ -11,7 +11,7 @@ use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType, netlink};
+use crate::os::Os;
 
 /// One kernel uevent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,42 +50,27 @@ impl Uevent {
     }
 }
 
-/// The kernel's uevent multicast group.
-const KERNEL_GROUP: u32 = 1;
-/// Large enough for the burst of events a bus driver produces while it probes: the
-/// kernel drops events (ENOBUFS) when the queue overflows.
-const RECV_BUFFER: usize = 4 << 20;
 /// How often the reader looks at its stop flag.
-const POLL: Duration = Duration::from_millis(50);
+pub const POLL: Duration = Duration::from_millis(50);
 
-/// A thread that forwards every kernel uevent into a channel until stopped.
+/// The uevent socket's reader thread.
 pub struct UeventReader {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl UeventReader {
-    /// Open and bind the socket now (so no event after this call is missed), then read
+    /// Read the socket that `os` opened and bound (so no event after the open is missed)
     /// on a thread, sending each parsed event through `wrap` into `tx`.
-    pub fn start<E: Send + 'static>(tx: Sender<E>, wrap: fn(Uevent) -> E) -> io::Result<UeventReader> {
-        let socket = rustix::net::socket_with(
-            AddressFamily::NETLINK,
-            SocketType::DGRAM,
-            SocketFlags::CLOEXEC,
-            Some(netlink::KOBJECT_UEVENT),
-        )?;
-        // Best effort: a smaller buffer still works for quiet machines.
-        let _ = rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, RECV_BUFFER)
-            .or_else(|_| rustix::net::sockopt::set_socket_recv_buffer_size(&socket, RECV_BUFFER));
-        rustix::net::bind(&socket, &netlink::SocketAddrNetlink::new(0, KERNEL_GROUP))?;
-        rustix::net::sockopt::set_socket_timeout(&socket, rustix::net::sockopt::Timeout::Recv, Some(POLL))?;
+    pub fn start<E: Send + 'static>(os: &dyn Os, tx: Sender<E>, wrap: fn(Uevent) -> E) -> io::Result<UeventReader> {
+        let mut receive = os.open_uevents(POLL)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("uevents".into()).spawn(move || {
             let mut buf = vec![0u8; 16 * 1024];
             while !flag.load(Ordering::Relaxed) {
-                match rustix::net::recv(&socket, &mut buf[..], RecvFlags::empty()) {
-                    Ok((n, _)) => {
+                match receive(&mut buf[..]) {
+                    Ok(n) => {
                         if let Some(event) = Uevent::parse(&buf[..n.min(buf.len())])
                             && tx.send(wrap(event)).is_err()
                         {

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{MountFlags, Os, Timestamps};
+use super::{MountFlags, Os, Timestamps, UeventReceive};
 use crate::net::config::Mac;
 use crate::net::dhcp::Lease;
 use crate::net::dhcp_io::DhcpIoError;
@@ -69,6 +69,7 @@ pub enum Call {
     Nice {
         nice: i32,
     },
+    OpenUevents,
     LinkUp {
         link: String,
         up: bool,
@@ -125,6 +126,7 @@ pub enum Kind {
     SetTimes,
     LoadModule,
     Nice,
+    OpenUevents,
     LinkUp,
     ConfigureLink,
     Dhcp,
@@ -153,6 +155,7 @@ impl Call {
             Call::SetTimes { .. } => Kind::SetTimes,
             Call::LoadModule { .. } => Kind::LoadModule,
             Call::Nice { .. } => Kind::Nice,
+            Call::OpenUevents => Kind::OpenUevents,
             Call::LinkUp { .. } => Kind::LinkUp,
             Call::ConfigureLink { .. } => Kind::ConfigureLink,
             Call::Dhcp { .. } => Kind::Dhcp,
@@ -381,6 +384,16 @@ impl Os for FakeOs {
 
     fn kernel_release(&self) -> String {
         "6.1.0-test".to_string()
+    }
+
+    fn open_uevents(&self, poll: Duration) -> io::Result<UeventReceive> {
+        self.record(Call::OpenUevents)?;
+        // A quiet machine: devices of the fake appear through `on_load` and the tests'
+        // own events, never on this socket.
+        Ok(Box::new(move |_: &mut [u8]| {
+            std::thread::sleep(poll);
+            Err(io::Error::from(io::ErrorKind::WouldBlock))
+        }))
     }
 
     fn links(&self, _sys_class_net: &Path) -> Vec<SysLink> {

@@ -1,5 +1,6 @@
 //! The one system interface of the boot: every side effect of PID 1 — mounts, module
-//! loads, the network's links, sockets and netlink, host and domain name, disk reads,
+//! loads, the uevent socket, the network's links, sockets and netlink, host and domain
+//! name, disk reads,
 //! file attributes, exec, power-off and reboot — goes through [`Os`]. The stages hold
 //! it (`Boot::os`) and never construct a real implementation themselves.
 //!
@@ -21,7 +22,7 @@ use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use real::RealOs;
 pub use rustix::fs::Timestamps;
@@ -42,6 +43,9 @@ pub const MS_MOVE: MountFlags = MountFlags::from_bits_retain(libc::MS_MOVE as u3
 /// Local directories and scratch filesystems hold configuration and data, never device
 /// nodes or set-id programs that did not come from the image itself.
 pub const LOCAL_MOUNT_FLAGS: MountFlags = MountFlags::NODEV.union(MountFlags::NOSUID);
+
+/// Receives one uevent message into the buffer; see [`Os::open_uevents`].
+pub type UeventReceive = Box<dyn FnMut(&mut [u8]) -> io::Result<usize> + Send>;
 
 /// The operating-system calls the boot stages make.
 pub trait Os: Send + Sync {
@@ -86,6 +90,11 @@ pub trait Os: Send + Sync {
     fn set_thread_nice(&self, nice: i32) -> io::Result<()>;
     /// The running kernel's release (`uname -r`).
     fn kernel_release(&self) -> String;
+
+    /// Open and bind the kernel's uevent socket (NETLINK_KOBJECT_UEVENT): events after
+    /// this call are queued. The returned receive fills its buffer with one message, or
+    /// fails after `poll` without one, so its reader can check whether to stop.
+    fn open_uevents(&self, poll: Duration) -> io::Result<UeventReceive>;
 
     // The network.
 

@@ -11,12 +11,13 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, Gid, Mode, Timestamps, Uid, chmodat, chownat, utimensat};
 use rustix::mount::{MountFlags, UnmountFlags};
+use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType, netlink};
 
-use super::Os;
+use super::{Os, UeventReceive};
 use crate::net::config::Mac;
 use crate::net::dhcp::Lease;
 use crate::net::dhcp_io::{self, DhcpIoError};
@@ -84,6 +85,28 @@ impl Os for RealOs {
 
     fn kernel_release(&self) -> String {
         rustix::system::uname().release().to_string_lossy().into_owned()
+    }
+
+    fn open_uevents(&self, poll: Duration) -> io::Result<UeventReceive> {
+        // The kernel's uevent multicast group.
+        const KERNEL_GROUP: u32 = 1;
+        // Large enough for the burst of events a bus driver produces while it probes: the
+        // kernel drops events (ENOBUFS) when the queue overflows.
+        const RECV_BUFFER: usize = 4 << 20;
+        let socket = rustix::net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            Some(netlink::KOBJECT_UEVENT),
+        )?;
+        // Best effort: a smaller buffer still works for quiet machines.
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, RECV_BUFFER)
+            .or_else(|_| rustix::net::sockopt::set_socket_recv_buffer_size(&socket, RECV_BUFFER));
+        rustix::net::bind(&socket, &netlink::SocketAddrNetlink::new(0, KERNEL_GROUP))?;
+        rustix::net::sockopt::set_socket_timeout(&socket, rustix::net::sockopt::Timeout::Recv, Some(poll))?;
+        Ok(Box::new(move |buf: &mut [u8]| {
+            rustix::net::recv(&socket, buf, RecvFlags::empty()).map(|(n, _)| n).map_err(io::Error::from)
+        }))
     }
 
     fn links(&self, sys_class_net: &Path) -> Vec<SysLink> {
