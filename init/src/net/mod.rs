@@ -135,22 +135,6 @@ impl Links<'_> {
     fn has_carrier(&self, name: &str) -> bool {
         self.os.has_carrier(self.sys_class_net, name)
     }
-    fn set_up(&self, name: &str, up: bool) -> Result<(), LinkError> {
-        self.os.set_link_up(name, up)
-    }
-    fn configure(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError> {
-        self.os.configure_link(name, cfg)
-    }
-    fn dhcp(
-        &self,
-        name: &str,
-        mac: Mac,
-        until: Instant,
-        cancel: &AtomicBool,
-        log: &dyn NetLog,
-    ) -> Result<Lease, DhcpIoError> {
-        self.os.dhcp(name, mac, until, cancel, log)
-    }
 }
 
 /// How often the orchestrator rescans for interfaces that appeared late
@@ -223,7 +207,7 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
                     continue;
                 }
                 log.log(Level::Info, &format!("found {} ({}), bringing it up", l.name, l.mac));
-                if let Err(e) = ops.set_up(&l.name, true) {
+                if let Err(e) = ops.os.set_link_up(&l.name, true) {
                     log.log(Level::Warn, &e.to_string());
                 }
                 links.insert(l.name, (l.mac, LinkState::WaitingCarrier { since: now }));
@@ -235,7 +219,7 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
                     *state = LinkState::Running;
                     let (tx, name, mac, cancel) = (tx.clone(), name.clone(), *mac, &cancel);
                     scope.spawn(move || {
-                        let result = ops.dhcp(&name, mac, until, cancel, log);
+                        let result = ops.os.dhcp(&name, mac, until, cancel, log);
                         let _ = tx.send((name, mac, result));
                     });
                 } else if let LinkState::WaitingCarrier { since } = *state {
@@ -297,7 +281,7 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
     });
     let (name, mac, lease) = outcome?;
     for other in links.keys().filter(|n| **n != name) {
-        if let Err(e) = ops.set_up(other, false) {
+        if let Err(e) = ops.os.set_link_up(other, false) {
             log.log(Level::Warn, &e.to_string());
         }
     }
@@ -308,7 +292,7 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
         gateway: lease.routers.first().copied(),
         mtu: lease.mtu,
     };
-    ops.configure(&name, &link_cfg).map_err(NetError::Configure)?;
+    ops.os.configure_link(&name, &link_cfg).map_err(NetError::Configure)?;
     Ok(NetResult { interface: name, mac, proto: Proto::Dhcp, lease })
 }
 
@@ -328,7 +312,7 @@ fn static_stage(cfg: &NetConfig, ops: &Links<'_>, log: &dyn NetLog) -> Result<Ne
         let candidates: Vec<SysLink> = ops.links().into_iter().filter(|l| is_wanted(l)).collect();
         for l in &candidates {
             if !brought_up.contains(&l.name) {
-                if let Err(e) = ops.set_up(&l.name, true) {
+                if let Err(e) = ops.os.set_link_up(&l.name, true) {
                     log.log(Level::Warn, &e.to_string());
                 }
                 brought_up.push(l.name.clone());
@@ -362,7 +346,7 @@ fn static_stage(cfg: &NetConfig, ops: &Links<'_>, log: &dyn NetLog) -> Result<Ne
     lease.next_server = ip.server;
     lease.ntp_servers = ip.ntp.into_iter().collect();
     for other in brought_up.iter().filter(|n| **n != chosen.name) {
-        let _ = ops.set_up(other, false);
+        let _ = ops.os.set_link_up(other, false);
     }
     let link_cfg = LinkConfig {
         address,
@@ -371,7 +355,7 @@ fn static_stage(cfg: &NetConfig, ops: &Links<'_>, log: &dyn NetLog) -> Result<Ne
         gateway: ip.gateway,
         mtu: None,
     };
-    ops.configure(&chosen.name, &link_cfg).map_err(NetError::Configure)?;
+    ops.os.configure_link(&chosen.name, &link_cfg).map_err(NetError::Configure)?;
     log.log(Level::Info, &format!("{}: static address {}/{} from ip=", chosen.name, address, lease.prefix_len));
     Ok(NetResult { interface: chosen.name, mac: chosen.mac, proto: Proto::Static, lease })
 }
