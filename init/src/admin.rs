@@ -22,7 +22,7 @@ use std::ffi::{CStr, OsStr, OsString};
 use std::fmt;
 use std::fs;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{AddrParseError, Ipv4Addr};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -74,24 +74,55 @@ pub enum Command {
 }
 
 /// A wrong command line; the binary prints it with [`USAGE`] and exits with [`EXIT_USAGE`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-fn usage(msg: impl Into<String>) -> UsageError {
-    UsageError(msg.into())
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    #[error("no command given")]
+    NoCommand,
+    #[error("unknown command {command:?} (commands: check, plan, status)")]
+    UnknownCommand { command: String },
+    #[error("option {option:?} is not UTF-8")]
+    OptionNotUtf8 { option: String },
+    #[error("{option} needs a value")]
+    NoValue { option: String },
+    #[error("{option}: value {value:?} is not UTF-8")]
+    ValueNotUtf8 { option: String, value: String },
+    #[error("unknown option {option}")]
+    UnknownOption { option: String },
+    #[error("{what} is empty")]
+    EmptyArgument { what: &'static str },
+    #[error("unexpected argument {argument:?} (only one {what})")]
+    ExtraArgument { argument: String, what: &'static str },
+    #[error("{option} given twice")]
+    OptionTwice { option: String },
+    #[error("plan needs --host NAME (the machine's host name)")]
+    NoHost,
+    #[error("plan needs --ip ADDR (the machine's address, e.g. --ip 10.0.0.5/24)")]
+    NoAddress,
+    #[error("--ip {value:?} is not an IPv4 address (e.g. 10.0.0.5 or 10.0.0.5/24)")]
+    NotAnAddress {
+        value: String,
+        #[source]
+        error: AddrParseError,
+    },
+    #[error("give the prefix once: --ip ADDR/N or --prefix N")]
+    PrefixTwice,
+    #[error("give either a prefix or --broadcast, not both")]
+    PrefixAndBroadcast,
+    #[error("--broadcast {value:?} is not an IPv4 address (e.g. 10.0.0.255)")]
+    NotABroadcastAddress {
+        value: String,
+        #[source]
+        error: AddrParseError,
+    },
+    #[error("plan needs the subnet, it names the network layer: --ip ADDR/PREFIX, --prefix N or --broadcast ADDR")]
+    NoSubnet,
+    #[error("{option}: prefix {value:?} is not a number from 0 to 32")]
+    NotAPrefix { option: &'static str, value: String },
 }
 
 /// Parses the arguments after the program name.
 pub fn parse_args(args: &[OsString]) -> Result<Command, UsageError> {
-    let Some(first) = args.first() else { return Err(usage("no command given")) };
+    let Some(first) = args.first() else { return Err(UsageError::NoCommand) };
     let rest = &args[1..];
     if args.iter().any(|a| a == "-h" || a == "--help") {
         return Ok(Command::Help);
@@ -110,7 +141,7 @@ pub fn parse_args(args: &[OsString]) -> Result<Command, UsageError> {
             Ok(Command::Status { run_dir: one_path(positional, "RUN_DIR", "/run")? })
         }
         Some("plan") => parse_plan(rest),
-        _ => Err(usage(format!("unknown command {:?} (commands: check, plan, status)", first.to_string_lossy()))),
+        _ => Err(UsageError::UnknownCommand { command: first.to_string_lossy().into_owned() }),
     }
 }
 
@@ -131,7 +162,8 @@ fn split_args(
             positional.push(arg.clone());
             continue;
         }
-        let text = arg.to_str().ok_or_else(|| usage(format!("option {:?} is not UTF-8", arg.to_string_lossy())))?;
+        let text =
+            arg.to_str().ok_or_else(|| UsageError::OptionNotUtf8 { option: arg.to_string_lossy().into_owned() })?;
         let (name, inline) = match text.split_once('=') {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (text, None),
@@ -140,10 +172,13 @@ fn split_args(
             let value = match inline {
                 Some(v) => v,
                 None => {
-                    let v = args.get(i).ok_or_else(|| usage(format!("{name} needs a value")))?;
+                    let v = args.get(i).ok_or_else(|| UsageError::NoValue { option: name.to_string() })?;
                     i += 1;
                     v.to_str()
-                        .ok_or_else(|| usage(format!("{name}: value {:?} is not UTF-8", v.to_string_lossy())))?
+                        .ok_or_else(|| UsageError::ValueNotUtf8 {
+                            option: name.to_string(),
+                            value: v.to_string_lossy().into_owned(),
+                        })?
                         .to_string()
                 }
             };
@@ -158,16 +193,16 @@ fn split_args(
 fn reject_options(options: &[(String, Option<String>)]) -> Result<(), UsageError> {
     match options.first() {
         None => Ok(()),
-        Some((name, _)) => Err(usage(format!("unknown option {name}"))),
+        Some((name, _)) => Err(UsageError::UnknownOption { option: name.clone() }),
     }
 }
 
-fn one_path(positional: Vec<OsString>, what: &str, default: &str) -> Result<PathBuf, UsageError> {
+fn one_path(positional: Vec<OsString>, what: &'static str, default: &str) -> Result<PathBuf, UsageError> {
     match positional.as_slice() {
         [] => Ok(PathBuf::from(default)),
-        [one] if one.is_empty() => Err(usage(format!("{what} is empty"))),
+        [one] if one.is_empty() => Err(UsageError::EmptyArgument { what }),
         [one] => Ok(PathBuf::from(one)),
-        [_, extra, ..] => Err(usage(format!("unexpected argument {:?} (only one {what})", extra.to_string_lossy()))),
+        [_, extra, ..] => Err(UsageError::ExtraArgument { argument: extra.to_string_lossy().into_owned(), what }),
     }
 }
 
@@ -180,48 +215,40 @@ fn parse_plan(args: &[OsString]) -> Result<Command, UsageError> {
             "--ip" => &mut ip,
             "--prefix" => &mut prefix,
             "--broadcast" => &mut broadcast,
-            _ => return Err(usage(format!("unknown option {name}"))),
+            _ => return Err(UsageError::UnknownOption { option: name }),
         };
         if slot.is_some() {
-            return Err(usage(format!("{name} given twice")));
+            return Err(UsageError::OptionTwice { option: name });
         }
         *slot = value;
     }
     let image_root = one_path(positional, "IMAGE_ROOT", "/")?;
-    let hostname = host.ok_or_else(|| usage("plan needs --host NAME (the machine's host name)"))?;
-    let ip = ip.ok_or_else(|| usage("plan needs --ip ADDR (the machine's address, e.g. --ip 10.0.0.5/24)"))?;
+    let hostname = host.ok_or(UsageError::NoHost)?;
+    let ip = ip.ok_or(UsageError::NoAddress)?;
     let (address, cidr) = match ip.split_once('/') {
         Some((a, p)) => (a, Some(parse_prefix(p, "--ip")?)),
         None => (ip.as_str(), None),
     };
-    let address: Ipv4Addr = address
-        .parse()
-        .map_err(|_| usage(format!("--ip {ip:?} is not an IPv4 address (e.g. 10.0.0.5 or 10.0.0.5/24)")))?;
+    let address: Ipv4Addr = address.parse().map_err(|error| UsageError::NotAnAddress { value: ip.clone(), error })?;
     let prefix = match (cidr, prefix) {
-        (Some(_), Some(_)) => return Err(usage("give the prefix once: --ip ADDR/N or --prefix N")),
+        (Some(_), Some(_)) => return Err(UsageError::PrefixTwice),
         (Some(p), None) => Some(p),
         (None, Some(p)) => Some(parse_prefix(&p, "--prefix")?),
         (None, None) => None,
     };
     let broadcast = match (prefix, broadcast) {
-        (Some(_), Some(_)) => return Err(usage("give either a prefix or --broadcast, not both")),
+        (Some(_), Some(_)) => return Err(UsageError::PrefixAndBroadcast),
         (Some(p), None) => broadcast_of(address, p),
-        (None, Some(b)) => {
-            b.parse().map_err(|_| usage(format!("--broadcast {b:?} is not an IPv4 address (e.g. 10.0.0.255)")))?
-        }
-        (None, None) => {
-            return Err(usage(
-                "plan needs the subnet, it names the network layer: --ip ADDR/PREFIX, --prefix N or --broadcast ADDR",
-            ));
-        }
+        (None, Some(b)) => b.parse().map_err(|error| UsageError::NotABroadcastAddress { value: b, error })?,
+        (None, None) => return Err(UsageError::NoSubnet),
     };
     Ok(Command::Plan { image_root, input: LayerInput { broadcast, address, hostname } })
 }
 
-fn parse_prefix(text: &str, option: &str) -> Result<u8, UsageError> {
+fn parse_prefix(text: &str, option: &'static str) -> Result<u8, UsageError> {
     match text.parse::<u8>() {
         Ok(p) if p <= 32 => Ok(p),
-        _ => Err(usage(format!("{option}: prefix {text:?} is not a number from 0 to 32"))),
+        _ => Err(UsageError::NotAPrefix { option, value: text.to_string() }),
     }
 }
 
@@ -233,40 +260,35 @@ pub fn broadcast_of(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
 }
 
 /// An input that cannot be used; exit [`EXIT_PROBLEMS`].
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum AdminError {
+    /// The image root cannot be looked at.
+    #[error(
+        "{}: {error}; give the directory where the image is (the NFS export), e.g. diskless check /srv/nfsroot",
+        .path.display()
+    )]
+    ImageRoot {
+        path: PathBuf,
+        #[source]
+        error: io::Error,
+    },
     /// The image root is not a directory.
-    ImageRoot { path: PathBuf, error: String },
+    #[error(
+        "{}: not a directory; give the directory where the image is (the NFS export), e.g. diskless check \
+         /srv/nfsroot",
+        .path.display()
+    )]
+    ImageRootNotADirectory { path: PathBuf },
     /// boot.json cannot be read, or is not what the boot writes.
-    Record(RecordError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
 }
-
-impl From<RecordError> for AdminError {
-    fn from(e: RecordError) -> Self {
-        AdminError::Record(e)
-    }
-}
-
-impl fmt::Display for AdminError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AdminError::ImageRoot { path, error } => write!(
-                f,
-                "{}: {error}; give the directory where the image is (the NFS export), e.g. diskless check /srv/nfsroot",
-                path.display()
-            ),
-            AdminError::Record(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for AdminError {}
 
 fn require_image_root(path: &Path) -> Result<(), AdminError> {
     match fs::metadata(path) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(AdminError::ImageRoot { path: path.into(), error: "not a directory".into() }),
-        Err(e) => Err(AdminError::ImageRoot { path: path.into(), error: e.to_string() }),
+        Ok(_) => Err(AdminError::ImageRootNotADirectory { path: path.into() }),
+        Err(error) => Err(AdminError::ImageRoot { path: path.into(), error }),
     }
 }
 

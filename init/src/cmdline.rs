@@ -34,7 +34,16 @@ pub struct Cmdline {
     /// Words after `--`: the kernel hands them to init as arguments.
     pub init_args: Vec<String>,
     /// Values that were understood only partly (e.g. `diskless.debug=maybe`), for the log.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<CmdlineWarning>,
+}
+
+/// A parameter of a known key that was understood only partly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CmdlineWarning {
+    #[error("{key}={value}: not a boolean (use {key}, {key}=1 or {key}=0); taken as on")]
+    NotABoolean { key: String, value: String },
+    #[error("{key} needs a value ({key}=...); ignored")]
+    NoValue { key: String },
 }
 
 /// What a known key does with its value.
@@ -92,13 +101,12 @@ impl Cmdline {
                 (Handler::Flag(set), Some(v)) => match parse_bool(v) {
                     Some(on) => set(self, on),
                     None => {
-                        self.warnings
-                            .push(format!("{key}={v}: not a boolean (use {key}, {key}=1 or {key}=0); taken as on"));
+                        self.warnings.push(CmdlineWarning::NotABoolean { key: key.into(), value: v.into() });
                         set(self, true);
                     }
                 },
                 (Handler::Value(set), Some(v)) => set(self, v),
-                (Handler::Value(_), None) => self.warnings.push(format!("{key} needs a value ({key}=...); ignored")),
+                (Handler::Value(_), None) => self.warnings.push(CmdlineWarning::NoValue { key: key.into() }),
             }
         } else if let Some((module, param)) = module_option(key) {
             self.module_params.push(ModuleParam { module, param: param.to_string(), value: value.map(str::to_string) });
@@ -292,7 +300,7 @@ mod tests {
         let odd = Cmdline::parse("diskless.shell=maybe");
         assert!(odd.shell);
         assert_eq!(odd.warnings.len(), 1, "{:?}", odd.warnings);
-        assert!(odd.warnings[0].contains("diskless.shell=maybe"));
+        assert!(odd.warnings[0].to_string().contains("diskless.shell=maybe"));
     }
 
     #[test]

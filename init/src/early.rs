@@ -2,7 +2,6 @@
 //! the kernel command line.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,38 +55,25 @@ pub const MOUNTS: &[MountSpec] = &[
     },
 ];
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum EarlyError {
     /// Creating a mount point failed.
+    #[error(
+        "creating mount point {}: {source}: the initramfs root must be writable (rootfs); rebuild it with mkinitramfs",
+        .path.display()
+    )]
     CreateMountPoint { path: PathBuf, source: io::Error },
     /// mount(2) of a required file system failed.
+    #[error(
+        "mounting {fstype} on {}: {source}: the kernel needs {fstype} support (CONFIG_{}); use a kernel that has it",
+        .target.display(),
+        .fstype.to_ascii_uppercase()
+    )]
     Mount { fstype: &'static str, target: PathBuf, source: io::Error },
     /// `/proc/cmdline` could not be read.
+    #[error("reading the kernel command line from {}: {source}: is /proc mounted?", .path.display())]
     ReadCmdline { path: PathBuf, source: io::Error },
 }
-
-impl fmt::Display for EarlyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EarlyError::CreateMountPoint { path, source } => write!(
-                f,
-                "creating mount point {}: {source}: the initramfs root must be writable (rootfs); rebuild it with mkinitramfs",
-                path.display()
-            ),
-            EarlyError::Mount { fstype, target, source } => write!(
-                f,
-                "mounting {fstype} on {}: {source}: the kernel needs {fstype} support (CONFIG_{}); use a kernel that has it",
-                target.display(),
-                fstype.to_ascii_uppercase()
-            ),
-            EarlyError::ReadCmdline { path, source } => {
-                write!(f, "reading the kernel command line from {}: {source}: is /proc mounted?", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for EarlyError {}
 
 /// Mount the kernel file systems under `root`, attach the console and kmsg, and parse the
 /// command line. Returns the parsed command line; the log's debug flag is set from it.

@@ -6,7 +6,6 @@
 //! ([`check_image`]): once the initramfs is freed there is no way back, so a missing
 //! init or mount point must stop the boot while the rescue shell still exists.
 
-use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -43,76 +42,50 @@ pub const DEFAULT_INIT: &str = "/sbin/init";
 pub const MTAB_TARGET: &str = "../proc/self/mounts";
 
 /// Why the hand-off stopped.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum HandoffError {
     /// The image has no such init (resolved inside the image).
+    #[error(
+        "the image's init {init} cannot be found in the root ({} in the initramfs): {source}: \
+         install it in the image or name another with init=",
+        .newroot.display()
+    )]
     InitMissing { init: String, newroot: PathBuf, source: io::Error },
     /// The init is not a regular file.
+    #[error("the image's init {init} is not a regular file: name the program with init=")]
     InitNotFile { init: String },
     /// The init has no execute permission.
+    #[error("the image's init {init} is not executable (mode {mode:o}): chmod +x it in the image")]
     InitNotExecutable { init: String, mode: u32 },
     /// A directory a kernel file system moves to is missing in the image.
+    #[error(
+        "the image has no directory /{dir} (looked in {}): create it in the image; the root is \
+         read-only so diskless cannot",
+        .newroot.display()
+    )]
     MountPointMissing { dir: String, newroot: PathBuf },
     /// Writing the network's `/run` hand-off files failed.
+    #[error(transparent)]
     Files(crate::net::handoff::NetFilesError),
     /// Writing boot.json failed.
+    #[error(transparent)]
     Record(crate::record::RecordError),
     /// Moving a mount into the image failed.
+    #[error("moving the mount {} to {}: {source}: see dmesg", .from.display(), .to.display())]
     Move { from: PathBuf, to: PathBuf, source: io::Error },
     /// chdir into the new root failed.
+    #[error("chdir {}: {source}: see dmesg", .path.display())]
     Chdir { path: PathBuf, source: io::Error },
     /// Moving the new root onto `/` failed.
+    #[error("moving {} onto /: {source}: see dmesg", .newroot.display())]
     MoveRoot { newroot: PathBuf, source: io::Error },
     /// chroot failed.
+    #[error("chroot into {}: {source}: see dmesg", .newroot.display())]
     Chroot { newroot: PathBuf, source: io::Error },
     /// exec of the image's init failed (the initramfs is already gone).
+    #[error("starting the image's init {init}: {source}: check that it runs in the image (chroot IMAGE {init})")]
     Exec { init: String, source: io::Error },
 }
-
-impl fmt::Display for HandoffError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HandoffError::InitMissing { init, newroot, source } => write!(
-                f,
-                "the image's init {init} cannot be found in the root ({} in the initramfs): {source}: \
-                 install it in the image or name another with init=",
-                newroot.display()
-            ),
-            HandoffError::InitNotFile { init } => {
-                write!(f, "the image's init {init} is not a regular file: name the program with init=")
-            }
-            HandoffError::InitNotExecutable { init, mode } => {
-                write!(f, "the image's init {init} is not executable (mode {mode:o}): chmod +x it in the image")
-            }
-            HandoffError::MountPointMissing { dir, newroot } => write!(
-                f,
-                "the image has no directory /{dir} (looked in {}): create it in the image; the root is \
-                 read-only so diskless cannot",
-                newroot.display()
-            ),
-            HandoffError::Files(e) => e.fmt(f),
-            HandoffError::Record(e) => e.fmt(f),
-            HandoffError::Move { from, to, source } => {
-                write!(f, "moving the mount {} to {}: {source}: see dmesg", from.display(), to.display())
-            }
-            HandoffError::Chdir { path, source } => {
-                write!(f, "chdir {}: {source}: see dmesg", path.display())
-            }
-            HandoffError::MoveRoot { newroot, source } => {
-                write!(f, "moving {} onto /: {source}: see dmesg", newroot.display())
-            }
-            HandoffError::Chroot { newroot, source } => {
-                write!(f, "chroot into {}: {source}: see dmesg", newroot.display())
-            }
-            HandoffError::Exec { init, source } => write!(
-                f,
-                "starting the image's init {init}: {source}: check that it runs in the image (chroot IMAGE {init})"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for HandoffError {}
 
 /// What the earlier stages found, for the record and the hand-off.
 pub struct Facts<'a> {
@@ -222,14 +195,14 @@ pub fn check_image(newroot: &Path, init: &str) -> Result<(), HandoffError> {
 }
 
 /// What [`ensure_mtab`] found or did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Mtab {
     /// `/etc/mtab` exists (symlink or file): left alone.
     Present,
     /// Missing, and created as a symlink to `/proc/self/mounts` (writable /etc).
     Created,
     /// Missing and /etc is read-only: tools that read it will complain.
-    Missing(String),
+    Missing(io::Error),
 }
 
 /// `/etc/mtab` in the image: Debian ships it as a symlink to `/proc/self/mounts`; if it
@@ -241,7 +214,7 @@ pub fn ensure_mtab(newroot: &Path) -> Mtab {
     }
     match std::os::unix::fs::symlink(MTAB_TARGET, &path) {
         Ok(()) => Mtab::Created,
-        Err(e) => Mtab::Missing(e.to_string()),
+        Err(e) => Mtab::Missing(e),
     }
 }
 
@@ -472,9 +445,9 @@ mod tests {
     #[test]
     fn mtab_is_left_alone_created_as_a_symlink_or_reported() {
         let img = image();
-        assert_eq!(ensure_mtab(img.path()), Mtab::Created);
+        assert!(matches!(ensure_mtab(img.path()), Mtab::Created));
         assert_eq!(fs::read_link(img.path().join("etc/mtab")).unwrap(), Path::new(MTAB_TARGET));
-        assert_eq!(ensure_mtab(img.path()), Mtab::Present);
+        assert!(matches!(ensure_mtab(img.path()), Mtab::Present));
         let no_etc = tempfile::tempdir().unwrap();
         assert!(matches!(ensure_mtab(no_etc.path()), Mtab::Missing(_)));
     }

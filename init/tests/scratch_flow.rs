@@ -105,7 +105,7 @@ impl Machine {
     }
 }
 
-fn no_loader() -> impl Fn(&[&str]) -> Result<(), String> {
+fn no_loader() -> impl Fn(&[&str]) -> Result<(), Vec<diskless::hardware::Missing>> {
     |_: &[&str]| Ok(())
 }
 

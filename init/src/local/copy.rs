@@ -117,48 +117,56 @@ impl fmt::Display for CopyWarning {
 }
 
 /// Why copying the layers stopped. `path` is where in the destination it failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// A destination directory (a mounted local dir or upper) cannot be opened.
-    OpenDestination { dir: PathBuf, path: PathBuf, error: io::Error },
+    #[error("cannot open {} (the local part of {}): {error}", .path.display(), .dir.display())]
+    OpenDestination {
+        dir: PathBuf,
+        path: PathBuf,
+        #[source]
+        error: io::Error,
+    },
     /// The layer itself cannot be opened.
-    OpenLayer { layer: String, error: io::Error },
+    #[error("cannot open layer {layer}: {error}")]
+    OpenLayer {
+        layer: String,
+        #[source]
+        error: io::Error,
+    },
     /// The local dir is full: tmpfs size or quota reached.
-    NoSpace { layer: String, path: PathBuf, error: io::Error },
+    #[error("layer {layer}: no space left for {} ({error}); raise tmpfs_size or make the layer smaller", .path.display())]
+    NoSpace {
+        layer: String,
+        path: PathBuf,
+        #[source]
+        error: io::Error,
+    },
     /// Creating or writing an entry failed.
-    Write { layer: String, path: PathBuf, error: io::Error },
+    #[error("layer {layer}: cannot write {}: {error}", .path.display())]
+    Write {
+        layer: String,
+        path: PathBuf,
+        #[source]
+        error: io::Error,
+    },
     /// Removing an entry of an earlier layer that this layer replaces failed.
-    Remove { layer: String, path: PathBuf, error: io::Error },
+    #[error("layer {layer}: cannot replace {}: {error}", .path.display())]
+    Remove {
+        layer: String,
+        path: PathBuf,
+        #[source]
+        error: io::Error,
+    },
     /// Setting owner, mode or times failed.
-    SetAttributes { layer: String, path: PathBuf, error: io::Error },
+    #[error("layer {layer}: cannot set owner, mode or times of {}: {error}", .path.display())]
+    SetAttributes {
+        layer: String,
+        path: PathBuf,
+        #[source]
+        error: io::Error,
+    },
 }
-
-impl fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ApplyError::OpenDestination { dir, path, error } => {
-                write!(f, "cannot open {} (the local part of {}): {error}", path.display(), dir.display())
-            }
-            ApplyError::OpenLayer { layer, error } => write!(f, "cannot open layer {layer}: {error}"),
-            ApplyError::NoSpace { layer, path, error } => write!(
-                f,
-                "layer {layer}: no space left for {} ({error}); raise tmpfs_size or make the layer smaller",
-                path.display()
-            ),
-            ApplyError::Write { layer, path, error } => {
-                write!(f, "layer {layer}: cannot write {}: {error}", path.display())
-            }
-            ApplyError::Remove { layer, path, error } => {
-                write!(f, "layer {layer}: cannot replace {}: {error}", path.display())
-            }
-            ApplyError::SetAttributes { layer, path, error } => {
-                write!(f, "layer {layer}: cannot set owner, mode or times of {}: {error}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for ApplyError {}
 
 /// Bytes read and written at a time when copying a file.
 const COPY_BUFFER: usize = 64 * 1024;

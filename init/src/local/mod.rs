@@ -26,7 +26,6 @@ mod select;
 pub mod stage;
 pub mod walk;
 
-use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -37,7 +36,8 @@ use crate::os::Os;
 pub use copy::{ApplyError, ApplyReport, CopyWarning, LayerReport, apply};
 pub use mounts::{Destination, MountAction, MountError, MountPlan, execute, plan_mounts, plan_mounts_with_scratch};
 pub use select::{
-    Layer, LayerInput, LayerKind, LayerSelection, SkipReason, SkippedLayer, check_host_name, select_layers,
+    HostNameError, Layer, LayerInput, LayerKind, LayerSelection, SkipReason, SkippedLayer, check_host_name,
+    select_layers,
 };
 pub use stage::StageError;
 
@@ -52,24 +52,15 @@ pub struct LocalReport {
 }
 
 /// Why the local stage stopped.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LocalError {
     /// Mounting the local dirs failed.
-    Mount(MountError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
     /// Copying a layer failed.
-    Apply(ApplyError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
 }
-
-impl fmt::Display for LocalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LocalError::Mount(e) => e.fmt(f),
-            LocalError::Apply(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for LocalError {}
 
 /// Mounts the local dirs of the image at `image_root` as `config` says and copies the
 /// `selection` into them. `run_dir` is where private mounts go (`/run/diskless`).
@@ -95,8 +86,8 @@ pub fn setup_with_scratch(
     os: &dyn Os,
 ) -> Result<LocalReport, LocalError> {
     let plan = mounts::plan_mounts_with_scratch(config, image_root, run_dir, scratch);
-    execute(&plan.before_copy, os).map_err(LocalError::Mount)?;
-    let layers = apply(selection, image_root, &plan.destinations, os).map_err(LocalError::Apply)?;
-    execute(&plan.after_copy, os).map_err(LocalError::Mount)?;
+    execute(&plan.before_copy, os)?;
+    let layers = apply(selection, image_root, &plan.destinations, os)?;
+    execute(&plan.after_copy, os)?;
     Ok(LocalReport { plan, layers })
 }

@@ -7,7 +7,6 @@
 //!   dir, and an overlayfs on each dir. The overlays are mounted after the layers
 //!   were copied into the uppers ([`MountPlan::after_copy`]).
 
-use std::fmt;
 use std::fs;
 use std::io;
 use std::os::fd::AsFd;
@@ -72,69 +71,63 @@ pub struct MountPlan {
 }
 
 /// A failed step of the plan.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    /// A mountpoint that must exist in the image does not, or is not a directory.
+    /// A mountpoint that must exist in the image cannot be looked at (missing, no access).
+    #[error(
+        "{} ({}) cannot be used as a mountpoint: {error}; the image is read-only, so the admin must create \
+         the directory in the image (mkdir -p <image>{})",
+        .image_path.display(),
+        .path.display(),
+        .image_path.display()
+    )]
     MissingDir {
         image_path: PathBuf,
         path: PathBuf,
-        error: Option<io::Error>,
-    },
-    MakeDir {
-        path: PathBuf,
+        #[source]
         error: io::Error,
     },
+    /// A mountpoint that must exist in the image is a symlink or a file.
+    #[error(
+        "{} ({}) is not a directory (a symlink or a file); the image is read-only, so the admin must create \
+         the directory in the image (mkdir -p <image>{})",
+        .image_path.display(),
+        .path.display(),
+        .image_path.display()
+    )]
+    NotADirectory { image_path: PathBuf, path: PathBuf },
+    #[error("cannot create {}: {error}", .path.display())]
+    MakeDir {
+        path: PathBuf,
+        #[source]
+        error: io::Error,
+    },
+    #[error("cannot mount a tmpfs on {} with -o {options}: {error} (check tmpfs_size)", .target.display())]
     Tmpfs {
         target: PathBuf,
         options: String,
+        #[source]
         error: io::Error,
     },
+    #[error(
+        "cannot mount an overlay on {} with -o {options}: {error} (is the overlay module in the \
+         initramfs? or use mode = \"symlink\")",
+        .target.display()
+    )]
     Overlay {
         target: PathBuf,
         options: String,
+        #[source]
         error: io::Error,
     },
+    #[error("cannot bind the scratch directory {} on {}: {error}", .source.display(), .target.display())]
     Bind {
         source: PathBuf,
         target: PathBuf,
+        #[source]
         error: io::Error,
     },
 }
-
-impl fmt::Display for MountError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MountError::MissingDir { image_path, path, error } => {
-                write!(f, "{} ({}) ", image_path.display(), path.display())?;
-                match error {
-                    Some(e) => write!(f, "cannot be used as a mountpoint: {e}")?,
-                    None => write!(f, "is not a directory (a symlink or a file)")?,
-                }
-                write!(
-                    f,
-                    "; the image is read-only, so the admin must create the directory in the image \
-                     (mkdir -p <image>{})",
-                    image_path.display()
-                )
-            }
-            MountError::MakeDir { path, error } => write!(f, "cannot create {}: {error}", path.display()),
-            MountError::Tmpfs { target, options, error } => {
-                write!(f, "cannot mount a tmpfs on {} with -o {options}: {error} (check tmpfs_size)", target.display())
-            }
-            MountError::Overlay { target, options, error } => write!(
-                f,
-                "cannot mount an overlay on {} with -o {options}: {error} (is the overlay module in the \
-                 initramfs? or use mode = \"symlink\")",
-                target.display()
-            ),
-            MountError::Bind { source, target, error } => {
-                write!(f, "cannot bind the scratch directory {} on {}: {error}", source.display(), target.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for MountError {}
 
 /// `<image_root>` followed by an absolute image path.
 fn in_image(image_root: &Path, path: &Path) -> PathBuf {
@@ -230,17 +223,13 @@ pub fn execute(actions: &[MountAction], os: &dyn Os) -> Result<(), MountError> {
                 match fs::symlink_metadata(path) {
                     Ok(meta) if meta.is_dir() => {}
                     Ok(_) => {
-                        return Err(MountError::MissingDir {
-                            image_path: image_path.clone(),
-                            path: path.clone(),
-                            error: None,
-                        });
+                        return Err(MountError::NotADirectory { image_path: image_path.clone(), path: path.clone() });
                     }
                     Err(error) => {
                         return Err(MountError::MissingDir {
                             image_path: image_path.clone(),
                             path: path.clone(),
-                            error: Some(error),
+                            error,
                         });
                     }
                 }
@@ -430,7 +419,7 @@ mod tests {
         std::os::unix::fs::symlink("/tmp", img.path().join("etc/local")).unwrap();
         let plan = plan_mounts(&config(Mode::Symlink, &["/etc"]), img.path(), Path::new("/run/diskless"));
         let err = execute(&plan.before_copy, &FakeOs::default()).unwrap_err();
-        assert!(matches!(err, MountError::MissingDir { error: None, .. }), "{err}");
+        assert!(matches!(err, MountError::NotADirectory { .. }), "{err}");
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub enum SkipReason {
     /// The directory exists but cannot be opened.
     Unreadable { error: String },
     /// The name from the network cannot be a path component.
-    InvalidName { name: String, reason: String },
+    InvalidName { name: String, reason: HostNameError },
     /// The host name has no `-`, so there is no lab prefix.
     NoLabPrefix { hostname: String },
 }
@@ -142,28 +142,52 @@ fn short_name(hostname: &str) -> Result<String, SkipReason> {
     Ok(short.to_ascii_lowercase())
 }
 
+/// Why a name from the network cannot be a host name (RFC 1123), and so a path component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostNameError {
+    #[error("is empty")]
+    Empty,
+    #[error("is longer than 253 bytes")]
+    TooLong,
+    #[error("has an empty label (\"..\" or a leading dot)")]
+    EmptyLabel,
+    #[error("has a label longer than 63 bytes")]
+    LabelTooLong,
+    #[error("contains {character:?}, which is not a letter, digit or '-'")]
+    Character { character: char },
+    #[error("has a label that starts or ends with '-'")]
+    HyphenAtLabelEnd,
+}
+
+/// `diskless plan` shows the reason as the text the console would.
+impl Serialize for HostNameError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Checks a host name (RFC 1123): dot-separated labels of 1-63 letters, digits and
 /// `-`, not starting or ending with `-`, 253 bytes at most. That excludes `/`, `..`,
 /// the empty name and everything else that could make a path climb or break.
-pub fn check_host_name(name: &str) -> Result<(), String> {
+pub fn check_host_name(name: &str) -> Result<(), HostNameError> {
     if name.is_empty() {
-        return Err("is empty".into());
+        return Err(HostNameError::Empty);
     }
     if name.len() > 253 {
-        return Err("is longer than 253 bytes".into());
+        return Err(HostNameError::TooLong);
     }
     for label in name.strip_suffix('.').unwrap_or(name).split('.') {
         if label.is_empty() {
-            return Err("has an empty label (\"..\" or a leading dot)".into());
+            return Err(HostNameError::EmptyLabel);
         }
         if label.len() > 63 {
-            return Err("has a label longer than 63 bytes".into());
+            return Err(HostNameError::LabelTooLong);
         }
-        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
-            return Err(format!("contains {c:?}, which is not a letter, digit or '-'"));
+        if let Some(character) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
+            return Err(HostNameError::Character { character });
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err("has a label that starts or ends with '-'".into());
+            return Err(HostNameError::HyphenAtLabelEnd);
         }
     }
     Ok(())

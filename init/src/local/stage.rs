@@ -18,7 +18,7 @@ pub enum StageError {
         "loading the overlay module for mode = \"overlay\": {0}: rebuild the initramfs with it \
          (mkinitramfs --profile netboot) or use mode = \"symlink\""
     )]
-    OverlayModule(MissingReason),
+    OverlayModule(#[source] MissingReason),
     #[error("making the local dirs: {0}")]
     Setup(#[source] LocalError),
 }

@@ -105,17 +105,31 @@ impl fmt::Display for Attempt {
 }
 
 /// Why the root stage stopped.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum RootError {
     /// The root specification cannot be used.
-    Spec(RootSpecError),
+    #[error(transparent)]
+    Spec(#[from] RootSpecError),
     /// `/newroot` is missing and cannot be made.
+    #[error("creating the root mount point {}: {source}: rebuild the initramfs with mkinitramfs", .path.display())]
     MountPoint { path: PathBuf, source: io::Error },
     /// The NFS modules did not load.
+    #[error(
+        "loading the NFS modules {}: {}: rebuild the initramfs with them (mkinitramfs --profile netboot)",
+        module_names(.missing),
+        MissingList(.missing)
+    )]
     Modules { missing: Vec<Missing> },
     /// An error waiting cannot fix.
+    #[error("mounting the NFS root {root}: {}: fix the server's export or the root= parameter", join(.attempts))]
     Refused { root: String, attempts: Vec<Attempt> },
     /// The server kept failing until `nfs_retry_timeout` ran out.
+    #[error(
+        "mounting the NFS root {root}: gave up after {} s: {}: check that the server runs and \
+         exports the path (diskless.nfs_retry_timeout=0 waits forever)",
+        .waited.as_secs(),
+        join(.attempts)
+    )]
     GaveUp { root: String, waited: Duration, attempts: Vec<Attempt> },
 }
 
@@ -123,43 +137,8 @@ fn join(attempts: &[Attempt]) -> String {
     attempts.iter().map(Attempt::to_string).collect::<Vec<_>>().join("; ")
 }
 
-impl fmt::Display for RootError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RootError::Spec(e) => e.fmt(f),
-            RootError::MountPoint { path, source } => write!(
-                f,
-                "creating the root mount point {}: {source}: rebuild the initramfs with mkinitramfs",
-                path.display()
-            ),
-            RootError::Modules { missing } => write!(
-                f,
-                "loading the NFS modules {}: {}: rebuild the initramfs with them (mkinitramfs --profile netboot)",
-                missing.iter().map(|m| m.module.as_str()).collect::<Vec<_>>().join(", "),
-                MissingList(missing)
-            ),
-            RootError::Refused { root, attempts } => write!(
-                f,
-                "mounting the NFS root {root}: {}: fix the server's export or the root= parameter",
-                join(attempts)
-            ),
-            RootError::GaveUp { root, waited, attempts } => write!(
-                f,
-                "mounting the NFS root {root}: gave up after {} s: {}: check that the server runs and \
-                 exports the path (diskless.nfs_retry_timeout=0 waits forever)",
-                waited.as_secs(),
-                join(attempts)
-            ),
-        }
-    }
-}
-
-impl std::error::Error for RootError {}
-
-impl From<RootSpecError> for RootError {
-    fn from(e: RootSpecError) -> Self {
-        RootError::Spec(e)
-    }
+fn module_names(missing: &[Missing]) -> String {
+    missing.iter().map(|m| m.module.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// How the stage waits and gives up.

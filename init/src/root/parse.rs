@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::local::HostNameError;
 use crate::net::Lease;
 
 /// NFS protocol version to mount with.
@@ -138,77 +139,57 @@ pub enum RootRequest {
 }
 
 /// Why the root specification cannot be used. One variant per check, each with the input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RootSpecError {
     /// `root=` names something that is not an NFS root (`/dev/sda1`, `UUID=...`).
+    #[error(
+        "root={root}: diskless mounts only NFS roots; use root=/dev/nfs nfsroot=SERVER:/PATH, \
+         root=nfs:SERVER:/PATH or give a DHCP root-path"
+    )]
     NotNfs { root: String },
     /// The server part is not an IPv4 address (names are not resolved at boot).
+    #[error(
+        "NFS root {spec:?}: server {server:?} is not an IPv4 address; host names cannot be \
+         resolved before the root is mounted, write the address"
+    )]
     Server { spec: String, server: String },
     /// The path is empty or not absolute.
+    #[error("NFS root {spec:?}: path {path:?} must be absolute (start with /)")]
     Path { spec: String, path: String },
     /// `vers=`/`nfsvers=` with a version the client cannot mount.
+    #[error("NFS root {spec:?}: version {value:?} is not supported; use vers=3, vers=4 or vers=4.0/4.1/4.2")]
     Version { spec: String, value: String },
     /// `port=`/`mountport=` that is not a port number.
+    #[error("NFS root {spec:?}: {option:?} is not a port number (1-65535)")]
     Port { spec: String, option: String },
     /// `root=nfs4:` together with `vers=3`.
+    #[error("NFS root {spec:?}: root=nfs4: cannot be mounted with vers=3; drop one of them")]
     VersionConflict { spec: String },
     /// No root on the command line and the lease has no root-path.
+    #[error(
+        "nothing to boot: the kernel command line has no root=/nfsroot= and the DHCP server gave no \
+         root-path (option 17); add nfsroot=SERVER:/PATH to the boot loader entry or \
+         option root-path to the DHCP server"
+    )]
     NoRoot,
     /// The lease names no server to use for a root path without one.
+    #[error(
+        "NFS root {spec:?} names no server and the lease has neither next-server nor a server \
+         identifier; write SERVER:{spec}"
+    )]
     NoServer { spec: String },
     /// `%s` in the path but the host name is not safe in a path.
-    HostName { spec: String, hostname: String, reason: String },
+    #[error(
+        "NFS root {spec:?}: host name {hostname:?} cannot replace %s ({reason}); fix the host's \
+         DNS or DHCP name"
+    )]
+    HostName {
+        spec: String,
+        hostname: String,
+        #[source]
+        reason: HostNameError,
+    },
 }
-
-impl fmt::Display for RootSpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RootSpecError::NotNfs { root } => write!(
-                f,
-                "root={root}: diskless mounts only NFS roots; use root=/dev/nfs nfsroot=SERVER:/PATH, \
-                 root=nfs:SERVER:/PATH or give a DHCP root-path"
-            ),
-            RootSpecError::Server { spec, server } => write!(
-                f,
-                "NFS root {spec:?}: server {server:?} is not an IPv4 address; host names cannot be \
-                 resolved before the root is mounted, write the address"
-            ),
-            RootSpecError::Path { spec, path } => {
-                write!(f, "NFS root {spec:?}: path {path:?} must be absolute (start with /)")
-            }
-            RootSpecError::Version { spec, value } => {
-                write!(
-                    f,
-                    "NFS root {spec:?}: version {value:?} is not supported; use vers=3, vers=4 or vers=4.0/4.1/4.2"
-                )
-            }
-            RootSpecError::Port { spec, option } => {
-                write!(f, "NFS root {spec:?}: {option:?} is not a port number (1-65535)")
-            }
-            RootSpecError::VersionConflict { spec } => {
-                write!(f, "NFS root {spec:?}: root=nfs4: cannot be mounted with vers=3; drop one of them")
-            }
-            RootSpecError::NoRoot => write!(
-                f,
-                "nothing to boot: the kernel command line has no root=/nfsroot= and the DHCP server gave no \
-                 root-path (option 17); add nfsroot=SERVER:/PATH to the boot loader entry or \
-                 option root-path to the DHCP server"
-            ),
-            RootSpecError::NoServer { spec } => write!(
-                f,
-                "NFS root {spec:?} names no server and the lease has neither next-server nor a server \
-                 identifier; write SERVER:{spec}"
-            ),
-            RootSpecError::HostName { spec, hostname, reason } => write!(
-                f,
-                "NFS root {spec:?}: host name {hostname:?} cannot replace %s ({reason}); fix the host's \
-                 DNS or DHCP name"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for RootSpecError {}
 
 /// `root=` values that mean "the NFS root named elsewhere" (nfsroot= or DHCP).
 const ROOT_NFS_WORDS: &[&str] = &["/dev/nfs", "nfs", "dhcp"];

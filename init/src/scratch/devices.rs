@@ -41,25 +41,19 @@ pub struct BlockDevice {
 }
 
 /// Failure to list the block devices.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// `<sys>/class/block` cannot be listed.
-    ListClass { path: PathBuf, error: io::Error },
+    #[error(
+        "cannot list block devices in {}: {error} (is sysfs mounted?); no scratch disk or swap is used",
+        .path.display()
+    )]
+    ListClass {
+        path: PathBuf,
+        #[source]
+        error: io::Error,
+    },
 }
-
-impl std::fmt::Display for DeviceError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeviceError::ListClass { path, error } => write!(
-                f,
-                "cannot list block devices in {}: {error} (is sysfs mounted?); no scratch disk or swap is used",
-                path.display()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for DeviceError {}
 
 fn read_trimmed(path: &Path) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())

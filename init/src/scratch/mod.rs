@@ -23,7 +23,6 @@ pub mod probe;
 pub mod select;
 pub mod tree;
 
-use std::fmt;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -32,14 +31,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Mode};
 use crate::context::Context;
-use crate::hardware::Modules;
+use crate::hardware::{Missing, MissingList, Modules};
 use crate::log::Log;
 use crate::os::{LOCAL_MOUNT_FLAGS, Os};
 use crate::{debug, info};
 pub use devices::{BlockDevice, DeviceError};
 pub use probe::{Kind, Sample, Signature, probe};
-pub use select::{Preference, Probed, Selection, SkipReason, select};
+pub use select::{Preference, Probed, ReadError, Selection, SkipReason, select};
 pub use tree::WipeStats;
+
+/// Loads kernel modules by name with their dependencies (`hardware::Modules::load`);
+/// `Err` lists the ones still missing.
+pub type ModuleLoader<'a> = dyn Fn(&[&str]) -> Result<(), Vec<Missing>> + 'a;
 
 /// Where the stage looks and writes.
 #[derive(Debug, Clone)]
@@ -58,92 +61,69 @@ pub struct Paths {
 pub const FALLBACK_SUBDIR: &str = "scratch";
 
 /// A failed step. Each names its device or path and says what the admin can do.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ScratchError {
-    ListDevices(DeviceError),
-    /// Opening or reading a device for probing.
-    Read {
-        device: PathBuf,
-        error: io::Error,
-    },
-    LoadModule {
-        module: String,
-        error: String,
-    },
+    #[error(transparent)]
+    ListDevices(#[from] DeviceError),
+    #[error(
+        "cannot load module {module}: {}; trying the mount anyway (it may be built in); \
+         if the mount fails, add {module} to the initramfs (mkinitramfs --add-modules {module})",
+        MissingList(.missing)
+    )]
+    LoadModule { module: String, missing: Vec<Missing> },
+    #[error("cannot create {}: {error}", .path.display())]
     MakeMountpoint {
         path: PathBuf,
+        #[source]
         error: io::Error,
     },
+    #[error(
+        "cannot mount {} ({fstype}) on {}: {error} ({}); check it with fsck on another machine",
+        .device.display(),
+        .target.display(),
+        mount_error_meaning(.error)
+    )]
     Mount {
         device: PathBuf,
         target: PathBuf,
         fstype: String,
+        #[source]
         error: io::Error,
     },
     /// Creating `<scratch>/<dir>` on the mounted filesystem.
+    #[error(
+        "cannot create the directory {}: {error} (a symlink or a file is in the way; remove it)",
+        .path.display()
+    )]
     PrepareDir {
         path: PathBuf,
+        #[source]
         error: io::Error,
     },
+    #[error("cannot wipe {}: {error}", .path.display())]
     Wipe {
         path: PathBuf,
+        #[source]
         error: io::Error,
     },
+    #[error("cannot bind {} on {}: {error}", .source.display(), .target.display())]
     Bind {
         source: PathBuf,
         target: PathBuf,
+        #[source]
         error: io::Error,
     },
+    #[error(
+        "swapon {} failed: {error} (made on a machine with another page size, or damaged? \
+         run mkswap on it again)",
+        .device.display()
+    )]
     Swapon {
         device: PathBuf,
+        #[source]
         error: io::Error,
     },
 }
-
-impl fmt::Display for ScratchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScratchError::ListDevices(e) => e.fmt(f),
-            ScratchError::Read { device, error } => {
-                write!(f, "cannot read {}: {error}", device.display())
-            }
-            ScratchError::LoadModule { module, error } => write!(
-                f,
-                "cannot load module {module}: {error}; trying the mount anyway (it may be built in); \
-                 if the mount fails, add {module} to the initramfs (mkinitramfs --add-modules {module})"
-            ),
-            ScratchError::MakeMountpoint { path, error } => {
-                write!(f, "cannot create {}: {error}", path.display())
-            }
-            ScratchError::Mount { device, target, fstype, error } => write!(
-                f,
-                "cannot mount {} ({fstype}) on {}: {error} ({}); check it with fsck on another machine",
-                device.display(),
-                target.display(),
-                mount_error_meaning(error)
-            ),
-            ScratchError::PrepareDir { path, error } => write!(
-                f,
-                "cannot create the directory {}: {error} (a symlink or a file is in the way; remove it)",
-                path.display()
-            ),
-            ScratchError::Wipe { path, error } => {
-                write!(f, "cannot wipe {}: {error}", path.display())
-            }
-            ScratchError::Bind { source, target, error } => {
-                write!(f, "cannot bind {} on {}: {error}", source.display(), target.display())
-            }
-            ScratchError::Swapon { device, error } => write!(
-                f,
-                "swapon {} failed: {error} (made on a machine with another page size, or damaged? \
-                 run mkswap on it again)",
-                device.display()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ScratchError {}
 
 /// What a mount(2) errno usually means for a local disk.
 fn mount_error_meaning(e: &io::Error) -> &'static str {
@@ -293,9 +273,9 @@ pub fn stage(ctx: &Context, modules: &Modules, config: &Config, newroot: &Path, 
     };
     // A module the database lacks is not an error of the loader (it lists it as
     // missing); for the scratch code it is: it says what to add to the initramfs.
-    let load = |names: &[&str]| -> Result<(), String> {
+    let load = |names: &[&str]| -> Result<(), Vec<Missing>> {
         let loaded = modules.load(names);
-        if loaded.missing.is_empty() { Ok(()) } else { Err(loaded.missing_list().to_string()) }
+        if loaded.missing.is_empty() { Ok(()) } else { Err(loaded.missing) }
     };
     scratch(config, &paths, &*ctx.os, &load, &ctx.log)
 }
@@ -315,14 +295,14 @@ pub fn scratch(
     config: &Config,
     paths: &Paths,
     os: &dyn Os,
-    load_modules: &dyn Fn(&[&str]) -> Result<(), String>,
+    load_modules: &ModuleLoader<'_>,
     log: &Log,
 ) -> ScratchReport {
     let mut report = ScratchReport::default();
     let devices = match devices::list(&paths.class_block, &paths.dev) {
         Ok(devices) => devices,
         Err(e) => {
-            let e = ScratchError::ListDevices(e);
+            let e = ScratchError::from(e);
             info!(log, "ERROR: scratch: {e}");
             report.failure = Some(e.to_string());
             return report;
@@ -336,7 +316,7 @@ pub fn scratch(
             } else {
                 os.read_disk(&device.path, device.size)
                     .map(|sample| probe(&sample))
-                    .map_err(|error| ScratchError::Read { device: device.path.clone(), error }.to_string())
+                    .map_err(|error| ReadError { device: device.path.clone(), error })
             };
             Probed { device, signature }
         })
@@ -434,7 +414,7 @@ fn use_scratch(
     config: &Config,
     paths: &Paths,
     os: &dyn Os,
-    load_modules: &dyn Fn(&[&str]) -> Result<(), String>,
+    load_modules: &ModuleLoader<'_>,
     log: &Log,
     device: &BlockDevice,
     sig: &Signature,
@@ -449,8 +429,8 @@ fn use_scratch(
             error: io::Error::from(io::ErrorKind::Unsupported),
         });
     };
-    if let Err(error) = load_modules(&[module]) {
-        info!(log, "scratch: {}", ScratchError::LoadModule { module: module.into(), error });
+    if let Err(missing) = load_modules(&[module]) {
+        info!(log, "scratch: {}", ScratchError::LoadModule { module: module.into(), missing });
     }
     let in_image_mountpoint = in_image(&paths.image_root, &config.scratch.mountpoint);
     let (mountpoint, fallback) = if is_real_dir(&in_image_mountpoint) {

@@ -2,6 +2,7 @@
 //! other one is left alone. Pure: the decisions are data, tested without disks.
 
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -11,11 +12,20 @@ use super::probe::{Kind, Signature};
 use crate::config::Scratch;
 
 /// A device with what probing found on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Probed {
     pub device: BlockDevice,
-    /// `Err` when the device could not be read (the I/O error as text).
-    pub signature: Result<Option<Signature>, String>,
+    /// `Err` when the device could not be read.
+    pub signature: Result<Option<Signature>, ReadError>,
+}
+
+/// Reading the first or last bytes of a device for probing failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {}: {error}", .device.display())]
+pub struct ReadError {
+    pub device: PathBuf,
+    #[source]
+    pub error: io::Error,
 }
 
 /// Why a device is not used.
@@ -153,7 +163,7 @@ fn classify(p: &Probed, config: &Scratch) -> Use {
     }
     let sig = match &p.signature {
         Err(error) => {
-            return Use::Skip(SkipReason::Unreadable { error: error.clone() });
+            return Use::Skip(SkipReason::Unreadable { error: error.to_string() });
         }
         Ok(None) => return Use::Skip(SkipReason::NoSignature),
         Ok(Some(sig)) => sig,
@@ -375,12 +385,22 @@ mod tests {
         let mut empty = fs("sdc", "/u/c", 0, Kind::Ext4, None);
         empty.signature = Ok(None);
         let probed = [
-            Probed { device: device("sda", "/u/a", 10), signature: Err("Input/output error".into()) },
+            Probed {
+                device: device("sda", "/u/a", 10),
+                signature: Err(ReadError { device: "/dev/sda".into(), error: io::Error::from_raw_os_error(libc::EIO) }),
+            },
             Probed { device: device("sdb", "/u/b", 10), signature: Ok(None) },
             empty,
         ];
         let sel = select(&probed, &config());
         let reasons: Vec<String> = sel.skipped.iter().map(|(_, r)| r.to_string()).collect();
-        assert_eq!(reasons, ["cannot be read: Input/output error", "no known signature", "empty (no medium)"]);
+        assert_eq!(
+            reasons,
+            [
+                "cannot be read: cannot read /dev/sda: Input/output error (os error 5)",
+                "no known signature",
+                "empty (no medium)"
+            ]
+        );
     }
 }
