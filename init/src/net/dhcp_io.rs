@@ -13,7 +13,6 @@
 //! addressed to our MAC (PACKET_HOST, so broadcasts are not seen twice) and
 //! hands their UDP payload for port 68 to the same client.
 
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,54 +29,30 @@ use super::log::{Level, NetLog};
 const CANCEL_CHECK: Duration = Duration::from_millis(250);
 
 /// Errors of the DHCP driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum DhcpIoError {
-    /// Creating or setting up the socket failed.
-    Socket {
-        interface: String,
-        step: &'static str,
-        reason: String,
-    },
-    Receive {
-        interface: String,
-        reason: String,
-    },
+    /// Creating or setting up the UDP socket (or finding the interface) failed.
+    #[error("DHCP on {interface}: {step} failed: {source}")]
+    Socket { interface: String, step: &'static str, source: nix::Error },
+    /// Creating or binding the packet socket that hears unicast replies failed.
+    #[error("DHCP on {interface}: {step} failed: {source}")]
+    PacketSocket { interface: String, step: &'static str, source: std::io::Error },
+    #[error("DHCP on {interface}: receive failed: {source}")]
+    Receive { interface: String, source: std::io::Error },
     /// No lease before the deadline.
-    Timeout {
-        interface: String,
-        waited: Duration,
-        ignored: IgnoredCounts,
-    },
+    #[error(
+        "DHCP on {interface}: no lease after {} s ({} malformed, {} wrong xid, {} wrong MAC, {} other replies ignored); check that a DHCP server serves this network",
+        .waited.as_secs(),
+        .ignored.malformed,
+        .ignored.wrong_xid,
+        .ignored.wrong_chaddr,
+        .ignored.other
+    )]
+    Timeout { interface: String, waited: Duration, ignored: IgnoredCounts },
     /// Another interface won, or the caller gave up.
-    Cancelled {
-        interface: String,
-    },
+    #[error("DHCP on {interface}: stopped")]
+    Cancelled { interface: String },
 }
-
-impl fmt::Display for DhcpIoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DhcpIoError::Socket { interface, step, reason } => {
-                write!(f, "DHCP on {interface}: {step} failed: {reason}")
-            }
-            DhcpIoError::Receive { interface, reason } => {
-                write!(f, "DHCP on {interface}: receive failed: {reason}")
-            }
-            DhcpIoError::Timeout { interface, waited, ignored } => write!(
-                f,
-                "DHCP on {interface}: no lease after {} s ({} malformed, {} wrong xid, {} wrong MAC, {} other replies ignored); check that a DHCP server serves this network",
-                waited.as_secs(),
-                ignored.malformed,
-                ignored.wrong_xid,
-                ignored.wrong_chaddr,
-                ignored.other
-            ),
-            DhcpIoError::Cancelled { interface } => write!(f, "DHCP on {interface}: stopped"),
-        }
-    }
-}
-
-impl std::error::Error for DhcpIoError {}
 
 /// Where the UDP payload of an IPv4 packet lies, if it is an unfragmented
 /// UDP datagram to port 68; `None` for anything else or anything malformed.
@@ -127,9 +102,16 @@ const CLOSER_STACK: usize = 16 * 1024;
 impl UnicastListener {
     fn open(interface: &str) -> Result<UnicastListener, DhcpIoError> {
         use std::os::fd::FromRawFd;
-        let fail =
-            |step: &'static str, reason: String| DhcpIoError::Socket { interface: interface.into(), step, reason };
-        let index = nix::net::if_::if_nametoindex(interface).map_err(|e| fail("interface index", e.to_string()))?;
+        let fail = |step: &'static str, source: std::io::Error| DhcpIoError::PacketSocket {
+            interface: interface.into(),
+            step,
+            source,
+        };
+        let index = nix::net::if_::if_nametoindex(interface).map_err(|source| DhcpIoError::Socket {
+            interface: interface.into(),
+            step: "interface index",
+            source,
+        })?;
         let proto = (nix::libc::ETH_P_IP as u16).to_be();
         // Protocol 0 here and ETH_P_IP in bind: a socket created with a protocol
         // is hooked on every device at once, and binding it to one device then
@@ -145,7 +127,7 @@ impl UnicastListener {
             )
         };
         if raw < 0 {
-            return Err(fail("packet socket", std::io::Error::last_os_error().to_string()));
+            return Err(fail("packet socket", std::io::Error::last_os_error()));
         }
         // SAFETY: `raw` is a fresh descriptor owned by nobody else.
         let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
@@ -163,7 +145,7 @@ impl UnicastListener {
             )
         };
         if rc < 0 {
-            return Err(fail("bind packet socket", std::io::Error::last_os_error().to_string()));
+            return Err(fail("bind packet socket", std::io::Error::last_os_error()));
         }
         Ok(UnicastListener { fd: Some(fd) })
     }
@@ -212,11 +194,8 @@ fn wait_readable(fds: &[std::os::fd::RawFd], timeout: Duration) {
 /// Opens the client socket for `interface` in the calling thread's network
 /// namespace.
 pub fn dhcp_socket(interface: &str) -> Result<UdpSocket, DhcpIoError> {
-    let fail = |step: &'static str, e: nix::Error| DhcpIoError::Socket {
-        interface: interface.into(),
-        step,
-        reason: e.to_string(),
-    };
+    let fail =
+        |step: &'static str, source: nix::Error| DhcpIoError::Socket { interface: interface.into(), step, source };
     let fd = socket::socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
         .map_err(|e| fail("socket", e))?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| fail("SO_REUSEADDR", e))?;
@@ -300,7 +279,7 @@ pub fn run_dhcp(
                 (len, "a unicast frame".to_string())
             }
             Err(e) => {
-                return Err(DhcpIoError::Receive { interface: interface.into(), reason: e.to_string() });
+                return Err(DhcpIoError::Receive { interface: interface.into(), source: e });
             }
         };
         match client.handle(Instant::now(), &buf[..len]) {

@@ -7,12 +7,13 @@
 //! joined with dots); whether they make a host name is for
 //! [`super::identity`] to decide, so a rejection can be logged with its reason.
 
-use std::fmt;
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_proto::serialize::binary::DecodeError;
 
 /// The DNS port, for building server addresses from the lease.
 pub const DNS_PORT: u16 = 53;
@@ -27,33 +28,24 @@ pub enum PtrAnswer {
 }
 
 /// Why a datagram was not accepted as the answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ReplyRejected {
-    Malformed(String),
-    WrongId {
-        got: u16,
-    },
+    #[error("malformed DNS message: {0}")]
+    Malformed(#[source] DecodeError),
+    #[error("answer with id {got:#06x} to another query")]
+    WrongId { got: u16 },
+    #[error("a query, not a response")]
     NotResponse,
-    WrongQuestion(String),
+    #[error("answer to another question ({name} {record_type})")]
+    WrongQuestion { name: Name, record_type: RecordType },
+    #[error("answer to another question ({count} questions)")]
+    QuestionCount { count: usize },
     /// Truncated: a PTR answer always fits in UDP, so this is a broken server.
+    #[error("truncated answer")]
     Truncated,
     /// SERVFAIL, REFUSED, ...: ask the next server.
-    Rcode(String),
-}
-
-impl fmt::Display for ReplyRejected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReplyRejected::Malformed(e) => write!(f, "malformed DNS message: {e}"),
-            ReplyRejected::WrongId { got } => {
-                write!(f, "answer with id {got:#06x} to another query")
-            }
-            ReplyRejected::NotResponse => write!(f, "a query, not a response"),
-            ReplyRejected::WrongQuestion(q) => write!(f, "answer to another question ({q})"),
-            ReplyRejected::Truncated => write!(f, "truncated answer"),
-            ReplyRejected::Rcode(r) => write!(f, "server answered {r}"),
-        }
-    }
+    #[error("server answered {0:?}")]
+    Rcode(ResponseCode),
 }
 
 /// Builds the PTR query for `addr` with message id `id` (recursion desired,
@@ -79,7 +71,7 @@ pub fn name_text(name: &Name) -> String {
 /// targets. Follows one CNAME from the question name, as RFC 2317 classless
 /// delegation uses.
 pub fn parse_ptr_reply(bytes: &[u8], id: u16, addr: Ipv4Addr) -> Result<PtrAnswer, ReplyRejected> {
-    let msg = Message::from_vec(bytes).map_err(|e| ReplyRejected::Malformed(e.to_string()))?;
+    let msg = Message::from_vec(bytes).map_err(ReplyRejected::Malformed)?;
     if msg.metadata.id != id {
         return Err(ReplyRejected::WrongId { got: msg.metadata.id });
     }
@@ -90,11 +82,9 @@ pub fn parse_ptr_reply(bytes: &[u8], id: u16, addr: Ipv4Addr) -> Result<PtrAnswe
     match msg.queries.as_slice() {
         [q] if q.name() == &qname && q.query_type() == RecordType::PTR && q.query_class() == DNSClass::IN => {}
         [q] => {
-            return Err(ReplyRejected::WrongQuestion(format!("{} {}", q.name(), q.query_type())));
+            return Err(ReplyRejected::WrongQuestion { name: q.name().clone(), record_type: q.query_type() });
         }
-        qs => {
-            return Err(ReplyRejected::WrongQuestion(format!("{} questions", qs.len())));
-        }
+        qs => return Err(ReplyRejected::QuestionCount { count: qs.len() }),
     }
     if msg.metadata.truncation {
         return Err(ReplyRejected::Truncated);
@@ -102,7 +92,7 @@ pub fn parse_ptr_reply(bytes: &[u8], id: u16, addr: Ipv4Addr) -> Result<PtrAnswe
     match msg.metadata.response_code {
         ResponseCode::NoError => {}
         ResponseCode::NXDomain => return Ok(PtrAnswer::NoRecord),
-        other => return Err(ReplyRejected::Rcode(format!("{other:?}"))),
+        other => return Err(ReplyRejected::Rcode(other)),
     }
     let mut owner = qname;
     for r in &msg.answers {
@@ -126,7 +116,7 @@ pub fn parse_ptr_reply(bytes: &[u8], id: u16, addr: Ipv4Addr) -> Result<PtrAnswe
 }
 
 /// Outcome of a lookup over all servers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum PtrOutcome {
     /// A server answered with names (not yet validated).
     Names { names: Vec<String>, server: SocketAddr },
@@ -137,49 +127,48 @@ pub enum PtrOutcome {
 }
 
 /// Errors of the lookup driver.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum DnsError {
-    NoServers {
-        addr: Ipv4Addr,
-    },
-    Socket {
-        reason: String,
-    },
-    Send {
-        server: SocketAddr,
-        reason: String,
-    },
+    #[error("reverse lookup of {addr}: the lease names no DNS server (DHCP option 6)")]
+    NoServers { addr: Ipv4Addr },
+    #[error("reverse lookup: cannot open a UDP socket: {source}")]
+    Socket { source: io::Error },
     /// Every try timed out or was rejected.
+    #[error(
+        "reverse lookup of {addr}: no usable answer from {} after {tries} tries (last: {last}); check the DNS servers of the DHCP lease",
+        joined(.servers)
+    )]
     NoAnswer {
         addr: Ipv4Addr,
         servers: Vec<SocketAddr>,
         tries: u32,
-        last: String,
+        #[source]
+        last: TryError,
     },
 }
 
-impl fmt::Display for DnsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DnsError::NoServers { addr } => {
-                write!(f, "reverse lookup of {addr}: the lease names no DNS server (DHCP option 6)")
-            }
-            DnsError::Socket { reason } => {
-                write!(f, "reverse lookup: cannot open a UDP socket: {reason}")
-            }
-            DnsError::Send { server, reason } => {
-                write!(f, "reverse lookup: sending to {server} failed: {reason}")
-            }
-            DnsError::NoAnswer { addr, servers, tries, last } => {
-                let list: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
-                write!(
-                    f,
-                    "reverse lookup of {addr}: no usable answer from {} after {tries} tries (last: {last}); check the DNS servers of the DHCP lease",
-                    list.join(", ")
-                )
-            }
-        }
-    }
+/// Why one try of a lookup failed; the lookup goes on with the next server.
+#[derive(Debug, thiserror::Error)]
+pub enum TryError {
+    #[error("no try made")]
+    NotTried,
+    #[error("reverse lookup: sending to {server} failed: {source}")]
+    Send { server: SocketAddr, source: io::Error },
+    #[error("no answer from {server} within {per_try:?}")]
+    Timeout { server: SocketAddr, per_try: Duration },
+    /// An ICMP port unreachable from an earlier send shows up here.
+    #[error("receive error after asking {server}: {source}")]
+    Receive { server: SocketAddr, source: io::Error },
+    #[error("{server}: {reason}")]
+    Rejected {
+        server: SocketAddr,
+        #[source]
+        reason: ReplyRejected,
+    },
+}
+
+fn joined(servers: &[SocketAddr]) -> String {
+    servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// Timing of a lookup.
@@ -206,26 +195,26 @@ pub fn lookup_ptr(addr: Ipv4Addr, servers: &[SocketAddr], timing: LookupTiming, 
     let sock = match UdpSocket::bind(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))) {
         Ok(s) => s,
         Err(e) => {
-            return PtrOutcome::Failed(DnsError::Socket { reason: e.to_string() });
+            return PtrOutcome::Failed(DnsError::Socket { source: e });
         }
     };
-    let mut last = String::from("no try made");
+    let mut last = TryError::NotTried;
     let mut tries = 0;
     let mut buf = [0u8; 4096];
     for _ in 0..timing.rounds.max(1) {
         for &server in servers {
             tries += 1;
             let id = super::random::u32_now(tries) as u16;
-            if let Err(e) = sock.send_to(&ptr_query(id, addr), server) {
-                last = DnsError::Send { server, reason: e.to_string() }.to_string();
-                debug(&last);
+            if let Err(source) = sock.send_to(&ptr_query(id, addr), server) {
+                last = TryError::Send { server, source };
+                debug(&last.to_string());
                 continue;
             }
             let deadline = Instant::now() + timing.per_try;
             loop {
                 let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
-                    last = format!("no answer from {server} within {:?}", timing.per_try);
-                    debug(&last);
+                    last = TryError::Timeout { server, per_try: timing.per_try };
+                    debug(&last.to_string());
                     break;
                 };
                 let _ = sock.set_read_timeout(Some(left));
@@ -234,10 +223,9 @@ pub fn lookup_ptr(addr: Ipv4Addr, servers: &[SocketAddr], timing: LookupTiming, 
                     Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                         continue;
                     }
-                    Err(e) => {
-                        // ICMP port unreachable from an earlier send shows up here.
-                        last = format!("receive error after asking {server}: {e}");
-                        debug(&last);
+                    Err(source) => {
+                        last = TryError::Receive { server, source };
+                        debug(&last.to_string());
                         break;
                     }
                 };
@@ -251,9 +239,9 @@ pub fn lookup_ptr(addr: Ipv4Addr, servers: &[SocketAddr], timing: LookupTiming, 
                     Err(ReplyRejected::WrongId { got }) => {
                         debug(&format!("ignored stale DNS answer from {server} (id {got:#06x})"));
                     }
-                    Err(why) => {
-                        last = format!("{server}: {why}");
-                        debug(&last);
+                    Err(reason) => {
+                        last = TryError::Rejected { server, reason };
+                        debug(&last.to_string());
                         break;
                     }
                 }
@@ -313,37 +301,36 @@ pub(crate) mod tests {
     #[test]
     fn answer_names_are_returned_as_text() {
         let r = reply(7, ADDR, 0, &[&[b"lab3-12", b"example", b"edu"]]);
-        assert_eq!(parse_ptr_reply(&r, 7, ADDR), Ok(PtrAnswer::Names(vec!["lab3-12.example.edu".into()])));
+        assert_eq!(parse_ptr_reply(&r, 7, ADDR).unwrap(), PtrAnswer::Names(vec!["lab3-12.example.edu".into()]));
     }
 
     #[test]
     fn label_with_dots_shows_up_as_empty_labels() {
         let r = reply(7, ADDR, 0, &[&[b"a..b", b"edu"]]);
-        assert_eq!(parse_ptr_reply(&r, 7, ADDR), Ok(PtrAnswer::Names(vec!["a..b.edu".into()])));
+        assert_eq!(parse_ptr_reply(&r, 7, ADDR).unwrap(), PtrAnswer::Names(vec!["a..b.edu".into()]));
     }
 
     #[test]
     fn nxdomain_and_empty_answer_mean_no_record() {
-        assert_eq!(parse_ptr_reply(&reply(7, ADDR, 3, &[]), 7, ADDR), Ok(PtrAnswer::NoRecord));
-        assert_eq!(parse_ptr_reply(&reply(7, ADDR, 0, &[]), 7, ADDR), Ok(PtrAnswer::NoRecord));
+        assert_eq!(parse_ptr_reply(&reply(7, ADDR, 3, &[]), 7, ADDR).unwrap(), PtrAnswer::NoRecord);
+        assert_eq!(parse_ptr_reply(&reply(7, ADDR, 0, &[]), 7, ADDR).unwrap(), PtrAnswer::NoRecord);
     }
 
     #[test]
     fn wrong_id_question_flag_and_rcode_are_rejected() {
         let good = reply(7, ADDR, 0, &[&[b"x"]]);
-        assert_eq!(parse_ptr_reply(&good, 8, ADDR), Err(ReplyRejected::WrongId { got: 7 }));
-        assert!(matches!(
-            parse_ptr_reply(&good, 7, Ipv4Addr::new(10, 77, 0, 113)),
-            Err(ReplyRejected::WrongQuestion(_))
-        ));
+        assert!(matches!(parse_ptr_reply(&good, 8, ADDR), Err(ReplyRejected::WrongId { got: 7 })));
+        let other = parse_ptr_reply(&good, 7, Ipv4Addr::new(10, 77, 0, 113)).unwrap_err();
+        assert_eq!(other.to_string(), "answer to another question (112.0.77.10.in-addr.arpa. PTR)");
         let mut query_flag = good.clone();
         query_flag[2] &= 0x7f;
-        assert_eq!(parse_ptr_reply(&query_flag, 7, ADDR), Err(ReplyRejected::NotResponse));
+        assert!(matches!(parse_ptr_reply(&query_flag, 7, ADDR), Err(ReplyRejected::NotResponse)));
         let servfail = reply(7, ADDR, 2, &[]);
-        assert!(matches!(parse_ptr_reply(&servfail, 7, ADDR), Err(ReplyRejected::Rcode(_))));
+        let rejected = parse_ptr_reply(&servfail, 7, ADDR).unwrap_err();
+        assert_eq!(rejected.to_string(), "server answered ServFail");
         let mut truncated = good;
         truncated[2] |= 0x02;
-        assert_eq!(parse_ptr_reply(&truncated, 7, ADDR), Err(ReplyRejected::Truncated));
+        assert!(matches!(parse_ptr_reply(&truncated, 7, ADDR), Err(ReplyRejected::Truncated)));
         assert!(matches!(parse_ptr_reply(b"\x00\x07", 7, ADDR), Err(ReplyRejected::Malformed(_))));
     }
 
@@ -370,7 +357,10 @@ pub(crate) mod tests {
         });
         let out = lookup_ptr(ADDR, &[server_addr], LookupTiming::default(), &|_| {});
         t.join().unwrap();
-        assert_eq!(out, PtrOutcome::Names { names: vec!["lab3-12.example.edu".into()], server: server_addr });
+        assert!(
+            matches!(&out, PtrOutcome::Names { names, server } if names == &["lab3-12.example.edu"] && *server == server_addr),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -388,7 +378,7 @@ pub(crate) mod tests {
         let out = lookup_ptr(ADDR, &addrs, timing, &|_| {});
         t.join().unwrap();
         drop(silent);
-        assert_eq!(out, PtrOutcome::NoRecord { server: addrs[1] });
+        assert!(matches!(out, PtrOutcome::NoRecord { server } if server == addrs[1]), "{out:?}");
     }
 
     proptest::proptest! {

@@ -15,33 +15,20 @@ use serde::{Deserialize, Serialize};
 use super::dns::PtrOutcome;
 
 /// Why a name is not a valid host name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NameRejected {
+    #[error("empty name")]
     Empty,
+    #[error("{len} bytes, over 253")]
     TooLong { len: usize },
+    #[error("empty label")]
     EmptyLabel,
+    #[error("label of {} bytes, over 63", .label.len())]
     LabelTooLong { label: String },
+    #[error("label \"{label}\" contains {ch:?} (only letters, digits, '-')")]
     BadCharacter { label: String, ch: char },
+    #[error("label \"{label}\" starts or ends with '-'")]
     HyphenAtEdge { label: String },
-}
-
-impl fmt::Display for NameRejected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NameRejected::Empty => write!(f, "empty name"),
-            NameRejected::TooLong { len } => write!(f, "{len} bytes, over 253"),
-            NameRejected::EmptyLabel => write!(f, "empty label"),
-            NameRejected::LabelTooLong { label } => {
-                write!(f, "label of {} bytes, over 63", label.len())
-            }
-            NameRejected::BadCharacter { label, ch } => {
-                write!(f, "label \"{label}\" contains {ch:?} (only letters, digits, '-')")
-            }
-            NameRejected::HyphenAtEdge { label } => {
-                write!(f, "label \"{label}\" starts or ends with '-'")
-            }
-        }
-    }
 }
 
 /// Validates a host or domain name and returns it without its trailing dot,
@@ -174,26 +161,13 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
 }
 
 /// Errors applying the identity.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    #[error("sethostname(\"{name}\") failed: {source}; init needs CAP_SYS_ADMIN")]
     SetHostname { name: String, source: std::io::Error },
+    #[error("setdomainname(\"{name}\") failed: {source}; init needs CAP_SYS_ADMIN")]
     SetDomainname { name: String, source: std::io::Error },
 }
-
-impl fmt::Display for IdentityError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IdentityError::SetHostname { name, source } => {
-                write!(f, "sethostname(\"{name}\") failed: {source}; init needs CAP_SYS_ADMIN")
-            }
-            IdentityError::SetDomainname { name, source } => {
-                write!(f, "setdomainname(\"{name}\") failed: {source}; init needs CAP_SYS_ADMIN")
-            }
-        }
-    }
-}
-
-impl std::error::Error for IdentityError {}
 
 #[cfg(test)]
 mod tests {

@@ -82,44 +82,35 @@ pub struct NetResult {
 }
 
 /// Errors of the network stage.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// `ip=off` / `ip=none`.
+    #[error("networking disabled by ip=off/none; a network root cannot be mounted")]
     Disabled,
     /// No matching interface appeared.
+    #[error(
+        "no network interface {wanted} after {} s; is the NIC's driver in the initramfs? (check BOOTIF=/ip=)",
+        .waited.as_secs()
+    )]
     NoInterface { wanted: String, waited: Duration },
     /// Matching interfaces exist but none got carrier.
+    #[error(
+        "no carrier on {} after {} s; check the cable and switch port (diskless.carrier_timeout= waits longer)",
+        .links.join(", "),
+        .waited.as_secs()
+    )]
     NoCarrier { links: Vec<String>, waited: Duration },
-    /// DHCP gave no lease on any link.
-    NoLease { errors: Vec<String>, waited: Duration },
+    /// DHCP gave no lease on any link: why, link by link.
+    #[error("no DHCP lease after {} s: {}", .waited.as_secs(), joined(.errors, "; "))]
+    NoLease { errors: Vec<DhcpIoError>, waited: Duration },
     /// Configuring the winning link failed.
-    Configure(LinkError),
+    #[error("configuring the network failed: {0}")]
+    Configure(#[source] LinkError),
 }
 
-impl fmt::Display for NetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NetError::Disabled => write!(f, "networking disabled by ip=off/none; a network root cannot be mounted"),
-            NetError::NoInterface { wanted, waited } => write!(
-                f,
-                "no network interface {wanted} after {} s; is the NIC's driver in the initramfs? (check BOOTIF=/ip=)",
-                waited.as_secs()
-            ),
-            NetError::NoCarrier { links, waited } => write!(
-                f,
-                "no carrier on {} after {} s; check the cable and switch port (diskless.carrier_timeout= waits longer)",
-                links.join(", "),
-                waited.as_secs()
-            ),
-            NetError::NoLease { errors, waited } => {
-                write!(f, "no DHCP lease after {} s: {}", waited.as_secs(), errors.join("; "))
-            }
-            NetError::Configure(e) => write!(f, "configuring the network failed: {e}"),
-        }
-    }
+fn joined(items: &[impl fmt::Display], separator: &str) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(separator)
 }
-
-impl std::error::Error for NetError {}
 
 /// The links of one machine, seen through the boot's [`Os`]: the network stage's view
 /// of the system (sysfs under `sys_class_net`, rtnetlink, DHCP sockets).
@@ -196,7 +187,7 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
     let cancel = AtomicBool::new(false);
     let is_wanted = wanted(device, cfg.bootif);
     let mut links: BTreeMap<String, (Mac, LinkState)> = BTreeMap::new();
-    let mut errors: Vec<String> = Vec::new();
+    let mut errors: Vec<DhcpIoError> = Vec::new();
     let (tx, rx) = mpsc::channel::<(String, Mac, Result<Lease, DhcpIoError>)>();
     let mut last_message = start;
     let outcome = std::thread::scope(|scope| {
@@ -253,7 +244,7 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
                 Ok((name, mac, Ok(lease))) => return Ok((name, mac, lease)),
                 Ok((name, _, Err(e))) => {
                     log.log(Level::Warn, &e.to_string());
-                    errors.push(e.to_string());
+                    errors.push(e);
                     if let Some((_, state)) = links.get_mut(&name) {
                         *state = LinkState::Failed;
                     }
@@ -271,7 +262,7 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
                 } else if none_ran {
                     NetError::NoCarrier { links: links.keys().cloned().collect(), waited }
                 } else {
-                    NetError::NoLease { errors: errors.clone(), waited }
+                    NetError::NoLease { errors: std::mem::take(&mut errors), waited }
                 });
             }
         })();

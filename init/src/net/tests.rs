@@ -130,7 +130,10 @@ fn dhcp_timeout_reports_no_lease() {
     let fake = fake(vec![link("eth0", 0, Some(0), None)]);
     let c = cfg("diskless.dhcp_timeout=1");
     let e = run(&c, &fake, &quiet).unwrap_err();
-    assert!(matches!(e, NetError::NoLease { .. }), "{e:?}");
+    // The stage and its DHCP threads share one deadline: a thread's timeout may come too late to be listed.
+    let NetError::NoLease { errors, .. } = &e else { panic!("{e:?}") };
+    assert!(errors.iter().all(|e| matches!(e, DhcpIoError::Timeout { .. })), "{errors:?}");
+    assert!(e.to_string().starts_with("no DHCP lease after "), "{e}");
 }
 
 #[test]
@@ -166,6 +169,6 @@ fn static_ip_configures_without_dhcp() {
 #[test]
 fn ip_off_disables_the_stage() {
     let fake = fake(vec![link("eth0", 0, Some(0), Some(10))]);
-    assert_eq!(run(&cfg("ip=off"), &fake, &quiet), Err(NetError::Disabled));
+    assert!(matches!(run(&cfg("ip=off"), &fake, &quiet), Err(NetError::Disabled)));
     assert!(fake.calls().is_empty());
 }

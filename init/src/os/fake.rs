@@ -24,7 +24,7 @@ use super::{MountFlags, Os, Timestamps, UeventReceive};
 use crate::net::config::Mac;
 use crate::net::dhcp::Lease;
 use crate::net::dhcp_io::DhcpIoError;
-use crate::net::dns::{DnsError, LookupTiming, PtrOutcome};
+use crate::net::dns::{DnsError, LookupTiming, PtrOutcome, TryError};
 use crate::net::link::{LinkConfig, LinkError, SysLink};
 use crate::net::log::NetLog;
 use crate::scratch::probe::Sample;
@@ -332,7 +332,7 @@ impl FakeOs {
 }
 
 fn link_error(e: io::Error) -> LinkError {
-    LinkError::Socket { reason: e.to_string() }
+    LinkError::Socket { source: e }
 }
 
 impl Os for FakeOs {
@@ -427,8 +427,8 @@ impl Os for FakeOs {
         _log: &dyn NetLog,
     ) -> Result<Lease, DhcpIoError> {
         let interface = name.to_string();
-        if let Err(e) = self.record(Call::Dhcp { link: interface.clone() }) {
-            return Err(DhcpIoError::Receive { interface, reason: e.to_string() });
+        if let Err(source) = self.record(Call::Dhcp { link: interface.clone() }) {
+            return Err(DhcpIoError::Receive { interface, source });
         }
         let begun = Instant::now();
         let lease = self.link(name).and_then(|l| l.lease);
@@ -460,8 +460,9 @@ impl Os for FakeOs {
         let Some(&server) = servers.first() else {
             return PtrOutcome::Failed(DnsError::NoServers { addr });
         };
-        if let Err(e) = result {
-            return PtrOutcome::Failed(DnsError::Send { server, reason: e.to_string() });
+        if let Err(source) = result {
+            let last = TryError::Send { server, source };
+            return PtrOutcome::Failed(DnsError::NoAnswer { addr, servers: servers.to_vec(), tries: 1, last });
         }
         match self.ptr.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             Some(names) => PtrOutcome::Names { names, server },
