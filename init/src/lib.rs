@@ -9,6 +9,7 @@ pub mod early;
 pub mod failure;
 pub mod handoff;
 pub mod hardware;
+pub mod image;
 pub mod local;
 pub mod log;
 pub mod net;
