@@ -4,12 +4,13 @@
 //! renamed on one side fails the reader loudly instead of showing a blank.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConfigWarning};
+use crate::files::write_atomic;
 use crate::local::{ApplyReport, LayerKind, LocalReport};
 use crate::net::{Identity, NetResult};
 use crate::root::Mounted;
@@ -143,16 +144,6 @@ pub fn read(path: &Path) -> Result<BootRecord, RecordError> {
     serde_json::from_slice(&bytes).map_err(|source| RecordError::Parse { path: path.into(), source })
 }
 
-/// Writes through a temporary file and a rename, so a reader never sees a
-/// half-written file.
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    drop(f);
-    fs::rename(&tmp, path)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use std::net::Ipv4Addr;
@@ -238,6 +229,8 @@ pub(crate) mod tests {
                 CopyWarning::OutsideDirs { layer: "base".into(), path: "/usr/x".into() },
                 CopyWarning::SpecialFile { layer: "base".into(), path: "/etc/fifo".into(), file_type: "FIFO".into() },
             ],
+            // Not in boot.json: the local stage writes it beside it.
+            placed: Default::default(),
         };
         let local = LocalReport {
             plan: MountPlan {

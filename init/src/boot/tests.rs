@@ -272,6 +272,8 @@ fn the_boot_record_holds_what_the_fake_boot_did() {
     assert_eq!(json["modules"], serde_json::json!(["sunrpc", "nfs", "nfsv3"]), "loaded once: {json}");
     let stages: Vec<&str> = json["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
     assert_eq!(stages, ["early", "hardware", "network", "identity", "root", "local"]);
+    let placed = fs::read_to_string(m.p("run/diskless/layer-files")).unwrap();
+    assert_eq!(placed, "/etc/fstab\n/etc/motd\n/var/spool\n", "for diskless relayer");
 }
 
 /// A stage failing on the fake: the ERROR line names the failure, the failure action

@@ -16,11 +16,13 @@
 //! naming the layer and the file; an entry that cannot be copied on purpose (device,
 //! FIFO, socket, unreadable source) is a [`CopyWarning`] and the copy goes on.
 
+use std::collections::BTreeSet;
 use std::ffi::{CStr, OsStr};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
@@ -51,6 +53,41 @@ pub struct LayerReport {
 pub struct ApplyReport {
     pub layers: Vec<LayerReport>,
     pub warnings: Vec<CopyWarning>,
+    /// Every file and symlink the copy placed, as the image names it (`/etc/fstab`, not
+    /// the local dir's `/etc/local/fstab`), sorted. Not in boot.json (it can be long):
+    /// the local stage writes it to [`PLACED_FILES`] for `diskless relayer`.
+    #[serde(skip)]
+    pub placed: BTreeSet<PathBuf>,
+}
+
+/// Under the run dir: the files the layers placed, one image path per line.
+pub const PLACED_FILES: &str = "layer-files";
+
+/// Write the list of the files the layers placed into `run_dir`.
+pub fn write_placed(run_dir: &Path, placed: &BTreeSet<PathBuf>) -> io::Result<()> {
+    let mut text = Vec::new();
+    for path in placed {
+        text.extend_from_slice(path.as_os_str().as_bytes());
+        text.push(b'\n');
+    }
+    std::fs::create_dir_all(run_dir)?;
+    crate::files::write_atomic(&run_dir.join(PLACED_FILES), &text)
+}
+
+/// The files the layers placed, as [`write_placed`] wrote them; a run dir without the
+/// list (a boot by an older diskless) reads as `None`.
+pub fn read_placed(run_dir: &Path) -> io::Result<Option<BTreeSet<PathBuf>>> {
+    match std::fs::read(run_dir.join(PLACED_FILES)) {
+        Ok(bytes) => Ok(Some(
+            bytes
+                .split(|b| *b == b'\n')
+                .filter(|line| line.starts_with(b"/"))
+                .map(|line| PathBuf::from(OsStr::from_bytes(line)))
+                .collect(),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// An entry of a layer that was not copied; the copy went on.
@@ -203,6 +240,7 @@ pub fn apply(
             layer,
             name,
             os,
+            placed: Vec::new(),
             report: LayerReport {
                 kind: layer.kind,
                 path: layer.path.clone(),
@@ -214,6 +252,7 @@ pub fn apply(
             warnings: &mut report.warnings,
         };
         walk_layer(&root, &roots, &mut copy)?;
+        report.placed.extend(copy.placed);
         report.layers.push(copy.report);
     }
     Ok(report)
@@ -225,6 +264,8 @@ struct LayerCopy<'a> {
     /// `host (/diskless/hosts/lab3-12)`, for messages.
     name: String,
     os: &'a dyn Os,
+    /// The files and symlinks written, as the image names them.
+    placed: Vec<PathBuf>,
     report: LayerReport,
     warnings: &'a mut Vec<CopyWarning>,
 }
@@ -303,6 +344,7 @@ impl Visitor for LayerCopy<'_> {
         }
         self.set_attributes(&parent.fd, name, &dest_path, entry.stat, true)?;
         self.report.files += 1;
+        self.placed.push(entry.image_path.to_path_buf());
         Ok(())
     }
 
@@ -312,6 +354,7 @@ impl Visitor for LayerCopy<'_> {
         symlinkat(link, &parent.fd, name).map_err(|e| self.write_error(dest_path.clone(), e))?;
         self.set_attributes(&parent.fd, name, &dest_path, entry.stat, false)?;
         self.report.symlinks += 1;
+        self.placed.push(entry.image_path.to_path_buf());
         Ok(())
     }
 

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::os::Os;
 
-pub use copy::{ApplyError, ApplyReport, CopyWarning, LayerReport, apply};
+pub use copy::{ApplyError, ApplyReport, CopyWarning, LayerReport, PLACED_FILES, apply, read_placed, write_placed};
 pub use mounts::{Destination, MountAction, MountError, MountPlan, execute, plan_mounts, plan_mounts_with_scratch};
 pub use select::{
     HostNameError, Layer, LayerInput, LayerKind, LayerSelection, SkipReason, SkippedLayer, check_host_name,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{LayerInput, LocalError, LocalReport, select_layers, setup_with_scratch};
+use super::{LayerInput, LocalError, LocalReport, PLACED_FILES, select_layers, setup_with_scratch, write_placed};
 use crate::config::{self, Config};
 use crate::context::Context;
 use crate::hardware::{MissingReason, Modules};
@@ -52,6 +52,14 @@ pub fn stage(
         .map_err(StageError::Setup)?;
     for warning in &report.layers.warnings {
         info!(ctx.log, "warning: layer copy: {warning}");
+    }
+    // For `diskless relayer`: it removes what a layer placed and no layer has any more.
+    if let Err(e) = write_placed(&run_dir, &report.layers.placed) {
+        info!(
+            ctx.log,
+            "warning: writing {}: {e}: diskless relayer will not remove files that leave the layers",
+            run_dir.join(PLACED_FILES).display()
+        );
     }
     Ok((report, scratch))
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::NetResult;
 use super::identity::Identity;
-use crate::record::write_atomic;
+use crate::files::write_atomic;
 
 /// Errors writing the network's hand-off files.
 #[derive(Debug, thiserror::Error)]
