@@ -125,15 +125,37 @@ fn status_reads_boot_json_or_says_why_not() {
 
 #[test]
 fn usage_errors_exit_2_on_stderr() {
-    for args in [&["frob"][..], &[], &["check", "--frob"], &["plan", "--host", "a", "--ip", "10.0.0.1"]] {
+    for (args, usage) in [
+        (&["frob"][..], "Usage: diskless <COMMAND>"),
+        (&[], "Usage: diskless <COMMAND>"),
+        (&["check", "--frob"], "Usage: diskless check [IMAGE_ROOT]"),
+        (&["plan", "--host", "a", "--ip", "10.0.0.1"], "Usage: diskless plan "),
+    ] {
         let o = diskless(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert!(o.stdout.is_empty(), "{args:?}");
-        assert!(stderr(&o).contains("usage: diskless check"), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(usage), "{args:?}: {}", stderr(&o));
     }
+    let o = diskless(&["plan", "--host", "a", "--ip", "10.0.0.1"]);
+    assert!(stderr(&o).contains("plan needs the subnet"), "{}", stderr(&o));
     let o = diskless(&["--help"]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(stdout(&o).starts_with("usage: diskless check"));
+    assert!(stdout(&o).contains("Usage: diskless <COMMAND>") && stdout(&o).contains("Exit status: 0 fine"));
+    for sub in ["check", "plan", "status"] {
+        let o = diskless(&[sub, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{sub}");
+        assert!(stdout(&o).contains(&format!("Usage: diskless {sub} ")), "{sub}: {}", stdout(&o));
+    }
     let o = diskless(&["--version"]);
     assert_eq!(stdout(&o), format!("diskless {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn generate_prints_the_man_page_and_completions() {
+    let o = diskless(&["generate", "man"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\n.TH DISKLESS 1 "), "{}", stdout(&o));
+    let o = diskless(&["generate", "bash"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("complete -F _diskless"), "{}", stdout(&o));
 }

@@ -1,5 +1,5 @@
-//! The `diskless` admin CLI (DESIGN §1): what a running client did, and what the boot
-//! would do with an image, without mounting anything.
+//! The `diskless` admin command (DESIGN §1): what a running client did, and what the
+//! boot would do with an image, without mounting anything.
 //!
 //! - `check [IMAGE_ROOT]`: the configuration exactly as the boot loads it
 //!   ([`config::load`] without a command line), and every warning.
@@ -12,17 +12,22 @@
 //! `--broadcast 10.0.0.255`): the network layer is named after the broadcast address
 //! of the lease, and guessing a /24 would show the wrong layer on any other subnet.
 //!
-//! Exit codes: 0 fine, 1 problems found (warnings) or an input that cannot be read,
-//! 2 a wrong command line. Everything is computed as data ([`CheckReport`],
-//! [`PlanReport`], [`StatusReport`]) and rendered to text separately, so the tests
-//! work on both.
+//! The command line, its help, man page and completions are defined in [`cli`] (which
+//! says how to add a subcommand); this module computes the reports as data
+//! ([`CheckReport`], [`PlanReport`], [`StatusReport`]) and renders them to text
+//! separately, so the tests work on both.
+//!
+//! Exit codes: [`EXIT_OK`] fine, [`EXIT_PROBLEMS`] problems found (warnings) or an
+//! input that cannot be read, [`EXIT_USAGE`] a wrong command line.
+
+pub mod cli;
 
 use std::convert::Infallible;
-use std::ffi::{CStr, OsStr, OsString};
+use std::ffi::{CStr, OsStr};
 use std::fmt;
 use std::fs;
 use std::io;
-use std::net::{AddrParseError, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -36,221 +41,14 @@ use crate::local::{CopyWarning, Layer, LayerInput, LayerKind, LayerSelection, Sk
 use crate::record::{self, BootRecord, RecordError};
 use crate::scratch::{ScratchReport, show_size};
 
+pub use cli::{Cli, Command, parse, run};
+
 /// Exit code: everything fine.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: warnings found, or an input that cannot be read.
 pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit code: the command line is wrong.
 pub const EXIT_USAGE: u8 = 2;
-
-/// The help text.
-pub const USAGE: &str = "\
-usage: diskless check [IMAGE_ROOT]
-       diskless plan [IMAGE_ROOT] --host NAME --ip ADDR[/PREFIX] [--prefix N | --broadcast ADDR]
-       diskless status [RUN_DIR]
-       diskless --help | --version
-
-  check   load IMAGE_ROOT/etc/diskless/diskless.toml (or the legacy diskless.conf) as
-          the boot does and print the effective configuration and every warning
-          (IMAGE_ROOT defaults to /)
-  plan    show the layers a machine would get from the image, in order, the skipped
-          ones with the reason, and the files each layer places and where; the
-          subnet is required: --ip 10.0.0.5/24, --prefix 24 or --broadcast 10.0.0.255
-  status  on a booted client: host name, address, root, layers, scratch and swap,
-          and the time of each stage, from RUN_DIR/diskless/boot.json (RUN_DIR
-          defaults to /run)
-
-exit status: 0 fine, 1 warnings found or an input cannot be read, 2 wrong command line
-";
-
-/// A parsed command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Help,
-    Version,
-    Check { image_root: PathBuf },
-    Plan { image_root: PathBuf, input: LayerInput },
-    Status { run_dir: PathBuf },
-}
-
-/// A wrong command line; the binary prints it with [`USAGE`] and exits with [`EXIT_USAGE`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UsageError {
-    #[error("no command given")]
-    NoCommand,
-    #[error("unknown command {command:?} (commands: check, plan, status)")]
-    UnknownCommand { command: String },
-    #[error("option {option:?} is not UTF-8")]
-    OptionNotUtf8 { option: String },
-    #[error("{option} needs a value")]
-    NoValue { option: String },
-    #[error("{option}: value {value:?} is not UTF-8")]
-    ValueNotUtf8 { option: String, value: String },
-    #[error("unknown option {option}")]
-    UnknownOption { option: String },
-    #[error("{what} is empty")]
-    EmptyArgument { what: &'static str },
-    #[error("unexpected argument {argument:?} (only one {what})")]
-    ExtraArgument { argument: String, what: &'static str },
-    #[error("{option} given twice")]
-    OptionTwice { option: String },
-    #[error("plan needs --host NAME (the machine's host name)")]
-    NoHost,
-    #[error("plan needs --ip ADDR (the machine's address, e.g. --ip 10.0.0.5/24)")]
-    NoAddress,
-    #[error("--ip {value:?} is not an IPv4 address (e.g. 10.0.0.5 or 10.0.0.5/24)")]
-    NotAnAddress {
-        value: String,
-        #[source]
-        error: AddrParseError,
-    },
-    #[error("give the prefix once: --ip ADDR/N or --prefix N")]
-    PrefixTwice,
-    #[error("give either a prefix or --broadcast, not both")]
-    PrefixAndBroadcast,
-    #[error("--broadcast {value:?} is not an IPv4 address (e.g. 10.0.0.255)")]
-    NotABroadcastAddress {
-        value: String,
-        #[source]
-        error: AddrParseError,
-    },
-    #[error("plan needs the subnet, it names the network layer: --ip ADDR/PREFIX, --prefix N or --broadcast ADDR")]
-    NoSubnet,
-    #[error("{option}: prefix {value:?} is not a number from 0 to 32")]
-    NotAPrefix { option: &'static str, value: String },
-}
-
-/// Parses the arguments after the program name.
-pub fn parse_args(args: &[OsString]) -> Result<Command, UsageError> {
-    let Some(first) = args.first() else { return Err(UsageError::NoCommand) };
-    let rest = &args[1..];
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        return Ok(Command::Help);
-    }
-    match first.to_str() {
-        Some("-h" | "--help" | "help") => Ok(Command::Help),
-        Some("-V" | "--version") => Ok(Command::Version),
-        Some("check") => {
-            let (positional, options) = split_args(rest, &[])?;
-            reject_options(&options)?;
-            Ok(Command::Check { image_root: one_path(positional, "IMAGE_ROOT", "/")? })
-        }
-        Some("status") => {
-            let (positional, options) = split_args(rest, &[])?;
-            reject_options(&options)?;
-            Ok(Command::Status { run_dir: one_path(positional, "RUN_DIR", "/run")? })
-        }
-        Some("plan") => parse_plan(rest),
-        _ => Err(UsageError::UnknownCommand { command: first.to_string_lossy().into_owned() }),
-    }
-}
-
-/// Positional arguments and `(option, value)` pairs; `with_value` lists the options
-/// that take a value (`--host NAME` or `--host=NAME`).
-#[allow(clippy::type_complexity)]
-fn split_args(
-    args: &[OsString],
-    with_value: &[&str],
-) -> Result<(Vec<OsString>, Vec<(String, Option<String>)>), UsageError> {
-    let mut positional = Vec::new();
-    let mut options = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        if !arg.as_bytes().starts_with(b"-") || arg.as_bytes() == b"-" {
-            positional.push(arg.clone());
-            continue;
-        }
-        let text =
-            arg.to_str().ok_or_else(|| UsageError::OptionNotUtf8 { option: arg.to_string_lossy().into_owned() })?;
-        let (name, inline) = match text.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (text, None),
-        };
-        if with_value.contains(&name) {
-            let value = match inline {
-                Some(v) => v,
-                None => {
-                    let v = args.get(i).ok_or_else(|| UsageError::NoValue { option: name.to_string() })?;
-                    i += 1;
-                    v.to_str()
-                        .ok_or_else(|| UsageError::ValueNotUtf8 {
-                            option: name.to_string(),
-                            value: v.to_string_lossy().into_owned(),
-                        })?
-                        .to_string()
-                }
-            };
-            options.push((name.to_string(), Some(value)));
-        } else {
-            options.push((name.to_string(), inline));
-        }
-    }
-    Ok((positional, options))
-}
-
-fn reject_options(options: &[(String, Option<String>)]) -> Result<(), UsageError> {
-    match options.first() {
-        None => Ok(()),
-        Some((name, _)) => Err(UsageError::UnknownOption { option: name.clone() }),
-    }
-}
-
-fn one_path(positional: Vec<OsString>, what: &'static str, default: &str) -> Result<PathBuf, UsageError> {
-    match positional.as_slice() {
-        [] => Ok(PathBuf::from(default)),
-        [one] if one.is_empty() => Err(UsageError::EmptyArgument { what }),
-        [one] => Ok(PathBuf::from(one)),
-        [_, extra, ..] => Err(UsageError::ExtraArgument { argument: extra.to_string_lossy().into_owned(), what }),
-    }
-}
-
-fn parse_plan(args: &[OsString]) -> Result<Command, UsageError> {
-    let (positional, options) = split_args(args, &["--host", "--ip", "--prefix", "--broadcast"])?;
-    let (mut host, mut ip, mut prefix, mut broadcast) = (None, None, None, None);
-    for (name, value) in options {
-        let slot = match name.as_str() {
-            "--host" => &mut host,
-            "--ip" => &mut ip,
-            "--prefix" => &mut prefix,
-            "--broadcast" => &mut broadcast,
-            _ => return Err(UsageError::UnknownOption { option: name }),
-        };
-        if slot.is_some() {
-            return Err(UsageError::OptionTwice { option: name });
-        }
-        *slot = value;
-    }
-    let image_root = one_path(positional, "IMAGE_ROOT", "/")?;
-    let hostname = host.ok_or(UsageError::NoHost)?;
-    let ip = ip.ok_or(UsageError::NoAddress)?;
-    let (address, cidr) = match ip.split_once('/') {
-        Some((a, p)) => (a, Some(parse_prefix(p, "--ip")?)),
-        None => (ip.as_str(), None),
-    };
-    let address: Ipv4Addr = address.parse().map_err(|error| UsageError::NotAnAddress { value: ip.clone(), error })?;
-    let prefix = match (cidr, prefix) {
-        (Some(_), Some(_)) => return Err(UsageError::PrefixTwice),
-        (Some(p), None) => Some(p),
-        (None, Some(p)) => Some(parse_prefix(&p, "--prefix")?),
-        (None, None) => None,
-    };
-    let broadcast = match (prefix, broadcast) {
-        (Some(_), Some(_)) => return Err(UsageError::PrefixAndBroadcast),
-        (Some(p), None) => broadcast_of(address, p),
-        (None, Some(b)) => b.parse().map_err(|error| UsageError::NotABroadcastAddress { value: b, error })?,
-        (None, None) => return Err(UsageError::NoSubnet),
-    };
-    Ok(Command::Plan { image_root, input: LayerInput { broadcast, address, hostname } })
-}
-
-fn parse_prefix(text: &str, option: &'static str) -> Result<u8, UsageError> {
-    match text.parse::<u8>() {
-        Ok(p) if p <= 32 => Ok(p),
-        _ => Err(UsageError::NotAPrefix { option, value: text.to_string() }),
-    }
-}
 
 /// The broadcast address of `address/prefix`, as the lease computes it.
 pub fn broadcast_of(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
@@ -259,7 +57,7 @@ pub fn broadcast_of(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(address) | !mask)
 }
 
-/// An input that cannot be used; exit [`EXIT_PROBLEMS`].
+/// A subcommand that cannot do its work; [`AdminError::exit_code`] says how to exit.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// The image root cannot be looked at.
@@ -282,6 +80,19 @@ pub enum AdminError {
     /// boot.json cannot be read, or is not what the boot writes.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// The subnet of `plan` given wrongly ([`cli::parse`] refuses it already).
+    #[error(transparent)]
+    Subnet(#[from] cli::SubnetError),
+}
+
+impl AdminError {
+    /// [`EXIT_USAGE`] for a wrong command line, else [`EXIT_PROBLEMS`].
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AdminError::Subnet(_) => EXIT_USAGE,
+            _ => EXIT_PROBLEMS,
+        }
+    }
 }
 
 fn require_image_root(path: &Path) -> Result<(), AdminError> {
@@ -290,28 +101,6 @@ fn require_image_root(path: &Path) -> Result<(), AdminError> {
         Ok(_) => Err(AdminError::ImageRootNotADirectory { path: path.into() }),
         Err(error) => Err(AdminError::ImageRoot { path: path.into(), error }),
     }
-}
-
-/// Runs `command`, writing its report to `out`; returns the exit code.
-pub fn run(command: &Command, out: &mut dyn io::Write) -> Result<u8, AdminError> {
-    let (text, code) = match command {
-        Command::Help => (USAGE.to_string(), EXIT_OK),
-        Command::Version => (format!("diskless {}\n", env!("CARGO_PKG_VERSION")), EXIT_OK),
-        Command::Check { image_root } => {
-            let report = check(image_root)?;
-            let code = if report.warnings.is_empty() { EXIT_OK } else { EXIT_PROBLEMS };
-            (render_check(&report), code)
-        }
-        Command::Plan { image_root, input } => {
-            let report = plan(image_root, input)?;
-            let code = if report.has_problems() { EXIT_PROBLEMS } else { EXIT_OK };
-            (render_plan(&report), code)
-        }
-        Command::Status { run_dir } => (render_status(&status(run_dir)?), EXIT_OK),
-    };
-    // A closed stdout (`diskless status | head -1`) is not an error of the command.
-    let _ = out.write_all(text.as_bytes());
-    Ok(code)
 }
 
 // ---------------------------------------------------------------- check
@@ -686,10 +475,6 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn args(list: &[&str]) -> Vec<OsString> {
-        list.iter().map(OsString::from).collect()
-    }
-
     fn write(root: &Path, path: &str, text: &str) {
         let p = root.join(path);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -849,43 +634,6 @@ mod tests {
         let report = plan(img.path(), &input("lab3-12")).unwrap();
         let a = report.layers[0].entries.iter().find(|e| e.path == Path::new("/etc/conf.d/a")).unwrap();
         assert_eq!(a.overridden_by, Some(LayerKind::Host));
-    }
-
-    #[test]
-    fn command_lines() {
-        let plan_of = |list: &[&str]| match parse_args(&args(list)) {
-            Ok(Command::Plan { image_root, input }) => (image_root, input),
-            other => panic!("{list:?}: {other:?}"),
-        };
-        let (root, i) = plan_of(&["plan", "/srv/img", "--host", "lab3-12", "--ip", "10.0.0.12/24"]);
-        assert_eq!(
-            (root, i.broadcast, i.address),
-            (PathBuf::from("/srv/img"), Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(10, 0, 0, 12))
-        );
-        let (root, i) = plan_of(&["plan", "--host=a", "--ip=172.16.5.9", "--prefix", "16"]);
-        assert_eq!((root, i.broadcast), (PathBuf::from("/"), Ipv4Addr::new(172, 16, 255, 255)));
-        let (_, i) = plan_of(&["plan", "--host", "a", "--ip", "10.1.2.3", "--broadcast", "10.1.2.127"]);
-        assert_eq!(i.broadcast, Ipv4Addr::new(10, 1, 2, 127));
-        assert_eq!(parse_args(&args(&["check"])), Ok(Command::Check { image_root: "/".into() }));
-        assert_eq!(parse_args(&args(&["status", "/tmp/r"])), Ok(Command::Status { run_dir: "/tmp/r".into() }));
-        assert_eq!(parse_args(&args(&["status", "-h"])), Ok(Command::Help));
-        assert_eq!(parse_args(&args(&["--version"])), Ok(Command::Version));
-        for bad in [
-            &[][..],
-            &["frob"],
-            &["check", "--frob"],
-            &["check", "a", "b"],
-            &["plan", "--ip", "10.0.0.1/24"],
-            &["plan", "--host", "a", "--ip", "10.0.0.1"],
-            &["plan", "--host", "a", "--ip", "10.0.0.1/33"],
-            &["plan", "--host", "a", "--ip", "300.0.0.1/24"],
-            &["plan", "--host", "a", "--ip", "10.0.0.1/24", "--prefix", "24"],
-            &["plan", "--host", "a", "--ip", "10.0.0.1/24", "--broadcast", "10.0.0.255"],
-            &["plan", "--host", "a", "--host", "b", "--ip", "10.0.0.1/24"],
-            &["plan", "--host"],
-        ] {
-            assert!(parse_args(&args(bad)).is_err(), "{bad:?} accepted");
-        }
     }
 
     #[test]

@@ -1,0 +1,457 @@
+//! The command line of `diskless`, defined once with clap: the parser, the `--help`
+//! of every subcommand, the man page ([`man_page`]) and the shell completions
+//! ([`completion`]) all derive from [`Cli`], so they cannot disagree.
+//!
+//! # Adding a subcommand
+//!
+//! 1. A variant of [`Command`] with `#[command(verbatim_doc_comment)]`. Its doc
+//!    comment is the help, wrapped by hand at 80 columns: the first paragraph is the
+//!    one line of `diskless --help`, the whole the long help of `diskless NAME
+//!    --help` and the man page's part. Its arguments are fields, or a struct deriving
+//!    [`clap::Args`] when there are several; each field's doc comment is its help.
+//! 2. A match arm in [`run`]: call the library function (the logic lives in
+//!    `crate::image` and friends, computed as a report), write the rendered report
+//!    to `out` and return [`EXIT_OK`], or [`EXIT_PROBLEMS`] when the report found
+//!    problems. If the library function has its own error enum, give [`AdminError`]
+//!    a `#[from]` variant for it; such an error exits [`EXIT_PROBLEMS`].
+//!
+//! A rule clap cannot express (one argument restricting another's value, as `plan`'s
+//! subnet) is a method of the arguments struct returning a typed error, called from
+//! [`Command::check_arguments`] (so that it is reported as a wrong command line,
+//! with the usage, exit [`EXIT_USAGE`]) and again where [`run`] needs the result;
+//! its error gets an [`AdminError`] variant that [`AdminError::exit_code`] maps to
+//! [`EXIT_USAGE`].
+//!
+//! The man page, the completions and the tests that both name every subcommand pick
+//! a new variant up by themselves.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::{AddrParseError, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+use clap_mangen::Man;
+
+use super::{
+    AdminError, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, broadcast_of, check, plan, render_check, render_plan,
+    render_status, status,
+};
+use crate::local::LayerInput;
+
+/// The exit codes, shown by `--help` and in the man page.
+fn exit_codes() -> String {
+    format!(
+        "{EXIT_OK} fine, {EXIT_PROBLEMS} problems found (warnings) or an input cannot be read,\n\
+         {EXIT_USAGE} a wrong command line."
+    )
+}
+
+/// The `diskless` command line.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(
+    name = "diskless",
+    version,
+    about = "Inspect diskless images and the clients booted from them",
+    long_about = "Inspect diskless images and the clients booted from them.\n\n\
+        An image is the root file system one architecture's clients mount read-only\n\
+        over NFS; the files of each machine come from the layers under its /diskless.\n\
+        diskless reads an image without mounting or changing anything, and reads the\n\
+        record a client's boot left in /run.\n\n\
+        diskless generate man|bash|zsh|fish prints the manual page or a shell completion.",
+    after_help = format!("Exit status: {}", exit_codes()),
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands. Their long help is wrapped by hand (`verbatim_doc_comment`):
+/// clap wraps only with its `wrap_help` feature, whose terminal_size dependency would
+/// change the features of the rustix that the static `init` links.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Load the image's configuration as the boot does and list every problem
+    ///
+    /// Loads IMAGE_ROOT/etc/diskless/diskless.toml (or the legacy diskless.conf) exactly
+    /// as the boot does, without a kernel command line, and prints the effective
+    /// configuration and every warning. Exits 1 when there are warnings.
+    #[command(verbatim_doc_comment)]
+    Check {
+        /// The image: the directory exported over NFS as the clients' root
+        #[arg(default_value = "/")]
+        image_root: PathBuf,
+    },
+    /// Show the layers a machine gets from the image, and where each file lands
+    ///
+    /// Shows the layers a machine would get from the image, in the order they are
+    /// applied, the skipped ones with the reason, and the files each layer places and
+    /// where. The subnet is required, it names the network layer: --ip 10.0.0.5/24,
+    /// --prefix 24 or --broadcast 10.0.0.255. Exits 1 on configuration warnings, an
+    /// unusable host name or files the copy would skip.
+    #[command(verbatim_doc_comment)]
+    Plan(PlanArgs),
+    /// Summarise the boot of this client
+    ///
+    /// On a booted client: host name, address, root, layers, scratch and swap, and
+    /// the time of each stage, from RUN_DIR/diskless/boot.json.
+    #[command(verbatim_doc_comment)]
+    Status {
+        /// Where the boot wrote diskless/boot.json
+        #[arg(default_value = "/run")]
+        run_dir: PathBuf,
+    },
+    /// Print the manual page or a shell completion script to stdout
+    ///
+    /// E.g. diskless generate man > /usr/local/share/man/man1/diskless.1, or
+    /// diskless generate bash > /etc/bash_completion.d/diskless.
+    #[command(hide = true, verbatim_doc_comment)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+    },
+}
+
+/// The arguments of `plan`: the machine, as its lease would describe it.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct PlanArgs {
+    /// The image: the directory exported over NFS as the clients' root
+    #[arg(default_value = "/")]
+    pub image_root: PathBuf,
+    /// The machine's host name, without domain (lab3-12)
+    #[arg(long, value_name = "NAME")]
+    pub host: String,
+    /// The machine's address, with the subnet's prefix length if known (10.0.0.5/24)
+    #[arg(long, value_name = "ADDR[/PREFIX]")]
+    pub ip: AddressArg,
+    /// The subnet's prefix length, if --ip has none
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=32), conflicts_with = "broadcast")]
+    pub prefix: Option<u8>,
+    /// The subnet's broadcast address, instead of a prefix length
+    #[arg(long, value_name = "ADDR")]
+    pub broadcast: Option<Ipv4Addr>,
+}
+
+/// `--ip ADDR[/PREFIX]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressArg {
+    pub address: Ipv4Addr,
+    pub prefix: Option<u8>,
+}
+
+/// A value of `--ip` that is not `ADDR[/PREFIX]`; clap shows it after the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressArgError {
+    #[error("not an IPv4 address (e.g. 10.0.0.5 or 10.0.0.5/24)")]
+    NotAnAddress {
+        #[source]
+        error: AddrParseError,
+    },
+    #[error("prefix {value:?} is not a number from 0 to 32")]
+    NotAPrefix { value: String },
+}
+
+impl FromStr for AddressArg {
+    type Err = AddressArgError;
+
+    fn from_str(text: &str) -> Result<Self, AddressArgError> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => match prefix.parse::<u8>() {
+                Ok(p) if p <= 32 => (address, Some(p)),
+                _ => return Err(AddressArgError::NotAPrefix { value: prefix.to_string() }),
+            },
+            None => (text, None),
+        };
+        let address = address.parse().map_err(|error| AddressArgError::NotAnAddress { error })?;
+        Ok(AddressArg { address, prefix })
+    }
+}
+
+/// The subnet of `plan` given wrongly: the rules between `--ip`'s prefix,
+/// `--prefix` and `--broadcast` that clap cannot express.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubnetError {
+    #[error("give the prefix once: --ip ADDR/N or --prefix N")]
+    PrefixTwice,
+    #[error("give either a prefix or --broadcast, not both")]
+    PrefixAndBroadcast,
+    #[error("plan needs the subnet, it names the network layer: --ip ADDR/PREFIX, --prefix N or --broadcast ADDR")]
+    NoSubnet,
+}
+
+impl PlanArgs {
+    /// The machine as [`crate::local::select_layers`] sees it; the broadcast address
+    /// from whichever way the subnet was given.
+    pub fn input(&self) -> Result<LayerInput, SubnetError> {
+        let address = self.ip.address;
+        let prefix = match (self.ip.prefix, self.prefix) {
+            (Some(_), Some(_)) => return Err(SubnetError::PrefixTwice),
+            (one, other) => one.or(other),
+        };
+        let broadcast = match (prefix, self.broadcast) {
+            (Some(_), Some(_)) => return Err(SubnetError::PrefixAndBroadcast),
+            (Some(p), None) => broadcast_of(address, p),
+            (None, Some(b)) => b,
+            (None, None) => return Err(SubnetError::NoSubnet),
+        };
+        Ok(LayerInput { broadcast, address, hostname: self.host.clone() })
+    }
+}
+
+/// What `generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    /// The manual page, diskless(1), in roff
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl Command {
+    /// The rules clap cannot express; a broken one is a wrong command line.
+    pub fn check_arguments(&self) -> Result<(), clap::Error> {
+        match self {
+            Command::Plan(args) => {
+                args.input().map(drop).map_err(|e| usage_error("plan", ErrorKind::ArgumentConflict, e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A wrong command line of `subcommand`, shown as clap shows its own: the message,
+/// the subcommand's usage and the hint to `--help`; exits [`EXIT_USAGE`].
+fn usage_error(subcommand: &str, kind: ErrorKind, message: impl std::fmt::Display) -> clap::Error {
+    let mut cli = Cli::command();
+    // Names the usage `diskless plan` rather than `plan`.
+    cli.build();
+    match cli.find_subcommand_mut(subcommand) {
+        Some(sub) => sub.error(kind, message),
+        None => cli.error(kind, message),
+    }
+}
+
+/// Parses a command line (program name first) as the binary does: clap's parser,
+/// then [`Command::check_arguments`]. `--help` and `--version` come back as the
+/// `Err` clap uses for them; `clap::Error::exit` prints either correctly.
+pub fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    cli.command.check_arguments()?;
+    Ok(cli)
+}
+
+/// Runs `command`, writing its report to `out`; returns the exit code.
+pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, AdminError> {
+    let (text, code) = match command {
+        Command::Check { image_root } => {
+            let report = check(image_root)?;
+            let code = if report.warnings.is_empty() { EXIT_OK } else { EXIT_PROBLEMS };
+            (render_check(&report).into_bytes(), code)
+        }
+        Command::Plan(args) => {
+            let report = plan(&args.image_root, &args.input()?)?;
+            let code = if report.has_problems() { EXIT_PROBLEMS } else { EXIT_OK };
+            (render_plan(&report).into_bytes(), code)
+        }
+        Command::Status { run_dir } => (render_status(&status(run_dir)?).into_bytes(), EXIT_OK),
+        Command::Generate { what } => (generate(*what), EXIT_OK),
+    };
+    // A closed stdout (`diskless status | head -1`) is not an error of the command.
+    let _ = out.write_all(&text);
+    Ok(code)
+}
+
+fn generate(what: Generated) -> Vec<u8> {
+    match what {
+        Generated::Man => man_page().into_bytes(),
+        Generated::Bash => completion(Shell::Bash),
+        Generated::Zsh => completion(Shell::Zsh),
+        Generated::Fish => completion(Shell::Fish),
+    }
+}
+
+/// The completion script of `shell`.
+pub fn completion(shell: Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "diskless", &mut out);
+    out
+}
+
+/// The lines with which roff starts every rendering: the definition of `\*(Aq`, the
+/// apostrophe, for groff and for other troffs. Said once, at the top of the page.
+const ROFF_PREAMBLE: [&str; 2] = [".ie \\n(.g .ds Aq \\(aq", ".el .ds Aq '"];
+
+/// The manual page diskless(1), in roff: name, synopsis, description, then each
+/// visible subcommand with its synopsis, description and options, then the exit
+/// status. One page rather than one per subcommand, so that `generate man` installs
+/// everything with one redirection.
+pub fn man_page() -> String {
+    let mut cli = Cli::command();
+    // Names the subcommands' synopses `diskless check` rather than `check`.
+    cli.build();
+    let mut page: String = ROFF_PREAMBLE.iter().map(|line| format!("{line}\n")).collect();
+    let top = Man::new(cli.clone()).title("DISKLESS");
+    let mut roff = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = top.render_title(&mut roff);
+    let _ = top.render_name_section(&mut roff);
+    let _ = top.render_synopsis_section(&mut roff);
+    let _ = top.render_description_section(&mut roff);
+    append_roff(&mut page, &roff, true);
+    page.push_str(".SH COMMANDS\n");
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+        page.push_str(&format!(".SS \"diskless {}\"\n", sub.get_name()));
+        let man = Man::new(sub.clone());
+        let mut roff = Vec::new();
+        let _ = man.render_synopsis_section(&mut roff);
+        roff.extend_from_slice(b".PP\n");
+        let _ = man.render_description_section(&mut roff);
+        let _ = man.render_options_section(&mut roff);
+        // A subcommand's parts are paragraphs of its .SS, not sections of the page.
+        append_roff(&mut page, &roff, false);
+    }
+    page.push_str(&format!(".SH \"EXIT STATUS\"\n{}\n", exit_codes()));
+    page.push_str(&format!(".SH VERSION\nv{}\n", env!("CARGO_PKG_VERSION")));
+    page
+}
+
+/// Appends what clap_mangen rendered, without its preamble and, unless
+/// `with_sections`, without its section headings.
+fn append_roff(page: &mut String, roff: &[u8], with_sections: bool) {
+    for line in String::from_utf8_lossy(roff).lines() {
+        if !ROFF_PREAMBLE.contains(&line) && (with_sections || !line.starts_with(".SH ")) {
+            page.push_str(line);
+            page.push('\n');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(args: &[&str]) -> LayerInput {
+        let argv = ["diskless", "plan"].iter().chain(args);
+        match parse(argv) {
+            Ok(Cli { command: Command::Plan(args) }) => args.input().unwrap(),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn command_lines() {
+        let i = plan_of(&["/srv/img", "--host", "lab3-12", "--ip", "10.0.0.12/24"]);
+        assert_eq!(
+            (i.broadcast, i.address, i.hostname.as_str()),
+            (Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(10, 0, 0, 12), "lab3-12")
+        );
+        assert_eq!(
+            plan_of(&["--host=a", "--ip=172.16.5.9", "--prefix", "16"]).broadcast,
+            Ipv4Addr::new(172, 16, 255, 255)
+        );
+        assert_eq!(
+            plan_of(&["--host", "a", "--ip", "10.1.2.3", "--broadcast", "10.1.2.127"]).broadcast,
+            Ipv4Addr::new(10, 1, 2, 127)
+        );
+        let parsed = |args: &[&str]| parse(["diskless"].iter().chain(args)).map(|cli| cli.command);
+        assert_eq!(parsed(&["check"]).unwrap(), Command::Check { image_root: "/".into() });
+        assert_eq!(parsed(&["status", "/tmp/r"]).unwrap(), Command::Status { run_dir: "/tmp/r".into() });
+        assert_eq!(parsed(&["generate", "zsh"]).unwrap(), Command::Generate { what: Generated::Zsh });
+        assert_eq!(parsed(&["status", "-h"]).unwrap_err().kind(), ErrorKind::DisplayHelp);
+        assert_eq!(parsed(&["--version"]).unwrap_err().kind(), ErrorKind::DisplayVersion);
+        for bad in [
+            &[][..],
+            &["frob"],
+            &["check", "--frob"],
+            &["check", "a", "b"],
+            &["check", ""],
+            &["plan", "--ip", "10.0.0.1/24"],
+            &["plan", "--host", "a", "--ip", "10.0.0.1"],
+            &["plan", "--host", "a", "--ip", "10.0.0.1/33"],
+            &["plan", "--host", "a", "--ip", "300.0.0.1/24"],
+            &["plan", "--host", "a", "--ip", "10.0.0.1", "--prefix", "33"],
+            &["plan", "--host", "a", "--ip", "10.0.0.1", "--prefix", "24", "--broadcast", "10.0.0.255"],
+            &["plan", "--host", "a", "--ip", "10.0.0.1/24", "--prefix", "24"],
+            &["plan", "--host", "a", "--ip", "10.0.0.1/24", "--broadcast", "10.0.0.255"],
+            &["plan", "--host", "a", "--host", "b", "--ip", "10.0.0.1/24"],
+            &["plan", "--host"],
+            &["generate", "tcsh"],
+        ] {
+            let e = parsed(bad).expect_err(&format!("{bad:?} accepted"));
+            assert_eq!(e.exit_code(), i32::from(EXIT_USAGE), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_subnet_rules_clap_cannot_express_say_what_to_give() {
+        let e = parse(["diskless", "plan", "--host", "a", "--ip", "10.0.0.1"]).unwrap_err().to_string();
+        assert!(e.contains(&SubnetError::NoSubnet.to_string()) && e.contains("Usage: diskless plan"), "{e}");
+        let e = parse(["diskless", "plan", "--host", "a", "--ip", "10.0.0.1/24", "--prefix", "24"]).unwrap_err();
+        assert!(e.to_string().contains("give the prefix once"), "{e}");
+        let e = parse(["diskless", "plan", "--host", "a", "--ip", "10.0.0.1/33"]).unwrap_err().to_string();
+        assert!(e.contains("prefix \"33\" is not a number from 0 to 32"), "{e}");
+    }
+
+    /// The subcommands an administrator sees: every one must be documented.
+    fn visible_subcommands() -> Vec<String> {
+        let names: Vec<String> =
+            Cli::command().get_subcommands().filter(|s| !s.is_hide_set()).map(|s| s.get_name().to_string()).collect();
+        assert!(names.contains(&"plan".to_string()), "{names:?}");
+        names
+    }
+
+    #[test]
+    fn the_man_page_has_a_section_for_every_subcommand() {
+        let page = man_page();
+        assert!(page.contains("\n.TH DISKLESS 1 "), "{page}");
+        for name in visible_subcommands() {
+            assert!(page.contains(&format!("\n.SS \"diskless {name}\"\n")), "{name} missing:\n{page}");
+        }
+        // Each subcommand's options are in its own part of the page.
+        let plan = page.split(".SS \"diskless plan\"").nth(1).unwrap();
+        assert!(plan.split(".SS ").next().unwrap().contains("\\-\\-broadcast"), "{plan}");
+        assert!(page.contains(".SH \"EXIT STATUS\"\n0 fine, 1 problems found"), "{page}");
+    }
+
+    #[test]
+    fn the_bash_completion_offers_every_subcommand() {
+        let script = String::from_utf8(completion(Shell::Bash)).unwrap();
+        // The words offered after `diskless `: the opts of the case for the bare command.
+        let mut lines = script.lines().skip_while(|l| l.trim() != "diskless)");
+        let top = lines.nth(1).unwrap();
+        let offered: Vec<&str> = top.trim().trim_start_matches("opts=\"").trim_end_matches('"').split(' ').collect();
+        for name in visible_subcommands() {
+            assert!(offered.contains(&name.as_str()), "{name} not in {top}");
+        }
+        assert!(script.contains("--broadcast"), "plan's options are completed too");
+    }
+
+    #[test]
+    fn generate_prints_what_it_is_asked_for() {
+        for (what, start) in [
+            (Generated::Man, "\n.TH DISKLESS 1 "),
+            (Generated::Bash, "_diskless()"),
+            (Generated::Zsh, "#compdef diskless"),
+            (Generated::Fish, "# Print an optspec"),
+        ] {
+            let mut out = Vec::new();
+            assert_eq!(run(&Command::Generate { what }, &mut out).unwrap(), EXIT_OK);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(start), "{what:?}: {}", &text[..text.len().min(300)]);
+        }
+    }
+}
