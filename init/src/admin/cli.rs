@@ -41,6 +41,8 @@ use super::{
     render_status, status,
 };
 use crate::local::LayerInput;
+use crate::os::RealOs;
+use crate::relayer;
 
 /// The exit codes, shown by `--help` and in the man page.
 fn exit_codes() -> String {
@@ -104,6 +106,26 @@ pub enum Command {
         /// Where the boot wrote diskless/boot.json
         #[arg(default_value = "/run")]
         run_dir: PathBuf,
+    },
+    /// Copy the layers again on this running client, without a reboot
+    ///
+    /// Selects the layers again from the identity this client's boot recorded (its
+    /// host name, address and subnet, in RUN_DIR/diskless/boot.json) and copies them
+    /// into the live local dirs with the boot's own copy code: a changed layer on the
+    /// server reaches the machine. A file a layer placed at boot that no layer has any
+    /// more is removed; files made at run time stay; nothing outside the local dirs
+    /// is written. --dry-run shows what would change.
+    #[command(verbatim_doc_comment)]
+    Relayer {
+        /// Show what would be copied and removed, change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Where the boot wrote diskless/boot.json and diskless/layer-files
+        #[arg(long, value_name = "DIR", default_value = "/run")]
+        run_dir: PathBuf,
+        /// The running system's root (another directory only for tests)
+        #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+        root: PathBuf,
     },
     /// Print the manual page or a shell completion script to stdout
     ///
@@ -263,6 +285,12 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, AdminError> {
             (render_plan(&report).into_bytes(), code)
         }
         Command::Status { run_dir } => (render_status(&status(run_dir)?).into_bytes(), EXIT_OK),
+        Command::Relayer { dry_run, run_dir, root } => {
+            let report = relayer::relayer(root, &run_dir.join("diskless"), &RealOs, *dry_run)?;
+            let code =
+                if report.copied.as_ref().is_some_and(|c| !c.warnings.is_empty()) { EXIT_PROBLEMS } else { EXIT_OK };
+            (relayer::render(&report).into_bytes(), code)
+        }
         Command::Generate { what } => (generate(*what), EXIT_OK),
     };
     // A closed stdout (`diskless status | head -1`) is not an error of the command.

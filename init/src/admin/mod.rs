@@ -80,6 +80,9 @@ pub enum AdminError {
     /// boot.json cannot be read, or is not what the boot writes.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// Relayering a running client failed.
+    #[error(transparent)]
+    Relayer(#[from] crate::relayer::RelayerError),
     /// The subnet of `plan` given wrongly ([`cli::parse`] refuses it already).
     #[error(transparent)]
     Subnet(#[from] cli::SubnetError),
