@@ -217,3 +217,124 @@ fn package_versions(image_root: &Path, place: &Place) -> Vec<Notice> {
         .map(|loc| Notice::PackageVersion { path: loc.path(), base: place.base.path() })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::setup::{setup, testing::*};
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, symlink};
+
+    fn set_up() -> tempfile::TempDir {
+        let img = debian_image();
+        setup(img.path(), false).unwrap();
+        img
+    }
+
+    #[test]
+    fn a_file_a_package_replaced_goes_to_the_base_layer_and_the_link_comes_back() {
+        let img = set_up();
+        let root = img.path();
+        // dpkg renames its version over the link.
+        fs::remove_file(root.join("etc/fstab")).unwrap();
+        file(root, "etc/fstab", "# the package's fstab\n", 0o640);
+        let report = fix(root, false).unwrap();
+        assert!(report.anything_fixed());
+        assert_eq!(target(root, "etc/fstab"), "local/fstab");
+        assert_eq!(fs::read_to_string(root.join("etc/fstab")).unwrap(), "# the package's fstab\n");
+        let base = fs::metadata(root.join("diskless/base/etc/fstab")).unwrap();
+        assert_eq!((base.mode() & 0o7777, base.mtime()), (0o640, 1_000_000_000));
+        assert_eq!(
+            fs::read_to_string(root.join("diskless/base/etc/fstab.diskless-prev")).unwrap(),
+            "# fstab of the image\n"
+        );
+        assert_eq!(
+            report.render(),
+            "/etc/fstab: replaced by a regular file; kept the previous base copy as \
+             /diskless/base/etc/fstab.diskless-prev; moved the new content to /diskless/base/etc/fstab; restored the \
+             link -> local/fstab\n"
+        );
+
+        let again = fix(root, false).unwrap();
+        assert!(!again.anything_fixed());
+        assert_eq!(again.render(), "nothing to fix\n");
+        assert_eq!(fix(root, true).unwrap().render(), "", "the hook is quiet when nothing is to do");
+    }
+
+    #[test]
+    fn a_removed_file_gets_its_link_back_and_the_base_copy_stays() {
+        let img = set_up();
+        let root = img.path();
+        fs::remove_file(root.join("etc/hostname")).unwrap();
+        let report = fix(root, true).unwrap();
+        assert_eq!(report.fixed.len(), 1);
+        assert_eq!(report.fixed[0].found, Found::Removed);
+        assert_eq!(fs::read_to_string(root.join("etc/hostname")).unwrap(), "master\n");
+        assert!(!root.join("diskless/base/etc/hostname.diskless-prev").exists());
+        assert!(report.render().starts_with("diskless fix: /etc/hostname: removed; restored the link"));
+    }
+
+    #[test]
+    fn a_repointed_symlink_is_kept_as_a_symlink_in_the_base_layer() {
+        let img = set_up();
+        let root = img.path();
+        fs::remove_file(root.join("etc/resolv.conf")).unwrap();
+        symlink("../run/systemd/resolve/stub-resolv.conf", root.join("etc/resolv.conf")).unwrap();
+        let report = fix(root, false).unwrap();
+        assert_eq!(
+            report.fixed[0].found,
+            Found::Repointed { target: "../run/systemd/resolve/stub-resolv.conf".into() }
+        );
+        assert_eq!(target(root, "etc/resolv.conf"), "local/resolv.conf");
+        assert_eq!(target(root, "diskless/base/etc/resolv.conf"), "/run/systemd/resolve/stub-resolv.conf");
+        assert_eq!(target(root, "diskless/base/etc/resolv.conf.diskless-prev"), "/run/diskless/resolv.conf");
+    }
+
+    #[test]
+    fn a_file_identical_to_its_base_copy_is_only_linked() {
+        let img = set_up();
+        let root = img.path();
+        fs::remove_file(root.join("etc/hostname")).unwrap();
+        file(root, "etc/hostname", "master\n", 0o644);
+        let report = fix(root, false).unwrap();
+        assert!(matches!(report.fixed[0].actions[..], [Action::LinkImage { .. }]), "{}", report.render());
+        assert!(!root.join("diskless/base/etc/hostname.diskless-prev").exists());
+    }
+
+    #[test]
+    fn a_missing_local_link_is_restored() {
+        let img = set_up();
+        let root = img.path();
+        fs::remove_file(root.join("etc/local/fstab")).unwrap();
+        let report = fix(root, false).unwrap();
+        assert_eq!(report.fixed[0].found, Found::LocalLinkMissing);
+        assert_eq!(fs::read_to_string(root.join("etc/fstab")).unwrap(), "# fstab of the image\n");
+    }
+
+    #[test]
+    fn a_package_version_left_beside_a_link_is_reported_not_applied() {
+        let img = set_up();
+        let root = img.path();
+        file(root, "etc/fstab.dpkg-new", "# new upstream fstab\n", 0o644);
+        let report = fix(root, true).unwrap();
+        assert!(!report.anything_fixed());
+        assert_eq!(
+            report.notices,
+            [Notice::PackageVersion { path: "/etc/fstab.dpkg-new".into(), base: "/diskless/base/etc/fstab".into() }]
+        );
+        assert!(report.render().contains("compare it with /diskless/base/etc/fstab"), "{}", report.render());
+        assert_eq!(fs::read_to_string(root.join("etc/fstab")).unwrap(), "# fstab of the image\n");
+    }
+
+    #[test]
+    fn a_directory_in_place_of_a_listed_file_is_left_alone() {
+        let img = set_up();
+        let root = img.path();
+        fs::remove_file(root.join("etc/hostname")).unwrap();
+        fs::create_dir(root.join("etc/hostname")).unwrap();
+        let report = fix(root, false).unwrap();
+        assert!(!report.anything_fixed());
+        assert!(matches!(&report.notices[..], [Notice::NotAFile { .. }]));
+        assert!(root.join("etc/hostname").is_dir());
+    }
+}

@@ -810,8 +810,9 @@ pub(super) mod testing {
         let path = root.join(rel);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, text).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        // Times first: a read-only mode would keep an unprivileged test from opening it.
         fs::File::options().write(true).open(&path).unwrap().set_modified(SystemTime::UNIX_EPOCH + MTIME).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
     }
 
     pub fn link(root: &Path, rel: &str, target: &str) {
