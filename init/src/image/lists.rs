@@ -15,9 +15,10 @@
 //! `/srv/lab-data` has `srv-lab\x2ddata`. Blank lines and lines starting with `#` are
 //! ignored; a path must stay inside its dir (no `..`, not absolute).
 
-use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+
+use super::tree::{self, Loc};
 
 /// Where the lists are, relative to the image root.
 pub const LOCAL_D: &str = "etc/diskless/local.d";
@@ -43,6 +44,12 @@ pub struct List {
 pub enum ListError {
     #[error("reading the list {}: {source}: check its permissions in the image", .path.display())]
     Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing the list {}: {source}: check that the image is writable", .path.display())]
+    Write {
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -137,25 +144,88 @@ pub fn read_lists(image_root: &Path, dirs: &[PathBuf]) -> Result<Vec<List>, List
     dirs.iter().map(|dir| read_list(image_root, dir)).collect()
 }
 
+/// Where the list of `dir` is, as a path of the image below `/etc`: a symlinked
+/// `/etc/diskless` is not followed.
+fn list_loc(dir: &Path) -> Loc {
+    Loc::new("/etc", Path::new(LOCAL_D).strip_prefix("etc").unwrap_or(Path::new(LOCAL_D)).join(list_name(dir)))
+}
+
 fn read_list(image_root: &Path, dir: &Path) -> Result<List, ListError> {
     let file = list_file(dir);
     let path = image_root.join(&file);
-    let bytes = match fs::symlink_metadata(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(List { dir: dir.to_path_buf(), file, entries: Vec::new(), exists: false });
-        }
-        Err(source) => return Err(ListError::Read { path, source }),
-        Ok(meta) if meta.len() > MAX_LIST_BYTES => return Err(ListError::TooLarge { path }),
-        Ok(_) => fs::read(&path).map_err(|source| ListError::Read { path: path.clone(), source })?,
+    let text = match read_text(image_root, dir)? {
+        None => return Ok(List { dir: dir.to_path_buf(), file, entries: Vec::new(), exists: false }),
+        Some(text) => text,
     };
-    let text = String::from_utf8(bytes).map_err(|_| ListError::NotText { path: path.clone() })?;
     let entries = parse(&text, &path, dir)?;
     Ok(List { dir: dir.to_path_buf(), file, entries, exists: true })
+}
+
+/// The text of the list of `dir`; `None` when there is none.
+pub fn read_text(image_root: &Path, dir: &Path) -> Result<Option<String>, ListError> {
+    let path = image_root.join(list_file(dir));
+    let bytes = match tree::read_file(image_root, &list_loc(dir), MAX_LIST_BYTES) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::FileTooLarge => return Err(ListError::TooLarge { path }),
+        Err(source) => return Err(ListError::Read { path, source }),
+    };
+    bytes.map(|bytes| String::from_utf8(bytes).map_err(|_| ListError::NotText { path })).transpose()
+}
+
+/// Replaces the list of `dir` by `text` in one rename: a reader sees the old list or
+/// the new one.
+pub fn write_text(image_root: &Path, dir: &Path, text: &str) -> Result<(), ListError> {
+    tree::write_file(image_root, &list_loc(dir), text)
+        .map_err(|source| ListError::Write { path: image_root.join(list_file(dir)), source })
+}
+
+/// The entry of a line, normalised as [`parse`] does; `None` for comments and blanks.
+fn line_entry(line: &str) -> Option<PathBuf> {
+    let entry = line.trim();
+    if entry.is_empty() || entry.starts_with('#') || entry_problem(Path::new(entry)).is_some() {
+        return None;
+    }
+    Some(Path::new(entry).components().filter(|c| matches!(c, Component::Normal(_))).collect())
+}
+
+/// `text` (a list, or empty for a new one of `dir`) with `entry` appended; `None` when
+/// it is there already. The administrator's comments and order stay.
+pub fn with_entry(text: &str, dir: &Path, entry: &Path) -> Option<String> {
+    if text.lines().any(|line| line_entry(line).as_deref() == Some(entry)) {
+        return None;
+    }
+    let mut text = if text.is_empty() { render(dir, &[]) } else { text.to_string() };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&entry.to_string_lossy());
+    text.push('\n');
+    Some(text)
+}
+
+/// `text` without the lines naming `entry`; `None` when none does.
+pub fn without_entry(text: &str, entry: &Path) -> Option<String> {
+    let kept: Vec<&str> = text.lines().filter(|line| line_entry(line).as_deref() != Some(entry)).collect();
+    if kept.len() == text.lines().count() {
+        return None;
+    }
+    Some(kept.iter().map(|line| format!("{line}\n")).collect())
+}
+
+/// The text of a default list: each entry under a comment saying why it is per machine.
+pub fn render_with_reasons(dir: &Path, entries: &[(PathBuf, &str)]) -> String {
+    let mut text = render(dir, &[]);
+    text.push_str("# written by `diskless setup` from its defaults for Debian/systemd images\n");
+    for (entry, why) in entries {
+        text.push_str(&format!("\n# {why}\n{}\n", entry.to_string_lossy()));
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn list_names_follow_systemd_path_escaping() {
@@ -196,5 +266,45 @@ mod tests {
         assert!(lists[0].exists);
         assert_eq!((lists[1].entries.len(), lists[1].exists), (0, false));
         assert_eq!(lists[1].file, Path::new("etc/diskless/local.d/var-lib"));
+    }
+
+    #[test]
+    fn editing_a_list_keeps_the_comments_and_order() {
+        let dir = Path::new("/etc");
+        let text = "# ours\nfstab\n# keys\n./hostname\n";
+        let added = with_entry(text, dir, Path::new("ssh/ssh_host_rsa_key")).unwrap();
+        assert_eq!(added, "# ours\nfstab\n# keys\n./hostname\nssh/ssh_host_rsa_key\n");
+        assert_eq!(with_entry(&added, dir, Path::new("hostname")), None);
+        assert_eq!(
+            without_entry(&added, Path::new("hostname")).unwrap(),
+            "# ours\nfstab\n# keys\nssh/ssh_host_rsa_key\n"
+        );
+        assert_eq!(without_entry(&added, Path::new("motd")), None);
+        let new = with_entry("", Path::new("/var/lib"), Path::new("dbus/machine-id")).unwrap();
+        assert_eq!(parse(&new, Path::new("l"), Path::new("/var/lib")).unwrap(), [PathBuf::from("dbus/machine-id")]);
+    }
+
+    #[test]
+    fn a_list_is_written_atomically_and_read_back() {
+        let img = tempfile::tempdir().unwrap();
+        fs::create_dir(img.path().join("etc")).unwrap();
+        let text = render_with_reasons(Path::new("/var/lib"), &[("dbus/machine-id".into(), "D-Bus's id")]);
+        write_text(img.path(), Path::new("/var/lib"), &text).unwrap();
+        let lists = read_lists(img.path(), &[PathBuf::from("/var/lib")]).unwrap();
+        assert_eq!(lists[0].entries, [PathBuf::from("dbus/machine-id")]);
+        assert!(text.contains("# D-Bus's id\ndbus/machine-id\n"), "{text}");
+        let names: Vec<_> = fs::read_dir(img.path().join(LOCAL_D)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["var-lib"], "no temporary file left");
+    }
+
+    #[test]
+    fn a_list_behind_a_symlink_out_of_the_image_is_not_read() {
+        let outer = tempfile::tempdir().unwrap();
+        let img = outer.path().join("img");
+        fs::create_dir_all(img.join("etc")).unwrap();
+        fs::create_dir_all(outer.path().join("elsewhere/local.d")).unwrap();
+        fs::write(outer.path().join("elsewhere/local.d/etc"), "fstab\n").unwrap();
+        std::os::unix::fs::symlink(outer.path().join("elsewhere"), img.join("etc/diskless")).unwrap();
+        assert!(read_lists(&img, &[PathBuf::from("/etc")]).is_err());
     }
 }

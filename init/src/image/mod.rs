@@ -5,4 +5,8 @@
 //!
 //! None of this is linked into PID 1: only the `diskless` command uses it.
 
+pub mod defaults;
+pub mod fix;
 pub mod lists;
+pub mod setup;
+pub mod tree;

@@ -1,0 +1,153 @@
+//! What `diskless setup` writes into an image that has none of its own: the default
+//! `local.d` lists for Debian/systemd images, `diskless.toml`, and the dpkg hook.
+//!
+//! Every row of [`DEFAULT_FILES`] says why the file differs per machine: a file of one
+//! machine's identity or hardware, shared by a whole lab from a read-only image, is
+//! wrong on all the others (two machines with one `machine-id` share a journal and a
+//! DHCP client id; one set of SSH host keys lets any of them impersonate the others).
+
+use std::path::{Path, PathBuf};
+
+/// A file kept per machine unless the image has lists of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultFile {
+    /// Absolute in the image.
+    pub path: &'static str,
+    /// Why it differs per machine; written above it in the list.
+    pub why: &'static str,
+}
+
+const fn row(path: &'static str, why: &'static str) -> DefaultFile {
+    DefaultFile { path, why }
+}
+
+/// The default per-machine files of a Debian/systemd image. Only those present in the
+/// image are listed; a file listed here under a dir that is not configured is reported.
+pub const DEFAULT_FILES: &[DefaultFile] = &[
+    row("/etc/fstab", "mounts differ per machine: scratch disks, swap, local filesystems"),
+    row("/etc/hostname", "the machine's own name"),
+    row("/etc/hosts", "names the machine itself (127.0.1.1 <host name>)"),
+    row("/etc/resolv.conf", "name servers of the machine's network (from its DHCP lease)"),
+    row("/etc/machine-id", "systemd's identity of the machine: journal, DHCP client id, D-Bus"),
+    row("/etc/machine-info", "the machine's pretty name, chassis and location (hostnamectl)"),
+    row("/etc/adjtime", "drift and UTC/local setting of the machine's own hardware clock"),
+    row("/etc/mailname", "the mail name the machine's outgoing mail uses"),
+    row("/etc/ssh/ssh_host_rsa_key", "the machine's SSH identity (private RSA host key)"),
+    row("/etc/ssh/ssh_host_rsa_key.pub", "the machine's SSH identity (public RSA host key)"),
+    row("/etc/ssh/ssh_host_ecdsa_key", "the machine's SSH identity (private ECDSA host key)"),
+    row("/etc/ssh/ssh_host_ecdsa_key.pub", "the machine's SSH identity (public ECDSA host key)"),
+    row("/etc/ssh/ssh_host_ed25519_key", "the machine's SSH identity (private Ed25519 host key)"),
+    row("/etc/ssh/ssh_host_ed25519_key.pub", "the machine's SSH identity (public Ed25519 host key)"),
+    row("/etc/ssh/ssh_host_dsa_key", "the machine's SSH identity (private DSA host key, older images)"),
+    row("/etc/ssh/ssh_host_dsa_key.pub", "the machine's SSH identity (public DSA host key, older images)"),
+    row("/etc/X11/xorg.conf", "written for the machine's own graphics hardware"),
+    row("/etc/udev/rules.d/70-persistent-net.rules", "names the machine's own network cards by MAC (older images)"),
+    row("/var/lib/dbus/machine-id", "D-Bus's copy of the machine id (on Debian a symlink to /etc/machine-id)"),
+    row("/var/lib/systemd/random-seed", "seed of the kernel's random pool: one shared seed is no seed"),
+];
+
+/// `diskless.toml` as `setup` writes it when the image has no configuration: the
+/// compiled defaults, each key explained, so that the file documents itself.
+pub const DEFAULT_TOML: &str = r#"# diskless configuration (written by `diskless setup`): the compiled defaults.
+# Every key can also be set on the kernel command line as diskless.<key>=<value>.
+
+# Directories of the image that get a writable local subdirectory at boot. The files
+# of a dir kept per machine are listed in /etc/diskless/local.d/ (one list per dir,
+# /var/lib's is named var-lib) and are symlinks into the local subdirectory.
+dirs = ["/etc", "/var"]
+# The local subdirectory of each dir: /etc/local, /var/local.
+localdir = "local"
+# The layers: base, networks/<broadcast>, labs/<host name before the first ->,
+# hosts/<short host name>, hosts/<address>; later ones win.
+layers = "/diskless"
+# "symlink": a tmpfs on each local dir; "overlay": an overlayfs on each dir.
+mode = "symlink"
+# Size of each tmpfs: a share of RAM ("25%") or a size ("512M").
+tmpfs_size = "25%"
+# After a failure that stops the boot: "reboot", "shell" or "halt".
+on_failure = "reboot"
+reboot_delay = 30
+# Used before the image is mounted, so only the kernel command line sets them
+# (diskless.dhcp_timeout=300); the defaults: seconds to wait for a carrier and for a
+# DHCP lease, milliseconds of quiet that end coldplug, seconds to retry the NFS mount
+# (0: forever).
+#   carrier_timeout = 10, dhcp_timeout = 120, settle_ms = 500, nfs_retry_timeout = 300
+
+[scratch]
+# Local disks used for the local dirs, /tmp and swap: only filesystems of these types
+# carrying this label (mkfs.ext4 -L scratch /dev/sdX1) are ever mounted.
+fstypes = ["ext4", "xfs", "btrfs"]
+label = "scratch"
+mountpoint = "/mnt/scratch"
+wipe = false
+swap = true
+"#;
+
+/// The dpkg hook, relative to the image root.
+pub const DPKG_HOOK_PATH: &str = "etc/apt/apt.conf.d/80diskless";
+
+/// Where the image has its `diskless` command; the hook runs it from there.
+pub const DISKLESS_BINARY: &str = "/usr/sbin/diskless";
+
+/// The hook's text: after every dpkg run (install, upgrade, reinstall, remove), put
+/// back what a package update did to the listed files. It runs only when the command is
+/// installed, and never fails apt: a failed repair is printed, and `fix` runs again
+/// after the next dpkg run.
+pub fn dpkg_hook() -> String {
+    format!(
+        "// Written by `diskless setup`: after each dpkg run, put the per-machine files a package\n\
+         // replaced back into the base layer and restore their links ({DISKLESS_BINARY} fix --auto).\n\
+         DPkg::Post-Invoke {{ \"if [ -x {DISKLESS_BINARY} ]; then {DISKLESS_BINARY} fix --auto / || true; fi\"; }};\n"
+    )
+}
+
+/// The innermost of `dirs` that `path` is inside (not the dir itself): `/var/lib/x`
+/// belongs to `/var/lib` when both `/var` and `/var/lib` are configured, as at boot.
+pub fn owning_dir<'d>(dirs: &'d [PathBuf], path: &Path) -> Option<&'d PathBuf> {
+    dirs.iter().filter(|dir| path != dir.as_path() && path.starts_with(dir)).max_by_key(|dir| dir.components().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Config};
+
+    #[test]
+    fn the_default_toml_is_the_compiled_defaults() {
+        let img = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(img.path().join("etc/diskless")).unwrap();
+        std::fs::write(img.path().join(config::TOML_PATH), DEFAULT_TOML).unwrap();
+        let (loaded, warnings) = config::load(img.path(), &[] as &[(String, Option<String>)]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(Config { file: None, ..loaded }, Config::default());
+    }
+
+    #[test]
+    fn every_default_file_is_absolute_and_says_why() {
+        for row in DEFAULT_FILES {
+            assert!(row.path.starts_with('/') && !row.path.contains(".."), "{}", row.path);
+            assert!(row.why.len() > 10, "{}", row.path);
+        }
+        let names: Vec<&str> = DEFAULT_FILES.iter().map(|r| r.path).collect();
+        for wanted in ["/etc/fstab", "/etc/hostname", "/etc/machine-id", "/etc/ssh/ssh_host_ed25519_key"] {
+            assert!(names.contains(&wanted), "{wanted}");
+        }
+    }
+
+    #[test]
+    fn a_nested_dir_owns_its_files() {
+        let dirs = [PathBuf::from("/etc"), PathBuf::from("/var"), PathBuf::from("/var/lib")];
+        assert_eq!(owning_dir(&dirs, Path::new("/var/lib/dbus/machine-id")), Some(&dirs[2]));
+        assert_eq!(owning_dir(&dirs, Path::new("/var/log/x")), Some(&dirs[1]));
+        assert_eq!(owning_dir(&dirs, Path::new("/var/lib")), Some(&dirs[1]));
+        assert_eq!(owning_dir(&dirs, Path::new("/usr/x")), None);
+        assert_eq!(owning_dir(&dirs, Path::new("/etcetera")), None);
+    }
+
+    #[test]
+    fn the_hook_runs_fix_only_when_installed_and_never_fails_apt() {
+        let hook = dpkg_hook();
+        assert!(hook.contains("DPkg::Post-Invoke { \"if [ -x /usr/sbin/diskless ]; then"), "{hook}");
+        assert!(hook.contains("/usr/sbin/diskless fix --auto / || true; fi\"; };"), "{hook}");
+    }
+}
