@@ -40,6 +40,7 @@ use super::{
     AdminError, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, broadcast_of, check, plan, render_check, render_plan,
     render_status, status,
 };
+use crate::image::{fix, setup};
 use crate::local::LayerInput;
 use crate::os::RealOs;
 use crate::relayer;
@@ -106,6 +107,65 @@ pub enum Command {
         /// Where the boot wrote diskless/boot.json
         #[arg(default_value = "/run")]
         run_dir: PathBuf,
+    },
+    /// Make an image diskless: layer tree, per-machine files moved to the base layer
+    ///
+    /// Reads the local.d lists (/etc/diskless/local.d/<dir>, one path per line;
+    /// /var/lib's list is named var-lib) or, when there are none, writes the default
+    /// lists for Debian/systemd images. Creates the layer tree, moves each listed file
+    /// into the base layer (owner, mode, times and symlinks kept), replaces it in the
+    /// image by a relative symlink into its local dir, fills the image's local dirs
+    /// with links to the base layer (so a chroot sees working files), writes
+    /// diskless.toml when missing and installs the APT hook that runs
+    /// diskless fix --auto after every package operation. Running it again changes
+    /// nothing. Exits 1 when something needs the administrator.
+    #[command(verbatim_doc_comment)]
+    Setup {
+        /// The image: the directory exported over NFS as the clients' root
+        image_root: PathBuf,
+        /// Show what would be done, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Keep more files per machine: extend the lists and convert the files
+    ///
+    /// Each PATH (as the image names it, /etc/foo) is added to the list of its
+    /// configured dir, moved into the base layer and replaced by a link into the
+    /// local dir.
+    #[command(verbatim_doc_comment)]
+    Add {
+        /// The image (default: this system)
+        #[arg(long, value_name = "IMAGE_ROOT", default_value = "/")]
+        image: PathBuf,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Keep files in the image again: shrink the lists and convert the files back
+    ///
+    /// Each PATH leaves its list; the base layer's content takes the place of the
+    /// link. Copies of it in other layers are left alone and reported.
+    #[command(verbatim_doc_comment)]
+    Remove {
+        /// The image (default: this system)
+        #[arg(long, value_name = "IMAGE_ROOT", default_value = "/")]
+        image: PathBuf,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Repair listed files that a package update replaced, removed or re-pointed
+    ///
+    /// The new content goes to the base layer (the previous base copy kept beside it
+    /// as NAME.diskless-prev) and the link is restored; each action is one line.
+    /// Exits 1 when something was fixed, 0 when there was nothing to fix. --auto is
+    /// the APT hook's mode: silent when there is nothing to do.
+    #[command(verbatim_doc_comment)]
+    Fix {
+        /// The image (default: this system)
+        #[arg(default_value = "/")]
+        image_root: PathBuf,
+        /// Run from the package manager's hook: quiet when nothing to do
+        #[arg(long)]
+        auto: bool,
     },
     /// Copy the layers again on this running client, without a reboot
     ///
@@ -285,6 +345,22 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, AdminError> {
             (render_plan(&report).into_bytes(), code)
         }
         Command::Status { run_dir } => (render_status(&status(run_dir)?).into_bytes(), EXIT_OK),
+        Command::Setup { image_root, dry_run } => {
+            let report = setup::setup(image_root, *dry_run)?;
+            (report.render().into_bytes(), if report.has_problems() { EXIT_PROBLEMS } else { EXIT_OK })
+        }
+        Command::Add { image, paths } => {
+            let report = setup::add(image, paths)?;
+            (report.render().into_bytes(), if report.has_problems() { EXIT_PROBLEMS } else { EXIT_OK })
+        }
+        Command::Remove { image, paths } => {
+            let report = setup::remove(image, paths)?;
+            (report.render().into_bytes(), if report.has_problems() { EXIT_PROBLEMS } else { EXIT_OK })
+        }
+        Command::Fix { image_root, auto } => {
+            let report = fix::fix(image_root, *auto)?;
+            (report.render().into_bytes(), if report.anything_fixed() { EXIT_PROBLEMS } else { EXIT_OK })
+        }
         Command::Relayer { dry_run, run_dir, root } => {
             let report = relayer::relayer(root, &run_dir.join("diskless"), &RealOs, *dry_run)?;
             let code =

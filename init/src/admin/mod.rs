@@ -80,6 +80,12 @@ pub enum AdminError {
     /// boot.json cannot be read, or is not what the boot writes.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// Making the image diskless, or changing its lists, failed.
+    #[error(transparent)]
+    Setup(#[from] crate::image::setup::SetupError),
+    /// Repairing the image failed.
+    #[error(transparent)]
+    Fix(#[from] crate::image::fix::FixError),
     /// Relayering a running client failed.
     #[error(transparent)]
     Relayer(#[from] crate::relayer::RelayerError),
