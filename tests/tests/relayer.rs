@@ -25,7 +25,7 @@ const LAB_MAC: &str = "52:54:00:77:03:12";
 const PROBE_UNIT: &str = "\
 [Unit]
 Description=Relayer test: show a layer file, relayer once the server changed it, power off
-After=diskless-test-report.service
+After=multi-user.target
 
 [Service]
 Type=oneshot
