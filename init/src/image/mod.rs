@@ -5,4 +5,5 @@
 //!
 //! None of this is linked into PID 1: only the `diskless` command uses it.
 
+pub mod about;
 pub mod lists;
