@@ -6,4 +6,5 @@
 //! None of this is linked into PID 1: only the `diskless` command uses it.
 
 pub mod about;
+pub mod check;
 pub mod lists;
