@@ -7,4 +7,5 @@
 
 pub mod about;
 pub mod check;
+pub mod chroot;
 pub mod lists;
