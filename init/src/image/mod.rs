@@ -5,6 +5,9 @@
 //!
 //! None of this is linked into PID 1: only the `diskless` command uses it.
 
+pub mod about;
+pub mod check;
+pub mod chroot;
 pub mod defaults;
 pub mod fix;
 pub mod lists;
