@@ -36,8 +36,12 @@ fn write(root: &Path, path: &str, text: &str) {
 fn check_prints_the_configuration_and_fails_on_warnings() {
     let img = tempfile::tempdir().unwrap();
     let root = img.path().to_str().unwrap();
+    for dir in ["etc/local", "var/local", "lib/modules/6.1.0-57-amd64"] {
+        fs::create_dir_all(img.path().join(dir)).unwrap();
+    }
+    write(img.path(), "etc/diskless/about", "lab-image\n");
     let o = diskless(&["check", root]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("layers = \"/diskless\"\n"), "{}", stdout(&o));
 
     write(img.path(), "etc/diskless/diskless.toml", "mode = \"overlay\"\ncolour = 1\n");
@@ -128,7 +132,7 @@ fn usage_errors_exit_2_on_stderr() {
     for (args, usage) in [
         (&["frob"][..], "Usage: diskless <COMMAND>"),
         (&[], "Usage: diskless <COMMAND>"),
-        (&["check", "--frob"], "Usage: diskless check [IMAGE_ROOT]"),
+        (&["check", "--frob"], "Usage: diskless check [OPTIONS] [IMAGE_ROOT]"),
         (&["plan", "--host", "a", "--ip", "10.0.0.1"], "Usage: diskless plan "),
     ] {
         let o = diskless(args);

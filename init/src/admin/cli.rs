@@ -28,6 +28,7 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::{AddrParseError, Ipv4Addr};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -40,7 +41,7 @@ use super::{
     AdminError, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, broadcast_of, check, plan, render_check, render_plan,
     render_status, status,
 };
-use crate::image::{fix, setup};
+use crate::image::{self, fix, setup};
 use crate::local::LayerInput;
 use crate::os::RealOs;
 use crate::relayer;
@@ -78,16 +79,24 @@ pub struct Cli {
 /// change the features of the rustix that the static `init` links.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// Load the image's configuration as the boot does and list every problem
+    /// Check the image as the boot will see it and list every problem with its fix
     ///
     /// Loads IMAGE_ROOT/etc/diskless/diskless.toml (or the legacy diskless.conf) exactly
     /// as the boot does, without a kernel command line, and prints the effective
-    /// configuration and every warning. Exits 1 when there are warnings.
+    /// configuration and every warning. Then checks the image: every configured dir
+    /// has its local dir, every listed file (local.d) is a link into it and is in some
+    /// layer, the scratch filesystem types are ones the boot mounts, the image has
+    /// /lib/modules for the kernels it is served with (--kernel, repeatable; without
+    /// it any one version), and the about file names the image. Exits 1 when there is
+    /// a warning or a problem.
     #[command(verbatim_doc_comment)]
     Check {
         /// The image: the directory exported over NFS as the clients' root
         #[arg(default_value = "/")]
         image_root: PathBuf,
+        /// A kernel version (`uname -r`) the image is served with
+        #[arg(long = "kernel", value_name = "VERSION")]
+        kernels: Vec<String>,
     },
     /// Show the layers a machine gets from the image, and where each file lands
     ///
@@ -166,6 +175,31 @@ pub enum Command {
         /// Run from the package manager's hook: quiet when nothing to do
         #[arg(long)]
         auto: bool,
+    },
+    /// Show the image's about file: its name and description
+    #[command(verbatim_doc_comment)]
+    About {
+        /// The image (default: this system)
+        #[arg(default_value = "/")]
+        image_root: PathBuf,
+    },
+    /// Work in the image: a shell (or CMD) chrooted into it with /dev, /proc, /sys
+    ///
+    /// Binds /dev, /proc and /sys into the image and a per-image tmp and var/tmp from
+    /// CACHE_DIR, runs the image's shell with the about file's name as the prompt (or
+    /// the command after --), and everything is unmounted when it ends, also when it is
+    /// killed: the mounts live in a private mount namespace. Exits with the command's
+    /// status. Needs root.
+    #[command(verbatim_doc_comment)]
+    Chroot {
+        /// The image: the directory exported over NFS as the clients' root
+        image_root: PathBuf,
+        /// Where each image's tmp and var/tmp are kept between sessions
+        #[arg(long, value_name = "DIR", default_value = "/var/cache/diskless")]
+        cache_dir: PathBuf,
+        /// The command to run instead of the shell
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<OsString>,
     },
     /// Copy the layers again on this running client, without a reboot
     ///
@@ -334,10 +368,13 @@ where
 /// Runs `command`, writing its report to `out`; returns the exit code.
 pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, AdminError> {
     let (text, code) = match command {
-        Command::Check { image_root } => {
+        Command::Check { image_root, kernels } => {
             let report = check(image_root)?;
-            let code = if report.warnings.is_empty() { EXIT_OK } else { EXIT_PROBLEMS };
-            (render_check(&report).into_bytes(), code)
+            let mut image = image::check::check_image(image_root, kernels);
+            // The configuration's warnings are listed above already.
+            image.problems.retain(|p| !matches!(p, image::check::Problem::Config(_)));
+            let code = if report.warnings.is_empty() && !image.has_problems() { EXIT_OK } else { EXIT_PROBLEMS };
+            (format!("{}\n{}", render_check(&report), image::check::render(&image)).into_bytes(), code)
         }
         Command::Plan(args) => {
             let report = plan(&args.image_root, &args.input()?)?;
@@ -360,6 +397,12 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, AdminError> {
         Command::Fix { image_root, auto } => {
             let report = fix::fix(image_root, *auto)?;
             (report.render().into_bytes(), if report.anything_fixed() { EXIT_PROBLEMS } else { EXIT_OK })
+        }
+        Command::About { image_root } => (image::about::render(&image::about::read(image_root)?).into_bytes(), EXIT_OK),
+        Command::Chroot { image_root, cache_dir, command } => {
+            let status = image::chroot::chroot(image_root, cache_dir, command)?;
+            let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(EXIT_PROBLEMS as i32);
+            return Ok(u8::try_from(code).unwrap_or(EXIT_PROBLEMS));
         }
         Command::Relayer { dry_run, run_dir, root } => {
             let report = relayer::relayer(root, &run_dir.join("diskless"), &RealOs, *dry_run)?;
@@ -472,7 +515,11 @@ mod tests {
             Ipv4Addr::new(10, 1, 2, 127)
         );
         let parsed = |args: &[&str]| parse(["diskless"].iter().chain(args)).map(|cli| cli.command);
-        assert_eq!(parsed(&["check"]).unwrap(), Command::Check { image_root: "/".into() });
+        assert_eq!(parsed(&["check"]).unwrap(), Command::Check { image_root: "/".into(), kernels: vec![] });
+        assert_eq!(
+            parsed(&["check", "/srv/img", "--kernel", "6.1.0-57-amd64"]).unwrap(),
+            Command::Check { image_root: "/srv/img".into(), kernels: vec!["6.1.0-57-amd64".into()] }
+        );
         assert_eq!(parsed(&["status", "/tmp/r"]).unwrap(), Command::Status { run_dir: "/tmp/r".into() });
         assert_eq!(parsed(&["generate", "zsh"]).unwrap(), Command::Generate { what: Generated::Zsh });
         assert_eq!(parsed(&["status", "-h"]).unwrap_err().kind(), ErrorKind::DisplayHelp);

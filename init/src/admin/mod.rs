@@ -86,6 +86,12 @@ pub enum AdminError {
     /// Repairing the image failed.
     #[error(transparent)]
     Fix(#[from] crate::image::fix::FixError),
+    /// The about file cannot be read.
+    #[error(transparent)]
+    About(#[from] crate::image::about::AboutError),
+    /// The maintenance chroot failed.
+    #[error(transparent)]
+    Chroot(#[from] crate::image::chroot::ChrootError),
     /// Relayering a running client failed.
     #[error(transparent)]
     Relayer(#[from] crate::relayer::RelayerError),
@@ -526,11 +532,45 @@ mod tests {
         assert!(text.contains("diskless.toml: unknown key \"colour\" ignored"), "{text}");
         assert!(text.ends_with("1 warning\n"), "{text}");
         let mut out = Vec::new();
-        assert_eq!(run(&Command::Check { image_root: img.path().into() }, &mut out).unwrap(), EXIT_PROBLEMS);
+        let command = Command::Check { image_root: img.path().into(), kernels: vec![] };
+        assert_eq!(run(&command, &mut out).unwrap(), EXIT_PROBLEMS);
     }
 
     #[test]
-    fn check_of_an_image_without_configuration_shows_the_defaults_and_exits_0() {
+    fn check_of_an_empty_image_said_0_warnings_now_names_what_the_boot_needs() {
+        let img = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        let command = Command::Check { image_root: img.path().into(), kernels: vec![] };
+        assert_eq!(run(&command, &mut out).unwrap(), EXIT_PROBLEMS);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("0 warnings\n"), "{text}");
+        assert!(text.contains("problem: configured dir /etc"), "{text}");
+        assert!(text.contains("problem: no kernel modules"), "{text}");
+    }
+
+    #[test]
+    fn check_of_a_complete_image_exits_0() {
+        let img = tempfile::tempdir().unwrap();
+        for dir in ["etc/local", "var/local", "lib/modules/6.1.0-57-amd64", "etc/diskless"] {
+            fs::create_dir_all(img.path().join(dir)).unwrap();
+        }
+        fs::write(img.path().join("etc/diskless/about"), "lab-image\nThe lab's Debian.\n").unwrap();
+        let mut out = Vec::new();
+        let command = Command::Check { image_root: img.path().into(), kernels: vec!["6.1.0-57-amd64".into()] };
+        let code = run(&command, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(code, EXIT_OK, "{text}");
+        assert!(text.contains("kernels: 6.1.0-57-amd64\n") && text.contains("name:    lab-image\n"), "{text}");
+        let missing = Command::Check { image_root: img.path().into(), kernels: vec!["6.1.0-99-amd64".into()] };
+        assert_eq!(
+            run(&missing, &mut Vec::new()).unwrap(),
+            EXIT_PROBLEMS,
+            "served with a kernel it has no modules for"
+        );
+    }
+
+    #[test]
+    fn check_of_an_image_without_configuration_shows_the_defaults() {
         let img = tempfile::tempdir().unwrap();
         let report = check(img.path()).unwrap();
         assert_eq!(report.config, Config::default());
@@ -541,8 +581,6 @@ mod tests {
                 && text.contains("[scratch]\nfstypes = [\"ext4\", \"xfs\", \"btrfs\"]\n"),
             "{text}"
         );
-        let mut out = Vec::new();
-        assert_eq!(run(&Command::Check { image_root: img.path().into() }, &mut out).unwrap(), EXIT_OK);
     }
 
     #[test]
