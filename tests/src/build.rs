@@ -1,6 +1,6 @@
 //! Release binaries of the workspace and initramfs images built from them.
 //!
-//! [`release_binaries`] runs `cargo build --release -p diskless -p mkinitramfs` once
+//! [`release_binaries`] runs `cargo build --release -p diskless -p diskless-cli -p mkinitramfs` once
 //! per test process (quick when up to date); [`build_initramfs`] runs the real
 //! `mkinitramfs` for the cached kernel with the real `init`.
 
@@ -35,7 +35,16 @@ pub fn release_binaries() -> &'static Binaries {
 fn build_release() -> Result<Binaries> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root()).args(["build", "--release", "-p", "diskless", "-p", "mkinitramfs"]);
+    cmd.current_dir(workspace_root()).args([
+        "build",
+        "--release",
+        "-p",
+        "diskless",
+        "-p",
+        "diskless-cli",
+        "-p",
+        "mkinitramfs",
+    ]);
     let out = cmd.output().map_err(|e| Error::Command {
         command: describe(&cmd),
         detail: e.to_string(),

@@ -12,15 +12,14 @@
 //! `--broadcast 10.0.0.255`): the network layer is named after the broadcast address
 //! of the lease, and guessing a /24 would show the wrong layer on any other subnet.
 //!
-//! The command line, its help, man page and completions are defined in [`cli`] (which
-//! says how to add a subcommand); this module computes the reports as data
+//! The command line, its help, man page and completions are defined in the
+//! `diskless-cli` package (`cli/src/cli.rs`, which says how to add a subcommand); this
+//! module computes the reports as data
 //! ([`CheckReport`], [`PlanReport`], [`StatusReport`]) and renders them to text
 //! separately, so the tests work on both.
 //!
 //! Exit codes: [`EXIT_OK`] fine, [`EXIT_PROBLEMS`] problems found (warnings) or an
 //! input that cannot be read, [`EXIT_USAGE`] a wrong command line.
-
-pub mod cli;
 
 use std::convert::Infallible;
 use std::ffi::{CStr, OsStr};
@@ -40,8 +39,6 @@ use crate::local::walk::{Entry, Root, Skipped, Visitor, walk_layer};
 use crate::local::{CopyWarning, Layer, LayerInput, LayerKind, LayerSelection, SkipReason, select_layers};
 use crate::record::{self, BootRecord, RecordError};
 use crate::scratch::{ScratchReport, show_size};
-
-pub use cli::{Cli, Command, parse, run};
 
 /// Exit code: everything fine.
 pub const EXIT_OK: u8 = 0;
@@ -95,9 +92,21 @@ pub enum AdminError {
     /// Relayering a running client failed.
     #[error(transparent)]
     Relayer(#[from] crate::relayer::RelayerError),
-    /// The subnet of `plan` given wrongly ([`cli::parse`] refuses it already).
+    /// The subnet of `plan` given wrongly (the command-line parser refuses it already).
     #[error(transparent)]
-    Subnet(#[from] cli::SubnetError),
+    Subnet(#[from] SubnetError),
+}
+
+/// The subnet of `plan` given wrongly: the rules between `--ip`'s prefix,
+/// `--prefix` and `--broadcast` that clap cannot express.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubnetError {
+    #[error("give the prefix once: --ip ADDR/N or --prefix N")]
+    PrefixTwice,
+    #[error("give either a prefix or --broadcast, not both")]
+    PrefixAndBroadcast,
+    #[error("plan needs the subnet, it names the network layer: --ip ADDR/PREFIX, --prefix N or --broadcast ADDR")]
+    NoSubnet,
 }
 
 impl AdminError {
@@ -531,42 +540,6 @@ mod tests {
         assert!(text.contains("dirs = [\"/etc\", \"/var\"]\n"), "{text}");
         assert!(text.contains("diskless.toml: unknown key \"colour\" ignored"), "{text}");
         assert!(text.ends_with("1 warning\n"), "{text}");
-        let mut out = Vec::new();
-        let command = Command::Check { image_root: img.path().into(), kernels: vec![] };
-        assert_eq!(run(&command, &mut out).unwrap(), EXIT_PROBLEMS);
-    }
-
-    #[test]
-    fn check_of_an_empty_image_said_0_warnings_now_names_what_the_boot_needs() {
-        let img = tempfile::tempdir().unwrap();
-        let mut out = Vec::new();
-        let command = Command::Check { image_root: img.path().into(), kernels: vec![] };
-        assert_eq!(run(&command, &mut out).unwrap(), EXIT_PROBLEMS);
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("0 warnings\n"), "{text}");
-        assert!(text.contains("problem: configured dir /etc"), "{text}");
-        assert!(text.contains("problem: no kernel modules"), "{text}");
-    }
-
-    #[test]
-    fn check_of_a_complete_image_exits_0() {
-        let img = tempfile::tempdir().unwrap();
-        for dir in ["etc/local", "var/local", "lib/modules/6.1.0-57-amd64", "etc/diskless"] {
-            fs::create_dir_all(img.path().join(dir)).unwrap();
-        }
-        fs::write(img.path().join("etc/diskless/about"), "lab-image\nThe lab's Debian.\n").unwrap();
-        let mut out = Vec::new();
-        let command = Command::Check { image_root: img.path().into(), kernels: vec!["6.1.0-57-amd64".into()] };
-        let code = run(&command, &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert_eq!(code, EXIT_OK, "{text}");
-        assert!(text.contains("kernels: 6.1.0-57-amd64\n") && text.contains("name:    lab-image\n"), "{text}");
-        let missing = Command::Check { image_root: img.path().into(), kernels: vec!["6.1.0-99-amd64".into()] };
-        assert_eq!(
-            run(&missing, &mut Vec::new()).unwrap(),
-            EXIT_PROBLEMS,
-            "served with a kernel it has no modules for"
-        );
     }
 
     #[test]
@@ -698,9 +671,6 @@ mod tests {
         let path = record::write(run_dir.path(), &record::tests::full()).unwrap();
         let s = status(run_dir.path()).unwrap();
         assert_eq!(s.record, record::tests::full());
-        let mut out = Vec::new();
-        assert_eq!(run(&Command::Status { run_dir: run_dir.path().into() }, &mut out).unwrap(), EXIT_OK);
-        assert_eq!(String::from_utf8(out).unwrap(), render_status(&s));
         assert_eq!(
             render_status(&s),
             format!(

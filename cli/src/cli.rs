@@ -10,7 +10,7 @@
 //!    --help` and the man page's part. Its arguments are fields, or a struct deriving
 //!    [`clap::Args`] when there are several; each field's doc comment is its help.
 //! 2. A match arm in [`run`]: call the library function (the logic lives in
-//!    `crate::image` and friends, computed as a report), write the rendered report
+//!    `diskless::image` and friends, computed as a report), write the rendered report
 //!    to `out` and return [`EXIT_OK`], or [`EXIT_PROBLEMS`] when the report found
 //!    problems. If the library function has its own error enum, give [`AdminError`]
 //!    a `#[from]` variant for it; such an error exits [`EXIT_PROBLEMS`].
@@ -37,14 +37,14 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use clap_mangen::Man;
 
-use super::{
-    AdminError, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, broadcast_of, check, plan, render_check, render_plan,
+use diskless::admin::{
+    AdminError, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, SubnetError, broadcast_of, check, plan, render_check, render_plan,
     render_status, status,
 };
-use crate::image::{self, fix, setup};
-use crate::local::LayerInput;
-use crate::os::RealOs;
-use crate::relayer;
+use diskless::image::{self, fix, setup};
+use diskless::local::LayerInput;
+use diskless::os::RealOs;
+use diskless::relayer;
 
 /// The exit codes, shown by `--help` and in the man page.
 fn exit_codes() -> String {
@@ -287,20 +287,8 @@ impl FromStr for AddressArg {
     }
 }
 
-/// The subnet of `plan` given wrongly: the rules between `--ip`'s prefix,
-/// `--prefix` and `--broadcast` that clap cannot express.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SubnetError {
-    #[error("give the prefix once: --ip ADDR/N or --prefix N")]
-    PrefixTwice,
-    #[error("give either a prefix or --broadcast, not both")]
-    PrefixAndBroadcast,
-    #[error("plan needs the subnet, it names the network layer: --ip ADDR/PREFIX, --prefix N or --broadcast ADDR")]
-    NoSubnet,
-}
-
 impl PlanArgs {
-    /// The machine as [`crate::local::select_layers`] sees it; the broadcast address
+    /// The machine as [`diskless::local::select_layers`] sees it; the broadcast address
     /// from whichever way the subnet was given.
     pub fn input(&self) -> Result<LayerInput, SubnetError> {
         let address = self.ip.address;
@@ -604,5 +592,38 @@ mod tests {
             let text = String::from_utf8(out).unwrap();
             assert!(text.contains(start), "{what:?}: {}", &text[..text.len().min(300)]);
         }
+    }
+
+    #[test]
+    fn check_of_an_empty_image_said_0_warnings_now_names_what_the_boot_needs() {
+        let img = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        let command = Command::Check { image_root: img.path().into(), kernels: vec![] };
+        assert_eq!(run(&command, &mut out).unwrap(), EXIT_PROBLEMS);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("0 warnings\n"), "{text}");
+        assert!(text.contains("problem: configured dir /etc"), "{text}");
+        assert!(text.contains("problem: no kernel modules"), "{text}");
+    }
+
+    #[test]
+    fn check_of_a_complete_image_exits_0() {
+        let img = tempfile::tempdir().unwrap();
+        for dir in ["etc/local", "var/local", "lib/modules/6.1.0-57-amd64", "etc/diskless"] {
+            std::fs::create_dir_all(img.path().join(dir)).unwrap();
+        }
+        std::fs::write(img.path().join("etc/diskless/about"), "lab-image\nThe lab's Debian.\n").unwrap();
+        let mut out = Vec::new();
+        let command = Command::Check { image_root: img.path().into(), kernels: vec!["6.1.0-57-amd64".into()] };
+        let code = run(&command, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(code, EXIT_OK, "{text}");
+        assert!(text.contains("kernels: 6.1.0-57-amd64\n") && text.contains("name:    lab-image\n"), "{text}");
+        let missing = Command::Check { image_root: img.path().into(), kernels: vec!["6.1.0-99-amd64".into()] };
+        assert_eq!(
+            run(&missing, &mut Vec::new()).unwrap(),
+            EXIT_PROBLEMS,
+            "served with a kernel it has no modules for"
+        );
     }
 }
