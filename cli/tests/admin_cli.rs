@@ -145,7 +145,7 @@ fn usage_errors_exit_2_on_stderr() {
     let o = diskless(&["--help"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("Usage: diskless <COMMAND>") && stdout(&o).contains("Exit status: 0 fine"));
-    for sub in ["check", "plan", "status"] {
+    for sub in ["check", "plan", "status", "setup", "add", "remove", "fix", "about", "chroot", "relayer"] {
         let o = diskless(&[sub, "--help"]);
         assert_eq!(o.status.code(), Some(0), "{sub}");
         assert!(stdout(&o).contains(&format!("Usage: diskless {sub} ")), "{sub}: {}", stdout(&o));
