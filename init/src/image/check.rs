@@ -17,17 +17,17 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode as FileMode, OFlags, ResolveFlags, openat2, readlinkat, statat};
+use rustix::fs::{AtFlags, FileType, Mode as FileMode, OFlags, ResolveFlags, openat2, readlinkat, statat};
 use serde::Deserialize;
 
 use super::about::{self, ABOUT_PATH, AboutError};
 use super::lists::{self, LOCAL_D, ListError};
 use crate::config::{self, Config, ConfigWarning, Mode};
 use crate::local::image::open_in_image;
+use crate::local::walk::entry_names;
 use crate::scratch::mount_type;
 use crate::scratch::probe::Kind;
 
@@ -456,7 +456,7 @@ fn all_layers(image_root: &Path, layer_root: &Path, problems: &mut Vec<Problem>)
     for group in LAYER_GROUPS {
         let path = layer_root.join(group);
         let names = match open_in_image(image_root, &path, OFlags::RDONLY | OFlags::DIRECTORY) {
-            Ok(dir) => dir_names(&dir),
+            Ok(dir) => entry_names(&dir),
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound) => continue,
             Err(e) => Err(e),
         };
@@ -466,18 +466,6 @@ fn all_layers(image_root: &Path, layer_root: &Path, problems: &mut Vec<Problem>)
         }
     }
     layers
-}
-
-fn dir_names(dir: &OwnedFd) -> io::Result<Vec<std::ffi::OsString>> {
-    let mut names = Vec::new();
-    for entry in Dir::read_from(dir)? {
-        let name = entry?.file_name().to_bytes().to_vec();
-        if name != b"." && name != b".." {
-            names.push(OsStr::from_bytes(&name).to_os_string());
-        }
-    }
-    names.sort();
-    Ok(names)
 }
 
 /// Whether the layer at `layer` (in the image) has `path` (absolute in the image) as
@@ -538,7 +526,7 @@ fn check_kernels(image_root: &Path, kernels: &[String], problems: &mut Vec<Probl
     let mut found = Vec::new();
     if kernels.is_empty() {
         let names = match open_in_image(image_root, &modules, OFlags::RDONLY | OFlags::DIRECTORY) {
-            Ok(dir) => dir_names(&dir),
+            Ok(dir) => entry_names(&dir),
             Err(e) => Err(e),
         };
         match names {

@@ -71,7 +71,7 @@ pub fn walk_layer<V: Visitor>(layer: &OwnedFd, roots: &[Root<V::Target>], visito
 }
 
 /// The names in `dir` except `.` and `..`, sorted.
-pub(super) fn entry_names(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
+pub(crate) fn entry_names(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
     let mut names = Vec::new();
     for entry in Dir::read_from(dir)? {
         let name = entry?.file_name().to_bytes().to_vec();
