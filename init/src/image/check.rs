@@ -26,6 +26,7 @@ use serde::Deserialize;
 use super::about::{self, ABOUT_PATH, AboutError};
 use super::lists::{self, LOCAL_D, ListError};
 use crate::config::{self, Config, ConfigWarning, Mode};
+use crate::local::LayerKind;
 use crate::local::image::open_in_image;
 use crate::local::walk::entry_names;
 use crate::scratch::mount_type;
@@ -35,10 +36,10 @@ use crate::scratch::probe::Kind;
 pub const MODULES_DIR: &str = "lib/modules";
 
 /// The layer groups below the layer root that hold one layer per directory (network,
-/// lab, host and IP layers; DESIGN §5). The base layer is `<layers>/base`.
-const LAYER_GROUPS: [&str; 3] = ["networks", "labs", "hosts"];
+/// lab, host and IP layers; DESIGN §5): the boot's own names.
+const LAYER_GROUPS: [&str; 3] = [LayerKind::Network.dir(), LayerKind::Lab.dir(), LayerKind::Host.dir()];
 /// The layer every machine copies first.
-const BASE_LAYER: &str = "base";
+const BASE_LAYER: &str = LayerKind::Base.dir();
 
 /// What is at a path of the image, when it is not what the boot needs.
 #[derive(Debug)]

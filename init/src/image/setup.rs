@@ -30,9 +30,11 @@ use super::defaults::{self, DEFAULT_FILES};
 use super::lists::{self, ListError};
 use super::tree::{self, Loc, Node};
 use crate::config::{self, Config, ConfigWarning, Mode};
+use crate::local::LayerKind;
 
 /// The layer kinds below the layer root, as the boot selects them.
-pub const LAYER_DIRS: &[&str] = &["base", "networks", "labs", "hosts"];
+pub const LAYER_DIRS: &[&str] =
+    &[LayerKind::Base.dir(), LayerKind::Network.dir(), LayerKind::Lab.dir(), LayerKind::Host.dir()];
 
 /// One change to the image.
 #[derive(Debug, Clone, PartialEq, Eq)]

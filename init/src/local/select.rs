@@ -116,22 +116,40 @@ pub struct LayerSelection {
     pub skipped: Vec<SkippedLayer>,
 }
 
+impl LayerKind {
+    /// Every kind, in the order the layers are applied.
+    pub const ALL: [LayerKind; 5] =
+        [LayerKind::Base, LayerKind::Network, LayerKind::Lab, LayerKind::Host, LayerKind::Ip];
+
+    /// Where layers of this kind live below the layer root: the base layer is the
+    /// directory `base`; the others are one directory per network, lab or host in
+    /// their group (`networks`, `labs`, `hosts`; IP layers share `hosts`).
+    pub const fn dir(self) -> &'static str {
+        match self {
+            LayerKind::Base => "base",
+            LayerKind::Network => "networks",
+            LayerKind::Lab => "labs",
+            LayerKind::Host | LayerKind::Ip => "hosts",
+        }
+    }
+}
+
 /// The path of a layer below the layer root, or why there is none.
 type LayerName = fn(&LayerInput) -> Result<String, SkipReason>;
 
 /// The layers in application order: later rows override earlier ones.
 const LAYER_TABLE: &[(LayerKind, LayerName)] = &[
-    (LayerKind::Base, |_| Ok("base".into())),
-    (LayerKind::Network, |i| Ok(format!("networks/{}", i.broadcast))),
+    (LayerKind::Base, |_| Ok(LayerKind::Base.dir().into())),
+    (LayerKind::Network, |i| Ok(format!("{}/{}", LayerKind::Network.dir(), i.broadcast))),
     (LayerKind::Lab, |i| {
         let host = short_name(&i.hostname)?;
         match host.split_once('-') {
-            Some((prefix, _)) => Ok(format!("labs/{prefix}")),
+            Some((prefix, _)) => Ok(format!("{}/{prefix}", LayerKind::Lab.dir())),
             None => Err(SkipReason::NoLabPrefix { hostname: host }),
         }
     }),
-    (LayerKind::Host, |i| Ok(format!("hosts/{}", short_name(&i.hostname)?))),
-    (LayerKind::Ip, |i| Ok(format!("hosts/{}", i.address))),
+    (LayerKind::Host, |i| Ok(format!("{}/{}", LayerKind::Host.dir(), short_name(&i.hostname)?))),
+    (LayerKind::Ip, |i| Ok(format!("{}/{}", LayerKind::Ip.dir(), i.address))),
 ];
 
 /// The host name without domain, lower case (DNS names are case-insensitive, the
