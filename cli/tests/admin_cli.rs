@@ -73,7 +73,7 @@ fn boot_record() -> BootRecord {
         proto: Proto::Dhcp,
         lease: Lease::new(Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(255, 255, 255, 0)),
     };
-    let identity = Identity { hostname: "pc-1".into(), fqdn: None, domain: None, source: NameSource::Dhcp };
+    let identity = Identity { hostname: "pc-1".into(), fqdn: None, domain: None, source: NameSource::Dhcp, lost: None };
     let root = NfsRoot {
         server: Ipv4Addr::new(10, 0, 0, 1),
         server_source: ServerSource::NextServer,

@@ -151,7 +151,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::Source;
     use crate::local::{CopyWarning, Destination, LayerReport, MountAction, MountPlan};
-    use crate::net::identity::NameSource;
+    use crate::net::identity::{LastTry, LostIdentity, LostLayer, LostReason, NameRejected, NameSource};
     use crate::net::{Lease, Mac, Proto};
     use crate::root::parse::{Options, ServerSource, Syntax};
     use crate::root::{NfsRoot, Version};
@@ -189,6 +189,7 @@ pub(crate) mod tests {
             fqdn: Some("lab3-12.example.org".into()),
             domain: Some("example.org".into()),
             source: NameSource::Ptr,
+            lost: None,
         };
         let root = Mounted {
             root: NfsRoot {
@@ -327,13 +328,101 @@ pub(crate) mod tests {
         }
     }
 
+    /// The record of a boot whose host name was made from the address: no PTR record,
+    /// the lab layer skipped and a host layer of the made-up name applied.
+    pub(crate) fn lost() -> BootRecord {
+        let mut record = full();
+        let server = "10.77.0.1:53".parse().unwrap();
+        record.network.identity = Identity {
+            hostname: "ip-10-77-0-112".into(),
+            fqdn: Some("ip-10-77-0-112.example.org".into()),
+            domain: Some("example.org".into()),
+            source: NameSource::Address,
+            lost: Some(LostIdentity {
+                address: Ipv4Addr::new(10, 77, 0, 112),
+                reason: LostReason::NoPtrRecord { server },
+                layers: vec![
+                    LostLayer { kind: LayerKind::Lab, path: Some("/diskless/labs/ip".into()), applied: false },
+                    LostLayer {
+                        kind: LayerKind::Host,
+                        path: Some("/diskless/hosts/ip-10-77-0-112".into()),
+                        applied: true,
+                    },
+                ],
+            }),
+        };
+        record
+    }
+
     #[test]
     fn a_full_record_survives_the_round_trip_through_boot_json() {
         let run = tempfile::tempdir().unwrap();
-        let record = full();
-        let path = write(run.path(), &record).unwrap();
-        assert_eq!(path, run.path().join("diskless/boot.json"));
-        assert_eq!(read(&path).unwrap(), record);
+        for record in [full(), lost()] {
+            let path = write(run.path(), &record).unwrap();
+            assert_eq!(path, run.path().join("diskless/boot.json"));
+            assert_eq!(read(&path).unwrap(), record);
+        }
+    }
+
+    /// Every reason of a lost identity reads back as written, typed.
+    #[test]
+    fn every_lost_identity_reason_survives_the_round_trip() {
+        let server: std::net::SocketAddr = "10.77.0.1:53".parse().unwrap();
+        let lasts = [
+            LastTry::NotTried,
+            LastTry::TimedOut { server, per_try_ms: 1000 },
+            LastTry::SendFailed { server, error: "Network unreachable".into() },
+            LastTry::ReceiveFailed { server, error: "Connection refused".into() },
+            LastTry::Rejected { server, reason: "server answered ServFail".into() },
+        ];
+        let rejections = [
+            NameRejected::Empty,
+            NameRejected::TooLong { len: 300 },
+            NameRejected::EmptyLabel,
+            NameRejected::LabelTooLong { label: "x".repeat(64) },
+            NameRejected::BadCharacter { label: "a/b".into(), ch: '/' },
+            NameRejected::HyphenAtEdge { label: "-a".into() },
+        ];
+        let mut reasons = vec![
+            LostReason::NoDnsServer,
+            LostReason::NoPtrRecord { server },
+            LostReason::NoSocket { error: "Address family not supported".into() },
+        ];
+        reasons.extend(rejections.into_iter().map(|why| LostReason::PtrRejected { server, name: "a..b".into(), why }));
+        reasons.extend(lasts.into_iter().map(|last| LostReason::NoAnswer { servers: vec![server], tries: 3, last }));
+        for reason in reasons {
+            let lost = LostIdentity { address: Ipv4Addr::new(10, 77, 0, 112), reason, layers: vec![] };
+            let text = serde_json::to_string(&lost).unwrap();
+            assert_eq!(serde_json::from_str::<LostIdentity>(&text).unwrap(), lost, "{text}");
+        }
+    }
+
+    /// Scripts test `identity.lost` and its reason's kind.
+    #[test]
+    fn a_lost_identity_is_recorded_under_network_identity_lost() {
+        assert_eq!(serde_json::to_value(full()).unwrap().pointer("/network/identity/lost"), Some(&().into()));
+        let v = serde_json::to_value(lost()).unwrap();
+        for (pointer, want) in [
+            ("/network/identity/source", "address".into()),
+            ("/network/identity/lost/address", "10.77.0.112".into()),
+            ("/network/identity/lost/reason/kind", "no_ptr_record".into()),
+            ("/network/identity/lost/reason/server", "10.77.0.1:53".into()),
+            ("/network/identity/lost/layers/0/kind", "lab".into()),
+            ("/network/identity/lost/layers/0/path", "/diskless/labs/ip".into()),
+            ("/network/identity/lost/layers/0/applied", false.into()),
+            ("/network/identity/lost/layers/1/applied", true.into()),
+        ] {
+            assert_eq!(v.pointer(pointer), Some(&want), "{pointer} in\n{v:#}");
+        }
+    }
+
+    /// Records written before `lost` existed read as not lost.
+    #[test]
+    fn a_record_without_the_lost_field_reads_as_not_lost() {
+        let mut v = serde_json::to_value(full()).unwrap();
+        v["network"]["identity"].as_object_mut().unwrap().remove("lost");
+        let record: BootRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(record, full());
     }
 
     /// The types with a hand-written text form read back what they write.

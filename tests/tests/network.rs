@@ -264,6 +264,8 @@ fn client_without_ptr_record_takes_host_name_from_dhcp_option_12() {
     let o = vm_c();
     o.run.log.assert_line(&format!(r"diskless: {SERVER}(:53)? has no PTR record for {LAB_IP}"));
     o.run.log.assert_line(&format!(r"diskless: host name {LAB_HOST}, domain {DOMAIN} from DHCP option 12\s*$"));
+    // Option 12 is the admin's choice of name: no lost identity to warn about.
+    o.run.log.assert_no_line("identity lost");
     assert!(
         o.server_log.contains("query[PTR] 112.0.77.10.in-addr.arpa"),
         "the PTR query never reached the DNS server (console {}):\n{}",

@@ -463,6 +463,14 @@ pub fn render_status(s: &StatusReport) -> String {
     let mut out = format!("# {} (diskless {})\n", s.path.display(), r.diskless_version);
     let name = id.fqdn.as_deref().unwrap_or(&id.hostname);
     out.push_str(&format!("host       {name} (from {})\n", enum_name(&id.source).replace('_', " ")));
+    if let Some(lost) = &id.lost {
+        out.push_str(&format!(
+            "identity   LOST: name made from the address ({}); {}: {}\n",
+            lost.cause(),
+            lost.layers_summary(),
+            lost.fix()
+        ));
+    }
     out.push_str(&format!("address    {}/{} on {}\n", net.lease.address, net.lease.prefix_len, net.interface));
     out.push_str(&format!("root       {} (NFSv{})\n", r.root.root.source(), r.root.mounted_version));
     if r.layers.is_empty() {
@@ -693,6 +701,30 @@ config     2 warning(s) at boot: see config_warnings in {path} or run diskless c
                 path = path.display()
             )
         );
+    }
+
+    #[test]
+    fn status_says_when_the_identity_was_lost_why_and_what_to_do() {
+        let run_dir = tempfile::tempdir().unwrap();
+        record::write(run_dir.path(), &record::tests::lost()).unwrap();
+        let text = render_status(&status(run_dir.path()).unwrap());
+        assert!(
+            text.contains(
+                "\nhost       ip-10-77-0-112.example.org (from address)\n\
+                 identity   LOST: name made from the address (no PTR record for 10.77.0.112 at 10.77.0.1:53); \
+                 lab layer not applied, host layer of the made-up name applied: add a PTR record for 10.77.0.112 \
+                 in DNS\naddress "
+            ),
+            "{text}"
+        );
+        let full = status_of(record::tests::full());
+        assert!(!full.contains("identity"), "{full}");
+    }
+
+    fn status_of(record: BootRecord) -> String {
+        let run_dir = tempfile::tempdir().unwrap();
+        record::write(run_dir.path(), &record).unwrap();
+        render_status(&status(run_dir.path()).unwrap())
     }
 
     #[test]

@@ -204,9 +204,12 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     let net = timed(b, stop_before, Stage::Network, || {
         net::network_stage(&net_cfg, &*ctx.os, &ctx.root.join("sys/class/net"), &*ctx.log)
     })?;
-    let identity = timed(b, stop_before, Stage::Identity, || {
+    let mut identity = timed(b, stop_before, Stage::Identity, || {
         let id = net::identity_stage(&*ctx.os, &net, &net_cfg, &*ctx.log);
         info!(ctx.log, "host name {} (from {})", id.fqdn.as_deref().unwrap_or(&id.hostname), id.source);
+        if let Some(warning) = id.lost_warning() {
+            info!(ctx.log, "{warning}");
+        }
         Ok::<_, Infallible>(id)
     })?;
     let newroot = ctx.newroot();
@@ -234,8 +237,9 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     // disks are in once their drivers' loads returned, so it need not wait out the full
     // settle time meant for devices that come later on their own.
     let hardware = b.joined_hardware(true, Stage::Local)?;
-    let (local, scratch) =
-        timed(b, stop_before, Stage::Local, || local::stage::stage(ctx, &modules, &config, &newroot, &input))?;
+    let (local, scratch) = timed(b, stop_before, Stage::Local, || {
+        local::stage::stage(ctx, &modules, &config, &newroot, &input, identity.lost.as_mut())
+    })?;
 
     breakpoint(stop_before, Stage::Handoff)?;
     let facts = Facts {

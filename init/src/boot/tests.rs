@@ -58,6 +58,11 @@ impl Machine {
         self.console.text()
     }
 
+    /// The boot record, kept where a failing hand-off left it.
+    fn boot_json(&self) -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(self.p("run/diskless/boot.json")).unwrap()).unwrap()
+    }
+
     /// The image on the "NFS server": what the fake mount leaves at newroot.
     fn image(&self) {
         let img = self.p("newroot");
@@ -264,16 +269,69 @@ fn the_boot_record_holds_what_the_fake_boot_did() {
     run(&m.boot);
     let text = m.text();
     assert!(text.contains("diskless: ERROR: moving the mount "), "{text}");
-    let json: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(m.p("run/diskless/boot.json")).unwrap()).unwrap();
+    let json = m.boot_json();
     assert_eq!(json["network"]["interface"], "eth0", "{json}");
     assert_eq!(json["network"]["identity"]["hostname"], "lab3-12", "{json}");
+    // Reverse DNS named the machine: nothing lost, nothing warned.
+    assert_eq!(json["network"]["identity"]["lost"], serde_json::Value::Null, "{json}");
+    assert!(!text.contains("identity lost"), "{text}");
     assert_eq!(json["root"]["mounted_version"], "3", "{json}");
     assert_eq!(json["modules"], serde_json::json!(["sunrpc", "nfs", "nfsv3"]), "loaded once: {json}");
     let stages: Vec<&str> = json["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
     assert_eq!(stages, ["early", "hardware", "network", "identity", "root", "local"]);
     let placed = fs::read_to_string(m.p("run/diskless/layer-files")).unwrap();
     assert_eq!(placed, "/etc/fstab\n/etc/motd\n/var/spool\n", "for diskless relayer");
+}
+
+/// No PTR record for the leased address (the fake without `with_ptr`): the host name
+/// is made from the address and the boot used to go on with an info line only, the
+/// machine silently without its lab and host layers.
+#[test]
+fn a_host_name_made_from_the_address_is_a_loud_lost_identity_on_console_and_in_boot_json() {
+    let m = Machine::new(NFS_BOOT, FakeOs::default().with_links(vec![late_nic()]));
+    m.image();
+    // Keep the record: the hand-off fails before the initramfs is freed.
+    m.os.fail_nth(Kind::Mount, early::MOUNTS.len() + 3 + 1, 16);
+    run(&m.boot);
+    let text = m.text();
+    let lines: Vec<&str> = text.lines().collect();
+    let at =
+        |prefix: &str| lines.iter().position(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {text}"));
+    let host = at("diskless: host name ip-10-77-0-112 (from the IP address)");
+    assert_eq!(
+        lines[host + 1],
+        "diskless: WARNING: identity lost: no PTR record for 10.77.0.112 at 10.77.0.1:53, so the host name \
+         ip-10-77-0-112 is made from the address and the lab and host layers follow that made-up name: add a PTR \
+         record for 10.77.0.112 in DNS",
+        "{text}"
+    );
+    // Right after the layer lines, which list the two as missing.
+    let skipped = at("diskless: layer host (/diskless/hosts/ip-10-77-0-112) missing, skipped");
+    assert!(at("diskless: layer lab (/diskless/labs/ip) missing, skipped") < skipped, "{text}");
+    assert_eq!(
+        lines[skipped + 2],
+        "diskless: WARNING: identity lost: lab layer /diskless/labs/ip skipped, host layer \
+         /diskless/hosts/ip-10-77-0-112 skipped (named after the made-up host name ip-10-77-0-112, not this \
+         machine's): add a PTR record for 10.77.0.112 in DNS",
+        "{text}"
+    );
+    assert!(m.os.calls().contains(&Call::SetHostname { name: "ip-10-77-0-112".into() }), "{text}");
+
+    let json = m.boot_json();
+    let identity = &json["network"]["identity"];
+    assert_eq!(identity["source"], "address", "{json}");
+    assert_eq!(
+        identity["lost"],
+        serde_json::json!({
+            "address": "10.77.0.112",
+            "reason": { "kind": "no_ptr_record", "server": "10.77.0.1:53" },
+            "layers": [
+                { "kind": "lab", "path": "/diskless/labs/ip", "applied": false },
+                { "kind": "host", "path": "/diskless/hosts/ip-10-77-0-112", "applied": false },
+            ],
+        }),
+        "{json}"
+    );
 }
 
 /// A stage failing on the fake: the ERROR line names the failure, the failure action

@@ -3,11 +3,15 @@
 
 use std::path::Path;
 
-use super::{LayerInput, LocalError, LocalReport, PLACED_FILES, select_layers, setup_with_scratch, write_placed};
+use super::{
+    LayerInput, LayerKind, LayerSelection, LocalError, LocalReport, PLACED_FILES, select_layers, setup_with_scratch,
+    write_placed,
+};
 use crate::config::{self, Config};
 use crate::context::Context;
 use crate::hardware::{MissingReason, Modules};
 use crate::info;
+use crate::net::identity::{LostIdentity, LostLayer};
 use crate::scratch::{self, ScratchReport};
 
 /// Why the local stage stopped.
@@ -24,12 +28,15 @@ pub enum StageError {
 }
 
 /// Stage `local` for the image mounted at `newroot`, configured by `config` (the image's).
+/// When the identity was `lost`, the layers named after the made-up host name are
+/// recorded in it and the console warns about them.
 pub fn stage(
     ctx: &Context,
     modules: &Modules,
     config: &Config,
     newroot: &Path,
     input: &LayerInput,
+    lost: Option<&mut LostIdentity>,
 ) -> Result<(LocalReport, ScratchReport), StageError> {
     if config.mode == config::Mode::Overlay {
         // Loaded on demand like the NFS client: only overlay-mode images need it.
@@ -45,6 +52,10 @@ pub fn stage(
     // classic surprise of per-host configuration.
     for skipped in &selection.skipped {
         info!(ctx.log, "{skipped}");
+    }
+    if let Some(lost) = lost {
+        lost.layers = named_layers(&selection);
+        info!(ctx.log, "{}", lost.layers_warning(&input.hostname));
     }
     let run_dir = ctx.run_dir();
     let scratch = scratch::stage(ctx, modules, config, newroot, &run_dir);
@@ -62,4 +73,19 @@ pub fn stage(
         );
     }
     Ok((report, scratch))
+}
+
+/// The layers whose directory is named after the host name (`labs/<prefix>`,
+/// `hosts/<name>`; see the layer table of `select`), as the selection decided them.
+fn named_layers(selection: &LayerSelection) -> Vec<LostLayer> {
+    let applied = selection.layers.iter().map(|l| (l.kind, Some(l.path.clone()), true));
+    let skipped = selection.skipped.iter().map(|s| (s.kind, s.path.clone(), false));
+    let mut layers: Vec<LostLayer> = applied
+        .chain(skipped)
+        .filter(|(kind, _, _)| matches!(kind, LayerKind::Lab | LayerKind::Host))
+        .map(|(kind, path, applied)| LostLayer { kind, path, applied })
+        .collect();
+    // Application order, as the console lists the layers.
+    layers.sort_by_key(|l| l.kind as u8);
+    layers
 }

@@ -140,6 +140,7 @@ mod tests {
             fqdn: Some("lab3-12.example.edu".into()),
             domain: Some("example.edu".into()),
             source: NameSource::Ptr,
+            lost: None,
         };
         (net, id)
     }

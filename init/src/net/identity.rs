@@ -6,16 +6,27 @@
 //! most 253 bytes; one trailing dot allowed) because the name becomes a path
 //! component of the layer tree (`hosts/<name>`). A rejected candidate is
 //! logged with the reason and the next source is used.
+//!
+//! A name made from the address means the identity is *lost*: the HOWTO's
+//! clients learn their names by reverse DNS, and the lab and host layers are
+//! named after them, so an `ip-10-77-0-112` gets neither. [`LostIdentity`]
+//! carries why (the typed failure of the reverse lookup) to the console, to
+//! the local stage (which adds the layers it cost) and to boot.json. A name
+//! from DHCP option 12 or `ip=` is an admin's deliberate choice, not a loss,
+//! even when reverse DNS failed first.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::dns::PtrOutcome;
+use super::dns::{DnsError, PtrOutcome, TryError};
+use crate::local::LayerKind;
 
 /// Why a name is not a valid host name.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NameRejected {
     #[error("empty name")]
     Empty,
@@ -25,9 +36,10 @@ pub enum NameRejected {
     EmptyLabel,
     #[error("label of {} bytes, over 63", .label.len())]
     LabelTooLong { label: String },
-    #[error("label \"{label}\" contains {ch:?} (only letters, digits, '-')")]
+    // Debug form: a rejected label may hold control characters meant for the terminal.
+    #[error("label {label:?} contains {ch:?} (only letters, digits, '-')")]
     BadCharacter { label: String, ch: char },
-    #[error("label \"{label}\" starts or ends with '-'")]
+    #[error("label {label:?} starts or ends with '-'")]
     HyphenAtEdge { label: String },
 }
 
@@ -93,6 +105,209 @@ pub struct Identity {
     /// Domain (from the FQDN, else DHCP option 15), as set with setdomainname.
     pub domain: Option<String>,
     pub source: NameSource,
+    /// Set when the name was made from the address: the machine is not who
+    /// its layers think.
+    pub lost: Option<LostIdentity>,
+}
+
+impl Identity {
+    /// The console's warning when the identity is lost, naming why and the fix.
+    pub fn lost_warning(&self) -> Option<String> {
+        let lost = self.lost.as_ref()?;
+        Some(format!(
+            "WARNING: identity lost: {}, so the host name {} is made from the address and the lab and host \
+             layers follow that made-up name: {}",
+            lost.cause(),
+            self.hostname,
+            lost.fix()
+        ))
+    }
+}
+
+/// The host name was made from the address: why, and what it cost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostIdentity {
+    /// The address whose PTR record was missing or unusable.
+    pub address: Ipv4Addr,
+    pub reason: LostReason,
+    /// The layers named after the made-up host name (lab and host), filled in by
+    /// the local stage; empty if the boot did not get that far.
+    pub layers: Vec<LostLayer>,
+}
+
+/// Why reverse DNS gave no name: the typed outcome of the lookup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LostReason {
+    /// The lease (or `ip=`) names no DNS server.
+    NoDnsServer,
+    /// The server answered that there is no PTR record.
+    NoPtrRecord { server: SocketAddr },
+    /// The PTR record names something that is not a host name.
+    PtrRejected { server: SocketAddr, name: String, why: NameRejected },
+    /// No server gave a usable answer.
+    NoAnswer { servers: Vec<SocketAddr>, tries: u32, last: LastTry },
+    /// The lookup could not even start.
+    NoSocket { error: String },
+}
+
+/// How the last try of a failed lookup ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LastTry {
+    NotTried,
+    TimedOut {
+        server: SocketAddr,
+        per_try_ms: u64,
+    },
+    SendFailed {
+        server: SocketAddr,
+        error: String,
+    },
+    ReceiveFailed {
+        server: SocketAddr,
+        error: String,
+    },
+    /// The server's answer was refused (SERVFAIL, malformed, ...).
+    Rejected {
+        server: SocketAddr,
+        reason: String,
+    },
+}
+
+impl From<&TryError> for LastTry {
+    fn from(e: &TryError) -> LastTry {
+        match e {
+            TryError::NotTried => LastTry::NotTried,
+            TryError::Timeout { server, per_try } => {
+                LastTry::TimedOut { server: *server, per_try_ms: per_try.as_millis() as u64 }
+            }
+            TryError::Send { server, source } => LastTry::SendFailed { server: *server, error: source.to_string() },
+            TryError::Receive { server, source } => {
+                LastTry::ReceiveFailed { server: *server, error: source.to_string() }
+            }
+            TryError::Rejected { server, reason } => LastTry::Rejected { server: *server, reason: reason.to_string() },
+        }
+    }
+}
+
+impl fmt::Display for LastTry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LastTry::NotTried => write!(f, "no try made"),
+            LastTry::TimedOut { server, per_try_ms } => write!(f, "no answer from {server} within {per_try_ms} ms"),
+            LastTry::SendFailed { server, error } => write!(f, "sending to {server} failed: {error}"),
+            LastTry::ReceiveFailed { server, error } => write!(f, "receive error after asking {server}: {error}"),
+            LastTry::Rejected { server, reason } => write!(f, "{server} answered badly: {reason}"),
+        }
+    }
+}
+
+/// A layer named after the made-up host name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostLayer {
+    pub kind: LayerKind,
+    /// Path inside the image, when one could be formed.
+    pub path: Option<PathBuf>,
+    /// True when a directory of that made-up name exists and was applied.
+    pub applied: bool,
+}
+
+impl LostIdentity {
+    /// Why reverse DNS gave no name, in words.
+    pub fn cause(&self) -> String {
+        let addr = self.address;
+        match &self.reason {
+            LostReason::NoDnsServer => {
+                format!("the lease names no DNS server (DHCP option 6) to ask for the PTR record of {addr}")
+            }
+            LostReason::NoPtrRecord { server } => format!("no PTR record for {addr} at {server}"),
+            LostReason::PtrRejected { server, name, why } => {
+                format!("the PTR record of {addr} at {server} names {name:?}, which is no host name: {why}")
+            }
+            LostReason::NoAnswer { servers, tries, last } => {
+                let servers = servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                format!(
+                    "the reverse lookup of {addr} got no usable answer from {servers} in {tries} tries (last: {last})"
+                )
+            }
+            LostReason::NoSocket { error } => {
+                format!("the reverse lookup of {addr} could not open a UDP socket: {error}")
+            }
+        }
+    }
+
+    /// What the admin does about it.
+    pub fn fix(&self) -> String {
+        let addr = self.address;
+        match &self.reason {
+            LostReason::NoDnsServer => {
+                format!("give the DNS server in DHCP option 6 (or ip='s dns0 field) and a PTR record for {addr}")
+            }
+            LostReason::NoPtrRecord { .. } => format!("add a PTR record for {addr} in DNS"),
+            LostReason::PtrRejected { .. } => {
+                format!("make the PTR record of {addr} a host name (letters, digits and '-' in each label)")
+            }
+            LostReason::NoAnswer { .. } => format!(
+                "make the DNS server of DHCP option 6 (or ip='s dns0 field) answer, with a PTR record for {addr}"
+            ),
+            LostReason::NoSocket { .. } => "check the kernel's IPv4 UDP support".to_string(),
+        }
+    }
+
+    /// The layers it cost, short: `lab and host layers not applied`.
+    pub fn layers_summary(&self) -> String {
+        let kinds = |applied: bool| {
+            let kinds: Vec<String> =
+                self.layers.iter().filter(|l| l.applied == applied).map(|l| l.kind.to_string()).collect();
+            let plural = if kinds.len() > 1 { "s" } else { "" };
+            (!kinds.is_empty()).then(|| format!("{} layer{plural}", kinds.join(" and ")))
+        };
+        match (kinds(false), kinds(true)) {
+            (None, None) => "lab and host layers not this machine's".into(),
+            (Some(skipped), None) => format!("{skipped} not applied"),
+            (None, Some(applied)) => format!("{applied} of the made-up name applied"),
+            (Some(skipped), Some(applied)) => format!("{skipped} not applied, {applied} of the made-up name applied"),
+        }
+    }
+
+    /// The local stage's warning: each layer named after the made-up `hostname`, and the fix.
+    pub fn layers_warning(&self, hostname: &str) -> String {
+        let layers: Vec<String> = self
+            .layers
+            .iter()
+            .map(|l| {
+                let path = l.path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default();
+                format!("{} layer{path} {}", l.kind, if l.applied { "applied" } else { "skipped" })
+            })
+            .collect();
+        format!(
+            "WARNING: identity lost: {} (named after the made-up host name {hostname}, not this machine's): {}",
+            layers.join(", "),
+            self.fix()
+        )
+    }
+}
+
+impl LostReason {
+    /// The reason of a lookup that gave no name; `rejected` is the first PTR
+    /// name refused, when the lookup gave names.
+    fn of(ptr: &PtrOutcome, rejected: Option<(String, NameRejected)>) -> LostReason {
+        match (ptr, rejected) {
+            (PtrOutcome::Names { server, .. }, Some((name, why))) => {
+                LostReason::PtrRejected { server: *server, name, why }
+            }
+            // An answer without names says as much as no record.
+            (PtrOutcome::Names { server, .. }, None) | (PtrOutcome::NoRecord { server }, _) => {
+                LostReason::NoPtrRecord { server: *server }
+            }
+            (PtrOutcome::Failed(DnsError::NoServers { .. }), _) => LostReason::NoDnsServer,
+            (PtrOutcome::Failed(DnsError::Socket { source }), _) => LostReason::NoSocket { error: source.to_string() },
+            (PtrOutcome::Failed(DnsError::NoAnswer { servers, tries, last, .. }), _) => {
+                LostReason::NoAnswer { servers: servers.clone(), tries: *tries, last: last.into() }
+            }
+        }
+    }
 }
 
 /// Name derived from the address when nothing else is usable.
@@ -117,6 +332,7 @@ pub struct Candidates<'a> {
 /// candidate lost. Pure: the caller does the lookup and the system calls.
 pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identity {
     let mut chosen: Option<(String, NameSource)> = None;
+    let mut ptr_rejected = None;
     match c.ptr {
         PtrOutcome::Names { names, server } => {
             for name in names {
@@ -125,7 +341,10 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
                         chosen = Some((valid, NameSource::Ptr));
                         break;
                     }
-                    Err(why) => log(&format!("PTR answer \"{name}\" from {server} rejected: {why}")),
+                    Err(why) => {
+                        log(&format!("PTR answer {name:?} from {server} rejected: {why}"));
+                        ptr_rejected.get_or_insert((name.clone(), why));
+                    }
                 }
             }
         }
@@ -140,7 +359,7 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
         let Some(name) = candidate else { continue };
         match validate_name(name) {
             Ok(valid) => chosen = Some((valid, source)),
-            Err(why) => log(&format!("host name \"{name}\" from {source} rejected: {why}")),
+            Err(why) => log(&format!("host name {name:?} from {source} rejected: {why}")),
         }
     }
     let (name, source) = chosen.unwrap_or_else(|| (address_name(c.address), NameSource::Address));
@@ -150,14 +369,19 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
     };
     let domain = name_domain.or_else(|| {
         let d = c.dhcp_domain?;
-        validate_name(d).map_err(|why| log(&format!("domain \"{d}\" from DHCP option 15 rejected: {why}"))).ok()
+        validate_name(d).map_err(|why| log(&format!("domain {d:?} from DHCP option 15 rejected: {why}"))).ok()
     });
     let fqdn = domain.as_ref().map(|d| format!("{hostname}.{d}"));
     log(&format!(
         "host name {hostname}{} from {source}",
         domain.as_ref().map(|d| format!(", domain {d}")).unwrap_or_default()
     ));
-    Identity { hostname, fqdn, domain, source }
+    let lost = (source == NameSource::Address).then(|| LostIdentity {
+        address: c.address,
+        reason: LostReason::of(c.ptr, ptr_rejected),
+        layers: Vec::new(),
+    });
+    Identity { hostname, fqdn, domain, source, lost }
 }
 
 /// Errors applying the identity.
@@ -172,7 +396,7 @@ pub enum IdentityError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::dns::{DnsError, PtrAnswer, parse_ptr_reply, tests::reply};
+    use crate::net::dns::{DnsError, PtrAnswer, TryError, parse_ptr_reply, tests::reply};
     use crate::os::fake::{Call, FakeOs, Kind};
 
     const ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 112);
@@ -277,6 +501,135 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains("no DNS server")), "{lines:?}");
     }
 
+    /// The identity chosen with nothing but `ptr`: made from the address, so lost.
+    fn lost_by(ptr: PtrOutcome) -> (Identity, LostIdentity) {
+        let (id, _) = choose(&ptr, None, None);
+        assert_eq!((id.hostname.as_str(), id.source), ("ip-10-77-0-112", NameSource::Address));
+        let lost = id.lost.clone().expect("a name made from the address is a lost identity");
+        assert_eq!(lost.address, ADDR);
+        assert!(lost.layers.is_empty(), "the local stage fills them in");
+        (id, lost)
+    }
+
+    fn warning(id: &Identity) -> String {
+        id.lost_warning().unwrap()
+    }
+
+    #[test]
+    fn no_ptr_record_loses_the_identity_and_says_add_one() {
+        let (id, lost) = lost_by(PtrOutcome::NoRecord { server: server() });
+        assert_eq!(lost.reason, LostReason::NoPtrRecord { server: server() });
+        assert_eq!(
+            warning(&id),
+            "WARNING: identity lost: no PTR record for 10.77.0.112 at 10.77.0.1:53, so the host name ip-10-77-0-112 \
+             is made from the address and the lab and host layers follow that made-up name: add a PTR record for \
+             10.77.0.112 in DNS"
+        );
+    }
+
+    #[test]
+    fn no_dns_server_loses_the_identity_and_says_give_one() {
+        let (id, lost) = lost_by(PtrOutcome::Failed(DnsError::NoServers { addr: ADDR }));
+        assert_eq!(lost.reason, LostReason::NoDnsServer);
+        let w = warning(&id);
+        assert!(w.contains("identity lost: the lease names no DNS server (DHCP option 6)"), "{w}");
+        assert!(
+            w.ends_with(
+                ": give the DNS server in DHCP option 6 (or ip='s dns0 field) and a PTR record for 10.77.0.112"
+            ),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn rejected_ptr_answer_loses_the_identity_with_the_first_name_and_why() {
+        let ptr = PtrOutcome::Names { names: vec!["a/b.edu".into(), "-x".into()], server: server() };
+        let (id, lost) = lost_by(ptr);
+        let why = NameRejected::BadCharacter { label: "a/b".into(), ch: '/' };
+        assert_eq!(lost.reason, LostReason::PtrRejected { server: server(), name: "a/b.edu".into(), why });
+        let w = warning(&id);
+        assert!(
+            w.contains("the PTR record of 10.77.0.112 at 10.77.0.1:53 names \"a/b.edu\", which is no host name: label \"a/b\" contains '/'"),
+            "{w}"
+        );
+        assert!(
+            w.ends_with(": make the PTR record of 10.77.0.112 a host name (letters, digits and '-' in each label)"),
+            "{w}"
+        );
+    }
+
+    /// A name with a control character is shown escaped, not sent to the terminal.
+    #[test]
+    fn rejected_ptr_name_with_a_control_character_is_shown_escaped() {
+        let (id, _) = lost_by(PtrOutcome::Names { names: vec!["a\x1b[2Jb".into()], server: server() });
+        let w = warning(&id);
+        assert!(w.contains("names \"a\\u{1b}[2Jb\""), "{w}");
+        assert!(!w.contains('\x1b'), "{w}");
+    }
+
+    #[test]
+    fn timed_out_lookup_loses_the_identity_with_the_last_try() {
+        let last = TryError::Timeout { server: server(), per_try: std::time::Duration::from_secs(1) };
+        let failed = DnsError::NoAnswer { addr: ADDR, servers: vec![server()], tries: 3, last };
+        let (id, lost) = lost_by(PtrOutcome::Failed(failed));
+        let last = LastTry::TimedOut { server: server(), per_try_ms: 1000 };
+        assert_eq!(lost.reason, LostReason::NoAnswer { servers: vec![server()], tries: 3, last });
+        let w = warning(&id);
+        assert!(
+            w.contains("the reverse lookup of 10.77.0.112 got no usable answer from 10.77.0.1:53 in 3 tries (last: no answer from 10.77.0.1:53 within 1000 ms)"),
+            "{w}"
+        );
+        assert!(w.contains(": make the DNS server of DHCP option 6 (or ip='s dns0 field) answer"), "{w}");
+    }
+
+    #[test]
+    fn refused_send_and_socket_failures_keep_their_kind() {
+        let refused = TryError::Send { server: server(), source: std::io::Error::other("unreachable") };
+        let failed = DnsError::NoAnswer { addr: ADDR, servers: vec![server()], tries: 1, last: refused };
+        let (_, lost) = lost_by(PtrOutcome::Failed(failed));
+        assert!(
+            matches!(&lost.reason, LostReason::NoAnswer { last: LastTry::SendFailed { error, .. }, .. } if error == "unreachable"),
+            "{lost:?}"
+        );
+        let (id, lost) =
+            lost_by(PtrOutcome::Failed(DnsError::Socket { source: std::io::Error::other("EAFNOSUPPORT") }));
+        assert_eq!(lost.reason, LostReason::NoSocket { error: "EAFNOSUPPORT".into() });
+        assert!(warning(&id).contains("could not open a UDP socket: EAFNOSUPPORT"), "{}", warning(&id));
+    }
+
+    /// Option 12 and `ip=` are the admin's choice: the boot is not warned about them,
+    /// even when reverse DNS failed first.
+    #[test]
+    fn names_from_dhcp_or_ip_are_not_lost_even_without_ptr() {
+        let no_record = PtrOutcome::NoRecord { server: server() };
+        let (id, _) = choose(&no_record, Some("lab3-12"), None);
+        assert_eq!((id.lost_warning(), id.source, id.lost), (None, NameSource::Dhcp, None));
+        let (id, _) = choose(&no_record, None, Some("lab3-12"));
+        assert_eq!((id.source, id.lost), (NameSource::IpParam, None));
+        let (id, _) = choose(&ptr_from_wire(&[b"lab3-12", b"edu"]), None, None);
+        assert_eq!((id.source, id.lost), (NameSource::Ptr, None));
+    }
+
+    #[test]
+    fn layers_of_the_made_up_name_are_summed_up_by_what_became_of_them() {
+        let layer = |kind, applied| LostLayer { kind, path: Some(format!("/diskless/{kind}").into()), applied };
+        let mut lost = LostIdentity {
+            address: ADDR,
+            reason: LostReason::NoPtrRecord { server: server() },
+            layers: vec![layer(LayerKind::Lab, false), layer(LayerKind::Host, false)],
+        };
+        assert_eq!(lost.layers_summary(), "lab and host layers not applied");
+        assert_eq!(
+            lost.layers_warning("ip-10-77-0-112"),
+            "WARNING: identity lost: lab layer /diskless/lab skipped, host layer /diskless/host skipped (named after \
+             the made-up host name ip-10-77-0-112, not this machine's): add a PTR record for 10.77.0.112 in DNS"
+        );
+        lost.layers[1].applied = true;
+        assert_eq!(lost.layers_summary(), "lab layer not applied, host layer of the made-up name applied");
+        lost.layers.clear();
+        assert_eq!(lost.layers_summary(), "lab and host layers not this machine's");
+    }
+
     #[test]
     fn apply_sets_short_hostname_and_domain_and_reports_failures() {
         let id = Identity {
@@ -284,6 +637,7 @@ mod tests {
             fqdn: Some("lab3-12.example.edu".into()),
             domain: Some("example.edu".into()),
             source: NameSource::Ptr,
+            lost: None,
         };
         let os = FakeOs::default();
         os.fail_nth(Kind::SetDomainname, 1, 1);
