@@ -503,9 +503,11 @@ fn walk_options(area: &[u8]) -> Result<u8, Malformed> {
 }
 
 fn text(bytes: &[u8]) -> Option<String> {
-    // Header fields are NUL-padded; options sometimes carry a trailing NUL.
+    // Header fields are NUL-padded; options sometimes carry a trailing NUL. Text
+    // options arrive as UTF-8 (the decoder refuses a message where one is not);
+    // the sname and file fields may hold anything, and show their odd bytes.
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    let s = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let s = crate::text::lossy(&bytes[..end]);
     (!s.is_empty()).then_some(s)
 }
 

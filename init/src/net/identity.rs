@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use super::dns::PtrOutcome;
+use crate::text::Escaped;
 
 /// Why a name is not a valid host name.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -25,9 +26,9 @@ pub enum NameRejected {
     EmptyLabel,
     #[error("label of {} bytes, over 63", .label.len())]
     LabelTooLong { label: String },
-    #[error("label \"{label}\" contains {ch:?} (only letters, digits, '-')")]
+    #[error("label \"{}\" contains {ch:?} (only letters, digits, '-')", Escaped(.label))]
     BadCharacter { label: String, ch: char },
-    #[error("label \"{label}\" starts or ends with '-'")]
+    #[error("label \"{}\" starts or ends with '-'", Escaped(.label))]
     HyphenAtEdge { label: String },
 }
 
@@ -125,7 +126,7 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
                         chosen = Some((valid, NameSource::Ptr));
                         break;
                     }
-                    Err(why) => log(&format!("PTR answer \"{name}\" from {server} rejected: {why}")),
+                    Err(why) => log(&format!("PTR answer \"{}\" from {server} rejected: {why}", Escaped(name))),
                 }
             }
         }
@@ -140,7 +141,7 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
         let Some(name) = candidate else { continue };
         match validate_name(name) {
             Ok(valid) => chosen = Some((valid, source)),
-            Err(why) => log(&format!("host name \"{name}\" from {source} rejected: {why}")),
+            Err(why) => log(&format!("host name \"{}\" from {source} rejected: {why}", Escaped(name))),
         }
     }
     let (name, source) = chosen.unwrap_or_else(|| (address_name(c.address), NameSource::Address));
@@ -150,7 +151,9 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
     };
     let domain = name_domain.or_else(|| {
         let d = c.dhcp_domain?;
-        validate_name(d).map_err(|why| log(&format!("domain \"{d}\" from DHCP option 15 rejected: {why}"))).ok()
+        validate_name(d)
+            .map_err(|why| log(&format!("domain \"{}\" from DHCP option 15 rejected: {why}", Escaped(d))))
+            .ok()
     });
     let fqdn = domain.as_ref().map(|d| format!("{hostname}.{d}"));
     log(&format!(
