@@ -745,6 +745,20 @@ mod tests {
     }
 
     #[test]
+    fn server_name_and_boot_file_show_bytes_that_are_not_utf8_as_escapes() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 5, t0);
+        c.poll(t0).unwrap();
+        let extra = [DhcpOption::RapidCommit, DhcpOption::BootfileName(b"pxe\xfe\x7f.0".to_vec())];
+        let mut ack = decode(&reply(5, MessageType::Ack, &MAC.0, &extra));
+        ack.set_sname(b"boot\xff\x1b[2J\0after the padding");
+        let Event::Bound(lease) = c.handle(t0, &ack.to_vec().unwrap()) else { panic!("not bound") };
+        // Controls stay for the printing side to escape; odd bytes become visible here.
+        assert_eq!(lease.server_name.as_deref(), Some("boot\\xff\x1b[2J"));
+        assert_eq!(lease.boot_file.as_deref(), Some("pxe\\xfe\x7f.0"));
+    }
+
+    #[test]
     fn rapid_commit_ack_to_discover_binds_but_plain_ack_does_not() {
         let t0 = Instant::now();
         let mut c = DhcpClient::new(MAC, 5, t0);
