@@ -38,12 +38,6 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
-impl fmt::Debug for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
 /// Decodes bytes from a packet: UTF-8 as it is, every byte that is not part of
 /// valid UTF-8 as `\xNN`.
 pub fn lossy(bytes: &[u8]) -> String {
