@@ -20,3 +20,4 @@ pub mod relayer;
 pub mod root;
 pub mod scratch;
 pub mod stage;
+pub mod text;

@@ -6,12 +6,21 @@
 //! time. The logger is shared between stages, worker threads and the panic hook, so it
 //! locks internally and never panics itself: a failing console or kmsg write is dropped,
 //! because there is nowhere left to report it.
+//!
+//! Every line is written with its control characters escaped ([`crate::text`]), so
+//! whatever a message quotes from a packet cannot act on the terminal. The logger
+//! cannot tell a line feed inside a quoted value from the line breaks of the message
+//! itself, so the places that put network text into a message wrap it in
+//! [`crate::text::Escaped`] as well: that keeps a value's line feed from starting a
+//! line of its own. Same rule, applied twice; escaping an escaped text changes nothing.
 
 use std::fmt;
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+use crate::text::Escaped;
 
 /// Prefix of every console line; the QEMU tests match on it.
 pub const PREFIX: &str = "diskless: ";
@@ -69,7 +78,10 @@ impl Log {
     fn write(&self, args: fmt::Arguments<'_>, to_console: bool) {
         let text = args.to_string();
         let mut sinks = self.lock();
-        for line in text.lines() {
+        // Not `lines()`: it would drop a carriage return before a line feed silently,
+        // where the escaping shows it.
+        for line in text.split_terminator('\n') {
+            let line = Escaped(line);
             // One write_all per line and sink: a line is never interleaved with a
             // line of another thread, and kmsg sees exactly one record.
             if to_console {
@@ -181,6 +193,22 @@ mod tests {
         let (log, console) = captured();
         info!(log, "first\nsecond");
         assert_eq!(console.text(), "diskless: first\ndiskless: second\n");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_console_and_kmsg_lines_but_line_breaks_kept() {
+        let (log, console) = captured();
+        let kmsg = Capture::default();
+        log.attach_kmsg(Box::new(kmsg.clone()));
+        info!(log, "name \"a\0b\x1b[2J\u{8}\x7f\u{9b}\" rejected\r\nnext line\n");
+        assert_eq!(
+            console.text(),
+            "diskless: name \"a\\0b\\u{1b}[2J\\u{8}\\u{7f}\\u{9b}\" rejected\\r\ndiskless: next line\n"
+        );
+        assert_eq!(
+            kmsg.text().lines().map(|l| l.replacen("<7>", "", 1)).collect::<Vec<_>>(),
+            console.text().lines().collect::<Vec<_>>()
+        );
     }
 
     #[test]

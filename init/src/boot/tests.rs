@@ -688,3 +688,92 @@ fn a_panic_in_the_background_coldplug_is_reported_before_the_failure_action() {
     assert_eq!(m.os.last_call(), Some(Call::Reboot));
     assert!(m.boot.hardware.lock().unwrap().is_none(), "joined");
 }
+
+/// PTR names as the real decoder makes them from a hand-written wire answer, so bytes
+/// that are not UTF-8 arrive the way a server sends them.
+fn ptr_names_from_wire(targets: &[&[&[u8]]]) -> Vec<String> {
+    use crate::net::dns::{PtrAnswer, parse_ptr_reply, tests::reply};
+    let address = Ipv4Addr::new(10, 77, 0, 112);
+    match parse_ptr_reply(&reply(9, address, 0, targets), 9, address).unwrap() {
+        PtrAnswer::Names(names) => names,
+        PtrAnswer::NoRecord => panic!("no names decoded"),
+    }
+}
+
+/// No byte that acts on a terminal: below 0x20 only the line feeds that end lines,
+/// no DEL, no C1 control.
+fn assert_inert(what: &str, text: &str) {
+    let bad: Vec<char> = text.chars().filter(|c| c.is_control() && *c != '\n').collect();
+    assert!(bad.is_empty(), "{what}: {bad:?} in {text}");
+    for line in text.lines() {
+        assert!(line.starts_with("diskless: ") || line.starts_with("<7>diskless: "), "{what}: stray line {line:?}");
+    }
+}
+
+#[test]
+fn the_nul_of_a_rejected_ptr_answer_is_not_printed_raw() {
+    let names = ptr_names_from_wire(&[&[b"lab3\x0012", b"example", b"edu"]]);
+    let m = Machine::new(&format!("{NFS_BOOT} diskless.break=root"), lab_network().with_ptr(&[&names[0]]));
+    run(&m.boot);
+    let text = m.text();
+    assert_inert("console", &text);
+    assert!(
+        text.contains(
+            r#"diskless: PTR answer "lab3\012.example.edu" from 10.77.0.1:53 rejected: label "lab3\012" contains '\0' (only letters, digits, '-')"#
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn hostile_bytes_from_dhcp_and_dns_reach_console_and_kmsg_escaped() {
+    let names = ptr_names_from_wire(&[
+        &[b"clear\x1b[2J\x1b[31mred", b"edu"],
+        &[b"back\x08\x08\x08", b"edu"],
+        &[b"del\x7f", b"edu"],
+        &[b"csi\xc2\x9b2J", b"edu"],
+        &[b"bad\xff\xfeutf8", b"edu"],
+        &[b"line\ndiskless: stage root done in 1 ms", b"edu"],
+    ]);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut link = late_nic();
+    let lease = &mut link.lease.as_mut().unwrap().1;
+    lease.host_name = Some("host\x1b]0;owned\x07".into());
+    lease.domain_name = Some("dom\r\x1b[Kain".into());
+    lease.root_path = Some("10.77.0.1:/export\x1b[2J\n,hard".into());
+    lease.boot_file = Some(crate::text::lossy(b"pxe\xff\x08.0"));
+    lease.server_name = Some("\u{9b}31mboot".into());
+    lease.nis_domain = Some("nis\x7f".into());
+    lease.domain_search = vec!["search\x1b[2J".into()];
+    let os = FakeOs::default().with_links(vec![link]).with_ptr(&names);
+    // No root on the command line: the DHCP root path is the one used.
+    let m = Machine::new("console=ttyS0 ip=dhcp diskless.debug diskless.settle_ms=0 diskless.reboot_delay=0", os);
+    m.image();
+    run(&m.boot);
+    let text = m.text();
+    let kmsg = fs::read_to_string(m.p("dev/kmsg")).unwrap();
+    assert_inert("console", &text);
+    assert_inert("kmsg", &kmsg);
+    for escaped in [
+        r#"PTR answer "clear\u{1b}[2J\u{1b}[31mred.edu" from 10.77.0.1:53 rejected: label "clear\u{1b}[2J\u{1b}[31mred" contains '\u{1b}'"#,
+        r#"PTR answer "back\u{8}\u{8}\u{8}.edu""#,
+        r#"PTR answer "del\u{7f}.edu""#,
+        r#"PTR answer "csi\u{9b}2J.edu""#,
+        r#"PTR answer "bad\xff\xfeutf8.edu" from 10.77.0.1:53 rejected: label "bad\xff\xfeutf8" contains '\\'"#,
+        r#"PTR answer "line\ndiskless: stage root done in 1 ms.edu""#,
+        r#"host name "host\u{1b}]0;owned\u{7}" from DHCP option 12 rejected"#,
+        r#"domain "dom\r\u{1b}[Kain" from DHCP option 15 rejected"#,
+        "host name ip-10-77-0-112 from the IP address",
+        r#"NFS root "10.77.0.1:/export\u{1b}[2J\n,hard" contains control characters"#,
+    ] {
+        assert!(text.contains(escaped), "{escaped} missing: {text}");
+        assert!(kmsg.contains(escaped), "{escaped} missing in kmsg: {kmsg}");
+    }
+    assert!(
+        !text.lines().any(|l| l.starts_with("diskless: stage root done")),
+        "a line feed in a PTR name started a line: {text}"
+    );
+    let debug = r#"PTR 10.77.0.112 at 10.77.0.1:53: clear\u{1b}[2J\u{1b}[31mred.edu, back\u{8}\u{8}\u{8}.edu"#;
+    assert!(text.contains(debug), "{text}");
+    assert_eq!(ordered_calls(&m.os).last(), Some(&Call::Reboot), "the refused root fails the boot: {text}");
+}

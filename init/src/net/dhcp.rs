@@ -503,9 +503,11 @@ fn walk_options(area: &[u8]) -> Result<u8, Malformed> {
 }
 
 fn text(bytes: &[u8]) -> Option<String> {
-    // Header fields are NUL-padded; options sometimes carry a trailing NUL.
+    // Header fields are NUL-padded; options sometimes carry a trailing NUL. Text
+    // options arrive as UTF-8 (the decoder refuses a message where one is not);
+    // the sname and file fields may hold anything, and show their odd bytes.
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    let s = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let s = crate::text::lossy(&bytes[..end]);
     (!s.is_empty()).then_some(s)
 }
 
@@ -740,6 +742,20 @@ mod tests {
         assert_eq!(lease.boot_file.as_deref(), Some("pxelinux.0"));
         assert!(!lease.rapid_commit);
         assert!(c.is_bound() && c.poll(t0 + Duration::from_secs(100)).is_none());
+    }
+
+    #[test]
+    fn server_name_and_boot_file_show_bytes_that_are_not_utf8_as_escapes() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 5, t0);
+        c.poll(t0).unwrap();
+        let extra = [DhcpOption::RapidCommit, DhcpOption::BootfileName(b"pxe\xfe\x7f.0".to_vec())];
+        let mut ack = decode(&reply(5, MessageType::Ack, &MAC.0, &extra));
+        ack.set_sname(b"boot\xff\x1b[2J\0after the padding");
+        let Event::Bound(lease) = c.handle(t0, &ack.to_vec().unwrap()) else { panic!("not bound") };
+        // Controls stay for the printing side to escape; odd bytes become visible here.
+        assert_eq!(lease.server_name.as_deref(), Some("boot\\xff\x1b[2J"));
+        assert_eq!(lease.boot_file.as_deref(), Some("pxe\\xfe\x7f.0"));
     }
 
     #[test]

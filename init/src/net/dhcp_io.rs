@@ -24,6 +24,7 @@ use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, sock
 use super::config::Mac;
 use super::dhcp::{DhcpClient, Event, IgnoredCounts, Lease};
 use super::log::{Level, NetLog};
+use crate::text::Escaped;
 
 /// How often a waiting client looks at its cancel flag.
 const CANCEL_CHECK: Duration = Duration::from_millis(250);
@@ -215,6 +216,15 @@ fn kind_name(kind: MessageType) -> &'static str {
     }
 }
 
+/// The log line of a DHCPNAK; the server's message (option 56) is escaped.
+fn nak_line(interface: &str, server: Option<Ipv4Addr>, from: &str, message: Option<&str>) -> String {
+    format!(
+        "{interface}: DHCPNAK from {}{}; starting over",
+        server.map(|s| s.to_string()).unwrap_or_else(|| from.to_string()),
+        message.map(|m| format!(" ({})", Escaped(m))).unwrap_or_default()
+    )
+}
+
 /// Runs DHCP on `interface` until a lease, `until`, or `cancel` is set.
 /// Logs each send with the time to the next one (the visible countdown).
 pub fn run_dhcp(
@@ -289,14 +299,9 @@ pub fn run_dhcp(
             Event::Offered { address, server } => {
                 log.log(Level::Info, &format!("{interface}: offer of {address} from {server}"))
             }
-            Event::Nak { server, message } => log.log(
-                Level::Warn,
-                &format!(
-                    "{interface}: DHCPNAK from {}{}; starting over",
-                    server.map(|s| s.to_string()).unwrap_or_else(|| from.clone()),
-                    message.map(|m| format!(" ({m})")).unwrap_or_default()
-                ),
-            ),
+            Event::Nak { server, message } => {
+                log.log(Level::Warn, &nak_line(interface, server, &from, message.as_deref()))
+            }
             Event::Bound(lease) => {
                 log.log(
                     Level::Info,
@@ -354,6 +359,14 @@ mod tests {
         let p = packet(68, b"abc");
         assert_eq!(udp_payload_to_client(&p[..p.len() - 1]), None);
         assert_eq!(udp_payload_to_client(&[]), None);
+    }
+
+    #[test]
+    fn a_nak_message_is_logged_with_its_controls_escaped() {
+        let server = Some(Ipv4Addr::new(10, 77, 0, 1));
+        let line = nak_line("eth0", server, "x", Some("no\0\x1b[2J\x08\x7f\ndiskless: forged"));
+        assert_eq!(line, r"eth0: DHCPNAK from 10.77.0.1 (no\0\u{1b}[2J\u{8}\u{7f}\ndiskless: forged); starting over");
+        assert_eq!(nak_line("eth0", None, "10.77.0.9:67", None), "eth0: DHCPNAK from 10.77.0.9:67; starting over");
     }
 
     proptest::proptest! {

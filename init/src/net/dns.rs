@@ -59,11 +59,12 @@ pub fn ptr_query(id: u16, addr: Ipv4Addr) -> Vec<u8> {
     msg.to_vec().unwrap_or_default()
 }
 
-/// Text of a wire name: labels joined by dots, non-UTF-8 bytes replaced, no
-/// trailing dot. A label that itself contains a dot shows up as an extra
-/// dot, so validation sees it.
+/// Text of a wire name: labels joined by dots, non-UTF-8 bytes as `\xNN`
+/// ([`crate::text::lossy`]), no trailing dot. A label that itself contains a
+/// dot shows up as an extra dot, so validation sees it. Control characters
+/// are kept: validation rejects them, and whoever prints the name escapes them.
 pub fn name_text(name: &Name) -> String {
-    let labels: Vec<String> = name.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+    let labels: Vec<String> = name.iter().map(crate::text::lossy).collect();
     labels.join(".")
 }
 

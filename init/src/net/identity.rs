@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dns::{DnsError, PtrOutcome, TryError};
 use crate::local::LayerKind;
+use crate::text::Escaped;
 
 /// Why a name is not a valid host name.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -36,10 +37,9 @@ pub enum NameRejected {
     EmptyLabel,
     #[error("label of {} bytes, over 63", .label.len())]
     LabelTooLong { label: String },
-    // Debug form: a rejected label may hold control characters meant for the terminal.
-    #[error("label {label:?} contains {ch:?} (only letters, digits, '-')")]
+    #[error("label \"{}\" contains {ch:?} (only letters, digits, '-')", Escaped(.label))]
     BadCharacter { label: String, ch: char },
-    #[error("label {label:?} starts or ends with '-'")]
+    #[error("label \"{}\" starts or ends with '-'", Escaped(.label))]
     HyphenAtEdge { label: String },
 }
 
@@ -342,7 +342,7 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
                         break;
                     }
                     Err(why) => {
-                        log(&format!("PTR answer {name:?} from {server} rejected: {why}"));
+                        log(&format!("PTR answer \"{}\" from {server} rejected: {why}", Escaped(name)));
                         ptr_rejected.get_or_insert((name.clone(), why));
                     }
                 }
@@ -359,7 +359,7 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
         let Some(name) = candidate else { continue };
         match validate_name(name) {
             Ok(valid) => chosen = Some((valid, source)),
-            Err(why) => log(&format!("host name {name:?} from {source} rejected: {why}")),
+            Err(why) => log(&format!("host name \"{}\" from {source} rejected: {why}", Escaped(name))),
         }
     }
     let (name, source) = chosen.unwrap_or_else(|| (address_name(c.address), NameSource::Address));
@@ -369,7 +369,9 @@ pub fn choose_identity(c: &Candidates<'_>, log: &mut dyn FnMut(&str)) -> Identit
     };
     let domain = name_domain.or_else(|| {
         let d = c.dhcp_domain?;
-        validate_name(d).map_err(|why| log(&format!("domain {d:?} from DHCP option 15 rejected: {why}"))).ok()
+        validate_name(d)
+            .map_err(|why| log(&format!("domain \"{}\" from DHCP option 15 rejected: {why}", Escaped(d))))
+            .ok()
     });
     let fqdn = domain.as_ref().map(|d| format!("{hostname}.{d}"));
     log(&format!(

@@ -365,6 +365,7 @@ pub fn resolve_identity(
         net.lease.dns_servers.iter().map(|s| SocketAddr::V4(SocketAddrV4::new(*s, dns_port))).collect();
     let ptr = os.lookup_ptr(net.lease.address, &servers, timing, &|l| log.log(Level::Debug, l));
     if let PtrOutcome::Names { names, server } = &ptr {
+        let names: Vec<String> = names.iter().map(|n| crate::text::Escaped(n).to_string()).collect();
         log.log(Level::Debug, &format!("PTR {} at {server}: {}", net.lease.address, names.join(", ")));
     }
     let candidates = Candidates {

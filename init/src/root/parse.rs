@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::local::HostNameError;
 use crate::net::Lease;
+use crate::text::Escaped;
 
 /// NFS protocol version to mount with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +157,14 @@ pub enum RootSpecError {
     /// The path is empty or not absolute.
     #[error("NFS root {spec:?}: path {path:?} must be absolute (start with /)")]
     Path { spec: String, path: String },
+    /// A control character anywhere in the specification. No export path or mount
+    /// option needs one; a DHCP server that sends one is broken or hostile, and
+    /// refusing it here keeps every later line that names the root free of them.
+    #[error(
+        "NFS root {spec:?} contains control characters; fix the root-path option of the DHCP \
+         server or the nfsroot=/root= parameter"
+    )]
+    Control { spec: String },
     /// `vers=`/`nfsvers=` with a version the client cannot mount.
     #[error("NFS root {spec:?}: version {value:?} is not supported; use vers=3, vers=4 or vers=4.0/4.1/4.2")]
     Version { spec: String, value: String },
@@ -175,7 +184,8 @@ pub enum RootSpecError {
     /// The lease names no server to use for a root path without one.
     #[error(
         "NFS root {spec:?} names no server and the lease has neither next-server nor a server \
-         identifier; write SERVER:{spec}"
+         identifier; write SERVER:{}",
+        Escaped(.spec)
     )]
     NoServer { spec: String },
     /// `%s` in the path but the host name is not safe in a path.
@@ -270,6 +280,7 @@ fn parse_root_path(value: &str) -> Result<RootRequest, RootSpecError> {
 
 /// Kernel syntax `[server:]path[,opts]` (Documentation/admin-guide/nfs/nfsroot.rst).
 fn parse_kernel(spec: &str, syntax: Syntax) -> Result<RootRequest, RootSpecError> {
+    no_controls(spec)?;
     let (location, opts) = match spec.split_once(',') {
         Some((l, o)) => (l, o),
         None => (spec, ""),
@@ -282,6 +293,7 @@ fn parse_kernel(spec: &str, syntax: Syntax) -> Result<RootRequest, RootSpecError
 
 /// dracut syntax `nfs:[server:]/path[:opts]` and `nfs4:...` (dracut.cmdline(7)).
 fn parse_dracut(spec: &str) -> Result<RootRequest, RootSpecError> {
+    no_controls(spec)?;
     let (nfs4, rest) = match spec.strip_prefix("nfs4:") {
         Some(rest) => (true, rest),
         None => (false, spec.strip_prefix("nfs:").unwrap_or(spec)),
@@ -324,12 +336,12 @@ fn parse_server(spec: &str, server: &str) -> Result<Ipv4Addr, RootSpecError> {
     bare.parse().map_err(|_| RootSpecError::Server { spec: spec.into(), server: server.into() })
 }
 
+fn no_controls(spec: &str) -> Result<(), RootSpecError> {
+    if spec.contains(char::is_control) { Err(RootSpecError::Control { spec: spec.into() }) } else { Ok(()) }
+}
+
 fn check_path(spec: &str, path: &str) -> Result<(), RootSpecError> {
-    if path.starts_with('/') && !path.contains('\0') {
-        Ok(())
-    } else {
-        Err(RootSpecError::Path { spec: spec.into(), path: path.into() })
-    }
+    if path.starts_with('/') { Ok(()) } else { Err(RootSpecError::Path { spec: spec.into(), path: path.into() }) }
 }
 
 /// `vers=`/`nfsvers=` values and what they select.
@@ -605,6 +617,31 @@ mod tests {
         );
         assert!(matches!(err("root=nfs:10.0.0.1:/e:mountport=x"), RootSpecError::Port { .. }));
         assert!(err("root=UUID=1234").to_string().contains("root=UUID=1234: diskless mounts only NFS roots"));
+    }
+
+    #[test]
+    fn control_characters_in_a_dhcp_root_path_are_refused_and_shown_escaped() {
+        let mut l = lease();
+        for hostile in [
+            "10.77.0.1:/export\0",
+            "10.77.0.1:/export\x1b[2J",
+            "10.77.0.1:/export,hard\ndiskless: forged",
+            "nfs:10.77.0.1:/e\x08\x7f",
+            "/export/\u{9b}2J",
+        ] {
+            l.root_path = Some(hostile.into());
+            let e = resolve("quiet", &l).unwrap_err();
+            assert_eq!(e, RootSpecError::Control { spec: hostile.into() });
+            let text = e.to_string();
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+        let e = resolve("quiet", &l).unwrap_err().to_string();
+        assert!(e.starts_with(r#"NFS root "/export/\u{9b}2J" contains control characters"#), "{e}");
+        l.server_id = None;
+        l.root_path = Some("/export/\u{1b}".into());
+        assert!(matches!(resolve("quiet", &l), Err(RootSpecError::Control { .. })), "refused before the server");
+        let no_server = RootSpecError::NoServer { spec: "/e\x1b".into() }.to_string();
+        assert!(no_server.ends_with(r"write SERVER:/e\u{1b}"), "{no_server}");
     }
 
     #[test]
