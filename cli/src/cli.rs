@@ -45,6 +45,7 @@ use diskless::image::{self, fix, setup};
 use diskless::local::LayerInput;
 use diskless::os::RealOs;
 use diskless::relayer;
+use diskless::text::escape_lines;
 
 /// The exit codes, shown by `--help` and in the man page.
 fn exit_codes() -> String {
@@ -369,7 +370,8 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, AdminError> {
             let code = if report.has_problems() { EXIT_PROBLEMS } else { EXIT_OK };
             (render_plan(&report).into_bytes(), code)
         }
-        Command::Status { run_dir } => (render_status(&status(run_dir)?).into_bytes(), EXIT_OK),
+        // boot.json holds strings a DHCP server chose (root path, boot file, ...).
+        Command::Status { run_dir } => (escape_lines(&render_status(&status(run_dir)?)).into_bytes(), EXIT_OK),
         Command::Setup { image_root, dry_run } => {
             let report = setup::setup(image_root, *dry_run)?;
             (report.render().into_bytes(), if report.has_problems() { EXIT_PROBLEMS } else { EXIT_OK })

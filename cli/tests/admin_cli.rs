@@ -128,6 +128,18 @@ fn status_reads_boot_json_or_says_why_not() {
 }
 
 #[test]
+fn status_prints_a_root_path_from_dhcp_with_its_escape_sequence_escaped() {
+    let run = tempfile::tempdir().unwrap();
+    let mut record = boot_record();
+    record.root.root.path = "/srv/root\u{1b}[2J".into();
+    record::write(run.path(), &record).unwrap();
+    let o = diskless(&["status", run.path().to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert!(out.contains("10.0.0.1:/srv/root\\u{1b}[2J"), "{out}");
+}
+
+#[test]
 fn usage_errors_exit_2_on_stderr() {
     for (args, usage) in [
         (&["frob"][..], "Usage: diskless <COMMAND>"),

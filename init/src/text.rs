@@ -38,6 +38,19 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
+/// `text` with the control characters of each line escaped, its line feeds kept: for
+/// a report printed to a terminal whose values came from the network (`diskless
+/// status` prints boot.json, whose strings a DHCP server chose).
+pub fn escape_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (body, end) = line.strip_suffix('\n').map_or((line, ""), |body| (body, "\n"));
+        out.push_str(&Escaped(body).to_string());
+        out.push_str(end);
+    }
+    out
+}
+
 /// Decodes bytes from a packet: UTF-8 as it is, every byte that is not part of
 /// valid UTF-8 as `\xNN`.
 pub fn lossy(bytes: &[u8]) -> String {
@@ -57,6 +70,15 @@ mod tests {
 
     fn esc(s: &str) -> String {
         Escaped(s).to_string()
+    }
+
+    #[test]
+    fn a_report_keeps_its_lines_and_loses_the_controls_inside_them() {
+        assert_eq!(
+            escape_lines("root  10.0.0.1:/x\u{1b}[2J\nboot  a\0b\n"),
+            "root  10.0.0.1:/x\\u{1b}[2J\nboot  a\\0b\n"
+        );
+        assert_eq!(escape_lines("no final line feed"), "no final line feed");
     }
 
     #[test]
