@@ -519,7 +519,7 @@ fn ip_off_without_a_root_is_a_hardware_only_run_that_powers_off() {
     );
     let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors, ["diskless: ERROR: powering off: fake: switch the machine off by hand"], "only the fake's");
-    assert_eq!(m.os.last_call(), Some(Call::PowerOff));
+    assert_eq!(ordered_calls(&m.os).last(), Some(&Call::PowerOff));
 }
 
 #[test]
@@ -534,7 +534,7 @@ fn ip_off_with_a_root_is_an_error_that_names_ip_off() {
         text.contains("diskless: ERROR: networking disabled by ip=off/none; a network root cannot be mounted\n"),
         "{text}"
     );
-    assert_eq!(m.os.last_call(), Some(Call::Reboot));
+    assert_eq!(ordered_calls(&m.os).last(), Some(&Call::Reboot));
 }
 
 #[test]
@@ -580,7 +580,7 @@ fn a_missing_module_database_is_one_error_line_then_a_reboot_countdown() {
             "diskless: ERROR: rebooting: fake: reset the machine by hand"
         ]
     );
-    assert_eq!(m.os.last_call(), Some(Call::Reboot));
+    assert_eq!(ordered_calls(&m.os).last(), Some(&Call::Reboot));
     let kmsg = fs::read_to_string(m.p("dev/kmsg")).unwrap();
     assert!(kmsg.contains(&format!("<7>{}\n", lines[1])), "the ERROR line also goes to kmsg: {kmsg}");
 }
@@ -596,7 +596,7 @@ fn break_stops_before_the_named_stage() {
         "{text}"
     );
     assert!(!text.contains("ERROR: reading the module database"), "hardware ran: {text}");
-    assert_eq!(m.os.last_call(), Some(Call::Reboot));
+    assert_eq!(ordered_calls(&m.os).last(), Some(&Call::Reboot));
 }
 
 #[test]
@@ -604,7 +604,7 @@ fn on_failure_halt_powers_off_instead_of_rebooting() {
     let m = Machine::new("diskless.on_failure=halt diskless.break=hardware diskless.reboot_delay=1", FakeOs::default());
     run(&m.boot);
     assert!(m.text().contains("diskless: powering off in 1 s\ndiskless: powering off\n"), "{}", m.text());
-    assert_eq!(m.os.last_call(), Some(Call::PowerOff));
+    assert_eq!(ordered_calls(&m.os).last(), Some(&Call::PowerOff));
 }
 
 #[test]
@@ -685,7 +685,7 @@ fn a_panic_in_the_background_coldplug_is_reported_before_the_failure_action() {
         text.ends_with("diskless: rebooting\ndiskless: ERROR: rebooting: fake: reset the machine by hand\n"),
         "{text}"
     );
-    assert_eq!(m.os.last_call(), Some(Call::Reboot));
+    assert_eq!(ordered_calls(&m.os).last(), Some(&Call::Reboot));
     assert!(m.boot.hardware.lock().unwrap().is_none(), "joined");
 }
 
