@@ -238,7 +238,7 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     // settle time meant for devices that come later on their own.
     let hardware = b.joined_hardware(true, Stage::Local)?;
     let (local, scratch) = timed(b, stop_before, Stage::Local, || {
-        local::stage::stage(ctx, &modules, &config, &newroot, &input, identity.lost.as_mut())
+        local::stage::stage(ctx, &modules, &config, &newroot, &input, Some(&mounted), identity.lost.as_mut())
     })?;
 
     breakpoint(stop_before, Stage::Handoff)?;
