@@ -171,11 +171,20 @@ pub enum ApplyError {
         #[source]
         error: io::Error,
     },
-    /// The local dir is full: tmpfs size or quota reached.
-    #[error("layer {layer}: no space left for {} ({error}); raise tmpfs_size or make the layer smaller", .path.display())]
+    /// The local dir is full: tmpfs size or quota reached. `layer_bytes` is what the
+    /// layer's files hold in all, `room` the size of the full file system.
+    #[error(
+        "layer {layer} holds {}: no space left for {} ({error}) in a local dir of {}; raise tmpfs_size \
+         (or give the machine a scratch disk) or make the layer smaller",
+        crate::scratch::show_size(*.layer_bytes),
+        .path.display(),
+        .room.map_or_else(|| "unknown size".to_string(), crate::scratch::show_size)
+    )]
     NoSpace {
         layer: String,
         path: PathBuf,
+        layer_bytes: u64,
+        room: Option<u64>,
         #[source]
         error: io::Error,
     },
@@ -251,11 +260,44 @@ pub fn apply(
             },
             warnings: &mut report.warnings,
         };
-        walk_layer(&root, &roots, &mut copy)?;
+        walk_layer(&root, &roots, &mut copy).map_err(|e| with_sizes(e, &root, destinations))?;
         report.placed.extend(copy.placed);
         report.layers.push(copy.report);
     }
     Ok(report)
+}
+
+/// A full local dir is reported with the layer's size and the file system's, so the
+/// administrator sees by how much it does not fit.
+fn with_sizes(error: ApplyError, layer_root: &OwnedFd, destinations: &[Destination]) -> ApplyError {
+    let ApplyError::NoSpace { layer, path, error, .. } = error else { return error };
+    let room = destinations
+        .iter()
+        .filter(|d| path.starts_with(&d.path))
+        .max_by_key(|d| d.path.as_os_str().len())
+        .and_then(|d| rustix::fs::statvfs(&d.path).ok())
+        .map(|fs| fs.f_blocks.saturating_mul(fs.f_frsize));
+    ApplyError::NoSpace { layer, path, layer_bytes: file_bytes(layer_root), room, error }
+}
+
+/// The bytes of the regular files under `dir`, without following symlinks.
+fn file_bytes(dir: &OwnedFd) -> u64 {
+    let Ok(names) = entry_names(dir) else { return 0 };
+    let mut total = 0u64;
+    for name in names {
+        let Ok(st) = statat(dir, &*name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => total = total.saturating_add(st.st_size as u64),
+            FileType::Directory => {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                if let Ok(sub) = openat(dir, &*name, flags, Mode::empty()) {
+                    total = total.saturating_add(file_bytes(&sub));
+                }
+            }
+            _ => {}
+        }
+    }
+    total
 }
 
 /// The copy of one layer.
@@ -367,7 +409,12 @@ impl Visitor for LayerCopy<'_> {
 impl LayerCopy<'_> {
     fn write_error(&self, path: PathBuf, e: Errno) -> ApplyError {
         let (layer, error) = (self.name.clone(), io::Error::from(e));
-        if is_full(e) { ApplyError::NoSpace { layer, path, error } } else { ApplyError::Write { layer, path, error } }
+        if is_full(e) {
+            // The sizes are filled in by `apply`, which has the layer and the destinations.
+            ApplyError::NoSpace { layer, path, layer_bytes: 0, room: None, error }
+        } else {
+            ApplyError::Write { layer, path, error }
+        }
     }
 
     fn io_write_error(&self, path: PathBuf, e: io::Error) -> ApplyError {
@@ -459,5 +506,42 @@ impl LayerCopy<'_> {
             .and_then(|()| if with_mode { self.os.set_mode(dir.as_fd(), name, stat.st_mode & 0o7777) } else { Ok(()) })
             .and_then(|()| self.os.set_times(dir.as_fd(), name, &times));
         result.map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A full tmpfs said only "no space left for /etc/local/big": nothing told the
+    /// administrator how big the layer was or how small the local dir.
+    #[test]
+    fn a_full_local_dir_names_the_layers_size_and_the_room_there_was() {
+        let layer = tempfile::tempdir().unwrap();
+        fs::create_dir_all(layer.path().join("etc/sub")).unwrap();
+        fs::write(layer.path().join("etc/big"), vec![0u8; 3 << 20]).unwrap();
+        fs::write(layer.path().join("etc/sub/small"), vec![0u8; 1 << 20]).unwrap();
+        std::os::unix::fs::symlink("/somewhere/huge", layer.path().join("etc/link")).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let destinations = [Destination { dir: "/etc".into(), path: dest.path().to_path_buf() }];
+        let root = openat(rustix::fs::CWD, layer.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let full = ApplyError::NoSpace {
+            layer: "host (/diskless/hosts/lab3-12)".into(),
+            path: dest.path().join("big"),
+            layer_bytes: 0,
+            room: None,
+            error: io::Error::from_raw_os_error(28),
+        };
+        let text = with_sizes(full, &root, &destinations).to_string();
+        assert!(text.starts_with("layer host (/diskless/hosts/lab3-12) holds 4 MiB: no space left for "), "{text}");
+        assert!(text.contains("in a local dir of ") && !text.contains("unknown size"), "{text}");
+        assert!(
+            text.ends_with("raise tmpfs_size (or give the machine a scratch disk) or make the layer smaller"),
+            "{text}"
+        );
+        let other =
+            ApplyError::Write { layer: "base".into(), path: "/x".into(), error: io::Error::from_raw_os_error(5) };
+        assert!(matches!(with_sizes(other, &root, &destinations), ApplyError::Write { .. }), "other errors unchanged");
     }
 }

@@ -235,9 +235,15 @@ impl ScratchReport {
     }
 }
 
-/// Sizes as the console shows them: MiB, or GiB from 10 GiB on.
+/// Sizes as the console shows them: KiB below 1 MiB, MiB, or GiB from 10 GiB on.
 pub fn show_size(bytes: u64) -> String {
-    if bytes >= 10 << 30 { format!("{} GiB", bytes >> 30) } else { format!("{} MiB", bytes >> 20) }
+    if bytes >= 10 << 30 {
+        format!("{} GiB", bytes >> 30)
+    } else if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1 << 10))
+    }
 }
 
 /// `<image_root>` followed by an absolute image path.
