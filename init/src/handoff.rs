@@ -104,10 +104,15 @@ pub struct Facts<'a> {
     pub started: Instant,
 }
 
+/// The image's init: `init=` from the command line, else [`DEFAULT_INIT`].
+pub fn image_init(cmdline: &Cmdline) -> String {
+    cmdline.init.clone().unwrap_or_else(|| DEFAULT_INIT.to_string())
+}
+
 /// Stage `handoff`: check the image, record the boot, move the kernel file systems,
 /// free the initramfs and exec the image's init. Returns only on failure.
 pub fn stage(ctx: &Context, f: &Facts<'_>, newroot: &Path) -> Result<Infallible, HandoffError> {
-    let init = f.cmdline.init.clone().unwrap_or_else(|| DEFAULT_INIT.to_string());
+    let init = image_init(f.cmdline);
     check_image(newroot, &init)?;
     match ensure_mtab(newroot) {
         Mtab::Present => {}

@@ -238,7 +238,15 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     // settle time meant for devices that come later on their own.
     let hardware = b.joined_hardware(true, Stage::Local)?;
     let (local, scratch) = timed(b, stop_before, Stage::Local, || {
-        local::stage::stage(ctx, &modules, &config, &newroot, &input, Some(&mounted), identity.lost.as_mut())
+        let inputs = local::stage::Inputs {
+            modules: &modules,
+            config: &config,
+            newroot: &newroot,
+            layers: &input,
+            root: Some(&mounted),
+            init: &handoff::image_init(&cmdline),
+        };
+        local::stage::stage(ctx, &inputs, identity.lost.as_mut())
     })?;
 
     breakpoint(stop_before, Stage::Handoff)?;

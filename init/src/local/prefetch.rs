@@ -133,6 +133,38 @@ pub fn prefetch(image_root: &Path, layers: &[Layer]) -> PrefetchReport {
     }
 }
 
+/// Reads the program `path` of the image under `image_root` (symlinks resolved in the
+/// image) and, for a script, its interpreter (`#!/bin/sh`); returns the bytes read.
+pub fn read_program(image_root: &Path, path: &Path) -> u64 {
+    let mut buffer = vec![0u8; READ_BUFFER];
+    let Some((bytes, head)) = read_whole(image_root, path, &mut buffer) else { return 0 };
+    match interpreter(&head) {
+        Some(interp) => bytes + read_whole(image_root, Path::new(interp), &mut buffer).map_or(0, |(n, _)| n),
+        None => bytes,
+    }
+}
+
+/// The interpreter a `#!` line names: its first word.
+fn interpreter(head: &[u8]) -> Option<&str> {
+    let line = head.strip_prefix(b"#!")?.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    line.split_ascii_whitespace().next().filter(|p| p.starts_with('/'))
+}
+
+/// Reads the file whole; returns its size and its first line's bytes (up to 128).
+fn read_whole(image_root: &Path, path: &Path, buffer: &mut [u8]) -> Option<(u64, Vec<u8>)> {
+    let mut file = File::from(open_in_image(image_root, path, OFlags::RDONLY).ok()?);
+    let mut head = Vec::new();
+    let mut total = 0u64;
+    while let Ok(n @ 1..) = file.read(buffer) {
+        if head.is_empty() {
+            head.extend_from_slice(&buffer[..n.min(128)]);
+        }
+        total += n as u64;
+    }
+    Some((total, head))
+}
+
 fn read_directories(queue: &Queue, counts: &Counts) {
     let mut buffer = vec![0u8; READ_BUFFER];
     while let Some(dir) = queue.next() {
@@ -211,6 +243,23 @@ mod tests {
         symlink(outer.path().join("elsewhere/big"), img.join("diskless/base/etc/file-link")).unwrap();
         let report = prefetch(&img, &[layer(LayerKind::Base, "/diskless/base")]);
         assert_eq!((report.files, report.directories, report.bytes), (0, 2, 0), "{report:?}");
+    }
+
+    #[test]
+    fn a_script_init_is_read_with_its_interpreter_in_the_image() {
+        let img = tempfile::tempdir().unwrap();
+        fs::create_dir_all(img.path().join("sbin")).unwrap();
+        fs::create_dir_all(img.path().join("bin")).unwrap();
+        fs::write(img.path().join("bin/busybox"), vec![1u8; 70_000]).unwrap();
+        symlink("busybox", img.path().join("bin/sh")).unwrap();
+        fs::write(img.path().join("sbin/init"), "#!/bin/sh -e\necho hi\n").unwrap();
+        assert_eq!(read_program(img.path(), Path::new("/sbin/init")), 21 + 70_000);
+        symlink("/bin/busybox", img.path().join("sbin/elf-init")).unwrap();
+        assert_eq!(read_program(img.path(), Path::new("/sbin/elf-init")), 70_000, "no #!: the file alone");
+        assert_eq!(read_program(img.path(), Path::new("/sbin/none")), 0);
+        assert_eq!(interpreter(b"#!  /usr/bin/env python3\n"), Some("/usr/bin/env"));
+        assert_eq!(interpreter(b"#!relative\n"), None);
+        assert_eq!(interpreter(b"\x7fELF"), None);
     }
 
     #[test]
