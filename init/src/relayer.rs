@@ -118,7 +118,9 @@ pub fn relayer(root: &Path, run_dir: &Path, os: &dyn Os, dry_run: bool) -> Resul
     let (placed, copied) = if dry_run {
         (layer_files(&selection, root, config)?, None)
     } else {
-        let report = apply(&selection, root, &destinations, os)?;
+        // Read ahead as at boot: the image is on NFS here too.
+        let ahead = crate::local::prefetch::prefetch(root, &selection.layers);
+        let report = apply(&selection, root, &destinations, Some(ahead), os)?;
         (report.placed.clone(), Some(report))
     };
 

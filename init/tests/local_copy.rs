@@ -67,7 +67,9 @@ impl Image {
     fn copy(&self) -> Result<ApplyReport, ApplyError> {
         let selection = select_layers(&self.config, self.root(), &input());
         let plan = plan_mounts(&self.config, self.root(), Path::new("/run/diskless-unused"));
-        apply(&selection, self.root(), &plan.destinations, &RealOs)
+        // As the boot copies: after the read-ahead, from what it kept.
+        let ahead = diskless::local::prefetch::prefetch(self.root(), &selection.layers);
+        apply(&selection, self.root(), &plan.destinations, Some(ahead), &RealOs)
     }
 }
 

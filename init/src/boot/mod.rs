@@ -243,7 +243,6 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
             config: &config,
             newroot: &newroot,
             layers: &input,
-            root: Some(&mounted),
             init: &handoff::image_init(&cmdline),
         };
         local::stage::stage(ctx, &inputs, identity.lost.as_mut())

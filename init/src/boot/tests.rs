@@ -148,9 +148,9 @@ fn lab_network() -> FakeOs {
 }
 
 /// The number of the mount call that moves the first mount into the image: after the
-/// kernel file systems, the NFS root, the layer mount and the two local dirs' tmpfs.
+/// kernel file systems, the NFS root and the two local dirs' tmpfs.
 fn first_move() -> usize {
-    early::MOUNTS.len() + 4 + 1
+    early::MOUNTS.len() + 3 + 1
 }
 
 fn mount(source: &str, target: PathBuf, fstype: &str, flags: MountFlags, data: &str) -> Call {
@@ -239,19 +239,10 @@ fn a_whole_boot_runs_every_stage_in_order_to_the_images_init() {
             MountFlags::RDONLY,
             "vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp",
         ),
-        // The fake mounts nothing there, so the copy reads the layers through the root.
-        mount(
-            "10.77.0.1:/export",
-            root.join("layers"),
-            "nfs",
-            MountFlags::RDONLY,
-            "vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp,nocto,actimeo=3600,nosharecache",
-        ),
         Call::ReadDisk { device: m.p("dev/vda"), size: 1 << 20 },
         Call::Swapon { device: m.p("dev/vda") },
         mount("tmpfs", newroot.join("etc/local"), "tmpfs", LOCAL_MOUNT_FLAGS, "size=25%,mode=0755"),
         mount("tmpfs", newroot.join("var/local"), "tmpfs", LOCAL_MOUNT_FLAGS, "size=25%,mode=0755"),
-        Call::Unmount { target: root.join("layers") },
     ]);
     for dir in handoff::MOVED_MOUNTS {
         expected.push(moved(&root.join(dir), &newroot.join(dir)));
@@ -273,40 +264,6 @@ fn a_whole_boot_runs_every_stage_in_order_to_the_images_init() {
     assert_eq!(fs::read_to_string(newroot.join("etc/local/motd")).unwrap(), "base\n");
     assert_eq!(fs::read_to_string(newroot.join("var/local/spool")).unwrap(), "host\n");
     assert!(!m.p("proc").exists(), "the initramfs was freed, the image kept");
-}
-
-/// The copy reads the layers through the private layer mount when it shows them (the
-/// fake mounts nothing: a tree put at the mount point stands for what it would show).
-#[test]
-fn the_layers_are_copied_from_the_layer_mount_when_it_shows_them() {
-    let m = Machine::new(NFS_BOOT, lab_network());
-    m.image();
-    for (path, text) in
-        [("diskless/base/etc/motd", "via the layer mount\n"), ("diskless/hosts/lab3-12/etc/fstab", "x\n")]
-    {
-        fs::create_dir_all(m.p("layers").join(path).parent().unwrap()).unwrap();
-        fs::write(m.p("layers").join(path), text).unwrap();
-    }
-    m.os.fail_nth(Kind::Mount, first_move(), 16);
-    run(&m.boot);
-    let newroot = m.p("newroot");
-    assert_eq!(fs::read_to_string(newroot.join("etc/local/motd")).unwrap(), "via the layer mount\n", "{}", m.text());
-    assert_eq!(m.os.calls_of(Kind::Unmount), [Call::Unmount { target: m.p("layers") }], "unmounted after the copy");
-}
-
-/// A layer mount that fails (or shows another tree) costs nothing but the speed-up: the
-/// layers are read through the root, and nothing is left mounted.
-#[test]
-fn a_failed_layer_mount_reads_the_layers_through_the_root() {
-    let m = Machine::new(&format!("{NFS_BOOT} diskless.debug"), lab_network());
-    m.image();
-    m.os.fail_mount_on(&m.p("layers"), 110);
-    m.os.fail_nth(Kind::Mount, first_move(), 16);
-    run(&m.boot);
-    let text = m.text();
-    assert_eq!(fs::read_to_string(m.p("newroot/etc/local/fstab")).unwrap(), "host\n", "{text}");
-    assert!(text.contains("layers read through the root: mounting 10.77.0.1:/export on "), "{text}");
-    assert_eq!(m.os.calls_of(Kind::Unmount), [], "nothing was mounted: {text}");
 }
 
 #[test]

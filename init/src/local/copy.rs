@@ -1,6 +1,6 @@
 //! Copying layers into the local dirs.
 //!
-//! The layer is walked by [`walk_layer`]: `<layer>/etc/fstab` belongs to the
+//! The layer is walked by [`super::walk::walk_layer`]: `<layer>/etc/fstab` belongs to the
 //! configured dir `/etc` and lands in its destination (`/etc/local/fstab`, or the
 //! overlay upper of `/etc`). What is not inside any configured dir is skipped.
 //!
@@ -33,8 +33,9 @@ use serde::{Deserialize, Serialize};
 
 use super::image::open_in_image;
 use super::mounts::Destination;
+use super::prefetch::ReadAhead;
 use super::select::{Layer, LayerKind, LayerSelection};
-use super::walk::{Entry, Root, Skipped, Visitor, entry_names, walk_layer};
+use super::walk::{Entry, Root, Skipped, Visitor, entry_names, walk_layer_ahead};
 use crate::os::Os;
 
 /// What was copied from one layer, for boot.json.
@@ -223,8 +224,10 @@ pub fn apply(
     selection: &LayerSelection,
     image_root: &Path,
     destinations: &[Destination],
+    ahead: Option<ReadAhead>,
     os: &dyn Os,
 ) -> Result<ApplyReport, ApplyError> {
+    let mut ahead = ahead.map(|a| a.layers).unwrap_or_default().into_iter();
     let mut roots = Vec::with_capacity(destinations.len());
     for d in destinations {
         let fd = openat(
@@ -260,7 +263,10 @@ pub fn apply(
             },
             warnings: &mut report.warnings,
         };
-        walk_layer(&root, &roots, &mut copy).map_err(|e| with_sizes(e, &root, destinations))?;
+        // The read-ahead's layers come in the selection's order.
+        let mut layer_ahead = ahead.next();
+        walk_layer_ahead(&root, layer_ahead.as_mut(), &roots, &mut copy)
+            .map_err(|e| with_sizes(e, &root, destinations))?;
         report.placed.extend(copy.placed);
         report.layers.push(copy.report);
     }
@@ -513,6 +519,37 @@ impl LayerCopy<'_> {
 mod tests {
     use super::*;
     use std::fs;
+
+    /// The copy takes what the read-ahead saw (names, metadata, the open files) instead
+    /// of asking the server again: an entry added or replaced after it is not seen.
+    #[test]
+    fn the_copy_copies_what_the_read_ahead_saw() {
+        let img = tempfile::tempdir().unwrap();
+        let etc = img.path().join("diskless/base/etc");
+        fs::create_dir_all(&etc).unwrap();
+        fs::write(etc.join("motd"), "seen by the read-ahead\n").unwrap();
+        let selection = LayerSelection {
+            layers: vec![Layer { kind: LayerKind::Base, path: "/diskless/base".into() }],
+            skipped: Vec::new(),
+        };
+        let ahead = super::super::prefetch::prefetch(img.path(), &selection.layers);
+        // Replaced by a new file (a new inode) and joined by another, after the read-ahead.
+        fs::write(etc.join("motd.new"), "written later\n").unwrap();
+        fs::rename(etc.join("motd.new"), etc.join("motd")).unwrap();
+        fs::write(etc.join("later"), "later\n").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let destinations = [Destination { dir: "/etc".into(), path: dest.path().to_path_buf() }];
+        let os = crate::os::fake::FakeOs::default();
+        let report = apply(&selection, img.path(), &destinations, Some(ahead), &os).unwrap();
+        assert_eq!(fs::read_to_string(dest.path().join("motd")).unwrap(), "seen by the read-ahead\n");
+        assert!(!dest.path().join("later").exists(), "{report:?}");
+        // Without a read-ahead the copy sees the layer as it is now.
+        let fresh = tempfile::tempdir().unwrap();
+        let destinations = [Destination { dir: "/etc".into(), path: fresh.path().to_path_buf() }];
+        apply(&selection, img.path(), &destinations, None, &os).unwrap();
+        assert_eq!(fs::read_to_string(fresh.path().join("motd")).unwrap(), "written later\n");
+        assert!(fresh.path().join("later").exists());
+    }
 
     /// A full tmpfs said only "no space left for /etc/local/big": nothing told the
     /// administrator how big the layer was or how small the local dir.

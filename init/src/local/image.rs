@@ -28,11 +28,6 @@ pub fn open_in_image(image_root: &Path, path: &Path, flags: OFlags) -> io::Resul
     }
 }
 
-/// Whether `path` (absolute inside the image) exists, its symlinks resolved in the image.
-pub fn exists_in_image(image_root: &Path, path: &Path) -> bool {
-    open_in_image(image_root, path, OFlags::PATH).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,24 +73,24 @@ pub fn setup(
     selection: &LayerSelection,
     os: &dyn Os,
 ) -> Result<LocalReport, LocalError> {
-    setup_with_scratch(config, image_root, image_root, run_dir, selection, &[], os)
+    setup_with_scratch(config, image_root, run_dir, selection, &[], None, os)
 }
 
 /// [`setup`] with the local dirs the scratch stage put on a scratch disk
 /// (`scratch::ScratchReport::local_dirs`): those are bind-mounted instead of a tmpfs,
-/// and the layers read from `layer_root`: the image itself, or another mount of it.
+/// and what [`prefetch::prefetch`] read of the selection's layers.
 pub fn setup_with_scratch(
     config: &Config,
     image_root: &Path,
-    layer_root: &Path,
     run_dir: &Path,
     selection: &LayerSelection,
     scratch: &[(std::path::PathBuf, std::path::PathBuf)],
+    ahead: Option<prefetch::ReadAhead>,
     os: &dyn Os,
 ) -> Result<LocalReport, LocalError> {
     let plan = mounts::plan_mounts_with_scratch(config, image_root, run_dir, scratch);
     execute(&plan.before_copy, os)?;
-    let layers = apply(selection, layer_root, &plan.destinations, os)?;
+    let layers = apply(selection, image_root, &plan.destinations, ahead, os)?;
     execute(&plan.after_copy, os)?;
     Ok(LocalReport { plan, layers })
 }

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat, openat, readlinkat, statat};
 
+use super::prefetch::LayerAhead;
+
 /// A configured dir and where its entries go.
 pub struct Root<T> {
     /// The configured dir, as in the image (`/etc`).
@@ -67,7 +69,19 @@ pub trait Visitor {
 /// Walks the layer open at `layer` (its root mirrors `/`) and hands the entries inside
 /// the configured dirs of `roots` to `visitor`. Stops at the visitor's first error.
 pub fn walk_layer<V: Visitor>(layer: &OwnedFd, roots: &[Root<V::Target>], visitor: &mut V) -> Result<(), V::Error> {
-    Walk { roots, visitor }.mirror(layer, Path::new("/"))
+    walk_layer_ahead(layer, None, roots, visitor)
+}
+
+/// [`walk_layer`] taking what a read-ahead of the layer learnt (names, metadata, symlink
+/// targets, open files and directories) before asking the file system.
+pub fn walk_layer_ahead<V: Visitor>(
+    layer: &OwnedFd,
+    ahead: Option<&mut LayerAhead>,
+    roots: &[Root<V::Target>],
+    visitor: &mut V,
+) -> Result<(), V::Error> {
+    let mut none = LayerAhead::default();
+    Walk { roots, visitor, ahead: ahead.unwrap_or(&mut none) }.mirror(layer, Path::new("/"))
 }
 
 /// The names in `dir` except `.` and `..`, sorted.
@@ -96,6 +110,7 @@ fn special_file_type(file_type: FileType) -> &'static str {
 struct Walk<'w, V: Visitor> {
     roots: &'w [Root<V::Target>],
     visitor: &'w mut V,
+    ahead: &'w mut LayerAhead,
 }
 
 impl<'w, V: Visitor> Walk<'w, V> {
@@ -106,7 +121,7 @@ impl<'w, V: Visitor> Walk<'w, V> {
     /// The entries of the layer directory `dir` (mirroring `image_path`): name, image
     /// path and the entry's own metadata. What cannot be read is skipped and left out.
     fn entries(&mut self, dir: &OwnedFd, image_path: &Path) -> Vec<(OsString, PathBuf, Stat)> {
-        let names = match entry_names(dir) {
+        let names = match self.ahead.names.remove(image_path).map_or_else(|| entry_names(dir), Ok) {
             Ok(names) => names,
             Err(e) => {
                 self.unreadable(image_path, e);
@@ -116,7 +131,9 @@ impl<'w, V: Visitor> Walk<'w, V> {
         let mut entries = Vec::with_capacity(names.len());
         for name in names {
             let child = image_path.join(&name);
-            match statat(dir, &*name, AtFlags::SYMLINK_NOFOLLOW) {
+            let stat =
+                self.ahead.stats.remove(&child).map_or_else(|| statat(dir, &*name, AtFlags::SYMLINK_NOFOLLOW), Ok);
+            match stat {
                 Ok(stat) => entries.push((name, child, stat)),
                 Err(e) => self.unreadable(&child, e),
             }
@@ -125,6 +142,9 @@ impl<'w, V: Visitor> Walk<'w, V> {
     }
 
     fn open_dir(&mut self, dir: &OwnedFd, name: &OsStr, image_path: &Path) -> Option<OwnedFd> {
+        if let Some(open) = self.ahead.open.remove(image_path) {
+            return Some(open);
+        }
         match openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
         {
             Ok(fd) => Some(fd),
@@ -180,15 +200,19 @@ impl<'w, V: Visitor> Walk<'w, V> {
                     // O_NONBLOCK and O_NOCTTY: harmless on a file, and a file swapped
                     // for a FIFO or a tty after the stat cannot block or take the console.
                     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-                    match openat(dir, &*name, flags, Mode::empty()) {
+                    let open =
+                        self.ahead.open.remove(&child).map_or_else(|| openat(dir, &*name, flags, Mode::empty()), Ok);
+                    match open {
                         Ok(source) => self.visitor.file(target, &entry, source)?,
                         Err(e) => self.unreadable(&child, e),
                     }
                 }
-                FileType::Symlink => match readlinkat(dir, &*name, Vec::new()) {
-                    Ok(link) => self.visitor.symlink(target, &entry, &link)?,
-                    Err(e) => self.unreadable(&child, e),
-                },
+                FileType::Symlink => {
+                    match self.ahead.links.remove(&child).map_or_else(|| readlinkat(dir, &*name, Vec::new()), Ok) {
+                        Ok(link) => self.visitor.symlink(target, &entry, &link)?,
+                        Err(e) => self.unreadable(&child, e),
+                    }
+                }
                 other => self.visitor.skipped(&child, Skipped::SpecialFile { file_type: special_file_type(other) }),
             }
         }
