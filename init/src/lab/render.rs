@@ -550,6 +550,21 @@ fn ganesha(lab: &Lab) -> String {
     c
 }
 
+/// What render reports: the files written, then what is still to do.
+pub fn summary(rendered: &Rendered, out: &Path) -> String {
+    let mut text = format!("wrote {} files under {}:\n", rendered.files.len(), out.display());
+    for (path, content) in &rendered.files {
+        let _ = match content {
+            Content::Link(target) => writeln!(text, "  {} -> {target}", path.display()),
+            _ => writeln!(text, "  {}", path.display()),
+        };
+    }
+    for todo in &rendered.todo {
+        let _ = writeln!(text, "todo: {todo}");
+    }
+    text
+}
+
 /// Writes `rendered` under `out`: directories made, files replaced, links re-pointed.
 pub fn write(rendered: &Rendered, out: &Path) -> Result<(), RenderError> {
     let fail = |path: &Path| {
