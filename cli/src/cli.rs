@@ -279,8 +279,9 @@ pub enum ServerCommand {
     /// outside its dynamic range. With --root (the DIR render wrote): the files there
     /// are what the lab file renders, every host has an A and a PTR record that agree,
     /// each image's vmlinuz and initrd.img exist under tftproot, are world-readable and
-    /// the initrd was built for that kernel, and the exports cover every image. Exits 1
-    /// when there is a problem.
+    /// the initrd was built for that kernel, and the exports cover every image. With
+    /// --live, each host's A and PTR records are asked of the DNS servers its subnet
+    /// hands out, as a booting client asks them. Exits 1 when there is a problem.
     #[command(verbatim_doc_comment)]
     Check {
         /// The lab file
@@ -289,6 +290,12 @@ pub enum ServerCommand {
         /// The directory render wrote
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
+        /// Ask the running DNS servers for every host's A and PTR records
+        #[arg(long)]
+        live: bool,
+        /// The DNS servers' port for --live (another one only for tests)
+        #[arg(long, value_name = "PORT", default_value_t = 53, hide = true)]
+        dns_port: u16,
     },
 }
 
@@ -503,11 +510,14 @@ fn server(command: &ServerCommand) -> Result<(Vec<u8>, u8), AdminError> {
             lab_render::write(&rendered, &out)?;
             Ok((lab_render::summary(&rendered, &out).into_bytes(), EXIT_OK))
         }
-        ServerCommand::Check { lab, root } => {
+        ServerCommand::Check { lab, root, live, dns_port } => {
             let lab = Lab::load(lab)?;
             let root = root.as_ref().map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()));
             let versions = |path: &std::path::Path| mkinitramfs::kernel_versions(path).map_err(|e| e.to_string());
-            let findings = lab_check::check(&lab, root.as_deref(), &versions);
+            let mut findings = lab_check::check(&lab, root.as_deref(), &versions);
+            if *live && lab.problems.is_empty() {
+                findings.extend(diskless::lab::live::check_live(&lab, *dns_port, Default::default()));
+            }
             let code = if findings.is_empty() { EXIT_OK } else { EXIT_PROBLEMS };
             Ok((lab_check::render_findings(&findings).into_bytes(), code))
         }

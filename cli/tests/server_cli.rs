@@ -151,3 +151,32 @@ fn a_bad_lab_file_names_the_key() {
     assert_eq!(o.status.code(), Some(1));
     assert!(out(&o).contains("cannot read the lab file"), "{}", out(&o));
 }
+
+#[test]
+fn check_live_asks_the_subnets_dns_servers_and_names_one_that_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = lab_in(dir.path());
+    let text = fs::read_to_string(&lab).unwrap();
+    fs::write(&lab, text.replace("dns = [\"10.77.0.1\"]", "dns = [\"127.0.0.1\"]")).unwrap();
+    // A DNS server that refuses every question at once.
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((len, from)) = server.recv_from(&mut buf) {
+            buf[2] |= 0x80; // a response
+            buf[3] = (buf[3] & 0xf0) | 5; // REFUSED
+            let _ = server.send_to(&buf[..len], from);
+        }
+    });
+    let o = diskless(&["server", "check", "--lab", lab.to_str().unwrap(), "--live", "--dns-port", &port]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let text = out(&o);
+    assert!(
+        text.contains(&format!(
+            "problem: host \"maint\": the DNS server gave no answer to PTR 10.77.0.5: reverse lookup of 10.77.0.5: no usable answer from 127.0.0.1:{port}"
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("\n6 problem(s)\n"), "{text}");
+}

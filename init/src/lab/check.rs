@@ -37,7 +37,13 @@ pub enum Finding {
         key: String,
         want: String,
         found: Vec<String>,
-        source: PathBuf,
+        source: String,
+    },
+    /// `--live`: the DNS server did not answer a question about a host.
+    Live {
+        host: String,
+        question: String,
+        error: String,
     },
     /// The kernel or initrd of an image is missing under the TFTP root.
     BootFileMissing {
@@ -84,15 +90,18 @@ impl fmt::Display for Finding {
             }
             Finding::Record { host, kind, key, want, found, source } if found.is_empty() => write!(
                 f,
-                "host \"{host}\": no {kind} record for {key} in {} (wanted {want}); without it the client's host and \
-                 lab layers are not applied; {render}",
-                source.display()
+                "host \"{host}\": no {kind} record for {key} in {source} (wanted {want}); without it the client's host and \
+                 lab layers are not applied; {render}"
             ),
             Finding::Record { host, kind, key, want, found, source } => write!(
                 f,
-                "host \"{host}\": the {kind} record of {key} in {} names {} instead of {want}; {render}",
-                source.display(),
+                "host \"{host}\": the {kind} record of {key} in {source} names {} instead of {want}; {render}",
                 found.join(", ")
+            ),
+            Finding::Live { host, question, error } => write!(
+                f,
+                "host \"{host}\": the DNS server gave no answer to {question}: {error}; start it from the rendered \
+                 configuration, or check the subnet's dns servers"
             ),
             Finding::BootFileMissing { image, path, fix } => {
                 write!(f, "image \"{image}\": {} is missing; {fix}", path.display())
@@ -258,11 +267,11 @@ fn records(lab: &Lab, root: &Path, options: Options) -> Vec<Finding> {
             (dir, found)
         }
     };
-    agree(lab, &found, &source)
+    agree(lab, &found, &source.display().to_string())
 }
 
 /// Every host has an A record with its address and a PTR record naming it back.
-pub fn agree(lab: &Lab, found: &Records, source: &Path) -> Vec<Finding> {
+pub fn agree(lab: &Lab, found: &Records, source: &str) -> Vec<Finding> {
     let mut findings = Vec::new();
     for host in &lab.hosts {
         let fqdn = format!("{}.{}", host.name, lab.file.subnets[host.subnet].domain);

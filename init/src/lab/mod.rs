@@ -3,6 +3,7 @@
 //! check` proves the files on disk agree with it. The schema is in [`schema`].
 
 pub mod check;
+pub mod live;
 pub mod render;
 pub mod schema;
 

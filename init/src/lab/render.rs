@@ -278,7 +278,8 @@ fn subnets_sorted(lab: &Lab) -> Vec<&Subnet> {
     subnets
 }
 
-fn dns_servers(lab: &Lab, subnet: &Subnet) -> Vec<Ipv4Addr> {
+/// The DNS servers a subnet's clients are given.
+pub fn dns_servers(lab: &Lab, subnet: &Subnet) -> Vec<Ipv4Addr> {
     match &subnet.dns {
         Some(list) => list.iter().map(|a| a.0).collect(),
         None => vec![lab.file.server.address.0],
