@@ -220,12 +220,28 @@ fn pxelinux_cfg(lab: &Lab, image: &Image, host: Option<&LabHost>) -> String {
         Some(h) => format!("host {} ({})", h.name, h.mac),
         None => "every client without a file of its own".into(),
     };
+    let append = append(lab, image, host.map_or("", |h| h.params.as_str()));
     format!(
-        "# {HEADER}\n# Image {}, {who}.\nDEFAULT diskless\nPROMPT 0\nTIMEOUT 0\nLABEL diskless\n  KERNEL vmlinuz\n  \
-         INITRD initrd.img\n  APPEND {}\n  IPAPPEND 2\n",
+        "# {HEADER}\n# Image {}, {who}.\nDEFAULT diskless\nPROMPT 0\nTIMEOUT 0\n{}LABEL diskless\n  KERNEL vmlinuz\n  \
+         INITRD initrd.img\n  APPEND {append}\n  IPAPPEND 2\n",
         image.name,
-        append(lab, image, host.map_or("", |h| h.params.as_str()))
+        serial_directive(&append)
     )
+}
+
+/// `SERIAL PORT BAUD` when the kernel's console is a serial port (`console=ttyS0,115200`),
+/// so that pxelinux's own messages (a missing kernel, ...) reach the same console.
+fn serial_directive(append: &str) -> String {
+    let Some(console) = append.split_whitespace().filter_map(|w| w.strip_prefix("console=ttyS")).last() else {
+        return String::new();
+    };
+    let (port, options) = console.split_once(',').unwrap_or((console, ""));
+    let baud: String = options.chars().take_while(char::is_ascii_digit).collect();
+    match port.parse::<u8>() {
+        Ok(port) if baud.is_empty() => format!("SERIAL {port}\n"),
+        Ok(port) => format!("SERIAL {port} {baud}\n"),
+        Err(_) => String::new(),
+    }
 }
 
 /// One grub.cfg for every UEFI client (grubnetx64.efi reads `/grub/grub.cfg` of the
@@ -335,6 +351,9 @@ fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
     }
     if options.dhcp == Dhcp::Dnsmasq {
         c.push_str("\n# DHCP: a fixed address and boot file per host; the boot file by DHCP option 93\n");
+        // The lab's server owns its subnets (the HOWTO's dhcpd is authoritative too):
+        // a client asking for an address from elsewhere is told no at once.
+        c.push_str("dhcp-authoritative\n");
         for subnet in subnets_sorted(lab) {
             let tag = subnet_tag(subnet);
             match subnet.dynamic {

@@ -190,6 +190,8 @@ fn the_tftp_tree_has_loaders_configs_per_mac_files_and_kernel_links() {
         ),
         "{default}"
     );
+    assert!(default.contains("\nTIMEOUT 0\nSERIAL 0 115200\nLABEL diskless\n"), "the console's port: {default}");
+    assert!(!text(&r, "tftproot/gentoo/pxelinux.cfg/default").contains("SERIAL"), "no serial console, no SERIAL");
     let host = text(&r, "tftproot/debian/pxelinux.cfg/01-52-54-00-77-03-13");
     assert!(host.contains("console=ttyS0,115200 diskless.debug\n"), "{host}");
     assert!(!r.files.contains_key(Path::new("tftproot/gentoo/pxelinux.cfg/01-52-54-00-77-00-05")), "no extra params");
