@@ -152,9 +152,11 @@ fn a_pxe_client_boots_from_dnsmasq_running_the_rendered_files_and_check_live_nam
     dnsmasq.kill();
     let conf = std::fs::read_to_string(out.join("dnsmasq.conf")).unwrap();
     let without: String = conf.lines().filter(|l| !l.contains("lab3-12")).map(|l| format!("{l}\n")).collect();
-    let edited = state.path().join("without-lab3-12.conf");
+    // A fresh lease file too: dnsmasq publishes the names of its leases in DNS.
+    let fresh = tempfile::tempdir().unwrap();
+    let edited = fresh.path().join("without-lab3-12.conf");
     std::fs::write(&edited, without).unwrap();
-    let _dnsmasq = start_dnsmasq(&ns, &edited, state.path(), &logs.join(format!("{NAME}-no-ptr.dnsmasq.log")));
+    let _dnsmasq = start_dnsmasq(&ns, &edited, fresh.path(), &logs.join(format!("{NAME}-no-ptr.dnsmasq.log")));
     let o = diskless(&["server", "check", "--lab", lab_s, "--live"], Some(&ns));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
