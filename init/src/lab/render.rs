@@ -232,7 +232,7 @@ fn pxelinux_cfg(lab: &Lab, image: &Image, host: Option<&LabHost>) -> String {
 /// `SERIAL PORT BAUD` when the kernel's console is a serial port (`console=ttyS0,115200`),
 /// so that pxelinux's own messages (a missing kernel, ...) reach the same console.
 fn serial_directive(append: &str) -> String {
-    let Some(console) = append.split_whitespace().filter_map(|w| w.strip_prefix("console=ttyS")).last() else {
+    let Some(console) = append.split_whitespace().filter_map(|w| w.strip_prefix("console=ttyS")).next_back() else {
         return String::new();
     };
     let (port, options) = console.split_once(',').unwrap_or((console, ""));
