@@ -42,6 +42,9 @@ use diskless::admin::{
     render_status, status,
 };
 use diskless::image::{self, fix, setup};
+use diskless::lab::Lab;
+use diskless::lab::check as lab_check;
+use diskless::lab::render as lab_render;
 use diskless::local::LayerInput;
 use diskless::os::RealOs;
 use diskless::relayer;
@@ -222,6 +225,13 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
         root: PathBuf,
     },
+    /// Write and check the lab's server files (DHCP, DNS, TFTP, NFS) from one lab file
+    ///
+    /// The lab file (lab.toml; schema in docs/lab.example.toml) names the server, the
+    /// subnets, the images and every host. diskless server render writes every server
+    /// file from it; diskless server check proves the files agree with it.
+    #[command(verbatim_doc_comment, subcommand)]
+    Server(ServerCommand),
     /// Print the manual page or a shell completion script to stdout
     ///
     /// E.g. diskless generate man > /usr/local/share/man/man1/diskless.1, or
@@ -231,6 +241,78 @@ pub enum Command {
         #[arg(value_enum)]
         what: Generated,
     },
+}
+
+/// `diskless server ...`: the lab's server, from its lab file.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ServerCommand {
+    /// Write every server file of the lab into DIR
+    ///
+    /// Writes DIR/dnsmasq.conf (DHCP with a fixed address and boot file per host,
+    /// chosen by DHCP option 93: pxelinux for BIOS, GRUB for UEFI; DNS with an A and a
+    /// PTR record per host; TFTP from DIR/tftproot), or with --dhcp isc --dns bind
+    /// DIR/dhcpd.conf, DIR/named.conf and the zones in DIR/bind (dnsmasq.conf then only
+    /// serves TFTP); DIR/tftproot/IMAGE/ with pxelinux.0, ldlinux.c32, pxelinux.cfg/
+    /// (default and one 01-MAC file per host with extra parameters), grubnetx64.efi,
+    /// and vmlinuz and initrd.img as links to the versioned files; DIR/exports for the
+    /// kernel NFS server and DIR/ganesha.conf for nfs-ganesha. The same lab file
+    /// gives the same bytes. The configurations name DIR: render where the servers
+    /// will read the files. Says what is still missing (a kernel, an initrd).
+    #[command(verbatim_doc_comment)]
+    Render {
+        /// The lab file
+        #[arg(long, value_name = "FILE")]
+        lab: PathBuf,
+        /// Where to write (and where the servers read) the files
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The DHCP server to configure
+        #[arg(long, value_enum, default_value = "dnsmasq")]
+        dhcp: DhcpServer,
+        /// The DNS server to configure
+        #[arg(long, value_enum, default_value = "dnsmasq")]
+        dns: DnsServer,
+    },
+    /// Check the lab file and the files rendered from it; every problem with its fix
+    ///
+    /// Checks that host names, MACs and addresses are unique, inside their subnet and
+    /// outside its dynamic range. With --root (the DIR render wrote): the files there
+    /// are what the lab file renders, every host has an A and a PTR record that agree,
+    /// each image's vmlinuz and initrd.img exist under tftproot, are world-readable and
+    /// the initrd was built for that kernel, and the exports cover every image. With
+    /// --live, each host's A and PTR records are asked of the DNS servers its subnet
+    /// hands out, as a booting client asks them. Exits 1 when there is a problem.
+    #[command(verbatim_doc_comment)]
+    Check {
+        /// The lab file
+        #[arg(long, value_name = "FILE")]
+        lab: PathBuf,
+        /// The directory render wrote
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Ask the running DNS servers for every host's A and PTR records
+        #[arg(long)]
+        live: bool,
+        /// The DNS servers' port for --live (another one only for tests)
+        #[arg(long, value_name = "PORT", default_value_t = 53, hide = true)]
+        dns_port: u16,
+    },
+}
+
+/// `--dhcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DhcpServer {
+    Dnsmasq,
+    /// ISC dhcpd
+    Isc,
+}
+
+/// `--dns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DnsServer {
+    Dnsmasq,
+    /// BIND9
+    Bind,
 }
 
 /// The arguments of `plan`: the machine, as its lease would describe it.
@@ -400,11 +482,46 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, AdminError> {
                 if report.copied.as_ref().is_some_and(|c| !c.warnings.is_empty()) { EXIT_PROBLEMS } else { EXIT_OK };
             (relayer::render(&report).into_bytes(), code)
         }
+        Command::Server(command) => server(command)?,
         Command::Generate { what } => (generate(*what), EXIT_OK),
     };
     // A closed stdout (`diskless status | head -1`) is not an error of the command.
     let _ = out.write_all(&text);
     Ok(code)
+}
+
+fn server(command: &ServerCommand) -> Result<(Vec<u8>, u8), AdminError> {
+    match command {
+        ServerCommand::Render { lab, out, dhcp, dns } => {
+            let lab = Lab::load(lab)?;
+            let options = lab_render::Options {
+                dhcp: match dhcp {
+                    DhcpServer::Dnsmasq => lab_render::Dhcp::Dnsmasq,
+                    DhcpServer::Isc => lab_render::Dhcp::Isc,
+                },
+                dns: match dns {
+                    DnsServer::Dnsmasq => lab_render::Dns::Dnsmasq,
+                    DnsServer::Bind => lab_render::Dns::Bind,
+                },
+            };
+            // The configurations name the directory: an absolute one.
+            let out = std::path::absolute(out).unwrap_or_else(|_| out.clone());
+            let rendered = lab_render::render(&lab, options, &out)?;
+            lab_render::write(&rendered, &out)?;
+            Ok((lab_render::summary(&rendered, &out).into_bytes(), EXIT_OK))
+        }
+        ServerCommand::Check { lab, root, live, dns_port } => {
+            let lab = Lab::load(lab)?;
+            let root = root.as_ref().map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()));
+            let versions = |path: &std::path::Path| mkinitramfs::kernel_versions(path).map_err(|e| e.to_string());
+            let mut findings = lab_check::check(&lab, root.as_deref(), &versions);
+            if *live && lab.problems.is_empty() {
+                findings.extend(diskless::lab::live::check_live(&lab, *dns_port, Default::default()));
+            }
+            let code = if findings.is_empty() { EXIT_OK } else { EXIT_PROBLEMS };
+            Ok((lab_check::render_findings(&findings).into_bytes(), code))
+        }
+    }
 }
 
 fn generate(what: Generated) -> Vec<u8> {

@@ -11,6 +11,7 @@ pub mod files;
 pub mod handoff;
 pub mod hardware;
 pub mod image;
+pub mod lab;
 pub mod local;
 pub mod log;
 pub mod net;

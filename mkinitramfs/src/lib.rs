@@ -98,15 +98,23 @@ pub fn resolve(args: BuildArgs) -> Result<BuildOptions, Error> {
     })
 }
 
+/// The entries of the initramfs at `path` (what `mkinitramfs list` shows).
+pub fn read_entries(path: &Path) -> Result<Vec<initramfs::Entry>, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::ListRead { path: path.into(), source })?;
+    initramfs::read_archive(&bytes).map_err(|source| Error::ListParse { path: path.into(), source })
+}
+
+/// The kernel versions the initramfs at `path` was built for: those whose module
+/// database it holds.
+pub fn kernel_versions(path: &Path) -> Result<std::collections::BTreeSet<String>, Error> {
+    Ok(read_entries(path)?.iter().filter_map(|e| modules_db::version_of_db_path(&e.path)).map(str::to_string).collect())
+}
+
 /// Runs the command line `args` (without the program name); returns what to print.
 pub fn run(args: &[String]) -> Result<String, Error> {
     match cli::parse(args).map_err(Error::Cli)? {
         Command::Help => Ok(cli::USAGE.to_string()),
-        Command::List(path) => {
-            let bytes = std::fs::read(&path).map_err(|source| Error::ListRead { path: path.clone(), source })?;
-            let entries = initramfs::read_archive(&bytes).map_err(|source| Error::ListParse { path, source })?;
-            Ok(list::format_listing(&entries))
-        }
+        Command::List(path) => Ok(list::format_listing(&read_entries(&path)?)),
         Command::Build(args) => {
             let options = resolve(args)?;
             Ok(build(&options).map_err(Error::Build)?.to_string())
@@ -131,5 +139,18 @@ mod tests {
         assert_eq!(running_kernel_version(&path).unwrap(), "6.1.0-56-amd64");
         let error = running_kernel_version(&dir.path().join("absent")).unwrap_err();
         assert!(error.to_string().contains("absent"), "{error}");
+    }
+
+    #[test]
+    fn kernel_versions_are_read_from_the_module_database_an_archive_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = initramfs::Archive::with_mtime(0);
+        archive.add_file(&modules_db::db_path("6.1.0-57-amd64"), 0o644, b"db".to_vec()).unwrap();
+        archive.add_file("lib/modules/6.1.0-56-amd64/kernel/x.ko", 0o644, b"ko".to_vec()).unwrap();
+        let path = dir.path().join("initrd.img");
+        std::fs::write(&path, archive.to_bytes()).unwrap();
+        assert_eq!(kernel_versions(&path).unwrap().into_iter().collect::<Vec<_>>(), ["6.1.0-57-amd64"]);
+        std::fs::write(&path, b"not an archive").unwrap();
+        assert!(kernel_versions(&path).unwrap_err().to_string().contains("is this an initramfs?"));
     }
 }

@@ -23,7 +23,28 @@ pub fn db_path(kernel_version: &str) -> String {
     format!("lib/modules/{kernel_version}/modules.db")
 }
 
+/// The kernel version of a path that is some version's [`db_path`]; how an archive
+/// says which kernel it was built for.
+pub fn version_of_db_path(path: &str) -> Option<&str> {
+    let version = path.trim_start_matches('/').strip_prefix("lib/modules/")?.strip_suffix("/modules.db")?;
+    (!version.is_empty() && !version.contains('/')).then_some(version)
+}
+
 /// Module names compare with `-` and `_` as the same character, as kmod does.
 pub fn normalize_name(name: &str) -> String {
     name.replace('-', "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_of_a_db_path_is_the_one_it_was_made_for() {
+        assert_eq!(version_of_db_path(&db_path("6.1.0-57-amd64")), Some("6.1.0-57-amd64"));
+        assert_eq!(version_of_db_path("/lib/modules/6.1.0-57-amd64/modules.db"), Some("6.1.0-57-amd64"));
+        for other in ["lib/modules/6.1/kernel/x.ko", "lib/modules//modules.db", "lib/modules/a/b/modules.db", "init"] {
+            assert_eq!(version_of_db_path(other), None, "{other}");
+        }
+    }
 }

@@ -92,6 +92,12 @@ pub enum AdminError {
     /// Relayering a running client failed.
     #[error(transparent)]
     Relayer(#[from] crate::relayer::RelayerError),
+    /// The lab file cannot be read or parsed.
+    #[error(transparent)]
+    Lab(#[from] crate::lab::LabError),
+    /// The lab's server files cannot be rendered or written.
+    #[error(transparent)]
+    Render(#[from] crate::lab::render::RenderError),
     /// The subnet of `plan` given wrongly (the command-line parser refuses it already).
     #[error(transparent)]
     Subnet(#[from] SubnetError),

@@ -1,0 +1,375 @@
+//! `diskless server check`: the lab file's own problems, then, with the directory
+//! render wrote (`--root`), whether the files there still are what the lab renders,
+//! whether every host has an A and a PTR record that agree (without a PTR record a
+//! client's host and lab layers are silently not applied), whether each image's kernel
+//! and initrd are there, readable by TFTP and made for each other, and whether the
+//! exports cover every image.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::render::{self, Content, Dhcp, Dns, Options};
+use super::{Lab, Problem};
+
+/// The kernel versions an initrd was built for, as its archive records them; the
+/// reader lives with the archive format (the command passes it in), so this module
+/// stays free of the decompressors.
+pub type InitrdVersions<'a> = &'a dyn Fn(&Path) -> Result<BTreeSet<String>, String>;
+
+/// One problem, with its fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    Lab(Problem),
+    /// The lab cannot be rendered (a loader or kernel missing), so nothing on disk can be compared.
+    Render(String),
+    /// A file render makes is missing or differs.
+    Stale {
+        path: PathBuf,
+        missing: bool,
+    },
+    /// A host has no record of this kind, or one that names something else.
+    Record {
+        host: String,
+        kind: &'static str,
+        key: String,
+        want: String,
+        found: Vec<String>,
+        source: String,
+    },
+    /// `--live`: the DNS server did not answer a question about a host.
+    Live {
+        host: String,
+        question: String,
+        error: String,
+    },
+    /// The kernel or initrd of an image is missing under the TFTP root.
+    BootFileMissing {
+        image: String,
+        path: PathBuf,
+        fix: String,
+    },
+    /// The TFTP server will refuse it.
+    NotWorldReadable {
+        image: String,
+        path: PathBuf,
+    },
+    /// The initrd holds modules for other kernels only.
+    InitrdForOtherKernel {
+        image: String,
+        path: PathBuf,
+        kernel: String,
+        found: BTreeSet<String>,
+        fix: String,
+    },
+    /// The initrd cannot be read as an initramfs.
+    InitrdUnreadable {
+        image: String,
+        path: PathBuf,
+        error: String,
+    },
+    /// An export file does not serve an image.
+    NotExported {
+        image: String,
+        export: PathBuf,
+        file: PathBuf,
+    },
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let render = "run diskless server render --lab LAB --out ROOT";
+        match self {
+            Finding::Lab(problem) => write!(f, "{problem}"),
+            Finding::Render(error) => write!(f, "{error}"),
+            Finding::Stale { path, missing: true } => write!(f, "{} is missing; {render}", path.display()),
+            Finding::Stale { path, missing: false } => {
+                write!(f, "{} differs from what the lab file renders (edited by hand?); {render}", path.display())
+            }
+            Finding::Record { host, kind, key, want, found, source } if found.is_empty() => write!(
+                f,
+                "host \"{host}\": no {kind} record for {key} in {source} (wanted {want}); without it the client's host and \
+                 lab layers are not applied; {render}"
+            ),
+            Finding::Record { host, kind, key, want, found, source } => write!(
+                f,
+                "host \"{host}\": the {kind} record of {key} in {source} names {} instead of {want}; {render}",
+                found.join(", ")
+            ),
+            Finding::Live { host, question, error } => write!(
+                f,
+                "host \"{host}\": the DNS server gave no answer to {question}: {error}; start it from the rendered \
+                 configuration, or check the subnet's dns servers"
+            ),
+            Finding::BootFileMissing { image, path, fix } => {
+                write!(f, "image \"{image}\": {} is missing; {fix}", path.display())
+            }
+            Finding::NotWorldReadable { image, path } => write!(
+                f,
+                "image \"{image}\": {} is not world-readable, the TFTP server will refuse it; chmod 644 it",
+                path.display()
+            ),
+            Finding::InitrdForOtherKernel { image, path, kernel, found, fix } => write!(
+                f,
+                "image \"{image}\": {} was built for {} but the kernel is {kernel}; {fix}",
+                path.display(),
+                if found.is_empty() { "no kernel (no lib/modules/VERSION/modules.db)".into() } else { join(found) }
+            ),
+            Finding::InitrdUnreadable { image, path, error } => write!(
+                f,
+                "image \"{image}\": {} is not an initramfs: {error}; build it again with mkinitramfs",
+                path.display()
+            ),
+            Finding::NotExported { image, export, file } => {
+                write!(f, "image \"{image}\": {} does not export {}; {render}", file.display(), export.display())
+            }
+        }
+    }
+}
+
+fn join(set: &BTreeSet<String>) -> String {
+    set.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// Which servers the files under `root` are for: ISC or BIND when render wrote theirs.
+pub fn options_of(root: &Path) -> Options {
+    Options {
+        dhcp: if root.join("dhcpd.conf").is_file() { Dhcp::Isc } else { Dhcp::Dnsmasq },
+        dns: if root.join("named.conf").is_file() { Dns::Bind } else { Dns::Dnsmasq },
+    }
+}
+
+/// Every finding; empty when the lab and the files under `root` are consistent.
+pub fn check(lab: &Lab, root: Option<&Path>, initrd_versions: InitrdVersions) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = lab.problems.iter().cloned().map(Finding::Lab).collect();
+    let Some(root) = root else { return findings };
+    if !findings.is_empty() {
+        return findings;
+    }
+    let options = options_of(root);
+    match render::render(lab, options, root) {
+        Ok(rendered) => findings.extend(stale(&rendered, root)),
+        Err(error) => findings.push(Finding::Render(error.to_string())),
+    }
+    findings.extend(records(lab, root, options));
+    for image in lab.images() {
+        findings.extend(boot_files(image, root, initrd_versions));
+    }
+    findings.extend(exports(lab, root));
+    findings
+}
+
+/// Files render would write differently. Copies (loaders, kernels) only need to exist.
+fn stale(rendered: &render::Rendered, root: &Path) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for (relative, content) in &rendered.files {
+        let path = root.join(relative);
+        let (missing, same) = match content {
+            Content::Text(text) => match std::fs::read(&path) {
+                Ok(bytes) => (false, bytes == text.as_bytes()),
+                Err(_) => (true, false),
+            },
+            Content::Link(target) => match std::fs::read_link(&path) {
+                Ok(found) => (false, found == Path::new(target)),
+                Err(_) => (path.symlink_metadata().is_err(), false),
+            },
+            Content::Copy(_) => (!path.is_file(), true),
+        };
+        if missing || !same {
+            findings.push(Finding::Stale { path, missing });
+        }
+    }
+    findings
+}
+
+/// The A and PTR records as the rendered DNS configuration holds them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Records {
+    pub a: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    pub ptr: BTreeMap<Ipv4Addr, BTreeSet<String>>,
+}
+
+/// dnsmasq's `host-record=NAME[,NAME...],ADDRESS` (A for every name, PTR for the first)
+/// and `ptr-record=`.
+pub fn dnsmasq_records(text: &str) -> Records {
+    let mut records = Records::default();
+    for line in text.lines().map(str::trim) {
+        if let Some(value) = line.strip_prefix("host-record=") {
+            let fields: Vec<&str> = value.split(',').map(str::trim).collect();
+            let names: Vec<&str> = fields.iter().copied().take_while(|f| f.parse::<Ipv4Addr>().is_err()).collect();
+            for address in fields.iter().filter_map(|f| f.parse::<Ipv4Addr>().ok()) {
+                for name in &names {
+                    records.a.entry(name.to_string()).or_default().insert(address);
+                }
+                if let Some(first) = names.first() {
+                    records.ptr.entry(address).or_default().insert(first.to_string());
+                }
+            }
+        } else if let Some(value) = line.strip_prefix("ptr-record=")
+            && let Some((owner, target)) = value.split_once(',')
+            && let Some(address) = address_of_ptr(owner)
+        {
+            records.ptr.entry(address).or_default().insert(target.trim().to_string());
+        }
+    }
+    records
+}
+
+/// BIND zone lines `OWNER. [TTL] IN A ADDRESS` and `OWNER. [TTL] IN PTR NAME.` with
+/// absolute owners, as render writes them.
+pub fn zone_records(text: &str, records: &mut Records) {
+    for line in text.lines() {
+        let words: Vec<&str> = line.split(';').next().unwrap_or("").split_whitespace().collect();
+        let Some(at) = words.iter().position(|w| *w == "A" || *w == "PTR") else { continue };
+        let (Some(owner), Some(value)) = (words.first(), words.get(at + 1)) else { continue };
+        let owner = owner.trim_end_matches('.');
+        match words[at] {
+            "A" => {
+                if let Ok(address) = value.parse() {
+                    records.a.entry(owner.to_string()).or_default().insert(address);
+                }
+            }
+            _ => {
+                if let Some(address) = address_of_ptr(owner) {
+                    records.ptr.entry(address).or_default().insert(value.trim_end_matches('.').to_string());
+                }
+            }
+        }
+    }
+}
+
+fn address_of_ptr(owner: &str) -> Option<Ipv4Addr> {
+    let reversed = owner.trim_end_matches('.').strip_suffix(".in-addr.arpa")?;
+    let mut octets: Vec<u8> = reversed.split('.').map(|o| o.parse().ok()).collect::<Option<_>>()?;
+    octets.reverse();
+    let octets: [u8; 4] = octets.try_into().ok()?;
+    Some(Ipv4Addr::from(octets))
+}
+
+fn records(lab: &Lab, root: &Path, options: Options) -> Vec<Finding> {
+    let (source, found) = match options.dns {
+        Dns::Dnsmasq => {
+            let path = root.join("dnsmasq.conf");
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            (path, dnsmasq_records(&text))
+        }
+        Dns::Bind => {
+            let mut found = Records::default();
+            let dir = root.join("bind");
+            let mut files: Vec<PathBuf> =
+                std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+            files.sort();
+            for file in files {
+                zone_records(&std::fs::read_to_string(&file).unwrap_or_default(), &mut found);
+            }
+            (dir, found)
+        }
+    };
+    agree(lab, &found, &source.display().to_string())
+}
+
+/// Every host has an A record with its address and a PTR record naming it back.
+pub fn agree(lab: &Lab, found: &Records, source: &str) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for host in &lab.hosts {
+        let fqdn = format!("{}.{}", host.name, lab.file.subnets[host.subnet].domain);
+        let a = found.a.get(&fqdn).cloned().unwrap_or_default();
+        if !a.contains(&host.address) {
+            findings.push(Finding::Record {
+                host: host.name.clone(),
+                kind: "A",
+                key: fqdn.clone(),
+                want: host.address.to_string(),
+                found: a.iter().map(Ipv4Addr::to_string).collect(),
+                source: source.into(),
+            });
+        }
+        let ptr = found.ptr.get(&host.address).cloned().unwrap_or_default();
+        if ptr.len() != 1 || !ptr.contains(&fqdn) {
+            findings.push(Finding::Record {
+                host: host.name.clone(),
+                kind: "PTR",
+                key: host.address.to_string(),
+                want: fqdn,
+                found: ptr.into_iter().collect(),
+                source: source.into(),
+            });
+        }
+    }
+    findings
+}
+
+fn boot_files(image: &super::schema::Image, root: &Path, initrd_versions: InitrdVersions) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let Ok(version) = render::kernel_version(image) else { return findings };
+    let dir = root.join("tftproot").join(&image.name);
+    let build = format!(
+        "mkinitramfs -b {} -o {} {version}",
+        image.export.display(),
+        dir.join(format!("initrd.img-{version}")).display()
+    );
+    for (name, fix) in [
+        ("vmlinuz", format!("copy vmlinuz-{version} there from the image's /boot")),
+        ("initrd.img", format!("build it: {build}")),
+    ] {
+        let path = dir.join(name);
+        // The link's target: what the TFTP server sends.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            findings.push(Finding::BootFileMissing { image: image.name.clone(), path, fix });
+            continue;
+        };
+        if meta.permissions().mode() & 0o004 == 0 {
+            findings.push(Finding::NotWorldReadable { image: image.name.clone(), path: path.clone() });
+        }
+        if name == "initrd.img" {
+            match initrd_versions(&path) {
+                Ok(found) if !found.contains(&version) => findings.push(Finding::InitrdForOtherKernel {
+                    image: image.name.clone(),
+                    path,
+                    kernel: version.clone(),
+                    found,
+                    fix: format!("build it again: {build}"),
+                }),
+                Ok(_) => {}
+                Err(error) => findings.push(Finding::InitrdUnreadable { image: image.name.clone(), path, error }),
+            }
+        }
+    }
+    findings
+}
+
+fn exports(lab: &Lab, root: &Path) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let kernel = root.join("exports");
+    let ganesha = root.join("ganesha.conf");
+    let kernel_text = std::fs::read_to_string(&kernel).unwrap_or_default();
+    let ganesha_text = std::fs::read_to_string(&ganesha).unwrap_or_default();
+    for image in lab.images() {
+        let export = image.export.display().to_string();
+        let in_kernel = kernel_text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .any(|l| l.split_whitespace().next() == Some(export.as_str()) && l.split_whitespace().nth(1).is_some());
+        if !in_kernel {
+            findings.push(not_exported(image, &kernel));
+        }
+        let in_ganesha = ganesha_text.lines().any(|l| l.trim() == format!("Path = \"{export}\";"));
+        if !in_ganesha {
+            findings.push(not_exported(image, &ganesha));
+        }
+    }
+    findings
+}
+
+fn not_exported(image: &super::schema::Image, file: &Path) -> Finding {
+    Finding::NotExported { image: image.name.clone(), export: image.export.clone(), file: file.into() }
+}
+
+/// One line per finding, then the count.
+pub fn render_findings(findings: &[Finding]) -> String {
+    let mut out: String = findings.iter().map(|f| format!("problem: {f}\n")).collect();
+    out.push_str(&format!("{} problem(s)\n", findings.len()));
+    out
+}

@@ -1,0 +1,286 @@
+//! The lab file as written (`lab.toml`): strict serde types. Every table refuses keys it
+//! does not know, so a misspelt key is an error naming it rather than a silent default.
+//! What serde cannot see (unique names, an address inside its subnet, a group that
+//! exists) is checked afterwards by [`super::Lab::from_file`], naming the key path.
+//!
+//! ```toml
+//! [server]
+//! address = "10.77.0.1"            # this server: TFTP, NFS, DNS and next-server
+//! name = "server"                  # its host name in the lab's domain (A record, NS)
+//! interface = "br0"                # optional: dnsmasq serves only this interface
+//!
+//! [loaders]                        # optional; where the boot loaders are taken from
+//! pxelinux = "/usr/lib/PXELINUX/pxelinux.0"                       # package pxelinux
+//! ldlinux = "/usr/lib/syslinux/modules/bios/ldlinux.c32"          # syslinux-common
+//! uefi = "/usr/lib/grub/x86_64-efi/monolithic/grubnetx64.efi"     # grub-efi-amd64-bin
+//!
+//! [[subnet]]
+//! network = "10.77.0.0/24"
+//! router = "10.77.0.1"             # optional
+//! dns = ["10.77.0.1"]              # optional, default: the server's address
+//! domain = "example.edu"
+//! dynamic = ["10.77.0.150", "10.77.0.199"]   # optional: addresses for unknown machines
+//! image = "debian"                 # optional: what unknown machines boot
+//!
+//! [[image]]
+//! name = "debian"                  # the TFTP subdirectory: tftproot/debian/
+//! export = "/srv/diskless/debian"  # the NFS export, the clients' root
+//! kernel = "newest"                # or a version, e.g. "6.1.0-57-amd64"
+//! firmware = ["bios", "uefi"]      # which clients it serves (DHCP option 93)
+//! params = "console=ttyS0,115200"  # optional: kernel parameters of every client
+//! nfs_options = "vers=3"           # optional: appended to nfsroot=
+//! maintenance = "10.77.0.5"        # optional: the one host that mounts it read-write
+//!
+//! [[group]]
+//! name = "lab3"
+//! image = "debian"                 # default image of its hosts
+//! params = "diskless.mode=overlay" # default extra parameters of its hosts
+//!
+//! [[host]]
+//! name = "lab3-12"
+//! mac = "52:54:00:77:03:12"
+//! address = "10.77.0.112"
+//! group = "lab3"                   # optional
+//! image = "debian"                 # optional when the group gives one
+//! params = "diskless.debug"        # optional: replaces the group's
+//! ```
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabFile {
+    pub server: Server,
+    #[serde(default)]
+    pub loaders: Loaders,
+    #[serde(default, rename = "subnet")]
+    pub subnets: Vec<Subnet>,
+    #[serde(default, rename = "image")]
+    pub images: Vec<Image>,
+    #[serde(default, rename = "group")]
+    pub groups: Vec<Group>,
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<Host>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub address: Addr,
+    #[serde(default = "default_server_name")]
+    pub name: String,
+    pub interface: Option<String>,
+}
+
+fn default_server_name() -> String {
+    "server".into()
+}
+
+/// Where render copies the boot loaders from (Debian's paths by default).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Loaders {
+    #[serde(default = "default_pxelinux")]
+    pub pxelinux: PathBuf,
+    #[serde(default = "default_ldlinux")]
+    pub ldlinux: PathBuf,
+    #[serde(default = "default_uefi")]
+    pub uefi: PathBuf,
+}
+
+fn default_pxelinux() -> PathBuf {
+    "/usr/lib/PXELINUX/pxelinux.0".into()
+}
+fn default_ldlinux() -> PathBuf {
+    "/usr/lib/syslinux/modules/bios/ldlinux.c32".into()
+}
+fn default_uefi() -> PathBuf {
+    "/usr/lib/grub/x86_64-efi/monolithic/grubnetx64.efi".into()
+}
+
+impl Default for Loaders {
+    fn default() -> Self {
+        Loaders { pxelinux: default_pxelinux(), ldlinux: default_ldlinux(), uefi: default_uefi() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subnet {
+    pub network: Cidr,
+    pub router: Option<Addr>,
+    pub dns: Option<Vec<Addr>>,
+    pub domain: String,
+    pub dynamic: Option<[Addr; 2]>,
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub name: String,
+    pub export: PathBuf,
+    #[serde(default = "default_kernel")]
+    pub kernel: String,
+    #[serde(default = "default_firmware")]
+    pub firmware: Vec<Firmware>,
+    #[serde(default)]
+    pub params: String,
+    pub nfs_options: Option<String>,
+    pub maintenance: Option<Addr>,
+}
+
+fn default_kernel() -> String {
+    NEWEST.into()
+}
+
+/// `kernel = "newest"`: the highest version found in the image's `/boot`.
+pub const NEWEST: &str = "newest";
+
+fn default_firmware() -> Vec<Firmware> {
+    vec![Firmware::Bios]
+}
+
+/// The client firmware an image serves; DHCP option 93 tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    Bios,
+    Uefi,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    pub image: Option<String>,
+    pub params: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub name: String,
+    pub mac: MacAddr,
+    pub address: Addr,
+    pub group: Option<String>,
+    pub image: Option<String>,
+    pub params: Option<String>,
+}
+
+/// An IPv4 address whose parse error says what is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Addr(pub Ipv4Addr);
+
+impl<'de> Deserialize<'de> for Addr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map(Addr).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an IPv4 address; write four numbers, e.g. \"10.77.0.12\""
+            ))
+        })
+    }
+}
+
+/// A MAC address as written in the lab file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::net::Mac::parse(&text).map(|m| MacAddr(m.0)).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a MAC address; write six hex bytes, e.g. \"52:54:00:77:03:12\""
+            ))
+        })
+    }
+}
+
+impl MacAddr {
+    /// `aa-bb-cc-dd-ee-ff`, as pxelinux names its per-machine files (after `01-`).
+    pub fn dashed(&self) -> String {
+        self.to_string().replace(':', "-")
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&crate::net::Mac(self.0), f)
+    }
+}
+
+/// A network `a.b.c.d/n` whose host bits are zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cidr {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    fn mask(self) -> u32 {
+        if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) }
+    }
+
+    pub fn netmask(self) -> Ipv4Addr {
+        Ipv4Addr::from(self.mask())
+    }
+
+    pub fn broadcast(self) -> Ipv4Addr {
+        crate::admin::broadcast_of(self.network, self.prefix)
+    }
+
+    pub fn contains(self, address: Ipv4Addr) -> bool {
+        u32::from(address) & self.mask() == u32::from(self.network)
+    }
+
+    fn parse(text: &str) -> Result<Cidr, String> {
+        let hint = "write the network and its prefix length, e.g. \"10.77.0.0/24\"";
+        let (network, prefix) = text.split_once('/').ok_or_else(|| format!("{text:?} has no /prefix; {hint}"))?;
+        let network: Ipv4Addr = network.parse().map_err(|_| format!("{network:?} is not an IPv4 address; {hint}"))?;
+        let prefix: u8 = match prefix.parse() {
+            Ok(p) if p <= 32 => p,
+            _ => return Err(format!("prefix {prefix:?} is not a number from 0 to 32; {hint}")),
+        };
+        let cidr = Cidr { network, prefix };
+        let masked = Ipv4Addr::from(u32::from(network) & cidr.mask());
+        if masked != network {
+            return Err(format!("{text:?} has host bits set; the network is \"{masked}/{prefix}\""));
+        }
+        Ok(cidr)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Cidr::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_parse_with_their_mask_and_broadcast() {
+        let c = Cidr::parse("10.77.0.0/24").unwrap();
+        assert_eq!((c.netmask(), c.broadcast()), (Ipv4Addr::new(255, 255, 255, 0), Ipv4Addr::new(10, 77, 0, 255)));
+        assert!(c.contains(Ipv4Addr::new(10, 77, 0, 9)) && !c.contains(Ipv4Addr::new(10, 77, 1, 9)));
+        assert!(Cidr::parse("10.77.0.5/24").unwrap_err().contains("\"10.77.0.0/24\""));
+        assert!(Cidr::parse("10.77.0.0").unwrap_err().contains("no /prefix"));
+        assert!(Cidr::parse("10.77.0.0/33").unwrap_err().contains("0 to 32"));
+    }
+}

@@ -1,0 +1,430 @@
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::check;
+use super::render::{self, Content, Dhcp, Dns, Options};
+use super::*;
+
+pub(crate) const EXAMPLE: &str = include_str!("../../../docs/lab.example.toml");
+
+/// The example lab with its loaders in `dir` (made there as small files).
+pub(crate) fn example_in(dir: &Path) -> Lab {
+    for name in ["pxelinux.0", "ldlinux.c32", "grubnetx64.efi"] {
+        fs::write(dir.join(name), format!("loader {name}")).unwrap();
+    }
+    let loaders = format!(
+        "[loaders]\npxelinux = \"{0}/pxelinux.0\"\nldlinux = \"{0}/ldlinux.c32\"\nuefi = \"{0}/grubnetx64.efi\"\n",
+        dir.display()
+    );
+    let text = EXAMPLE.replacen("[[subnet]]", &format!("{loaders}\n[[subnet]]"), 1);
+    let lab = Lab::parse(&text).unwrap();
+    assert_eq!(lab.problems, []);
+    lab
+}
+
+fn problems_of(text: &str) -> Vec<String> {
+    Lab::parse(text).unwrap().problems.iter().map(ToString::to_string).collect()
+}
+
+/// The example with `hosts` appended.
+fn with(hosts: &str) -> String {
+    format!("{EXAMPLE}\n{hosts}")
+}
+
+#[test]
+fn the_example_lab_parses_and_its_groups_give_defaults() {
+    let lab = Lab::parse(EXAMPLE).unwrap();
+    assert_eq!(lab.problems, []);
+    let names: Vec<&str> = lab.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["lab3-12", "lab3-13", "maint"]);
+    assert_eq!((lab.hosts[0].image.as_str(), lab.hosts[0].params.as_str()), ("debian", "diskless.mode=overlay"));
+    assert_eq!(lab.hosts[1].params, "diskless.debug", "the host's own params replace the group's");
+    assert_eq!((lab.hosts[2].image.as_str(), lab.hosts[2].params.as_str()), ("gentoo", ""));
+}
+
+#[test]
+fn an_unknown_key_is_an_error_naming_it() {
+    let e = Lab::parse(&EXAMPLE.replace("name = \"lab3-12\"", "name = \"lab3-12\"\ncolour = \"red\"")).unwrap_err();
+    assert!(e.to_string().contains("unknown field `colour`"), "{e}");
+    let e = Lab::parse(&EXAMPLE.replace("[server]", "[server]\nadress = \"1.2.3.4\"")).unwrap_err();
+    assert!(e.to_string().contains("adress"), "{e}");
+}
+
+#[test]
+fn bad_values_are_errors_naming_the_key_and_the_form() {
+    let e = Lab::parse(&EXAMPLE.replace("52:54:00:77:03:12", "52:54:00:77:03")).unwrap_err().to_string();
+    assert!(e.contains("mac = \"52:54:00:77:03\"") && e.contains("not a MAC address; write six hex bytes"), "{e}");
+    let e = Lab::parse(&EXAMPLE.replace("10.77.0.112", "10.77.0.312")).unwrap_err().to_string();
+    assert!(e.contains("address = \"10.77.0.312\"") && e.contains("not an IPv4 address"), "{e}");
+    let e = Lab::parse(&EXAMPLE.replace("10.77.0.0/24", "10.77.0.1/24")).unwrap_err().to_string();
+    assert!(e.contains("network = ") && e.contains("the network is \"10.77.0.0/24\""), "{e}");
+    let e = Lab::parse(&EXAMPLE.replace("[\"bios\", \"uefi\"]", "[\"bios\", \"efi\"]")).unwrap_err().to_string();
+    assert!(e.contains("firmware") && e.contains("unknown variant `efi`") && e.contains("`uefi`"), "{e}");
+}
+
+#[test]
+fn duplicate_names_macs_and_addresses_are_named_with_both_hosts() {
+    let p = problems_of(&with(
+        "[[host]]\nname = \"lab3-12\"\nmac = \"52:54:00:77:03:12\"\naddress = \"10.77.0.113\"\nimage = \"debian\"\n",
+    ));
+    assert_eq!(
+        p,
+        [
+            "host \"lab3-12\" is defined twice; give each host its own name",
+            "host \"lab3-12\": mac 52:54:00:77:03:12 is also host \"lab3-12\"'s; give each machine its own MAC",
+            "host \"lab3-12\": address 10.77.0.113 is also host \"lab3-13\"'s; give each machine its own address",
+        ]
+    );
+    let p = problems_of(&with(
+        "[[host]]\nname = \"x\"\nmac = \"52:54:00:00:00:01\"\naddress = \"10.77.0.1\"\nimage = \"debian\"\n",
+    ));
+    assert_eq!(p, ["host \"x\": address 10.77.0.1 is also the server's (server)'s; give each machine its own address"]);
+    let p = problems_of(&EXAMPLE.replace("name = \"gentoo\"", "name = \"debian\""));
+    assert!(p.contains(&"image \"debian\" is defined twice; give each image its own name".to_string()), "{p:?}");
+}
+
+#[test]
+fn an_address_outside_every_subnet_or_inside_the_dynamic_range_is_refused() {
+    let p = problems_of(&EXAMPLE.replace("10.77.0.112", "10.78.0.112"));
+    assert_eq!(
+        p,
+        [
+            "host \"lab3-12\": address 10.78.0.112 is in no [[subnet]]; give an address inside one of \"10.77.0.0/24\", or add the subnet"
+        ]
+    );
+    let p = problems_of(&EXAMPLE.replace("10.77.0.112", "10.77.0.150"));
+    assert_eq!(
+        p,
+        [
+            "host \"lab3-12\": address 10.77.0.150 is inside subnet 10.77.0.0/24's dynamic range 10.77.0.150-10.77.0.199; \
+             give a fixed address outside it, or shrink dynamic"
+        ]
+    );
+    let p = problems_of(&EXAMPLE.replace("\"10.77.0.199\"]", "\"10.77.1.9\"]"));
+    assert!(p[0].starts_with("subnet 10.77.0.0/24: dynamic = [\"10.77.0.150\", \"10.77.1.9\"] is not"), "{p:?}");
+}
+
+#[test]
+fn unknown_images_and_groups_and_hostless_images_are_named() {
+    let p = problems_of(&EXAMPLE.replace("image = \"gentoo\"", "image = \"gento\""));
+    assert_eq!(p, ["host \"maint\": image = \"gento\": no [[image]] has that name; use one of \"debian\", \"gentoo\""]);
+    let p = problems_of(&EXAMPLE.replace("group = \"lab3\"\nparams", "group = \"lab4\"\nparams"));
+    assert_eq!(
+        p,
+        [
+            "host \"lab3-13\": group = \"lab4\": no [[group]] has that name; use one of \"lab3\"",
+            "host \"lab3-13\": no image; give image = \"NAME\" on the host or on its group",
+        ]
+    );
+    let p = problems_of(&EXAMPLE.replace("name = \"maint\"", "name = \"maint_1\""));
+    assert!(p[0].starts_with("host \"maint_1\": name is not a DNS label"), "{p:?}");
+}
+
+fn render_example(dir: &Path, options: Options) -> (Lab, render::Rendered) {
+    let lab = example_in(dir);
+    let out = dir.join("out");
+    let rendered = render::render(&lab, options, &out).unwrap();
+    (lab, rendered)
+}
+
+fn text<'a>(r: &'a render::Rendered, path: &str) -> &'a str {
+    match r.files.get(Path::new(path)) {
+        Some(Content::Text(text)) => text,
+        other => panic!("{path}: {other:?}"),
+    }
+}
+
+#[test]
+fn rendering_twice_gives_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    for options in [Options::default(), Options { dhcp: Dhcp::Isc, dns: Dns::Bind }] {
+        let (lab, first) = render_example(dir.path(), options);
+        let second = render::render(&lab, options, &dir.path().join("out")).unwrap();
+        assert_eq!(first, second);
+        // Hosts in another order in the file render the same.
+        let mut reordered = lab.file.clone();
+        reordered.hosts.reverse();
+        reordered.images.reverse();
+        assert_eq!(render::render(&Lab::new(reordered), options, &dir.path().join("out")).unwrap(), first);
+    }
+}
+
+#[test]
+fn dnsmasq_gives_fixed_addresses_records_and_a_boot_file_per_firmware() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, r) = render_example(dir.path(), Options::default());
+    let conf = text(&r, "dnsmasq.conf");
+    let out = dir.path().join("out");
+    for line in [
+        "listen-address=10.77.0.1".to_string(),
+        "domain=example.edu,10.77.0.0/24".into(),
+        "local=/0.77.10.in-addr.arpa/".into(),
+        "host-record=lab3-12.example.edu,lab3-12,10.77.0.112".into(),
+        "host-record=server.example.edu,server,10.77.0.1".into(),
+        "dhcp-range=set:net-10-77-0-0,10.77.0.150,10.77.0.199,255.255.255.0,12h".into(),
+        "dhcp-option=tag:net-10-77-0-0,option:router,10.77.0.1".into(),
+        "dhcp-host=52:54:00:77:03:12,set:img-debian,10.77.0.112,lab3-12,infinite".into(),
+        "dhcp-boot=tag:img-debian,tag:!efi64,debian/pxelinux.0".into(),
+        "dhcp-boot=tag:img-debian,tag:efi64,debian/grubnetx64.efi".into(),
+        "dhcp-boot=tag:img-gentoo,tag:!efi64,gentoo/pxelinux.0".into(),
+        "dhcp-boot=tag:!known,tag:net-10-77-0-0,tag:!efi64,debian/pxelinux.0".into(),
+        "dhcp-match=set:efi64,option:client-arch,7".into(),
+        format!("tftp-root={}", out.join("tftproot").display()),
+    ] {
+        assert!(conf.lines().any(|l| l == line), "{line} missing:\n{conf}");
+    }
+    assert!(!conf.contains("img-gentoo,tag:efi64"), "gentoo serves BIOS clients only:\n{conf}");
+    assert!(conf.starts_with(&format!("# {}\n", render::HEADER)));
+}
+
+#[test]
+fn the_tftp_tree_has_loaders_configs_per_mac_files_and_kernel_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, r) = render_example(dir.path(), Options::default());
+    let default = text(&r, "tftproot/debian/pxelinux.cfg/default");
+    assert!(
+        default.contains(
+            "  APPEND root=/dev/nfs nfsroot=10.77.0.1:/srv/diskless/debian,vers=3 console=ttyS0,115200\n  IPAPPEND 2\n"
+        ),
+        "{default}"
+    );
+    assert!(default.contains("\nTIMEOUT 0\nSERIAL 0 115200\nLABEL diskless\n"), "the console's port: {default}");
+    assert!(!text(&r, "tftproot/gentoo/pxelinux.cfg/default").contains("SERIAL"), "no serial console, no SERIAL");
+    let host = text(&r, "tftproot/debian/pxelinux.cfg/01-52-54-00-77-03-13");
+    assert!(host.contains("console=ttyS0,115200 diskless.debug\n"), "{host}");
+    assert!(!r.files.contains_key(Path::new("tftproot/gentoo/pxelinux.cfg/01-52-54-00-77-00-05")), "no extra params");
+    assert_eq!(r.files[Path::new("tftproot/debian/vmlinuz")], Content::Link("vmlinuz-6.1.0-57-amd64".into()));
+    assert_eq!(r.files[Path::new("tftproot/debian/initrd.img")], Content::Link("initrd.img-6.1.0-57-amd64".into()));
+    assert_eq!(r.files[Path::new("tftproot/debian/pxelinux.0")], Content::Copy(dir.path().join("pxelinux.0")));
+    assert_eq!(r.files[Path::new("tftproot/debian/ldlinux.c32")], Content::Copy(dir.path().join("ldlinux.c32")));
+    assert_eq!(r.files[Path::new("tftproot/debian/grubnetx64.efi")], Content::Copy(dir.path().join("grubnetx64.efi")));
+    assert!(!r.files.contains_key(Path::new("tftproot/gentoo/grubnetx64.efi")));
+    let grub = text(&r, "tftproot/grub/grub.cfg");
+    assert!(grub.contains("if [ \"${net_default_mac}\" = \"52:54:00:77:03:12\" ]; then\n"), "{grub}");
+    assert!(
+        grub.contains("  linux /debian/vmlinuz root=/dev/nfs nfsroot=10.77.0.1:/srv/diskless/debian,vers=3 console=ttyS0,115200 diskless.mode=overlay BOOTIF=01-52-54-00-77-03-12\n  initrd /debian/initrd.img\n"),
+        "{grub}"
+    );
+    assert!(!grub.contains("52:54:00:77:00:05"), "gentoo is BIOS only:\n{grub}");
+    assert!(r.todo.iter().any(|t| t.contains("mkinitramfs -b /srv/diskless/debian -o ")), "{:?}", r.todo);
+}
+
+#[test]
+fn exports_follow_the_howto_and_ganesha_exports_the_same_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, r) = render_example(dir.path(), Options::default());
+    let exports = text(&r, "exports");
+    assert!(
+        exports.lines().any(|l| l
+            == "/srv/diskless/debian 10.77.0.5(rw,async,no_root_squash,no_subtree_check) 10.77.0.0/24(ro,async,no_root_squash,no_subtree_check)"),
+        "{exports}"
+    );
+    assert!(
+        exports.lines().any(|l| l == "/srv/diskless/gentoo 10.77.0.0/24(ro,async,no_root_squash,no_subtree_check)")
+    );
+    let ganesha = text(&r, "ganesha.conf");
+    assert!(
+        ganesha
+            .contains("  Export_Id = 1;\n  Path = \"/srv/diskless/debian\";\n  Pseudo = \"/srv/diskless/debian\";\n"),
+        "{ganesha}"
+    );
+    assert!(ganesha.contains(
+        "  CLIENT { Clients = 10.77.0.5; Access_Type = RW; }\n  CLIENT { Clients = 10.77.0.0/24; Access_Type = RO; }\n"
+    ));
+    assert!(ganesha.contains("  Export_Id = 2;\n  Path = \"/srv/diskless/gentoo\";"));
+}
+
+#[test]
+fn isc_and_bind_get_host_blocks_zones_with_a_content_serial_and_named_stanzas() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { dhcp: Dhcp::Isc, dns: Dns::Bind };
+    let (lab, r) = render_example(dir.path(), options);
+    let dhcpd = text(&r, "dhcpd.conf");
+    for part in [
+        "subnet 10.77.0.0 netmask 255.255.255.0 {\n  option broadcast-address 10.77.0.255;\n  option routers 10.77.0.1;\n",
+        "  next-server 10.77.0.1;\n  range 10.77.0.150 10.77.0.199;\n",
+        "  host lab3-12 {\n    hardware ethernet 52:54:00:77:03:12;\n    fixed-address 10.77.0.112;\n",
+        "# image gentoo\ngroup {\n  next-server 10.77.0.1;\n  filename \"gentoo/pxelinux.0\";\n  host maint {",
+        "  if option arch = 00:07 or option arch = 00:09 {\n    filename \"debian/grubnetx64.efi\";\n  } else {\n    filename \"debian/pxelinux.0\";\n  }\n",
+    ] {
+        assert!(dhcpd.contains(part), "{part} missing:\n{dhcpd}");
+    }
+    let forward = text(&r, "bind/db.example.edu");
+    assert!(forward.contains("\n@ IN NS server.example.edu.\n"), "{forward}");
+    assert!(forward.contains("\nlab3-12.example.edu. IN A 10.77.0.112\n"), "{forward}");
+    let reverse = text(&r, "bind/db.0.77.10.in-addr.arpa");
+    assert!(reverse.contains("\n112.0.77.10.in-addr.arpa. IN PTR lab3-12.example.edu.\n"), "{reverse}");
+    let named = text(&r, "named.conf");
+    let zone = dir.path().join("out/bind/db.example.edu");
+    assert!(named.contains(&format!("zone \"example.edu\" {{ type master; file \"{}\"; }};\n", zone.display())));
+    let conf = text(&r, "dnsmasq.conf");
+    assert!(conf.contains("\nport=0\n") && !conf.contains("dhcp-range") && conf.contains("\nenable-tftp\n"), "{conf}");
+    // The serial follows the records: another host, another serial.
+    let serial_of = |zone: &str| zone.split("( ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    let mut more = lab.file.clone();
+    more.hosts.retain(|h| h.name != "maint");
+    let other = render::render(&Lab::new(more), options, &dir.path().join("out")).unwrap();
+    assert_ne!(serial_of(forward), serial_of(text(&other, "bind/db.example.edu")));
+}
+
+#[test]
+fn render_names_a_missing_loader_and_refuses_a_lab_with_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = example_in(dir.path());
+    fs::remove_file(dir.path().join("grubnetx64.efi")).unwrap();
+    let e = render::render(&lab, Options::default(), &dir.path().join("out")).unwrap_err().to_string();
+    assert!(e.starts_with("loaders.uefi = \"") && e.contains("install Debian's grub-efi-amd64-bin"), "{e}");
+    let bad = Lab::parse(&EXAMPLE.replace("10.77.0.112", "10.77.0.113")).unwrap();
+    let e = render::render(&bad, Options::default(), &dir.path().join("out")).unwrap_err().to_string();
+    assert!(e.contains("1 problem(s)") && e.contains("address 10.77.0.113 is also"), "{e}");
+    let e = render::render(&lab, Options::default(), Path::new("out")).unwrap_err().to_string();
+    assert!(e.contains("not an absolute path"), "{e}");
+}
+
+#[test]
+fn newest_is_the_highest_kernel_version_in_the_images_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("boot");
+    fs::create_dir_all(&boot).unwrap();
+    let image = schema::Image {
+        name: "x".into(),
+        export: dir.path().into(),
+        kernel: "newest".into(),
+        firmware: vec![schema::Firmware::Bios],
+        params: String::new(),
+        nfs_options: None,
+        maintenance: None,
+    };
+    let e = render::kernel_version(&image).unwrap_err().to_string();
+    assert!(e.contains("holds no vmlinuz-VERSION"), "{e}");
+    for v in ["6.1.0-9-amd64", "6.1.0-57-amd64", "6.1.0-10-amd64"] {
+        fs::write(boot.join(format!("vmlinuz-{v}")), "").unwrap();
+    }
+    assert_eq!(render::kernel_version(&image).unwrap(), "6.1.0-57-amd64");
+}
+
+/// Renders the example into `dir/out`, with kernels and initrds for 6.1.0-57-amd64.
+fn served(dir: &Path, options: Options) -> (Lab, std::path::PathBuf) {
+    let (lab, rendered) = render_example(dir, options);
+    let out = dir.join("out");
+    render::write(&rendered, &out).unwrap();
+    for image in ["debian", "gentoo"] {
+        for file in ["vmlinuz-6.1.0-57-amd64", "initrd.img-6.1.0-57-amd64"] {
+            let path = out.join("tftproot").join(image).join(file);
+            fs::write(&path, format!("for 6.1.0-57-amd64 {file}")).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    (lab, out)
+}
+
+/// Reads the fake initrds of [`served`]: the version after "for ".
+fn versions(path: &Path) -> Result<BTreeSet<String>, String> {
+    let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let version = text.strip_prefix("for ").ok_or("no archive")?.split(' ').next().unwrap();
+    Ok(BTreeSet::from([version.to_string()]))
+}
+
+fn findings(lab: &Lab, out: &Path) -> Vec<String> {
+    check::check(lab, Some(out), &versions).iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn a_rendered_lab_checks_clean_and_written_twice_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    for options in [Options::default(), Options { dhcp: Dhcp::Isc, dns: Dns::Bind }] {
+        let (lab, out) = served(dir.path(), options);
+        assert_eq!(findings(&lab, &out), Vec::<String>::new(), "{options:?}");
+        let mode = fs::metadata(out.join("dnsmasq.conf")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
+    let lab = Lab::parse(EXAMPLE).unwrap();
+    assert_eq!(check::check(&lab, None, &versions), [], "without --root only the lab file is checked");
+}
+
+#[test]
+fn a_missing_ptr_record_is_named_with_the_host_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lab, out) = served(dir.path(), Options::default());
+    let conf = out.join("dnsmasq.conf");
+    let text = fs::read_to_string(&conf).unwrap();
+    fs::write(&conf, text.replace("host-record=lab3-13.example.edu,lab3-13,10.77.0.113\n", "")).unwrap();
+    let f = findings(&lab, &out);
+    assert_eq!(f.len(), 3, "{f:#?}");
+    assert!(f[0].contains("dnsmasq.conf differs from what the lab file renders"), "{}", f[0]);
+    assert!(f[1].starts_with("host \"lab3-13\": no A record for lab3-13.example.edu in "), "{}", f[1]);
+    assert!(
+        f[2].starts_with("host \"lab3-13\": no PTR record for 10.77.0.113 in ")
+            && f[2]
+                .contains("(wanted lab3-13.example.edu); without it the client's host and lab layers are not applied"),
+        "{}",
+        f[2]
+    );
+}
+
+#[test]
+fn a_ptr_record_naming_another_host_in_a_zone_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lab, out) = served(dir.path(), Options { dhcp: Dhcp::Isc, dns: Dns::Bind });
+    let zone = out.join("bind/db.0.77.10.in-addr.arpa");
+    let text = fs::read_to_string(&zone).unwrap();
+    fs::write(&zone, text.replace("IN PTR lab3-12.example.edu.", "IN PTR lab3-99.example.edu.")).unwrap();
+    let f = findings(&lab, &out);
+    assert!(
+        f.iter().any(|l| l.starts_with("host \"lab3-12\": the PTR record of 10.77.0.112 in ")
+            && l.contains("names lab3-99.example.edu instead of lab3-12.example.edu")),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn kernel_and_initrd_problems_are_named_with_their_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lab, out) = served(dir.path(), Options::default());
+    let debian = out.join("tftproot/debian");
+    fs::write(debian.join("initrd.img-6.1.0-57-amd64"), "for 6.1.0-56-amd64").unwrap();
+    fs::set_permissions(debian.join("vmlinuz-6.1.0-57-amd64"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_file(out.join("tftproot/gentoo/initrd.img-6.1.0-57-amd64")).unwrap();
+    let f = findings(&lab, &out);
+    assert_eq!(f.len(), 3, "{f:#?}");
+    assert!(
+        f[0].contains("tftproot/debian/vmlinuz is not world-readable") && f[0].ends_with("chmod 644 it"),
+        "{}",
+        f[0]
+    );
+    assert!(
+        f[1].contains("tftproot/debian/initrd.img was built for 6.1.0-56-amd64 but the kernel is 6.1.0-57-amd64; build it again: mkinitramfs -b /srv/diskless/debian -o "),
+        "{}",
+        f[1]
+    );
+    assert!(f[2].contains("tftproot/gentoo/initrd.img is missing; build it: mkinitramfs"), "{}", f[2]);
+}
+
+#[test]
+fn an_image_missing_from_the_exports_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lab, out) = served(dir.path(), Options::default());
+    let exports = out.join("exports");
+    let text = fs::read_to_string(&exports).unwrap();
+    let kept: String =
+        text.lines().filter(|l| !l.starts_with("/srv/diskless/gentoo")).map(|l| format!("{l}\n")).collect();
+    fs::write(&exports, kept).unwrap();
+    let f = findings(&lab, &out);
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert!(
+        f[1].starts_with("image \"gentoo\": ") && f[1].contains("exports does not export /srv/diskless/gentoo"),
+        "{}",
+        f[1]
+    );
+}
+
+#[test]
+fn lab_problems_come_first_and_stop_the_file_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::parse(&EXAMPLE.replace("10.77.0.112", "10.77.0.160")).unwrap();
+    let f = findings(&lab, dir.path());
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert!(f[0].contains("inside subnet 10.77.0.0/24's dynamic range"));
+}
