@@ -201,15 +201,12 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
         return Err(diagnostic_run(b));
     }
 
-    let net = timed(b, stop_before, Stage::Network, || {
+    let mut net = timed(b, stop_before, Stage::Network, || {
         net::network_stage(&net_cfg, &*ctx.os, &ctx.root.join("sys/class/net"), &*ctx.log)
     })?;
     let mut identity = timed(b, stop_before, Stage::Identity, || {
-        let id = net::identity_stage(&*ctx.os, &net, &net_cfg, &*ctx.log);
-        info!(ctx.log, "host name {} (from {})", id.fqdn.as_deref().unwrap_or(&id.hostname), id.source);
-        if let Some(warning) = id.lost_warning() {
-            info!(ctx.log, "{warning}");
-        }
+        let id = net::identity_stage(&*ctx.os, &mut net, &net_cfg, &*ctx.log);
+        announce_identity(ctx, &id);
         Ok::<_, Infallible>(id)
     })?;
     let newroot = ctx.newroot();
@@ -231,6 +228,22 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
         info!(ctx.log, "WARNING: configuration: {warning}");
     }
     policy.config = config.clone();
+    // A host name made for want of a DNS server gets a second chance with the servers
+    // of the image's resolv.conf: the NFS root, mounted with the address-made name,
+    // has not used it unless its path has `%s`, and the layers are chosen only below.
+    let image = (&config, newroot.as_path());
+    if let Some(id) = net::identity_from_image(
+        &*ctx.os,
+        &mut net,
+        &net_cfg,
+        &identity,
+        image,
+        net::dns::LookupTiming::default(),
+        &*ctx.log,
+    ) {
+        announce_identity(ctx, &id);
+        identity = id;
+    }
     let input =
         LayerInput { broadcast: net.lease.broadcast, address: net.lease.address, hostname: identity.hostname.clone() };
     // Scratch disks are found by what the coldplug brought up: it must have settled. The
@@ -256,6 +269,14 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
         started: b.started,
     };
     timed(b, stop_before, Stage::Handoff, || handoff::stage(ctx, &facts, &newroot))
+}
+
+/// The chosen host name on the console, and why it is lost when it is.
+fn announce_identity(ctx: &Context, id: &net::Identity) {
+    info!(ctx.log, "host name {} (from {})", id.fqdn.as_deref().unwrap_or(&id.hostname), id.source);
+    if let Some(warning) = id.lost_warning() {
+        info!(ctx.log, "{warning}");
+    }
 }
 
 /// `diskless.break=`: the stage to stop before. An unknown name is reported with the
