@@ -35,10 +35,13 @@ const LAB_MAC: &str = "52:54:00:77:03:12";
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The HOWTO's entry with this rig's server, plus the initrd and the serial console.
+/// As a label: this rig's pxelinux 6.04 did not pass the global `APPEND` to a kernel
+/// named by `DEFAULT` (the kernel booted without initrd and console arguments), so
+/// the entry's `APPEND` and `IPAPPEND 1` go in the label that `DEFAULT` names.
 fn howto_pxelinux() -> String {
     format!(
-        "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT vmlinuz\n\
-         APPEND initrd=initrd.img {} root=/dev/nfs nfsroot={SERVER}:/export,ro,rsize=8192,posix\nIPAPPEND 1\n",
+        "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT diskless\nLABEL diskless\n  KERNEL vmlinuz\n  \
+         APPEND initrd=initrd.img {} root=/dev/nfs nfsroot={SERVER}:/export,ro,rsize=8192,posix\n  IPAPPEND 1\n",
         pxe::BASE_APPEND
     )
 }
@@ -107,31 +110,28 @@ fn vm_a() -> &'static Outcome {
     RUN.get_or_init(|| boot("howto-static-A-dhcpinform", true, SERVER, &image_dir("busybox")))
 }
 
-/// The busybox image with `networks/10.77.0.255/etc/resolv.conf` naming [`SERVER2`].
-fn image_with_resolv_conf() -> &'static Path {
-    static IMAGE: OnceLock<tempfile::TempDir> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| {
-            let dir = tempfile::Builder::new().prefix("diskless-howto-image").tempdir().unwrap();
-            let status = std::process::Command::new("cp")
-                .arg("-a")
-                .arg(format!("{}/.", image_dir("busybox").display()))
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success(), "copying the busybox image: {status}");
-            let resolv = dir.path().join(format!("diskless/networks/{}/etc/resolv.conf", pxe::BROADCAST));
-            std::fs::write(&resolv, format!("# the lab's resolver\nsearch {DOMAIN}\nnameserver {SERVER2}\n")).unwrap();
-            dir
-        })
-        .path()
+/// A copy of the busybox image with `networks/10.77.0.255/etc/resolv.conf` naming
+/// [`SERVER2`]; removed when dropped.
+fn image_with_resolv_conf() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("diskless-howto-image").tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", image_dir("busybox").display()))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "copying the busybox image: {status}");
+    let resolv = dir.path().join(format!("diskless/networks/{}/etc/resolv.conf", pxe::BROADCAST));
+    std::fs::write(&resolv, format!("# the lab's resolver\nsearch {DOMAIN}\nnameserver {SERVER2}\n")).unwrap();
+    dir
 }
 
 fn vm_b() -> &'static Outcome {
     static RUN: OnceLock<Outcome> = OnceLock::new();
     RUN.get_or_init(|| {
-        let image = image_with_resolv_conf().canonicalize().unwrap();
-        boot("howto-static-B-image-resolv-conf", false, SERVER2, &image)
+        let image = image_with_resolv_conf();
+        // nfs-ganesha refuses an export path through a symlink.
+        boot("howto-static-B-image-resolv-conf", false, SERVER2, &image.path().canonicalize().unwrap())
     })
 }
 
