@@ -206,7 +206,18 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     })?;
     let mut identity = timed(b, stop_before, Stage::Identity, || {
         let id = net::identity_stage(&*ctx.os, &mut net, &net_cfg, &*ctx.log);
-        announce_identity(ctx, &id);
+        if net::awaits_image_dns(&id) {
+            // Not lost yet: the warning waits for the second try below.
+            info!(
+                ctx.log,
+                "host name {} (from {}) for now: no DNS server is known; the image's resolv.conf is read once \
+                 the root is mounted",
+                id.hostname,
+                id.source
+            );
+        } else {
+            announce_identity(ctx, &id);
+        }
         Ok::<_, Infallible>(id)
     })?;
     let newroot = ctx.newroot();
@@ -231,18 +242,13 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     // A host name made for want of a DNS server gets a second chance with the servers
     // of the image's resolv.conf: the NFS root, mounted with the address-made name,
     // has not used it unless its path has `%s`, and the layers are chosen only below.
-    let image = (&config, newroot.as_path());
-    if let Some(id) = net::identity_from_image(
-        &*ctx.os,
-        &mut net,
-        &net_cfg,
-        &identity,
-        image,
-        net::dns::LookupTiming::default(),
-        &*ctx.log,
-    ) {
-        announce_identity(ctx, &id);
-        identity = id;
+    if net::awaits_image_dns(&identity) {
+        let image = (&config, newroot.as_path());
+        let timing = net::dns::LookupTiming::default();
+        if let Some(id) = net::identity_from_image(&*ctx.os, &mut net, &net_cfg, &identity, image, timing, &*ctx.log) {
+            identity = id;
+        }
+        announce_identity(ctx, &identity);
     }
     let input =
         LayerInput { broadcast: net.lease.broadcast, address: net.lease.address, hostname: identity.hostname.clone() };

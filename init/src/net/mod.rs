@@ -482,6 +482,12 @@ pub fn inform_for_static(os: &dyn Os, net: &mut NetResult, timing: &InformTiming
     }
 }
 
+/// Whether the identity was lost for want of a DNS server, so the image's
+/// `resolv.conf` gets a second try at it ([`identity_from_image`]).
+pub fn awaits_image_dns(id: &Identity) -> bool {
+    id.lost.as_ref().is_some_and(|l| l.reason == identity::LostReason::NoDnsServer)
+}
+
 /// The second try at the identity, once the image is mounted and its configuration
 /// read, before the layers are chosen: when no DNS server was known (the identity
 /// was lost for want of one), the servers of the image's `resolv.conf` ([`resolv`]).
@@ -496,7 +502,7 @@ pub fn identity_from_image(
     timing: LookupTiming,
     log: &dyn NetLog,
 ) -> Option<Identity> {
-    if id.lost.as_ref()?.reason != identity::LostReason::NoDnsServer {
+    if !awaits_image_dns(id) {
         return None;
     }
     let (config, image_root) = image;
