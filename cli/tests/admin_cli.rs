@@ -72,6 +72,7 @@ fn boot_record() -> BootRecord {
         mac: Mac([2, 0, 0, 0, 0, 5]),
         proto: Proto::Dhcp,
         lease: Lease::new(Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(255, 255, 255, 0)),
+        dns_source: None,
     };
     let identity = Identity { hostname: "pc-1".into(), fqdn: None, domain: None, source: NameSource::Dhcp, lost: None };
     let root = NfsRoot {

@@ -152,7 +152,7 @@ pub(crate) mod tests {
     use crate::config::Source;
     use crate::local::{CopyWarning, Destination, LayerReport, MountAction, MountPlan};
     use crate::net::identity::{LastTry, LostIdentity, LostLayer, LostReason, NameRejected, NameSource};
-    use crate::net::{Lease, Mac, Proto};
+    use crate::net::{DnsSource, Lease, Mac, Proto};
     use crate::root::parse::{Options, ServerSource, Syntax};
     use crate::root::{NfsRoot, Version};
     use crate::scratch::{Bind, DeviceReport, Kind, Preference, SkipReason, Skipped, SwapReport, UsedScratch};
@@ -183,6 +183,7 @@ pub(crate) mod tests {
             mac: Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
             proto: Proto::Dhcp,
             lease,
+            dns_source: Some(DnsSource::Dhcp),
         };
         let identity = Identity {
             hostname: "lab3-12".into(),
@@ -425,6 +426,35 @@ pub(crate) mod tests {
         assert_eq!(record, full());
     }
 
+    /// Records written before the DNS servers' source was kept read as not known.
+    #[test]
+    fn a_record_without_dns_source_reads_as_unknown() {
+        let mut v = serde_json::to_value(full()).unwrap();
+        v["network"].as_object_mut().unwrap().remove("dns_source");
+        let record: BootRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(record.network.net.dns_source, None);
+    }
+
+    /// Scripts test `network.dns_source.kind`; each source reads back as written.
+    #[test]
+    fn every_dns_source_is_recorded_under_network_dns_source() {
+        let server = Ipv4Addr::new(10, 77, 0, 1);
+        let path = std::path::PathBuf::from("/diskless/networks/10.77.0.255/etc/resolv.conf");
+        for (source, kind) in [
+            (DnsSource::Dhcp, "dhcp"),
+            (DnsSource::IpParam, "ip_param"),
+            (DnsSource::DhcpInform { server }, "dhcp_inform"),
+            (DnsSource::ImageResolvConf { path, layer: crate::local::LayerKind::Network }, "image_resolv_conf"),
+            (DnsSource::Nowhere, "nowhere"),
+        ] {
+            let mut record = full();
+            record.network.net.dns_source = Some(source);
+            let v = serde_json::to_value(&record).unwrap();
+            assert_eq!(v.pointer("/network/dns_source/kind"), Some(&kind.into()), "{v:#}");
+            assert_eq!(serde_json::from_value::<BootRecord>(v).unwrap(), record);
+        }
+    }
+
     /// The types with a hand-written text form read back what they write.
     #[test]
     fn versions_sizes_and_macs_read_back_their_text() {
@@ -453,6 +483,7 @@ pub(crate) mod tests {
             ("/network/interface", "eth0".into()),
             ("/network/mac", "52:54:00:12:34:56".into()),
             ("/network/proto", "dhcp".into()),
+            ("/network/dns_source/kind", "dhcp".into()),
             ("/network/lease/address", "10.77.0.112".into()),
             ("/network/lease/prefix_len", 24.into()),
             ("/network/lease/root_path", "10.77.0.1:/export".into()),

@@ -14,14 +14,18 @@
 //! - [`console`]: the saved serial console and line assertions on it.
 //! - [`netns`]: uniquely named network namespaces, bridges, taps, veth pairs.
 //! - [`dnsmasq`]: DHCP/TFTP/DNS server configuration and process inside a namespace.
+//! - [`dhcpd`]: ISC dhcpd (host blocks, DHCPINFORM) inside a namespace.
+//! - [`bind`]: BIND9 named with forward and reverse zones inside a namespace.
 //! - [`process`]: child-process guards that kill the whole process group on drop.
 //! - [`pxe`]: a lab segment (namespace, bridge, taps, TFTP root with pxelinux, dnsmasq)
 //!   that VMs network-boot from.
 //! - [`nfs`]: nfs-ganesha + rpcbind exporting a root image inside a namespace.
 //! - [`paths`]: workspace, target, log and scratch directories.
 
+pub mod bind;
 pub mod build;
 pub mod console;
+pub mod dhcpd;
 pub mod dnsmasq;
 pub mod error;
 pub mod image;

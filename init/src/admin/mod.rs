@@ -478,6 +478,16 @@ pub fn render_status(s: &StatusReport) -> String {
         ));
     }
     out.push_str(&format!("address    {}/{} on {}\n", net.lease.address, net.lease.prefix_len, net.interface));
+    match &net.dns_source {
+        None => {}
+        Some(crate::net::DnsSource::Nowhere) => {
+            out.push_str("dns        none (no DHCP option 6, ip= field or image resolv.conf)\n")
+        }
+        Some(source) => {
+            let servers: Vec<String> = net.lease.dns_servers.iter().map(ToString::to_string).collect();
+            out.push_str(&format!("dns        {} (from {source})\n", servers.join(", ")));
+        }
+    }
     out.push_str(&format!("root       {} (NFSv{})\n", r.root.root.source(), r.root.mounted_version));
     if r.layers.is_empty() {
         out.push_str("layers     none\n");
@@ -691,6 +701,7 @@ mod tests {
                 "# {path} (diskless 0.1.0)
 host       lab3-12.example.org (from ptr)
 address    10.77.0.112/24 on eth0
+dns        10.77.0.1, 10.77.0.2 (from the DHCP lease)
 root       10.77.0.1:/export (NFSv3)
 layers     base    /diskless/base (4 files)
            host    /diskless/hosts/lab3-12 (2 files)
@@ -725,6 +736,26 @@ config     2 warning(s) at boot: see config_warnings in {path} or run diskless c
         );
         let full = status_of(record::tests::full());
         assert!(!full.contains("identity"), "{full}");
+    }
+
+    #[test]
+    fn status_says_where_the_dns_servers_came_from() {
+        let mut r = record::tests::full();
+        r.network.net.lease.dns_servers = vec![Ipv4Addr::new(10, 77, 0, 2)];
+        r.network.net.dns_source = Some(crate::net::DnsSource::ImageResolvConf {
+            path: "/diskless/networks/10.77.0.255/etc/resolv.conf".into(),
+            layer: crate::local::LayerKind::Network,
+        });
+        let text = status_of(r.clone());
+        assert!(
+            text.contains(
+                "\ndns        10.77.0.2 (from the image's resolv.conf /diskless/networks/10.77.0.255/etc/resolv.conf \
+                 (network layer))\n"
+            ),
+            "{text}"
+        );
+        r.network.net.dns_source = None;
+        assert!(!status_of(r).contains("\ndns "), "a record from before dns_source has no dns line");
     }
 
     fn status_of(record: BootRecord) -> String {

@@ -201,14 +201,22 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
         return Err(diagnostic_run(b));
     }
 
-    let net = timed(b, stop_before, Stage::Network, || {
+    let mut net = timed(b, stop_before, Stage::Network, || {
         net::network_stage(&net_cfg, &*ctx.os, &ctx.root.join("sys/class/net"), &*ctx.log)
     })?;
     let mut identity = timed(b, stop_before, Stage::Identity, || {
-        let id = net::identity_stage(&*ctx.os, &net, &net_cfg, &*ctx.log);
-        info!(ctx.log, "host name {} (from {})", id.fqdn.as_deref().unwrap_or(&id.hostname), id.source);
-        if let Some(warning) = id.lost_warning() {
-            info!(ctx.log, "{warning}");
+        let id = net::identity_stage(&*ctx.os, &mut net, &net_cfg, &*ctx.log);
+        if net::awaits_image_dns(&id) {
+            // Not lost yet: the warning waits for the second try below.
+            info!(
+                ctx.log,
+                "host name {} (from {}) for now: no DNS server is known; the image's resolv.conf is read once \
+                 the root is mounted",
+                id.hostname,
+                id.source
+            );
+        } else {
+            announce_identity(ctx, &id);
         }
         Ok::<_, Infallible>(id)
     })?;
@@ -231,6 +239,17 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
         info!(ctx.log, "WARNING: configuration: {warning}");
     }
     policy.config = config.clone();
+    // A host name made for want of a DNS server gets a second chance with the servers
+    // of the image's resolv.conf: the NFS root, mounted with the address-made name,
+    // has not used it unless its path has `%s`, and the layers are chosen only below.
+    if net::awaits_image_dns(&identity) {
+        let image = (&config, newroot.as_path());
+        let timing = net::dns::LookupTiming::default();
+        if let Some(id) = net::identity_from_image(&*ctx.os, &mut net, &net_cfg, &identity, image, timing, &*ctx.log) {
+            identity = id;
+        }
+        announce_identity(ctx, &identity);
+    }
     let input =
         LayerInput { broadcast: net.lease.broadcast, address: net.lease.address, hostname: identity.hostname.clone() };
     // Scratch disks are found by what the coldplug brought up: it must have settled. The
@@ -263,6 +282,14 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
         started: b.started,
     };
     timed(b, stop_before, Stage::Handoff, || handoff::stage(ctx, &facts, &newroot))
+}
+
+/// The chosen host name on the console, and why it is lost when it is.
+fn announce_identity(ctx: &Context, id: &net::Identity) {
+    info!(ctx.log, "host name {} (from {})", id.fqdn.as_deref().unwrap_or(&id.hostname), id.source);
+    if let Some(warning) = id.lost_warning() {
+        info!(ctx.log, "{warning}");
+    }
 }
 
 /// `diskless.break=`: the stage to stop before. An unknown name is reported with the

@@ -340,6 +340,134 @@ fn a_host_name_made_from_the_address_is_a_loud_lost_identity_on_console_and_in_b
     );
 }
 
+/// The HOWTO's pxelinux entry: `IPAPPEND 1` appends `ip=client:server:gw:mask`, no DNS server.
+const HOWTO_STATIC_BOOT: &str = "console=ttyS0 root=/dev/nfs nfsroot=10.77.0.1:/export,ro,rsize=8192,posix \
+     ip=10.77.0.112:10.77.0.1:10.77.0.1:255.255.255.0 diskless.settle_ms=0 diskless.reboot_delay=0";
+
+/// eth0 with carrier and no DHCP server (the address is static).
+fn static_nic() -> FakeLink {
+    FakeLink {
+        name: "eth0".into(),
+        mac: Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+        appears: Duration::ZERO,
+        carrier: Some(Duration::ZERO),
+        lease: None,
+    }
+}
+
+/// A static boot on `os` up to the hand-off, whose first move fails so the record stays.
+fn static_boot(os: FakeOs, image: impl Fn(&Machine)) -> Machine {
+    let m = Machine::new(HOWTO_STATIC_BOOT, os.with_links(vec![static_nic()]));
+    m.image();
+    image(&m);
+    m.os.fail_nth(Kind::Mount, early::MOUNTS.len() + 3 + 1, 16);
+    run(&m.boot);
+    m
+}
+
+fn image_file(m: &Machine, path: &str, text: &str) {
+    let path = m.p("newroot").join(path);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+/// The HOWTO's static `ip=` named no DNS server, and the machine used to be named
+/// after its address, without its lab and host layers.
+#[test]
+fn a_static_ip_without_dns_server_asks_dhcpinform_and_gets_its_ptr_name_and_layers() {
+    let ack = net::inform::InformAck {
+        server: Ipv4Addr::new(10, 77, 0, 1),
+        dns_servers: vec![Ipv4Addr::new(10, 77, 0, 53)],
+        domain_name: Some("example.edu".into()),
+        host_name: None,
+    };
+    let m = static_boot(FakeOs::default().with_ptr(&["lab3-12.example.edu."]).with_inform(ack), |_| {});
+    let text = m.text();
+    assert!(text.contains("diskless: eth0: DNS servers 10.77.0.53 from a DHCPINFORM answered by 10.77.0.1"), "{text}");
+    assert!(text.contains("diskless: host name lab3-12.example.edu (from reverse DNS)"), "{text}");
+    assert!(!text.contains("identity lost"), "{text}");
+    let calls = ordered_calls(&m.os);
+    let inform = Call::DhcpInform {
+        link: "eth0".into(),
+        address: Ipv4Addr::new(10, 77, 0, 112),
+        server: Some(Ipv4Addr::new(10, 77, 0, 1)),
+    };
+    let at = |c: &Call| calls.iter().position(|x| x == c).unwrap_or_else(|| panic!("{c:?} in {calls:#?}"));
+    assert!(at(&inform) < at(&Call::LookupPtr { address: Ipv4Addr::new(10, 77, 0, 112) }), "{calls:#?}");
+    assert_eq!(m.os.calls_of(Kind::SetHostname), [Call::SetHostname { name: "lab3-12".into() }]);
+    assert_eq!(fs::read_to_string(m.p("newroot/etc/local/fstab")).unwrap(), "host\n", "the host layer applied");
+
+    let json = m.boot_json();
+    assert_eq!(json["network"]["proto"], "static", "{json}");
+    assert_eq!(json["network"]["dns_source"], serde_json::json!({"kind": "dhcp_inform", "server": "10.77.0.1"}));
+    assert_eq!(json["network"]["lease"]["dns_servers"], serde_json::json!(["10.77.0.53"]), "{json}");
+    assert_eq!(json["network"]["identity"]["hostname"], "lab3-12", "{json}");
+}
+
+/// No DHCP server answers the INFORM: the image's resolv.conf (network layer before
+/// base) names the DNS server, once the root is mounted and before the layers are chosen.
+#[test]
+fn a_static_ip_without_dns_server_or_inform_answer_uses_the_images_network_layer_resolv_conf() {
+    let m = static_boot(FakeOs::default().with_ptr(&["lab3-12.example.edu."]), |m| {
+        image_file(m, "diskless/base/etc/resolv.conf", "nameserver 10.77.0.1\n");
+        image_file(m, "diskless/networks/10.77.0.255/etc/resolv.conf", "# site\nnameserver 10.77.0.53\n");
+    });
+    let text = m.text();
+    assert!(text.contains("diskless: warning: DHCPINFORM on eth0: no DHCPACK after 3 tries"), "{text}");
+    assert!(
+        text.contains(
+            "diskless: eth0: DNS servers 10.77.0.53 from the image's resolv.conf \
+             /diskless/networks/10.77.0.255/etc/resolv.conf (network layer)"
+        ),
+        "{text}"
+    );
+    // First made from the address (nothing to ask), then named by reverse DNS; the
+    // first name is not called lost while the image may still name a DNS server.
+    let first = text
+        .find(
+            "diskless: host name ip-10-77-0-112 (from the IP address) for now: no DNS server is known; the image's \
+             resolv.conf is read once the root is mounted",
+        )
+        .expect(&text);
+    let second = text.find("diskless: host name lab3-12.example.edu (from reverse DNS)").expect(&text);
+    assert!(first < second, "{text}");
+    assert!(!text.contains("identity lost"), "{text}");
+    let names: Vec<Call> = m.os.calls_of(Kind::SetHostname);
+    assert_eq!(
+        names,
+        [Call::SetHostname { name: "ip-10-77-0-112".into() }, Call::SetHostname { name: "lab3-12".into() }]
+    );
+    let calls = ordered_calls(&m.os);
+    let nfs = calls.iter().position(|c| c.mount_target() == Some(&m.p("newroot"))).expect("NFS mount");
+    let rename = calls.iter().position(|c| *c == Call::SetHostname { name: "lab3-12".into() }).unwrap();
+    assert!(nfs < rename, "the second try reads the mounted image: {calls:#?}");
+    assert_eq!(fs::read_to_string(m.p("newroot/etc/local/fstab")).unwrap(), "host\n", "the host layer applied");
+
+    let json = m.boot_json();
+    assert_eq!(
+        json["network"]["dns_source"],
+        serde_json::json!({
+            "kind": "image_resolv_conf",
+            "path": "/diskless/networks/10.77.0.255/etc/resolv.conf",
+            "layer": "network",
+        })
+    );
+    assert_eq!(json["network"]["identity"]["source"], "ptr", "{json}");
+    assert_eq!(json["network"]["identity"]["lost"], serde_json::Value::Null, "{json}");
+}
+
+/// Neither the network nor the image names a DNS server: the identity stays lost, loud.
+#[test]
+fn a_static_ip_with_no_dns_server_anywhere_stays_a_lost_identity() {
+    let m = static_boot(FakeOs::default(), |_| {});
+    let text = m.text();
+    assert!(text.contains("no DNS server in the image's resolv.conf either"), "{text}");
+    assert!(text.contains("diskless: WARNING: identity lost: the lease names no DNS server"), "{text}");
+    let json = m.boot_json();
+    assert_eq!(json["network"]["dns_source"], serde_json::json!({"kind": "nowhere"}), "{json}");
+    assert_eq!(json["network"]["identity"]["lost"]["reason"]["kind"], "no_dns_server", "{json}");
+}
+
 /// A stage failing on the fake: the ERROR line names the failure, the failure action
 /// follows, and no later stage runs.
 struct Failing {

@@ -421,7 +421,7 @@ impl DhcpClient {
 /// panics on a hardware address length over 16, and on options whose length
 /// differs from what [`OPTION_LENGTHS`] lists (assertions, or a length
 /// subtraction that underflows).
-fn precheck(bytes: &[u8]) -> Result<(), Malformed> {
+pub(crate) fn precheck(bytes: &[u8]) -> Result<(), Malformed> {
     const HEADER: usize = 240;
     if bytes.len() < HEADER {
         return Err(Malformed::Short { len: bytes.len() });
@@ -511,7 +511,7 @@ fn text(bytes: &[u8]) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-fn opt_text(s: &str) -> Option<String> {
+pub(crate) fn opt_text(s: &str) -> Option<String> {
     text(s.as_bytes())
 }
 
@@ -574,7 +574,7 @@ fn lease_from_ack(msg: &Message, rapid_commit: bool) -> Result<Lease, &'static s
 /// from the `rand` crate, whose getrandom(2) call blocks until the kernel's random pool
 /// is seeded - about a second after the link comes up in a freshly booted machine,
 /// which held back the first DISCOVER by that much. Decoding fixed bytes draws nothing.
-fn blank_request(xid: u32, mac: &Mac) -> Message {
+pub(crate) fn blank_request(xid: u32, mac: &Mac) -> Message {
     // op, htype, hlen, hops | xid | secs, flags | ciaddr, yiaddr, siaddr, giaddr |
     // chaddr (16) | sname (64) | file (128) | magic cookie | end option.
     let mut bytes = [0u8; 241];

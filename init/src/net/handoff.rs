@@ -134,7 +134,13 @@ mod tests {
         lease.lease_time = Some(3600);
         lease.domain_search = vec!["example.edu".into(), "lab.example.edu".into()];
         lease.boot_file = Some("it's.0".into());
-        let net = NetResult { interface: "eth0".into(), mac: Mac([2, 0, 0, 0, 0, 1]), proto: Proto::Dhcp, lease };
+        let net = NetResult {
+            interface: "eth0".into(),
+            mac: Mac([2, 0, 0, 0, 0, 1]),
+            proto: Proto::Dhcp,
+            lease,
+            dns_source: None,
+        };
         let id = Identity {
             hostname: "lab3-12".into(),
             fqdn: Some("lab3-12.example.edu".into()),

@@ -242,7 +242,11 @@ impl LostIdentity {
         let addr = self.address;
         match &self.reason {
             LostReason::NoDnsServer => {
-                format!("give the DNS server in DHCP option 6 (or ip='s dns0 field) and a PTR record for {addr}")
+                format!(
+                    "give the DNS server in DHCP option 6 (or ip='s dns0 field; for a static ip=, by a DHCP server \
+                     answering DHCPINFORM or a nameserver line in the image's network or base layer resolv.conf) \
+                     and a PTR record for {addr}"
+                )
             }
             LostReason::NoPtrRecord { .. } => format!("add a PTR record for {addr} in DNS"),
             LostReason::PtrRejected { .. } => {
@@ -537,7 +541,9 @@ mod tests {
         assert!(w.contains("identity lost: the lease names no DNS server (DHCP option 6)"), "{w}");
         assert!(
             w.ends_with(
-                ": give the DNS server in DHCP option 6 (or ip='s dns0 field) and a PTR record for 10.77.0.112"
+                ": give the DNS server in DHCP option 6 (or ip='s dns0 field; for a static ip=, by a DHCP server \
+                 answering DHCPINFORM or a nameserver line in the image's network or base layer resolv.conf) and a \
+                 PTR record for 10.77.0.112"
             ),
             "{w}"
         );

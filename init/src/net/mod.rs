@@ -28,9 +28,11 @@ pub mod dhcp_io;
 pub mod dns;
 pub mod handoff;
 pub mod identity;
+pub mod inform;
 pub mod link;
 pub mod log;
 pub mod random;
+pub mod resolv;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,6 +52,7 @@ use dhcp_io::DhcpIoError;
 use dns::{DNS_PORT, LookupTiming, PtrOutcome};
 use identity::Candidates;
 pub use identity::Identity;
+use inform::InformTiming;
 use link::{LinkConfig, LinkError, SysLink};
 pub use log::{Level, NetLog};
 
@@ -79,6 +82,50 @@ pub struct NetResult {
     pub mac: Mac,
     pub proto: Proto,
     pub lease: Lease,
+    /// Where `lease.dns_servers` came from; `None` in records written before it was kept.
+    #[serde(default)]
+    pub dns_source: Option<DnsSource>,
+}
+
+/// Where the DNS servers used for the host name came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DnsSource {
+    /// The lease (option 6).
+    Dhcp,
+    /// The dns0/dns1 fields of `ip=`.
+    IpParam,
+    /// The DHCPACK to a DHCPINFORM for the static `ip=` address.
+    DhcpInform { server: std::net::Ipv4Addr },
+    /// The image's `resolv.conf` in a layer (path inside the image).
+    ImageResolvConf { path: std::path::PathBuf, layer: crate::local::LayerKind },
+    /// Nothing named a DNS server.
+    Nowhere,
+}
+
+impl DnsSource {
+    /// Where servers known at the end of the network stage came from.
+    fn of_stage(proto: Proto, servers: &[std::net::Ipv4Addr]) -> DnsSource {
+        match (proto, servers.is_empty()) {
+            (_, true) => DnsSource::Nowhere,
+            (Proto::Dhcp, false) => DnsSource::Dhcp,
+            (Proto::Static, false) => DnsSource::IpParam,
+        }
+    }
+}
+
+impl fmt::Display for DnsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DnsSource::Dhcp => f.write_str("the DHCP lease"),
+            DnsSource::IpParam => f.write_str("ip="),
+            DnsSource::DhcpInform { server } => write!(f, "a DHCPINFORM answered by {server}"),
+            DnsSource::ImageResolvConf { path, layer } => {
+                write!(f, "the image's resolv.conf {} ({layer} layer)", path.display())
+            }
+            DnsSource::Nowhere => f.write_str("nowhere"),
+        }
+    }
 }
 
 /// Errors of the network stage.
@@ -284,7 +331,8 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
         mtu: lease.mtu,
     };
     ops.os.configure_link(&name, &link_cfg).map_err(NetError::Configure)?;
-    Ok(NetResult { interface: name, mac, proto: Proto::Dhcp, lease })
+    let dns_source = Some(DnsSource::of_stage(Proto::Dhcp, &lease.dns_servers));
+    Ok(NetResult { interface: name, mac, proto: Proto::Dhcp, lease, dns_source })
 }
 
 fn static_stage(cfg: &NetConfig, ops: &Links<'_>, log: &dyn NetLog) -> Result<NetResult, NetError> {
@@ -348,7 +396,8 @@ fn static_stage(cfg: &NetConfig, ops: &Links<'_>, log: &dyn NetLog) -> Result<Ne
     };
     ops.os.configure_link(&chosen.name, &link_cfg).map_err(NetError::Configure)?;
     log.log(Level::Info, &format!("{}: static address {}/{} from ip=", chosen.name, address, lease.prefix_len));
-    Ok(NetResult { interface: chosen.name, mac: chosen.mac, proto: Proto::Static, lease })
+    let dns_source = Some(DnsSource::of_stage(Proto::Static, &lease.dns_servers));
+    Ok(NetResult { interface: chosen.name, mac: chosen.mac, proto: Proto::Static, lease, dns_source })
 }
 
 /// Chooses the identity (PTR to the lease's DNS servers on `dns_port`, then
@@ -388,14 +437,93 @@ pub fn apply_identity(id: &Identity, os: &dyn Os) -> Result<(), identity::Identi
     Ok(())
 }
 
-/// The identity stage: resolve, then set host and domain name. A failure to
-/// set them is logged; the boot goes on with the chosen names recorded.
-pub fn identity_stage(os: &dyn Os, net: &NetResult, cfg: &NetConfig, log: &dyn NetLog) -> Identity {
+/// The identity stage: for a static `ip=` without a DNS server, ask for one with
+/// DHCPINFORM; then resolve, and set host and domain name. A failure to set them is
+/// logged; the boot goes on with the chosen names recorded.
+pub fn identity_stage(os: &dyn Os, net: &mut NetResult, cfg: &NetConfig, log: &dyn NetLog) -> Identity {
+    inform_for_static(os, net, &InformTiming::default(), log);
     let id = resolve_identity(os, net, cfg, DNS_PORT, LookupTiming::default(), log);
     if let Err(e) = apply_identity(&id, os) {
         log.log(Level::Warn, &e.to_string());
     }
     id
+}
+
+/// Records `servers` from `source` as the DNS servers of `net` and says so.
+fn use_dns_servers(net: &mut NetResult, servers: Vec<std::net::Ipv4Addr>, source: DnsSource, log: &dyn NetLog) {
+    let list = servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    log.log(Level::Info, &format!("{}: DNS servers {list} from {source}", net.interface));
+    net.lease.dns_servers = servers;
+    net.dns_source = Some(source);
+}
+
+/// A static `ip=` that names no DNS server (pxelinux's `IPAPPEND 1`): the DNS servers,
+/// domain and host name from a DHCPINFORM ([`inform`]) into the lease, where reverse
+/// DNS, the hand-off files and boot.json find them. Nothing changes when no server answers.
+pub fn inform_for_static(os: &dyn Os, net: &mut NetResult, timing: &InformTiming, log: &dyn NetLog) {
+    if net.proto != Proto::Static || !net.lease.dns_servers.is_empty() {
+        return;
+    }
+    log.log(
+        Level::Info,
+        &format!("{}: ip= names no DNS server, asking the network with DHCPINFORM (no lease is taken)", net.interface),
+    );
+    match os.dhcp_inform(&net.interface, net.mac, net.lease.address, net.lease.next_server, timing, log) {
+        Ok(ack) if ack.dns_servers.is_empty() => log.log(
+            Level::Warn,
+            &format!("{}: the DHCPACK of {} to DHCPINFORM names no DNS server (option 6)", net.interface, ack.server),
+        ),
+        Ok(ack) => {
+            net.lease.domain_name = net.lease.domain_name.take().or(ack.domain_name);
+            net.lease.host_name = net.lease.host_name.take().or(ack.host_name);
+            use_dns_servers(net, ack.dns_servers, DnsSource::DhcpInform { server: ack.server }, log);
+        }
+        Err(e) => log.log(Level::Warn, &e.to_string()),
+    }
+}
+
+/// Whether the identity was lost for want of a DNS server, so the image's
+/// `resolv.conf` gets a second try at it ([`identity_from_image`]).
+pub fn awaits_image_dns(id: &Identity) -> bool {
+    id.lost.as_ref().is_some_and(|l| l.reason == identity::LostReason::NoDnsServer)
+}
+
+/// The second try at the identity, once the image is mounted and its configuration
+/// read, before the layers are chosen: when no DNS server was known (the identity
+/// was lost for want of one), the servers of the image's `resolv.conf` ([`resolv`]).
+/// Returns the identity resolved (and applied) with them, or `None` when there was
+/// nothing to retry or the image names no server.
+pub fn identity_from_image(
+    os: &dyn Os,
+    net: &mut NetResult,
+    cfg: &NetConfig,
+    id: &Identity,
+    image: (&crate::config::Config, &Path),
+    timing: LookupTiming,
+    log: &dyn NetLog,
+) -> Option<Identity> {
+    if !awaits_image_dns(id) {
+        return None;
+    }
+    let (config, image_root) = image;
+    let input = crate::local::LayerInput {
+        broadcast: net.lease.broadcast,
+        address: net.lease.address,
+        hostname: id.hostname.clone(),
+    };
+    let Some((path, layer, servers)) = resolv::from_layers(config, image_root, &input) else {
+        log.log(
+            Level::Info,
+            "no DNS server in the image's resolv.conf either (network layer, then base layer): the host name stays",
+        );
+        return None;
+    };
+    use_dns_servers(net, servers, DnsSource::ImageResolvConf { path, layer }, log);
+    let id = resolve_identity(os, net, cfg, DNS_PORT, timing, log);
+    if let Err(e) = apply_identity(&id, os) {
+        log.log(Level::Warn, &e.to_string());
+    }
+    Some(id)
 }
 
 #[cfg(test)]

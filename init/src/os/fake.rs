@@ -25,6 +25,7 @@ use crate::net::config::Mac;
 use crate::net::dhcp::Lease;
 use crate::net::dhcp_io::DhcpIoError;
 use crate::net::dns::{DnsError, LookupTiming, PtrOutcome, TryError};
+use crate::net::inform::{InformAck, InformError, InformTiming};
 use crate::net::link::{LinkConfig, LinkError, SysLink};
 use crate::net::log::NetLog;
 use crate::scratch::probe::Sample;
@@ -85,6 +86,11 @@ pub enum Call {
     DhcpCancelled {
         link: String,
     },
+    DhcpInform {
+        link: String,
+        address: Ipv4Addr,
+        server: Option<Ipv4Addr>,
+    },
     LookupPtr {
         address: Ipv4Addr,
     },
@@ -131,6 +137,7 @@ pub enum Kind {
     ConfigureLink,
     Dhcp,
     DhcpCancelled,
+    DhcpInform,
     LookupPtr,
     SetHostname,
     SetDomainname,
@@ -160,6 +167,7 @@ impl Call {
             Call::ConfigureLink { .. } => Kind::ConfigureLink,
             Call::Dhcp { .. } => Kind::Dhcp,
             Call::DhcpCancelled { .. } => Kind::DhcpCancelled,
+            Call::DhcpInform { .. } => Kind::DhcpInform,
             Call::LookupPtr { .. } => Kind::LookupPtr,
             Call::SetHostname { .. } => Kind::SetHostname,
             Call::SetDomainname { .. } => Kind::SetDomainname,
@@ -223,6 +231,8 @@ pub struct FakeOs {
     failures: Mutex<Vec<Failure>>,
     links: Mutex<Vec<FakeLink>>,
     ptr: Mutex<Option<Vec<String>>>,
+    /// The answer to DHCPINFORM; `None`: no server answers.
+    inform: Mutex<Option<InformAck>>,
     started: Mutex<Option<Instant>>,
     /// How long each finit_module blocks.
     pub load_time: Duration,
@@ -302,6 +312,11 @@ impl FakeOs {
     }
 
     /// Record `call`; its result by the planned failures.
+    pub fn with_inform(self, ack: InformAck) -> FakeOs {
+        *self.inform.lock().unwrap() = Some(ack);
+        self
+    }
+
     fn record(&self, call: Call) -> io::Result<()> {
         let kind = call.kind();
         let nth = {
@@ -446,6 +461,27 @@ impl Os for FakeOs {
                 return Err(DhcpIoError::Timeout { interface, waited: begun.elapsed(), ignored: Default::default() });
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn dhcp_inform(
+        &self,
+        name: &str,
+        _mac: Mac,
+        address: Ipv4Addr,
+        server: Option<Ipv4Addr>,
+        timing: &InformTiming,
+        _log: &dyn NetLog,
+    ) -> Result<InformAck, InformError> {
+        let interface = name.to_string();
+        if let Err(source) = self.record(Call::DhcpInform { link: interface.clone(), address, server }) {
+            return Err(InformError::Receive { interface, source });
+        }
+        match self.inform.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(ack) => Ok(ack),
+            None => {
+                Err(InformError::NoAnswer { interface, tries: timing.waits.len(), waited: Duration::ZERO, ignored: 0 })
+            }
         }
     }
 

@@ -32,6 +32,7 @@ use crate::net::config::Mac;
 use crate::net::dhcp::Lease;
 use crate::net::dhcp_io::DhcpIoError;
 use crate::net::dns::{LookupTiming, PtrOutcome};
+use crate::net::inform::{InformAck, InformError, InformTiming};
 use crate::net::link::{LinkConfig, LinkError, SysLink};
 use crate::net::log::NetLog;
 use crate::scratch::probe::Sample;
@@ -115,6 +116,17 @@ pub trait Os: Send + Sync {
         cancel: &AtomicBool,
         log: &dyn NetLog,
     ) -> Result<Lease, DhcpIoError>;
+    /// DHCPINFORM for the static `address` of the configured link `name`, first to
+    /// `server` (see [`crate::net::inform`]).
+    fn dhcp_inform(
+        &self,
+        name: &str,
+        mac: Mac,
+        address: Ipv4Addr,
+        server: Option<Ipv4Addr>,
+        timing: &InformTiming,
+        log: &dyn NetLog,
+    ) -> Result<InformAck, InformError>;
     /// Ask `servers` for the PTR record of `addr`.
     fn lookup_ptr(
         &self,

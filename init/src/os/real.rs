@@ -22,6 +22,7 @@ use crate::net::config::Mac;
 use crate::net::dhcp::Lease;
 use crate::net::dhcp_io::{self, DhcpIoError};
 use crate::net::dns::{self, LookupTiming, PtrOutcome};
+use crate::net::inform::{self, InformAck, InformError, InformTiming};
 use crate::net::link::{self, LinkConfig, LinkError, SysLink};
 use crate::net::log::NetLog;
 use crate::scratch::probe::Sample;
@@ -134,6 +135,18 @@ impl Os for RealOs {
         log: &dyn NetLog,
     ) -> Result<Lease, DhcpIoError> {
         dhcp_io::run_dhcp(name, mac, until, cancel, log)
+    }
+
+    fn dhcp_inform(
+        &self,
+        name: &str,
+        mac: Mac,
+        address: Ipv4Addr,
+        server: Option<Ipv4Addr>,
+        timing: &InformTiming,
+        log: &dyn NetLog,
+    ) -> Result<InformAck, InformError> {
+        inform::run_inform(name, mac, address, server, timing, log)
     }
 
     fn lookup_ptr(
