@@ -21,7 +21,9 @@
 //!   that VMs network-boot from.
 //! - [`nfs`]: nfs-ganesha + rpcbind exporting a root image inside a namespace.
 //! - [`paths`]: workspace, target, log and scratch directories.
+//! - [`bad_dhcp`]: a scripted DHCP server that answers with malformed replies.
 
+pub mod bad_dhcp;
 pub mod bind;
 pub mod build;
 pub mod console;

@@ -83,6 +83,26 @@ impl Netns {
         ChildGuard::spawn(cmd, format!("{program} in namespace {}", self.name))
     }
 
+    /// Drops `percent` % of the frames each way between the bridge ports and the
+    /// namespace's own addresses on its bridges (nftables, bridge family, input and
+    /// output hooks; this kernel has no `sch_netem`): a lossy lab network. The rules go
+    /// away with the namespace.
+    pub fn drop_frames(&self, percent: u8) -> Result<()> {
+        if percent >= 100 {
+            return Err(Error::Invalid { what: format!("loss of {percent} %"), reason: "must be below 100".into() });
+        }
+        let rules = format!(
+            "table bridge loss {{\n\
+             \tchain to_server {{ type filter hook input priority 0; numgen random mod 100 < {percent} drop; }}\n\
+             \tchain to_client {{ type filter hook output priority 0; numgen random mod 100 < {percent} drop; }}\n\
+             }}\n"
+        );
+        let file = tempfile::NamedTempFile::new()
+            .map_err(|e| Error::io("create temporary file in", std::env::temp_dir(), e))?;
+        std::fs::write(file.path(), rules).map_err(|e| Error::io("write", file.path(), e))?;
+        run(self.command("nft").arg("-f").arg(file.path()), "needs nftables (run qemu/setup)").map(drop)
+    }
+
     /// Brings link `dev` up.
     pub fn link_up(&self, dev: &str) -> Result<()> {
         self.ip(&["link", "set", dev, "up"]).map(drop)

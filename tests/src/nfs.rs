@@ -223,6 +223,20 @@ pub fn image_dir(name: &str) -> PathBuf {
     dir.canonicalize().unwrap_or(dir)
 }
 
+/// A private copy of the root image `name` (see [`image_dir`]), made with `cp -a` in a
+/// temporary directory, for a test that adds to it; removed on drop.
+pub fn image_copy(name: &str) -> Result<tempfile::TempDir> {
+    let from = image_dir(name);
+    let dir = tempfile::Builder::new()
+        .prefix("diskless-image")
+        .tempdir()
+        .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?;
+    let mut cp = std::process::Command::new("cp");
+    cp.arg("-a").arg(from.join(".")).arg(dir.path());
+    crate::process::run(&mut cp, "needs coreutils' cp")?;
+    Ok(dir)
+}
+
 /// What the busybox image's `/sbin/init` reports (`IMAGE: ...` lines, see
 /// `qemu/images/busybox/init`), read from a console log. Every accessor panics naming
 /// the log when the line is absent.
@@ -247,6 +261,14 @@ impl ImageReport<'_> {
     pub fn read(&self, path: &str) -> String {
         let m = self.0.assert_line(&format!(r"^IMAGE: read {} (.*?)\s*$", regex::escape(path)));
         m[1].to_string()
+    }
+
+    /// `(size, md5)` of `IMAGE: sum <path> <size> <md5>` (files listed in the image's
+    /// `/etc/image-sums`).
+    #[track_caller]
+    pub fn sum(&self, path: &str) -> (u64, String) {
+        let m = self.0.assert_line(&format!(r"^IMAGE: sum {} (\d+) ([0-9a-f]{{32}})\s*$", regex::escape(path)));
+        (m[1].parse().expect("digits"), m[2].to_string())
     }
 
     /// `(mode, "uid:gid", what)` of `IMAGE: file <path> <mode> <uid>:<gid> <what>`;
