@@ -7,13 +7,12 @@
 //! which goes to `target/qemu-logs/<name>.named.log`) and waits until it answers on
 //! port 53. The process is killed by PID (its process group) when the [`Named`] drops.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::netns::{Listening, Netns};
+use crate::netns::{Daemon, Netns};
 use crate::paths::{file_stem, log_dir};
-use crate::process::ChildGuard;
 
 const NAMED: &str = "/usr/sbin/named";
 const HINT: &str = "run qemu/setup (package bind9)";
@@ -86,11 +85,21 @@ impl NamedConfig {
     }
 }
 
-/// A running named; killed (by PID, with its process group) when dropped.
-pub struct Named {
-    child: ChildGuard,
-    log: PathBuf,
-    _state: tempfile::TempDir,
+/// A running named; killed (by PID, with its process group) when dropped. Its log and
+/// process: [`Daemon`].
+pub struct Named(Daemon);
+
+impl std::ops::Deref for Named {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Named {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.0
+    }
 }
 
 impl Named {
@@ -125,31 +134,7 @@ impl Named {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log_file);
-        let child = ChildGuard::spawn(cmd, format!("named in namespace {}", ns.name()))?;
-        let mut n = Named { child, log, _state: state };
-        let log = n.log.clone();
-        let want = Listening { ss_flags: "-Hlnu", ports: &[53], what: "named listening", log: &log };
-        ns.wait_listening(&mut n.child, &want, Duration::from_secs(20), |status| Error::Command {
-            command: "named".into(),
-            detail: format!("exited with {status} at start: {}", std::fs::read_to_string(&log).unwrap_or_default()),
-            hint: format!("check its configuration in {}", log.with_extension("conf").display()),
-        })?;
-        Ok(n)
-    }
-
-    /// Path of the log file.
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
-    /// The log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The process guard (PID, kill).
-    pub fn child(&mut self) -> &mut ChildGuard {
-        &mut self.child
+        Daemon::start(ns, "named", cmd, ("-Hlnu", &[53]), Duration::from_secs(20), log, state).map(Named)
     }
 }
 

@@ -8,13 +8,12 @@
 //! per-server temporary directory, never in the host's `/var`. The process is killed
 //! by PID (its process group) when the [`Dhcpd`] drops.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::netns::{Listening, Netns};
+use crate::netns::{Daemon, Netns};
 use crate::paths::{file_stem, log_dir};
-use crate::process::ChildGuard;
 
 const DHCPD: &str = "/usr/sbin/dhcpd";
 const HINT: &str = "run qemu/setup (package isc-dhcp-server)";
@@ -132,11 +131,21 @@ impl DhcpdConfig {
     }
 }
 
-/// A running dhcpd; killed (by PID, with its process group) when dropped.
-pub struct Dhcpd {
-    child: ChildGuard,
-    log: PathBuf,
-    _state: tempfile::TempDir,
+/// A running dhcpd; killed (by PID, with its process group) when dropped. Its log and
+/// process: [`Daemon`].
+pub struct Dhcpd(Daemon);
+
+impl std::ops::Deref for Dhcpd {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Dhcpd {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.0
+    }
 }
 
 impl Dhcpd {
@@ -170,31 +179,7 @@ impl Dhcpd {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log_file);
-        let child = ChildGuard::spawn(cmd, format!("dhcpd in namespace {}", ns.name()))?;
-        let mut d = Dhcpd { child, log, _state: state };
-        let log = d.log.clone();
-        let want = Listening { ss_flags: "-Hlnu", ports: &[67], what: "dhcpd listening", log: &log };
-        ns.wait_listening(&mut d.child, &want, Duration::from_secs(10), |status| Error::Command {
-            command: "dhcpd".into(),
-            detail: format!("exited with {status} at start: {}", std::fs::read_to_string(&log).unwrap_or_default()),
-            hint: format!("check its configuration in {}", log.with_extension("conf").display()),
-        })?;
-        Ok(d)
-    }
-
-    /// Path of the log file.
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
-    /// The log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The process guard (PID, kill).
-    pub fn child(&mut self) -> &mut ChildGuard {
-        &mut self.child
+        Daemon::start(ns, "dhcpd", cmd, ("-Hlnu", &[67]), Duration::from_secs(10), log, state).map(Dhcpd)
     }
 }
 

@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::netns::{Listening, Netns};
+use crate::netns::{Daemon, Netns};
 use crate::paths::{file_stem, log_dir};
-use crate::process::ChildGuard;
 
 /// A client with a fixed address and name: `dhcp-host` plus `host-record` (A and PTR).
 #[derive(Clone, Debug)]
@@ -208,11 +207,20 @@ pub fn reverse_zone(subnet: &str) -> Result<String> {
     Ok(zone)
 }
 
-/// A running dnsmasq; killed when dropped.
-pub struct Dnsmasq {
-    child: ChildGuard,
-    log: PathBuf,
-    _state: tempfile::TempDir,
+/// A running dnsmasq; killed when dropped. Its log and process: [`Daemon`].
+pub struct Dnsmasq(Daemon);
+
+impl std::ops::Deref for Dnsmasq {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Dnsmasq {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.0
+    }
 }
 
 impl Dnsmasq {
@@ -236,13 +244,6 @@ impl Dnsmasq {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        let child = ChildGuard::spawn(cmd, format!("dnsmasq in namespace {}", ns.name()))?;
-        let mut d = Dnsmasq { child, log, _state: state };
-        d.wait_listening(ns, config, Duration::from_secs(10))?;
-        Ok(d)
-    }
-
-    fn wait_listening(&mut self, ns: &Netns, config: &DnsmasqConfig, timeout: Duration) -> Result<()> {
         let mut ports = Vec::new();
         if !config.ranges.is_empty() || !config.hosts.is_empty() {
             ports.push(67);
@@ -250,29 +251,7 @@ impl Dnsmasq {
         if config.dns_port != 0 {
             ports.push(config.dns_port);
         }
-        let log = self.log.clone();
-        let want = Listening { ss_flags: "-Hlnu", ports: &ports, what: "dnsmasq listening", log: &log };
-        let conf = log.with_extension("conf");
-        ns.wait_listening(&mut self.child, &want, timeout, |status| Error::Command {
-            command: "dnsmasq".into(),
-            detail: format!("exited with {status} at start: {}", std::fs::read_to_string(&log).unwrap_or_default()),
-            hint: format!("check its configuration in {}", conf.display()),
-        })
-    }
-
-    /// Path of the log file.
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
-    /// The log so far (empty if none yet).
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The process guard (PID, kill).
-    pub fn child(&mut self) -> &mut ChildGuard {
-        &mut self.child
+        Daemon::start(ns, "dnsmasq", cmd, ("-Hlnu", &ports), Duration::from_secs(10), log, state).map(Dnsmasq)
     }
 }
 

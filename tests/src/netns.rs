@@ -9,7 +9,7 @@
 //! processes do not collide. Dropping a [`Netns`] kills every process still inside it
 //! and deletes it; declare server guards after the namespace so they drop first.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -258,5 +258,57 @@ impl Netns {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// A server process started in a namespace with its log kept under
+/// `target/qemu-logs/`: what dnsmasq, dhcpd and named share. Killed (with its process
+/// group) when dropped; `state` (its configuration and run files) is removed after.
+pub struct Daemon {
+    child: ChildGuard,
+    log: PathBuf,
+    _state: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Spawns `cmd` (a command of `ns`, its output already directed) as `program` and
+    /// waits up to `timeout` until `ports` listen (`ss_flags` as in [`Listening`]). A
+    /// server that exits first is an error with its log and where its configuration
+    /// was kept (`<log>.conf`).
+    pub fn start(
+        ns: &Netns,
+        program: &str,
+        cmd: Command,
+        listen: (&str, &[u16]),
+        timeout: Duration,
+        log: PathBuf,
+        state: tempfile::TempDir,
+    ) -> Result<Daemon> {
+        let child = ChildGuard::spawn(cmd, format!("{program} in namespace {}", ns.name()))?;
+        let mut daemon = Daemon { child, log, _state: state };
+        let log = daemon.log.clone();
+        let what = format!("{program} listening");
+        let want = Listening { ss_flags: listen.0, ports: listen.1, what: &what, log: &log };
+        ns.wait_listening(&mut daemon.child, &want, timeout, |status| Error::Command {
+            command: program.into(),
+            detail: format!("exited with {status} at start: {}", std::fs::read_to_string(&log).unwrap_or_default()),
+            hint: format!("check its configuration in {}", log.with_extension("conf").display()),
+        })?;
+        Ok(daemon)
+    }
+
+    /// Path of the log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The log so far (empty if none yet).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process guard (PID, kill).
+    pub fn child(&mut self) -> &mut ChildGuard {
+        &mut self.child
     }
 }
