@@ -341,9 +341,9 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
             lease.address,
             lease.server_id.map_or_else(|| "a server without identifier".into(), |s| s.to_string())
         );
-        let left = until.saturating_duration_since(Instant::now()).as_secs();
-        let Some(server) = lease.server_id.filter(|_| left > 0) else {
-            let reason = if left == 0 {
+        let left = until.saturating_duration_since(Instant::now());
+        let Some(server) = lease.server_id.filter(|_| !left.is_zero()) else {
+            let reason = if left.is_zero() {
                 "the DHCP time (diskless.dhcp_timeout) is over"
             } else {
                 "its server has no identifier to exclude it by"
@@ -351,7 +351,10 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
             log.log(Level::Warn, &format!("{what} {why}; keeping it all the same: {reason}"));
             return Ok(NetResult { interface: name, mac, proto: Proto::Dhcp, lease });
         };
-        log.log(Level::Warn, &format!("{what} {why}; releasing it and asking again without {server} ({left} s left)"));
+        log.log(
+            Level::Warn,
+            &format!("{what} {why}; releasing it and asking again without {server} ({:.0} s left)", left.as_secs_f32()),
+        );
         if let Err(e) = ops.os.dhcp_release(&name, mac, &lease) {
             log.log(Level::Warn, &e.to_string());
         }
