@@ -299,15 +299,18 @@ pub enum Event {
     Held {
         address: Ipv4Addr,
         server: Option<Ipv4Addr>,
+        /// A Rapid Commit ACK rather than an offer.
+        rapid_commit: bool,
         window: Duration,
     },
 }
 
 /// The log line of [`Event::Held`].
-pub fn held_line(address: Ipv4Addr, server: Option<Ipv4Addr>, window: Duration) -> String {
+pub fn held_line(address: Ipv4Addr, server: Option<Ipv4Addr>, rapid_commit: bool, window: Duration) -> String {
+    let kind = if rapid_commit { "rapid-commit lease" } else { "offer" };
     let server = server.map_or_else(|| "a server without identifier".to_string(), |s| s.to_string());
     format!(
-        "offer of {address} from {server} has {NO_BOOT_INFO}; waiting {:.1} s for one that has",
+        "{kind} of {address} from {server} has {NO_BOOT_INFO}; waiting {:.1} s for an offer that has",
         window.as_secs_f32()
     )
 }
@@ -598,9 +601,9 @@ impl DhcpClient {
             self.passed_over.push(PassedOver::of(&offer, Refusal::NoBootInfo));
             return self.ignore(Ignored::PassedOver);
         }
-        let (address, server) = (offer.address, offer.server_id);
+        let (address, server, rapid_commit) = (offer.address, offer.server_id, offer.rapid_commit);
         self.held = Some((offer, now + OFFER_WINDOW));
-        Event::Held { address, server, window: OFFER_WINDOW }
+        Event::Held { address, server, rapid_commit, window: OFFER_WINDOW }
     }
 
     /// Takes a chosen offer: request it, or bind a Rapid Commit ACK.
@@ -1083,7 +1086,7 @@ mod tests {
         let mut c = DhcpClient::new(MAC, 2, t0);
         c.poll(t0).unwrap();
         let ev = c.handle(t0, &rogue_offer(2));
-        assert!(matches!(ev, Event::Held { address: ROGUE_ADDR, server: Some(ROGUE), window: OFFER_WINDOW }), "{ev:?}");
+        assert!(matches!(ev, Event::Held { address: ROGUE_ADDR, server: Some(ROGUE), rapid_commit: false, window: OFFER_WINDOW }), "{ev:?}");
         assert!(c.next_deadline().unwrap() <= t0 + OFFER_WINDOW);
         assert!(c.settle(t0 + OFFER_WINDOW / 2).is_none(), "the window is not over");
         let ev = c.handle(t0 + OFFER_WINDOW / 2, &genuine_offer(2));
@@ -1172,7 +1175,7 @@ mod tests {
         // Alone, it is bound when the window ends.
         let mut c = DhcpClient::new(MAC, 7, t0);
         c.poll(t0).unwrap();
-        assert!(matches!(c.handle(t0, &ack(7)), Event::Held { .. }));
+        assert!(matches!(c.handle(t0, &ack(7)), Event::Held { rapid_commit: true, .. }));
         let Some(Event::Bound(lease)) = c.settle(t0 + OFFER_WINDOW) else { panic!("not bound") };
         assert!(lease.rapid_commit && c.is_bound());
         assert_eq!(lease.server_id, Some(ROGUE));

@@ -261,8 +261,8 @@ fn log_event(interface: &str, from: &str, started: Instant, event: Event, log: &
         Event::Offered { address, server } => {
             log.log(Level::Info, &format!("{interface}: offer of {address} from {server}"))
         }
-        Event::Held { address, server, window } => {
-            log.log(Level::Info, &format!("{interface}: {}", held_line(address, server, window)))
+        Event::Held { address, server, rapid_commit, window } => {
+            log.log(Level::Info, &format!("{interface}: {}", held_line(address, server, rapid_commit, window)))
         }
         Event::Nak { server, message } => log.log(Level::Warn, &nak_line(interface, server, from, message.as_deref())),
         Event::Bound(lease) => {
