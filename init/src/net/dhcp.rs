@@ -1086,7 +1086,13 @@ mod tests {
         let mut c = DhcpClient::new(MAC, 2, t0);
         c.poll(t0).unwrap();
         let ev = c.handle(t0, &rogue_offer(2));
-        assert!(matches!(ev, Event::Held { address: ROGUE_ADDR, server: Some(ROGUE), rapid_commit: false, window: OFFER_WINDOW }), "{ev:?}");
+        assert!(
+            matches!(
+                ev,
+                Event::Held { address: ROGUE_ADDR, server: Some(ROGUE), rapid_commit: false, window: OFFER_WINDOW }
+            ),
+            "{ev:?}"
+        );
         assert!(c.next_deadline().unwrap() <= t0 + OFFER_WINDOW);
         assert!(c.settle(t0 + OFFER_WINDOW / 2).is_none(), "the window is not over");
         let ev = c.handle(t0 + OFFER_WINDOW / 2, &genuine_offer(2));
