@@ -11,6 +11,17 @@
 //! net::handoff::write_files(Path::new("/run"), &net, &id, uptime)?;          // net-<if>.conf, diskless/resolv.conf
 //! ```
 //!
+//! # Never keep a lease that cannot boot
+//!
+//! Which offer the DHCP client takes is its own policy ([`dhcp`], [`OfferPolicy`]:
+//! offers with boot information first, a 1 s window otherwise, the
+//! `diskless.dhcp_server=` allowlist). This stage then checks a lease without boot
+//! information against the root the command line asks for ([`NetConfig::root`],
+//! through [`crate::root::RootRequest::server_for`], the rule the root stage
+//! resolves the server by): no root at all, or an NFS server that does not answer a
+//! TCP connection over the lease, and the lease is released, its server excluded,
+//! and DHCP run again, within `diskless.dhcp_timeout` (see `dhcp_stage`).
+//!
 //! `os` is the boot's one system interface ([`crate::os::Os`]): every link, socket and
 //! name change goes through it.
 //!
