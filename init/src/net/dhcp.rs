@@ -17,7 +17,8 @@
 //! [`OfferPolicy`] decides:
 //!
 //! - An offer (or a Rapid Commit ACK) *carries boot information* when it has a
-//!   root path (option 17), a next server (siaddr) or a boot file, when it comes
+//!   root path (option 17), a next server (siaddr) other than the offering server
+//!   itself (dnsmasq fills in its own address by default), or a boot file, when it comes
 //!   from a server the command line names (the `ip=` server field, the NFS root
 //!   server), or when its subnet holds that NFS root server. The first such offer
 //!   is taken at once: the normal boot waits for nothing more.
@@ -78,8 +79,10 @@ impl OfferPolicy {
         let on_link = |s: &Ipv4Addr| {
             u32::from(*s) & u32::from(offer.netmask) == u32::from(offer.address) & u32::from(offer.netmask)
         };
+        // dnsmasq (and the home routers built on it) puts its own address in siaddr
+        // by default: only a next server elsewhere was configured for booting.
         offer.root_path.is_some()
-            || offer.next_server.is_some()
+            || offer.next_server.is_some_and(|n| Some(n) != offer.server_id)
             || offer.boot_file.is_some()
             || offer.server_id.is_some_and(|s| self.boot_servers.contains(&s))
             || self.boot_servers.iter().any(on_link)
@@ -862,6 +865,10 @@ mod tests {
         m.set_opcode(Opcode::BootReply);
         m.opts_mut().insert(DhcpOption::MessageType(kind));
         m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        if kind == MessageType::Offer {
+            // An offer for this boot (siaddr = the server itself is none): taken at once.
+            m.opts_mut().insert(DhcpOption::RootPath("10.77.0.1:/export".into()));
+        }
         for o in extra {
             m.opts_mut().insert(o.clone());
         }
@@ -985,7 +992,8 @@ mod tests {
         c.poll(t0).unwrap();
         let ev = c.handle(t0, &reply(5, MessageType::Ack, &MAC.0, &[]));
         assert!(matches!(ev, Event::Ignored(Ignored::NotOurs(_))), "{ev:?}");
-        let ev = c.handle(t0, &reply(5, MessageType::Ack, &MAC.0, &[DhcpOption::RapidCommit]));
+        let root = DhcpOption::RootPath("10.77.0.1:/export".into());
+        let ev = c.handle(t0, &reply(5, MessageType::Ack, &MAC.0, &[DhcpOption::RapidCommit, root]));
         let Event::Bound(lease) = ev else { panic!("{ev:?}") };
         assert!(lease.rapid_commit);
     }
@@ -1198,6 +1206,25 @@ mod tests {
         on_link.server_id = Some(root);
         assert!(policy.has_boot_info(&on_link), "offered by the root server");
         assert!(!OfferPolicy::default().has_boot_info(&Lease::new(ADDR, Ipv4Addr::new(255, 255, 255, 0))));
+    }
+
+    /// The QEMU rogue (a plain dnsmasq) sent siaddr = its own address, and its lease
+    /// was taken at once as if it carried boot information.
+    #[test]
+    fn a_next_server_that_is_the_offering_server_itself_is_no_boot_information() {
+        let policy = OfferPolicy::default();
+        let mut offer = Lease::new(ROGUE_ADDR, Ipv4Addr::new(255, 255, 255, 0));
+        offer.server_id = Some(ROGUE);
+        offer.next_server = Some(ROGUE);
+        assert!(!policy.has_boot_info(&offer));
+        offer.next_server = Some(SERVER);
+        assert!(policy.has_boot_info(&offer), "a next server elsewhere was configured");
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 8, t0);
+        c.poll(t0).unwrap();
+        let mut m = decode(&rogue_offer(8));
+        m.set_siaddr(ROGUE);
+        assert!(matches!(c.handle(t0, &m.to_vec().unwrap()), Event::Held { .. }));
     }
 
     #[test]
