@@ -195,8 +195,10 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     })?;
     *b.hardware.lock().unwrap_or_else(|p| p.into_inner()) = Some(background);
 
-    let net_cfg = net_cfg.map_err(|e| failed(Stage::Network, e))?;
+    let mut net_cfg = net_cfg.map_err(|e| failed(Stage::Network, e))?;
     let request = request.map_err(|e| failed(Stage::Root, e))?;
+    // The network stage keeps only a lease over which this root can be reached.
+    net_cfg.root = Some(request.clone());
     if !network_on && !root_given {
         return Err(diagnostic_run(b));
     }

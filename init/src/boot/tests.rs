@@ -911,3 +911,35 @@ fn hostile_bytes_from_dhcp_and_dns_reach_console_and_kmsg_escaped() {
     assert!(text.contains(debug), "{text}");
     assert_eq!(ordered_calls(&m.os).last(), Some(&Call::Reboot), "the refused root fails the boot: {text}");
 }
+
+/// A home router on the lab segment answers first with a lease in its own subnet and
+/// nothing to boot from: the boot used to take it and hang in the NFS mount. Now the
+/// lease is released, the router excluded, and the lab server's lease boots.
+#[test]
+fn a_rogue_dhcp_servers_lease_is_released_and_the_boot_completes_on_the_lab_lease() {
+    let mut rogue = Lease::new(Ipv4Addr::new(192, 168, 77, 50), Ipv4Addr::new(255, 255, 255, 0));
+    rogue.routers = vec![Ipv4Addr::new(192, 168, 77, 254)];
+    rogue.server_id = Some(Ipv4Addr::new(192, 168, 77, 1));
+    let mut nic = late_nic();
+    let (_, lab) = nic.lease.replace((Duration::ZERO, rogue)).unwrap();
+    let os = FakeOs::default()
+        .with_links(vec![nic])
+        .with_more_servers("eth0", vec![(Duration::from_millis(50), lab)])
+        .with_ptr(&["lab3-12.example.edu."]);
+    let m = Machine::new(NFS_BOOT, os);
+    m.image();
+    run(&m.boot);
+    let text = m.text();
+    assert!(
+        text.contains(
+            "diskless: warning: eth0: lease 192.168.77.50 from 192.168.77.1 has no root path, next server or boot \
+             file and the NFS root server 10.77.0.1:2049 does not answer over it"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("releasing it and asking again without 192.168.77.1"), "{text}");
+    assert!(text.contains("diskless: host name lab3-12.example.edu (from reverse DNS)"), "{text}");
+    assert!(text.contains("diskless: booting lab3-12.example.edu 10.77.0.112/24 from 10.77.0.1:/export"), "{text}");
+    assert_eq!(m.os.calls_of(Kind::DhcpRelease).len(), 1, "{text}");
+    assert_eq!(m.os.calls_of(Kind::Dhcp).len(), 2, "{text}");
+}

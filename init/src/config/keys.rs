@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use super::validate::{
-    ValueError, at_most, check_dirs, check_fstypes, check_image_path, check_label, check_localdir, one_of,
-    parse_tmpfs_size,
+    ValueError, at_most, check_dirs, check_fstypes, check_image_path, check_ipv4_list, check_label, check_localdir,
+    one_of, parse_tmpfs_size,
 };
 use super::{Config, ConfigWarning, Mode, OnFailure, Source};
 
@@ -86,6 +86,12 @@ pub(super) const KEYS: &[Key] = &[
         name: "dhcp_timeout",
         set: Setter::Int(|c, v| at_most(v, 3600, "seconds").map(|x| c.dhcp_timeout = x)),
         show: |c| c.dhcp_timeout.to_string(),
+        before_root: true,
+    },
+    Key {
+        name: "dhcp_server",
+        set: Setter::List(|c, v| check_ipv4_list(v).map(|x| c.dhcp_server = x)),
+        show: |c| format!("{:?}", c.dhcp_server.iter().map(ToString::to_string).collect::<Vec<_>>()),
         before_root: true,
     },
     Key {

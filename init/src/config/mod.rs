@@ -135,6 +135,9 @@ pub struct Config {
     pub carrier_timeout: u64,
     /// Seconds to wait for a DHCP lease.
     pub dhcp_timeout: u64,
+    /// DHCP servers whose offers are accepted (empty: any).
+    #[serde(default)]
+    pub dhcp_server: Vec<std::net::Ipv4Addr>,
     /// Milliseconds without a new device before coldplug is considered settled.
     pub settle_ms: u64,
     /// Seconds to keep retrying the NFS mount; 0 retries forever.
@@ -165,6 +168,7 @@ impl Default for Config {
             },
             carrier_timeout: 10,
             dhcp_timeout: 120,
+            dhcp_server: Vec::new(),
             settle_ms: 500,
             nfs_retry_timeout: 300,
             on_failure: OnFailure::Reboot,

@@ -22,6 +22,8 @@ pub enum ValueError {
     Section { name: String },
     #[error("not a boolean (one of {} or {})", super::keys::TRUE_WORDS.join("/"), super::keys::FALSE_WORDS.join("/"))]
     NotABoolean { value: String },
+    #[error("{value:?} is not an IPv4 address")]
+    NotAnIpv4Address { value: String },
     #[error("must not be negative")]
     Negative { value: i64 },
     #[error("not a whole number (digits only, no unit)")]
@@ -178,6 +180,10 @@ fn digits(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
+}
+
+pub(super) fn check_ipv4_list(values: Vec<String>) -> Result<Vec<std::net::Ipv4Addr>, ValueError> {
+    values.into_iter().map(|v| v.trim().parse().map_err(|_| ValueError::NotAnIpv4Address { value: v })).collect()
 }
 
 pub(super) fn check_fstypes(values: Vec<String>) -> Result<Vec<String>, ValueError> {

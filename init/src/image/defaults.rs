@@ -70,8 +70,10 @@ reboot_delay = 30
 # Used before the image is mounted, so only the kernel command line sets them
 # (diskless.dhcp_timeout=300); the defaults: seconds to wait for a carrier and for a
 # DHCP lease, milliseconds of quiet that end coldplug, seconds to retry the NFS mount
-# (0: forever).
-#   carrier_timeout = 10, dhcp_timeout = 120, settle_ms = 500, nfs_retry_timeout = 300
+# (0: forever); the DHCP servers whose offers are taken (none: any; e.g.
+# diskless.dhcp_server=10.77.0.1).
+#   carrier_timeout = 10, dhcp_timeout = 120, settle_ms = 500, nfs_retry_timeout = 300,
+#   dhcp_server = []
 
 [scratch]
 # Local disks used for the local dirs, /tmp and swap: only filesystems of these types

@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::dhcp::OfferPolicy;
 use crate::cmdline::Cmdline;
 use crate::config::Config;
+use crate::root::RootRequest;
 
 /// Default wait for links without carrier before they are given up.
 pub const DEFAULT_CARRIER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -281,6 +283,9 @@ pub enum ConfigError {
     /// `BOOTIF=` is not `01-` followed by six hex bytes.
     #[error("BOOTIF={value}: expected 01-aa-bb-cc-dd-ee-ff (pxelinux IPAPPEND 2); fix or remove it to try every NIC")]
     BootIf { value: String },
+    /// An entry of `diskless.dhcp_server=` is not an IPv4 address.
+    #[error("{key}={value}: {item:?} is not an IPv4 address; write the DHCP servers' addresses as IP[,IP...]")]
+    Server { key: String, value: String, item: String },
     /// A `diskless.*` duration is not a number of seconds.
     #[error("{key}={value}: expected a whole number of seconds")]
     Seconds { key: String, value: String, source: std::num::ParseIntError },
@@ -361,6 +366,12 @@ pub struct NetConfig {
     pub carrier_timeout: Duration,
     /// `diskless.dhcp_timeout=<s>`
     pub dhcp_timeout: Duration,
+    /// `diskless.dhcp_server=IP[,IP...]`: accept offers only from these servers
+    /// (empty: from any).
+    pub dhcp_servers: Vec<Ipv4Addr>,
+    /// The root the command line asks for, when known: the network stage checks
+    /// that a lease without boot information can reach its server.
+    pub root: Option<RootRequest>,
 }
 
 impl Default for NetConfig {
@@ -370,8 +381,24 @@ impl Default for NetConfig {
             bootif: None,
             carrier_timeout: DEFAULT_CARRIER_TIMEOUT,
             dhcp_timeout: DEFAULT_DHCP_TIMEOUT,
+            dhcp_servers: Vec::new(),
+            root: None,
         }
     }
+}
+
+/// `IP[,IP...]`, as `diskless.dhcp_server=` takes it.
+pub fn parse_servers(key: &str, value: &str) -> Result<Vec<Ipv4Addr>, ConfigError> {
+    value
+        .split(',')
+        .map(|item| {
+            item.trim().parse().map_err(|_| ConfigError::Server {
+                key: key.into(),
+                value: value.into(),
+                item: item.into(),
+            })
+        })
+        .collect()
 }
 
 fn parse_seconds(key: &str, value: &str) -> Result<Duration, ConfigError> {
@@ -395,6 +422,7 @@ impl NetConfig {
                 "BOOTIF" => cfg.bootif = Some(parse_bootif(value)?),
                 "diskless.carrier_timeout" => cfg.carrier_timeout = parse_seconds(key, value)?,
                 "diskless.dhcp_timeout" => cfg.dhcp_timeout = parse_seconds(key, value)?,
+                "diskless.dhcp_server" => cfg.dhcp_servers = parse_servers(key, value)?,
                 _ => {}
             }
         }
@@ -415,6 +443,7 @@ impl NetConfig {
         let mut cfg = NetConfig::from_params(params)?;
         cfg.carrier_timeout = Duration::from_secs(config.carrier_timeout);
         cfg.dhcp_timeout = Duration::from_secs(config.dhcp_timeout);
+        cfg.dhcp_servers = config.dhcp_server.clone();
         Ok(cfg)
     }
 
@@ -427,6 +456,21 @@ impl NetConfig {
         match &self.ip {
             Some(p) => p.mode(),
             None => IpMode::Dhcp { device: None, method: Autoconf::Any },
+        }
+    }
+
+    /// The offer policy this command line asks for: the allowlist, and the servers
+    /// it names (the `ip=` server, the NFS root server) as those that serve boots.
+    pub fn offer_policy(&self) -> OfferPolicy {
+        let root_server = match &self.root {
+            Some(RootRequest::Spec { server, .. }) => *server,
+            _ => None,
+        };
+        let ip_server = self.ip.as_ref().and_then(|ip| ip.server);
+        OfferPolicy {
+            allowed: self.dhcp_servers.clone(),
+            excluded: Vec::new(),
+            boot_servers: ip_server.into_iter().chain(root_server).collect(),
         }
     }
 
@@ -550,6 +594,13 @@ mod tests {
         assert_eq!(cfg.bootif, Some(Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff])));
         assert_eq!(cfg.carrier_timeout, Duration::from_secs(3));
         assert_eq!(cfg.dhcp_timeout, DEFAULT_DHCP_TIMEOUT);
+        let cfg = NetConfig::from_cmdline("diskless.dhcp_server=10.77.0.1,10.77.0.2").unwrap();
+        assert_eq!(cfg.dhcp_servers, [Ipv4Addr::new(10, 77, 0, 1), Ipv4Addr::new(10, 77, 0, 2)]);
+        let e = NetConfig::from_cmdline("diskless.dhcp_server=10.77.0.1,router").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "diskless.dhcp_server=10.77.0.1,router: \"router\" is not an IPv4 address; write the DHCP servers' addresses as IP[,IP...]"
+        );
         let e = NetConfig::from_cmdline("diskless.dhcp_timeout=soon").unwrap_err();
         assert!(e.to_string().contains("diskless.dhcp_timeout"));
     }

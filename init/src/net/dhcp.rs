@@ -9,6 +9,28 @@
 //! after a link comes up is often lost while the switch port settles; the
 //! delay doubles up to 32 s and is randomised by up to a quarter either way
 //! so that a room of machines booting together spreads out.
+//!
+//! # Which offer is taken
+//!
+//! A lab segment may hold a second DHCP server (a home router plugged in) that
+//! answers first with a lease in another subnet and nothing to boot from. The
+//! [`OfferPolicy`] decides:
+//!
+//! - An offer (or a Rapid Commit ACK) *carries boot information* when it has a
+//!   root path (option 17), a next server (siaddr) other than the offering server
+//!   itself (dnsmasq fills in its own address by default), or a boot file, when it comes
+//!   from a server the command line names (the `ip=` server field, the NFS root
+//!   server), or when its subnet holds that NFS root server. The first such offer
+//!   is taken at once: the normal boot waits for nothing more.
+//! - The first offer without boot information is held for [`OFFER_WINDOW`]; an
+//!   offer with boot information in that time wins, and the held one is logged as
+//!   passed over. When the window ends, the held offer is taken (a DHCP server
+//!   that names no root is normal when the command line names it). Later weak
+//!   offers are passed over for the first.
+//! - `diskless.dhcp_server=IP[,IP...]` accepts offers only from those servers;
+//!   offers from servers the network stage excluded in this boot (their lease
+//!   could not reach the root server, see `net/mod.rs`) are ignored. Both are
+//!   logged with the server and the reason.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -25,6 +47,114 @@ pub const INITIAL_DELAY: Duration = Duration::from_secs(1);
 pub const MAX_DELAY: Duration = Duration::from_secs(32);
 /// REQUESTs sent for one offer before starting over with DISCOVER.
 pub const REQUEST_TRIES: u32 = 4;
+/// How long an offer without boot information waits for one with it.
+pub const OFFER_WINDOW: Duration = Duration::from_secs(1);
+
+/// What an offer lacks to count as carrying boot information.
+pub const NO_BOOT_INFO: &str = "no root path, next server or boot file";
+
+/// Which offers the client accepts and which it prefers; see the module docs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OfferPolicy {
+    /// `diskless.dhcp_server=`: when not empty, only these servers are accepted.
+    pub allowed: Vec<Ipv4Addr>,
+    /// Servers whose lease could not reach the root server earlier in this boot.
+    pub excluded: Vec<Ipv4Addr>,
+    /// Servers the command line names (the `ip=` server, the NFS root server): an
+    /// offer from one of them, or in a subnet that holds one, is for this boot.
+    pub boot_servers: Vec<Ipv4Addr>,
+}
+
+impl OfferPolicy {
+    /// Why an offer from `server` is not accepted at all, if it is not.
+    pub fn refuses(&self, server: Option<Ipv4Addr>) -> Option<Refusal> {
+        if !self.allowed.is_empty() && !server.is_some_and(|s| self.allowed.contains(&s)) {
+            return Some(Refusal::NotAllowed(self.allowed.clone()));
+        }
+        server.filter(|s| self.excluded.contains(s)).map(|_| Refusal::Excluded)
+    }
+
+    /// Whether the offer (parsed like a lease) carries boot information.
+    pub fn has_boot_info(&self, offer: &Lease) -> bool {
+        let on_link = |s: &Ipv4Addr| {
+            u32::from(*s) & u32::from(offer.netmask) == u32::from(offer.address) & u32::from(offer.netmask)
+        };
+        // dnsmasq (and the home routers built on it) puts its own address in siaddr
+        // by default: only a next server elsewhere was configured for booting.
+        offer.root_path.is_some()
+            || offer.next_server.is_some_and(|n| Some(n) != offer.server_id)
+            || offer.boot_file.is_some()
+            || offer.server_id.is_some_and(|s| self.boot_servers.contains(&s))
+            || self.boot_servers.iter().any(on_link)
+    }
+}
+
+/// Why an offer was not taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not among `diskless.dhcp_server=` (the list).
+    NotAllowed(Vec<Ipv4Addr>),
+    /// Its lease could not reach the root server earlier in this boot.
+    Excluded,
+    /// Without boot information, while another offer was preferred.
+    NoBootInfo,
+}
+
+/// An offer that was not taken, for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassedOver {
+    pub address: Ipv4Addr,
+    pub server: Option<Ipv4Addr>,
+    /// A Rapid Commit ACK rather than an offer.
+    pub rapid_commit: bool,
+    pub why: Refusal,
+}
+
+impl PassedOver {
+    fn of(lease: &Lease, why: Refusal) -> PassedOver {
+        PassedOver { address: lease.address, server: lease.server_id, rapid_commit: lease.rapid_commit, why }
+    }
+}
+
+impl std::fmt::Display for PassedOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.rapid_commit { "rapid-commit lease" } else { "offer" };
+        let server = self.server.map_or_else(|| "a server without identifier".to_string(), |s| s.to_string());
+        write!(f, "{kind} of {} from {server} ", self.address)?;
+        match &self.why {
+            Refusal::NotAllowed(list) => {
+                let list: Vec<String> = list.iter().map(ToString::to_string).collect();
+                write!(f, "ignored: not among diskless.dhcp_server={}", list.join(","))
+            }
+            Refusal::Excluded => f.write_str("ignored: its lease could not reach the root server earlier in this boot"),
+            Refusal::NoBootInfo => write!(f, "passed over: {NO_BOOT_INFO}"),
+        }
+    }
+}
+
+/// A DHCPRELEASE of `lease` (RFC 2131 4.4.6: ciaddr, server identifier, our client
+/// identifier); `None` when the lease names no server to send it to.
+pub fn release_message(mac: &Mac, xid: u32, lease: &Lease) -> Option<Vec<u8>> {
+    let server = lease.server_id?;
+    let mut msg = blank_request(xid, mac);
+    msg.set_ciaddr(lease.address);
+    let opts = msg.opts_mut();
+    opts.insert(DhcpOption::MessageType(MessageType::Release));
+    opts.insert(DhcpOption::ServerIdentifier(server));
+    opts.insert(DhcpOption::ClientIdentifier(client_id(mac)));
+    let mut bytes = msg.to_vec().ok()?;
+    if bytes.len() < v4::MIN_PACKET_SIZE {
+        bytes.resize(v4::MIN_PACKET_SIZE, 0);
+    }
+    Some(bytes)
+}
+
+/// Option 61: hardware type 1 (Ethernet) and the MAC.
+fn client_id(mac: &Mac) -> Vec<u8> {
+    let mut id = vec![1u8];
+    id.extend_from_slice(&mac.0);
+    id
+}
 
 /// The vendor class identifier (option 60) sent with every request.
 pub fn vendor_class() -> String {
@@ -144,6 +274,9 @@ pub enum Ignored {
     Incomplete(&'static str),
     /// An ACK to DISCOVER without Rapid Commit, or from another server.
     NotOurs(&'static str),
+    /// Refused by the [`OfferPolicy`], or passed over for another offer; the
+    /// driver logs [`DhcpClient::take_passed_over`].
+    PassedOver,
     /// Already bound.
     Late,
 }
@@ -164,6 +297,25 @@ pub enum Event {
     },
     /// The lease is ours.
     Bound(Box<Lease>),
+    /// The first offer without boot information: held for `window` while a
+    /// better one may come.
+    Held {
+        address: Ipv4Addr,
+        server: Option<Ipv4Addr>,
+        /// A Rapid Commit ACK rather than an offer.
+        rapid_commit: bool,
+        window: Duration,
+    },
+}
+
+/// The log line of [`Event::Held`].
+pub fn held_line(address: Ipv4Addr, server: Option<Ipv4Addr>, rapid_commit: bool, window: Duration) -> String {
+    let kind = if rapid_commit { "rapid-commit lease" } else { "offer" };
+    let server = server.map_or_else(|| "a server without identifier".to_string(), |s| s.to_string());
+    format!(
+        "{kind} of {address} from {server} has {NO_BOOT_INFO}; waiting {:.1} s for an offer that has",
+        window.as_secs_f32()
+    )
 }
 
 /// A datagram to broadcast and when to call [`DhcpClient::poll`] next.
@@ -205,6 +357,10 @@ pub struct DhcpClient {
     rng: u64,
     vendor: String,
     ignored: IgnoredCounts,
+    policy: OfferPolicy,
+    /// The first offer without boot information, and until when it waits.
+    held: Option<(Lease, Instant)>,
+    passed_over: Vec<PassedOver>,
 }
 
 impl DhcpClient {
@@ -222,7 +378,31 @@ impl DhcpClient {
             rng: u64::from(xid) ^ 0x9e37_79b9_7f4a_7c15,
             vendor: vendor_class(),
             ignored: IgnoredCounts::default(),
+            policy: OfferPolicy::default(),
+            held: None,
+            passed_over: Vec::new(),
         }
+    }
+
+    /// The client with an offer policy other than "take the first".
+    pub fn with_policy(mut self, policy: OfferPolicy) -> DhcpClient {
+        self.policy = policy;
+        self
+    }
+
+    /// The offers refused or passed over since the last call, for the log.
+    pub fn take_passed_over(&mut self) -> Vec<PassedOver> {
+        std::mem::take(&mut self.passed_over)
+    }
+
+    /// Takes the held offer once its window is over: returns [`Event::Offered`]
+    /// (a REQUEST is due) or, for a Rapid Commit ACK, [`Event::Bound`].
+    pub fn settle(&mut self, now: Instant) -> Option<Event> {
+        if !matches!(self.state, State::Selecting) || self.held.as_ref().is_none_or(|(_, until)| now < *until) {
+            return None;
+        }
+        let (lease, _) = self.held.take()?;
+        Some(self.take(now, lease))
     }
 
     /// Current transaction id (changes when a NAK or a silent server makes
@@ -239,9 +419,10 @@ impl DhcpClient {
         matches!(self.state, State::Bound)
     }
 
-    /// When `poll` wants to be called again; `None` once bound.
+    /// When `poll` (or `settle`) wants to be called again; `None` once bound.
     pub fn next_deadline(&self) -> Option<Instant> {
-        (!self.is_bound()).then_some(self.next_send)
+        let window = self.held.as_ref().map(|(_, until)| *until);
+        (!self.is_bound()).then_some(window.map_or(self.next_send, |w| w.min(self.next_send)))
     }
 
     fn next_random(&mut self) -> u64 {
@@ -264,6 +445,7 @@ impl DhcpClient {
     fn restart(&mut self, now: Instant) {
         self.xid = self.next_random() as u32;
         self.state = State::Selecting;
+        self.held = None;
         self.attempt = 0;
         self.delay = INITIAL_DELAY;
         self.next_send = now;
@@ -302,9 +484,7 @@ impl DhcpClient {
         msg.set_flags(Flags::default().set_broadcast()).set_secs(secs);
         let opts = msg.opts_mut();
         opts.insert(DhcpOption::MessageType(kind));
-        let mut client_id = vec![1u8];
-        client_id.extend_from_slice(&self.mac.0);
-        opts.insert(DhcpOption::ClientIdentifier(client_id));
+        opts.insert(DhcpOption::ClientIdentifier(client_id(&self.mac)));
         opts.insert(DhcpOption::ClassIdentifier(self.vendor.clone().into_bytes()));
         opts.insert(DhcpOption::ParameterRequestList(REQUESTED.to_vec()));
         opts.insert(DhcpOption::MaxMessageSize(1472));
@@ -370,20 +550,22 @@ impl DhcpClient {
                 if address.is_unspecified() || address.is_broadcast() {
                     return self.ignore(Ignored::Incomplete("offer without an address"));
                 }
-                let Some(server) = server else {
+                if server.is_none() {
                     return self.ignore(Ignored::Incomplete("offer without a server identifier"));
-                };
-                self.state = State::Requesting { address, server };
-                self.attempt = 0;
-                self.delay = INITIAL_DELAY;
-                self.next_send = now;
-                Event::Offered { address, server }
+                }
+                match lease_from_ack(&msg, false) {
+                    Ok(offer) => self.consider(now, offer),
+                    Err(why) => self.ignore(Ignored::Incomplete(why)),
+                }
             }
             (MessageType::Ack, State::Selecting) => {
                 if msg.opts().get(OptionCode::RapidCommit).is_none() {
                     return self.ignore(Ignored::NotOurs("ACK to DISCOVER without rapid commit"));
                 }
-                self.bind(&msg, true)
+                match lease_from_ack(&msg, true) {
+                    Ok(lease) => self.consider(now, lease),
+                    Err(why) => self.ignore(Ignored::Incomplete(why)),
+                }
             }
             (MessageType::Ack, State::Requesting { server: ours, .. }) => {
                 if server.is_some_and(|s| s != ours) {
@@ -403,6 +585,47 @@ impl DhcpClient {
                 Event::Nak { server, message }
             }
             (kind, _) => self.ignore(Ignored::Unexpected(format!("{kind:?} in state {:?}", self.state))),
+        }
+    }
+
+    /// An offer (or Rapid Commit ACK) in SELECTING, by the policy.
+    fn consider(&mut self, now: Instant, offer: Lease) -> Event {
+        if let Some(why) = self.policy.refuses(offer.server_id) {
+            self.passed_over.push(PassedOver::of(&offer, why));
+            return self.ignore(Ignored::PassedOver);
+        }
+        if self.policy.has_boot_info(&offer) {
+            if let Some((held, _)) = self.held.take() {
+                self.passed_over.push(PassedOver::of(&held, Refusal::NoBootInfo));
+            }
+            return self.take(now, offer);
+        }
+        if self.held.is_some() {
+            self.passed_over.push(PassedOver::of(&offer, Refusal::NoBootInfo));
+            return self.ignore(Ignored::PassedOver);
+        }
+        let (address, server, rapid_commit) = (offer.address, offer.server_id, offer.rapid_commit);
+        self.held = Some((offer, now + OFFER_WINDOW));
+        Event::Held { address, server, rapid_commit, window: OFFER_WINDOW }
+    }
+
+    /// Takes a chosen offer: request it, or bind a Rapid Commit ACK.
+    fn take(&mut self, now: Instant, offer: Lease) -> Event {
+        match (offer.rapid_commit, offer.server_id) {
+            (true, _) => {
+                self.state = State::Bound;
+                Event::Bound(Box::new(offer))
+            }
+            (false, Some(server)) => {
+                let address = offer.address;
+                self.state = State::Requesting { address, server };
+                self.attempt = 0;
+                self.delay = INITIAL_DELAY;
+                self.next_send = now;
+                Event::Offered { address, server }
+            }
+            // `handle` refuses offers without a server identifier before this.
+            (false, None) => self.ignore(Ignored::Incomplete("offer without a server identifier")),
         }
     }
 
@@ -642,6 +865,10 @@ mod tests {
         m.set_opcode(Opcode::BootReply);
         m.opts_mut().insert(DhcpOption::MessageType(kind));
         m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        if kind == MessageType::Offer {
+            // An offer for this boot (siaddr = the server itself is none): taken at once.
+            m.opts_mut().insert(DhcpOption::RootPath("10.77.0.1:/export".into()));
+        }
         for o in extra {
             m.opts_mut().insert(o.clone());
         }
@@ -765,7 +992,8 @@ mod tests {
         c.poll(t0).unwrap();
         let ev = c.handle(t0, &reply(5, MessageType::Ack, &MAC.0, &[]));
         assert!(matches!(ev, Event::Ignored(Ignored::NotOurs(_))), "{ev:?}");
-        let ev = c.handle(t0, &reply(5, MessageType::Ack, &MAC.0, &[DhcpOption::RapidCommit]));
+        let root = DhcpOption::RootPath("10.77.0.1:/export".into());
+        let ev = c.handle(t0, &reply(5, MessageType::Ack, &MAC.0, &[DhcpOption::RapidCommit, root]));
         let Event::Bound(lease) = ev else { panic!("{ev:?}") };
         assert!(lease.rapid_commit);
     }
@@ -818,6 +1046,197 @@ mod tests {
         }
         assert!(kinds[..REQUEST_TRIES as usize].iter().all(|k| *k == MessageType::Request));
         assert_eq!(kinds[REQUEST_TRIES as usize], MessageType::Discover);
+    }
+
+    const ROGUE: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
+    const ROGUE_ADDR: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 50);
+
+    /// A reply from `server` offering `address`, with siaddr 0: boot information only
+    /// from `extra`.
+    fn reply_from(xid: u32, kind: MessageType, server: Ipv4Addr, address: Ipv4Addr, extra: &[DhcpOption]) -> Vec<u8> {
+        let z = Ipv4Addr::UNSPECIFIED;
+        let mut m = Message::new_with_id(xid, z, address, z, z, &MAC.0);
+        m.set_opcode(Opcode::BootReply);
+        m.opts_mut().insert(DhcpOption::MessageType(kind));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
+        m.opts_mut().insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)));
+        for o in extra {
+            m.opts_mut().insert(o.clone());
+        }
+        m.to_vec().unwrap()
+    }
+
+    fn rogue_offer(xid: u32) -> Vec<u8> {
+        reply_from(xid, MessageType::Offer, ROGUE, ROGUE_ADDR, &[DhcpOption::Router(vec![ROGUE])])
+    }
+
+    fn genuine_offer(xid: u32) -> Vec<u8> {
+        reply_from(xid, MessageType::Offer, SERVER, ADDR, &[DhcpOption::RootPath("10.77.0.1:/export".into())])
+    }
+
+    fn lines(c: &mut DhcpClient) -> Vec<String> {
+        c.take_passed_over().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_first_offer_with_a_root_path_is_requested_at_once() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 1, t0);
+        c.poll(t0).unwrap();
+        let ev = c.handle(t0, &genuine_offer(1));
+        assert!(matches!(ev, Event::Offered { address: ADDR, server: SERVER }), "{ev:?}");
+        assert_eq!(c.poll(t0).expect("request due at once").kind, MessageType::Request);
+    }
+
+    #[test]
+    fn a_weak_first_offer_is_passed_over_for_a_good_one_within_the_window() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 2, t0);
+        c.poll(t0).unwrap();
+        let ev = c.handle(t0, &rogue_offer(2));
+        assert!(
+            matches!(
+                ev,
+                Event::Held { address: ROGUE_ADDR, server: Some(ROGUE), rapid_commit: false, window: OFFER_WINDOW }
+            ),
+            "{ev:?}"
+        );
+        assert!(c.next_deadline().unwrap() <= t0 + OFFER_WINDOW);
+        assert!(c.settle(t0 + OFFER_WINDOW / 2).is_none(), "the window is not over");
+        let ev = c.handle(t0 + OFFER_WINDOW / 2, &genuine_offer(2));
+        assert!(matches!(ev, Event::Offered { address: ADDR, server: SERVER }), "{ev:?}");
+        assert_eq!(
+            lines(&mut c),
+            ["offer of 192.168.77.50 from 192.168.77.1 passed over: no root path, next server or boot file"]
+        );
+        assert!(c.settle(t0 + OFFER_WINDOW * 2).is_none(), "the held offer is gone");
+        let m = decode(&c.poll(t0 + OFFER_WINDOW / 2).unwrap().bytes);
+        assert_eq!(m.opts().get(OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier(SERVER)));
+    }
+
+    #[test]
+    fn only_weak_offers_the_first_is_taken_when_the_window_ends() {
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 3, t0);
+        c.poll(t0).unwrap();
+        assert!(matches!(c.handle(t0, &rogue_offer(3)), Event::Held { .. }));
+        let other = Ipv4Addr::new(172, 16, 0, 1);
+        let later = reply_from(3, MessageType::Offer, other, Ipv4Addr::new(172, 16, 0, 9), &[]);
+        assert!(matches!(c.handle(t0, &later), Event::Ignored(Ignored::PassedOver)));
+        assert_eq!(
+            lines(&mut c),
+            ["offer of 172.16.0.9 from 172.16.0.1 passed over: no root path, next server or boot file"]
+        );
+        assert!(c.settle(t0 + OFFER_WINDOW - Duration::from_millis(1)).is_none());
+        let ev = c.settle(t0 + OFFER_WINDOW).expect("the window is over");
+        assert!(matches!(ev, Event::Offered { address: ROGUE_ADDR, server: ROGUE }), "{ev:?}");
+        let tx = c.poll(t0 + OFFER_WINDOW).unwrap();
+        assert_eq!(tx.kind, MessageType::Request);
+        let m = decode(&tx.bytes);
+        assert_eq!(m.opts().get(OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier(ROGUE)));
+    }
+
+    #[test]
+    fn the_allowlist_ignores_other_servers_and_names_them() {
+        let t0 = Instant::now();
+        let policy = OfferPolicy { allowed: vec![SERVER], ..OfferPolicy::default() };
+        let mut c = DhcpClient::new(MAC, 4, t0).with_policy(policy);
+        c.poll(t0).unwrap();
+        // With boot information too: the allowlist is not about that.
+        let rogue = reply_from(4, MessageType::Offer, ROGUE, ROGUE_ADDR, &[DhcpOption::RootPath("/x".into())]);
+        assert!(matches!(c.handle(t0, &rogue), Event::Ignored(Ignored::PassedOver)));
+        assert_eq!(
+            lines(&mut c),
+            ["offer of 192.168.77.50 from 192.168.77.1 ignored: not among diskless.dhcp_server=10.77.0.1"]
+        );
+        let weak = reply_from(4, MessageType::Offer, SERVER, ADDR, &[]);
+        assert!(matches!(c.handle(t0, &weak), Event::Held { .. }), "an allowed server's weak offer is still weak");
+        assert!(matches!(c.settle(t0 + OFFER_WINDOW), Some(Event::Offered { server: SERVER, .. })));
+    }
+
+    #[test]
+    fn an_excluded_server_is_ignored_with_the_reason() {
+        let t0 = Instant::now();
+        let policy = OfferPolicy { excluded: vec![ROGUE], ..OfferPolicy::default() };
+        let mut c = DhcpClient::new(MAC, 5, t0).with_policy(policy);
+        c.poll(t0).unwrap();
+        assert!(matches!(c.handle(t0, &rogue_offer(5)), Event::Ignored(Ignored::PassedOver)));
+        assert_eq!(
+            lines(&mut c),
+            [
+                "offer of 192.168.77.50 from 192.168.77.1 ignored: its lease could not reach the root server earlier in this boot"
+            ]
+        );
+        assert!(c.settle(t0 + OFFER_WINDOW * 2).is_none(), "nothing held");
+    }
+
+    #[test]
+    fn a_weak_rapid_commit_ack_waits_like_a_weak_offer() {
+        let t0 = Instant::now();
+        let ack = |xid| reply_from(xid, MessageType::Ack, ROGUE, ROGUE_ADDR, &[DhcpOption::RapidCommit]);
+        // A good offer within the window wins over it.
+        let mut c = DhcpClient::new(MAC, 6, t0);
+        c.poll(t0).unwrap();
+        assert!(matches!(c.handle(t0, &ack(6)), Event::Held { .. }));
+        assert!(!c.is_bound());
+        assert!(matches!(c.handle(t0, &genuine_offer(6)), Event::Offered { server: SERVER, .. }));
+        assert_eq!(
+            lines(&mut c),
+            [
+                "rapid-commit lease of 192.168.77.50 from 192.168.77.1 passed over: no root path, next server or boot file"
+            ]
+        );
+        // Alone, it is bound when the window ends.
+        let mut c = DhcpClient::new(MAC, 7, t0);
+        c.poll(t0).unwrap();
+        assert!(matches!(c.handle(t0, &ack(7)), Event::Held { rapid_commit: true, .. }));
+        let Some(Event::Bound(lease)) = c.settle(t0 + OFFER_WINDOW) else { panic!("not bound") };
+        assert!(lease.rapid_commit && c.is_bound());
+        assert_eq!(lease.server_id, Some(ROGUE));
+    }
+
+    #[test]
+    fn an_offer_from_or_next_to_the_root_server_carries_boot_information() {
+        let root = Ipv4Addr::new(10, 77, 0, 9);
+        let policy = OfferPolicy { boot_servers: vec![root], ..OfferPolicy::default() };
+        let mut on_link = Lease::new(ADDR, Ipv4Addr::new(255, 255, 255, 0));
+        assert!(policy.has_boot_info(&on_link), "the root server is in the offered subnet");
+        on_link.address = ROGUE_ADDR;
+        assert!(!policy.has_boot_info(&on_link));
+        on_link.server_id = Some(root);
+        assert!(policy.has_boot_info(&on_link), "offered by the root server");
+        assert!(!OfferPolicy::default().has_boot_info(&Lease::new(ADDR, Ipv4Addr::new(255, 255, 255, 0))));
+    }
+
+    /// The QEMU rogue (a plain dnsmasq) sent siaddr = its own address, and its lease
+    /// was taken at once as if it carried boot information.
+    #[test]
+    fn a_next_server_that_is_the_offering_server_itself_is_no_boot_information() {
+        let policy = OfferPolicy::default();
+        let mut offer = Lease::new(ROGUE_ADDR, Ipv4Addr::new(255, 255, 255, 0));
+        offer.server_id = Some(ROGUE);
+        offer.next_server = Some(ROGUE);
+        assert!(!policy.has_boot_info(&offer));
+        offer.next_server = Some(SERVER);
+        assert!(policy.has_boot_info(&offer), "a next server elsewhere was configured");
+        let t0 = Instant::now();
+        let mut c = DhcpClient::new(MAC, 8, t0);
+        c.poll(t0).unwrap();
+        let mut m = decode(&rogue_offer(8));
+        m.set_siaddr(ROGUE);
+        assert!(matches!(c.handle(t0, &m.to_vec().unwrap()), Event::Held { .. }));
+    }
+
+    #[test]
+    fn release_names_the_address_and_the_server() {
+        let mut lease = Lease::new(ROGUE_ADDR, Ipv4Addr::new(255, 255, 255, 0));
+        assert!(release_message(&MAC, 9, &lease).is_none(), "no server to release to");
+        lease.server_id = Some(ROGUE);
+        let m = decode(&release_message(&MAC, 9, &lease).unwrap());
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Release));
+        assert_eq!(m.ciaddr(), ROGUE_ADDR);
+        assert_eq!(m.opts().get(OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier(ROGUE)));
+        assert_eq!(m.chaddr(), &MAC.0);
     }
 
     proptest::proptest! {

@@ -22,7 +22,7 @@ use dhcproto::v4::MessageType;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, sockopt};
 
 use super::config::Mac;
-use super::dhcp::{DhcpClient, Event, IgnoredCounts, Lease};
+use super::dhcp::{DhcpClient, Event, Ignored, IgnoredCounts, Lease, OFFER_WINDOW, OfferPolicy, held_line};
 use super::log::{Level, NetLog};
 use crate::text::Escaped;
 
@@ -50,6 +50,9 @@ pub enum DhcpIoError {
         .ignored.other
     )]
     Timeout { interface: String, waited: Duration, ignored: IgnoredCounts },
+    /// The DHCPRELEASE of a lease that cannot boot could not be sent.
+    #[error("DHCP on {interface}: sending DHCPRELEASE of {address} to {server} failed: {source}")]
+    Release { interface: String, address: Ipv4Addr, server: Ipv4Addr, source: std::io::Error },
     /// Another interface won, or the caller gave up.
     #[error("DHCP on {interface}: stopped")]
     Cancelled { interface: String },
@@ -225,11 +228,68 @@ fn nak_line(interface: &str, server: Option<Ipv4Addr>, from: &str, message: Opti
     )
 }
 
-/// Runs DHCP on `interface` until a lease, `until`, or `cancel` is set.
-/// Logs each send with the time to the next one (the visible countdown).
+/// Sends a DHCPRELEASE of `lease` (configured on `interface`) to its server, from
+/// the leased address. Returns `Ok(false)` when the lease names no server.
+pub fn send_release(interface: &str, mac: Mac, lease: &Lease) -> Result<bool, DhcpIoError> {
+    let (Some(server), Some(bytes)) =
+        (lease.server_id, super::dhcp::release_message(&mac, super::random::u32_now(0), lease))
+    else {
+        return Ok(false);
+    };
+    let fail = |source: std::io::Error| DhcpIoError::Release {
+        interface: interface.into(),
+        address: lease.address,
+        server,
+        source,
+    };
+    let fd = socket::socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| fail(e.into()))?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| fail(e.into()))?;
+    socket::setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(interface)).map_err(|e| fail(e.into()))?;
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(lease.address, 68)))
+        .map_err(|e| fail(e.into()))?;
+    UdpSocket::from(fd).send_to(&bytes, SocketAddrV4::new(server, 67)).map_err(fail)?;
+    Ok(true)
+}
+
+/// Logs what a client event means; returns the lease once bound.
+fn log_event(interface: &str, from: &str, started: Instant, event: Event, log: &dyn NetLog) -> Option<Lease> {
+    match event {
+        // Logged from the client's list of passed-over offers.
+        Event::Ignored(Ignored::PassedOver) => {}
+        Event::Ignored(why) => log.log(Level::Debug, &format!("{interface}: ignored datagram from {from}: {why:?}")),
+        Event::Offered { address, server } => {
+            log.log(Level::Info, &format!("{interface}: offer of {address} from {server}"))
+        }
+        Event::Held { address, server, rapid_commit, window } => {
+            log.log(Level::Info, &format!("{interface}: {}", held_line(address, server, rapid_commit, window)))
+        }
+        Event::Nak { server, message } => log.log(Level::Warn, &nak_line(interface, server, from, message.as_deref())),
+        Event::Bound(lease) => {
+            log.log(
+                Level::Info,
+                &format!(
+                    "{interface}: lease {}/{} from {}{} after {:.1} s",
+                    lease.address,
+                    lease.prefix_len,
+                    lease.server_id.map(|s| s.to_string()).unwrap_or_else(|| from.to_string()),
+                    if lease.rapid_commit { " (rapid commit)" } else { "" },
+                    started.elapsed().as_secs_f32()
+                ),
+            );
+            return Some(*lease);
+        }
+    }
+    None
+}
+
+/// Runs DHCP on `interface` until a lease, `until`, or `cancel` is set, choosing
+/// among offers by `policy`. Logs each send with the time to the next one (the
+/// visible countdown), and each offer refused or passed over with the reason.
 pub fn run_dhcp(
     interface: &str,
     mac: Mac,
+    policy: &OfferPolicy,
     until: Instant,
     cancel: &AtomicBool,
     log: &dyn NetLog,
@@ -240,7 +300,7 @@ pub fn run_dhcp(
     let started = Instant::now();
     let m = mac.0;
     let xid = super::random::u32_now(u32::from_be_bytes([m[2], m[3], m[4], m[5]]));
-    let mut client = DhcpClient::new(mac, xid, started);
+    let mut client = DhcpClient::new(mac, xid, started).with_policy(policy.clone());
     let server = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, 67));
     let mut buf = vec![0u8; 1500];
     loop {
@@ -254,6 +314,18 @@ pub fn run_dhcp(
                 waited: now - started,
                 ignored: client.ignored(),
             });
+        }
+        if let Some(event) = client.settle(now) {
+            log.log(
+                Level::Info,
+                &format!(
+                    "{interface}: no offer with boot information within {:.1} s; taking the one held",
+                    OFFER_WINDOW.as_secs_f32()
+                ),
+            );
+            if let Some(lease) = log_event(interface, "the held offer", started, event, log) {
+                return Ok(lease);
+            }
         }
         if let Some(tx) = client.poll(now) {
             let next = tx.deadline.saturating_duration_since(now).min(until.saturating_duration_since(now));
@@ -292,30 +364,12 @@ pub fn run_dhcp(
                 return Err(DhcpIoError::Receive { interface: interface.into(), source: e });
             }
         };
-        match client.handle(Instant::now(), &buf[..len]) {
-            Event::Ignored(why) => {
-                log.log(Level::Debug, &format!("{interface}: ignored datagram from {from}: {why:?}"))
-            }
-            Event::Offered { address, server } => {
-                log.log(Level::Info, &format!("{interface}: offer of {address} from {server}"))
-            }
-            Event::Nak { server, message } => {
-                log.log(Level::Warn, &nak_line(interface, server, &from, message.as_deref()))
-            }
-            Event::Bound(lease) => {
-                log.log(
-                    Level::Info,
-                    &format!(
-                        "{interface}: lease {}/{} from {}{} after {:.1} s",
-                        lease.address,
-                        lease.prefix_len,
-                        lease.server_id.map(|s| s.to_string()).unwrap_or_else(|| from.clone()),
-                        if lease.rapid_commit { " (rapid commit)" } else { "" },
-                        started.elapsed().as_secs_f32()
-                    ),
-                );
-                return Ok(*lease);
-            }
+        let event = client.handle(Instant::now(), &buf[..len]);
+        for passed in client.take_passed_over() {
+            log.log(Level::Info, &format!("{interface}: {passed}"));
+        }
+        if let Some(lease) = log_event(interface, &from, started, event, log) {
+            return Ok(lease);
         }
     }
 }

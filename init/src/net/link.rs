@@ -186,6 +186,22 @@ impl Netlink {
         self.request("add default route", name, RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_REPLACE)
     }
 
+    pub fn remove_address(&mut self, name: &str, addr: Ipv4Addr, prefix_len: u8) -> Result<(), LinkError> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.prefix_len = prefix_len;
+        msg.header.index = Self::index(name)?;
+        msg.attributes.push(AddressAttribute::Local(addr.into()));
+        msg.attributes.push(AddressAttribute::Address(addr.into()));
+        self.request("remove address", name, RouteNetlinkMessage::DelAddress(msg), 0)
+    }
+
+    /// Undoes [`Netlink::configure`]: removing the link's only address also makes
+    /// the kernel drop the routes through it, the default route included.
+    pub fn unconfigure(&mut self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError> {
+        self.remove_address(name, cfg.address, cfg.prefix_len)
+    }
+
     /// MTU first (the address route inherits it), then address, then the
     /// default route, which needs the gateway to be on-link already.
     pub fn configure(&mut self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError> {

@@ -11,6 +11,17 @@
 //! net::handoff::write_files(Path::new("/run"), &net, &id, uptime)?;          // net-<if>.conf, diskless/resolv.conf
 //! ```
 //!
+//! # Never keep a lease that cannot boot
+//!
+//! Which offer the DHCP client takes is its own policy ([`dhcp`], [`OfferPolicy`]:
+//! offers with boot information first, a 1 s window otherwise, the
+//! `diskless.dhcp_server=` allowlist). This stage then checks a lease without boot
+//! information against the root the command line asks for ([`NetConfig::root`],
+//! through [`crate::root::RootRequest::server_for`], the rule the root stage
+//! resolves the server by): no root at all, or an NFS server that does not answer a
+//! TCP connection over the lease, and the lease is released, its server excluded,
+//! and DHCP run again, within `diskless.dhcp_timeout` (see `dhcp_stage`).
+//!
 //! `os` is the boot's one system interface ([`crate::os::Os`]): every link, socket and
 //! name change goes through it.
 //!
@@ -47,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use crate::os::Os;
 
 pub use config::{ConfigError, IpMode, Mac, NetConfig};
-pub use dhcp::Lease;
+pub use dhcp::{Lease, OfferPolicy};
 use dhcp_io::DhcpIoError;
 use dns::{DNS_PORT, LookupTiming, PtrOutcome};
 use identity::Candidates;
@@ -228,15 +239,23 @@ pub fn network_stage(
     }
 }
 
-fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn NetLog) -> Result<NetResult, NetError> {
-    let start = Instant::now();
-    let until = start + cfg.dhcp_timeout;
+/// DHCP on every wanted link at once until one gets a lease by `policy` or `until`
+/// passes; returns the winning link. `start` is when the stage began (for errors).
+fn acquire(
+    cfg: &NetConfig,
+    device: Option<&str>,
+    ops: &Links<'_>,
+    log: &dyn NetLog,
+    policy: &OfferPolicy,
+    start: Instant,
+    until: Instant,
+) -> Result<(String, Mac, Lease), NetError> {
     let cancel = AtomicBool::new(false);
     let is_wanted = wanted(device, cfg.bootif);
     let mut links: BTreeMap<String, (Mac, LinkState)> = BTreeMap::new();
     let mut errors: Vec<DhcpIoError> = Vec::new();
     let (tx, rx) = mpsc::channel::<(String, Mac, Result<Lease, DhcpIoError>)>();
-    let mut last_message = start;
+    let mut last_message = Instant::now();
     let outcome = std::thread::scope(|scope| {
         let result = (|| loop {
             let now = Instant::now();
@@ -257,7 +276,7 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
                     *state = LinkState::Running;
                     let (tx, name, mac, cancel) = (tx.clone(), name.clone(), *mac, &cancel);
                     scope.spawn(move || {
-                        let result = ops.os.dhcp(&name, mac, until, cancel, log);
+                        let result = ops.os.dhcp(&name, mac, policy, until, cancel, log);
                         let _ = tx.send((name, mac, result));
                     });
                 } else if let LinkState::WaitingCarrier { since } = *state {
@@ -323,16 +342,131 @@ fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn 
             log.log(Level::Warn, &e.to_string());
         }
     }
-    let link_cfg = LinkConfig {
-        address: lease.address,
-        prefix_len: lease.prefix_len,
-        broadcast: lease.broadcast,
-        gateway: lease.routers.first().copied(),
-        mtu: lease.mtu,
-    };
-    ops.os.configure_link(&name, &link_cfg).map_err(NetError::Configure)?;
+    Ok((name, mac, lease))
+}
+
+/// While servers are excluded, how long one round of DHCP may go without a lease
+/// before the exclusions are dropped and every server is asked again.
+pub const EXCLUDED_ROUND: Duration = Duration::from_secs(10);
+/// How long one TCP connection to the NFS root server over a lease without boot
+/// information may take, and how many are tried.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const PROBE_TRIES: u32 = 2;
+/// The NFS port the probe connects to when the root names no `port=`.
+const NFS_PORT: u16 = 2049;
+
+/// The DHCP stage: take a lease ([`acquire`], offers chosen by the command line's
+/// [`OfferPolicy`]), configure its link, and keep it only if it can boot (see
+/// [`cannot_boot`]). A lease that cannot is released, its server excluded and DHCP
+/// run again; when no other server answers within [`EXCLUDED_ROUND`] the exclusions
+/// are dropped. `diskless.dhcp_timeout` bounds the whole stage: when it is over, the
+/// last lease is kept (with a warning) and the NFS mount's own retries take over.
+fn dhcp_stage(cfg: &NetConfig, device: Option<&str>, ops: &Links<'_>, log: &dyn NetLog) -> Result<NetResult, NetError> {
+    let start = Instant::now();
+    let until = start + cfg.dhcp_timeout;
+    let mut policy = cfg.offer_policy();
+    loop {
+        let round_until = if policy.excluded.is_empty() { until } else { until.min(Instant::now() + EXCLUDED_ROUND) };
+        let (name, mac, lease) = match acquire(cfg, device, ops, log, &policy, start, round_until) {
+            Err(NetError::NoLease { .. }) if !policy.excluded.is_empty() && Instant::now() < until => {
+                log.log(
+                    Level::Warn,
+                    &format!(
+                        "no lease within {} s from any server but the excluded {}; asking every server again ({} s left)",
+                        EXCLUDED_ROUND.as_secs(),
+                        joined(&policy.excluded, ", "),
+                        until.saturating_duration_since(Instant::now()).as_secs()
+                    ),
+                );
+                policy.excluded.clear();
+                continue;
+            }
+            other => other?,
+        };
+        let link_cfg = LinkConfig {
+            address: lease.address,
+            prefix_len: lease.prefix_len,
+            broadcast: lease.broadcast,
+            gateway: lease.routers.first().copied(),
+            mtu: lease.mtu,
+        };
+        ops.os.configure_link(&name, &link_cfg).map_err(NetError::Configure)?;
+        let Some(why) = cannot_boot(cfg, ops.os, &policy, &lease, &|l| log.log(Level::Debug, l)) else {
+            return Ok(dhcp_result(name, mac, lease));
+        };
+        let what = format!(
+            "{name}: lease {} from {}",
+            lease.address,
+            lease.server_id.map_or_else(|| "a server without identifier".into(), |s| s.to_string())
+        );
+        let left = until.saturating_duration_since(Instant::now());
+        let Some(server) = lease.server_id.filter(|_| !left.is_zero()) else {
+            let reason = if left.is_zero() {
+                "the DHCP time (diskless.dhcp_timeout) is over"
+            } else {
+                "its server has no identifier to exclude it by"
+            };
+            log.log(Level::Warn, &format!("{what} {why}; keeping it all the same: {reason}"));
+            return Ok(dhcp_result(name, mac, lease));
+        };
+        log.log(
+            Level::Warn,
+            &format!("{what} {why}; releasing it and asking again without {server} ({:.0} s left)", left.as_secs_f32()),
+        );
+        if let Err(e) = ops.os.dhcp_release(&name, mac, &lease) {
+            log.log(Level::Warn, &e.to_string());
+        }
+        if let Err(e) = ops.os.unconfigure_link(&name, &link_cfg) {
+            log.log(Level::Warn, &e.to_string());
+        }
+        policy.excluded.push(server);
+    }
+}
+
+/// The network stage's result for a DHCP lease.
+fn dhcp_result(interface: String, mac: Mac, lease: Lease) -> NetResult {
     let dns_source = Some(DnsSource::of_stage(Proto::Dhcp, &lease.dns_servers));
-    Ok(NetResult { interface: name, mac, proto: Proto::Dhcp, lease, dns_source })
+    NetResult { interface, mac, proto: Proto::Dhcp, lease, dns_source }
+}
+
+/// Why a configured lease cannot boot, if it cannot. A lease with boot information
+/// ([`OfferPolicy::has_boot_info`]) or for a root the command line does not name
+/// is trusted; otherwise the NFS root server must be known and answer a TCP
+/// connection over it ([`PROBE_TRIES`] of [`PROBE_TIMEOUT`]; a refused connection
+/// is an answer: the mount will say what is wrong with the server).
+fn cannot_boot(
+    cfg: &NetConfig,
+    os: &dyn Os,
+    policy: &OfferPolicy,
+    lease: &Lease,
+    debug: &dyn Fn(&str),
+) -> Option<String> {
+    let root = cfg.root.as_ref().filter(|_| !policy.has_boot_info(lease))?;
+    let (server, port) = match root.server_for(lease) {
+        Ok(found) => found,
+        Err(crate::root::RootSpecError::NoRoot) => {
+            return Some("has no root path and the command line names no root".into());
+        }
+        Err(e) => return Some(format!("names no usable root: {e}")),
+    };
+    let to = SocketAddrV4::new(server, port.unwrap_or(NFS_PORT));
+    let mut last = None;
+    for attempt in 1..=PROBE_TRIES {
+        match os.probe_tcp(to, PROBE_TIMEOUT) {
+            Ok(()) => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return None,
+            Err(e) => {
+                debug(&format!("probe {attempt} of the NFS root server {to}: {e}"));
+                last = Some(e);
+            }
+        }
+    }
+    let last = last.map(|e| e.to_string()).unwrap_or_default();
+    Some(format!(
+        "has {} and the NFS root server {to} does not answer over it ({last}; {PROBE_TRIES} tries of {} s)",
+        dhcp::NO_BOOT_INFO,
+        PROBE_TIMEOUT.as_secs()
+    ))
 }
 
 fn static_stage(cfg: &NetConfig, ops: &Links<'_>, log: &dyn NetLog) -> Result<NetResult, NetError> {

@@ -1,7 +1,7 @@
 //! Orchestration tests with a fake system: which links get DHCP, who wins,
 //! what happens to the losers, late NICs, carrier timeouts.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Mutex;
 
 use super::*;
@@ -171,4 +171,137 @@ fn ip_off_disables_the_stage() {
     let fake = fake(vec![link("eth0", 0, Some(0), Some(10))]);
     assert!(matches!(run(&cfg("ip=off"), &fake, &quiet), Err(NetError::Disabled)));
     assert!(fake.calls().is_empty());
+}
+
+// --- Leases that cannot boot ------------------------------------------------------
+
+const ROGUE: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
+const GENUINE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+
+/// A home router's lease: another subnet, a router, no boot information.
+fn rogue_lease() -> Lease {
+    let mut l = Lease::new(Ipv4Addr::new(192, 168, 77, 50), Ipv4Addr::new(255, 255, 255, 0));
+    l.routers = vec![Ipv4Addr::new(192, 168, 77, 254)];
+    l.server_id = Some(ROGUE);
+    l
+}
+
+/// The lab server's lease: in the NFS server's subnet, which is boot information enough.
+fn genuine_lease() -> Lease {
+    let mut l = Lease::new(Ipv4Addr::new(10, 77, 0, 112), Ipv4Addr::new(255, 255, 255, 0));
+    l.routers = vec![GENUINE];
+    l.server_id = Some(GENUINE);
+    l
+}
+
+/// eth0 where the rogue answers at once and the genuine server (if any) after `genuine_ms`.
+fn rogue_first(genuine_ms: Option<u64>) -> FakeOs {
+    let eth0 = FakeLink::up("eth0", Mac([2, 0, 0, 0, 0, 0]), rogue_lease());
+    let more = genuine_ms.map(|ms| (Duration::from_millis(ms), genuine_lease())).into_iter().collect();
+    fake(vec![eth0]).with_more_servers("eth0", more)
+}
+
+/// `cmdline` with the root it names, as the boot gives it to the network stage.
+fn cfg_with_root(cmdline: &str) -> NetConfig {
+    let mut c = cfg(cmdline);
+    let raw: Vec<(&str, Option<&str>)> =
+        cmdline.split_ascii_whitespace().map(|w| w.split_once('=').map_or((w, None), |(k, v)| (k, Some(v)))).collect();
+    c.root = Some(crate::root::RootRequest::from_cmdline(&raw).unwrap());
+    c
+}
+
+fn logged(lines: &Mutex<Vec<String>>) -> Vec<String> {
+    lines.lock().unwrap().clone()
+}
+
+#[test]
+fn a_lease_that_cannot_reach_the_nfs_server_is_released_and_its_server_excluded() {
+    let fake = rogue_first(Some(100));
+    let lines = Mutex::new(Vec::new());
+    let log = |_: Level, l: &str| lines.lock().unwrap().push(l.to_string());
+    let net = run(&cfg_with_root("nfsroot=10.77.0.1:/export"), &fake, &log).unwrap();
+    assert_eq!(net.lease, genuine_lease());
+    let probe = Call::ProbeTcp { to: SocketAddrV4::new(GENUINE, 2049) };
+    let rogue_cfg = LinkConfig {
+        address: Ipv4Addr::new(192, 168, 77, 50),
+        prefix_len: 24,
+        broadcast: Ipv4Addr::new(192, 168, 77, 255),
+        gateway: Some(Ipv4Addr::new(192, 168, 77, 254)),
+        mtu: None,
+    };
+    let network: Vec<Call> = fake.calls().into_iter().filter(|c| c.kind() != Kind::LinkUp).collect();
+    assert_eq!(
+        network[..7],
+        [
+            dhcp("eth0"),
+            Call::ConfigureLink { link: "eth0".into(), config: rogue_cfg.clone() },
+            probe.clone(),
+            probe,
+            Call::DhcpRelease { link: "eth0".into(), address: Ipv4Addr::new(192, 168, 77, 50), server: Some(ROGUE) },
+            Call::UnconfigureLink { link: "eth0".into(), config: rogue_cfg },
+            dhcp("eth0"),
+        ],
+        "{network:?}"
+    );
+    // The genuine lease is on the NFS server's subnet: kept without a probe.
+    assert!(matches!(&network[7..], [Call::ConfigureLink { .. }]), "{network:?}");
+    let lines = logged(&lines);
+    let released = lines.iter().find(|l| l.contains("releasing")).expect("a release line");
+    assert!(
+        released.starts_with(
+            "eth0: lease 192.168.77.50 from 192.168.77.1 has no root path, next server or boot file and the NFS root \
+             server 10.77.0.1:2049 does not answer over it ("
+        ) && released.contains("2 tries of 2 s); releasing it and asking again without 192.168.77.1 ("),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn without_a_root_on_the_command_line_a_lease_without_root_path_is_released_unprobed() {
+    let fake = rogue_first(Some(100));
+    let lines = Mutex::new(Vec::new());
+    let log = |_: Level, l: &str| lines.lock().unwrap().push(l.to_string());
+    // The genuine server gives the root path here.
+    let mut genuine = genuine_lease();
+    genuine.root_path = Some("10.77.0.1:/export".into());
+    let fake = fake.with_more_servers("eth0", vec![(Duration::from_millis(100), genuine.clone())]);
+    let net = run(&cfg_with_root("ip=dhcp"), &fake, &log).unwrap();
+    assert_eq!(net.lease, genuine);
+    assert!(fake.calls_of(Kind::ProbeTcp).is_empty());
+    assert_eq!(fake.calls_of(Kind::DhcpRelease).len(), 1);
+    let lines = logged(&lines);
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "eth0: lease 192.168.77.50 from 192.168.77.1 has no root path and the command line names no root; releasing it"
+        )),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_refused_connection_is_an_answer_and_the_lease_is_kept() {
+    let fake = rogue_first(Some(100));
+    fake.fail_calls(|c| c.kind() == Kind::ProbeTcp, nix::libc::ECONNREFUSED);
+    let net = run(&cfg_with_root("nfsroot=10.77.0.1:/export"), &fake, &quiet).unwrap();
+    assert_eq!(net.lease, rogue_lease());
+    assert_eq!(fake.calls_of(Kind::ProbeTcp).len(), 1);
+    assert!(fake.calls_of(Kind::DhcpRelease).is_empty());
+}
+
+#[test]
+fn with_only_a_server_whose_lease_cannot_boot_the_dhcp_timeout_still_bounds_the_stage() {
+    let fake = rogue_first(None);
+    let started = Instant::now();
+    let e = run(&cfg_with_root("nfsroot=10.77.0.1:/export diskless.dhcp_timeout=1"), &fake, &quiet).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert!(matches!(e, NetError::NoLease { .. }), "{e:?}");
+    assert_eq!(fake.calls_of(Kind::DhcpRelease).len(), 1, "released once, then excluded");
+}
+
+#[test]
+fn the_allowlist_reaches_the_dhcp_of_each_link() {
+    let fake = rogue_first(Some(100));
+    let net = run(&cfg("diskless.dhcp_server=10.77.0.1"), &fake, &quiet).unwrap();
+    assert_eq!(net.lease, genuine_lease(), "the rogue answered first but is not allowed");
+    assert!(fake.calls_of(Kind::DhcpRelease).is_empty());
 }

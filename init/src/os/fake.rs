@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::BorrowedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::{MountFlags, Os, Timestamps, UeventReceive};
 use crate::net::config::Mac;
-use crate::net::dhcp::Lease;
+use crate::net::dhcp::{Lease, OfferPolicy};
 use crate::net::dhcp_io::DhcpIoError;
 use crate::net::dns::{DnsError, LookupTiming, PtrOutcome, TryError};
 use crate::net::inform::{InformAck, InformError, InformTiming};
@@ -79,8 +79,22 @@ pub enum Call {
         link: String,
         config: LinkConfig,
     },
+    /// Removal of what ConfigureLink gave `link`.
+    UnconfigureLink {
+        link: String,
+        config: LinkConfig,
+    },
+    /// DHCP on `link`, with the servers the policy excluded at the time.
     Dhcp {
         link: String,
+    },
+    DhcpRelease {
+        link: String,
+        address: Ipv4Addr,
+        server: Option<Ipv4Addr>,
+    },
+    ProbeTcp {
+        to: SocketAddrV4,
     },
     /// The DHCP of `link` was cancelled (another link won, or the stage gave up).
     DhcpCancelled {
@@ -135,7 +149,10 @@ pub enum Kind {
     OpenUevents,
     LinkUp,
     ConfigureLink,
+    UnconfigureLink,
     Dhcp,
+    DhcpRelease,
+    ProbeTcp,
     DhcpCancelled,
     DhcpInform,
     LookupPtr,
@@ -165,7 +182,10 @@ impl Call {
             Call::OpenUevents => Kind::OpenUevents,
             Call::LinkUp { .. } => Kind::LinkUp,
             Call::ConfigureLink { .. } => Kind::ConfigureLink,
+            Call::UnconfigureLink { .. } => Kind::UnconfigureLink,
             Call::Dhcp { .. } => Kind::Dhcp,
+            Call::DhcpRelease { .. } => Kind::DhcpRelease,
+            Call::ProbeTcp { .. } => Kind::ProbeTcp,
             Call::DhcpCancelled { .. } => Kind::DhcpCancelled,
             Call::DhcpInform { .. } => Kind::DhcpInform,
             Call::LookupPtr { .. } => Kind::LookupPtr,
@@ -203,6 +223,12 @@ pub struct FakeLink {
     pub lease: Option<(Duration, Lease)>,
 }
 
+/// More DHCP servers on a link: their leases and how long after DHCP starts each
+/// answers. The fake's DHCP takes the earliest lease whose server the policy
+/// accepts ([`OfferPolicy::refuses`]); which of several accepted offers the client
+/// prefers is the sans-IO client's business, tested in `net::dhcp`.
+pub type MoreServers = Vec<(Duration, Lease)>;
+
 impl FakeLink {
     /// A link present from the start with carrier, answering DHCP with `lease` at once.
     pub fn up(name: &str, mac: Mac, lease: Lease) -> FakeLink {
@@ -233,6 +259,9 @@ pub struct FakeOs {
     ptr: Mutex<Option<Vec<String>>>,
     /// The answer to DHCPINFORM; `None`: no server answers.
     inform: Mutex<Option<InformAck>>,
+    more_servers: Mutex<BTreeMap<String, MoreServers>>,
+    /// The address and mask configured on each link, for the TCP probes.
+    configured: Mutex<BTreeMap<String, LinkConfig>>,
     started: Mutex<Option<Instant>>,
     /// How long each finit_module blocks.
     pub load_time: Duration,
@@ -308,6 +337,12 @@ impl FakeOs {
     /// The names the DNS servers answer for the PTR record (else: no record).
     pub fn with_ptr(self, names: &[&str]) -> FakeOs {
         *self.ptr.lock().unwrap() = Some(names.iter().map(|n| n.to_string()).collect());
+        self
+    }
+
+    /// More DHCP servers answering on `link`, besides its own lease.
+    pub fn with_more_servers(self, link: &str, servers: MoreServers) -> FakeOs {
+        self.more_servers.lock().unwrap_or_else(|p| p.into_inner()).insert(link.to_string(), servers);
         self
     }
 
@@ -430,13 +465,46 @@ impl Os for FakeOs {
     }
 
     fn configure_link(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError> {
-        self.record(Call::ConfigureLink { link: name.to_string(), config: cfg.clone() }).map_err(link_error)
+        self.record(Call::ConfigureLink { link: name.to_string(), config: cfg.clone() }).map_err(link_error)?;
+        self.configured.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), cfg.clone());
+        Ok(())
+    }
+
+    fn unconfigure_link(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError> {
+        self.record(Call::UnconfigureLink { link: name.to_string(), config: cfg.clone() }).map_err(link_error)?;
+        self.configured.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        Ok(())
+    }
+
+    fn dhcp_release(&self, name: &str, _mac: Mac, lease: &Lease) -> Result<bool, DhcpIoError> {
+        let call = Call::DhcpRelease { link: name.to_string(), address: lease.address, server: lease.server_id };
+        match (self.record(call), lease.server_id) {
+            (Err(source), Some(server)) => {
+                Err(DhcpIoError::Release { interface: name.to_string(), address: lease.address, server, source })
+            }
+            (_, server) => Ok(server.is_some()),
+        }
+    }
+
+    /// The fake network routes nothing: a server answers when it is in the subnet of
+    /// an address configured on some link.
+    fn probe_tcp(&self, to: SocketAddrV4, _timeout: Duration) -> io::Result<()> {
+        self.record(Call::ProbeTcp { to })?;
+        let on_link = |c: &LinkConfig| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(c.prefix_len)).unwrap_or(0);
+            u32::from(c.address) & mask == u32::from(*to.ip()) & mask
+        };
+        match self.configured.lock().unwrap_or_else(|p| p.into_inner()).values().any(on_link) {
+            true => Ok(()),
+            false => Err(io::Error::from_raw_os_error(libc::ENETUNREACH)),
+        }
     }
 
     fn dhcp(
         &self,
         name: &str,
         _mac: Mac,
+        policy: &OfferPolicy,
         until: Instant,
         cancel: &AtomicBool,
         _log: &dyn NetLog,
@@ -446,7 +514,14 @@ impl Os for FakeOs {
             return Err(DhcpIoError::Receive { interface, source });
         }
         let begun = Instant::now();
-        let lease = self.link(name).and_then(|l| l.lease);
+        let more = self.more_servers.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned().unwrap_or_default();
+        let lease = self
+            .link(name)
+            .and_then(|l| l.lease)
+            .into_iter()
+            .chain(more)
+            .filter(|(_, lease)| policy.refuses(lease.server_id).is_none())
+            .min_by_key(|(after, _)| *after);
         loop {
             if cancel.load(Ordering::Relaxed) {
                 let _ = self.record(Call::DhcpCancelled { link: interface.clone() });

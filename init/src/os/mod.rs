@@ -17,7 +17,7 @@ pub mod fake;
 
 use std::ffi::OsStr;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::process::ExitStatus;
@@ -29,7 +29,7 @@ pub use rustix::fs::Timestamps;
 pub use rustix::mount::MountFlags;
 
 use crate::net::config::Mac;
-use crate::net::dhcp::Lease;
+use crate::net::dhcp::{Lease, OfferPolicy};
 use crate::net::dhcp_io::DhcpIoError;
 use crate::net::dns::{LookupTiming, PtrOutcome};
 use crate::net::inform::{InformAck, InformError, InformTiming};
@@ -107,11 +107,15 @@ pub trait Os: Send + Sync {
     fn set_link_up(&self, name: &str, up: bool) -> Result<(), LinkError>;
     /// Give the link its address, route and MTU (rtnetlink).
     fn configure_link(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError>;
-    /// Run DHCP on `name` until a lease, the deadline `until`, or `cancel`.
+    /// Remove what [`Os::configure_link`] gave the link (a lease that cannot boot).
+    fn unconfigure_link(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError>;
+    /// Run DHCP on `name` until a lease, the deadline `until`, or `cancel`, choosing
+    /// among offers by `policy`.
     fn dhcp(
         &self,
         name: &str,
         mac: Mac,
+        policy: &OfferPolicy,
         until: Instant,
         cancel: &AtomicBool,
         log: &dyn NetLog,
@@ -127,6 +131,11 @@ pub trait Os: Send + Sync {
         timing: &InformTiming,
         log: &dyn NetLog,
     ) -> Result<InformAck, InformError>;
+    /// Send a DHCPRELEASE of `lease`, configured on `name`, to its server; `Ok(false)`
+    /// when the lease names no server.
+    fn dhcp_release(&self, name: &str, mac: Mac, lease: &Lease) -> Result<bool, DhcpIoError>;
+    /// Open a TCP connection to `to` and close it, waiting at most `timeout`.
+    fn probe_tcp(&self, to: SocketAddrV4, timeout: Duration) -> io::Result<()>;
     /// Ask `servers` for the PTR record of `addr`.
     fn lookup_ptr(
         &self,

@@ -4,7 +4,7 @@
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -19,7 +19,7 @@ use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType, netlink};
 
 use super::{Os, UeventReceive};
 use crate::net::config::Mac;
-use crate::net::dhcp::Lease;
+use crate::net::dhcp::{Lease, OfferPolicy};
 use crate::net::dhcp_io::{self, DhcpIoError};
 use crate::net::dns::{self, LookupTiming, PtrOutcome};
 use crate::net::inform::{self, InformAck, InformError, InformTiming};
@@ -126,15 +126,28 @@ impl Os for RealOs {
         link::Netlink::open()?.configure(name, cfg)
     }
 
+    fn unconfigure_link(&self, name: &str, cfg: &LinkConfig) -> Result<(), LinkError> {
+        link::Netlink::open()?.unconfigure(name, cfg)
+    }
+
     fn dhcp(
         &self,
         name: &str,
         mac: Mac,
+        policy: &OfferPolicy,
         until: Instant,
         cancel: &AtomicBool,
         log: &dyn NetLog,
     ) -> Result<Lease, DhcpIoError> {
-        dhcp_io::run_dhcp(name, mac, until, cancel, log)
+        dhcp_io::run_dhcp(name, mac, policy, until, cancel, log)
+    }
+
+    fn dhcp_release(&self, name: &str, mac: Mac, lease: &Lease) -> Result<bool, DhcpIoError> {
+        dhcp_io::send_release(name, mac, lease)
+    }
+
+    fn probe_tcp(&self, to: SocketAddrV4, timeout: Duration) -> io::Result<()> {
+        std::net::TcpStream::connect_timeout(&SocketAddr::V4(to), timeout).map(drop)
     }
 
     fn dhcp_inform(

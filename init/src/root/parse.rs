@@ -235,6 +235,21 @@ impl RootRequest {
     /// The final root, with the lease filling in the server (and the root-path when the
     /// command line has none), and `%s` replaced by `hostname`.
     pub fn resolve(&self, lease: &Lease, hostname: &str) -> Result<NfsRoot, RootSpecError> {
+        let (server, path, version, options, syntax) = self.in_force(lease)?;
+        let (server, server_source) = root_server(server, lease, &path)?;
+        let path = substitute_host(&path, hostname)?;
+        Ok(NfsRoot { server, server_source, path, version, options, syntax })
+    }
+
+    /// The NFS server the root would be mounted from with `lease`, and the `port=`
+    /// given for it: what the network stage checks a lease against.
+    pub fn server_for(&self, lease: &Lease) -> Result<(Ipv4Addr, Option<u16>), RootSpecError> {
+        let (server, path, _, options, _) = self.in_force(lease)?;
+        root_server(server, lease, &path).map(|(server, _)| (server, options.port))
+    }
+
+    /// The specification in force: the command line's, else the lease's root-path.
+    fn in_force(&self, lease: &Lease) -> Result<(Option<Ipv4Addr>, String, Version, Options, Syntax), RootSpecError> {
         let from_dhcp;
         let (server, path, version, options, syntax) = match self {
             RootRequest::Spec { server, path, version, options, syntax } => (server, path, version, options, syntax),
@@ -249,16 +264,18 @@ impl RootRequest {
                 }
             }
         };
-        // nfsroot.rst: a missing server is the "root-server-ip" the autoconfiguration
-        // learned: siaddr (next-server, or ip='s server field), else the DHCP server.
-        let (server, server_source) = match (server, lease.next_server, lease.server_id) {
-            (Some(s), _, _) => (*s, ServerSource::Given),
-            (None, Some(s), _) if !s.is_unspecified() => (s, ServerSource::NextServer),
-            (None, _, Some(s)) if !s.is_unspecified() => (s, ServerSource::DhcpServer),
-            _ => return Err(RootSpecError::NoServer { spec: path.clone() }),
-        };
-        let path = substitute_host(path, hostname)?;
-        Ok(NfsRoot { server, server_source, path, version: *version, options: options.clone(), syntax: *syntax })
+        Ok((*server, path.clone(), *version, options.clone(), *syntax))
+    }
+}
+
+/// nfsroot.rst: a missing server is the "root-server-ip" the autoconfiguration
+/// learned: siaddr (next-server, or ip='s server field), else the DHCP server.
+fn root_server(server: Option<Ipv4Addr>, lease: &Lease, path: &str) -> Result<(Ipv4Addr, ServerSource), RootSpecError> {
+    match (server, lease.next_server, lease.server_id) {
+        (Some(s), _, _) => Ok((s, ServerSource::Given)),
+        (None, Some(s), _) if !s.is_unspecified() => Ok((s, ServerSource::NextServer)),
+        (None, _, Some(s)) if !s.is_unspecified() => Ok((s, ServerSource::DhcpServer)),
+        _ => Err(RootSpecError::NoServer { spec: path.to_string() }),
     }
 }
 
