@@ -1,4 +1,4 @@
-//! QEMU test of `diskless server render` (issue 11, 5a): dnsmasq runs from the rendered
+//! QEMU tests of `diskless server render` (issue 11, 5a-c): dnsmasq runs from the rendered
 //! `dnsmasq.conf` with no edits (`dnsmasq --conf-file=OUT/dnsmasq.conf`, TFTP from
 //! `OUT/tftproot`), and a PXE client (SeaBIOS + iPXE ROM, then the rendered
 //! `tftproot/busybox/pxelinux.0` and its configuration) boots the busybox image over
@@ -240,15 +240,8 @@ fn start_dhcpd(ns: &Netns, conf: &Path, state: &Path, log: &Path) -> ChildGuard 
 /// named with `stanzas` (a rendered named.conf) included from a top-level configuration
 /// in `state` that holds what the distribution's named.conf would: the options.
 fn start_named(ns: &Netns, stanzas: &Path, state: &Path, log: &Path) -> ChildGuard {
-    let s = state.display();
-    let top = format!(
-        "options {{\n  directory \"{s}\";\n  pid-file \"{s}/named.pid\";\n  session-keyfile \"{s}/session.key\";\n  \
-         managed-keys-directory \"{s}\";\n  listen-on port 53 {{ 10.77.0.1; }};\n  listen-on-v6 {{ none; }};\n  \
-         recursion no;\n  allow-query {{ any; }};\n  dnssec-validation no;\n  notify no;\n}};\ncontrols {{ }};\n\
-         logging {{ category default {{ default_stderr; }}; category queries {{ default_stderr; }}; }};\n\
-         include \"{}\";\n",
-        stanzas.display()
-    );
+    let top =
+        format!("{}include \"{}\";\n", qemu_tests::bind::options(state, &["10.77.0.1".to_string()]), stanzas.display());
     let conf = state.join("named.conf");
     std::fs::write(&conf, top).unwrap();
     let mut cmd = ns.command("/usr/sbin/named");
