@@ -297,6 +297,32 @@ pub enum ServerCommand {
         #[arg(long, value_name = "PORT", default_value_t = 53, hide = true)]
         dns_port: u16,
     },
+    /// Switch the kernel (and its initrd) an image's clients boot
+    ///
+    /// Points DIR/tftproot/IMAGE/vmlinuz and initrd.img at vmlinuz-VERSION and
+    /// initrd.img-VERSION, each link replaced by a rename, the initrd first. Copies
+    /// the kernel from the image's /boot and builds the initrd with mkinitramfs (from
+    /// the image's /lib/modules/VERSION) when they are not there yet. The links they
+    /// replace become vmlinuz.previous and initrd.img.previous, and the previous
+    /// kernel's files stay: switching back is the same command with the old VERSION.
+    /// Set kernel = "VERSION" in the lab file's [[image]] too, or render links the
+    /// lab file's kernel again.
+    #[command(verbatim_doc_comment)]
+    Kernel {
+        /// The lab file
+        #[arg(long, value_name = "FILE")]
+        lab: PathBuf,
+        /// The directory render wrote
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// The init binary for a new initrd (default: init beside diskless)
+        #[arg(long, value_name = "PATH")]
+        init: Option<PathBuf>,
+        /// The image, as the lab file names it
+        image: String,
+        /// The kernel version (uname -r of that kernel, e.g. 6.1.0-57-amd64)
+        version: String,
+    },
 }
 
 /// `--dhcp`.
@@ -520,6 +546,24 @@ fn server(command: &ServerCommand) -> Result<(Vec<u8>, u8), AdminError> {
             }
             let code = if findings.is_empty() { EXIT_OK } else { EXIT_PROBLEMS };
             Ok((lab_check::render_findings(&findings).into_bytes(), code))
+        }
+        ServerCommand::Kernel { lab: lab_path, root, init, image, version } => {
+            let lab = Lab::load(lab_path)?;
+            let root = std::path::absolute(root).unwrap_or_else(|_| root.clone());
+            let build = |basedir: &std::path::Path, version: &str, output: &std::path::Path| {
+                let args = mkinitramfs::BuildArgs {
+                    basedir: basedir.into(),
+                    version: Some(version.into()),
+                    output: Some(output.into()),
+                    init: init.clone(),
+                    ..Default::default()
+                };
+                let options = mkinitramfs::resolve(args).map_err(|e| e.to_string())?;
+                mkinitramfs::build(&options).map(drop).map_err(|e| e.to_string())
+            };
+            let switched = diskless::lab::kernel::switch(&lab, &root, image, version, &build)?;
+            let again = format!("diskless server kernel --lab {} --root {}", lab_path.display(), root.display());
+            Ok((diskless::lab::kernel::render_switched(&switched, &again).into_bytes(), EXIT_OK))
         }
     }
 }

@@ -180,3 +180,54 @@ fn check_live_asks_the_subnets_dns_servers_and_names_one_that_refuses() {
     );
     assert!(text.ends_with("\n6 problem(s)\n"), "{text}");
 }
+
+#[test]
+fn kernel_switches_both_links_builds_the_initrd_with_mkinitramfs_and_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = lab_in(dir.path());
+    let root = dir.path().join("out");
+    let (lab, root_s) = (lab.to_str().unwrap(), root.to_str().unwrap());
+    let o = diskless(&["server", "render", "--lab", lab, "--out", root_s]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let tftp = root.join("tftproot/debian");
+    initrd_for(&tftp.join(format!("initrd.img-{KERNEL}")), KERNEL);
+
+    const NEW: &str = "6.1.0-58-amd64";
+    let export = dir.path().join("srv/debian");
+    fs::write(export.join(format!("boot/vmlinuz-{NEW}")), "new kernel").unwrap();
+    let o = diskless(&["server", "kernel", "--lab", lab, "--root", root_s, "debian", NEW]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains(&format!("kernel {NEW} has no modules at {}/lib/modules/{NEW}", export.display())),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(fs::read_link(tftp.join("vmlinuz")).unwrap(), Path::new(&format!("vmlinuz-{KERNEL}")));
+
+    fs::create_dir_all(export.join(format!("lib/modules/{NEW}"))).unwrap();
+    let init = dir.path().join("init");
+    fs::write(&init, "an init").unwrap();
+    let init_s = init.to_str().unwrap();
+    let o = diskless(&["server", "kernel", "--lab", lab, "--root", root_s, "--init", init_s, "debian", NEW]);
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains(&format!("built {}/initrd.img-{NEW} with mkinitramfs\n", tftp.display())), "{text}");
+    assert!(
+        text.contains(&format!("image \"debian\": vmlinuz -> vmlinuz-{NEW}, initrd.img -> initrd.img-{NEW}\n")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("debian {KERNEL}\n")), "the rollback command: {text}");
+    assert_eq!(fs::read_to_string(tftp.join("vmlinuz")).unwrap(), "new kernel");
+    assert_eq!(fs::read_link(tftp.join("vmlinuz.previous")).unwrap(), Path::new(&format!("vmlinuz-{KERNEL}")));
+    assert_eq!(fs::read_link(tftp.join("initrd.img.previous")).unwrap(), Path::new(&format!("initrd.img-{KERNEL}")));
+    // The built initrd is mkinitramfs's: its archive records the new kernel.
+    let versions = mkinitramfs::kernel_versions(&tftp.join("initrd.img")).unwrap();
+    assert!(versions.contains(NEW), "{versions:?}");
+
+    // Back, by the command the switch printed.
+    let o = diskless(&["server", "kernel", "--lab", lab, "--root", root_s, "debian", KERNEL]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert_eq!(fs::read_link(tftp.join("initrd.img")).unwrap(), Path::new(&format!("initrd.img-{KERNEL}")));
+    let text = out(&diskless(&["server", "check", "--lab", lab, "--root", root_s]));
+    assert!(!text.contains("tftproot/debian/vmlinuz") && !text.contains("tftproot/debian/initrd"), "{text}");
+}

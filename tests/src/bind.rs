@@ -71,18 +71,26 @@ impl NamedConfig {
     /// `named.conf` with every path under `state`.
     pub fn render(&self, state: &Path) -> String {
         let s = state.display();
-        let listen: String = self.listen.iter().map(|a| format!("{a}; ")).collect();
-        let mut c = format!(
-            "options {{\n  directory \"{s}\";\n  pid-file \"{s}/named.pid\";\n  session-keyfile \"{s}/session.key\";\n  \
-             managed-keys-directory \"{s}\";\n  listen-on port 53 {{ {listen}}};\n  listen-on-v6 {{ none; }};\n  \
-             recursion no;\n  allow-query {{ any; }};\n  dnssec-validation no;\n  notify no;\n}};\ncontrols {{ }};\n\
-             logging {{ category default {{ default_stderr; }}; category queries {{ default_stderr; }}; }};\n"
-        );
+        let mut c = options(state, &self.listen);
         for zone in &self.zones {
             c.push_str(&format!("zone \"{}\" {{ type primary; file \"{s}/{}\"; }};\n", zone.name, zone.file_name()));
         }
         c
     }
+}
+
+/// The top of a `named.conf` without zones: authoritative only, listening on `listen`,
+/// every file under `state`, logging to stderr (what a distribution's named.conf holds
+/// before it includes the zones).
+pub fn options(state: &Path, listen: &[String]) -> String {
+    let s = state.display();
+    let listen: String = listen.iter().map(|a| format!("{a}; ")).collect();
+    format!(
+        "options {{\n  directory \"{s}\";\n  pid-file \"{s}/named.pid\";\n  session-keyfile \"{s}/session.key\";\n  \
+         managed-keys-directory \"{s}\";\n  listen-on port 53 {{ {listen}}};\n  listen-on-v6 {{ none; }};\n  \
+         recursion no;\n  allow-query {{ any; }};\n  dnssec-validation no;\n  notify no;\n}};\ncontrols {{ }};\n\
+         logging {{ category default {{ default_stderr; }}; category queries {{ default_stderr; }}; }};\n"
+    )
 }
 
 /// A running named; killed (by PID, with its process group) when dropped. Its log and

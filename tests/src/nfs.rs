@@ -29,16 +29,30 @@ pub struct NfsExport {
     pub bind: String,
     /// The NFSv4 pseudo path and NFSv3 mount path.
     pub pseudo: String,
+    /// More directories exported by the same server, each with its pseudo path.
+    pub more: Vec<(PathBuf, String)>,
 }
 
 impl NfsExport {
     /// Exports `path` as `10.77.0.1:/export`.
     pub fn new(path: &Path) -> NfsExport {
-        NfsExport { path: path.into(), bind: "10.77.0.1".into(), pseudo: "/export".into() }
+        NfsExport { path: path.into(), bind: "10.77.0.1".into(), pseudo: "/export".into(), more: Vec::new() }
     }
 
     /// The ganesha configuration, with recovery state under `state`.
     pub fn config(&self, state: &Path) -> String {
+        let exports = std::iter::once((&self.path, &self.pseudo)).chain(self.more.iter().map(|(p, s)| (p, s)));
+        let exports: String = exports
+            .enumerate()
+            .map(|(i, (path, pseudo))| {
+                format!(
+                    "EXPORT {{\n  Export_Id = {};\n  Path = \"{}\";\n  Pseudo = \"{pseudo}\";\n  Protocols = 3, 4;\n  \
+                     Access_Type = RO;\n  Squash = No_Root_Squash;\n  FSAL {{ Name = VFS; }}\n}}\n",
+                    i + 1,
+                    path.display()
+                )
+            })
+            .collect();
         format!(
             r#"NFS_CORE_PARAM {{
   Bind_Addr = {bind};
@@ -64,23 +78,12 @@ EXPORT_DEFAULTS {{
   SecType = sys;
   Transports = TCP;
 }}
-EXPORT {{
-  Export_Id = 1;
-  Path = "{path}";
-  Pseudo = "{pseudo}";
-  Protocols = 3, 4;
-  Access_Type = RO;
-  Squash = No_Root_Squash;
-  FSAL {{ Name = VFS; }}
-}}
-LOG {{
+{exports}LOG {{
   Default_Log_Level = EVENT;
 }}
 "#,
             bind = self.bind,
             state = state.display(),
-            path = self.path.display(),
-            pseudo = self.pseudo,
         )
     }
 }

@@ -1,4 +1,4 @@
-//! QEMU test of `diskless server render` (issue 11, 5a): dnsmasq runs from the rendered
+//! QEMU tests of `diskless server render` (issue 11, 5a-c): dnsmasq runs from the rendered
 //! `dnsmasq.conf` with no edits (`dnsmasq --conf-file=OUT/dnsmasq.conf`, TFTP from
 //! `OUT/tftproot`), and a PXE client (SeaBIOS + iPXE ROM, then the rendered
 //! `tftproot/busybox/pxelinux.0` and its configuration) boots the busybox image over
@@ -6,6 +6,11 @@
 //! check --root OUT` passes (the initrd is the real mkinitramfs output); during it,
 //! `check --live` passes against the running dnsmasq, and fails naming the host once a
 //! dnsmasq without that host's records answers.
+//!
+//! The ISC + BIND cases (5b, 5c) run dhcpd from the rendered `dhcpd.conf`, named with
+//! the rendered `named.conf` included from a top-level configuration (as Debian's
+//! `named.conf.local` includes it) and dnsmasq from the rendered `dnsmasq.conf` for TFTP
+//! only; 5c serves two images to two hosts from one lab file.
 //!
 //! The NFS server is the rig's nfs-ganesha exporting the image at its own path, as the
 //! rendered ganesha.conf does. Logs: `target/qemu-logs/lab-server-*`.
@@ -73,6 +78,11 @@ image = "busybox"
 /// dnsmasq from `conf` as an administrator runs it; its lease and PID files and its
 /// log in `state` (command-line options, the file stays as rendered).
 fn start_dnsmasq(ns: &Netns, conf: &Path, state: &Path, log: &Path) -> ChildGuard {
+    start_dnsmasq_on(ns, conf, state, log, &[53, 67, 69])
+}
+
+/// [`start_dnsmasq`], waiting for `ports` (69 alone when it serves only TFTP).
+fn start_dnsmasq_on(ns: &Netns, conf: &Path, state: &Path, log: &Path, ports: &[u16]) -> ChildGuard {
     let mut cmd = ns.command("dnsmasq");
     cmd.arg("--keep-in-foreground")
         .arg(format!("--conf-file={}", conf.display()))
@@ -84,7 +94,7 @@ fn start_dnsmasq(ns: &Netns, conf: &Path, state: &Path, log: &Path) -> ChildGuar
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = ChildGuard::spawn(cmd, format!("dnsmasq in namespace {}", ns.name())).unwrap();
-    let want = Listening { ss_flags: "-Hlnu", ports: &[53, 67, 69], what: "dnsmasq listening", log };
+    let want = Listening { ss_flags: "-Hlnu", ports, what: "dnsmasq listening", log };
     ns.wait_listening(&mut child, &want, Duration::from_secs(10), |status| {
         panic!("dnsmasq exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default())
     })
@@ -164,4 +174,246 @@ fn a_pxe_client_boots_from_dnsmasq_running_the_rendered_files_and_check_live_nam
         "{}",
         text(&o)
     );
+}
+
+/// A lab image: its name and the directory exported as its root.
+struct LabImage {
+    name: &'static str,
+    export: std::path::PathBuf,
+}
+
+/// A lab host: name, MAC, address, image, and its tap on the bridge.
+struct LabHost {
+    name: &'static str,
+    mac: &'static str,
+    address: &'static str,
+    image: &'static str,
+    tap: &'static str,
+}
+
+fn isc_lab_file(kernel: &str, images: &[LabImage], hosts: &[LabHost]) -> String {
+    let mut text = format!(
+        "[server]\naddress = \"10.77.0.1\"\ninterface = \"{BRIDGE}\"\n\n[[subnet]]\nnetwork = \"10.77.0.0/24\"\n\
+         router = \"10.77.0.1\"\ndomain = \"example.edu\"\ndynamic = [\"10.77.0.150\", \"10.77.0.199\"]\n"
+    );
+    for image in images {
+        text.push_str(&format!(
+            "\n[[image]]\nname = \"{}\"\nexport = \"{}\"\nkernel = \"{kernel}\"\nfirmware = [\"bios\"]\n\
+             params = \"{BASE_APPEND}\"\nnfs_options = \"vers=3\"\n",
+            image.name,
+            image.export.display()
+        ));
+    }
+    for host in hosts {
+        text.push_str(&format!(
+            "\n[[host]]\nname = \"{}\"\nmac = \"{}\"\naddress = \"{}\"\nimage = \"{}\"\n",
+            host.name, host.mac, host.address, host.image
+        ));
+    }
+    text
+}
+
+/// dhcpd from the rendered `conf` on the bridge; leases and PID file in `state`.
+fn start_dhcpd(ns: &Netns, conf: &Path, state: &Path, log: &Path) -> ChildGuard {
+    let leases = state.join("dhcpd.leases");
+    std::fs::write(&leases, "").unwrap();
+    let mut cmd = ns.command("/usr/sbin/dhcpd");
+    cmd.args(["-4", "-d", "-cf"])
+        .arg(conf)
+        .arg("-lf")
+        .arg(&leases)
+        .arg("-pf")
+        .arg(state.join("dhcpd.pid"))
+        .arg(BRIDGE)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    let mut child = ChildGuard::spawn(cmd, format!("dhcpd in namespace {}", ns.name())).unwrap();
+    let want = Listening { ss_flags: "-Hlnu", ports: &[67], what: "dhcpd listening", log };
+    ns.wait_listening(&mut child, &want, Duration::from_secs(10), |status| {
+        panic!("dhcpd exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default())
+    })
+    .unwrap();
+    child
+}
+
+/// named with `stanzas` (a rendered named.conf) included from a top-level configuration
+/// in `state` that holds what the distribution's named.conf would: the options.
+fn start_named(ns: &Netns, stanzas: &Path, state: &Path, log: &Path) -> ChildGuard {
+    let top =
+        format!("{}include \"{}\";\n", qemu_tests::bind::options(state, &["10.77.0.1".to_string()]), stanzas.display());
+    let conf = state.join("named.conf");
+    std::fs::write(&conf, top).unwrap();
+    let mut cmd = ns.command("/usr/sbin/named");
+    cmd.arg("-g")
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    let mut child = ChildGuard::spawn(cmd, format!("named in namespace {}", ns.name())).unwrap();
+    let want = Listening { ss_flags: "-Hlnu", ports: &[53], what: "named listening", log };
+    ns.wait_listening(&mut child, &want, Duration::from_secs(20), |status| {
+        panic!("named exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default())
+    })
+    .unwrap();
+    child
+}
+
+/// The servers of an ISC + BIND lab, running from `render --dhcp isc --dns bind`'s
+/// files; every process is killed when this drops.
+struct IscLab {
+    ns: Netns,
+    dir: tempfile::TempDir,
+    lab: std::path::PathBuf,
+    out: std::path::PathBuf,
+    named: ChildGuard,
+    _dhcpd: ChildGuard,
+    _dnsmasq: ChildGuard,
+    _nfs: NfsServer,
+}
+
+impl IscLab {
+    fn start(name: &str, images: &[LabImage], hosts: &[LabHost]) -> IscLab {
+        let kernel = Kernel::cached();
+        let ns = Netns::new("dlli").unwrap();
+        ns.add_bridge(BRIDGE, &["10.77.0.1/24"]).unwrap();
+        for host in hosts {
+            ns.add_tap(host.tap, BRIDGE).unwrap();
+        }
+        let dir = tempfile::Builder::new().prefix("diskless-lab").tempdir().unwrap();
+        // dnsmasq's TFTP runs unprivileged: the tree must be reachable by anyone.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = dir.path().join("out");
+        let lab = dir.path().join("lab.toml");
+        std::fs::write(&lab, isc_lab_file(&kernel.version, images, hosts)).unwrap();
+        let (lab_s, out_s) = (lab.to_str().unwrap(), out.to_str().unwrap());
+        let o = diskless(&["server", "render", "--lab", lab_s, "--out", out_s, "--dhcp", "isc", "--dns", "bind"], None);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let initrd = build_initramfs(&["--profile", "netboot"]);
+        for image in images {
+            let served = out.join("tftproot").join(image.name);
+            for (from, file) in [
+                (&kernel.vmlinuz, format!("vmlinuz-{}", kernel.version)),
+                (&initrd, format!("initrd.img-{}", kernel.version)),
+            ] {
+                std::fs::copy(from, served.join(&file)).unwrap();
+                std::fs::set_permissions(served.join(&file), std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let o = diskless(&["server", "check", "--lab", lab_s, "--root", out_s], None);
+        assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
+
+        let logs = log_dir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let dhcpd = start_dhcpd(&ns, &out.join("dhcpd.conf"), &state, &logs.join(format!("{name}.dhcpd.log")));
+        let named = start_named(&ns, &out.join("named.conf"), &state, &logs.join(format!("{name}.named.log")));
+        let dnsmasq =
+            start_dnsmasq_on(&ns, &out.join("dnsmasq.conf"), &state, &logs.join(format!("{name}.dnsmasq.log")), &[69]);
+        let mut export =
+            NfsExport { pseudo: images[0].export.display().to_string(), ..NfsExport::new(&images[0].export) };
+        export.more = images[1..].iter().map(|i| (i.export.clone(), i.export.display().to_string())).collect();
+        let nfs = NfsServer::start(&ns, &export, name).unwrap();
+        IscLab { ns, dir, lab, out, named, _dhcpd: dhcpd, _dnsmasq: dnsmasq, _nfs: nfs }
+    }
+
+    fn check_live(&self) -> Output {
+        diskless(&["server", "check", "--lab", self.lab.to_str().unwrap(), "--live"], Some(&self.ns))
+    }
+
+    /// Starts a PXE client for `host`; the caller waits for it.
+    fn client(&self, name: &str, host: &LabHost) -> qemu_tests::vm::RunningVm {
+        Vm::new(name)
+            .netns(&self.ns)
+            .pxe()
+            .nic(Nic::tap("virtio-net-pci", host.mac, host.tap))
+            .timeout(Duration::from_secs(300))
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// What every client of these tests shows: the lab's name from BIND's PTR record, its
+/// image's root over NFS, a clean boot.
+fn assert_booted(run: &qemu_tests::vm::VmRun, host: &LabHost, image: &LabImage) {
+    let report = ImageReport(&run.log);
+    report.assert_done();
+    assert_eq!(report.value("hostname"), host.name, "{}", run.log.path().display());
+    assert_eq!(report.value("domainname"), "example.edu", "{}", run.log.path().display());
+    run.log.assert_line(r"pxelinux|PXELINUX");
+    run.log.assert_no_line(r"diskless: ERROR");
+    run.assert_clean_exit();
+    let root = report.mount("/");
+    assert!(root.starts_with(&format!("10.77.0.1:{} / nfs ro,", image.export.display())), "root mount {root:?}");
+}
+
+const HOST_12: LabHost = LabHost { name: "lab3-12", mac: MAC, address: "10.77.0.112", image: "busybox", tap: "tap0" };
+
+#[test]
+fn a_pxe_client_boots_from_isc_dhcpd_and_bind_running_the_rendered_files_and_check_live_names_a_lost_ptr() {
+    const NAME: &str = "lab-server-isc-bind";
+    let images = [LabImage { name: "busybox", export: image_dir("busybox") }];
+    let mut lab = IscLab::start(NAME, &images, &[HOST_12]);
+    let o = lab.check_live();
+    assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
+
+    let run = lab.client(NAME, &HOST_12).wait().unwrap();
+    assert_booted(&run, &HOST_12, &images[0]);
+
+    // BIND restarted from an edited copy of the zones, lab3-12's PTR record removed.
+    lab.named.kill();
+    let copy = lab.dir.path().join("edited");
+    std::fs::create_dir_all(copy.join("bind")).unwrap();
+    for entry in std::fs::read_dir(lab.out.join("bind")).unwrap() {
+        let path = entry.unwrap().path();
+        let zone = std::fs::read_to_string(&path).unwrap();
+        let kept: String = zone.lines().filter(|l| !l.contains("PTR lab3-12.")).map(|l| format!("{l}\n")).collect();
+        std::fs::write(copy.join("bind").join(path.file_name().unwrap()), kept).unwrap();
+    }
+    let stanzas = std::fs::read_to_string(lab.out.join("named.conf")).unwrap();
+    let edited = stanzas.replace(&lab.out.join("bind").display().to_string(), &copy.join("bind").display().to_string());
+    assert_ne!(edited, stanzas, "named.conf names the zone files under OUT/bind");
+    std::fs::write(copy.join("named.conf"), edited).unwrap();
+    let state = copy.join("state");
+    std::fs::create_dir(&state).unwrap();
+    let _named = start_named(
+        &lab.ns,
+        &copy.join("named.conf"),
+        &state,
+        &log_dir().unwrap().join(format!("{NAME}-no-ptr.named.log")),
+    );
+    let o = lab.check_live();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let found = text(&o);
+    assert!(
+        found.starts_with("problem: host \"lab3-12\": no PTR record for 10.77.0.112 in the answers of 10.77.0.1:53")
+            && found.ends_with("\n1 problem(s)\n"),
+        "{found}"
+    );
+}
+
+#[test]
+fn two_hosts_boot_their_own_images_side_by_side_from_one_rendered_server() {
+    const NAME: &str = "lab-server-two-images";
+    let images = [
+        LabImage { name: "busybox", export: image_dir("busybox") },
+        LabImage { name: "legacy", export: image_dir("busybox-legacy") },
+    ];
+    let hosts = [
+        HOST_12,
+        LabHost { name: "lab3-13", mac: "52:54:00:77:03:13", address: "10.77.0.113", image: "legacy", tap: "tap1" },
+    ];
+    let lab = IscLab::start(NAME, &images, &hosts);
+    let o = lab.check_live();
+    assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
+    // Both at once: one server for both images.
+    let first = lab.client(&format!("{NAME}-lab3-12"), &hosts[0]);
+    let second = lab.client(&format!("{NAME}-lab3-13"), &hosts[1]);
+    let (first, second) = (first.wait().unwrap(), second.wait().unwrap());
+    assert_booted(&first, &hosts[0], &images[0]);
+    assert_booted(&second, &hosts[1], &images[1]);
+    first.log.assert_line(r"^IMAGE: config /etc/diskless/diskless.toml\s*$");
+    second.log.assert_line(r"^IMAGE: config /etc/diskless/diskless.conf\s*$");
+    second.log.assert_no_line(r"^IMAGE: config /etc/diskless/diskless.toml");
 }

@@ -98,6 +98,9 @@ pub enum AdminError {
     /// The lab's server files cannot be rendered or written.
     #[error(transparent)]
     Render(#[from] crate::lab::render::RenderError),
+    /// Switching an image's kernel failed.
+    #[error(transparent)]
+    Kernel(#[from] crate::lab::kernel::KernelError),
     /// The subnet of `plan` given wrongly (the command-line parser refuses it already).
     #[error(transparent)]
     Subnet(#[from] SubnetError),

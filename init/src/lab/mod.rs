@@ -1,8 +1,10 @@
 //! The lab file and the server it describes: `diskless server render` writes every
 //! server file (DHCP, DNS, TFTP tree, NFS exports) from one `lab.toml`, `diskless server
-//! check` proves the files on disk agree with it. The schema is in [`schema`].
+//! check` proves the files on disk agree with it, `diskless server kernel` switches
+//! an image's kernel. The schema is in [`schema`].
 
 pub mod check;
+pub mod kernel;
 pub mod live;
 pub mod render;
 pub mod schema;

@@ -602,23 +602,27 @@ pub fn write(rendered: &Rendered, out: &Path) -> Result<(), RenderError> {
                 let bytes = std::fs::read(source).map_err(fail(source))?;
                 write_file(&path, &bytes).map_err(fail(&path))?;
             }
-            Content::Link(target) => {
-                if std::fs::read_link(&path).ok().as_deref() != Some(Path::new(target)) {
-                    // Replaced by rename so the link is never missing for a client.
-                    let temporary = temporary_of(&path);
-                    let _ = std::fs::remove_file(&temporary);
-                    std::os::unix::fs::symlink(target, &temporary).map_err(fail(&temporary))?;
-                    std::fs::rename(&temporary, &path).map_err(fail(&path))?;
-                }
-            }
+            Content::Link(target) => link(&path, target).map_err(fail(&path))?,
         }
     }
     Ok(())
 }
 
+/// Points the symbolic link `path` at `target`, unless it already does. Replaced by
+/// a rename so that the link is never missing for a client.
+pub(crate) fn link(path: &Path, target: &str) -> io::Result<()> {
+    if std::fs::read_link(path).ok().as_deref() == Some(Path::new(target)) {
+        return Ok(());
+    }
+    let temporary = temporary_of(path);
+    let _ = std::fs::remove_file(&temporary);
+    std::os::unix::fs::symlink(target, &temporary)?;
+    std::fs::rename(&temporary, path)
+}
+
 /// Writes `bytes` world-readable (TFTP servers serve only such files), through a
 /// temporary file and a rename.
-fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::read(path).ok().as_deref() == Some(bytes) {
         return std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));

@@ -4,6 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::check;
+use super::kernel;
 use super::render::{self, Content, Dhcp, Dns, Options};
 use super::*;
 
@@ -427,4 +428,115 @@ fn lab_problems_come_first_and_stop_the_file_checks() {
     let f = findings(&lab, dir.path());
     assert_eq!(f.len(), 1, "{f:#?}");
     assert!(f[0].contains("inside subnet 10.77.0.0/24's dynamic range"));
+}
+
+/// [`served`] with image "debian" exported from `dir/srv/debian`, whose /boot and
+/// /lib/modules hold each of `versions`.
+fn served_with_kernels(dir: &Path, versions: &[&str]) -> (Lab, std::path::PathBuf) {
+    let (mut lab, out) = served(dir, Options::default());
+    let export = dir.join("srv/debian");
+    for version in versions {
+        fs::create_dir_all(export.join("lib/modules").join(version)).unwrap();
+        fs::create_dir_all(export.join("boot")).unwrap();
+        fs::write(export.join("boot").join(format!("vmlinuz-{version}")), format!("kernel {version}")).unwrap();
+    }
+    lab.file.images.iter_mut().find(|i| i.name == "debian").unwrap().export = export;
+    (lab, out)
+}
+
+/// A build that writes what [`versions`] reads, counting its calls.
+fn fake_build(calls: &std::cell::Cell<usize>) -> impl Fn(&Path, &str, &Path) -> Result<(), String> + '_ {
+    move |_, version, output| {
+        calls.set(calls.get() + 1);
+        fs::write(output, format!("for {version} initrd")).map_err(|e| e.to_string())
+    }
+}
+
+fn link_of(path: &Path) -> String {
+    fs::read_link(path).unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn switching_copies_the_kernel_builds_the_initrd_and_keeps_the_previous_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut lab, out) = served_with_kernels(dir.path(), &["6.1.0-58-amd64"]);
+    let calls = std::cell::Cell::new(0);
+    let tftp = out.join("tftproot/debian");
+    let s = kernel::switch(&lab, &out, "debian", "6.1.0-58-amd64", &fake_build(&calls)).unwrap();
+    assert_eq!((calls.get(), s.built_initrd, s.previous.as_deref()), (1, true, Some("6.1.0-57-amd64")));
+    assert_eq!(fs::read_to_string(tftp.join("vmlinuz")).unwrap(), "kernel 6.1.0-58-amd64");
+    assert_eq!(link_of(&tftp.join("initrd.img")), "initrd.img-6.1.0-58-amd64");
+    assert_eq!(link_of(&tftp.join("vmlinuz.previous")), "vmlinuz-6.1.0-57-amd64");
+    assert_eq!(link_of(&tftp.join("initrd.img.previous")), "initrd.img-6.1.0-57-amd64");
+    for file in ["vmlinuz-6.1.0-58-amd64", "initrd.img-6.1.0-58-amd64"] {
+        assert_eq!(fs::metadata(tftp.join(file)).unwrap().permissions().mode() & 0o777, 0o644, "{file}");
+    }
+    let text = kernel::render_switched(&s, "diskless server kernel --lab L --root R");
+    assert!(
+        text.contains("switch back with: diskless server kernel --lab L --root R debian 6.1.0-57-amd64\n"),
+        "{text}"
+    );
+    assert!(text.contains("note: the lab file serves image \"debian\" with kernel 6.1.0-57-amd64"), "{text}");
+    // The lab file saying the new kernel, check finds the kernel and initrd right (the
+    // export moved, so the exports and configurations differ).
+    lab.file.images.iter_mut().find(|i| i.name == "debian").unwrap().kernel = "6.1.0-58-amd64".into();
+    let boot_files: Vec<String> =
+        findings(&lab, &out).into_iter().filter(|f| f.contains("vmlinuz") || f.contains("initrd")).collect();
+    assert_eq!(boot_files, Vec::<String>::new());
+    lab.file.images.iter_mut().find(|i| i.name == "debian").unwrap().kernel = "6.1.0-56-amd64".into();
+    assert!(findings(&lab, &out).iter().any(|f| f.contains("initrd.img was built for 6.1.0-58-amd64")));
+
+    // Back: both files are there, nothing is built, and the rollback names 58.
+    let s = kernel::switch(&lab, &out, "debian", "6.1.0-57-amd64", &fake_build(&calls)).unwrap();
+    assert_eq!((calls.get(), s.built_initrd, s.copied_kernel.is_some()), (1, false, false));
+    assert_eq!(link_of(&tftp.join("vmlinuz")), "vmlinuz-6.1.0-57-amd64");
+    assert_eq!(link_of(&tftp.join("vmlinuz.previous")), "vmlinuz-6.1.0-58-amd64");
+    // The same switch again keeps the rollback.
+    let s = kernel::switch(&lab, &out, "debian", "6.1.0-57-amd64", &fake_build(&calls)).unwrap();
+    assert_eq!(s.previous, None);
+    assert_eq!(link_of(&tftp.join("initrd.img.previous")), "initrd.img-6.1.0-58-amd64");
+}
+
+#[test]
+fn a_missing_kernel_or_modules_or_a_failed_build_is_named_and_switches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lab, out) = served_with_kernels(dir.path(), &["6.1.0-58-amd64"]);
+    let calls = std::cell::Cell::new(0);
+    let e = kernel::switch(&lab, &out, "debian", "6.1.0-59-amd64", &fake_build(&calls)).unwrap_err().to_string();
+    assert!(
+        e.starts_with("image \"debian\": kernel 6.1.0-59-amd64 is neither at ")
+            && e.contains("srv/debian/boot/vmlinuz-6.1.0-59-amd64; install that kernel in the image"),
+        "{e}"
+    );
+    fs::remove_dir(dir.path().join("srv/debian/lib/modules/6.1.0-58-amd64")).unwrap();
+    let e = kernel::switch(&lab, &out, "debian", "6.1.0-58-amd64", &fake_build(&calls)).unwrap_err().to_string();
+    assert!(
+        e.contains("kernel 6.1.0-58-amd64 has no modules at ")
+            && e.contains(
+                "srv/debian/lib/modules/6.1.0-58-amd64, so no initrd can be built for it; install the kernel's modules"
+            ),
+        "{e}"
+    );
+    fs::create_dir(dir.path().join("srv/debian/lib/modules/6.1.0-58-amd64")).unwrap();
+    let failing = |_: &Path, _: &str, _: &Path| Err("no NIC driver".to_string());
+    let e = kernel::switch(&lab, &out, "debian", "6.1.0-58-amd64", &failing).unwrap_err().to_string();
+    assert!(e.contains("initrd.img-6.1.0-58-amd64 for kernel 6.1.0-58-amd64 failed: no NIC driver"), "{e}");
+    assert_eq!(calls.get(), 0);
+    let tftp = out.join("tftproot/debian");
+    assert_eq!(link_of(&tftp.join("vmlinuz")), "vmlinuz-6.1.0-57-amd64");
+    assert_eq!(link_of(&tftp.join("initrd.img")), "initrd.img-6.1.0-57-amd64");
+    assert!(fs::symlink_metadata(tftp.join("vmlinuz.previous")).is_err());
+}
+
+#[test]
+fn an_unknown_image_or_an_unrendered_root_is_named_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lab, out) = served_with_kernels(dir.path(), &["6.1.0-58-amd64"]);
+    let calls = std::cell::Cell::new(0);
+    let e = kernel::switch(&lab, &out, "ubuntu", "6.1.0-58-amd64", &fake_build(&calls)).unwrap_err().to_string();
+    assert_eq!(e, "image \"ubuntu\": no [[image]] of the lab file has that name; use one of \"debian\", \"gentoo\"");
+    let e = kernel::switch(&lab, &dir.path().join("elsewhere"), "debian", "6.1.0-58-amd64", &fake_build(&calls))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tftproot/debian does not exist; write the server files first: diskless server render"), "{e}");
 }
