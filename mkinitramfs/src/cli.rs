@@ -20,7 +20,8 @@ usage: mkinitramfs [-o OUT] [-b BASEDIR] [--profile netboot|netboot-all|all] [--
                    drivers, without the datacentre NICs no lab machine has (25 GbE and faster,
                    10 GbE server adapters, SR-IOV functions, cloud VM NICs: Mellanox, Intel
                    ice/i40e, Broadcom bnxt/bnx2x, Chelsio, QLogic, Solarflare, ...; the summary
-                   lists them); netboot-all: netboot with every Ethernet driver; all: every module
+                   lists them; on 6.1.0-57-amd64 8.1 MB against 13.0 MB); netboot-all: netboot
+                   with every Ethernet driver (the old default); all: every module
   --add-modules    comma-separated modules (or aliases) to add, with their dependencies
   --omit-modules   comma-separated modules to leave out, with what only they pulled in
   --compress C     zstd (default), gzip, xz or none
