@@ -101,6 +101,8 @@ pub struct Summary {
     pub firmware_missing: Vec<String>,
     /// Names of the profile this kernel has neither as module nor built in.
     pub profile_absent: Vec<String>,
+    /// NIC drivers the lab rule left out (see `profile::DATACENTRE_NICS`).
+    pub left_out_nics: Vec<String>,
     pub raw_bytes: u64,
     pub compressed_bytes: u64,
     pub compression: Compression,
@@ -221,6 +223,15 @@ impl fmt::Display for Summary {
         if !self.profile_absent.is_empty() {
             writeln!(f, "not in this kernel (skipped): {}", self.profile_absent.join(", "))?;
         }
+        if !self.left_out_nics.is_empty() {
+            writeln!(
+                f,
+                "datacentre NIC drivers left out ({}; --profile {} keeps them): {}",
+                self.left_out_nics.len(),
+                modules_db::EVERY_NIC_PROFILE,
+                self.left_out_nics.join(", ")
+            )?;
+        }
         if !self.firmware_missing.is_empty() {
             writeln!(f, "missing firmware:")?;
             for name in &self.firmware_missing {
@@ -240,6 +251,8 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
     let (mut roots, profile_absent) = options.profile.modules(&kernel);
     roots.extend(options.add_modules.iter().cloned());
     let included = select_modules(&kernel, &roots, &options.omit_modules)?;
+    let left_out_nics =
+        options.profile.left_out_nics(&kernel).into_iter().filter(|name| !included.contains(name)).collect();
     let modules = read_modules(&kernel, &included)?;
     let (firmware, firmware_missing) = collect_firmware(&options.basedir.join("lib/firmware"), &kernel, &included)?;
     let firmware_included = firmware.len();
@@ -258,6 +271,7 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
         firmware_included,
         firmware_missing,
         profile_absent,
+        left_out_nics,
         raw_bytes: raw.len() as u64,
         compressed_bytes: compressed.len() as u64,
         compression: options.compression,

@@ -7,20 +7,69 @@ use modules_db::{KernelModules, normalize_name};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
-    /// What a diskless client needs to boot from the network on any lab machine.
+    /// The lab profile (default): what a diskless client needs to boot from the network
+    /// on a lab machine, without the datacentre NIC drivers of [`DATACENTRE_NICS`].
     Netboot,
+    /// [`Profile::Netboot`] with every Ethernet driver of the kernel.
+    NetbootAll,
     /// Every module of the kernel.
     All,
 }
 
-/// Tree locations whose every module belongs to the netboot profile
+/// Where the kernel keeps its wired Ethernet drivers (relative to `lib/modules/VERSION`).
+const ETHERNET_DIR: &str = "kernel/drivers/net/ethernet/";
+
+/// Tree locations whose every module belongs to the netboot profiles
 /// (paths relative to `lib/modules/VERSION`).
 const NETBOOT_PATH_PREFIXES: &[&str] = &[
-    // Every wired NIC a lab machine may have.
-    "kernel/drivers/net/ethernet/",
+    // Every wired NIC a lab machine may have (less DATACENTRE_NICS by default).
+    ETHERNET_DIR,
     // USB network adapters (laptops and small machines without a built-in NIC).
     "kernel/drivers/net/usb/",
 ];
+
+/// The lab rule: Ethernet drivers (paths under [`ETHERNET_DIR`]) whose every device is a
+/// datacentre or cloud adapter, which no lab desktop, workstation or laptop has:
+/// 25 GbE and faster, 10 GbE server adapters (SFP+/QSFP, converged or offload engines,
+/// server-board ports), SR-IOV virtual functions and the NICs of cloud VMs. Every
+/// driver with a device found in lab machines stays: onboard and add-in 10/100/1000,
+/// 2.5 and 5 GbE, the 10GBASE-T chips of workstation boards and PC cards (ixgbe's
+/// X540/X550, Aquantia atlantic, Tehuti), USB adapters, virtio and the QEMU models.
+/// Directories not listed (a newer kernel's) stay: an unknown NIC is never dropped.
+/// Facts from each driver's Kconfig help and modinfo description.
+pub const DATACENTRE_NICS: &[(&str, &str)] = &[
+    ("amazon/", "ENA: AWS EC2 instances only"),
+    ("broadcom/bnx2x/", "NetXtreme II 10/20 GbE server and blade adapters (BCM57710-57840)"),
+    ("broadcom/bnxt/", "NetXtreme-C/E 10-200 GbE server adapters (BCM573xx/574xx/575xx)"),
+    ("brocade/", "BR-series 10 GbE converged server adapters"),
+    ("cavium/", "LiquidIO 10/25 GbE server adapters, ThunderX server SoC ports"),
+    ("chelsio/", "T1-T6 10-100 GbE offload server adapters"),
+    ("cisco/", "VIC: virtual NICs of UCS servers"),
+    ("emulex/", "OneConnect 10/40 GbE converged server adapters"),
+    ("google/", "gVNIC: Google Cloud VMs only"),
+    ("huawei/", "hinic: 25/100 GbE server adapters"),
+    ("intel/i40e/", "700 series 10/25/40 GbE server adapters (X710, XL710, XXV710), X722 server-chipset ports"),
+    ("intel/iavf/", "SR-IOV virtual function: exists only inside a VM given one"),
+    ("intel/ice/", "E800 series 25/50/100 GbE server adapters (E810), server SoC ports"),
+    ("intel/igbvf/", "SR-IOV virtual function: exists only inside a VM given one"),
+    ("intel/ixgb/", "PRO/10GbE (82597) PCI-X server adapters"),
+    ("intel/ixgbevf/", "SR-IOV virtual function: exists only inside a VM given one"),
+    ("mellanox/", "ConnectX and BlueField 10-400 GbE and InfiniBand server adapters, Spectrum switches"),
+    ("microsoft/", "MANA: Azure VMs only"),
+    ("myricom/", "Myri-10G 10 GbE HPC adapters"),
+    ("neterion/", "Xframe 10 GbE PCI-X server adapters"),
+    ("netronome/", "Agilio 10-100 GbE SmartNICs"),
+    ("qlogic/", "FastLinQ 10-100 GbE, NetXen/QLCNIC intelligent and ISP3xxx iSCSI server adapters"),
+    ("sfc/", "Solarflare 10-100 GbE low-latency server adapters"),
+    ("sun/niu.ko", "Neptune 10 GbE ports of Sun servers"),
+];
+
+/// The lab rule's reason for leaving out the module at `path` (relative to
+/// `lib/modules/VERSION`), or `None` when the lab profile keeps it.
+pub fn datacentre_nic(path: &str) -> Option<&'static str> {
+    let inside = path.strip_prefix(ETHERNET_DIR)?;
+    DATACENTRE_NICS.iter().find(|(prefix, _)| inside.starts_with(prefix)).map(|(_, why)| *why)
+}
 
 /// Single modules of the netboot profile, grouped by why they are needed. Names that
 /// a kernel has built in, or lacks, are skipped.
@@ -38,6 +87,7 @@ impl Profile {
     pub fn name(self) -> &'static str {
         match self {
             Profile::Netboot => "netboot",
+            Profile::NetbootAll => modules_db::EVERY_NIC_PROFILE,
             Profile::All => "all",
         }
     }
@@ -47,11 +97,12 @@ impl Profile {
     pub fn modules(self, kernel: &KernelModules) -> (Vec<String>, Vec<String>) {
         match self {
             Profile::All => (kernel.modules.keys().cloned().collect(), Vec::new()),
-            Profile::Netboot => {
+            Profile::Netboot | Profile::NetbootAll => {
                 let mut chosen: Vec<String> = kernel
                     .modules
                     .values()
                     .filter(|info| NETBOOT_PATH_PREFIXES.iter().any(|prefix| info.path.starts_with(prefix)))
+                    .filter(|info| self == Profile::NetbootAll || datacentre_nic(&info.path).is_none())
                     .map(|info| info.name.clone())
                     .collect();
                 let mut absent = Vec::new();
@@ -69,6 +120,16 @@ impl Profile {
             }
         }
     }
+
+    /// The kernel's modules this profile leaves out by the lab rule, sorted: what
+    /// [`Profile::NetbootAll`] would add.
+    pub fn left_out_nics(self, kernel: &KernelModules) -> Vec<String> {
+        if self != Profile::Netboot {
+            return Vec::new();
+        }
+        // BTreeMap values come sorted by name.
+        kernel.modules.values().filter(|info| datacentre_nic(&info.path).is_some()).map(|i| i.name.clone()).collect()
+    }
 }
 
 impl fmt::Display for Profile {
@@ -80,7 +141,7 @@ impl fmt::Display for Profile {
 impl FromStr for Profile {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Profile::Netboot, Profile::All]
+        [Profile::Netboot, Profile::NetbootAll, Profile::All]
             .into_iter()
             .find(|profile| profile.name() == text)
             .ok_or_else(|| text.to_string())
@@ -141,6 +202,53 @@ mod tests {
     }
 
     #[test]
+    fn lab_profile_drops_a_25_gbe_only_driver_and_keeps_onboard_nics_the_every_nic_profile_keeps_both() {
+        let kernel = kernel(
+            &[
+                "kernel/drivers/net/ethernet/intel/ice/ice.ko",
+                "kernel/drivers/net/ethernet/mellanox/mlx5/core/mlx5_core.ko",
+                "kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko",
+                "kernel/drivers/net/ethernet/intel/ixgbe/ixgbe.ko",
+                "kernel/drivers/net/ethernet/realtek/r8169.ko",
+                "kernel/drivers/net/ethernet/sun/niu.ko",
+                "kernel/drivers/net/ethernet/sun/sungem.ko",
+            ],
+            &[],
+        );
+        let (lab, _) = Profile::Netboot.modules(&kernel);
+        assert_eq!(lab, ["e1000e", "ixgbe", "r8169", "sungem"]);
+        assert_eq!(Profile::Netboot.left_out_nics(&kernel), ["ice", "mlx5_core", "niu"]);
+        let (every, _) = Profile::NetbootAll.modules(&kernel);
+        assert_eq!(every, ["e1000e", "ice", "ixgbe", "mlx5_core", "niu", "r8169", "sungem"]);
+        assert!(Profile::NetbootAll.left_out_nics(&kernel).is_empty());
+    }
+
+    #[test]
+    fn lab_rule_keeps_the_qemu_test_machines_nics() {
+        // virtio-net, e1000, e1000e and rtl8139 (tests/tests/*.rs, Nic::new/Nic::tap).
+        for path in [
+            "kernel/drivers/net/ethernet/intel/e1000/e1000.ko",
+            "kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko",
+            "kernel/drivers/net/ethernet/realtek/8139cp.ko",
+            "kernel/drivers/net/ethernet/realtek/8139too.ko",
+            "kernel/drivers/net/virtio_net.ko",
+        ] {
+            assert_eq!(datacentre_nic(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn lab_rule_entries_are_directories_or_modules_of_the_ethernet_tree_with_a_reason() {
+        for (prefix, why) in DATACENTRE_NICS {
+            assert!(prefix.ends_with('/') || prefix.ends_with(".ko"), "{prefix}");
+            assert!(!why.is_empty(), "{prefix}");
+            assert!(datacentre_nic(&format!("{ETHERNET_DIR}{prefix}")).is_some(), "{prefix}");
+        }
+        // Only the Ethernet tree is ruled: a USB adapter is never dropped.
+        assert_eq!(datacentre_nic("kernel/drivers/net/usb/mellanox/x.ko"), None);
+    }
+
+    #[test]
     fn all_takes_every_module() {
         let kernel = kernel(&["kernel/sound/core/snd.ko", "kernel/fs/nfs/nfs.ko"], &[]);
         assert_eq!(Profile::All.modules(&kernel), (vec!["nfs".to_string(), "snd".to_string()], vec![]));
@@ -150,6 +258,7 @@ mod tests {
     fn profile_names_parse() {
         assert_eq!("netboot".parse::<Profile>(), Ok(Profile::Netboot));
         assert_eq!("all".parse::<Profile>(), Ok(Profile::All));
+        assert_eq!("netboot-all".parse::<Profile>(), Ok(Profile::NetbootAll));
         assert!("tiny".parse::<Profile>().is_err());
     }
 }

@@ -177,6 +177,39 @@ fn profile_all_and_add_modules_take_more() {
 }
 
 #[test]
+fn default_profile_leaves_out_a_datacentre_nic_yet_its_database_names_it_and_netboot_all_keeps_it() {
+    let tree = Tree::new();
+    let alias = "pci:v000015B3d00001017sv*sd*bc*sc*i*";
+    tree.module(
+        "kernel/drivers/net/ethernet/mellanox/mlx5/core/mlx5_core.ko",
+        &["name=mlx5_core", "depends=", &format!("alias={alias}")],
+    );
+    let connectx5 = "pci:v000015B3d00001017sv000015B3sd00000007bc02sc00i00";
+    let output = tree.run(&["--compress", "none"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        summary.contains("datacentre NIC drivers left out (1; --profile netboot-all keeps them): mlx5_core"),
+        "{summary}"
+    );
+    let entries = read_entries(&tree.path("out.img"));
+    assert!(!entries.iter().any(|entry| entry.path.ends_with("mlx5_core.ko")));
+    assert!(entries.iter().any(|entry| entry.path.ends_with("fakenic.ko")), "other NICs stay");
+    let db_path = format!("lib/modules/{VERSION}/modules.db");
+    let db_entry = entries.iter().find(|entry| entry.path == db_path).unwrap();
+    let EntryKind::File(db_bytes) = &db_entry.kind else { panic!("{db_path} is no file") };
+    let db = modules_db::Db::parse(db_bytes).unwrap();
+    assert_eq!(db.hint(connectx5), ["mlx5_core"], "init can name the left-out driver");
+
+    let output = tree.run(&["--profile", "netboot-all", "--compress", "none"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!String::from_utf8(output.stdout).unwrap().contains("left out"));
+    let entries = read_entries(&tree.path("out.img"));
+    assert!(entries.iter().any(|entry| entry.path.ends_with("mlx5_core.ko")));
+    assert!(entries.iter().any(|entry| entry.path.ends_with("fakenic.ko")));
+}
+
+#[test]
 fn omit_modules_removes_the_module_and_what_only_it_needed() {
     let tree = Tree::new();
     let output = tree.run(&["--omit-modules", "fakenic", "--compress", "none"]);

@@ -30,6 +30,10 @@ pub fn version_of_db_path(path: &str) -> Option<&str> {
     (!version.is_empty() && !version.contains('/')).then_some(version)
 }
 
+/// The mkinitramfs profile with every Ethernet driver of the kernel: the fix init names
+/// for a NIC whose driver the default (lab) profile left out.
+pub const EVERY_NIC_PROFILE: &str = "netboot-all";
+
 /// Module names compare with `-` and `_` as the same character, as kmod does.
 pub fn normalize_name(name: &str) -> String {
     name.replace('-', "_")

@@ -85,8 +85,23 @@ pub fn no_driver_line(device: &Device, index: &dyn ModuleIndex, plan: &Plan, cmd
     if !hint.is_empty() {
         let list = hint.join(",");
         line.push_str(&format!("; the kernel's {list} would bind it: rebuild with mkinitramfs --add-modules {list}"));
+        // The default profile leaves out datacentre NIC drivers by design; for a lab
+        // that has such NICs the profile, not a list, is the lasting fix.
+        if pci_class(&device.modalias).is_some_and(|class| class.eq_ignore_ascii_case(NETWORK_PCI_CLASS)) {
+            line.push_str(&format!(" (or --profile {} for every NIC driver)", modules_db::EVERY_NIC_PROFILE));
+        }
     }
     Some(line)
+}
+
+/// PCI base class of network controllers.
+const NETWORK_PCI_CLASS: &str = "02";
+
+/// The base class (two hex digits) of a PCI modalias.
+fn pci_class(modalias: &str) -> Option<&str> {
+    // pci:v<8>d<8>sv<8>sd<8>bc<2>sc<2>i<2>
+    let rest = modalias.strip_prefix("pci:")?;
+    rest.find("bc").and_then(|at| rest.get(at + 2..at + 4))
 }
 
 /// Buses whose devices are all meant to have a driver, with the PCI classes that never
@@ -97,13 +112,11 @@ const UNDRIVEN_PCI_CLASSES: &[&str] = &["06"];
 /// Whether a device on this modalias's bus is worth a line even when no module at all
 /// is known for it.
 fn expects_driver(modalias: &str) -> bool {
-    let Some((bus, rest)) = modalias.split_once(':') else { return false };
+    let Some((bus, _)) = modalias.split_once(':') else { return false };
     if !DRIVEN_BUSES.contains(&bus) {
         return false;
     }
-    // pci:v<8>d<8>sv<8>sd<8>bc<2>sc<2>i<2>
-    let class = rest.find("bc").and_then(|at| rest.get(at + 2..at + 4));
-    !(bus == "pci" && class.is_some_and(|c| UNDRIVEN_PCI_CLASSES.iter().any(|u| u.eq_ignore_ascii_case(c))))
+    !(pci_class(modalias).is_some_and(|c| UNDRIVEN_PCI_CLASSES.iter().any(|u| u.eq_ignore_ascii_case(c))))
 }
 
 /// `pci:v000010ECd00008139...` -> "<vendor name> <device name>" from the database.
@@ -156,9 +169,31 @@ mod tests {
             Some(
                 "no driver for pci device 0000:00:03.0 modalias pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00 \
                  (Realtek Semiconductor Co., Ltd. RTL-8100/8101L/8139 PCI Fast Ethernet Adapter); \
-                 the kernel's 8139cp would bind it: rebuild with mkinitramfs --add-modules 8139cp"
+                 the kernel's 8139cp would bind it: rebuild with mkinitramfs --add-modules 8139cp \
+                 (or --profile netboot-all for every NIC driver)"
             )
         );
+    }
+
+    #[test]
+    fn a_datacentre_nic_left_out_by_the_lab_profile_names_the_every_nic_profile() {
+        let mut idx = index();
+        idx.hints.push(("pci:v000015B3d00001017*".into(), "mlx5_core".into()));
+        let connectx5 =
+            device("/devices/pci0000:00/0000:00:06.0", "pci:v000015B3d00001017sv000015B3sd00000007bc02sc00i00");
+        let line = no_driver_line(&connectx5, &idx, &Plan::new(), &Cmdline::default()).unwrap();
+        assert!(
+            line.ends_with(
+                "; the kernel's mlx5_core would bind it: rebuild with mkinitramfs --add-modules mlx5_core \
+                 (or --profile netboot-all for every NIC driver)"
+            ),
+            "{line}"
+        );
+        // Not a network controller: the module list alone is the fix.
+        idx.hints.push(("pci:v00001000d00000097*".into(), "mpt3sas".into()));
+        let sas = device("/devices/pci0000:00/0000:00:07.0", "pci:v00001000d00000097sv00001000sd00003090bc01sc07i00");
+        let line = no_driver_line(&sas, &idx, &Plan::new(), &Cmdline::default()).unwrap();
+        assert!(line.ends_with("rebuild with mkinitramfs --add-modules mpt3sas"), "{line}");
     }
 
     #[test]
