@@ -97,18 +97,7 @@ pub fn options(state: &Path, listen: &[String]) -> String {
 /// process: [`Daemon`].
 pub struct Named(Daemon);
 
-impl std::ops::Deref for Named {
-    type Target = Daemon;
-    fn deref(&self) -> &Daemon {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Named {
-    fn deref_mut(&mut self) -> &mut Daemon {
-        &mut self.0
-    }
-}
+crate::netns::daemon_wrapper!(Named);
 
 impl Named {
     /// Starts named in `ns` with `config` and waits until it listens on UDP 53. The log

@@ -135,18 +135,7 @@ impl DhcpdConfig {
 /// process: [`Daemon`].
 pub struct Dhcpd(Daemon);
 
-impl std::ops::Deref for Dhcpd {
-    type Target = Daemon;
-    fn deref(&self) -> &Daemon {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Dhcpd {
-    fn deref_mut(&mut self) -> &mut Daemon {
-        &mut self.0
-    }
-}
+crate::netns::daemon_wrapper!(Dhcpd);
 
 impl Dhcpd {
     /// Starts dhcpd in `ns` with `config` and waits until it listens on port 67. The log

@@ -210,18 +210,7 @@ pub fn reverse_zone(subnet: &str) -> Result<String> {
 /// A running dnsmasq; killed when dropped. Its log and process: [`Daemon`].
 pub struct Dnsmasq(Daemon);
 
-impl std::ops::Deref for Dnsmasq {
-    type Target = Daemon;
-    fn deref(&self) -> &Daemon {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Dnsmasq {
-    fn deref_mut(&mut self) -> &mut Daemon {
-        &mut self.0
-    }
-}
+crate::netns::daemon_wrapper!(Dnsmasq);
 
 impl Dnsmasq {
     /// Starts dnsmasq in `ns` with `config` and waits until it listens for DHCP (and

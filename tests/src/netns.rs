@@ -312,3 +312,23 @@ impl Daemon {
         &mut self.child
     }
 }
+
+/// A server type that is a [`Daemon`] with its own start: its log and process are the
+/// daemon's (`log_path`, `log_text`, `child`).
+macro_rules! daemon_wrapper {
+    ($name:ident) => {
+        impl std::ops::Deref for $name {
+            type Target = $crate::netns::Daemon;
+            fn deref(&self) -> &$crate::netns::Daemon {
+                &self.0
+            }
+        }
+
+        impl std::ops::DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut $crate::netns::Daemon {
+                &mut self.0
+            }
+        }
+    };
+}
+pub(crate) use daemon_wrapper;
