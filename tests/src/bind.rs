@@ -131,7 +131,29 @@ impl Named {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log_file);
-        Daemon::start(ns, "named", cmd, ("-Hlnu", &[53]), Duration::from_secs(20), log, state).map(Named)
+        let daemon = Daemon::start(ns, "named", cmd, ("-Hlnu", &[53]), Duration::from_secs(20), log.clone(), state)?;
+        wait_zones_loaded(&log, Duration::from_secs(20))?;
+        Ok(Named(daemon))
+    }
+}
+
+/// Waits until the named writing `log` (run with `-g`) has loaded its zones: it listens
+/// on port 53 before that and answers SERVFAIL ("zone not loaded") meanwhile.
+pub fn wait_zones_loaded(log: &Path, timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).map_err(|e| Error::io("read", log, e))?;
+        if text.lines().any(|l| l.ends_with(" running")) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: "named loading its zones".into(),
+                seconds: timeout.as_secs_f64(),
+                log: Some(log.to_path_buf()),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

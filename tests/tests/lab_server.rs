@@ -257,6 +257,7 @@ fn start_named(ns: &Netns, stanzas: &Path, state: &Path, log: &Path) -> ChildGua
         panic!("named exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default())
     })
     .unwrap();
+    qemu_tests::bind::wait_zones_loaded(log, Duration::from_secs(20)).unwrap();
     child
 }
 
