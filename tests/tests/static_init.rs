@@ -31,7 +31,10 @@ fn release_init_is_statically_linked() {
 fn release_init_starts_in_an_empty_chroot_without_dev() {
     let init = &release_binaries().init;
     let root = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(init, root.path().join("init")).expect("copy init into the empty root");
+    // Copied by another process: a write descriptor of ours would be inherited by the
+    // commands the other test forks meanwhile, and exec then fails with ETXTBSY.
+    let copied = Command::new("cp").arg(init).arg(root.path().join("init")).status().expect("run cp");
+    assert!(copied.success(), "cp {} into the empty root: {copied}", init.display());
     let entries: Vec<_> = std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(entries, vec![std::ffi::OsString::from("init")], "the chroot must hold init alone");
     // Not PID 1 here, so init only says what it is and exits: enough to show that the

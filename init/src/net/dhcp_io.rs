@@ -249,7 +249,37 @@ pub fn send_release(interface: &str, mac: Mac, lease: &Lease) -> Result<bool, Dh
     socket::bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(lease.address, 68)))
         .map_err(|e| fail(e.into()))?;
     UdpSocket::from(fd).send_to(&bytes, SocketAddrV4::new(server, 67)).map_err(fail)?;
+    // The datagram waits in the kernel for the server's MAC (a lease that cannot boot
+    // often reached nothing on its link before); the caller removes the address next,
+    // and the queued release was seen lost then. Wait for the neighbour, bounded.
+    wait_for_neighbour(interface, server, RELEASE_ARP_WAIT);
     Ok(true)
+}
+
+/// How long a DHCPRELEASE may wait for the server's MAC before the address goes.
+const RELEASE_ARP_WAIT: Duration = Duration::from_secs(1);
+
+fn wait_for_neighbour(interface: &str, address: Ipv4Addr, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let table = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+        if neighbour_resolved(&table, interface, address) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `/proc/net/arp` (`IP address  HW type  Flags  HW address  Mask  Device`)
+/// holds a complete entry (ATF_COM, 0x2) for `address` on `interface`.
+fn neighbour_resolved(table: &str, interface: &str, address: Ipv4Addr) -> bool {
+    const ATF_COM: u32 = 0x2;
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [ip, _, flags, _, _, device] = fields[..] else { return false };
+        let complete = u32::from_str_radix(flags.trim_start_matches("0x"), 16).is_ok_and(|f| f & ATF_COM != 0);
+        ip.parse() == Ok(address) && device == interface && complete
+    })
 }
 
 /// Logs what a client event means; returns the lease once bound.
@@ -376,6 +406,18 @@ pub fn run_dhcp(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_release_waits_only_for_a_complete_neighbour_on_its_interface() {
+        let table = "IP address       HW type     Flags       HW address            Mask     Device\n\
+                     192.168.77.1     0x1         0x0         00:00:00:00:00:00     *        eth0\n\
+                     10.77.0.1        0x1         0x2         52:54:00:aa:bb:cc     *        eth0\n\
+                     192.168.77.2     0x1         0x2         52:54:00:aa:bb:cd     *        eth1\n";
+        assert!(!super::neighbour_resolved(table, "eth0", "192.168.77.1".parse().unwrap()), "incomplete");
+        assert!(super::neighbour_resolved(table, "eth0", "10.77.0.1".parse().unwrap()));
+        assert!(!super::neighbour_resolved(table, "eth0", "192.168.77.2".parse().unwrap()), "other interface");
+        assert!(!super::neighbour_resolved("", "eth0", "10.77.0.1".parse().unwrap()));
+    }
+
     use super::*;
 
     /// An IPv4/UDP packet as the kernel hands it to a packet socket.
