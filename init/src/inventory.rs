@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use modules_db::fleet::{Fleet, Machine, Nic, device_id};
 
@@ -190,8 +190,9 @@ impl Record {
 
 /// The message text of a line of the syslog server's file: RFC 5424 lines
 /// (`<PRI>1 TIMESTAMP HOST diskless PROCID inventory SD MSG`, rsyslog's
-/// `RSYSLOG_SyslogProtocol23Format`) and rsyslog's traditional lines
-/// (`Mmm dd hh:mm:ss HOST diskless: MSG`, its default).
+/// `RSYSLOG_SyslogProtocol23Format`) and rsyslog's file lines (`TIMESTAMP HOST TAG MSG`,
+/// its default, with an RFC 3339 timestamp or the traditional `Mmm dd hh:mm:ss`, and the
+/// tag `diskless`, `diskless:` or `diskless[PID]:`).
 fn message_text(line: &str) -> Option<&str> {
     if line.starts_with('<') {
         let mut rest = line;
@@ -207,13 +208,25 @@ fn message_text(line: &str) -> Option<&str> {
         // Structured data: the boot sends none (`-`).
         return rest.strip_prefix("- ");
     }
-    let tag = line.find(&format!(" {APP_NAME}"))? + 1 + APP_NAME.len();
-    let rest = &line[tag..];
-    let rest = match rest.strip_prefix('[') {
-        Some(pid) => pid.split_once(']')?.1,
-        None => rest,
+    // The header by its shape, never by searching the text: a message may quote anything.
+    let traditional = line.get(..3).is_some_and(|m| m.bytes().all(|b| b.is_ascii_alphabetic()));
+    let rest = skip_words(line, if traditional { 4 } else { 2 })?;
+    let (tag, message) = rest.split_once(' ')?;
+    let tag = tag.strip_suffix(':').unwrap_or(tag);
+    let tag = match tag.strip_suffix(']') {
+        Some(with_pid) => with_pid.split_once('[')?.0,
+        None => tag,
     };
-    rest.strip_prefix(": ").or_else(|| rest.strip_prefix(":"))
+    (tag == APP_NAME).then_some(message)
+}
+
+/// `text` after `n` words and the spaces after them.
+fn skip_words(text: &str, n: usize) -> Option<&str> {
+    let mut rest = text;
+    for _ in 0..n {
+        rest = rest.trim_start_matches(' ').split_once(' ')?.1.trim_start_matches(' ');
+    }
+    Some(rest)
 }
 
 /// The inventory message of a log line, if it holds one; lines of other programs, the
@@ -318,6 +331,76 @@ pub fn fleet<'a>(lines: impl IntoIterator<Item = &'a str>) -> (Fleet, Vec<Skippe
     (Fleet::new(machines), skipped)
 }
 
+/// Why `diskless inventory` could not make a fleet file.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("reading {}: {source}: give the file rsyslog writes the clients' messages to", .path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("writing {}: {source}: check the directory exists and is writable", .path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error(
+        "no inventory message in {files}: the clients send one at the end of each boot to the log servers of DHCP \
+         option 7 or diskless.syslog=; check that they boot with one and that rsyslog writes what it receives over \
+         UDP to this file"
+    )]
+    Empty { files: String },
+}
+
+/// What `diskless inventory` made.
+pub struct Report {
+    pub fleet: Fleet,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Report {
+    /// The fleet file's text, with what was left out as comments at its end.
+    pub fn fleet_file(&self) -> String {
+        let mut text = self.fleet.to_toml();
+        for skip in &self.skipped {
+            let _ = writeln!(text, "# note: {}", crate::text::Escaped(&skip.to_string()));
+        }
+        text
+    }
+
+    /// The summary printed when the file is written elsewhere.
+    pub fn summary(&self, written: &Path) -> String {
+        let modules: Vec<String> = self.fleet.nic_modules().into_iter().collect();
+        let mut text = format!(
+            "{} machines, NIC modules {}: written to {}\nbuild the fleet's initrd with mkinitramfs --fleet {}\n",
+            self.fleet.machines.len(),
+            modules.join(","),
+            written.display(),
+            written.display()
+        );
+        for skip in &self.skipped {
+            let _ = writeln!(text, "note: {}", crate::text::Escaped(&skip.to_string()));
+        }
+        text
+    }
+}
+
+/// `diskless inventory LOGFILE...`: the fleet of every machine whose inventory the
+/// files hold (bytes that are not UTF-8 are read as U+FFFD: they are never part of a
+/// message the boot sent).
+pub fn inventory(logs: &[PathBuf]) -> Result<Report, InventoryError> {
+    let mut texts = Vec::with_capacity(logs.len());
+    for path in logs {
+        let bytes = std::fs::read(path).map_err(|source| InventoryError::Read { path: path.clone(), source })?;
+        texts.push(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    let (fleet, skipped) = fleet(texts.iter().flat_map(|t| t.lines()));
+    if fleet.machines.is_empty() && skipped.is_empty() {
+        let files = logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        return Err(InventoryError::Empty { files });
+    }
+    Ok(Report { fleet, skipped })
+}
+
+/// Write the fleet file of `report` to `path`.
+pub fn write(report: &Report, path: &Path) -> Result<(), InventoryError> {
+    std::fs::write(path, report.fleet_file()).map_err(|source| InventoryError::Write { path: path.into(), source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,7 +482,10 @@ mod tests {
         let rfc = format!("<30>1 2026-12-05T22:00:00.1+00:00 pc1 diskless - inventory - {text}");
         let traditional = format!("Dec  5 22:00:00 pc1 diskless: {text}");
         let with_pid = format!("Dec  5 22:00:00 pc1 diskless[1]: {text}");
-        for l in [&rfc, &traditional, &with_pid] {
+        // Debian's default file format: RFC 3339 time, the tag without a colon.
+        let debian = format!("2026-12-05T22:24:20.595197+00:00 pc1 diskless {text}");
+        let named_diskless = format!("2026-12-05T22:24:20.595197+00:00 diskless diskless {text}");
+        for l in [&rfc, &traditional, &with_pid, &debian, &named_diskless] {
             let r = parse_line(l).unwrap_or_else(|| panic!("{l}"));
             assert_eq!((r.kind.as_str(), r.machine.as_str(), r.fields["host"].as_str()), ("summary", MAC, "pc1"));
         }
@@ -407,6 +493,8 @@ mod tests {
         assert_eq!(parse_line(&format!("<30>1 - pc1 diskless - log - host name {text}")), None);
         assert_eq!(parse_line(&format!("Dec  5 22:00:00 pc1 diskless: host name {text}")), None);
         assert_eq!(parse_line(&format!("Dec  5 22:00:00 pc1 sshd[9]: {text}")), None);
+        assert_eq!(parse_line(&format!("Dec  5 22:00:00 pc1 sshd[9]: x diskless {text}")), None);
+        assert_eq!(parse_line(&format!("2026-12-05T22:24:20Z pc1 diskless host name diskless {text}")), None);
         assert_eq!(parse_line("<30>1 - short"), None);
     }
 
@@ -450,6 +538,40 @@ mod tests {
         // What the inventory writes, mkinitramfs reads.
         assert_eq!(Fleet::parse(&fleet.to_toml()).unwrap(), fleet);
         assert_eq!(fleet.nic_modules().into_iter().collect::<Vec<_>>(), ["8139too", "e1000", "virtio_net"]);
+    }
+
+    #[test]
+    fn inventory_reads_files_and_says_when_they_hold_no_inventory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("syslog.log");
+        std::fs::write(&log, b"2026-12-05T22:00:00Z h sshd[1]: hello\n\xff\xfe\n").unwrap();
+        let e = inventory(std::slice::from_ref(&log)).err().unwrap();
+        assert!(e.to_string().starts_with(&format!("no inventory message in {}: ", log.display())), "{e}");
+        let missing = tmp.path().join("nope.log");
+        let e = inventory(&[log.clone(), missing.clone()]).err().unwrap();
+        assert!(e.to_string().starts_with(&format!("reading {}: ", missing.display())), "{e}");
+        let mut text = std::fs::read(&log).unwrap();
+        text.extend_from_slice(
+            format!(
+                "2026-12-05T22:00:00Z pc1 diskless {MARK} nic machine={MAC} interface=eth0 mac={MAC} bus=pci \
+                 modalias={E1000} driver=e1000 module=e1000\n\
+                 2026-12-05T22:00:00Z pc1 diskless {MARK} nic machine={MAC} bus=pci modalias={RTL8139} module=\n"
+            )
+            .as_bytes(),
+        );
+        std::fs::write(&log, text).unwrap();
+        let report = inventory(&[log]).unwrap();
+        let file = report.fleet_file();
+        assert!(file.ends_with(&format!("# note: {}\n", report.skipped[1])), "{file}");
+        assert_eq!(Fleet::parse(&file).unwrap(), report.fleet);
+        let summary = report.summary(Path::new("/srv/fleet.toml"));
+        assert!(
+            summary.starts_with(
+                "1 machines, NIC modules e1000: written to /srv/fleet.toml\n\
+                 build the fleet's initrd with mkinitramfs --fleet /srv/fleet.toml\nnote: machine "
+            ),
+            "{summary}"
+        );
     }
 
     #[test]

@@ -31,9 +31,20 @@ use serde::{Deserialize, Serialize};
 /// The version this code writes and reads.
 pub const FLEET_VERSION: u32 = 1;
 
-/// Where mkinitramfs records, inside the archive, that it was built for a fleet (and
-/// for how many machines): init names the fix for a NIC outside the fleet by it.
-pub const FLEET_MARKER: &str = "etc/diskless/fleet";
+/// Where mkinitramfs records, inside the archive, that it was built for a fleet: one
+/// line naming the fleet file and its machines. Init names the fix for a NIC outside
+/// the fleet by it.
+pub fn marker_path(kernel_version: &str) -> String {
+    format!("lib/modules/{kernel_version}/{MARKER_NAME}")
+}
+
+/// The marker's file name, in `lib/modules/VERSION` beside the module database.
+pub const MARKER_NAME: &str = "diskless.fleet";
+
+/// The marker's text for the fleet file at `path`.
+pub fn marker_text(path: &str, fleet: &Fleet) -> String {
+    format!("{path} ({} machines)\n", fleet.machines.len())
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -95,6 +95,9 @@ pub enum AdminError {
     /// The lab file cannot be read or parsed.
     #[error(transparent)]
     Lab(#[from] crate::lab::LabError),
+    /// The syslog files cannot be read, hold no inventory, or the fleet file cannot be written.
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
     /// The lab's server files cannot be rendered or written.
     #[error(transparent)]
     Render(#[from] crate::lab::render::RenderError),
