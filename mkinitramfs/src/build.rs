@@ -328,8 +328,12 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
     }
     roots.extend(options.add_modules.iter().cloned());
     let included = select_modules(&kernel, &roots, &options.omit_modules)?;
-    let left_out_nics =
-        options.profile.left_out_nics(&kernel).into_iter().filter(|name| !included.contains(name)).collect();
+    // With a fleet every NIC driver but the fleet's is left out: the lab rule's list
+    // (and its "--profile netboot-all keeps them") does not apply.
+    let left_out_nics = match &fleet {
+        Some(_) => Vec::new(),
+        None => options.profile.left_out_nics(&kernel).into_iter().filter(|name| !included.contains(name)).collect(),
+    };
     let modules = read_modules(&kernel, &included)?;
     let (firmware, firmware_missing) = collect_firmware(&options.basedir.join("lib/firmware"), &kernel, &included)?;
     let firmware_included = firmware.len();
