@@ -67,6 +67,15 @@ fn inventory(log: &Path, stem: &str) -> (String, String) {
     (std::fs::read_to_string(&out).unwrap(), text(&o))
 }
 
+/// Boot `initrd` directly on the rig with `nics` (QEMU model, MAC), each on a tap.
+fn boot(rig: &mut PxeRig, name: &str, initrd: &Path, append: &str, nics: &[(&str, &str)]) -> VmRun {
+    let mut vm = rig.direct_vm(&format!("{NAME}-{name}"), initrd, append).timeout(TIMEOUT);
+    for (model, mac) in nics {
+        vm = vm.nic(Nic::tap(model, mac, &rig.tap().unwrap()));
+    }
+    vm.run().unwrap()
+}
+
 fn fleet() -> &'static Fleet {
     static RUN: OnceLock<Fleet> = OnceLock::new();
     RUN.get_or_init(|| {
@@ -77,13 +86,7 @@ fn fleet() -> &'static Fleet {
         rig.start_dnsmasq(&config, "dnsmasq").unwrap();
         let _nfs = NfsServer::start(rig.netns(), &NfsExport::new(&image_dir("busybox")), NAME).unwrap();
 
-        let tap = rig.tap().unwrap();
-        let first = rig
-            .direct_vm(&format!("{NAME}-1-default-initrd"), &default_initrd, "")
-            .nic(Nic::tap("e1000", MAC, &tap))
-            .timeout(TIMEOUT)
-            .run()
-            .unwrap();
+        let first = boot(&mut rig, "1-default-initrd", &default_initrd, "", &[("e1000", MAC)]);
         // rsyslogd writes asynchronously: the inventory's last message ends the boot's.
         syslog.wait_for("inventory/1 summary ", Duration::from_secs(10)).unwrap();
         std::thread::sleep(Duration::from_millis(500));
@@ -95,27 +98,14 @@ fn fleet() -> &'static Fleet {
         std::fs::write(&fleet_path, &fleet_file).unwrap();
         let fleet_initrd = build_initramfs(&["--fleet", &fleet_path.display().to_string()]);
 
-        let tap = rig.tap().unwrap();
-        let second = rig
-            .direct_vm(&format!("{NAME}-2-fleet-initrd"), &fleet_initrd, "")
-            .nic(Nic::tap("e1000", MAC, &tap))
-            .timeout(TIMEOUT)
-            .run()
-            .unwrap();
-
-        let tap = rig.tap().unwrap();
-        let other_tap = rig.tap().unwrap();
-        let third = rig
-            .direct_vm(
-                &format!("{NAME}-3-nic-outside-the-fleet"),
-                &fleet_initrd,
-                "root=nfs:10.77.0.1:/nope diskless.reboot_delay=0",
-            )
-            .nic(Nic::tap("e1000", MAC, &tap))
-            .nic(Nic::tap("rtl8139", OTHER_MAC, &other_tap))
-            .timeout(TIMEOUT)
-            .run()
-            .unwrap();
+        let second = boot(&mut rig, "2-fleet-initrd", &fleet_initrd, "", &[("e1000", MAC)]);
+        let third = boot(
+            &mut rig,
+            "3-nic-outside-the-fleet",
+            &fleet_initrd,
+            "root=nfs:10.77.0.1:/nope diskless.reboot_delay=0",
+            &[("e1000", MAC), ("rtl8139", OTHER_MAC)],
+        );
         syslog.wait_for("result=failed", Duration::from_secs(10)).unwrap();
         std::thread::sleep(Duration::from_millis(500));
         Fleet {
