@@ -162,9 +162,11 @@ fn moved(from: &Path, to: &Path) -> Call {
 }
 
 /// The calls whose order the boot decides: without the background threads' module
-/// loads and priorities, the console, and the attributes of each copied file.
+/// loads and priorities, the console, the syslog datagrams (log lines, as the console)
+/// and the attributes of each copied file.
 fn ordered_calls(os: &FakeOs) -> Vec<Call> {
     let background = [
+        Kind::SendUdp,
         Kind::LoadModule,
         Kind::Nice,
         Kind::OpenUevents,
@@ -879,6 +881,7 @@ fn hostile_bytes_from_dhcp_and_dns_reach_console_and_kmsg_escaped() {
     lease.server_name = Some("\u{9b}31mboot".into());
     lease.nis_domain = Some("nis\x7f".into());
     lease.domain_search = vec!["search\x1b[2J".into()];
+    lease.log_servers = vec![Ipv4Addr::new(10, 77, 0, 1)];
     let os = FakeOs::default().with_links(vec![link]).with_ptr(&names);
     // No root on the command line: the DHCP root path is the one used.
     let m = Machine::new("console=ttyS0 ip=dhcp diskless.debug diskless.settle_ms=0 diskless.reboot_delay=0", os);
@@ -910,6 +913,14 @@ fn hostile_bytes_from_dhcp_and_dns_reach_console_and_kmsg_escaped() {
     let debug = r#"PTR 10.77.0.112 at 10.77.0.1:53: clear\u{1b}[2J\u{1b}[31mred.edu, back\u{8}\u{8}\u{8}.edu"#;
     assert!(text.contains(debug), "{text}");
     assert_eq!(ordered_calls(&m.os).last(), Some(&Call::Reboot), "the refused root fails the boot: {text}");
+    // The syslog server gets the same lines, escaped the same way, one datagram each.
+    let sent = syslog_sent(&m.os);
+    let syslog: String = sent.iter().map(|(_, t)| format!("{t}\n")).collect();
+    assert!(sent.iter().all(|(_, t)| !t.chars().any(char::is_control)), "{syslog}");
+    for escaped in [r#"domain "dom\r\u{1b}[Kain" from DHCP option 15 rejected"#, debug] {
+        assert!(syslog.contains(escaped), "{escaped} missing in syslog: {syslog}");
+    }
+    assert!(syslog.contains(" result=failed stage=root "), "{syslog}");
 }
 
 /// A home router on the lab segment answers first with a lease in its own subnet and
