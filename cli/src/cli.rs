@@ -42,6 +42,7 @@ use diskless::admin::{
     render_status, status,
 };
 use diskless::image::{self, fix, setup};
+use diskless::inventory;
 use diskless::lab::Lab;
 use diskless::lab::check as lab_check;
 use diskless::lab::render as lab_render;
@@ -224,6 +225,25 @@ pub enum Command {
         /// The running system's root (another directory only for tests)
         #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
         root: PathBuf,
+    },
+    /// Make the lab's fleet file from what the clients sent the syslog server
+    ///
+    /// Every client sends its boot log and, at the end of each boot, its inventory
+    /// (NICs with modalias and module, PCI/USB/virtio devices with their drivers, how
+    /// the boot ended) as syslog over UDP to the log servers of DHCP option 7 or
+    /// diskless.syslog=HOST[:PORT]. Give the files rsyslog wrote them to (its default
+    /// format or RSYSLOG_SyslogProtocol23Format): the fleet file lists one machine per
+    /// MAC it booted from, with every NIC it reported. mkinitramfs --fleet FILE builds
+    /// an initrd with exactly the fleet's NIC drivers. Without -o the file goes to
+    /// stdout. Exits 1 when a NIC had to be left out (the notes say which and why).
+    #[command(verbatim_doc_comment)]
+    Inventory {
+        /// The syslog server's files with the clients' messages
+        #[arg(required = true, value_name = "LOGFILE")]
+        logs: Vec<PathBuf>,
+        /// Write the fleet file here instead of stdout
+        #[arg(short, long, value_name = "FLEETFILE")]
+        output: Option<PathBuf>,
     },
     /// Write and check the lab's server files (DHCP, DNS, TFTP, NFS) from one lab file
     ///
@@ -507,6 +527,17 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<u8, AdminError> {
             let code =
                 if report.copied.as_ref().is_some_and(|c| !c.warnings.is_empty()) { EXIT_PROBLEMS } else { EXIT_OK };
             (relayer::render(&report).into_bytes(), code)
+        }
+        Command::Inventory { logs, output } => {
+            let report = inventory::inventory(logs)?;
+            let code = if report.skipped.is_empty() { EXIT_OK } else { EXIT_PROBLEMS };
+            match output {
+                Some(path) => {
+                    inventory::write(&report, path)?;
+                    (report.summary(path).into_bytes(), code)
+                }
+                None => (report.fleet_file().into_bytes(), code),
+            }
         }
         Command::Server(command) => server(command)?,
         Command::Generate { what } => (generate(*what), EXIT_OK),

@@ -1,5 +1,6 @@
-//! The boot log: every line goes to the console as `diskless: <message>` and a copy to
-//! `/dev/kmsg` as `<7>diskless: <message>`.
+//! The boot log: every line goes to the console as `diskless: <message>`, a copy to
+//! `/dev/kmsg` as `<7>diskless: <message>`, and one to the lab's syslog server once the
+//! lease names one ([`crate::syslog`]; kept until then).
 //!
 //! The kmsg copy uses the debug priority so that the kernel keeps it in its ring buffer
 //! (visible in `dmesg` after the hand-off) without echoing it to the console a second
@@ -20,6 +21,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::syslog::{Remote, Severity};
 use crate::text::Escaped;
 
 /// Prefix of every console line; the QEMU tests match on it.
@@ -34,12 +36,18 @@ struct Sinks {
 pub struct Log {
     sinks: Mutex<Sinks>,
     debug: AtomicBool,
+    /// The syslog server's copy: locks on its own, so a send never waits for the console.
+    pub remote: Remote,
 }
 
 impl Log {
     /// A logger writing to `console` only; kmsg is attached once `/dev` is mounted.
     pub fn new(console: Box<dyn Write + Send>) -> Self {
-        Log { sinks: Mutex::new(Sinks { console, kmsg: None }), debug: AtomicBool::new(false) }
+        Log {
+            sinks: Mutex::new(Sinks { console, kmsg: None }),
+            debug: AtomicBool::new(false),
+            remote: Remote::default(),
+        }
     }
 
     /// The logger of the real boot: the console is PID 1's stdout.
@@ -64,7 +72,7 @@ impl Log {
     /// Log one message; a message with newlines becomes several lines, each prefixed,
     /// because kmsg takes one record per write and the tests match whole lines.
     pub fn info(&self, args: fmt::Arguments<'_>) {
-        self.write(args, true);
+        self.write(args, false);
     }
 
     /// Log a detail line (e.g. every device with its driver): always kept in kmsg, so
@@ -72,11 +80,15 @@ impl Log {
     /// only with `diskless.debug`, because every line on a 115200-baud serial console
     /// costs boot time.
     pub fn debug(&self, args: fmt::Arguments<'_>) {
-        self.write(args, self.debug_enabled());
+        self.write(args, true);
     }
 
-    fn write(&self, args: fmt::Arguments<'_>, to_console: bool) {
+    fn write(&self, args: fmt::Arguments<'_>, detail: bool) {
         let text = args.to_string();
+        let to_console = !detail || self.debug_enabled();
+        for line in text.split_terminator('\n') {
+            self.remote.line(Severity::of_line(line, detail), line);
+        }
         let mut sinks = self.lock();
         // Not `lines()`: it would drop a carriage return before a line feed silently,
         // where the escaping shows it.

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use initramfs::{Archive, CompressError, Compression, WriteError};
+use modules_db::fleet::Fleet;
 use modules_db::{KernelModules, normalize_name};
 
 use crate::firmware::{self, FirmwareError};
@@ -25,6 +26,8 @@ pub struct BuildOptions {
     pub profile: Profile,
     pub add_modules: Vec<String>,
     pub omit_modules: Vec<String>,
+    /// `--fleet`: the fleet file's path and contents.
+    pub fleet: Option<(PathBuf, Fleet)>,
     pub compression: Compression,
     pub init: PathBuf,
 }
@@ -41,6 +44,10 @@ pub enum BuildError {
     OmitNeeded {
         omitted: String,
         needed_by: Vec<String>,
+    },
+    /// A NIC module of the fleet file is no module of this kernel.
+    FleetModules {
+        names: Vec<String>,
     },
     /// The init binary cannot be read.
     Init {
@@ -68,6 +75,12 @@ impl fmt::Display for BuildError {
                 f,
                 "--omit-modules: {omitted} cannot be left out because {} depend(s) on it; omit those too",
                 needed_by.join(", ")
+            ),
+            BuildError::FleetModules { names } => write!(
+                f,
+                "--fleet: this kernel has no module {} that the fleet's NICs use; build for the kernel the clients \
+                 run, or fix the fleet file's module names",
+                names.join(", ")
             ),
             BuildError::Init { path, source } => write!(
                 f,
@@ -103,6 +116,8 @@ pub struct Summary {
     pub profile_absent: Vec<String>,
     /// NIC drivers the lab rule left out (see `profile::DATACENTRE_NICS`).
     pub left_out_nics: Vec<String>,
+    /// `--fleet`: what the fleet chose.
+    pub fleet: Option<FleetChoice>,
     pub raw_bytes: u64,
     pub compressed_bytes: u64,
     pub compression: Compression,
@@ -111,6 +126,49 @@ pub struct Summary {
     /// The pci.ids whose names went into the module database, if one was found.
     pub pci_ids: Option<PathBuf>,
     pub contents: Contents,
+}
+
+/// The NIC drivers of a `--fleet` build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetChoice {
+    pub path: PathBuf,
+    pub machines: usize,
+    /// The fleet's NIC modules (loadable ones; built-in ones need nothing).
+    pub modules: Vec<String>,
+    /// The profile's NIC drivers the fleet does not use, left out.
+    pub left_out: usize,
+}
+
+/// Where the kernel keeps its network drivers (relative to `lib/modules/VERSION`): a
+/// `--fleet` build keeps only the fleet's, and what they depend on.
+const NETWORK_DRIVERS_DIR: &str = "kernel/drivers/net/";
+
+/// `roots` without the NIC drivers, plus the fleet's NIC modules.
+pub fn fleet_roots(
+    kernel: &KernelModules,
+    roots: Vec<String>,
+    path: &Path,
+    fleet: &Fleet,
+) -> Result<(Vec<String>, FleetChoice), BuildError> {
+    let is_nic = |name: &String| kernel.modules.get(name).is_some_and(|m| m.path.starts_with(NETWORK_DRIVERS_DIR));
+    let before = roots.len();
+    let mut roots: Vec<String> = roots.into_iter().filter(|name| !is_nic(name)).collect();
+    let left_out = before - roots.len();
+    let mut modules = Vec::new();
+    let mut unknown = Vec::new();
+    for name in fleet.nic_modules() {
+        if kernel.modules.contains_key(&name) {
+            modules.push(name.clone());
+            roots.push(name);
+        } else if !kernel.builtin.contains_key(&name) {
+            unknown.push(name);
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(BuildError::FleetModules { names: unknown });
+    }
+    let left_out = left_out.saturating_sub(modules.iter().filter(|m| is_nic(m)).count());
+    Ok((roots, FleetChoice { path: path.to_path_buf(), machines: fleet.machines.len(), modules, left_out }))
 }
 
 /// What the archive is made of, in bytes before compression: where to look when
@@ -223,6 +281,16 @@ impl fmt::Display for Summary {
         if !self.profile_absent.is_empty() {
             writeln!(f, "not in this kernel (skipped): {}", self.profile_absent.join(", "))?;
         }
+        if let Some(fleet) = &self.fleet {
+            writeln!(
+                f,
+                "fleet {} ({} machines): NIC drivers {}; {} other NIC drivers of the profile left out",
+                fleet.path.display(),
+                fleet.machines,
+                fleet.modules.join(", "),
+                fleet.left_out
+            )?;
+        }
         if !self.left_out_nics.is_empty() {
             writeln!(
                 f,
@@ -249,17 +317,30 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
         std::fs::read(&options.init).map_err(|source| BuildError::Init { path: options.init.clone(), source })?;
     let kernel = KernelModules::load(&options.basedir, &options.version)?;
     let (mut roots, profile_absent) = options.profile.modules(&kernel);
+    let mut fleet = None;
+    let mut marker = Vec::new();
+    if let Some((path, chosen)) = &options.fleet {
+        let (fleet_roots, choice) = fleet_roots(&kernel, roots, path, chosen)?;
+        roots = fleet_roots;
+        let text = modules_db::fleet::marker_text(&path.display().to_string(), chosen);
+        marker.push((modules_db::fleet::marker_path(&kernel.version), text.into_bytes()));
+        fleet = Some(choice);
+    }
     roots.extend(options.add_modules.iter().cloned());
     let included = select_modules(&kernel, &roots, &options.omit_modules)?;
-    let left_out_nics =
-        options.profile.left_out_nics(&kernel).into_iter().filter(|name| !included.contains(name)).collect();
+    // With a fleet every NIC driver but the fleet's is left out: the lab rule's list
+    // (and its "--profile netboot-all keeps them") does not apply.
+    let left_out_nics = match &fleet {
+        Some(_) => Vec::new(),
+        None => options.profile.left_out_nics(&kernel).into_iter().filter(|name| !included.contains(name)).collect(),
+    };
     let modules = read_modules(&kernel, &included)?;
     let (firmware, firmware_missing) = collect_firmware(&options.basedir.join("lib/firmware"), &kernel, &included)?;
     let firmware_included = firmware.len();
     let pci_ids = read_pci_ids(&options.basedir);
     let db = modules_db::encode_with(&kernel, &included, pci_ids.as_ref().map(|(_, text)| text.as_str()));
     let contents = Contents::new(&init, &modules, &db, &firmware);
-    let archive = assemble(&kernel.version, init, modules, db, firmware)?;
+    let archive = assemble(&kernel.version, init, modules, db, firmware, marker)?;
     let raw = archive.to_bytes();
     drop(archive);
     let compressed = options.compression.compress(&raw).map_err(BuildError::Compress)?;
@@ -272,6 +353,7 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
         firmware_missing,
         profile_absent,
         left_out_nics,
+        fleet,
         raw_bytes: raw.len() as u64,
         compressed_bytes: compressed.len() as u64,
         compression: options.compression,
@@ -436,13 +518,15 @@ const EMPTY_DIRS: [(&str, u32); 7] = [
     ("newroot", 0o755),
 ];
 
-/// The archive: /init, /dev/console, empty mount points, modules, database, firmware.
+/// The archive: /init, /dev/console, empty mount points, modules, database, firmware,
+/// and `other` files (the fleet marker).
 pub fn assemble(
     version: &str,
     init: Vec<u8>,
     modules: NamedFiles,
     db: Vec<u8>,
     firmware: NamedFiles,
+    other: NamedFiles,
 ) -> Result<Archive, BuildError> {
     let mut archive = Archive::new().map_err(BuildError::Archive)?;
     archive.add_file("init", 0o755, init).map_err(BuildError::Archive)?;
@@ -457,6 +541,9 @@ pub fn assemble(
     archive.add_file(&modules_db::db_path(version), 0o644, db).map_err(BuildError::Archive)?;
     for (name, contents) in firmware {
         archive.add_file(&format!("lib/firmware/{name}"), 0o644, contents).map_err(BuildError::Archive)?;
+    }
+    for (path, contents) in other {
+        archive.add_file(&path, 0o644, contents).map_err(BuildError::Archive)?;
     }
     Ok(archive)
 }
@@ -530,6 +617,67 @@ mod tests {
             ],
             &["crc32c"],
         )
+    }
+
+    /// nic_kernel() with its NIC drivers and their helpers where the kernel keeps them.
+    fn nic_kernel_in_tree() -> KernelModules {
+        let mut k = nic_kernel();
+        for (name, dir) in [
+            ("8139too", "ethernet/realtek/"),
+            ("8139cp", "ethernet/realtek/"),
+            ("r8169", "ethernet/realtek/"),
+            ("e1000", "ethernet/intel/e1000/"),
+            ("mii", ""),
+            ("realtek_phy", "phy/"),
+        ] {
+            k.modules.get_mut(name).unwrap().path = format!("{NETWORK_DRIVERS_DIR}{dir}{name}.ko");
+        }
+        k
+    }
+
+    fn fleet_of(modules: &[&str]) -> Fleet {
+        let nic = |module: &str| modules_db::fleet::Nic {
+            interface: "eth0".into(),
+            mac: "52:54:00:00:00:01".into(),
+            bus: "pci".into(),
+            id: String::new(),
+            modalias: "pci:x".into(),
+            module: module.into(),
+        };
+        Fleet::new(vec![modules_db::fleet::Machine {
+            name: "pc1".into(),
+            mac: "52:54:00:00:00:01".into(),
+            nics: modules.iter().map(|m| nic(m)).collect(),
+        }])
+    }
+
+    #[test]
+    fn a_fleet_keeps_exactly_its_nic_drivers_and_everything_else_of_the_profile() {
+        let kernel = nic_kernel_in_tree();
+        let profile = names(&["8139too", "8139cp", "e1000", "r8169", "ext4"]);
+        let (roots, choice) =
+            fleet_roots(&kernel, profile, Path::new("/srv/fleet.toml"), &fleet_of(&["r8169"])).unwrap();
+        let selected = select_modules(&kernel, &roots, &[]).unwrap();
+        assert_eq!(
+            selected,
+            names(&["crc32c_generic", "ext4", "jbd2", "mbcache", "r8169", "realtek_phy"]).into_iter().collect(),
+            "the fleet's driver with its PHY; no other NIC driver"
+        );
+        assert_eq!(
+            choice,
+            FleetChoice { path: "/srv/fleet.toml".into(), machines: 1, modules: names(&["r8169"]), left_out: 3 }
+        );
+        // Built in: nothing to add, no error.
+        let (roots, choice) = fleet_roots(&kernel, names(&["ext4"]), Path::new("f"), &fleet_of(&["crc32c"])).unwrap();
+        assert_eq!((roots, choice.modules), (names(&["ext4"]), vec![]));
+    }
+
+    #[test]
+    fn a_fleet_module_the_kernel_lacks_is_an_error_naming_it() {
+        let error =
+            fleet_roots(&nic_kernel_in_tree(), vec![], Path::new("f"), &fleet_of(&["e1000", "igc"])).unwrap_err();
+        assert!(matches!(&error, BuildError::FleetModules { names } if names == &["igc"]), "{error}");
+        assert!(error.to_string().starts_with("--fleet: this kernel has no module igc "), "{error}");
     }
 
     #[test]
@@ -609,7 +757,7 @@ mod tests {
 
     #[test]
     fn archive_has_init_console_mount_points_and_db() {
-        let archive = assemble("6.1.0-test", b"init".to_vec(), vec![], b"db".to_vec(), vec![]).unwrap();
+        let archive = assemble("6.1.0-test", b"init".to_vec(), vec![], b"db".to_vec(), vec![], vec![]).unwrap();
         let entries: BTreeMap<String, initramfs::Entry> = archive.entries().map(|e| (e.path.clone(), e)).collect();
         assert_eq!(entries["init"].mode, 0o755);
         assert_eq!(entries["dev/console"].kind, initramfs::EntryKind::CharDevice { major: 5, minor: 1 });

@@ -10,7 +10,8 @@ use crate::profile::Profile;
 
 pub const USAGE: &str = "\
 usage: mkinitramfs [-o OUT] [-b BASEDIR] [--profile netboot|netboot-all|all] [--add-modules LIST]
-                   [--omit-modules LIST] [--compress zstd|gzip|xz|none] [--init PATH] [VERSION]
+                   [--omit-modules LIST] [--fleet FLEETFILE] [--compress zstd|gzip|xz|none]
+                   [--init PATH] [VERSION]
        mkinitramfs list FILE
 
   VERSION          kernel version (default: the running kernel, uname -r)
@@ -24,6 +25,9 @@ usage: mkinitramfs [-o OUT] [-b BASEDIR] [--profile netboot|netboot-all|all] [--
                    with every Ethernet driver (the old default); all: every module
   --add-modules    comma-separated modules (or aliases) to add, with their dependencies
   --omit-modules   comma-separated modules to leave out, with what only they pulled in
+  --fleet FILE     exactly the NIC drivers of the fleet file FILE (written by `diskless inventory`
+                   from what the clients sent the syslog server): the profile without its NIC
+                   drivers, plus the fleet's; a machine whose NIC is not in the fleet says so at boot
   --compress C     zstd (default), gzip, xz or none
   --init PATH      static init binary to put at /init (default: `init` next to mkinitramfs)
   list FILE        list the entries of an initramfs (compressed or not, concatenated)
@@ -37,6 +41,7 @@ pub struct BuildArgs {
     pub profile: Profile,
     pub add_modules: Vec<String>,
     pub omit_modules: Vec<String>,
+    pub fleet: Option<PathBuf>,
     pub compression: Compression,
     pub init: Option<PathBuf>,
     pub version: Option<String>,
@@ -50,6 +55,7 @@ impl Default for BuildArgs {
             profile: Profile::Netboot,
             add_modules: Vec::new(),
             omit_modules: Vec::new(),
+            fleet: None,
             compression: Compression::Zstd,
             init: None,
             version: None,
@@ -152,6 +158,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             }
             "--add-modules" => build.add_modules.extend(split_list(&value()?)),
             "--omit-modules" => build.omit_modules.extend(split_list(&value()?)),
+            "--fleet" => build.fleet = Some(PathBuf::from(value()?)),
             "--compress" => {
                 let text = value()?;
                 build.compression = text.parse().map_err(|_| CliError::BadCompression { value: text })?;
@@ -184,18 +191,19 @@ mod tests {
             profile: Profile::All,
             add_modules: vec!["e1000".into(), "fs-nfs4".into()],
             omit_modules: vec!["8139too".into(), "8139cp".into()],
+            fleet: Some("/srv/fleet.toml".into()),
             compression: Compression::Xz,
             init: Some("/build/init".into()),
             version: Some("6.1.0-56-amd64".into()),
         };
         let separate = args(
             "-o /tmp/out.img -b /srv/root --profile all --add-modules e1000,fs-nfs4 \
-             --omit-modules 8139too,,8139cp --compress xz --init /build/init 6.1.0-56-amd64",
+             --omit-modules 8139too,,8139cp --fleet /srv/fleet.toml --compress xz --init /build/init 6.1.0-56-amd64",
         );
         assert_eq!(parse(&separate).unwrap(), Command::Build(expected.clone()));
         let joined = args(
             "6.1.0-56-amd64 -o/tmp/out.img -b/srv/root --profile=all --add-modules=e1000 --add-modules=fs-nfs4 \
-             --omit-modules=8139too,8139cp --compress=xz --init=/build/init",
+             --omit-modules=8139too,8139cp --fleet=/srv/fleet.toml --compress=xz --init=/build/init",
         );
         assert_eq!(parse(&joined).unwrap(), Command::Build(expected));
     }

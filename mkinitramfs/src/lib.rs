@@ -31,6 +31,16 @@ pub enum Error {
     CurrentExe {
         source: std::io::Error,
     },
+    /// `--fleet FILE`: the file cannot be read.
+    FleetRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `--fleet FILE`: the file is no fleet file of this version.
+    FleetParse {
+        path: PathBuf,
+        source: modules_db::fleet::FleetError,
+    },
     /// `list FILE`: the file cannot be read.
     ListRead {
         path: PathBuf,
@@ -56,6 +66,13 @@ impl fmt::Display for Error {
             Error::CurrentExe { source } => {
                 write!(f, "cannot find the mkinitramfs executable to locate init beside it: {source}; pass --init PATH")
             }
+            Error::FleetRead { path, source } => write!(
+                f,
+                "cannot read the fleet file {}: {source}; write it with diskless inventory -o {}",
+                path.display(),
+                path.display()
+            ),
+            Error::FleetParse { path, source } => write!(f, "fleet file {}: {source}", path.display()),
             Error::ListRead { path, source } => write!(f, "cannot read {}: {source}", path.display()),
             Error::ListParse { path, source } => write!(f, "{}: {source}", path.display()),
         }
@@ -86,6 +103,16 @@ pub fn resolve(args: BuildArgs) -> Result<BuildOptions, Error> {
         None => default_init(&std::env::current_exe().map_err(|source| Error::CurrentExe { source })?),
     };
     let output = args.output.unwrap_or_else(|| PathBuf::from(format!("/boot/initrd.img-{version}")));
+    let fleet = match args.fleet {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| Error::FleetRead { path: path.clone(), source })?;
+            let fleet = modules_db::fleet::Fleet::parse(&text)
+                .map_err(|source| Error::FleetParse { path: path.clone(), source })?;
+            Some((path, fleet))
+        }
+        None => None,
+    };
     Ok(BuildOptions {
         basedir: args.basedir,
         version,
@@ -93,6 +120,7 @@ pub fn resolve(args: BuildArgs) -> Result<BuildOptions, Error> {
         profile: args.profile,
         add_modules: args.add_modules,
         omit_modules: args.omit_modules,
+        fleet,
         compression: args.compression,
         init,
     })

@@ -221,6 +221,51 @@ fn omit_modules_removes_the_module_and_what_only_it_needed() {
     assert!(entries.iter().any(|entry| entry.path.ends_with("ext4.ko")));
 }
 
+/// A fleet file whose one machine boots with `module`.
+fn fleet_file(tree: &Tree, module: &str) -> String {
+    let path = tree.path("fleet.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "version = 1\n[[machine]]\nname = \"pc1\"\nmac = \"52:54:00:00:00:01\"\n[[machine.nic]]\nbus = \"pci\"\n\
+             modalias = \"pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00\"\nmodule = \"{module}\"\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_fleet_build_has_exactly_the_fleets_nic_drivers_and_records_the_fleet() {
+    let tree = Tree::new();
+    tree.module(
+        "kernel/drivers/net/ethernet/intel/e1000/e1000.ko",
+        &["name=e1000", "depends=", "alias=pci:v00008086d0000100Esv*sd*bc*sc*i*"],
+    );
+    let fleet = fleet_file(&tree, "e1000");
+    let output = tree.run(&["--fleet", &fleet, "--compress", "none"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        summary.contains(&format!(
+            "fleet {fleet} (1 machines): NIC drivers e1000; 1 other NIC drivers of the profile left out"
+        )),
+        "{summary}"
+    );
+    let entries = read_entries(&tree.path("out.img"));
+    let has = |name: &str| entries.iter().any(|entry| entry.path.ends_with(name));
+    assert!(has("e1000.ko") && has("ext4.ko"), "the fleet's NIC driver and the rest of the profile");
+    assert!(!has("fakenic.ko") && !has("fakemii.ko"), "no other NIC driver");
+    let marker = entries.iter().find(|e| e.path == format!("lib/modules/{VERSION}/diskless.fleet")).expect("marker");
+    assert_eq!(marker.kind.body(), format!("{fleet} (1 machines)\n").as_bytes());
+
+    let bad = fleet_file(&tree, "igc");
+    assert_fails_with(&tree.run(&["--fleet", &bad]), &["--fleet: this kernel has no module igc"]);
+    std::fs::write(tree.path("fleet.toml"), "version = 7\n").unwrap();
+    assert_fails_with(&tree.run(&["--fleet", &bad]), &["fleet file", "version 7"]);
+    assert_fails_with(&tree.run(&["--fleet", "/nonexistent/fleet.toml"]), &["diskless inventory -o"]);
+}
+
 #[test]
 fn missing_kernel_directory_names_the_path_and_the_versions_present() {
     let tree = Tree::new();

@@ -22,6 +22,7 @@
 //! - [`nfs`]: nfs-ganesha + rpcbind exporting a root image inside a namespace.
 //! - [`paths`]: workspace, target, log and scratch directories.
 //! - [`bad_dhcp`]: a scripted DHCP server that answers with malformed replies.
+//! - [`rsyslog`]: rsyslogd receiving syslog over UDP into files of the test, inside a namespace.
 
 pub mod bad_dhcp;
 pub mod bind;
@@ -37,6 +38,7 @@ pub mod nfs;
 pub mod paths;
 pub mod process;
 pub mod pxe;
+pub mod rsyslog;
 pub mod vm;
 
 pub use error::Error;

@@ -15,7 +15,7 @@ use crate::early;
 use crate::failure::{BootError, Policy, StageError};
 use crate::handoff::{self, Facts};
 use crate::hardware::{self, Background, HardwareError, Modules, Settings, Summary};
-use crate::info;
+use crate::inventory::{self, Outcome};
 use crate::local::{self, LayerInput};
 use crate::log::{Log, StageTimer, monotonic_secs};
 use crate::net::{self, IpMode, NetConfig};
@@ -23,6 +23,7 @@ use crate::os::Os;
 use crate::record::StageTime;
 use crate::root::{self, RootRequest};
 use crate::stage::Stage;
+use crate::{debug, info};
 
 pub use crate::context::{NEWROOT, RUN_DIR};
 
@@ -38,6 +39,18 @@ pub struct Boot {
     /// The hardware stage's coldplug, still settling in the background; joined before
     /// the disks are needed and before any power-off, reboot or hand-off.
     pub hardware: Mutex<Option<Background>>,
+    /// What the inventory sent at the end of the boot needs, once the network is up.
+    pub machine: Mutex<Option<MachineFacts>>,
+}
+
+/// The boot's facts for its inventory ([`crate::inventory`]), kept for the failure path.
+pub struct MachineFacts {
+    /// The MAC the boot came up on.
+    pub mac: String,
+    pub host: String,
+    pub modules: Arc<Modules>,
+    /// The hardware stage's summary, once joined.
+    pub summary: Option<Summary>,
 }
 
 impl Boot {
@@ -54,11 +67,44 @@ impl Boot {
             timings: Mutex::new(Vec::new()),
             started: Instant::now(),
             hardware: Mutex::new(None),
+            machine: Mutex::new(None),
         }
     }
 
     fn log(&self) -> &Log {
         &self.ctx.log
+    }
+
+    fn machine(&self) -> std::sync::MutexGuard<'_, Option<MachineFacts>> {
+        self.machine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Send the inventory to the syslog server (when one is known): the machine's NICs,
+    /// devices and how the boot ended. `summary`: the hardware's, when it is at hand.
+    fn send_inventory(&self, result: &str, stage: Option<Stage>, summary: Option<&Summary>) {
+        let machine = self.machine();
+        let Some(facts) = machine.as_ref() else { return };
+        if self.ctx.log.remote.servers().is_empty() {
+            return;
+        }
+        let summary = summary.or(facts.summary.as_ref());
+        let outcome = Outcome {
+            result,
+            stage: stage.map_or("unknown", Stage::name),
+            devices: summary.map_or(0, |s| s.devices),
+            modules_loaded: summary.map_or(0, |s| s.modules_loaded),
+            without_driver: summary.map_or(0, |s| s.without_driver),
+        };
+        let sys = self.ctx.root.join("sys");
+        let messages = inventory::messages(&sys, facts.modules.index(), &facts.mac, &facts.host, &outcome);
+        let sent = inventory::send(&self.ctx.log.remote, &messages);
+        let failed = self.ctx.log.remote.failed();
+        debug!(
+            self.log(),
+            "inventory: {sent} messages to syslog {}{}",
+            list(&self.ctx.log.remote.servers()),
+            if failed > 0 { format!(" ({failed} sends of the boot failed)") } else { String::new() }
+        );
     }
 
     pub fn timings(&self) -> Vec<StageTime> {
@@ -119,7 +165,7 @@ pub fn boot(b: &Boot) -> ! {
             "ERROR: the boot panicked between stages: {}: this is a bug in diskless; please report it with the console log",
             early::panic_message(&*payload)
         );
-        fail_with(b, &Policy::default(), false);
+        fail_with(b, &Policy::default(), false, ("failed", None));
     }
     hang()
 }
@@ -142,11 +188,11 @@ pub fn run(b: &Boot) {
     match stop {
         Stop::Break(stage) => {
             info!(b.log(), "break before stage {stage} (diskless.break={stage})");
-            fail_with(b, &policy, false);
+            fail_with(b, &policy, false, ("stopped", Some(stage)));
         }
         Stop::Failed(error) => {
             info!(b.log(), "ERROR: {error}");
-            fail_with(b, &policy, error.source.is_transient());
+            fail_with(b, &policy, error.source.is_transient(), ("failed", Some(error.stage)));
         }
         Stop::DiagnosticDone => {}
     }
@@ -206,6 +252,13 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     let mut net = timed(b, stop_before, Stage::Network, || {
         net::network_stage(&net_cfg, &*ctx.os, &ctx.root.join("sys/class/net"), &*ctx.log)
     })?;
+    start_syslog(ctx, &config, &net);
+    *b.machine() = Some(MachineFacts {
+        mac: net.mac.to_string(),
+        host: net.lease.address.to_string(),
+        modules: modules.clone(),
+        summary: None,
+    });
     let mut identity = timed(b, stop_before, Stage::Identity, || {
         let id = net::identity_stage(&*ctx.os, &mut net, &net_cfg, &*ctx.log);
         if net::awaits_image_dns(&id) {
@@ -218,7 +271,7 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
                 id.source
             );
         } else {
-            announce_identity(ctx, &id);
+            announce_identity(b, &id);
         }
         Ok::<_, Infallible>(id)
     })?;
@@ -250,7 +303,7 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
         if let Some(id) = net::identity_from_image(&*ctx.os, &mut net, &net_cfg, &identity, image, timing, &*ctx.log) {
             identity = id;
         }
-        announce_identity(ctx, &identity);
+        announce_identity(b, &identity);
     }
     let input =
         LayerInput { broadcast: net.lease.broadcast, address: net.lease.address, hostname: identity.hostname.clone() };
@@ -258,6 +311,9 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     // disks are in once their drivers' loads returned, so it need not wait out the full
     // settle time meant for devices that come later on their own.
     let hardware = b.joined_hardware(true, Stage::Local)?;
+    if let Some(facts) = b.machine().as_mut() {
+        facts.summary = Some(hardware.clone());
+    }
     let (local, scratch) = timed(b, stop_before, Stage::Local, || {
         let inputs = local::stage::Inputs {
             modules: &modules,
@@ -270,6 +326,9 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     })?;
 
     breakpoint(stop_before, Stage::Handoff)?;
+    // The hand-off ends in exec: the inventory goes now. A hand-off that fails after
+    // this sends its failure line as every log line.
+    b.send_inventory("booted", Some(Stage::Handoff), Some(&hardware));
     let facts = Facts {
         cmdline: &cmdline,
         config: &config,
@@ -286,8 +345,14 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     timed(b, stop_before, Stage::Handoff, || handoff::stage(ctx, &facts, &newroot))
 }
 
-/// The chosen host name on the console, and why it is lost when it is.
-fn announce_identity(ctx: &Context, id: &net::Identity) {
+/// The chosen host name on the console, and why it is lost when it is; the syslog
+/// messages and the inventory name the machine by it from here on.
+fn announce_identity(b: &Boot, id: &net::Identity) {
+    let ctx = &b.ctx;
+    ctx.log.remote.set_hostname(id.fqdn.as_deref().unwrap_or(&id.hostname));
+    if let Some(facts) = b.machine().as_mut() {
+        facts.host = id.fqdn.clone().unwrap_or_else(|| id.hostname.clone());
+    }
     info!(ctx.log, "host name {} (from {})", id.fqdn.as_deref().unwrap_or(&id.hostname), id.source);
     if let Some(warning) = id.lost_warning() {
         info!(ctx.log, "{warning}");
@@ -358,12 +423,48 @@ fn diagnostic_run(b: &Boot) -> Stop {
 }
 
 /// The failure action, after the hardware report: what the administrator needs most
-/// after a failure (devices without driver, interfaces, disks) is never cut off.
-fn fail_with(b: &Boot, policy: &Policy, transient: bool) {
-    if let Some(Err(e)) = b.settle_hardware(false) {
-        info!(b.log(), "ERROR: {e}");
-    }
+/// after a failure (devices without driver, interfaces, disks) is never cut off. The
+/// syslog server (when the network came up) gets the inventory with `ended`: how the
+/// boot ended and in which stage.
+fn fail_with(b: &Boot, policy: &Policy, transient: bool, ended: (&str, Option<Stage>)) {
+    let summary = match b.settle_hardware(false) {
+        Some(Err(e)) => {
+            info!(b.log(), "ERROR: {e}");
+            None
+        }
+        Some(Ok(summary)) => Some(summary),
+        None => None,
+    };
+    b.send_inventory(ended.0, ended.1, summary.as_ref());
     policy.act(&b.ctx, transient);
+}
+
+/// Addresses for a log line: `10.0.0.1:514, 10.0.0.2:514`.
+fn list(servers: &[std::net::SocketAddrV4]) -> String {
+    servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Once the network is up: send the boot's log to the syslog servers of the
+/// configuration (before the root: the command line) or of the lease (option 7), the
+/// lines logged so far first; with none, keep no more lines for it.
+fn start_syslog(ctx: &Context, config: &config::Config, net: &net::NetResult) {
+    let servers = config.syslog.servers(&net.lease.log_servers);
+    if servers.is_empty() {
+        ctx.log.remote.stop();
+        debug!(
+            ctx.log,
+            "no syslog server (diskless.syslog={}, the lease names none in option 7): the log stays on this machine",
+            config.syslog
+        );
+        return;
+    }
+    let from = if config.syslog == crate::syslog::Target::Dhcp { "DHCP option 7" } else { "diskless.syslog" };
+    ctx.log.remote.start(crate::syslog::Sender {
+        os: ctx.os.clone(),
+        servers: servers.clone(),
+        hostname: net.lease.address.to_string(),
+    });
+    info!(ctx.log, "sending the boot log to syslog {} (from {from})", list(&servers));
 }
 
 fn log_summary(log: &Log, hw: &Summary) {

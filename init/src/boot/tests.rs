@@ -162,9 +162,11 @@ fn moved(from: &Path, to: &Path) -> Call {
 }
 
 /// The calls whose order the boot decides: without the background threads' module
-/// loads and priorities, the console, and the attributes of each copied file.
+/// loads and priorities, the console, the syslog datagrams (log lines, as the console)
+/// and the attributes of each copied file.
 fn ordered_calls(os: &FakeOs) -> Vec<Call> {
     let background = [
+        Kind::SendUdp,
         Kind::LoadModule,
         Kind::Nice,
         Kind::OpenUevents,
@@ -807,7 +809,7 @@ fn a_panic_in_the_background_coldplug_is_reported_before_the_failure_action() {
     .unwrap();
     *m.boot.hardware.lock().unwrap() = Some(background);
     let policy = Policy { config: config::Config { reboot_delay: 0, ..Default::default() }, ..Policy::default() };
-    fail_with(&m.boot, &policy, false);
+    fail_with(&m.boot, &policy, false, ("failed", None));
     let text = m.text();
     assert!(
         text.contains(
@@ -879,6 +881,7 @@ fn hostile_bytes_from_dhcp_and_dns_reach_console_and_kmsg_escaped() {
     lease.server_name = Some("\u{9b}31mboot".into());
     lease.nis_domain = Some("nis\x7f".into());
     lease.domain_search = vec!["search\x1b[2J".into()];
+    lease.log_servers = vec![Ipv4Addr::new(10, 77, 0, 1)];
     let os = FakeOs::default().with_links(vec![link]).with_ptr(&names);
     // No root on the command line: the DHCP root path is the one used.
     let m = Machine::new("console=ttyS0 ip=dhcp diskless.debug diskless.settle_ms=0 diskless.reboot_delay=0", os);
@@ -910,6 +913,14 @@ fn hostile_bytes_from_dhcp_and_dns_reach_console_and_kmsg_escaped() {
     let debug = r#"PTR 10.77.0.112 at 10.77.0.1:53: clear\u{1b}[2J\u{1b}[31mred.edu, back\u{8}\u{8}\u{8}.edu"#;
     assert!(text.contains(debug), "{text}");
     assert_eq!(ordered_calls(&m.os).last(), Some(&Call::Reboot), "the refused root fails the boot: {text}");
+    // The syslog server gets the same lines, escaped the same way, one datagram each.
+    let sent = syslog_sent(&m.os);
+    let syslog: String = sent.iter().map(|(_, t)| format!("{t}\n")).collect();
+    assert!(sent.iter().all(|(_, t)| !t.chars().any(char::is_control)), "{syslog}");
+    for escaped in [r#"domain "dom\r\u{1b}[Kain" from DHCP option 15 rejected"#, debug] {
+        assert!(syslog.contains(escaped), "{escaped} missing in syslog: {syslog}");
+    }
+    assert!(syslog.contains(" result=failed stage=root "), "{syslog}");
 }
 
 /// A home router on the lab segment answers first with a lease in its own subnet and
@@ -942,4 +953,139 @@ fn a_rogue_dhcp_servers_lease_is_released_and_the_boot_completes_on_the_lab_leas
     assert!(text.contains("diskless: booting lab3-12.example.edu 10.77.0.112/24 from 10.77.0.1:/export"), "{text}");
     assert_eq!(m.os.calls_of(Kind::DhcpRelease).len(), 1, "{text}");
     assert_eq!(m.os.calls_of(Kind::Dhcp).len(), 2, "{text}");
+}
+
+/// The lab network whose lease names `log_servers` in option 7.
+fn network_with_log_servers(log_servers: &[Ipv4Addr]) -> FakeOs {
+    let mut nic = late_nic();
+    if let Some(lease) = nic.lease.as_mut() {
+        lease.1.log_servers = log_servers.to_vec();
+    }
+    FakeOs::default().with_links(vec![nic]).with_ptr(&["lab3-12.example.edu."])
+}
+
+/// Every datagram the boot sent, as (server, text).
+fn syslog_sent(os: &FakeOs) -> Vec<(String, String)> {
+    os.calls_of(Kind::SendUdp)
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::SendUdp { to, payload } => Some((to.to_string(), payload)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn option_7_gets_the_whole_boot_log_from_its_first_line_and_the_inventory_at_the_end() {
+    let m = Machine::new(NFS_BOOT, network_with_log_servers(&[Ipv4Addr::new(10, 77, 0, 1)]));
+    m.image();
+    // The machine's NIC as sysfs shows it: the inventory lists it.
+    let nic = "sys/devices/pci0000:00/0000:00:03.0";
+    fs::create_dir_all(m.p(nic).join("net/eth0")).unwrap();
+    fs::write(m.p(nic).join("modalias"), "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n").unwrap();
+    fs::write(m.p(nic).join("net/eth0/address"), "52:54:00:12:34:56\n").unwrap();
+    symlink(m.p(nic), m.p(nic).join("net/eth0/device")).unwrap();
+    fs::create_dir_all(m.p("sys/class/net")).unwrap();
+    symlink(m.p(nic).join("net/eth0"), m.p("sys/class/net/eth0")).unwrap();
+    run(&m.boot);
+    let text = m.text();
+    assert!(text.contains("diskless: sending the boot log to syslog 10.77.0.1:514 (from DHCP option 7)"), "{text}");
+    let sent = syslog_sent(&m.os);
+    assert!(sent.iter().all(|(to, _)| to == "10.77.0.1:514"), "{sent:?}");
+    let texts: Vec<&str> = sent.iter().map(|(_, t)| t.as_str()).collect();
+    // The lines from before the lease come first (the detail lines too, which the
+    // console hides), named by the lease's address.
+    assert!(texts[0].starts_with("<31>1 - 10.77.0.112 diskless - log - mounted proc on "), "{texts:#?}");
+    let first_console_line = text.lines().next().unwrap().strip_prefix("diskless: ").unwrap();
+    assert!(texts.contains(&format!("<30>1 - 10.77.0.112 diskless - log - {first_console_line}").as_str()));
+    assert!(texts.iter().any(|t| t.starts_with("<30>1 - 10.77.0.112 diskless - log - stage hardware done in ")));
+    // After the identity stage, by the host name.
+    assert!(
+        texts.iter().any(|t| t.starts_with("<30>1 - lab3-12.example.edu diskless - log - stage root done in ")),
+        "{texts:#?}"
+    );
+    let summary = texts.iter().position(|t| t.contains(" - inventory - inventory/1 summary ")).expect("summary");
+    assert!(
+        texts[summary].starts_with(
+            "<30>1 - lab3-12.example.edu diskless - inventory - inventory/1 summary machine=52:54:00:12:34:56 \
+             host=lab3-12.example.edu result=booted stage=handoff devices="
+        ),
+        "{}",
+        texts[summary]
+    );
+    assert!(
+        texts.contains(
+            &"<30>1 - lab3-12.example.edu diskless - inventory - inventory/1 nic machine=52:54:00:12:34:56 \
+              interface=eth0 mac=52:54:00:12:34:56 bus=pci modalias=pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00 \
+              driver= module="
+        ),
+        "{texts:#?}"
+    );
+    // The fake exec returns: that failure line goes out as an error, after the inventory.
+    let exec_error = texts.iter().position(|t| t.starts_with("<27>1 - lab3-12.example.edu diskless - log - ERROR: "));
+    assert!(exec_error.is_some_and(|at| at > summary), "{texts:#?}");
+    // Every console line reached the server (the detail lines too, which the console hides).
+    let logged = texts.iter().filter(|t| t.contains(" diskless - log - ")).count();
+    assert!(logged >= text.lines().count(), "{logged} < {}: {texts:#?}", text.lines().count());
+}
+
+#[test]
+fn a_failing_boot_sends_its_failure_line_and_an_inventory_that_names_the_stage() {
+    let m = Machine::new(
+        "ip=dhcp root=nfs:10.77.0.1:/nope:vers=3 diskless.settle_ms=0 diskless.reboot_delay=0",
+        network_with_log_servers(&[Ipv4Addr::new(10, 77, 0, 1), Ipv4Addr::new(10, 77, 0, 2)]),
+    );
+    m.image();
+    m.os.fail_mount_on(&m.p("newroot"), 2);
+    run(&m.boot);
+    let sent = syslog_sent(&m.os);
+    for server in ["10.77.0.1:514", "10.77.0.2:514"] {
+        let texts: Vec<&str> = sent.iter().filter(|(to, _)| to == server).map(|(_, t)| t.as_str()).collect();
+        assert!(
+            texts.iter().any(|t| t.starts_with(
+                "<27>1 - lab3-12.example.edu diskless - log - ERROR: mounting the NFS root 10.77.0.1:/nope"
+            )),
+            "{server}: {texts:#?}"
+        );
+        assert!(
+            texts.iter().any(|t| t.contains(
+                "inventory/1 summary machine=52:54:00:12:34:56 host=lab3-12.example.edu \
+                 result=failed stage=root "
+            )),
+            "{server}: {texts:#?}"
+        );
+        // The failure action is logged (and sent) after the inventory.
+        let summary = texts.iter().position(|t| t.contains("inventory/1 summary")).unwrap();
+        assert!(texts[summary..].iter().any(|t| t.ends_with(" - log - rebooting")), "{server}: {texts:#?}");
+    }
+}
+
+#[test]
+fn diskless_syslog_on_the_command_line_overrides_option_7_or_turns_it_off() {
+    let m = Machine::new(
+        &format!("{NFS_BOOT} diskless.syslog=10.9.9.9:1514"),
+        network_with_log_servers(&[Ipv4Addr::new(10, 77, 0, 1)]),
+    );
+    m.image();
+    run(&m.boot);
+    let sent = syslog_sent(&m.os);
+    assert!(!sent.is_empty() && sent.iter().all(|(to, _)| to == "10.9.9.9:1514"), "{sent:?}");
+    assert!(m.text().contains("sending the boot log to syslog 10.9.9.9:1514 (from diskless.syslog)"), "{}", m.text());
+
+    let m = Machine::new(
+        &format!("{NFS_BOOT} diskless.syslog=off"),
+        network_with_log_servers(&[Ipv4Addr::new(10, 77, 0, 1)]),
+    );
+    m.image();
+    run(&m.boot);
+    assert_eq!(syslog_sent(&m.os), []);
+
+    let m = Machine::new(&format!("{NFS_BOOT} diskless.syslog=loghost"), lab_network());
+    run(&m.boot);
+    assert!(
+        m.text()
+            .contains("warning: kernel command line: syslog = \"loghost\": \"loghost\" is not dhcp, off or an IPv4"),
+        "{}",
+        m.text()
+    );
 }

@@ -95,6 +95,12 @@ pub(super) const KEYS: &[Key] = &[
         before_root: true,
     },
     Key {
+        name: "syslog",
+        set: Setter::Str(|c, v| v.parse().map(|x| c.syslog = x).map_err(ValueError::Syslog)),
+        show: |c| format!("{:?}", c.syslog.to_string()),
+        before_root: true,
+    },
+    Key {
         name: "settle_ms",
         set: Setter::Int(|c, v| at_most(v, 60_000, "milliseconds").map(|x| c.settle_ms = x)),
         show: |c| c.settle_ms.to_string(),

@@ -138,6 +138,9 @@ pub struct Config {
     /// DHCP servers whose offers are accepted (empty: any).
     #[serde(default)]
     pub dhcp_server: Vec<std::net::Ipv4Addr>,
+    /// Where the boot's log and inventory go (`dhcp`: the lease's option 7).
+    #[serde(default)]
+    pub syslog: crate::syslog::Target,
     /// Milliseconds without a new device before coldplug is considered settled.
     pub settle_ms: u64,
     /// Seconds to keep retrying the NFS mount; 0 retries forever.
@@ -169,6 +172,7 @@ impl Default for Config {
             carrier_timeout: 10,
             dhcp_timeout: 120,
             dhcp_server: Vec::new(),
+            syslog: crate::syslog::Target::Dhcp,
             settle_ms: 500,
             nfs_retry_timeout: 300,
             on_failure: OnFailure::Reboot,

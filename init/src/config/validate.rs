@@ -24,6 +24,8 @@ pub enum ValueError {
     NotABoolean { value: String },
     #[error("{value:?} is not an IPv4 address")]
     NotAnIpv4Address { value: String },
+    #[error(transparent)]
+    Syslog(crate::syslog::TargetError),
     #[error("must not be negative")]
     Negative { value: i64 },
     #[error("not a whole number (digits only, no unit)")]

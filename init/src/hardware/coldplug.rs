@@ -57,7 +57,8 @@ pub fn run_coldplug(
         ready.signal();
     });
     settled();
-    let counts = report::report(&env.sys, &*modules.index, &run.plan, &modules.cmdline, &log);
+    let fleet = std::fs::read_to_string(modules.lib_modules.join(modules_db::fleet::MARKER_NAME)).ok();
+    let counts = report::report(&env.sys, &*modules.index, &run.plan, &modules.cmdline, fleet.as_deref(), &log);
     let summary = Summary {
         devices: counts.devices,
         modules_loaded: run.loaded,

@@ -113,6 +113,11 @@ impl Modules {
 }
 
 impl Modules {
+    /// The module database of the boot, for questions other than loads (the inventory).
+    pub fn index(&self) -> &dyn super::index::ModuleIndex {
+        &*self.index
+    }
+
     /// Note that `module` is in the kernel now: a later load of it, or of a module that
     /// depends on it, is not asked of the kernel again.
     pub(super) fn note_live(&self, module: &str) {

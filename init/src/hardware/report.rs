@@ -20,8 +20,16 @@ pub struct Counts {
     pub without_driver: usize,
 }
 
-/// Log the report lines of the console contract and return the counts.
-pub fn report(sys: &Path, index: &dyn ModuleIndex, plan: &Plan, cmdline: &Cmdline, log: &Log) -> Counts {
+/// Log the report lines of the console contract and return the counts. `fleet`: the
+/// archive's fleet marker (`FILE (N machines)`) when mkinitramfs built it with `--fleet`.
+pub fn report(
+    sys: &Path,
+    index: &dyn ModuleIndex,
+    plan: &Plan,
+    cmdline: &Cmdline,
+    fleet: Option<&str>,
+    log: &Log,
+) -> Counts {
     let devices = sysfs::scan_devices(sys);
     let mut without_driver = 0;
     for device in &devices {
@@ -30,7 +38,10 @@ pub fn report(sys: &Path, index: &dyn ModuleIndex, plan: &Plan, cmdline: &Cmdlin
             continue;
         }
         match no_driver_line(device, index, plan, cmdline) {
-            Some(line) => {
+            Some(mut line) => {
+                if let Some(fleet) = fleet.filter(|_| is_network_controller(&device.modalias)) {
+                    line.push_str(&outside_the_fleet(fleet.trim(), &index.hint(&device.modalias)));
+                }
                 info!(log, "{line}");
                 without_driver += 1;
             }
@@ -87,7 +98,7 @@ pub fn no_driver_line(device: &Device, index: &dyn ModuleIndex, plan: &Plan, cmd
         line.push_str(&format!("; the kernel's {list} would bind it: rebuild with mkinitramfs --add-modules {list}"));
         // The default profile leaves out datacentre NIC drivers by design; for a lab
         // that has such NICs the profile, not a list, is the lasting fix.
-        if pci_class(&device.modalias).is_some_and(|class| class.eq_ignore_ascii_case(NETWORK_PCI_CLASS)) {
+        if is_network_controller(&device.modalias) {
             line.push_str(&format!(" (or --profile {} for every NIC driver)", modules_db::EVERY_NIC_PROFILE));
         }
     }
@@ -96,6 +107,21 @@ pub fn no_driver_line(device: &Device, index: &dyn ModuleIndex, plan: &Plan, cmd
 
 /// PCI base class of network controllers.
 const NETWORK_PCI_CLASS: &str = "02";
+
+fn is_network_controller(modalias: &str) -> bool {
+    pci_class(modalias).is_some_and(|class| class.eq_ignore_ascii_case(NETWORK_PCI_CLASS))
+}
+
+/// The end of the line for a NIC a fleet initrd has no driver for: the fleet it was
+/// built for, the module and the fix.
+fn outside_the_fleet(fleet: &str, modules: &[String]) -> String {
+    let (file, _) = fleet.rsplit_once(" (").unwrap_or((fleet, ""));
+    let add = if modules.is_empty() { "its driver's module".to_string() } else { modules.join(",") };
+    format!(
+        "; this NIC is not in the fleet this initrd was built for ({fleet}): rebuild it with mkinitramfs --fleet \
+         {file} --add-modules {add}; once this machine booted with syslog on, diskless inventory adds it to the fleet"
+    )
+}
 
 /// The base class (two hex digits) of a PCI modalias.
 fn pci_class(modalias: &str) -> Option<&str> {
@@ -286,7 +312,7 @@ mod tests {
         fake::bind(sys, "/devices/pci0000:00/0000:00:05.0/virtio1", "virtio_blk");
         fake::block(sys, "/devices/pci0000:00/0000:00:05.0/virtio1/block/vda", 131072, false);
         let (log, console) = captured();
-        let counts = report(sys, &index(), &Plan::new(), &Cmdline::default(), &log);
+        let counts = report(sys, &index(), &Plan::new(), &Cmdline::default(), None, &log);
         assert_eq!(counts, Counts { devices: 4, without_driver: 1 });
         let text = console.text();
         let lines: Vec<&str> = text.lines().collect();
@@ -300,13 +326,47 @@ mod tests {
     }
 
     #[test]
+    fn a_nic_outside_the_fleet_of_a_fleet_initrd_is_named_with_its_module_and_the_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = tmp.path();
+        fake::device(sys, "/devices/pci0000:00/0000:00:03.0", RTL8139, None);
+        // Not a NIC: no fleet advice.
+        fake::device(
+            sys,
+            "/devices/pci0000:00/0000:00:1f.3",
+            "pci:v00008086d00002930sv00001AF4sd00001100bc0Csc05i00",
+            None,
+        );
+        let (log, console) = captured();
+        let fleet = "/srv/diskless/fleet.toml (12 machines)\n";
+        report(sys, &index(), &Plan::new(), &Cmdline::default(), Some(fleet), &log);
+        let text = console.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("diskless: no driver for pci device 0000:00:03.0 modalias pci:v000010EC"),
+            "{text}"
+        );
+        assert!(
+            lines[0].ends_with(
+                "(Realtek Semiconductor Co., Ltd. RTL-8100/8101L/8139 PCI Fast Ethernet Adapter); the kernel's 8139cp \
+                 would bind it: rebuild with mkinitramfs --add-modules 8139cp (or --profile netboot-all for every NIC \
+                 driver); this NIC is not in the fleet this initrd was built for (/srv/diskless/fleet.toml (12 \
+                 machines)): rebuild it with mkinitramfs --fleet /srv/diskless/fleet.toml --add-modules 8139cp; once \
+                 this machine booted with syslog on, diskless inventory adds it to the fleet"
+            ),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("diskless: no driver for pci device 0000:00:1f.3") && !lines[1].contains("fleet"));
+    }
+
+    #[test]
     fn every_device_without_a_driver_is_listed_in_detail_lines() {
         let tmp = tempfile::tempdir().unwrap();
         let sys = tmp.path();
         fake::device(sys, "/devices/LNXSYSTM:00/LNXPWRBN:00", "acpi:LNXPWRBN:", None);
         let (log, console) = captured();
         log.set_debug(true);
-        let counts = report(sys, &index(), &Plan::new(), &Cmdline::default(), &log);
+        let counts = report(sys, &index(), &Plan::new(), &Cmdline::default(), None, &log);
         assert_eq!(counts, Counts { devices: 1, without_driver: 0 });
         assert!(
             console.text().contains("no driver bound to acpi device LNXPWRBN:00 modalias acpi:LNXPWRBN: (normal:"),

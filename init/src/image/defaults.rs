@@ -71,9 +71,11 @@ reboot_delay = 30
 # (diskless.dhcp_timeout=300); the defaults: seconds to wait for a carrier and for a
 # DHCP lease, milliseconds of quiet that end coldplug, seconds to retry the NFS mount
 # (0: forever); the DHCP servers whose offers are taken (none: any; e.g.
-# diskless.dhcp_server=10.77.0.1).
+# diskless.dhcp_server=10.77.0.1); where the boot's log and hardware inventory go as
+# syslog over UDP: "dhcp" (the lease's log servers, option 7), "off", or a server's
+# address with an optional port (diskless.syslog=10.77.0.1:514).
 #   carrier_timeout = 10, dhcp_timeout = 120, settle_ms = 500, nfs_retry_timeout = 300,
-#   dhcp_server = []
+#   dhcp_server = [], syslog = "dhcp"
 
 [scratch]
 # Local disks used for the local dirs, /tmp and swap: only filesystems of these types

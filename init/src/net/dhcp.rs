@@ -162,11 +162,12 @@ pub fn vendor_class() -> String {
 }
 
 /// Options asked for in the parameter request list (option 55).
-const REQUESTED: [OptionCode; 14] = [
+const REQUESTED: [OptionCode; 15] = [
     OptionCode::SubnetMask,
     OptionCode::BroadcastAddr,
     OptionCode::Router,
     OptionCode::DomainNameServer,
+    OptionCode::LogServer,
     OptionCode::DomainName,
     OptionCode::Hostname,
     OptionCode::RootPath,
@@ -188,6 +189,9 @@ pub struct Lease {
     pub broadcast: Ipv4Addr,
     pub routers: Vec<Ipv4Addr>,
     pub dns_servers: Vec<Ipv4Addr>,
+    /// Option 7: where the boot sends its log ([`crate::syslog`]).
+    #[serde(default)]
+    pub log_servers: Vec<Ipv4Addr>,
     pub domain_name: Option<String>,
     pub host_name: Option<String>,
     pub root_path: Option<String>,
@@ -221,6 +225,7 @@ impl Lease {
             broadcast: Ipv4Addr::from(u32::from(address) | !u32::from(netmask)),
             routers: Vec::new(),
             dns_servers: Vec::new(),
+            log_servers: Vec::new(),
             domain_name: None,
             host_name: None,
             root_path: None,
@@ -762,6 +767,7 @@ fn lease_from_ack(msg: &Message, rapid_commit: bool) -> Result<Lease, &'static s
             DhcpOption::BroadcastAddr(b) => lease.broadcast = *b,
             DhcpOption::Router(r) => lease.routers = r.clone(),
             DhcpOption::DomainNameServer(d) => lease.dns_servers = d.clone(),
+            DhcpOption::LogServer(l) => lease.log_servers = l.clone(),
             DhcpOption::DomainName(d) => lease.domain_name = opt_text(d),
             DhcpOption::Hostname(h) => lease.host_name = opt_text(h),
             DhcpOption::RootPath(p) => lease.root_path = opt_text(p),
@@ -900,7 +906,13 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(v), format!("diskless {}", env!("CARGO_PKG_VERSION")));
         assert!(o.get(OptionCode::RapidCommit).is_some());
         let Some(DhcpOption::ParameterRequestList(list)) = o.get(OptionCode::ParameterRequestList) else { panic!() };
-        for code in [OptionCode::RootPath, OptionCode::InterfaceMtu, OptionCode::Hostname, OptionCode::Router] {
+        for code in [
+            OptionCode::RootPath,
+            OptionCode::InterfaceMtu,
+            OptionCode::Hostname,
+            OptionCode::Router,
+            OptionCode::LogServer,
+        ] {
             assert!(list.contains(&code), "{code:?}");
         }
     }
@@ -945,6 +957,7 @@ mod tests {
                 DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)),
                 DhcpOption::Router(vec![SERVER]),
                 DhcpOption::DomainNameServer(vec![SERVER, Ipv4Addr::new(10, 77, 0, 2)]),
+                DhcpOption::LogServer(vec![Ipv4Addr::new(10, 77, 0, 3)]),
                 DhcpOption::DomainName("example.edu".into()),
                 DhcpOption::Hostname("lab3-12".into()),
                 DhcpOption::RootPath("10.77.0.1:/export".into()),
@@ -959,6 +972,7 @@ mod tests {
         assert_eq!(lease.broadcast, Ipv4Addr::new(10, 77, 0, 255));
         assert_eq!(lease.routers, vec![SERVER]);
         assert_eq!(lease.dns_servers.len(), 2);
+        assert_eq!(lease.log_servers, [Ipv4Addr::new(10, 77, 0, 3)]);
         assert_eq!(lease.domain_name.as_deref(), Some("example.edu"));
         assert_eq!(lease.host_name.as_deref(), Some("lab3-12"));
         assert_eq!(lease.root_path.as_deref(), Some("10.77.0.1:/export"));

@@ -96,6 +96,11 @@ pub enum Call {
     ProbeTcp {
         to: SocketAddrV4,
     },
+    /// One datagram (a syslog message), its payload as text.
+    SendUdp {
+        to: SocketAddrV4,
+        payload: String,
+    },
     /// The DHCP of `link` was cancelled (another link won, or the stage gave up).
     DhcpCancelled {
         link: String,
@@ -153,6 +158,7 @@ pub enum Kind {
     Dhcp,
     DhcpRelease,
     ProbeTcp,
+    SendUdp,
     DhcpCancelled,
     DhcpInform,
     LookupPtr,
@@ -186,6 +192,7 @@ impl Call {
             Call::Dhcp { .. } => Kind::Dhcp,
             Call::DhcpRelease { .. } => Kind::DhcpRelease,
             Call::ProbeTcp { .. } => Kind::ProbeTcp,
+            Call::SendUdp { .. } => Kind::SendUdp,
             Call::DhcpCancelled { .. } => Kind::DhcpCancelled,
             Call::DhcpInform { .. } => Kind::DhcpInform,
             Call::LookupPtr { .. } => Kind::LookupPtr,
@@ -488,6 +495,10 @@ impl Os for FakeOs {
 
     /// The fake network routes nothing: a server answers when it is in the subnet of
     /// an address configured on some link.
+    fn send_udp(&self, to: SocketAddrV4, payload: &[u8]) -> io::Result<()> {
+        self.record(Call::SendUdp { to, payload: String::from_utf8_lossy(payload).into_owned() })
+    }
+
     fn probe_tcp(&self, to: SocketAddrV4, _timeout: Duration) -> io::Result<()> {
         self.record(Call::ProbeTcp { to })?;
         let on_link = |c: &LinkConfig| {

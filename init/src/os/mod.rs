@@ -1,5 +1,6 @@
 //! The one system interface of the boot: every side effect of PID 1 — mounts, module
-//! loads, the uevent socket, the network's links, sockets and netlink, host and domain
+//! loads, the uevent socket, the network's links, sockets (the syslog datagrams too) and
+//! netlink, host and domain
 //! name, disk reads,
 //! file attributes, exec, power-off and reboot — goes through [`Os`]. The stages hold
 //! it (`Boot::os`) and never construct a real implementation themselves.
@@ -134,6 +135,9 @@ pub trait Os: Send + Sync {
     /// Send a DHCPRELEASE of `lease`, configured on `name`, to its server; `Ok(false)`
     /// when the lease names no server.
     fn dhcp_release(&self, name: &str, mac: Mac, lease: &Lease) -> Result<bool, DhcpIoError>;
+    /// Send one UDP datagram to `to` without waiting: a datagram the kernel cannot
+    /// take at once (full socket buffer) is an error, never a wait. No answer is read.
+    fn send_udp(&self, to: SocketAddrV4, payload: &[u8]) -> io::Result<()>;
     /// Open a TCP connection to `to` and close it, waiting at most `timeout`.
     fn probe_tcp(&self, to: SocketAddrV4, timeout: Duration) -> io::Result<()>;
     /// Ask `servers` for the PTR record of `addr`.

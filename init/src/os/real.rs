@@ -146,6 +146,22 @@ impl Os for RealOs {
         dhcp_io::send_release(name, mac, lease)
     }
 
+    fn send_udp(&self, to: SocketAddrV4, payload: &[u8]) -> io::Result<()> {
+        // One socket for the whole boot, made on the first send (when the network is
+        // up); close-on-exec, so the image's init does not inherit it.
+        static SOCKET: std::sync::OnceLock<io::Result<std::net::UdpSocket>> = std::sync::OnceLock::new();
+        let socket = SOCKET.get_or_init(|| {
+            let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+            // A full send buffer drops the message rather than hold up the line that logged it.
+            socket.set_nonblocking(true)?;
+            Ok(socket)
+        });
+        match socket {
+            Ok(socket) => socket.send_to(payload, to).map(drop),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+
     fn probe_tcp(&self, to: SocketAddrV4, timeout: Duration) -> io::Result<()> {
         std::net::TcpStream::connect_timeout(&SocketAddr::V4(to), timeout).map(drop)
     }
