@@ -21,6 +21,7 @@
 //!   that VMs network-boot from.
 //! - [`nfs`]: nfs-ganesha + rpcbind exporting a root image inside a namespace.
 //! - [`paths`]: workspace, target, log and scratch directories.
+//! - [`secureboot`]: Debian's signed shim and GRUB for Secure Boot clients under OVMF.
 //! - [`bad_dhcp`]: a scripted DHCP server that answers with malformed replies.
 
 pub mod bad_dhcp;
@@ -37,6 +38,7 @@ pub mod nfs;
 pub mod paths;
 pub mod process;
 pub mod pxe;
+pub mod secureboot;
 pub mod vm;
 
 pub use error::Error;
