@@ -72,9 +72,10 @@ pub enum Finding {
         error: String,
     },
     /// A `secure_boot` image's loader or kernel has no Authenticode signature, or is
-    /// not a PE file at all: Secure Boot refuses it.
+    /// not a PE file at all: Secure Boot refuses it. `image` is `None` for the GRUB
+    /// every such image shares.
     Unsigned {
-        image: String,
+        image: Option<String>,
         path: PathBuf,
         why: String,
         fix: String,
@@ -131,11 +132,12 @@ impl fmt::Display for Finding {
                 "image \"{image}\": {} is not an initramfs: {error}; build it again with mkinitramfs",
                 path.display()
             ),
-            Finding::Unsigned { image, path, why, fix } => write!(
-                f,
-                "image \"{image}\": {} {why}, so a client with Secure Boot on refuses it; {fix}",
-                path.display()
-            ),
+            Finding::Unsigned { image, path, why, fix } => {
+                if let Some(image) = image {
+                    write!(f, "image \"{image}\": ")?;
+                }
+                write!(f, "{} {why}, so a client with Secure Boot on refuses it; {fix}", path.display())
+            }
             Finding::NotExported { image, export, file } => {
                 write!(f, "image \"{image}\": {} does not export {}; {render}", file.display(), export.display())
             }
@@ -170,6 +172,10 @@ pub fn check(lab: &Lab, root: Option<&Path>, initrd_versions: InitrdVersions) ->
     findings.extend(records(lab, root, options));
     for image in lab.images() {
         findings.extend(boot_files(image, root, initrd_versions));
+    }
+    if lab.images().iter().any(|i| i.secure_boot) {
+        let grub = "loaders.uefi_signed must be the signed GRUB (Debian's grubnetx64.efi.signed); render again";
+        findings.extend(unsigned(None, root.join(render::SIGNED_GRUB), grub));
     }
     findings.extend(exports(lab, root));
     findings
@@ -325,28 +331,11 @@ fn boot_files(image: &super::schema::Image, root: &Path, initrd_versions: Initrd
         dir.join(format!("initrd.img-{version}")).display()
     );
     if image.secure_boot {
-        let loaders = [
-            (render::SHIM, "loaders.shim must be shim signed by Microsoft (Debian's shimx64.efi.signed)"),
-            (render::SIGNED_GRUB, "loaders.uefi_signed must be the signed GRUB (Debian's grubnetx64.efi.signed)"),
-        ];
-        for (name, what) in loaders {
-            let path = dir.join(name);
-            // A missing loader is already a stale file; only a present one is judged.
-            if let Ok(bytes) = std::fs::read(&path)
-                && let Err(why) = authenticode_signed(&bytes)
-            {
-                let fix = format!("{what}; render again");
-                findings.push(Finding::Unsigned { image: image.name.clone(), path, why, fix });
-            }
-        }
-        let kernel = dir.join("vmlinuz");
-        if let Ok(bytes) = std::fs::read(&kernel)
-            && let Err(why) = authenticode_signed(&bytes)
-        {
-            let fix =
-                format!("serve the distribution's signed kernel (Debian's linux-image-{version}), or drop secure_boot");
-            findings.push(Finding::Unsigned { image: image.name.clone(), path: kernel, why, fix });
-        }
+        let shim = "loaders.shim must be shim signed by Microsoft (Debian's shimx64.efi.signed); render again";
+        findings.extend(unsigned(Some(&image.name), dir.join(render::SHIM), shim));
+        let kernel =
+            format!("serve the distribution's signed kernel (Debian's linux-image-{version}), or drop secure_boot");
+        findings.extend(unsigned(Some(&image.name), dir.join("vmlinuz"), &kernel));
     }
     for (name, fix) in [
         ("vmlinuz", format!("copy vmlinuz-{version} there from the image's /boot")),
@@ -376,6 +365,14 @@ fn boot_files(image: &super::schema::Image, root: &Path, initrd_versions: Initrd
         }
     }
     findings
+}
+
+/// The finding for `path` when it is present but not signed; a missing file is
+/// already named (a stale file, a missing kernel).
+fn unsigned(image: Option<&str>, path: PathBuf, fix: &str) -> Option<Finding> {
+    let bytes = std::fs::read(&path).ok()?;
+    let why = authenticode_signed(&bytes).err()?;
+    Some(Finding::Unsigned { image: image.map(str::to_string), path, why, fix: fix.into() })
 }
 
 /// Whether `bytes` are a PE image (an EFI program, or a bzImage with its EFI stub)

@@ -9,7 +9,8 @@
 //! (kernel NFS server), `ganesha.conf` (nfs-ganesha EXPORT blocks), and
 //! `tftproot/<image>/{pxelinux.0, ldlinux.c32, pxelinux.cfg/, grubnetx64.efi, vmlinuz,
 //! initrd.img}` plus `tftproot/grub/grub.cfg` for UEFI clients; a `secure_boot` image
-//! has `shimx64.efi` and `grubx64.efi` (the signed GRUB) instead of `grubnetx64.efi`.
+//! has `shimx64.efi` instead of `grubnetx64.efi`, and the signed GRUB that shim fetches
+//! is `tftproot/grubx64.efi`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -96,9 +97,11 @@ pub const UEFI_LOADER: &str = "grubnetx64.efi";
 /// The first loader of a `secure_boot` image's UEFI clients: shim, signed by Microsoft.
 pub const SHIM: &str = "shimx64.efi";
 
-/// The name under which shim fetches its second stage (Debian's signed GRUB) from
-/// the directory it was loaded from.
-pub const SIGNED_GRUB: &str = "grubx64.efi";
+/// Where shim fetches its second stage (Debian's signed GRUB): Debian 12's shim 16
+/// asks for `grubx64.efi` (and its optional `revocations_*.efi`,
+/// `shim_certificate_0.efi`) at the TFTP root, whatever directory it came from.
+/// One file for every `secure_boot` image, as `grub/grub.cfg` is.
+pub const SIGNED_GRUB: &str = "tftproot/grubx64.efi";
 
 /// Where grubnetx64.efi reads its configuration, relative to the TFTP root.
 pub const GRUB_CFG: &str = "tftproot/grub/grub.cfg";
@@ -228,7 +231,7 @@ fn tftp_image(lab: &Lab, image: &Image, out: &Path, r: &mut Rendered) -> Result<
         let loaders = &lab.file.loaders;
         if image.secure_boot {
             r.files.insert(dir.join(SHIM), Content::Copy(loaders.shim.clone()));
-            r.files.insert(dir.join(SIGNED_GRUB), Content::Copy(loaders.uefi_signed.clone()));
+            r.files.insert(SIGNED_GRUB.into(), Content::Copy(loaders.uefi_signed.clone()));
         } else {
             r.files.insert(dir.join(UEFI_LOADER), Content::Copy(loaders.uefi.clone()));
         }

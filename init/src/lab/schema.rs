@@ -52,7 +52,8 @@
 //! signed chain, so that machines with Secure Boot on start it (machines with it off
 //! start it too): DHCP hands out `<image>/shimx64.efi` (`loaders.shim`, signed by
 //! Microsoft), which fetches `grubx64.efi` (`loaders.uefi_signed`, Debian's signed
-//! GRUB) from the same TFTP directory; GRUB reads the same `grub/grub.cfg` and
+//! GRUB) from the TFTP root (Debian 12's shim 16 looks there whatever directory it
+//! came from; one GRUB for all such images); GRUB reads the same `grub/grub.cfg` and
 //! boots the kernel only if it is signed (Debian's are), the initrd unchecked. The
 //! kernel then runs locked down and loads only signed modules: mkinitramfs copies
 //! the image's modules byte for byte, signatures included. The image must serve
