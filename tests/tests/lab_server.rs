@@ -296,11 +296,21 @@ fn a_secure_boot_client_boots_shim_signed_grub_and_the_signed_kernel_locked_down
     let lab = DnsmasqLab::start(NAME, &params, "firmware = [\"uefi\"]\nsecure_boot = true\n", &loaders);
     let run = lab.uefi_client(NAME, Firmware::UefiSecureBoot).run().unwrap();
     eprintln!("{NAME}: QEMU ran {:.1} s", run.elapsed.as_secs_f64());
-    // Only printed when the firmware reports Secure Boot on.
-    run.log.assert_line(r"Kernel is locked down from EFI Secure Boot mode");
+    // Both only printed when the firmware reports Secure Boot on.
+    run.log.assert_line(r"^EFI stub: UEFI Secure Boot is enabled");
+    run.log.assert_line(r"\] Kernel is locked down from EFI Secure Boot; see man kernel_lockdown");
     assert_lab3_12_with_layers(&run, &lab.image);
-    // The initrd's modules (virtio_net, nfs, ...) loaded in the locked-down kernel.
-    run.log.assert_no_line(r"Lockdown: |module verification failed|Loading of unsigned module|Key was rejected");
+    // The initrd's modules loaded in the locked-down kernel, Debian's signatures intact.
+    run.log.assert_line(r"^diskless: loaded virtio_net in ");
+    run.log.assert_line(r"^diskless: loaded nfs in ");
+    run.log.assert_no_line(r"module verification failed|Loading of unsigned module|Key was rejected");
+    // Nothing of ours was refused; the kernel itself refuses hibernation at boot.
+    let refused: Vec<&str> = run
+        .log
+        .lines()
+        .filter(|l| l.contains("Lockdown: ") && !l.contains("Lockdown: swapper/0: hibernation is restricted"))
+        .collect();
+    assert!(refused.is_empty(), "lockdown refused: {refused:#?}");
     let sent = lab.tftp_sent();
     assert_eq!(
         &sent[..2],
