@@ -21,6 +21,7 @@
 //!   that VMs network-boot from.
 //! - [`nfs`]: nfs-ganesha + rpcbind exporting a root image inside a namespace.
 //! - [`paths`]: workspace, target, log and scratch directories.
+//! - [`secureboot`]: Debian's signed shim and GRUB for Secure Boot clients under OVMF.
 //! - [`bad_dhcp`]: a scripted DHCP server that answers with malformed replies.
 //! - [`rsyslog`]: rsyslogd receiving syslog over UDP into files of the test, inside a namespace.
 
@@ -39,6 +40,7 @@ pub mod paths;
 pub mod process;
 pub mod pxe;
 pub mod rsyslog;
+pub mod secureboot;
 pub mod vm;
 
 pub use error::Error;

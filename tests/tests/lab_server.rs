@@ -12,11 +12,19 @@
 //! `named.conf.local` includes it) and dnsmasq from the rendered `dnsmasq.conf` for TFTP
 //! only; 5c serves two images to two hosts from one lab file.
 //!
+//! The UEFI cases (5d, 5e) serve the same kernel and initrd from the same kind of
+//! dnsmasq lab to an OVMF client whose NIC has no option ROM, so that the firmware's
+//! own PXE asks for the UEFI boot file (DHCP option 93): the rendered
+//! `busybox/grubnetx64.efi`, or with `secure_boot = true` and Secure Boot on,
+//! `busybox/shimx64.efi` -> Debian's signed GRUB -> Debian's signed kernel, which then
+//! runs locked down and loads our initrd's modules only because they are Debian's,
+//! signatures intact.
+//!
 //! The NFS server is the rig's nfs-ganesha exporting the image at its own path, as the
 //! rendered ganesha.conf does. Logs: `target/qemu-logs/lab-server-*`.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -27,7 +35,8 @@ use qemu_tests::nfs::{ImageReport, NfsExport, NfsServer, image_dir};
 use qemu_tests::paths::log_dir;
 use qemu_tests::process::ChildGuard;
 use qemu_tests::pxe::BASE_APPEND;
-use qemu_tests::vm::{Nic, Vm};
+use qemu_tests::secureboot::SignedLoaders;
+use qemu_tests::vm::{Firmware, Machine, Nic, Vm, VmRun};
 
 const NAME: &str = "lab-server-dnsmasq";
 const MAC: &str = "52:54:00:77:03:12";
@@ -46,11 +55,15 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-fn lab_file(kernel: &str, export: &Path) -> String {
+/// The lab of the dnsmasq cases: image "busybox" (with `image_keys` added, and `params`
+/// as its kernel parameters) and host lab3-12; `loaders` is a `[loaders]` table or "".
+fn lab_file(kernel: &str, export: &Path, params: &str, image_keys: &str, loaders: &str) -> String {
     format!(
         r#"[server]
 address = "10.77.0.1"
 interface = "{BRIDGE}"
+
+{loaders}
 
 [[subnet]]
 network = "10.77.0.0/24"
@@ -62,9 +75,9 @@ dynamic = ["10.77.0.150", "10.77.0.199"]
 name = "busybox"
 export = "{export}"
 kernel = "{kernel}"
-params = "{BASE_APPEND}"
+params = "{params}"
 nfs_options = "vers=3"
-
+{image_keys}
 [[host]]
 name = "lab3-12"
 mac = "{MAC}"
@@ -102,47 +115,123 @@ fn start_dnsmasq_on(ns: &Netns, conf: &Path, state: &Path, log: &Path, ports: &[
     child
 }
 
+/// A dnsmasq lab (5a, 5d, 5e) running from `render`'s files: image "busybox" and host
+/// lab3-12 on tap0, the cached kernel and a real initrd in `tftproot/busybox/`, `check
+/// --root` clean before anything starts, dnsmasq from the rendered `dnsmasq.conf`, the
+/// rig's nfs-ganesha. Every process is killed when this drops (before the namespace).
+struct DnsmasqLab {
+    dnsmasq: ChildGuard,
+    _nfs: NfsServer,
+    dnsmasq_log: PathBuf,
+    lab: PathBuf,
+    out: PathBuf,
+    image: PathBuf,
+    _dir: tempfile::TempDir,
+    ns: Netns,
+}
+
+impl DnsmasqLab {
+    /// `params`, `image_keys` and `loaders` as for [`lab_file`].
+    fn start(name: &str, params: &str, image_keys: &str, loaders: &str) -> DnsmasqLab {
+        let kernel = Kernel::cached();
+        let image = image_dir("busybox");
+        let ns = Netns::new("dlls").unwrap();
+        ns.add_bridge(BRIDGE, &["10.77.0.1/24"]).unwrap();
+        ns.add_tap("tap0", BRIDGE).unwrap();
+        let dir = tempfile::Builder::new().prefix("diskless-lab").tempdir().unwrap();
+        // dnsmasq's TFTP runs unprivileged: the tree must be reachable by anyone.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = dir.path().join("out");
+        let lab = dir.path().join("lab.toml");
+        std::fs::write(&lab, lab_file(&kernel.version, &image, params, image_keys, loaders)).unwrap();
+        let (lab_s, out_s) = (lab.to_str().unwrap(), out.to_str().unwrap());
+
+        let o = diskless(&["server", "render", "--lab", lab_s, "--out", out_s], None);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let served = out.join("tftproot/busybox");
+        for (from, name) in [
+            (kernel.vmlinuz.clone(), format!("vmlinuz-{}", kernel.version)),
+            (build_initramfs(&["--profile", "netboot"]), format!("initrd.img-{}", kernel.version)),
+        ] {
+            std::fs::copy(&from, served.join(&name)).unwrap();
+            std::fs::set_permissions(served.join(&name), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let o = diskless(&["server", "check", "--lab", lab_s, "--root", out_s], None);
+        assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
+
+        let dnsmasq_log = log_dir().unwrap().join(format!("{name}.dnsmasq.log"));
+        let _ = std::fs::remove_file(&dnsmasq_log);
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let dnsmasq = start_dnsmasq(&ns, &out.join("dnsmasq.conf"), &state, &dnsmasq_log);
+        let export = NfsExport { pseudo: image.display().to_string(), ..NfsExport::new(&image) };
+        let nfs = NfsServer::start(&ns, &export, name).unwrap();
+        DnsmasqLab { dnsmasq, _nfs: nfs, dnsmasq_log, lab, out, image, _dir: dir, ns }
+    }
+
+    /// `diskless server check --lab LAB [args]` inside the namespace.
+    fn check(&self, args: &[&str]) -> Output {
+        let mut all = vec!["server", "check", "--lab", self.lab.to_str().unwrap()];
+        all.extend_from_slice(args);
+        diskless(&all, Some(&self.ns))
+    }
+
+    /// An OVMF client lab3-12 whose NIC has no option ROM: the firmware's own PXE
+    /// boots it, as a lab PC's does.
+    fn uefi_client(&self, name: &str, firmware: Firmware) -> Vm {
+        let vm = Vm::new(name)
+            .netns(&self.ns)
+            .pxe()
+            .firmware(firmware)
+            .nic(Nic::tap("virtio-net-pci", MAC, "tap0").without_rom())
+            .timeout(Duration::from_secs(300));
+        // OVMF's Secure Boot build guards its variables with SMM, which only q35 has.
+        if firmware == Firmware::UefiSecureBoot { vm.machine(Machine::Q35) } else { vm }
+    }
+
+    /// The files dnsmasq's TFTP server sent, in order, relative to the TFTP root. A
+    /// file sent twice in a row counts once: OVMF's PXE fetches its boot file twice.
+    fn tftp_sent(&self) -> Vec<String> {
+        let root = format!("{}/", self.out.join("tftproot").display());
+        let log = std::fs::read_to_string(&self.dnsmasq_log).unwrap_or_default();
+        let mut sent: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("dnsmasq-tftp"))
+            .filter_map(|l| l.split_once(" sent ").map(|(_, rest)| rest))
+            .filter_map(|rest| rest.split(" to ").next())
+            .map(|path| path.strip_prefix(&root).unwrap_or(path).to_string())
+            .collect();
+        sent.dedup();
+        sent
+    }
+}
+
+/// lab3-12 reached the busybox image over NFS with its name from the rendered PTR
+/// record and its network, lab and host layers, and powered off cleanly.
+fn assert_lab3_12_with_layers(run: &VmRun, image: &Path) {
+    let report = ImageReport(&run.log);
+    report.assert_done();
+    let log = run.log.path().display();
+    assert_eq!(report.value("hostname"), "lab3-12", "{log}");
+    assert_eq!(report.value("domainname"), "example.edu", "{log}");
+    assert_eq!(report.read("/etc/upto-network"), "network 10.77.0.255", "network layer ({log})");
+    assert_eq!(report.read("/etc/upto-lab"), "lab lab3", "lab layer ({log})");
+    assert_eq!(report.read("/etc/upto-host"), "host lab3-12", "host layer ({log})");
+    assert_eq!(report.read("/etc/layer-test"), "ip 10.77.0.112", "address layer last ({log})");
+    run.log.assert_no_line(r"diskless: ERROR");
+    run.assert_clean_exit();
+    let root = report.mount("/");
+    assert!(root.starts_with(&format!("10.77.0.1:{} / nfs ro,", image.display())), "root mount {root:?}");
+}
+
 #[test]
 fn a_pxe_client_boots_from_dnsmasq_running_the_rendered_files_and_check_live_names_a_lost_ptr() {
-    let kernel = Kernel::cached();
-    let image = image_dir("busybox");
-    let ns = Netns::new("dlls").unwrap();
-    ns.add_bridge(BRIDGE, &["10.77.0.1/24"]).unwrap();
-    ns.add_tap("tap0", BRIDGE).unwrap();
-    let dir = tempfile::Builder::new().prefix("diskless-lab").tempdir().unwrap();
-    // dnsmasq's TFTP runs unprivileged: the tree must be reachable by anyone.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = dir.path().join("out");
-    let lab = dir.path().join("lab.toml");
-    std::fs::write(&lab, lab_file(&kernel.version, &image)).unwrap();
-    let (lab_s, out_s) = (lab.to_str().unwrap(), out.to_str().unwrap());
-
-    let o = diskless(&["server", "render", "--lab", lab_s, "--out", out_s], None);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let served = out.join("tftproot/busybox");
-    for (from, name) in [
-        (kernel.vmlinuz.clone(), format!("vmlinuz-{}", kernel.version)),
-        (build_initramfs(&["--profile", "netboot"]), format!("initrd.img-{}", kernel.version)),
-    ] {
-        std::fs::copy(&from, served.join(&name)).unwrap();
-        std::fs::set_permissions(served.join(&name), std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let o = diskless(&["server", "check", "--lab", lab_s, "--root", out_s], None);
-    assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
-
-    let logs = log_dir().unwrap();
-    let log = logs.join(format!("{NAME}.dnsmasq.log"));
-    let _ = std::fs::remove_file(&log);
-    let state = tempfile::tempdir().unwrap();
-    let mut dnsmasq = start_dnsmasq(&ns, &out.join("dnsmasq.conf"), state.path(), &log);
-    let export = NfsExport { pseudo: image.display().to_string(), ..NfsExport::new(&image) };
-    let _nfs = NfsServer::start(&ns, &export, NAME).unwrap();
-
-    let o = diskless(&["server", "check", "--lab", lab_s, "--root", out_s, "--live"], Some(&ns));
+    let mut lab = DnsmasqLab::start(NAME, BASE_APPEND, "", "");
+    let o = lab.check(&["--root", lab.out.to_str().unwrap(), "--live"]);
     assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
 
     let run = Vm::new(NAME)
-        .netns(&ns)
+        .netns(&lab.ns)
         .pxe()
         .nic(Nic::tap("virtio-net-pci", MAC, "tap0"))
         .timeout(Duration::from_secs(300))
@@ -156,24 +245,83 @@ fn a_pxe_client_boots_from_dnsmasq_running_the_rendered_files_and_check_live_nam
     run.log.assert_no_line(r"diskless: ERROR");
     run.assert_clean_exit();
     let root = report.mount("/");
-    assert!(root.starts_with(&format!("10.77.0.1:{} / nfs ro,", image.display())), "root mount {root:?}");
+    assert!(root.starts_with(&format!("10.77.0.1:{} / nfs ro,", lab.image.display())), "root mount {root:?}");
 
     // The same server without lab3-12's records: --live names the host.
-    dnsmasq.kill();
-    let conf = std::fs::read_to_string(out.join("dnsmasq.conf")).unwrap();
+    lab.dnsmasq.kill();
+    let conf = std::fs::read_to_string(lab.out.join("dnsmasq.conf")).unwrap();
     let without: String = conf.lines().filter(|l| !l.contains("lab3-12")).map(|l| format!("{l}\n")).collect();
     // A fresh lease file too: dnsmasq publishes the names of its leases in DNS.
     let fresh = tempfile::tempdir().unwrap();
     let edited = fresh.path().join("without-lab3-12.conf");
     std::fs::write(&edited, without).unwrap();
-    let _dnsmasq = start_dnsmasq(&ns, &edited, fresh.path(), &logs.join(format!("{NAME}-no-ptr.dnsmasq.log")));
-    let o = diskless(&["server", "check", "--lab", lab_s, "--live"], Some(&ns));
+    let logs = log_dir().unwrap();
+    let _dnsmasq = start_dnsmasq(&lab.ns, &edited, fresh.path(), &logs.join(format!("{NAME}-no-ptr.dnsmasq.log")));
+    let o = lab.check(&["--live"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("problem: host \"lab3-12\": no PTR record for 10.77.0.112 in the answers of 10.77.0.1:53"),
         "{}",
         text(&o)
     );
+}
+
+#[test]
+fn a_uefi_client_boots_through_the_rendered_grub_from_dnsmasq_running_the_rendered_files() {
+    const NAME: &str = "lab-server-uefi";
+    // Both firmwares: dnsmasq must pick the UEFI loader by the client's option 93.
+    let lab = DnsmasqLab::start(NAME, BASE_APPEND, "firmware = [\"bios\", \"uefi\"]\n", "");
+    let run = lab.uefi_client(NAME, Firmware::Uefi).run().unwrap();
+    eprintln!("{NAME}: QEMU ran {:.1} s", run.elapsed.as_secs_f64());
+    assert_lab3_12_with_layers(&run, &lab.image);
+    run.log.assert_line(r#"BdsDxe: starting Boot\d+ "UEFI PXEv4"#);
+    run.log.assert_line(r"Welcome to GRUB!");
+    let sent = lab.tftp_sent();
+    assert_eq!(
+        sent,
+        ["busybox/grubnetx64.efi", "grub/grub.cfg", "busybox/vmlinuz", "busybox/initrd.img"],
+        "{}",
+        lab.dnsmasq_log.display()
+    );
+}
+
+#[test]
+fn a_secure_boot_client_boots_shim_signed_grub_and_the_signed_kernel_locked_down_from_the_rendered_files() {
+    const NAME: &str = "lab-server-secure-boot";
+    let signed = SignedLoaders::cached().unwrap();
+    let loaders =
+        format!("[loaders]\nshim = \"{}\"\nuefi_signed = \"{}\"\n", signed.shim.display(), signed.grub.display());
+    // loglevel=6 shows the kernel's notices: the lockdown line, and any refusal of it.
+    let params = BASE_APPEND.replace("loglevel=4", "loglevel=6");
+    let lab = DnsmasqLab::start(NAME, &params, "firmware = [\"uefi\"]\nsecure_boot = true\n", &loaders);
+    let run = lab.uefi_client(NAME, Firmware::UefiSecureBoot).run().unwrap();
+    eprintln!("{NAME}: QEMU ran {:.1} s", run.elapsed.as_secs_f64());
+    // Both only printed when the firmware reports Secure Boot on.
+    run.log.assert_line(r"^EFI stub: UEFI Secure Boot is enabled");
+    run.log.assert_line(r"\] Kernel is locked down from EFI Secure Boot; see man kernel_lockdown");
+    assert_lab3_12_with_layers(&run, &lab.image);
+    // The initrd's modules loaded in the locked-down kernel, Debian's signatures intact.
+    run.log.assert_line(r"^diskless: loaded virtio_net in ");
+    run.log.assert_line(r"^diskless: loaded nfs in ");
+    run.log.assert_no_line(r"module verification failed|Loading of unsigned module|Key was rejected");
+    // Nothing of ours was refused; the kernel itself refuses hibernation at boot.
+    let refused: Vec<&str> = run
+        .log
+        .lines()
+        .filter(|l| l.contains("Lockdown: ") && !l.contains("Lockdown: swapper/0: hibernation is restricted"))
+        .collect();
+    assert!(refused.is_empty(), "lockdown refused: {refused:#?}");
+    let sent = lab.tftp_sent();
+    assert_eq!(
+        &sent[..2],
+        ["busybox/shimx64.efi", "grubx64.efi"],
+        "shim, then the signed GRUB from the TFTP root: {}",
+        lab.dnsmasq_log.display()
+    );
+    for file in ["busybox/vmlinuz", "busybox/initrd.img"] {
+        assert!(sent.iter().any(|s| s == file), "{file} not sent: {sent:?}");
+    }
+    assert!(!sent.iter().any(|s| s.ends_with("grubnetx64.efi")), "unsigned GRUB sent: {sent:?}");
 }
 
 /// A lab image: its name and the directory exported as its root.
