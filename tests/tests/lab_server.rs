@@ -12,16 +12,20 @@
 //! `named.conf.local` includes it) and dnsmasq from the rendered `dnsmasq.conf` for TFTP
 //! only; 5c serves two images to two hosts from one lab file.
 //!
+//! With `server.http` (6) a BIOS client gets `lpxelinux.0` over TFTP and kernel and
+//! initrd from nginx running the rendered `nginx.conf`: nginx's access log has both,
+//! dnsmasq's TFTP log neither.
+//!
 //! The NFS server is the rig's nfs-ganesha exporting the image at its own path, as the
-//! rendered ganesha.conf does. Logs: `target/qemu-logs/lab-server-*`.
+//! rendered ganesha.conf does. The servers of the one-host labs are
+//! `qemu_tests::lab::LabServer`. Logs: `target/qemu-logs/lab-server-*`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use qemu_tests::build::{build_initramfs, release_binaries};
 use qemu_tests::kernel::Kernel;
+use qemu_tests::lab::{BRIDGE, HTTP_URL, LabServer, MAC, RenderedLab, diskless, start_dnsmasq, text};
 use qemu_tests::netns::{Listening, Netns};
 use qemu_tests::nfs::{ImageReport, NfsExport, NfsServer, image_dir};
 use qemu_tests::paths::log_dir;
@@ -29,125 +33,15 @@ use qemu_tests::process::ChildGuard;
 use qemu_tests::pxe::BASE_APPEND;
 use qemu_tests::vm::{Nic, Vm};
 
-const NAME: &str = "lab-server-dnsmasq";
-const MAC: &str = "52:54:00:77:03:12";
-const BRIDGE: &str = "br0";
-
-fn diskless(args: &[&str], ns: Option<&Netns>) -> Output {
-    let bin = release_binaries().init.with_file_name("diskless");
-    let mut cmd = match ns {
-        Some(ns) => ns.command(&bin),
-        None => Command::new(&bin),
-    };
-    cmd.args(args).output().expect("run diskless")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn lab_file(kernel: &str, export: &Path) -> String {
-    format!(
-        r#"[server]
-address = "10.77.0.1"
-interface = "{BRIDGE}"
-
-[[subnet]]
-network = "10.77.0.0/24"
-router = "10.77.0.1"
-domain = "example.edu"
-dynamic = ["10.77.0.150", "10.77.0.199"]
-
-[[image]]
-name = "busybox"
-export = "{export}"
-kernel = "{kernel}"
-params = "{BASE_APPEND}"
-nfs_options = "vers=3"
-
-[[host]]
-name = "lab3-12"
-mac = "{MAC}"
-address = "10.77.0.112"
-image = "busybox"
-"#,
-        export = export.display()
-    )
-}
-
-/// dnsmasq from `conf` as an administrator runs it; its lease and PID files and its
-/// log in `state` (command-line options, the file stays as rendered).
-fn start_dnsmasq(ns: &Netns, conf: &Path, state: &Path, log: &Path) -> ChildGuard {
-    start_dnsmasq_on(ns, conf, state, log, &[53, 67, 69])
-}
-
-/// [`start_dnsmasq`], waiting for `ports` (69 alone when it serves only TFTP).
-fn start_dnsmasq_on(ns: &Netns, conf: &Path, state: &Path, log: &Path, ports: &[u16]) -> ChildGuard {
-    let mut cmd = ns.command("dnsmasq");
-    cmd.arg("--keep-in-foreground")
-        .arg(format!("--conf-file={}", conf.display()))
-        .arg(format!("--dhcp-leasefile={}", state.join("leases").display()))
-        .arg(format!("--pid-file={}", state.join("dnsmasq.pid").display()))
-        .arg(format!("--log-facility={}", log.display()))
-        .arg("--log-dhcp")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = ChildGuard::spawn(cmd, format!("dnsmasq in namespace {}", ns.name())).unwrap();
-    let want = Listening { ss_flags: "-Hlnu", ports, what: "dnsmasq listening", log };
-    ns.wait_listening(&mut child, &want, Duration::from_secs(10), |status| {
-        panic!("dnsmasq exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default())
-    })
-    .unwrap();
-    child
-}
-
 #[test]
 fn a_pxe_client_boots_from_dnsmasq_running_the_rendered_files_and_check_live_names_a_lost_ptr() {
-    let kernel = Kernel::cached();
-    let image = image_dir("busybox");
-    let ns = Netns::new("dlls").unwrap();
-    ns.add_bridge(BRIDGE, &["10.77.0.1/24"]).unwrap();
-    ns.add_tap("tap0", BRIDGE).unwrap();
-    let dir = tempfile::Builder::new().prefix("diskless-lab").tempdir().unwrap();
-    // dnsmasq's TFTP runs unprivileged: the tree must be reachable by anyone.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = dir.path().join("out");
-    let lab = dir.path().join("lab.toml");
-    std::fs::write(&lab, lab_file(&kernel.version, &image)).unwrap();
-    let (lab_s, out_s) = (lab.to_str().unwrap(), out.to_str().unwrap());
-
-    let o = diskless(&["server", "render", "--lab", lab_s, "--out", out_s], None);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let served = out.join("tftproot/busybox");
-    for (from, name) in [
-        (kernel.vmlinuz.clone(), format!("vmlinuz-{}", kernel.version)),
-        (build_initramfs(&["--profile", "netboot"]), format!("initrd.img-{}", kernel.version)),
-    ] {
-        std::fs::copy(&from, served.join(&name)).unwrap();
-        std::fs::set_permissions(served.join(&name), std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let o = diskless(&["server", "check", "--lab", lab_s, "--root", out_s], None);
+    const NAME: &str = "lab-server-dnsmasq";
+    let mut lab = LabServer::start(NAME, &["bios"], false).unwrap();
+    let (lab_s, out_s) = (lab.rendered.lab_arg().to_string(), lab.rendered.out_arg().to_string());
+    let o = diskless(&["server", "check", "--lab", &lab_s, "--root", &out_s, "--live"], Some(&lab.ns));
     assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
 
-    let logs = log_dir().unwrap();
-    let log = logs.join(format!("{NAME}.dnsmasq.log"));
-    let _ = std::fs::remove_file(&log);
-    let state = tempfile::tempdir().unwrap();
-    let mut dnsmasq = start_dnsmasq(&ns, &out.join("dnsmasq.conf"), state.path(), &log);
-    let export = NfsExport { pseudo: image.display().to_string(), ..NfsExport::new(&image) };
-    let _nfs = NfsServer::start(&ns, &export, NAME).unwrap();
-
-    let o = diskless(&["server", "check", "--lab", lab_s, "--root", out_s, "--live"], Some(&ns));
-    assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
-
-    let run = Vm::new(NAME)
-        .netns(&ns)
-        .pxe()
-        .nic(Nic::tap("virtio-net-pci", MAC, "tap0"))
-        .timeout(Duration::from_secs(300))
-        .run()
-        .unwrap();
+    let run = lab.bios_client(NAME).timeout(Duration::from_secs(300)).run().unwrap();
     let report = ImageReport(&run.log);
     report.assert_done();
     assert_eq!(report.value("hostname"), "lab3-12", "{}", run.log.path().display());
@@ -156,24 +50,54 @@ fn a_pxe_client_boots_from_dnsmasq_running_the_rendered_files_and_check_live_nam
     run.log.assert_no_line(r"diskless: ERROR");
     run.assert_clean_exit();
     let root = report.mount("/");
-    assert!(root.starts_with(&format!("10.77.0.1:{} / nfs ro,", image.display())), "root mount {root:?}");
+    assert!(root.starts_with(&format!("10.77.0.1:{} / nfs ro,", lab.image.display())), "root mount {root:?}");
 
     // The same server without lab3-12's records: --live names the host.
-    dnsmasq.kill();
-    let conf = std::fs::read_to_string(out.join("dnsmasq.conf")).unwrap();
+    lab.dnsmasq.kill();
+    let conf = std::fs::read_to_string(lab.rendered.out.join("dnsmasq.conf")).unwrap();
     let without: String = conf.lines().filter(|l| !l.contains("lab3-12")).map(|l| format!("{l}\n")).collect();
     // A fresh lease file too: dnsmasq publishes the names of its leases in DNS.
     let fresh = tempfile::tempdir().unwrap();
     let edited = fresh.path().join("without-lab3-12.conf");
     std::fs::write(&edited, without).unwrap();
-    let _dnsmasq = start_dnsmasq(&ns, &edited, fresh.path(), &logs.join(format!("{NAME}-no-ptr.dnsmasq.log")));
-    let o = diskless(&["server", "check", "--lab", lab_s, "--live"], Some(&ns));
+    let log = log_dir().unwrap().join(format!("{NAME}-no-ptr.dnsmasq.log"));
+    let _dnsmasq = start_dnsmasq(&lab.ns, &edited, fresh.path(), &log, &[53, 67, 69]).unwrap();
+    let o = diskless(&["server", "check", "--lab", &lab_s, "--live"], Some(&lab.ns));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("problem: host \"lab3-12\": no PTR record for 10.77.0.112 in the answers of 10.77.0.1:53"),
         "{}",
         text(&o)
     );
+}
+
+#[test]
+fn with_server_http_a_bios_client_gets_only_lpxelinux_over_tftp_and_kernel_and_initrd_from_nginx() {
+    const NAME: &str = "lab-server-http-bios";
+    let lab = LabServer::start(NAME, &["bios"], true).unwrap();
+    let run = lab.bios_client(NAME).timeout(Duration::from_secs(300)).run().unwrap();
+    let report = ImageReport(&run.log);
+    report.assert_done();
+    assert_eq!(report.value("hostname"), "lab3-12", "{}", run.log.path().display());
+    run.log.assert_no_line(r"diskless: ERROR");
+    run.assert_clean_exit();
+
+    let nginx = lab.nginx.as_ref().expect("an http lab runs nginx");
+    let access = nginx.access_text();
+    for file in ["vmlinuz", "initrd.img"] {
+        let request = format!("\"GET /diskless/busybox/{file} HTTP/1.0\" 200 ");
+        let request11 = request.replace("HTTP/1.0", "HTTP/1.1");
+        assert!(
+            access.lines().any(|l| l.starts_with("10.77.0.112 ") && (l.contains(&request) || l.contains(&request11))),
+            "{file} not sent by nginx to 10.77.0.112; {}:\n{access}",
+            nginx.access_log().display()
+        );
+    }
+    let sent = lab.tftp_sent();
+    assert!(sent.contains(&"busybox/lpxelinux.0".to_string()), "TFTP sent {sent:?}; see {}", lab.dnsmasq_log.display());
+    let big: Vec<&String> = sent.iter().filter(|f| f.contains("vmlinuz") || f.contains("initrd")).collect();
+    assert!(big.is_empty(), "kernel or initrd went over TFTP: {big:?}; see {}", lab.dnsmasq_log.display());
+    assert!(HTTP_URL.ends_with("/diskless"), "the requests above are under the lab's URL path");
 }
 
 /// A lab image: its name and the directory exported as its root.
@@ -281,28 +205,14 @@ impl IscLab {
         for host in hosts {
             ns.add_tap(host.tap, BRIDGE).unwrap();
         }
-        let dir = tempfile::Builder::new().prefix("diskless-lab").tempdir().unwrap();
-        // dnsmasq's TFTP runs unprivileged: the tree must be reachable by anyone.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = dir.path().join("out");
-        let lab = dir.path().join("lab.toml");
-        std::fs::write(&lab, isc_lab_file(&kernel.version, images, hosts)).unwrap();
-        let (lab_s, out_s) = (lab.to_str().unwrap(), out.to_str().unwrap());
-        let o = diskless(&["server", "render", "--lab", lab_s, "--out", out_s, "--dhcp", "isc", "--dns", "bind"], None);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        let initrd = build_initramfs(&["--profile", "netboot"]);
-        for image in images {
-            let served = out.join("tftproot").join(image.name);
-            for (from, file) in [
-                (&kernel.vmlinuz, format!("vmlinuz-{}", kernel.version)),
-                (&initrd, format!("initrd.img-{}", kernel.version)),
-            ] {
-                std::fs::copy(from, served.join(&file)).unwrap();
-                std::fs::set_permissions(served.join(&file), std::fs::Permissions::from_mode(0o644)).unwrap();
-            }
-        }
-        let o = diskless(&["server", "check", "--lab", lab_s, "--root", out_s], None);
-        assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
+        let names: Vec<&str> = images.iter().map(|i| i.name).collect();
+        let rendered = RenderedLab::new(
+            &isc_lab_file(&kernel.version, images, hosts),
+            &["--dhcp", "isc", "--dns", "bind"],
+            &names,
+        )
+        .unwrap();
+        let (dir, lab, out) = (rendered.dir, rendered.lab, rendered.out);
 
         let logs = log_dir().unwrap();
         let state = dir.path().join("state");
@@ -310,7 +220,8 @@ impl IscLab {
         let dhcpd = start_dhcpd(&ns, &out.join("dhcpd.conf"), &state, &logs.join(format!("{name}.dhcpd.log")));
         let named = start_named(&ns, &out.join("named.conf"), &state, &logs.join(format!("{name}.named.log")));
         let dnsmasq =
-            start_dnsmasq_on(&ns, &out.join("dnsmasq.conf"), &state, &logs.join(format!("{name}.dnsmasq.log")), &[69]);
+            start_dnsmasq(&ns, &out.join("dnsmasq.conf"), &state, &logs.join(format!("{name}.dnsmasq.log")), &[69])
+                .unwrap();
         let mut export =
             NfsExport { pseudo: images[0].export.display().to_string(), ..NfsExport::new(&images[0].export) };
         export.more = images[1..].iter().map(|i| (i.export.clone(), i.export.display().to_string())).collect();
