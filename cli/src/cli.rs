@@ -253,7 +253,8 @@ pub enum ServerCommand {
     /// PTR record per host; TFTP from DIR/tftproot), or with --dhcp isc --dns bind
     /// DIR/dhcpd.conf, DIR/named.conf and the zones in DIR/bind (dnsmasq.conf then only
     /// serves TFTP); DIR/tftproot/IMAGE/ with pxelinux.0, ldlinux.c32, pxelinux.cfg/
-    /// (default and one 01-MAC file per host with extra parameters), grubnetx64.efi,
+    /// (default and one 01-MAC file per host with extra parameters), grubnetx64.efi
+    /// (or, for a secure_boot image, shimx64.efi and the signed GRUB as grubx64.efi),
     /// and vmlinuz and initrd.img as links to the versioned files; DIR/exports for the
     /// kernel NFS server and DIR/ganesha.conf for nfs-ganesha. With server.http in
     /// the lab file the loaders fetch kernel and initrd over HTTP (BIOS clients get
@@ -282,7 +283,9 @@ pub enum ServerCommand {
     /// outside its dynamic range. With --root (the DIR render wrote): the files there
     /// are what the lab file renders, every host has an A and a PTR record that agree,
     /// each image's vmlinuz and initrd.img exist under tftproot, are world-readable and
-    /// the initrd was built for that kernel, and the exports cover every image. With
+    /// the initrd was built for that kernel, a secure_boot image's shimx64.efi,
+    /// grubx64.efi and vmlinuz carry an Authenticode signature, and the exports cover
+    /// every image. With
     /// --live, each host's A and PTR records are asked of the DNS servers its subnet
     /// hands out, as a booting client asks them. Exits 1 when there is a problem.
     #[command(verbatim_doc_comment)]

@@ -156,3 +156,27 @@ fn building_twice_gives_identical_bytes() {
     assert!(first == second, "two zstd builds of the same kernel differ");
     assert_eq!(&first[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
 }
+
+/// A Secure Boot client's kernel runs locked down and loads a module only if its
+/// appended signature verifies: every module must reach the archive byte for byte as
+/// Debian signed it (never stripped, never re-signed).
+#[test]
+fn modules_keep_debians_signatures_byte_for_byte() {
+    const SIGNED: &[u8] = b"~Module signature appended~\n";
+    let kernel = kernel();
+    let (bytes, _) = build(&kernel, &["--compress", "none", "--profile", "netboot"]);
+    let prefix = format!("lib/modules/{}/", kernel.version);
+    let mut checked = 0;
+    for entry in initramfs::read_archive(&bytes).unwrap() {
+        if !(entry.path.starts_with(&prefix) && entry.path.ends_with(".ko")) {
+            continue;
+        }
+        let EntryKind::File(data) = entry.kind else { panic!("{} is not a file", entry.path) };
+        let source = kernel.basedir.join(&entry.path);
+        let original = std::fs::read(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+        assert!(original.ends_with(SIGNED), "{} is not signed in the kernel package", source.display());
+        assert!(data == original, "{} differs from {}", entry.path, source.display());
+        checked += 1;
+    }
+    assert!(checked > 10, "only {checked} modules in the netboot archive");
+}

@@ -23,6 +23,7 @@
 //! - [`nginx`]: nginx serving a site file inside a namespace, with its access log.
 //! - [`lab`]: a lab's servers running from `diskless server render`'s files.
 //! - [`paths`]: workspace, target, log and scratch directories.
+//! - [`secureboot`]: Debian's signed shim and GRUB for Secure Boot clients under OVMF.
 //! - [`bad_dhcp`]: a scripted DHCP server that answers with malformed replies.
 
 pub mod bad_dhcp;
@@ -41,6 +42,7 @@ pub mod nginx;
 pub mod paths;
 pub mod process;
 pub mod pxe;
+pub mod secureboot;
 pub mod vm;
 
 pub use error::Error;

@@ -11,6 +11,13 @@
 //! first takes one of two `flock`ed slot files in `/tmp`. The timeout counts from
 //! the moment the slot is held.
 //!
+//! The firmware is SeaBIOS by default; [`Vm::firmware`] selects OVMF (UEFI), with or
+//! without Secure Boot ([`Firmware`]): the read-only code image from package `ovmf`
+//! and a private copy of its variable store in the VM's temporary directory, so a
+//! run never changes the next one's boot entries. With [`Nic::without_rom`] the NIC
+//! has no option ROM and the firmware's own network stack (OVMF's PXE, HTTP boot)
+//! boots from it, as on a real PC; only `virtio-net-pci` has an OVMF driver then.
+//!
 //! NICs never reach the outside: a NIC is either alone on its own QEMU hub
 //! (`-netdev hubport`, hardware-only tests) or a tap that a test created inside its
 //! own [`crate::netns::Netns`]; QEMU then runs inside that namespace.
@@ -45,6 +52,42 @@ pub enum Machine {
     Q35,
 }
 
+/// The VM's firmware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS, QEMU's default.
+    Bios,
+    /// OVMF without Secure Boot.
+    Uefi,
+    /// OVMF with Secure Boot on and Microsoft's keys enrolled, so that shim (signed by
+    /// Microsoft) starts and unsigned loaders get "Access Denied". Needs
+    /// [`Machine::Q35`]: the firmware guards its variables with SMM.
+    UefiSecureBoot,
+}
+
+/// OVMF's files (package `ovmf`): code and the variable store it starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OvmfFiles {
+    pub code: &'static str,
+    pub vars: &'static str,
+}
+
+impl Firmware {
+    /// The OVMF images of this firmware; `None` for SeaBIOS.
+    pub fn ovmf(self) -> Option<OvmfFiles> {
+        match self {
+            Firmware::Bios => None,
+            Firmware::Uefi => {
+                Some(OvmfFiles { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd" })
+            }
+            Firmware::UefiSecureBoot => Some(OvmfFiles {
+                code: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+                vars: "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+            }),
+        }
+    }
+}
+
 /// Where a NIC's frames go.
 #[derive(Clone, Debug)]
 pub enum NetBackend {
@@ -65,23 +108,40 @@ pub struct Nic {
     /// QEMU `bootindex` of the NIC: the firmware tries it (its iPXE ROM) before other
     /// boot devices. Only meaningful with [`Vm::pxe`].
     pub bootindex: Option<u32>,
+    /// `romfile=` empty: no option ROM, so the firmware's own driver and network boot
+    /// run (OVMF's PXE) instead of QEMU's iPXE ROM.
+    pub no_rom: bool,
 }
 
 impl Nic {
     /// A NIC alone on its own hub (the hub id is chosen by [`Vm::run`]).
     pub fn new(model: &str, mac: &str) -> Nic {
-        Nic { model: model.into(), mac: mac.into(), backend: None, bootindex: None }
+        Nic { model: model.into(), mac: mac.into(), backend: None, bootindex: None, no_rom: false }
     }
 
     /// A NIC on a tap inside the VM's namespace.
     pub fn tap(model: &str, mac: &str, ifname: &str) -> Nic {
-        Nic { model: model.into(), mac: mac.into(), backend: Some(NetBackend::Tap(ifname.into())), bootindex: None }
+        Nic {
+            model: model.into(),
+            mac: mac.into(),
+            backend: Some(NetBackend::Tap(ifname.into())),
+            bootindex: None,
+            no_rom: false,
+        }
     }
 
     /// Makes the firmware network-boot from this NIC first (`bootindex=1`), e.g. the
     /// second NIC of a VM whose first NIC sits on a dead segment.
     pub fn boot_first(mut self) -> Nic {
         self.bootindex = Some(1);
+        self
+    }
+
+    /// No option ROM on this NIC (`romfile=`): under OVMF the firmware's own PXE boots
+    /// from it, as a lab PC's firmware does. Use `virtio-net-pci`, the one model OVMF
+    /// drives without a ROM (e1000 or rtl8139 fall through to the UEFI shell).
+    pub fn without_rom(mut self) -> Nic {
+        self.no_rom = true;
         self
     }
 }
@@ -144,6 +204,7 @@ pub struct Vm {
     netns: Option<String>,
     extra: Vec<String>,
     pxe: bool,
+    firmware: Firmware,
 }
 
 impl Vm {
@@ -169,6 +230,7 @@ impl Vm {
             netns: None,
             extra: Vec::new(),
             pxe: false,
+            firmware: Firmware::Bios,
         }
     }
 
@@ -214,9 +276,20 @@ impl Vm {
     /// Boots from the network like a lab machine: no `-kernel`/`-initrd`/`-append`;
     /// SeaBIOS runs the NIC's iPXE ROM (QEMU's default `romfile` from `ipxe-qemu`),
     /// which gets kernel, initrd and command line through DHCP + TFTP + pxelinux (see
-    /// [`crate::pxe::PxeRig`]). `-boot n` unless a NIC has a `bootindex`.
+    /// [`crate::pxe::PxeRig`]). `-boot n` unless a NIC has a `bootindex`. Under OVMF
+    /// ([`Vm::firmware`]) the first NIC gets `bootindex=1` instead, and with
+    /// [`Nic::without_rom`] OVMF's own PXE asks DHCP for a UEFI boot file (option 93 = 7).
     pub fn pxe(mut self) -> Self {
         self.pxe = true;
+        self
+    }
+
+    /// The firmware (default SeaBIOS). [`Firmware::UefiSecureBoot`] needs
+    /// [`Machine::Q35`]; [`Vm::command`] refuses it on `pc`, where OVMF hangs silently.
+    /// Under OVMF a PXE VM boots from its first NIC (`bootindex=1`) unless a NIC has a
+    /// `bootindex`.
+    pub fn firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = firmware;
         self
     }
 
@@ -242,15 +315,43 @@ impl Vm {
             }
             None => Command::new("qemu-system-x86_64"),
         };
-        let machine = match self.machine {
-            Machine::Pc => "pc",
-            Machine::Q35 => "q35",
+        let machine = match (self.machine, self.firmware) {
+            (Machine::Pc, Firmware::UefiSecureBoot) => {
+                return Err(Error::Invalid {
+                    what: format!("VM {}", self.name),
+                    reason: "Secure Boot OVMF needs .machine(Machine::Q35) (SMM); on pc it hangs silently".into(),
+                });
+            }
+            (Machine::Pc, _) => "pc",
+            (Machine::Q35, Firmware::UefiSecureBoot) => "q35,smm=on",
+            (Machine::Q35, _) => "q35",
         };
         cmd.args(["-machine", machine, "-accel", "tcg", "-m", &self.memory_mib.to_string()])
             .args(["-nographic", "-no-reboot", "-nodefaults"])
             .arg("-serial")
             .arg(format!("file:{}", log.display()));
+        if let Some(ovmf) = self.firmware.ovmf() {
+            for path in [ovmf.code, ovmf.vars] {
+                if !Path::new(path).is_file() {
+                    return Err(Error::Missing {
+                        what: "OVMF firmware image".into(),
+                        path: path.into(),
+                        hint: "run qemu/setup (package ovmf)".into(),
+                    });
+                }
+            }
+            // The firmware writes boot entries into its variable store: each run
+            // starts from a fresh copy.
+            let vars = dir.join("OVMF_VARS.fd");
+            std::fs::copy(ovmf.vars, &vars).map_err(|e| Error::io(format!("copy {} to", ovmf.vars), &vars, e))?;
+            if self.firmware == Firmware::UefiSecureBoot {
+                cmd.args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+            }
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", ovmf.code));
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+        }
 
+        let any_bootindex = self.nics.iter().any(|n| n.bootindex.is_some());
         for (i, nic) in self.nics.iter().enumerate() {
             let netdev = match &nic.backend {
                 // Hub ids are per VM; each NIC gets a hub of its own with nothing else on it.
@@ -272,8 +373,14 @@ impl Vm {
                 }
             };
             cmd.arg("-netdev").arg(netdev);
-            let bootindex = nic.bootindex.map(|b| format!(",bootindex={b}")).unwrap_or_default();
-            cmd.arg("-device").arg(format!("{},netdev=n{i},mac={}{bootindex}", nic.model, nic.mac));
+            // OVMF ignores `-boot n`: it follows bootindex, so a PXE VM boots its first NIC.
+            let bootindex = match nic.bootindex {
+                None if i == 0 && self.pxe && self.firmware != Firmware::Bios && !any_bootindex => Some(1),
+                other => other,
+            };
+            let bootindex = bootindex.map(|b| format!(",bootindex={b}")).unwrap_or_default();
+            let rom = if nic.no_rom { ",romfile=" } else { "" };
+            cmd.arg("-device").arg(format!("{},netdev=n{i},mac={}{bootindex}{rom}", nic.model, nic.mac));
         }
 
         let mut ahci_port = 0;
@@ -313,7 +420,7 @@ impl Vm {
                         .into(),
                 });
             }
-            if !self.nics.iter().any(|n| n.bootindex.is_some()) {
+            if !any_bootindex && self.firmware == Firmware::Bios {
                 cmd.args(["-boot", "n"]);
             }
             cmd.args(&self.extra);
@@ -567,5 +674,41 @@ mod tests {
         assert!(a.contains("ide-hd,drive=d0,bus=ahci.0") && a.contains("ide-hd,drive=d1,bus=ahci.1"), "{a}");
         assert!(a.contains("nvme,drive=d2,serial=SER1") && a.contains("virtio-blk-pci,drive=d3"), "{a}");
         assert_eq!(std::fs::metadata(dir.path().join("disk2.raw")).unwrap().len(), 32 << 20);
+    }
+
+    #[test]
+    fn uefi_pxe_gets_ovmf_a_private_vars_copy_and_the_first_nic_as_boot_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let vm = Vm::new("t")
+            .pxe()
+            .firmware(Firmware::Uefi)
+            .nic(Nic::new("virtio-net-pci", "52:54:00:00:00:01").without_rom())
+            .nic(Nic::new("virtio-net-pci", "52:54:00:00:00:02"));
+        let a = describe(&vm.command(dir.path(), Path::new("/l")).unwrap());
+        assert!(a.contains("if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"), "{a}");
+        let vars = dir.path().join("OVMF_VARS.fd");
+        assert!(a.contains(&format!("if=pflash,format=raw,unit=1,file={}", vars.display())), "{a}");
+        assert_eq!(std::fs::read(&vars).unwrap(), std::fs::read("/usr/share/OVMF/OVMF_VARS_4M.fd").unwrap());
+        assert!(a.contains("mac=52:54:00:00:00:01,bootindex=1,romfile= "), "{a}");
+        assert!(a.contains("mac=52:54:00:00:00:02 ") || a.ends_with("mac=52:54:00:00:00:02"), "{a}");
+        assert!(!a.contains("-boot n") && !a.contains("secure=on") && a.contains("-machine pc "), "{a}");
+    }
+
+    #[test]
+    fn secure_boot_needs_q35_and_gets_smm_secure_flash_and_microsoft_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let vm = Vm::new("t").pxe().firmware(Firmware::UefiSecureBoot);
+        let e = vm.clone().command(dir.path(), Path::new("/l")).unwrap_err().to_string();
+        assert!(e.contains("Machine::Q35"), "{e}");
+        let a = describe(&vm.machine(Machine::Q35).command(dir.path(), Path::new("/l")).unwrap());
+        for want in [
+            "-machine q35,smm=on ",
+            "-global driver=cfi.pflash01,property=secure,value=on",
+            "file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+        ] {
+            assert!(a.contains(want), "{want:?} missing in {a}");
+        }
+        let vars = std::fs::read(dir.path().join("OVMF_VARS.fd")).unwrap();
+        assert_eq!(vars, std::fs::read("/usr/share/OVMF/OVMF_VARS_4M.ms.fd").unwrap());
     }
 }

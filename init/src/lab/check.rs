@@ -3,7 +3,9 @@
 //! whether every host has an A and a PTR record that agree (without a PTR record a
 //! client's host and lab layers are silently not applied), whether each image's kernel
 //! and initrd are there, readable by TFTP (and HTTP, with `server.http`) and made for
-//! each other, and whether the exports cover every image.
+//! each other, whether a `secure_boot` image's shim, GRUB and kernel carry the
+//! Authenticode signature the firmware and shim demand, and whether the exports cover
+//! every image.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -78,6 +80,14 @@ pub enum Finding {
         path: PathBuf,
         error: String,
     },
+    /// A `secure_boot` image's loader or kernel has no Authenticode signature, or is
+    /// not a PE file at all: Secure Boot refuses it.
+    Unsigned {
+        image: String,
+        path: PathBuf,
+        why: String,
+        fix: String,
+    },
     /// An export file does not serve an image.
     NotExported {
         image: String,
@@ -135,6 +145,11 @@ impl fmt::Display for Finding {
             Finding::InitrdUnreadable { image, path, error } => write!(
                 f,
                 "image \"{image}\": {} is not an initramfs: {error}; build it again with mkinitramfs",
+                path.display()
+            ),
+            Finding::Unsigned { image, path, why, fix } => write!(
+                f,
+                "image \"{image}\": {} {why}, so a client with Secure Boot on refuses it; {fix}",
                 path.display()
             ),
             Finding::NotExported { image, export, file } => {
@@ -326,6 +341,30 @@ fn boot_files(image: &super::schema::Image, root: &Path, initrd_versions: Initrd
         image.export.display(),
         dir.join(format!("initrd.img-{version}")).display()
     );
+    if image.secure_boot {
+        let loaders = [
+            (render::SHIM, "loaders.shim must be shim signed by Microsoft (Debian's shimx64.efi.signed)"),
+            (render::SIGNED_GRUB, "loaders.uefi_signed must be the signed GRUB (Debian's grubnetx64.efi.signed)"),
+        ];
+        for (name, what) in loaders {
+            let path = dir.join(name);
+            // A missing loader is already a stale file; only a present one is judged.
+            if let Ok(bytes) = std::fs::read(&path)
+                && let Err(why) = authenticode_signed(&bytes)
+            {
+                let fix = format!("{what}; render again");
+                findings.push(Finding::Unsigned { image: image.name.clone(), path, why, fix });
+            }
+        }
+        let kernel = dir.join("vmlinuz");
+        if let Ok(bytes) = std::fs::read(&kernel)
+            && let Err(why) = authenticode_signed(&bytes)
+        {
+            let fix =
+                format!("serve the distribution's signed kernel (Debian's linux-image-{version}), or drop secure_boot");
+            findings.push(Finding::Unsigned { image: image.name.clone(), path: kernel, why, fix });
+        }
+    }
     for (name, fix) in [
         ("vmlinuz", format!("copy vmlinuz-{version} there from the image's /boot")),
         ("initrd.img", format!("build it: {build}")),
@@ -385,6 +424,49 @@ fn unsearchable(path: &Path) -> Option<PathBuf> {
     dirs.into_iter()
         .find(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
         .map(Path::to_path_buf)
+}
+
+/// Whether `bytes` are a PE image (an EFI program, or a bzImage with its EFI stub)
+/// carrying an Authenticode signature: the certificate table of the optional header's
+/// data directory (entry 4) lies inside the file and starts with a PKCS#7
+/// WIN_CERTIFICATE. `Err` says what is missing. The signature itself is the
+/// firmware's and shim's to verify; this catches the unsigned build, the stripped copy.
+pub fn authenticode_signed(bytes: &[u8]) -> Result<(), String> {
+    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let not_pe = || "is not a PE/EFI image".to_string();
+    if bytes.get(..2) != Some(b"MZ") {
+        return Err(not_pe());
+    }
+    let pe = u32_at(0x3c).ok_or_else(not_pe)?;
+    if bytes.get(pe..pe + 4) != Some(b"PE\0\0") {
+        return Err(not_pe());
+    }
+    let optional = pe + 24;
+    // PE32 and PE32+ differ in where the data directories start.
+    let (count_at, directories) = match u16_at(optional) {
+        Some(0x10b) => (optional + 92, optional + 96),
+        Some(0x20b) => (optional + 108, optional + 112),
+        _ => return Err(not_pe()),
+    };
+    const SECURITY: usize = 4;
+    let unsigned = || "has no Authenticode signature".to_string();
+    if u32_at(count_at).ok_or_else(not_pe)? <= SECURITY {
+        return Err(unsigned());
+    }
+    let entry = directories + SECURITY * 8;
+    let (offset, size) = (u32_at(entry).ok_or_else(not_pe)?, u32_at(entry + 4).ok_or_else(not_pe)?);
+    if size == 0 {
+        return Err(unsigned());
+    }
+    if offset.checked_add(size).is_none_or(|end| end > bytes.len()) {
+        return Err("has a signature table past its end (truncated?)".into());
+    }
+    // WIN_CERTIFICATE: length, revision, type 2 = PKCS#7 signed data.
+    if u16_at(offset + 6) != Some(2) {
+        return Err("has a certificate table that holds no PKCS#7 signature".into());
+    }
+    Ok(())
 }
 
 fn exports(lab: &Lab, root: &Path) -> Vec<Finding> {

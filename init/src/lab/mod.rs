@@ -76,6 +76,11 @@ pub enum Problem {
     BadImageName { image: String },
     #[error("image \"{image}\": firmware is empty; give [\"bios\"], [\"uefi\"] or both")]
     NoFirmware { image: String },
+    #[error(
+        "image \"{image}\": secure_boot = true but firmware does not include \"uefi\"; Secure Boot is a UEFI \
+         feature: add \"uefi\" to firmware, or drop secure_boot"
+    )]
+    SecureBootWithoutUefi { image: String },
 }
 
 /// A host with its group's defaults applied.
@@ -140,6 +145,8 @@ impl Lab {
             }
             if image.firmware.is_empty() {
                 problems.push(Problem::NoFirmware { image: image.name.clone() });
+            } else if image.secure_boot && !Lab::serves(image, Firmware::Uefi) {
+                problems.push(Problem::SecureBootWithoutUefi { image: image.name.clone() });
             }
         }
         let server = file.server.address.0;

@@ -15,6 +15,8 @@
 //! lpxelinux = "/usr/lib/PXELINUX/lpxelinux.0"                     # the same, with HTTP
 //! ldlinux = "/usr/lib/syslinux/modules/bios/ldlinux.c32"          # syslinux-common
 //! uefi = "/usr/lib/grub/x86_64-efi/monolithic/grubnetx64.efi"     # grub-efi-amd64-bin
+//! shim = "/usr/lib/shim/shimx64.efi.signed"                        # shim-signed
+//! uefi_signed = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"  # grub-efi-amd64-signed
 //!
 //! [[subnet]]
 //! network = "10.77.0.0/24"
@@ -32,6 +34,7 @@
 //! params = "console=ttyS0,115200"  # optional: kernel parameters of every client
 //! nfs_options = "vers=3"           # optional: appended to nfsroot=
 //! maintenance = "10.77.0.5"        # optional: the one host that mounts it read-write
+//! secure_boot = true               # optional: UEFI clients boot shim -> signed GRUB -> signed kernel
 //!
 //! [[group]]
 //! name = "lab3"
@@ -46,6 +49,17 @@
 //! image = "debian"                 # optional when the group gives one
 //! params = "diskless.debug"        # optional: replaces the group's
 //! ```
+//!
+//! `secure_boot = true` serves the image's UEFI clients through the distribution's
+//! signed chain, so that machines with Secure Boot on start it (machines with it off
+//! start it too): DHCP hands out `<image>/shimx64.efi` (`loaders.shim`, signed by
+//! Microsoft), which fetches `grubx64.efi` (`loaders.uefi_signed`, Debian's signed
+//! GRUB) from the same TFTP directory; GRUB reads the same `grub/grub.cfg` and
+//! boots the kernel only if it is signed (Debian's are), the initrd unchecked. The
+//! kernel then runs locked down and loads only signed modules: mkinitramfs copies
+//! the image's modules byte for byte, signatures included. The image must serve
+//! `"uefi"`. The two packages may be unpacked (`apt-get download`, `dpkg -x`) rather
+//! than installed where installing them would change the server's own boot setup.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -99,6 +113,12 @@ pub struct Loaders {
     pub ldlinux: PathBuf,
     #[serde(default = "default_uefi")]
     pub uefi: PathBuf,
+    /// shim signed by Microsoft: the first loader of `secure_boot` images.
+    #[serde(default = "default_shim")]
+    pub shim: PathBuf,
+    /// The distribution's signed GRUB network loader that shim starts.
+    #[serde(default = "default_uefi_signed")]
+    pub uefi_signed: PathBuf,
 }
 
 fn default_pxelinux() -> PathBuf {
@@ -113,6 +133,12 @@ fn default_ldlinux() -> PathBuf {
 fn default_uefi() -> PathBuf {
     "/usr/lib/grub/x86_64-efi/monolithic/grubnetx64.efi".into()
 }
+fn default_shim() -> PathBuf {
+    "/usr/lib/shim/shimx64.efi.signed".into()
+}
+fn default_uefi_signed() -> PathBuf {
+    "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed".into()
+}
 
 impl Default for Loaders {
     fn default() -> Self {
@@ -121,6 +147,8 @@ impl Default for Loaders {
             lpxelinux: default_lpxelinux(),
             ldlinux: default_ldlinux(),
             uefi: default_uefi(),
+            shim: default_shim(),
+            uefi_signed: default_uefi_signed(),
         }
     }
 }
@@ -149,6 +177,9 @@ pub struct Image {
     pub params: String,
     pub nfs_options: Option<String>,
     pub maintenance: Option<Addr>,
+    /// UEFI clients boot through shim and the signed GRUB (see the module docs).
+    #[serde(default)]
+    pub secure_boot: bool,
 }
 
 fn default_kernel() -> String {

@@ -10,29 +10,69 @@ use super::*;
 
 pub(crate) const EXAMPLE: &str = include_str!("../../../docs/lab.example.toml");
 
-/// The example lab with its loaders in `dir` (made there as small files).
+/// The example lab with its loaders in `dir` (made there as small files; the signed
+/// ones as PE files with a signature table).
 pub(crate) fn example_in(dir: &Path) -> Lab {
-    example_with(dir, "")
+    let lab = Lab::parse(&example_text_in(dir, "")).unwrap();
+    assert_eq!(lab.problems, []);
+    lab
 }
 
 /// [`example_in`] with `server` lines added to `[server]`.
 pub(crate) fn example_with(dir: &Path, server: &str) -> Lab {
+    let lab = Lab::parse(&example_text_in(dir, server)).unwrap();
+    assert_eq!(lab.problems, []);
+    lab
+}
+
+fn example_text_in(dir: &Path, server: &str) -> String {
     for name in ["pxelinux.0", "lpxelinux.0", "ldlinux.c32", "grubnetx64.efi"] {
         fs::write(dir.join(name), format!("loader {name}")).unwrap();
     }
+    for name in ["shimx64.efi.signed", "grubnetx64.efi.signed"] {
+        fs::write(dir.join(name), pe(true)).unwrap();
+    }
     let loaders = format!(
         "[loaders]\npxelinux = \"{0}/pxelinux.0\"\nlpxelinux = \"{0}/lpxelinux.0\"\nldlinux = \"{0}/ldlinux.c32\"\n\
-         uefi = \"{0}/grubnetx64.efi\"\n",
+         uefi = \"{0}/grubnetx64.efi\"\nshim = \"{0}/shimx64.efi.signed\"\nuefi_signed = \"{0}/grubnetx64.efi.signed\"\n",
         dir.display()
     );
-    let text = EXAMPLE.replacen("[[subnet]]", &format!("{loaders}\n[[subnet]]"), 1).replacen(
+    EXAMPLE.replacen("[[subnet]]", &format!("{loaders}\n[[subnet]]"), 1).replacen(
         "[server]\n",
         &format!("[server]\n{server}"),
         1,
-    );
+    )
+}
+
+/// The example lab with image "debian" served with `secure_boot = true`.
+fn secure_example_in(dir: &Path) -> Lab {
+    let text = example_text_in(dir, "")
+        .replace("maintenance = \"10.77.0.5\"", "maintenance = \"10.77.0.5\"\nsecure_boot = true");
     let lab = Lab::parse(&text).unwrap();
     assert_eq!(lab.problems, []);
+    assert!(lab.image("debian").unwrap().secure_boot);
     lab
+}
+
+/// A minimal PE32+ file: its certificate table (data directory 4) holds a PKCS#7
+/// WIN_CERTIFICATE when `signed`, else nothing.
+fn pe(signed: bool) -> Vec<u8> {
+    let mut b = vec![0u8; 0x200];
+    b[..2].copy_from_slice(b"MZ");
+    b[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    b[0x80..0x84].copy_from_slice(b"PE\0\0");
+    let optional = 0x98;
+    b[optional..optional + 2].copy_from_slice(&0x20bu16.to_le_bytes());
+    b[optional + 108..optional + 112].copy_from_slice(&16u32.to_le_bytes());
+    if signed {
+        let entry = optional + 112 + 4 * 8;
+        b[entry..entry + 4].copy_from_slice(&0x180u32.to_le_bytes());
+        b[entry + 4..entry + 8].copy_from_slice(&0x10u32.to_le_bytes());
+        b[0x180..0x184].copy_from_slice(&0x10u32.to_le_bytes());
+        b[0x184..0x186].copy_from_slice(&0x0200u16.to_le_bytes());
+        b[0x186..0x188].copy_from_slice(&2u16.to_le_bytes());
+    }
+    b
 }
 
 fn problems_of(text: &str) -> Vec<String> {
@@ -404,6 +444,7 @@ fn newest_is_the_highest_kernel_version_in_the_images_boot() {
         params: String::new(),
         nfs_options: None,
         maintenance: None,
+        secure_boot: false,
     };
     let e = render::kernel_version(&image).unwrap_err().to_string();
     assert!(e.contains("holds no vmlinuz-VERSION"), "{e}");
@@ -426,6 +467,116 @@ fn served(dir: &Path, options: Options) -> (Lab, std::path::PathBuf) {
         }
     }
     (lab, out)
+}
+
+#[test]
+fn secure_boot_images_give_uefi_clients_shim_which_fetches_the_signed_grub_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = secure_example_in(dir.path());
+    let out = dir.path().join("out");
+    let r = render::render(&lab, Options::default(), &out).unwrap();
+    let conf = text(&r, "dnsmasq.conf");
+    assert!(conf.lines().any(|l| l == "dhcp-boot=tag:img-debian,tag:efi64,debian/shimx64.efi"), "{conf}");
+    assert!(conf.lines().any(|l| l == "dhcp-boot=tag:img-debian,tag:!efi64,debian/pxelinux.0"), "{conf}");
+    let copy = |name: &str| Content::Copy(dir.path().join(name));
+    assert_eq!(r.files[Path::new("tftproot/debian/shimx64.efi")], copy("shimx64.efi.signed"));
+    assert_eq!(r.files[Path::new("tftproot/debian/grubx64.efi")], copy("grubnetx64.efi.signed"));
+    assert!(!r.files.contains_key(Path::new("tftproot/debian/grubnetx64.efi")), "no unsigned GRUB to start");
+    assert!(text(&r, "tftproot/grub/grub.cfg").contains("  linux /debian/vmlinuz root=/dev/nfs "));
+    let isc = render::render(&lab, Options { dhcp: Dhcp::Isc, dns: Dns::Bind }, &out).unwrap();
+    let dhcpd = text(&isc, "dhcpd.conf");
+    assert!(
+        dhcpd.contains("    filename \"debian/shimx64.efi\";\n  } else {\n    filename \"debian/pxelinux.0\";"),
+        "{dhcpd}"
+    );
+
+    // The unsigned GRUB is not needed: a missing one is no error.
+    let mut file = lab.file.clone();
+    file.loaders.uefi = dir.path().join("absent.efi");
+    file.images.retain(|i| i.name == "debian");
+    file.hosts.retain(|h| h.name != "maint");
+    assert!(render::render(&Lab::new(file.clone()), Options::default(), &out).is_ok());
+    file.loaders.shim = dir.path().join("absent-shim.efi");
+    let e = render::render(&Lab::new(file), Options::default(), &out).unwrap_err().to_string();
+    assert!(e.starts_with("loaders.shim = \"") && e.contains("install Debian's shim-signed"), "{e}");
+}
+
+#[test]
+fn secure_boot_on_an_image_without_uefi_clients_is_a_problem() {
+    let p = problems_of(&EXAMPLE.replace(
+        "kernel = \"6.1.0-57-amd64\"\n\n[[group]]",
+        "kernel = \"6.1.0-57-amd64\"\nsecure_boot = true\n\n[[group]]",
+    ));
+    assert_eq!(
+        p,
+        ["image \"gentoo\": secure_boot = true but firmware does not include \"uefi\"; Secure Boot is a UEFI \
+             feature: add \"uefi\" to firmware, or drop secure_boot"]
+    );
+}
+
+#[test]
+fn check_names_an_unsigned_kernel_or_loader_of_a_secure_boot_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = secure_example_in(dir.path());
+    let out = dir.path().join("out");
+    render::write(&render::render(&lab, Options::default(), &out).unwrap(), &out).unwrap();
+    for image in ["debian", "gentoo"] {
+        let kernel = if image == "debian" { pe(true) } else { b"for 6.1.0-57-amd64".to_vec() };
+        for (file, bytes) in
+            [("vmlinuz-6.1.0-57-amd64", kernel), ("initrd.img-6.1.0-57-amd64", b"for 6.1.0-57-amd64".to_vec())]
+        {
+            let path = out.join("tftproot").join(image).join(file);
+            fs::write(&path, bytes).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    assert_eq!(findings(&lab, &out), Vec::<String>::new(), "signed PE loaders and kernel");
+
+    let debian = out.join("tftproot/debian");
+    fs::write(debian.join("vmlinuz-6.1.0-57-amd64"), pe(false)).unwrap();
+    fs::write(debian.join("grubx64.efi"), b"loader grubnetx64.efi").unwrap();
+    let f = findings(&lab, &out);
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert!(
+        f[0].ends_with(
+            "tftproot/debian/grubx64.efi is not a PE/EFI image, so a client with Secure Boot on refuses it; \
+             loaders.uefi_signed must be the signed GRUB (Debian's grubnetx64.efi.signed); render again"
+        ),
+        "{}",
+        f[0]
+    );
+    assert!(
+        f[1].ends_with(
+            "tftproot/debian/vmlinuz has no Authenticode signature, so a client with Secure Boot on refuses \
+             it; serve the distribution's signed kernel (Debian's linux-image-6.1.0-57-amd64), or drop secure_boot"
+        ),
+        "{}",
+        f[1]
+    );
+    assert!(f[0].starts_with("image \"debian\": "), "{}", f[0]);
+}
+
+#[test]
+fn authenticode_signatures_are_found_in_pe32_and_pe32_plus_and_a_cut_table_is_named() {
+    assert_eq!(check::authenticode_signed(&pe(true)), Ok(()));
+    assert_eq!(check::authenticode_signed(&pe(false)).unwrap_err(), "has no Authenticode signature");
+    assert_eq!(check::authenticode_signed(b"\x7fELF").unwrap_err(), "is not a PE/EFI image");
+    assert_eq!(check::authenticode_signed(&pe(true)[..0x90]).unwrap_err(), "is not a PE/EFI image");
+    let cut = &pe(true)[..0x184];
+    assert_eq!(check::authenticode_signed(cut).unwrap_err(), "has a signature table past its end (truncated?)");
+    let mut not_pkcs7 = pe(true);
+    not_pkcs7[0x186] = 1;
+    assert!(check::authenticode_signed(&not_pkcs7).unwrap_err().contains("no PKCS#7"));
+    // PE32: the data directories start 16 bytes earlier.
+    let mut pe32 = vec![0u8; 0x200];
+    pe32[..0x98].copy_from_slice(&pe(false)[..0x98]);
+    pe32[0x98..0x9a].copy_from_slice(&0x10bu16.to_le_bytes());
+    pe32[0x98 + 92..0x98 + 96].copy_from_slice(&16u32.to_le_bytes());
+    let entry = 0x98 + 96 + 32;
+    pe32[entry..entry + 4].copy_from_slice(&0x180u32.to_le_bytes());
+    pe32[entry + 4..entry + 8].copy_from_slice(&8u32.to_le_bytes());
+    pe32[0x186] = 2;
+    assert_eq!(check::authenticode_signed(&pe32), Ok(()));
 }
 
 /// Reads the fake initrds of [`served`]: the version after "for ".
