@@ -20,7 +20,7 @@ use crate::nginx::Nginx;
 use crate::paths::log_dir;
 use crate::process::ChildGuard;
 use crate::pxe::BASE_APPEND;
-use crate::vm::{Nic, Vm};
+use crate::vm::{Firmware, Nic, Vm};
 
 /// The lab's bridge in the namespace; the rendered dnsmasq serves this interface.
 pub const BRIDGE: &str = "br0";
@@ -215,7 +215,18 @@ impl LabServer {
 
     /// A BIOS PXE client of lab3-12 (SeaBIOS + iPXE ROM) on `tap0`, named `name`.
     pub fn bios_client(&self, name: &str) -> Vm {
-        Vm::new(name).netns(&self.ns).pxe().nic(Nic::tap("virtio-net-pci", MAC, "tap0"))
+        self.client(name, Firmware::Bios)
+    }
+
+    /// A PXE client of lab3-12 on `tap0` with `firmware`: SeaBIOS with the NIC's iPXE
+    /// ROM, or OVMF's own PXE (a NIC without option ROM, as a lab PC boots).
+    pub fn client(&self, name: &str, firmware: Firmware) -> Vm {
+        let nic = Nic::tap("virtio-net-pci", MAC, "tap0");
+        let vm = Vm::new(name).netns(&self.ns).pxe().firmware(firmware);
+        match firmware {
+            Firmware::Bios => vm.nic(nic),
+            Firmware::Uefi | Firmware::UefiSecureBoot => vm.nic(nic.without_rom()),
+        }
     }
 
     /// The files dnsmasq's TFTP server sent so far, as its log names them

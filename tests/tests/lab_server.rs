@@ -31,7 +31,7 @@ use qemu_tests::nfs::{ImageReport, NfsExport, NfsServer, image_dir};
 use qemu_tests::paths::log_dir;
 use qemu_tests::process::ChildGuard;
 use qemu_tests::pxe::BASE_APPEND;
-use qemu_tests::vm::{Nic, Vm};
+use qemu_tests::vm::{Firmware, Nic, Vm};
 
 #[test]
 fn a_pxe_client_boots_from_dnsmasq_running_the_rendered_files_and_check_live_names_a_lost_ptr() {
@@ -73,9 +73,19 @@ fn a_pxe_client_boots_from_dnsmasq_running_the_rendered_files_and_check_live_nam
 
 #[test]
 fn with_server_http_a_bios_client_gets_only_lpxelinux_over_tftp_and_kernel_and_initrd_from_nginx() {
-    const NAME: &str = "lab-server-http-bios";
-    let lab = LabServer::start(NAME, &["bios"], true).unwrap();
-    let run = lab.bios_client(NAME).timeout(Duration::from_secs(300)).run().unwrap();
+    assert_boots_over_http("lab-server-http-bios", Firmware::Bios, &["busybox/lpxelinux.0", "busybox/ldlinux.c32"]);
+}
+
+#[test]
+fn with_server_http_a_uefi_client_gets_only_grub_over_tftp_and_kernel_and_initrd_from_nginx() {
+    assert_boots_over_http("lab-server-http-uefi", Firmware::Uefi, &["busybox/grubnetx64.efi", "grub/grub.cfg"]);
+}
+
+/// A client with `firmware` of a lab with server.http boots its image with its name;
+/// nginx's access log has kernel and initrd, dnsmasq's TFTP sent `loader` files only.
+fn assert_boots_over_http(name: &str, firmware: Firmware, loader: &[&str]) {
+    let lab = LabServer::start(name, &["bios", "uefi"], true).unwrap();
+    let run = lab.client(name, firmware).timeout(Duration::from_secs(300)).run().unwrap();
     let report = ImageReport(&run.log);
     report.assert_done();
     assert_eq!(report.value("hostname"), "lab3-12", "{}", run.log.path().display());
@@ -94,7 +104,9 @@ fn with_server_http_a_bios_client_gets_only_lpxelinux_over_tftp_and_kernel_and_i
         );
     }
     let sent = lab.tftp_sent();
-    assert!(sent.contains(&"busybox/lpxelinux.0".to_string()), "TFTP sent {sent:?}; see {}", lab.dnsmasq_log.display());
+    for file in loader {
+        assert!(sent.iter().any(|s| s == file), "TFTP sent {sent:?}, not {file}; see {}", lab.dnsmasq_log.display());
+    }
     let big: Vec<&String> = sent.iter().filter(|f| f.contains("vmlinuz") || f.contains("initrd")).collect();
     assert!(big.is_empty(), "kernel or initrd went over TFTP: {big:?}; see {}", lab.dnsmasq_log.display());
     assert!(HTTP_URL.ends_with("/diskless"), "the requests above are under the lab's URL path");
