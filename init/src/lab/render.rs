@@ -161,6 +161,9 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
     };
     if uefi(false) {
         required.push(("uefi", &loaders.uefi, "grub-efi-amd64-bin"));
+        if lab.file.server.http.is_some() {
+            required.push(("uefi_http", &loaders.uefi_http, "grub-efi-amd64-bin"));
+        }
     }
     if uefi(true) {
         required.push(("shim", &loaders.shim, "shim-signed"));
@@ -176,6 +179,9 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
     }
     if needs(Firmware::Uefi) {
         r.files.insert(GRUB_CFG.into(), Content::Text(grub_cfg(lab)));
+    }
+    if uefi(false) && lab.file.server.http.is_some() {
+        r.files.insert(GRUB_HTTP_MODULE.into(), Content::Copy(loaders.uefi_http.clone()));
     }
     r.files.insert("dnsmasq.conf".into(), Content::Text(dnsmasq(lab, options, out)));
     if options.dhcp == Dhcp::Isc {
@@ -256,6 +262,10 @@ fn bios_loader(lab: &Lab) -> (&'static str, &PathBuf) {
         None => ("pxelinux", &loaders.pxelinux),
     }
 }
+
+/// Where grubnetx64.efi loads its http module from (its prefix is the TFTP root's
+/// `grub/`), relative to the output directory.
+pub const GRUB_HTTP_MODULE: &str = "tftproot/grub/x86_64-efi/http.mod";
 
 /// The rendered nginx site, relative to the output directory.
 pub const NGINX_SITE: &str = "nginx.conf";

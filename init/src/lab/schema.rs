@@ -15,6 +15,7 @@
 //! lpxelinux = "/usr/lib/PXELINUX/lpxelinux.0"                     # the same, with HTTP
 //! ldlinux = "/usr/lib/syslinux/modules/bios/ldlinux.c32"          # syslinux-common
 //! uefi = "/usr/lib/grub/x86_64-efi/monolithic/grubnetx64.efi"     # grub-efi-amd64-bin
+//! uefi_http = "/usr/lib/grub/x86_64-efi/http.mod"                 # the same, with server.http
 //! shim = "/usr/lib/shim/shimx64.efi.signed"                        # shim-signed
 //! uefi_signed = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"  # grub-efi-amd64-signed
 //!
@@ -113,6 +114,10 @@ pub struct Loaders {
     pub ldlinux: PathBuf,
     #[serde(default = "default_uefi")]
     pub uefi: PathBuf,
+    /// GRUB's http module: Debian's grubnetx64.efi has no HTTP client built in and
+    /// loads it from the TFTP root (`grub/x86_64-efi/http.mod`) when `server.http` is set.
+    #[serde(default = "default_uefi_http")]
+    pub uefi_http: PathBuf,
     /// shim signed by Microsoft: the first loader of `secure_boot` images.
     #[serde(default = "default_shim")]
     pub shim: PathBuf,
@@ -136,6 +141,9 @@ fn default_uefi() -> PathBuf {
 fn default_shim() -> PathBuf {
     "/usr/lib/shim/shimx64.efi.signed".into()
 }
+fn default_uefi_http() -> PathBuf {
+    "/usr/lib/grub/x86_64-efi/http.mod".into()
+}
 fn default_uefi_signed() -> PathBuf {
     "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed".into()
 }
@@ -147,6 +155,7 @@ impl Default for Loaders {
             lpxelinux: default_lpxelinux(),
             ldlinux: default_ldlinux(),
             uefi: default_uefi(),
+            uefi_http: default_uefi_http(),
             shim: default_shim(),
             uefi_signed: default_uefi_signed(),
         }

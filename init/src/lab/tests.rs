@@ -26,7 +26,7 @@ pub(crate) fn example_with(dir: &Path, server: &str) -> Lab {
 }
 
 fn example_text_in(dir: &Path, server: &str) -> String {
-    for name in ["pxelinux.0", "lpxelinux.0", "ldlinux.c32", "grubnetx64.efi"] {
+    for name in ["pxelinux.0", "lpxelinux.0", "ldlinux.c32", "grubnetx64.efi", "http.mod"] {
         fs::write(dir.join(name), format!("loader {name}")).unwrap();
     }
     for name in ["shimx64.efi.signed", "grubnetx64.efi.signed"] {
@@ -34,7 +34,7 @@ fn example_text_in(dir: &Path, server: &str) -> String {
     }
     let loaders = format!(
         "[loaders]\npxelinux = \"{0}/pxelinux.0\"\nlpxelinux = \"{0}/lpxelinux.0\"\nldlinux = \"{0}/ldlinux.c32\"\n\
-         uefi = \"{0}/grubnetx64.efi\"\nshim = \"{0}/shimx64.efi.signed\"\nuefi_signed = \"{0}/grubnetx64.efi.signed\"\n",
+         uefi = \"{0}/grubnetx64.efi\"\nuefi_http = \"{0}/http.mod\"\nshim = \"{0}/shimx64.efi.signed\"\nuefi_signed = \"{0}/grubnetx64.efi.signed\"\n",
         dir.display()
     );
     EXAMPLE.replacen("[[subnet]]", &format!("{loaders}\n[[subnet]]"), 1).replacen(
@@ -279,6 +279,8 @@ fn with_server_http_only_the_loader_goes_over_tftp_and_nginx_serves_the_tftp_roo
     );
     assert_eq!(r.files[Path::new("tftproot/debian/lpxelinux.0")], Content::Copy(dir.path().join("lpxelinux.0")));
     assert!(!r.files.contains_key(Path::new("tftproot/debian/pxelinux.0")), "pxelinux.0 speaks no HTTP");
+    let module = Path::new("tftproot/grub/x86_64-efi/http.mod");
+    assert_eq!(r.files[module], Content::Copy(dir.path().join("http.mod")), "grubnetx64.efi has no http built in");
     let conf = text(&r, "dnsmasq.conf");
     assert!(conf.contains("dhcp-boot=tag:img-debian,tag:!efi64,debian/lpxelinux.0\n"), "{conf}");
     assert!(conf.contains("dhcp-boot=tag:img-debian,tag:efi64,debian/grubnetx64.efi\n"), "{conf}");
@@ -305,6 +307,7 @@ fn with_server_http_only_the_loader_goes_over_tftp_and_nginx_serves_the_tftp_roo
     // Without server.http: no site, pxelinux.0 and TFTP paths.
     let plain = render::render(&example_in(dir.path()), Options::default(), &out).unwrap();
     assert!(!plain.files.contains_key(Path::new("nginx.conf")));
+    assert!(!plain.files.contains_key(module));
     assert!(text(&plain, "tftproot/debian/pxelinux.cfg/default").contains("  KERNEL vmlinuz\n"));
 }
 
