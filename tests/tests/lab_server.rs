@@ -12,9 +12,10 @@
 //! `named.conf.local` includes it) and dnsmasq from the rendered `dnsmasq.conf` for TFTP
 //! only; 5c serves two images to two hosts from one lab file.
 //!
-//! With `server.http` (6) a BIOS client gets `lpxelinux.0` over TFTP and kernel and
-//! initrd from nginx running the rendered `nginx.conf`: nginx's access log has both,
-//! dnsmasq's TFTP log neither.
+//! With `server.http` (6) a BIOS client gets `lpxelinux.0` over TFTP and a UEFI client
+//! (OVMF's own PXE) `grubnetx64.efi`, `grub.cfg` and GRUB's `http.mod`; both fetch
+//! kernel and initrd from nginx running the rendered `nginx.conf`: nginx's access log
+//! has both, dnsmasq's TFTP log neither.
 //!
 //! The NFS server is the rig's nfs-ganesha exporting the image at its own path, as the
 //! rendered ganesha.conf does. The servers of the one-host labs are
