@@ -84,7 +84,8 @@ fn median(mut values: Vec<f64>) -> f64 {
     if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
 }
 
+/// Stops the benchmark. A panic, not `process::exit`: unwinding drops the running VM
+/// and the lab's servers and namespace, which would otherwise outlive the benchmark.
 fn fail(message: &str) -> ! {
-    eprintln!("bench-pxe: {message}");
-    std::process::exit(1);
+    panic!("bench-pxe: {message}");
 }
