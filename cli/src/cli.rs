@@ -276,7 +276,10 @@ pub enum ServerCommand {
     /// (default and one 01-MAC file per host with extra parameters), grubnetx64.efi
     /// (or, for a secure_boot image, shimx64.efi and the signed GRUB as grubx64.efi),
     /// and vmlinuz and initrd.img as links to the versioned files; DIR/exports for the
-    /// kernel NFS server and DIR/ganesha.conf for nfs-ganesha. The same lab file
+    /// kernel NFS server and DIR/ganesha.conf for nfs-ganesha. With server.http in
+    /// the lab file the loaders fetch kernel and initrd over HTTP (BIOS clients get
+    /// lpxelinux.0) and DIR/nginx.conf is the web server's site serving DIR/tftproot
+    /// under the URL's path; only the loader goes over TFTP. The same lab file
     /// gives the same bytes. The configurations name DIR: render where the servers
     /// will read the files. Says what is still missing (a kernel, an initrd).
     #[command(verbatim_doc_comment)]

@@ -20,6 +20,8 @@
 //! - [`pxe`]: a lab segment (namespace, bridge, taps, TFTP root with pxelinux, dnsmasq)
 //!   that VMs network-boot from.
 //! - [`nfs`]: nfs-ganesha + rpcbind exporting a root image inside a namespace.
+//! - [`nginx`]: nginx serving a site file inside a namespace, with its access log.
+//! - [`lab`]: a lab's servers running from `diskless server render`'s files.
 //! - [`paths`]: workspace, target, log and scratch directories.
 //! - [`secureboot`]: Debian's signed shim and GRUB for Secure Boot clients under OVMF.
 //! - [`bad_dhcp`]: a scripted DHCP server that answers with malformed replies.
@@ -34,8 +36,10 @@ pub mod dnsmasq;
 pub mod error;
 pub mod image;
 pub mod kernel;
+pub mod lab;
 pub mod netns;
 pub mod nfs;
+pub mod nginx;
 pub mod paths;
 pub mod process;
 pub mod pxe;

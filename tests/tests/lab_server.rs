@@ -25,11 +25,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use qemu_tests::build::{build_initramfs, release_binaries};
+use qemu_tests::build::build_initramfs;
 use qemu_tests::kernel::Kernel;
+use qemu_tests::lab::{diskless, text};
 use qemu_tests::netns::{Listening, Netns};
 use qemu_tests::nfs::{ImageReport, NfsExport, NfsServer, image_dir};
 use qemu_tests::paths::log_dir;
@@ -41,19 +42,6 @@ use qemu_tests::vm::{Firmware, Machine, Nic, Vm, VmRun};
 const NAME: &str = "lab-server-dnsmasq";
 const MAC: &str = "52:54:00:77:03:12";
 const BRIDGE: &str = "br0";
-
-fn diskless(args: &[&str], ns: Option<&Netns>) -> Output {
-    let bin = release_binaries().init.with_file_name("diskless");
-    let mut cmd = match ns {
-        Some(ns) => ns.command(&bin),
-        None => Command::new(&bin),
-    };
-    cmd.args(args).output().expect("run diskless")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 /// The lab of the dnsmasq cases: image "busybox" (with `image_keys` added, and `params`
 /// as its kernel parameters) and host lab3-12; `loaders` is a `[loaders]` table or "".
@@ -88,31 +76,14 @@ image = "busybox"
     )
 }
 
-/// dnsmasq from `conf` as an administrator runs it; its lease and PID files and its
-/// log in `state` (command-line options, the file stays as rendered).
+/// The rig's dnsmasq from the rendered `conf` (all of DHCP, DNS and TFTP).
 fn start_dnsmasq(ns: &Netns, conf: &Path, state: &Path, log: &Path) -> ChildGuard {
     start_dnsmasq_on(ns, conf, state, log, &[53, 67, 69])
 }
 
 /// [`start_dnsmasq`], waiting for `ports` (69 alone when it serves only TFTP).
 fn start_dnsmasq_on(ns: &Netns, conf: &Path, state: &Path, log: &Path, ports: &[u16]) -> ChildGuard {
-    let mut cmd = ns.command("dnsmasq");
-    cmd.arg("--keep-in-foreground")
-        .arg(format!("--conf-file={}", conf.display()))
-        .arg(format!("--dhcp-leasefile={}", state.join("leases").display()))
-        .arg(format!("--pid-file={}", state.join("dnsmasq.pid").display()))
-        .arg(format!("--log-facility={}", log.display()))
-        .arg("--log-dhcp")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = ChildGuard::spawn(cmd, format!("dnsmasq in namespace {}", ns.name())).unwrap();
-    let want = Listening { ss_flags: "-Hlnu", ports, what: "dnsmasq listening", log };
-    ns.wait_listening(&mut child, &want, Duration::from_secs(10), |status| {
-        panic!("dnsmasq exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default())
-    })
-    .unwrap();
-    child
+    qemu_tests::lab::start_dnsmasq(ns, conf, state, log, ports).unwrap()
 }
 
 /// A dnsmasq lab (5a, 5d, 5e) running from `render`'s files: image "busybox" and host

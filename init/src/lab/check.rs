@@ -2,9 +2,10 @@
 //! render wrote (`--root`), whether the files there still are what the lab renders,
 //! whether every host has an A and a PTR record that agree (without a PTR record a
 //! client's host and lab layers are silently not applied), whether each image's kernel
-//! and initrd are there, readable by TFTP and made for each other, whether a
-//! `secure_boot` image's shim, GRUB and kernel carry the Authenticode signature the
-//! firmware and shim demand, and whether the exports cover every image.
+//! and initrd are there, readable by TFTP (and HTTP, with `server.http`) and made for
+//! each other, whether a `secure_boot` image's shim, GRUB and kernel carry the
+//! Authenticode signature the firmware and shim demand, and whether the exports cover
+//! every image.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -56,6 +57,14 @@ pub enum Finding {
     NotWorldReadable {
         image: String,
         path: PathBuf,
+    },
+    /// A directory on the way to a kernel or initrd that the servers, which run as an
+    /// unprivileged user (dnsmasq's TFTP, nginx's workers), cannot enter.
+    NotSearchable {
+        image: String,
+        /// What cannot be served: the file under the TFTP root, or its URL.
+        what: String,
+        dir: PathBuf,
     },
     /// The initrd holds modules for other kernels only.
     InitrdForOtherKernel {
@@ -121,6 +130,13 @@ impl fmt::Display for Finding {
                 "image \"{image}\": {} is not world-readable, the TFTP server will refuse it; chmod 644 it",
                 path.display()
             ),
+            Finding::NotSearchable { image, what, dir } => write!(
+                f,
+                "image \"{image}\": {what} cannot be served: {} is not searchable by others and the server runs as \
+                 an unprivileged user; chmod o+x {}",
+                dir.display(),
+                dir.display()
+            ),
             Finding::InitrdForOtherKernel { image, path, kernel, found, fix } => write!(
                 f,
                 "image \"{image}\": {} was built for {} but the kernel is {kernel}; {fix}",
@@ -172,6 +188,7 @@ pub fn check(lab: &Lab, root: Option<&Path>, initrd_versions: InitrdVersions) ->
     findings.extend(records(lab, root, options));
     for image in lab.images() {
         findings.extend(boot_files(image, root, initrd_versions));
+        findings.extend(reachable(lab, image, root));
     }
     if lab.images().iter().any(|i| i.secure_boot) {
         let grub = "loaders.uefi_signed must be the signed GRUB (Debian's grubnetx64.efi.signed); render again";
@@ -373,6 +390,37 @@ fn unsigned(image: Option<&str>, path: PathBuf, fix: &str) -> Option<Finding> {
     let bytes = std::fs::read(&path).ok()?;
     let why = authenticode_signed(&bytes).err()?;
     Some(Finding::Unsigned { image: image.map(str::to_string), path, why, fix: fix.into() })
+}
+
+/// Whether the servers reach each image's kernel and initrd: every directory on the
+/// way searchable by others. With `server.http` the web server sends the same files
+/// (the rendered site serves the TFTP root), so the finding names the URL too. A
+/// missing file is [`boot_files`]' finding.
+fn reachable(lab: &Lab, image: &super::schema::Image, root: &Path) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for name in ["vmlinuz", "initrd.img"] {
+        let path = root.join("tftproot").join(&image.name).join(name);
+        if std::fs::metadata(&path).is_err() {
+            continue;
+        }
+        if let Some(dir) = unsearchable(&path) {
+            let what = match render::http_url(lab, image, name) {
+                Some(url) => format!("{} ({url})", path.display()),
+                None => path.display().to_string(),
+            };
+            findings.push(Finding::NotSearchable { image: image.name.clone(), what, dir });
+        }
+    }
+    findings
+}
+
+/// The first directory above `path` that others may not enter.
+fn unsearchable(path: &Path) -> Option<PathBuf> {
+    let mut dirs: Vec<&Path> = path.ancestors().skip(1).collect();
+    dirs.reverse();
+    dirs.into_iter()
+        .find(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        .map(Path::to_path_buf)
 }
 
 /// Whether `bytes` are a PE image (an EFI program, or a bzImage with its EFI stub)

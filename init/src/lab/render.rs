@@ -11,6 +11,12 @@
 //! initrd.img}` plus `tftproot/grub/grub.cfg` for UEFI clients; a `secure_boot` image
 //! has `shimx64.efi` instead of `grubnetx64.efi`, and the signed GRUB that shim fetches
 //! is `tftproot/grubx64.efi`.
+//!
+//! With `server.http` the loaders fetch kernel and initrd from that URL and only the
+//! loader and its configuration go over TFTP: BIOS clients get `lpxelinux.0` (pxelinux
+//! with an HTTP client) instead of `pxelinux.0`, the configurations name
+//! `URL/<image>/vmlinuz`, and `nginx.conf` is the web server's site serving
+//! `tftproot/` read-only under the URL's path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -149,7 +155,8 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
     let needs = |firmware| lab.file.images.iter().any(|i| Lab::serves(i, firmware));
     let mut required = vec![];
     if needs(Firmware::Bios) {
-        required.push(("pxelinux", &loaders.pxelinux, "pxelinux"));
+        let (key, path) = bios_loader(lab);
+        required.push((key, path, "pxelinux"));
         required.push(("ldlinux", &loaders.ldlinux, "syslinux-common"));
     }
     let uefi = |secure_boot: bool| {
@@ -157,6 +164,9 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
     };
     if uefi(false) {
         required.push(("uefi", &loaders.uefi, "grub-efi-amd64-bin"));
+        if lab.file.server.http.is_some() {
+            required.push(("uefi_http", &loaders.uefi_http, "grub-efi-amd64-bin"));
+        }
     }
     if uefi(true) {
         required.push(("shim", &loaders.shim, "shim-signed"));
@@ -173,6 +183,9 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
     if needs(Firmware::Uefi) {
         r.files.insert(GRUB_CFG.into(), Content::Text(grub_cfg(lab)));
     }
+    if uefi(false) && lab.file.server.http.is_some() {
+        r.files.insert(GRUB_HTTP_MODULE.into(), Content::Copy(loaders.uefi_http.clone()));
+    }
     r.files.insert("dnsmasq.conf".into(), Content::Text(dnsmasq(lab, options, out)));
     if options.dhcp == Dhcp::Isc {
         r.files.insert("dhcpd.conf".into(), Content::Text(dhcpd(lab)));
@@ -185,6 +198,9 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
             r.files.insert(file.into(), Content::Text(text));
         }
         r.files.insert("named.conf".into(), Content::Text(stanzas));
+    }
+    if let Some(url) = &lab.file.server.http {
+        r.files.insert(NGINX_SITE.into(), Content::Text(nginx_site(url, out)));
     }
     r.files.insert("exports".into(), Content::Text(exports(lab)));
     r.files.insert("ganesha.conf".into(), Content::Text(ganesha(lab)));
@@ -219,7 +235,8 @@ fn tftp_image(lab: &Lab, image: &Image, out: &Path, r: &mut Rendered) -> Result<
     let hosts: Vec<&LabHost> = lab.hosts.iter().filter(|h| h.image == image.name).collect();
     if Lab::serves(image, Firmware::Bios) {
         let loaders = &lab.file.loaders;
-        r.files.insert(dir.join("pxelinux.0"), Content::Copy(loaders.pxelinux.clone()));
+        let (key, path) = bios_loader(lab);
+        r.files.insert(dir.join(format!("{key}.0")), Content::Copy(path.clone()));
         r.files.insert(dir.join("ldlinux.c32"), Content::Copy(loaders.ldlinux.clone()));
         r.files.insert(dir.join("pxelinux.cfg/default"), Content::Text(pxelinux_cfg(lab, image, None)));
         for host in hosts.iter().filter(|h| !h.params.trim().is_empty()) {
@@ -239,6 +256,71 @@ fn tftp_image(lab: &Lab, image: &Image, out: &Path, r: &mut Rendered) -> Result<
     Ok(())
 }
 
+/// The BIOS loader: its `[loaders]` key, which is also its file name without `.0`,
+/// and where it is copied from. pxelinux.0 speaks only TFTP.
+fn bios_loader(lab: &Lab) -> (&'static str, &PathBuf) {
+    let loaders = &lab.file.loaders;
+    match lab.file.server.http {
+        Some(_) => ("lpxelinux", &loaders.lpxelinux),
+        None => ("pxelinux", &loaders.pxelinux),
+    }
+}
+
+/// Where grubnetx64.efi loads its http module from (its prefix is the TFTP root's
+/// `grub/`), relative to the output directory.
+pub const GRUB_HTTP_MODULE: &str = "tftproot/grub/x86_64-efi/http.mod";
+
+/// The rendered nginx site, relative to the output directory.
+pub const NGINX_SITE: &str = "nginx.conf";
+
+/// The directory the web server serves under the URL's path: the TFTP root, so that
+/// both servers send the same files and `diskless server kernel` switches both.
+pub fn http_document_root(out: &Path) -> PathBuf {
+    out.join("tftproot")
+}
+
+/// The URL of `file` of `image` when the lab has `server.http`.
+pub fn http_url(lab: &Lab, image: &Image, file: &str) -> Option<String> {
+    lab.file.server.http.as_ref().map(|url| format!("{url}/{}/{file}", image.name))
+}
+
+/// How pxelinux's configuration names `file` of `image`: relative to pxelinux's own
+/// TFTP directory, or its URL.
+fn pxelinux_path(lab: &Lab, image: &Image, file: &str) -> String {
+    http_url(lab, image, file).unwrap_or_else(|| file.into())
+}
+
+/// How grub.cfg names `file` of `image`: from the TFTP root, or on GRUB's http device
+/// (`(http,ADDRESS[:PORT])/PATH`).
+fn grub_path(lab: &Lab, image: &Image, file: &str) -> String {
+    match &lab.file.server.http {
+        Some(url) => format!("(http,{}){}/{}/{file}", url.authority(), url.path, image.name),
+        None => format!("/{}/{file}", image.name),
+    }
+}
+
+/// The nginx site (a `server` block for nginx's `http` block, as in `sites-enabled/`):
+/// the TFTP root read-only under the URL's path, on the URL's address and port.
+fn nginx_site(url: &super::schema::HttpUrl, out: &Path) -> String {
+    let site = out.join(NGINX_SITE);
+    let root = http_document_root(out);
+    [
+        format!("# {HEADER}"),
+        format!("# The web server of server.http = \"{url}\": kernels and initrds for the loaders."),
+        format!("# Enable it: ln -s {} /etc/nginx/sites-enabled/diskless", site.display()),
+        "server {".into(),
+        format!("    listen {}:{};", url.address, url.port),
+        format!("    location {}/ {{", url.path),
+        format!("        alias {}/;", root.display()),
+        "        limit_except GET { deny all; }".into(),
+        "    }".into(),
+        "}".into(),
+    ]
+    .iter()
+    .map(|line| format!("{line}\n"))
+    .collect()
+}
+
 fn pxelinux_cfg(lab: &Lab, image: &Image, host: Option<&LabHost>) -> String {
     let who = match host {
         Some(h) => format!("host {} ({})", h.name, h.mac),
@@ -246,10 +328,12 @@ fn pxelinux_cfg(lab: &Lab, image: &Image, host: Option<&LabHost>) -> String {
     };
     let append = append(lab, image, host.map_or("", |h| h.params.as_str()));
     format!(
-        "# {HEADER}\n# Image {}, {who}.\nDEFAULT diskless\nPROMPT 0\nTIMEOUT 0\n{}LABEL diskless\n  KERNEL vmlinuz\n  \
-         INITRD initrd.img\n  APPEND {append}\n  IPAPPEND 2\n",
+        "# {HEADER}\n# Image {}, {who}.\nDEFAULT diskless\nPROMPT 0\nTIMEOUT 0\n{}LABEL diskless\n  KERNEL {}\n  \
+         INITRD {}\n  APPEND {append}\n  IPAPPEND 2\n",
         image.name,
-        serial_directive(&append)
+        serial_directive(&append),
+        pxelinux_path(lab, image, "vmlinuz"),
+        pxelinux_path(lab, image, "initrd.img"),
     )
 }
 
@@ -275,9 +359,11 @@ fn grub_cfg(lab: &Lab) -> String {
     let mut cfg = format!("# {HEADER}\nset timeout=0\nset default=0\n");
     let entry = |image: &Image, extra: &str, bootif: &str| {
         format!(
-            "menuentry \"diskless {0}\" {{\n  linux /{0}/vmlinuz {1}{bootif}\n  initrd /{0}/initrd.img\n}}\n",
+            "menuentry \"diskless {}\" {{\n  linux {} {}{bootif}\n  initrd {}\n}}\n",
             image.name,
-            append(lab, image, extra)
+            grub_path(lab, image, "vmlinuz"),
+            append(lab, image, extra),
+            grub_path(lab, image, "initrd.img"),
         )
     };
     for host in &lab.hosts {
@@ -300,10 +386,10 @@ fn grub_cfg(lab: &Lab) -> String {
 }
 
 /// The boot file of `image` for `firmware`, relative to the TFTP root.
-pub fn boot_file(image: &Image, firmware: Firmware) -> String {
+pub fn boot_file(lab: &Lab, image: &Image, firmware: Firmware) -> String {
     let name = &image.name;
     match firmware {
-        Firmware::Bios => format!("{name}/pxelinux.0"),
+        Firmware::Bios => format!("{name}/{}.0", bios_loader(lab).0),
         Firmware::Uefi if image.secure_boot => format!("{name}/{SHIM}"),
         Firmware::Uefi => format!("{name}/{UEFI_LOADER}"),
     }
@@ -412,7 +498,7 @@ fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
         for image in lab.images() {
             for (firmware, arch) in [(Firmware::Bios, "tag:!efi64"), (Firmware::Uefi, "tag:efi64")] {
                 if Lab::serves(image, firmware) {
-                    let _ = writeln!(c, "dhcp-boot=tag:img-{},{arch},{}", image.name, boot_file(image, firmware));
+                    let _ = writeln!(c, "dhcp-boot=tag:img-{},{arch},{}", image.name, boot_file(lab, image, firmware));
                 }
             }
         }
@@ -420,7 +506,7 @@ fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
             let Some(image) = subnet.image.as_deref().and_then(|i| lab.image(i)) else { continue };
             for (firmware, arch) in [(Firmware::Bios, "tag:!efi64"), (Firmware::Uefi, "tag:efi64")] {
                 if Lab::serves(image, firmware) {
-                    let file = boot_file(image, firmware);
+                    let file = boot_file(lab, image, firmware);
                     let _ = writeln!(c, "dhcp-boot=tag:!known,tag:{},{arch},{file}", subnet_tag(subnet));
                 }
             }
@@ -433,9 +519,9 @@ fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
 }
 
 /// The `filename` statement(s) of a client of `image`, chosen by DHCP option 93.
-fn isc_filename(image: &Image, indent: &str) -> String {
-    let bios = format!("filename \"{}\";", boot_file(image, Firmware::Bios));
-    let uefi = format!("filename \"{}\";", boot_file(image, Firmware::Uefi));
+fn isc_filename(lab: &Lab, image: &Image, indent: &str) -> String {
+    let bios = format!("filename \"{}\";", boot_file(lab, image, Firmware::Bios));
+    let uefi = format!("filename \"{}\";", boot_file(lab, image, Firmware::Uefi));
     match (Lab::serves(image, Firmware::Bios), Lab::serves(image, Firmware::Uefi)) {
         (true, true) => format!(
             "{indent}if option arch = 00:07 or option arch = 00:09 {{\n{indent}  {uefi}\n{indent}}} else {{\n{indent}  {bios}\n{indent}}}\n"
@@ -472,14 +558,14 @@ fn dhcpd(lab: &Lab) -> String {
         if let Some([start, end]) = subnet.dynamic {
             let _ = writeln!(c, "  range {} {};", start.0, end.0);
             if let Some(image) = subnet.image.as_deref().and_then(|i| lab.image(i)) {
-                c.push_str(&isc_filename(image, "  "));
+                c.push_str(&isc_filename(lab, image, "  "));
             }
         }
         c.push_str("}\n");
     }
     for image in lab.images() {
         let _ = write!(c, "\n# image {}\ngroup {{\n  next-server {server};\n", image.name);
-        c.push_str(&isc_filename(image, "  "));
+        c.push_str(&isc_filename(lab, image, "  "));
         for host in lab.hosts.iter().filter(|h| h.image == image.name) {
             let _ = write!(
                 c,

@@ -8,11 +8,14 @@
 //! address = "10.77.0.1"            # this server: TFTP, NFS, DNS and next-server
 //! name = "server"                  # its host name in the lab's domain (A record, NS)
 //! interface = "br0"                # optional: dnsmasq serves only this interface
+//! http = "http://10.77.0.1/diskless"   # optional: kernels and initrds over HTTP (nginx.conf)
 //!
 //! [loaders]                        # optional; where the boot loaders are taken from
 //! pxelinux = "/usr/lib/PXELINUX/pxelinux.0"                       # package pxelinux
+//! lpxelinux = "/usr/lib/PXELINUX/lpxelinux.0"                     # the same, with HTTP
 //! ldlinux = "/usr/lib/syslinux/modules/bios/ldlinux.c32"          # syslinux-common
 //! uefi = "/usr/lib/grub/x86_64-efi/monolithic/grubnetx64.efi"     # grub-efi-amd64-bin
+//! uefi_http = "/usr/lib/grub/x86_64-efi/http.mod"                 # the same, with server.http
 //! shim = "/usr/lib/shim/shimx64.efi.signed"                        # shim-signed
 //! uefi_signed = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"  # grub-efi-amd64-signed
 //!
@@ -90,6 +93,9 @@ pub struct Server {
     #[serde(default = "default_server_name")]
     pub name: String,
     pub interface: Option<String>,
+    /// Where the clients fetch kernels and initrds over HTTP; only the loader and its
+    /// configuration still go over TFTP. Absent: everything over TFTP.
+    pub http: Option<HttpUrl>,
 }
 
 fn default_server_name() -> String {
@@ -102,10 +108,17 @@ fn default_server_name() -> String {
 pub struct Loaders {
     #[serde(default = "default_pxelinux")]
     pub pxelinux: PathBuf,
+    /// pxelinux with an HTTP client: BIOS clients get it when `server.http` is set.
+    #[serde(default = "default_lpxelinux")]
+    pub lpxelinux: PathBuf,
     #[serde(default = "default_ldlinux")]
     pub ldlinux: PathBuf,
     #[serde(default = "default_uefi")]
     pub uefi: PathBuf,
+    /// GRUB's http module: Debian's grubnetx64.efi has no HTTP client built in and
+    /// loads it from the TFTP root (`grub/x86_64-efi/http.mod`) when `server.http` is set.
+    #[serde(default = "default_uefi_http")]
+    pub uefi_http: PathBuf,
     /// shim signed by Microsoft: the first loader of `secure_boot` images.
     #[serde(default = "default_shim")]
     pub shim: PathBuf,
@@ -117,6 +130,9 @@ pub struct Loaders {
 fn default_pxelinux() -> PathBuf {
     "/usr/lib/PXELINUX/pxelinux.0".into()
 }
+fn default_lpxelinux() -> PathBuf {
+    "/usr/lib/PXELINUX/lpxelinux.0".into()
+}
 fn default_ldlinux() -> PathBuf {
     "/usr/lib/syslinux/modules/bios/ldlinux.c32".into()
 }
@@ -126,6 +142,9 @@ fn default_uefi() -> PathBuf {
 fn default_shim() -> PathBuf {
     "/usr/lib/shim/shimx64.efi.signed".into()
 }
+fn default_uefi_http() -> PathBuf {
+    "/usr/lib/grub/x86_64-efi/http.mod".into()
+}
 fn default_uefi_signed() -> PathBuf {
     "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed".into()
 }
@@ -134,8 +153,10 @@ impl Default for Loaders {
     fn default() -> Self {
         Loaders {
             pxelinux: default_pxelinux(),
+            lpxelinux: default_lpxelinux(),
             ldlinux: default_ldlinux(),
             uefi: default_uefi(),
+            uefi_http: default_uefi_http(),
             shim: default_shim(),
             uefi_signed: default_uefi_signed(),
         }
@@ -252,6 +273,84 @@ impl fmt::Display for MacAddr {
     }
 }
 
+/// `server.http`: `http://ADDRESS[:PORT][/PATH]`, the URL under which the web server
+/// serves the TFTP root (`URL/IMAGE/vmlinuz`). An IPv4 address rather than a name: the
+/// loaders fetch before the client has a resolver worth the name, and nginx listens on
+/// it. No `https`: neither pxelinux nor GRUB's network loader speaks TLS.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HttpUrl {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// Empty, or `/a/b` without a trailing slash.
+    pub path: String,
+}
+
+impl HttpUrl {
+    pub const DEFAULT_PORT: u16 = 80;
+
+    pub fn parse(text: &str) -> Result<HttpUrl, String> {
+        let hint = "write http://ADDRESS[:PORT]/PATH, e.g. \"http://10.77.0.1/diskless\"";
+        let Some(rest) = text.strip_prefix("http://") else {
+            let why = if text.starts_with("https://") {
+                "https is not spoken by pxelinux nor GRUB's network loader"
+            } else {
+                "it does not start with http://"
+            };
+            return Err(format!("{text:?}: {why}; {hint}"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        let (address, port) = match authority.rsplit_once(':') {
+            Some((address, port)) => match port.parse::<u16>() {
+                Ok(p) if p > 0 => (address, p),
+                _ => return Err(format!("{text:?}: port {port:?} is not a number from 1 to 65535; {hint}")),
+            },
+            None => (authority, Self::DEFAULT_PORT),
+        };
+        let address: Ipv4Addr = address
+            .parse()
+            .map_err(|_| format!("{text:?}: {address:?} is not an IPv4 address (the loaders need one); {hint}"))?;
+        let path = path.trim_end_matches('/');
+        // The path goes unquoted into pxelinux's, GRUB's and nginx's configurations.
+        let safe = |segment: &str| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+        };
+        if !path.is_empty() && !path[1..].split('/').all(safe) {
+            return Err(format!(
+                "{text:?}: path {path:?} may only hold letters, digits, '-', '_', '.', '~' between single slashes; {hint}"
+            ));
+        }
+        Ok(HttpUrl { address, port, path: path.into() })
+    }
+
+    /// `ADDRESS` or `ADDRESS:PORT` (the port only when it is not 80).
+    pub fn authority(&self) -> String {
+        if self.port == Self::DEFAULT_PORT {
+            self.address.to_string()
+        } else {
+            format!("{}:{}", self.address, self.port)
+        }
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.authority(), self.path)
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        HttpUrl::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A network `a.b.c.d/n` whose host bits are zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cidr {
@@ -318,5 +417,21 @@ mod tests {
         assert!(Cidr::parse("10.77.0.5/24").unwrap_err().contains("\"10.77.0.0/24\""));
         assert!(Cidr::parse("10.77.0.0").unwrap_err().contains("no /prefix"));
         assert!(Cidr::parse("10.77.0.0/33").unwrap_err().contains("0 to 32"));
+    }
+
+    #[test]
+    fn http_urls_parse_to_address_port_and_path_and_name_what_is_wrong() {
+        let u = HttpUrl::parse("http://10.77.0.1/diskless/").unwrap();
+        assert_eq!((u.address, u.port, u.path.as_str()), (Ipv4Addr::new(10, 77, 0, 1), 80, "/diskless"));
+        assert_eq!(u.to_string(), "http://10.77.0.1/diskless");
+        let u = HttpUrl::parse("http://10.77.0.1:8080").unwrap();
+        assert_eq!((u.port, u.path.as_str(), u.authority()), (8080, "", "10.77.0.1:8080".to_string()));
+        assert!(HttpUrl::parse("https://10.77.0.1/x").unwrap_err().contains("https is not spoken"));
+        assert!(HttpUrl::parse("ftp://10.77.0.1/x").unwrap_err().contains("does not start with http://"));
+        assert!(HttpUrl::parse("http://server/x").unwrap_err().contains("\"server\" is not an IPv4 address"));
+        assert!(HttpUrl::parse("http://10.77.0.1:0/x").unwrap_err().contains("port \"0\""));
+        assert!(HttpUrl::parse("http://10.77.0.1/a b").unwrap_err().contains("may only hold"));
+        assert!(HttpUrl::parse("http://10.77.0.1/a/../b").unwrap_err().contains("may only hold"));
+        assert!(HttpUrl::parse("http://10.77.0.1//b").unwrap_err().contains("may only hold"));
     }
 }

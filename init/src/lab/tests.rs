@@ -13,30 +13,41 @@ pub(crate) const EXAMPLE: &str = include_str!("../../../docs/lab.example.toml");
 /// The example lab with its loaders in `dir` (made there as small files; the signed
 /// ones as PE files with a signature table).
 pub(crate) fn example_in(dir: &Path) -> Lab {
-    let lab = Lab::parse(&example_text_in(dir)).unwrap();
+    let lab = Lab::parse(&example_text_in(dir, "")).unwrap();
     assert_eq!(lab.problems, []);
     lab
 }
 
-fn example_text_in(dir: &Path) -> String {
-    for name in ["pxelinux.0", "ldlinux.c32", "grubnetx64.efi"] {
+/// [`example_in`] with `server` lines added to `[server]`.
+pub(crate) fn example_with(dir: &Path, server: &str) -> Lab {
+    let lab = Lab::parse(&example_text_in(dir, server)).unwrap();
+    assert_eq!(lab.problems, []);
+    lab
+}
+
+fn example_text_in(dir: &Path, server: &str) -> String {
+    for name in ["pxelinux.0", "lpxelinux.0", "ldlinux.c32", "grubnetx64.efi", "http.mod"] {
         fs::write(dir.join(name), format!("loader {name}")).unwrap();
     }
     for name in ["shimx64.efi.signed", "grubnetx64.efi.signed"] {
         fs::write(dir.join(name), pe(true)).unwrap();
     }
     let loaders = format!(
-        "[loaders]\npxelinux = \"{0}/pxelinux.0\"\nldlinux = \"{0}/ldlinux.c32\"\nuefi = \"{0}/grubnetx64.efi\"\n\
-         shim = \"{0}/shimx64.efi.signed\"\nuefi_signed = \"{0}/grubnetx64.efi.signed\"\n",
+        "[loaders]\npxelinux = \"{0}/pxelinux.0\"\nlpxelinux = \"{0}/lpxelinux.0\"\nldlinux = \"{0}/ldlinux.c32\"\n\
+         uefi = \"{0}/grubnetx64.efi\"\nuefi_http = \"{0}/http.mod\"\nshim = \"{0}/shimx64.efi.signed\"\nuefi_signed = \"{0}/grubnetx64.efi.signed\"\n",
         dir.display()
     );
-    EXAMPLE.replacen("[[subnet]]", &format!("{loaders}\n[[subnet]]"), 1)
+    EXAMPLE.replacen("[[subnet]]", &format!("{loaders}\n[[subnet]]"), 1).replacen(
+        "[server]\n",
+        &format!("[server]\n{server}"),
+        1,
+    )
 }
 
 /// The example lab with image "debian" served with `secure_boot = true`.
 fn secure_example_in(dir: &Path) -> Lab {
-    let text =
-        example_text_in(dir).replace("maintenance = \"10.77.0.5\"", "maintenance = \"10.77.0.5\"\nsecure_boot = true");
+    let text = example_text_in(dir, "")
+        .replace("maintenance = \"10.77.0.5\"", "maintenance = \"10.77.0.5\"\nsecure_boot = true");
     let lab = Lab::parse(&text).unwrap();
     assert_eq!(lab.problems, []);
     assert!(lab.image("debian").unwrap().secure_boot);
@@ -249,6 +260,106 @@ fn the_tftp_tree_has_loaders_configs_per_mac_files_and_kernel_links() {
     );
     assert!(!grub.contains("52:54:00:77:00:05"), "gentoo is BIOS only:\n{grub}");
     assert!(r.todo.iter().any(|t| t.contains("mkinitramfs -b /srv/diskless/debian -o ")), "{:?}", r.todo);
+}
+
+const HTTP: &str = "http = \"http://10.77.0.1/diskless\"\n";
+
+#[test]
+fn with_server_http_only_the_loader_goes_over_tftp_and_nginx_serves_the_tftp_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let lab = example_with(dir.path(), HTTP);
+    let r = render::render(&lab, Options::default(), &out).unwrap();
+    let default = text(&r, "tftproot/debian/pxelinux.cfg/default");
+    assert!(
+        default.contains(
+            "  KERNEL http://10.77.0.1/diskless/debian/vmlinuz\n  INITRD http://10.77.0.1/diskless/debian/initrd.img\n"
+        ),
+        "{default}"
+    );
+    assert_eq!(r.files[Path::new("tftproot/debian/lpxelinux.0")], Content::Copy(dir.path().join("lpxelinux.0")));
+    assert!(!r.files.contains_key(Path::new("tftproot/debian/pxelinux.0")), "pxelinux.0 speaks no HTTP");
+    let module = Path::new("tftproot/grub/x86_64-efi/http.mod");
+    assert_eq!(r.files[module], Content::Copy(dir.path().join("http.mod")), "grubnetx64.efi has no http built in");
+    let conf = text(&r, "dnsmasq.conf");
+    assert!(conf.contains("dhcp-boot=tag:img-debian,tag:!efi64,debian/lpxelinux.0\n"), "{conf}");
+    assert!(conf.contains("dhcp-boot=tag:img-debian,tag:efi64,debian/grubnetx64.efi\n"), "{conf}");
+    let isc = render::render(&lab, Options { dhcp: Dhcp::Isc, dns: Dns::Bind }, &out).unwrap();
+    assert!(text(&isc, "dhcpd.conf").contains("filename \"gentoo/lpxelinux.0\";"));
+    let grub = text(&r, "tftproot/grub/grub.cfg");
+    assert!(
+        grub.contains("  linux (http,10.77.0.1)/diskless/debian/vmlinuz root=/dev/nfs ")
+            && grub.contains("  initrd (http,10.77.0.1)/diskless/debian/initrd.img\n"),
+        "{grub}"
+    );
+    let root = out.join("tftproot");
+    assert_eq!(
+        text(&r, "nginx.conf"),
+        format!(
+            "# {}\n# The web server of server.http = \"http://10.77.0.1/diskless\": kernels and initrds for the loaders.\n\
+             # Enable it: ln -s {}/nginx.conf /etc/nginx/sites-enabled/diskless\nserver {{\n    listen 10.77.0.1:80;\n\
+             \x20   location /diskless/ {{\n        alias {}/;\n        limit_except GET {{ deny all; }}\n    }}\n}}\n",
+            render::HEADER,
+            out.display(),
+            root.display()
+        )
+    );
+    // Without server.http: no site, pxelinux.0 and TFTP paths.
+    let plain = render::render(&example_in(dir.path()), Options::default(), &out).unwrap();
+    assert!(!plain.files.contains_key(Path::new("nginx.conf")));
+    assert!(!plain.files.contains_key(module));
+    assert!(text(&plain, "tftproot/debian/pxelinux.cfg/default").contains("  KERNEL vmlinuz\n"));
+}
+
+#[test]
+fn an_http_port_goes_into_grubs_device_and_the_site_and_the_root_path_is_served_at_slash() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let lab = example_with(dir.path(), "http = \"http://10.77.0.1:8080/\"\n");
+    let r = render::render(&lab, Options::default(), &out).unwrap();
+    assert!(text(&r, "tftproot/grub/grub.cfg").contains("  linux (http,10.77.0.1:8080)/debian/vmlinuz "));
+    assert!(
+        text(&r, "tftproot/gentoo/pxelinux.cfg/default").contains("  KERNEL http://10.77.0.1:8080/gentoo/vmlinuz\n")
+    );
+    let site = text(&r, "nginx.conf");
+    assert!(site.contains("    listen 10.77.0.1:8080;\n    location / {\n"), "{site}");
+    let e = Lab::parse(&EXAMPLE.replace("[server]\n", "[server]\nhttp = \"https://10.77.0.1/x\"\n")).unwrap_err();
+    assert!(e.to_string().contains("http = \"https://10.77.0.1/x\"") && e.to_string().contains("https is not spoken"));
+}
+
+#[test]
+fn check_names_a_directory_the_unprivileged_servers_cannot_enter_with_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let lab = example_with(dir.path(), HTTP);
+    let out = dir.path().join("out");
+    render::write(&render::render(&lab, Options::default(), &out).unwrap(), &out).unwrap();
+    for image in ["debian", "gentoo"] {
+        for file in ["vmlinuz-6.1.0-57-amd64", "initrd.img-6.1.0-57-amd64"] {
+            let path = out.join("tftproot").join(image).join(file);
+            fs::write(&path, format!("for 6.1.0-57-amd64 {file}")).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    assert_eq!(findings(&lab, &out), Vec::<String>::new());
+    let gentoo = out.join("tftproot/gentoo");
+    fs::set_permissions(&gentoo, fs::Permissions::from_mode(0o750)).unwrap();
+    let f = findings(&lab, &out);
+    let want = |file: &str| {
+        format!(
+            "image \"gentoo\": {}/{file} (http://10.77.0.1/diskless/gentoo/{file}) cannot be served: {} is not \
+             searchable by others and the server runs as an unprivileged user; chmod o+x {}",
+            gentoo.display(),
+            gentoo.display(),
+            gentoo.display()
+        )
+    };
+    assert_eq!(f, [want("vmlinuz"), want("initrd.img")]);
+    // The site edited by hand is stale like every rendered file.
+    fs::set_permissions(&gentoo, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(out.join("nginx.conf"), "server { listen 80; }\n").unwrap();
+    let f = findings(&lab, &out);
+    assert!(f.len() == 1 && f[0].contains("nginx.conf differs from what the lab file renders"), "{f:#?}");
 }
 
 #[test]
