@@ -131,8 +131,11 @@ pub enum Command {
     /// image by a relative symlink into its local dir, fills the image's local dirs
     /// with links to the base layer (so a chroot sees working files), writes
     /// diskless.toml when missing and installs the APT hook that runs
-    /// diskless fix --auto after every package operation. Running it again changes
-    /// nothing. Exits 1 when something needs the administrator.
+    /// diskless fix --auto after every package operation, and the kernel hooks
+    /// (/etc/kernel/postinst.d and postrm.d) that build /boot/initrd.img-VERSION with
+    /// /usr/lib/diskless/mkinitramfs for each kernel package installed and remove it
+    /// with the kernel. Running it again changes nothing. Exits 1 when something needs
+    /// the administrator.
     #[command(verbatim_doc_comment)]
     Setup {
         /// The image: the directory exported over NFS as the clients' root

@@ -31,12 +31,27 @@ pub struct NfsExport {
     pub pseudo: String,
     /// More directories exported by the same server, each with its pseudo path.
     pub more: Vec<(PathBuf, String)>,
+    /// The NFS versions the exports are served over (ganesha's `Protocols`): `"3, 4"`,
+    /// or `"4"` for a server that refuses NFSv3 mounts of them.
+    pub protocols: &'static str,
 }
 
 impl NfsExport {
     /// Exports `path` as `10.77.0.1:/export`.
     pub fn new(path: &Path) -> NfsExport {
-        NfsExport { path: path.into(), bind: "10.77.0.1".into(), pseudo: "/export".into(), more: Vec::new() }
+        NfsExport {
+            path: path.into(),
+            bind: "10.77.0.1".into(),
+            pseudo: "/export".into(),
+            more: Vec::new(),
+            protocols: "3, 4",
+        }
+    }
+
+    /// The exports over NFSv4 only: MOUNT still answers (the server speaks v3), but
+    /// refuses a v3 mount of them.
+    pub fn v4_only(self) -> NfsExport {
+        NfsExport { protocols: "4", ..self }
     }
 
     /// The ganesha configuration, with recovery state under `state`.
@@ -46,10 +61,11 @@ impl NfsExport {
             .enumerate()
             .map(|(i, (path, pseudo))| {
                 format!(
-                    "EXPORT {{\n  Export_Id = {};\n  Path = \"{}\";\n  Pseudo = \"{pseudo}\";\n  Protocols = 3, 4;\n  \
+                    "EXPORT {{\n  Export_Id = {};\n  Path = \"{}\";\n  Pseudo = \"{pseudo}\";\n  Protocols = {protocols};\n  \
                      Access_Type = RO;\n  Squash = No_Root_Squash;\n  FSAL {{ Name = VFS; }}\n}}\n",
                     i + 1,
-                    path.display()
+                    path.display(),
+                    protocols = self.protocols,
                 )
             })
             .collect();
@@ -326,5 +342,12 @@ mod tests {
         ] {
             assert!(c.contains(want), "missing {want:?} in\n{c}");
         }
+    }
+
+    #[test]
+    fn a_v4_only_export_keeps_the_server_speaking_v3() {
+        let c = NfsExport::new(Path::new("/img/busybox")).v4_only().config(Path::new("/state"));
+        assert!(c.contains("  Protocols = 3, 4;\n  NFS_Port"), "the server itself: {c}");
+        assert!(c.contains("Pseudo = \"/export\";\n  Protocols = 4;\n"), "the export: {c}");
     }
 }

@@ -6,15 +6,18 @@
 //!
 //! The VMs boot the kernel directly (`-kernel`: these tests are about the root, not the
 //! firmware; `tests/network.rs` covers PXE) on the PXE rig's segment, with dnsmasq
-//! giving lab hosts their address and PTR name. Five VMs, each once per test process:
-//! - A: NFSv3 (`root=/dev/nfs nfsroot=10.77.0.1:/export,vers=3`), busybox image,
-//!   lab3-12: every layer level overrides one file; symlinks, modes, owners kept.
+//! giving lab hosts their address and PTR name. Six VMs, each once per test process:
+//! - A: the kernel's default, NFSv3 (`root=/dev/nfs nfsroot=10.77.0.1:/export`, no
+//!   `vers=`), busybox image, lab3-12: every layer level overrides one file; symlinks,
+//!   modes, owners kept; `nfsv4` never loaded.
 //! - B: NFSv4 (`root=nfs4:10.77.0.1:/export`), busybox-overlay image with
 //!   `diskless.mode=overlay`: layer files override the image's own files.
 //! - C: busybox-legacy image (only `diskless.conf`), host lab3-13 which has no
 //!   `hosts/` layer: base, network and lab layers only, boot goes on.
 //! - D: the NFS server starts 30 s after QEMU; root path from DHCP option 17.
 //! - E: the Debian image reaches multi-user.target with the host name from PTR.
+//! - F: the same command line as A against a server that exports the image over NFSv4
+//!   only: v3 is refused and the boot falls back to v4.2.
 //!
 //! Console logs: `target/qemu-logs/<vm>.log`; server logs next to them.
 
@@ -34,6 +37,8 @@ const NO_LAYER_HOST: &str = "lab3-13";
 const NO_LAYER_IP: &str = "10.77.0.113";
 const TIMEOUT: Duration = Duration::from_secs(300);
 const LATE_NFS: Duration = Duration::from_secs(30);
+/// The root as the kernel's documentation and initramfs-tools write it: no version.
+const DEFAULT_ROOT: &str = "root=/dev/nfs nfsroot=10.77.0.1:/export";
 
 fn netboot_initrd() -> &'static Path {
     static INITRD: OnceLock<PathBuf> = OnceLock::new();
@@ -48,6 +53,8 @@ struct Case {
     append: &'static str,
     nfs_delay: Option<Duration>,
     timeout: Duration,
+    /// The export refuses NFSv3.
+    v4_only: bool,
 }
 
 struct Outcome {
@@ -68,7 +75,7 @@ impl Outcome {
 
 impl Case {
     fn new(name: &'static str, image: &'static str, mac: &'static str, append: &'static str) -> Case {
-        Case { name, image, mac, append, nfs_delay: None, timeout: TIMEOUT }
+        Case { name, image, mac, append, nfs_delay: None, timeout: TIMEOUT, v4_only: false }
     }
 }
 
@@ -77,6 +84,7 @@ fn boot(case: Case) -> Outcome {
     let config = rig.dnsmasq_config().host(LAB_MAC, LAB_IP, LAB_HOST).host(NO_LAYER_MAC, NO_LAYER_IP, NO_LAYER_HOST);
     rig.start_dnsmasq(&config, "dnsmasq").unwrap();
     let export = NfsExport::new(&image_dir(case.image));
+    let export = if case.v4_only { export.v4_only() } else { export };
     let tap = rig.tap().unwrap();
     let vm = rig
         .direct_vm(case.name, netboot_initrd(), case.append)
@@ -101,9 +109,7 @@ fn boot(case: Case) -> Outcome {
 
 fn vm_a() -> &'static Outcome {
     static RUN: OnceLock<Outcome> = OnceLock::new();
-    RUN.get_or_init(|| {
-        boot(Case::new("nfsroot-A-v3-layers", "busybox", LAB_MAC, "root=/dev/nfs nfsroot=10.77.0.1:/export,vers=3"))
-    })
+    RUN.get_or_init(|| boot(Case::new("nfsroot-A-v3-layers", "busybox", LAB_MAC, DEFAULT_ROOT)))
 }
 
 fn vm_b() -> &'static Outcome {
@@ -127,6 +133,13 @@ fn vm_d() -> &'static Outcome {
     static RUN: OnceLock<Outcome> = OnceLock::new();
     RUN.get_or_init(|| {
         boot(Case { nfs_delay: Some(LATE_NFS), ..Case::new("nfsroot-D-server-30s-late", "busybox", LAB_MAC, "") })
+    })
+}
+
+fn vm_f() -> &'static Outcome {
+    static RUN: OnceLock<Outcome> = OnceLock::new();
+    RUN.get_or_init(|| {
+        boot(Case { v4_only: true, ..Case::new("nfsroot-F-v4-only-server", "busybox", LAB_MAC, DEFAULT_ROOT) })
     })
 }
 
@@ -165,14 +178,26 @@ fn assert_file(o: &Outcome, path: &str, mode: &str, owner: &str, what: &str) {
     assert_eq!((m.as_str(), u.as_str(), w.as_str()), (mode, owner, what), "IMAGE: file {path} ({})", o.log_path());
 }
 
-// --- A: NFSv3, every layer level ----------------------------------------------------
+/// Whether boot.json (as the image saw it) names the module `name` among those the
+/// boot loaded.
+fn loaded_module(o: &Outcome, name: &str) -> bool {
+    let json = o.image().boot_json();
+    assert!(json.contains(r#""modules": ["#), "no module list in boot.json ({}):\n{json}", o.log_path());
+    json.contains(&format!("\"{name}\""))
+}
+
+// --- A: the default command line, NFSv3, every layer level ----------------------------
 
 #[test]
-fn v3_root_is_mounted_read_only_over_nfs3() {
+fn nfsroot_without_vers_mounts_v3_as_the_kernel_does() {
     let o = vm_a();
+    o.run.log.assert_line(r"^diskless: mounted 10\.77\.0\.1:/export read-only on /newroot \(NFSv3\)\s*$");
+    o.run.log.assert_no_line(r"trying NFSv4");
     let root = o.image().mount("/");
     assert!(root.starts_with("10.77.0.1:/export / nfs ro,"), "root mount {root:?} ({})", o.log_path());
     assert!(root.contains("vers=3"), "not NFSv3: {root:?} ({})", o.log_path());
+    assert!(loaded_module(o, "nfsv3"), "nfsv3 not in boot.json ({})", o.log_path());
+    assert!(!loaded_module(o, "nfsv4"), "nfsv4 loaded for a v3 root ({})", o.log_path());
     assert_completed(o, LAB_HOST);
 }
 
@@ -274,6 +299,21 @@ fn diskless_status_reads_the_boot_record_of_a_real_boot() {
         );
     }
     assert!(!text.contains(" ?"), "diskless status could not read a field of {}:\n{text}", o.log_path());
+}
+
+// --- F: a server that refuses NFSv3 ------------------------------------------------
+
+#[test]
+fn a_server_that_refuses_v3_is_mounted_over_v4_2() {
+    let o = vm_f();
+    o.run.log.assert_line(r"^diskless: mount failed: NFSv3 \(vers=3,");
+    o.run.log.assert_line(r"^diskless: NFSv3 failed \(.*\); trying NFSv4\.2\s*$");
+    o.run.log.assert_line(r"^diskless: mounted 10\.77\.0\.1:/export read-only on /newroot \(NFSv4\.2\)\s*$");
+    let root = o.image().mount("/");
+    assert!(root.starts_with("10.77.0.1:/export / nfs4 ro,"), "root mount {root:?} ({})", o.log_path());
+    assert!(root.contains("vers=4.2"), "not NFSv4.2: {root:?} ({})", o.log_path());
+    assert!(loaded_module(o, "nfsv4"), "nfsv4 not loaded for the fallback ({})", o.log_path());
+    assert_completed(o, LAB_HOST);
 }
 
 // --- C: legacy diskless.conf, missing host layer ---------------------------------

@@ -15,6 +15,7 @@ use crate::log::{Capture, captured};
 use crate::net::{Lease, Mac};
 use crate::os::fake::{Call, FakeLink, FakeOs, Kind};
 use crate::os::{LOCAL_MOUNT_FLAGS, MS_MOVE, MountFlags};
+use rustix::io::Errno;
 
 /// The command line of a boot that reaches the image.
 const NFS_BOOT: &str =
@@ -289,6 +290,87 @@ fn the_boot_record_holds_what_the_fake_boot_did() {
     assert_eq!(stages, ["early", "hardware", "network", "identity", "root", "local"]);
     let placed = fs::read_to_string(m.p("run/diskless/layer-files")).unwrap();
     assert_eq!(placed, "/etc/fstab\n/etc/motd\n/var/spool\n", "for diskless relayer");
+}
+
+/// `nfsroot=` without `vers=`: the boot used to mount NFSv4.2 and load `nfsv4` (most of
+/// a second under TCG) where the kernel's nfsroot and initramfs-tools mount v3.
+#[test]
+fn nfsroot_without_vers_mounts_v3_as_the_kernel_does_and_never_loads_nfsv4() {
+    let m = Machine::new(&NFS_BOOT.replace(",vers=3", ""), lab_network());
+    m.image();
+    // Keep the record: the hand-off fails before the initramfs is freed.
+    m.os.fail_nth(Kind::Mount, first_move(), 16);
+    run(&m.boot);
+    let text = m.text();
+    let newroot = m.p("newroot");
+    let nfs: Vec<Call> = m.os.calls().into_iter().filter(|c| c.mount_target() == Some(&newroot)).collect();
+    assert_eq!(
+        nfs,
+        [mount(
+            "10.77.0.1:/export",
+            newroot.clone(),
+            "nfs",
+            MountFlags::RDONLY,
+            "vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp"
+        )],
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "diskless: NFS root 10.77.0.1:/export (NFS version 3, or 4.2 if the server refuses 3) from nfsroot="
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("diskless: mounted 10.77.0.1:/export read-only on {} (NFSv3)", newroot.display())),
+        "{text}"
+    );
+    assert_eq!(loaded_modules(&m.os), ["nfs.ko", "nfsv3.ko", "sunrpc.ko"], "no nfsv4 for a v3 mount");
+    let json = m.boot_json();
+    assert_eq!(json["root"]["version"], "auto", "{json}");
+    assert_eq!(json["root"]["mounted_version"], "3", "{json}");
+}
+
+/// A server that exports the root over NFSv4 only refuses v3's mount: the boot falls
+/// back to v4.2, loading `nfsv4` only then.
+#[test]
+fn a_server_that_refuses_v3_is_mounted_over_v4_2_with_nfsv4_loaded_for_the_fallback() {
+    let m = Machine::new(&NFS_BOOT.replace(",vers=3", ""), lab_network());
+    m.image();
+    m.os.fail_calls(
+        |c| matches!(c, Call::Mount { data, .. } if data.starts_with("vers=3,")),
+        Errno::ACCESS.raw_os_error(),
+    );
+    // Keep the record: the hand-off fails before the initramfs is freed (one mount
+    // more than usual: the refused v3 try).
+    m.os.fail_nth(Kind::Mount, first_move() + 1, 16);
+    run(&m.boot);
+    let text = m.text();
+    let newroot = m.p("newroot");
+    let tried: Vec<String> =
+        m.os.calls()
+            .into_iter()
+            .filter(|c| c.mount_target() == Some(&newroot))
+            .filter_map(|c| match c {
+                Call::Mount { data, .. } => Some(data),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(
+        tried,
+        ["vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp", "vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112"],
+        "{text}"
+    );
+    assert!(text.contains("diskless: NFSv3 failed (permission denied: "), "{text}");
+    assert!(text.contains("; trying NFSv4.2\n"), "{text}");
+    assert!(
+        text.contains(&format!("diskless: mounted 10.77.0.1:/export read-only on {} (NFSv4.2)", newroot.display())),
+        "{text}"
+    );
+    assert_eq!(loaded_modules(&m.os), ["nfs.ko", "nfsv3.ko", "nfsv4.ko", "sunrpc.ko"]);
+    let json = m.boot_json();
+    assert_eq!(json["root"]["mounted_version"], "4.2", "{json}");
+    assert_eq!(json["modules"], serde_json::json!(["sunrpc", "nfs", "nfsv3", "nfsv4"]), "{json}");
 }
 
 /// No PTR record for the leased address (the fake without `with_ptr`): the host name

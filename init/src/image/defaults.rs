@@ -1,5 +1,6 @@
 //! What `diskless setup` writes into an image that has none of its own: the default
-//! `local.d` lists for Debian/systemd images, `diskless.toml`, and the dpkg hook.
+//! `local.d` lists for Debian/systemd images, `diskless.toml`, the dpkg hook and the
+//! kernel hooks that build the initramfs of each kernel the package manager installs.
 //!
 //! Every row of [`DEFAULT_FILES`] says why the file differs per machine: a file of one
 //! machine's identity or hardware, shared by a whole lab from a read-only image, is
@@ -105,6 +106,120 @@ pub fn dpkg_hook() -> String {
     )
 }
 
+/// Where the image has diskless's `mkinitramfs`, with `init` beside it (its default
+/// `--init`). Not `/usr/sbin`: initramfs-tools has a `mkinitramfs` of its own there.
+pub const MKINITRAMFS_BINARY: &str = "/usr/lib/diskless/mkinitramfs";
+
+/// A hook `setup` installs into an image with apt, where the package manager runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// After every dpkg run: `diskless fix --auto`.
+    Dpkg,
+    /// Debian's kernel packages run `/etc/kernel/postinst.d/*` with `VERSION
+    /// IMAGE-PATH` once a kernel is installed: build its initramfs.
+    KernelPostinst,
+    /// ... and `/etc/kernel/postrm.d/*` once one is removed: remove its initramfs.
+    KernelPostrm,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 3] = [Hook::Dpkg, Hook::KernelPostinst, Hook::KernelPostrm];
+
+    /// Relative to the image root. The kernel hooks are named to sort after
+    /// initramfs-tools' own (run-parts runs them in name order), so that when both are
+    /// installed the initrd left in `/boot` is diskless's; `run-parts` only runs names
+    /// of letters, digits, `_` and `-`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Hook::Dpkg => DPKG_HOOK_PATH,
+            Hook::KernelPostinst => "etc/kernel/postinst.d/zz-diskless",
+            Hook::KernelPostrm => "etc/kernel/postrm.d/zz-diskless",
+        }
+    }
+
+    /// Which hook it is and what it does, for `setup`'s list of actions.
+    pub fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Hook::Dpkg => ("the dpkg hook", "runs diskless fix --auto after each dpkg run"),
+            Hook::KernelPostinst => {
+                ("the kernel hook", "builds /boot/initrd.img-VERSION with mkinitramfs for each kernel installed")
+            }
+            Hook::KernelPostrm => ("the kernel hook", "removes /boot/initrd.img-VERSION of each kernel removed"),
+        }
+    }
+
+    /// The file's content.
+    pub fn text(self) -> String {
+        match self {
+            Hook::Dpkg => dpkg_hook(),
+            Hook::KernelPostinst => kernel_postinst_hook(),
+            Hook::KernelPostrm => kernel_postrm_hook(),
+        }
+    }
+
+    /// apt reads its configuration; run-parts runs only executable hooks.
+    pub fn mode(self) -> u32 {
+        match self {
+            Hook::Dpkg => 0o644,
+            Hook::KernelPostinst | Hook::KernelPostrm => 0o755,
+        }
+    }
+}
+
+/// The start both kernel hooks share: the contract of Debian's kernel packages
+/// (`VERSION [IMAGE-PATH]`, `DEB_MAINT_PARAMS` the maintainer script's arguments), the
+/// initrd's path beside the kernel image as `/boot/initrd.img-VERSION`, and the one
+/// maintainer-script action (`configure`, `remove`) that the hook acts on, so that a
+/// kernel is built or removed once per installation, as initramfs-tools' hooks do.
+fn kernel_hook_start(what: &str, action: &str) -> String {
+    format!(
+        "#!/bin/sh\n\
+         # Written by `diskless setup`: {what}.\n\
+         # Debian's kernel packages run it as: zz-diskless VERSION [IMAGE-PATH].\n\
+         set -e\n\
+         version=\"$1\"\n\
+         if [ -z \"$version\" ]; then\n\
+         \techo \"diskless: $0: no kernel version given; run it as $0 VERSION [/boot/vmlinuz-VERSION]\" >&2\n\
+         \texit 2\n\
+         fi\n\
+         initrd=\"$(dirname \"${{2:-/boot/vmlinuz-$version}}\")/initrd.img-$version\"\n\
+         if [ -n \"$DEB_MAINT_PARAMS\" ]; then\n\
+         \tset -- $DEB_MAINT_PARAMS\n\
+         \t[ \"$1\" = {action} ] || exit 0\n\
+         fi\n"
+    )
+}
+
+/// `/etc/kernel/postinst.d/zz-diskless`: `mkinitramfs VERSION` into the initrd's path.
+/// An image without diskless's mkinitramfs gets a warning that names what to install,
+/// and the package installation goes on; a failed build fails it, as initramfs-tools'
+/// hook does, so that a kernel without a working initramfs is not left unnoticed.
+pub fn kernel_postinst_hook() -> String {
+    format!(
+        "{}\
+         if [ ! -x {MKINITRAMFS_BINARY} ]; then\n\
+         \techo \"diskless: {MKINITRAMFS_BINARY} is not installed, so kernel $version has no diskless \
+         initramfs: install mkinitramfs and init there, then run $0 $version\" >&2\n\
+         \texit 0\n\
+         fi\n\
+         echo \"diskless: building $initrd\" >&2\n\
+         {MKINITRAMFS_BINARY} -o \"$initrd\" \"$version\" >&2\n",
+        kernel_hook_start("build the diskless initramfs of a kernel the package manager installed", "configure")
+    )
+}
+
+/// `/etc/kernel/postrm.d/zz-diskless`: remove the initrd of the removed kernel.
+pub fn kernel_postrm_hook() -> String {
+    format!(
+        "{}\
+         if [ -e \"$initrd\" ]; then\n\
+         \techo \"diskless: removing $initrd\" >&2\n\
+         \trm -f \"$initrd\"\n\
+         fi\n",
+        kernel_hook_start("remove the initramfs of a kernel the package manager removed", "remove")
+    )
+}
+
 /// The innermost of `dirs` that `path` is inside (not the dir itself): `/var/lib/x`
 /// belongs to `/var/lib` when both `/var` and `/var/lib` are configured, as at boot.
 pub fn owning_dir<'d>(dirs: &'d [PathBuf], path: &Path) -> Option<&'d PathBuf> {
@@ -146,6 +261,33 @@ mod tests {
         assert_eq!(owning_dir(&dirs, Path::new("/var/lib")), Some(&dirs[1]));
         assert_eq!(owning_dir(&dirs, Path::new("/usr/x")), None);
         assert_eq!(owning_dir(&dirs, Path::new("/etcetera")), None);
+    }
+
+    #[test]
+    fn the_kernel_hooks_are_shell_scripts_for_run_parts_acting_once_per_package_run() {
+        for hook in [Hook::KernelPostinst, Hook::KernelPostrm] {
+            let text = hook.text();
+            assert!(text.starts_with("#!/bin/sh\n# Written by `diskless setup`: "), "{text}");
+            let name = Path::new(hook.path()).file_name().unwrap().to_str().unwrap();
+            assert!(
+                name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "run-parts skips {name}"
+            );
+            assert!(name > "initramfs-tools", "{name} runs before initramfs-tools' hook");
+            assert_eq!(hook.mode(), 0o755);
+            assert!(
+                text.contains("initrd=\"$(dirname \"${2:-/boot/vmlinuz-$version}\")/initrd.img-$version\""),
+                "{text}"
+            );
+        }
+        assert!(Hook::KernelPostinst.text().contains("\t[ \"$1\" = configure ] || exit 0\n"));
+        assert!(
+            Hook::KernelPostinst.text().contains("/usr/lib/diskless/mkinitramfs -o \"$initrd\" \"$version\" >&2\n")
+        );
+        assert!(Hook::KernelPostrm.text().contains("\t[ \"$1\" = remove ] || exit 0\n"));
+        assert!(Hook::KernelPostrm.text().contains("\trm -f \"$initrd\"\n"));
+        assert_eq!(Hook::Dpkg.text(), dpkg_hook());
+        assert_eq!(Hook::Dpkg.mode(), 0o644);
     }
 
     #[test]

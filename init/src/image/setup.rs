@@ -26,7 +26,7 @@ use std::fmt;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use super::defaults::{self, DEFAULT_FILES};
+use super::defaults::{self, DEFAULT_FILES, Hook};
 use super::lists::{self, ListError};
 use super::tree::{self, Loc, Node};
 use crate::config::{self, Config, ConfigWarning, Mode};
@@ -58,8 +58,9 @@ pub enum Action {
     Remove { loc: Loc },
     /// Write `diskless.toml` with the documented defaults.
     WriteConfig { loc: Loc },
-    /// Install the dpkg hook that runs `diskless fix --auto`.
-    InstallHook { loc: Loc },
+    /// Install a hook of the package manager: the dpkg hook that runs `diskless fix
+    /// --auto`, the kernel hooks that build and remove initramfs images.
+    InstallHook { hook: Hook, loc: Loc },
 }
 
 impl fmt::Display for Action {
@@ -87,12 +88,9 @@ impl fmt::Display for Action {
             }
             Action::Remove { loc } => write!(f, "remove {}", loc.path().display()),
             Action::WriteConfig { loc } => write!(f, "write {} (the documented defaults)", loc.path().display()),
-            Action::InstallHook { loc } => {
-                write!(
-                    f,
-                    "install the dpkg hook {} (runs diskless fix --auto after each dpkg run)",
-                    loc.path().display()
-                )
+            Action::InstallHook { hook, loc } => {
+                let (name, purpose) = hook.describe();
+                write!(f, "install {name} {} ({purpose})", loc.path().display())
             }
         }
     }
@@ -121,9 +119,9 @@ pub enum Notice {
     DirMissing { path: PathBuf },
     /// `mode = "overlay"`: files stay in place, the layers override them at boot.
     OverlayMode,
-    /// The image has no `/etc/apt/apt.conf.d`: no dpkg hook.
+    /// The image has no `/etc/apt/apt.conf.d`: no dpkg hook, no kernel hooks.
     NoApt,
-    /// The dpkg hook file exists with other content: left alone.
+    /// A hook file exists with other content: left alone.
     HookDiffers { path: PathBuf },
     /// `remove`: a layer other than the base still has the file; machines of that
     /// layer get it in the local dir only.
@@ -192,7 +190,9 @@ impl fmt::Display for Notice {
             Notice::OverlayMode => {
                 write!(f, "mode = \"overlay\": listed files stay in place, the layers override them at boot")
             }
-            Notice::NoApt => write!(f, "no /etc/apt/apt.conf.d in the image: no dpkg hook installed"),
+            Notice::NoApt => {
+                write!(f, "no /etc/apt/apt.conf.d in the image: no dpkg hook and no kernel hooks installed")
+            }
             Notice::HookDiffers { path } => write!(f, "{} exists with other content: left alone", path.display()),
             Notice::KeptInLayer { path } => write!(
                 f,
@@ -567,7 +567,8 @@ fn plan_tree(image_root: &Path, config: &Config, plan: &mut Plan) {
     }
 }
 
-/// `diskless.toml` when the image has no configuration file; the dpkg hook on an image with apt.
+/// `diskless.toml` when the image has no configuration file; the dpkg and kernel hooks
+/// on an image with apt.
 fn plan_config_and_hook(image_root: &Path, plan: &mut Plan) {
     let etc = |rel: &str| Loc::new("/etc", Path::new(rel).strip_prefix("etc").unwrap_or(Path::new(rel)));
     let absent = |loc: &Loc| matches!(tree::node(image_root, loc), Ok(Node::Absent));
@@ -575,16 +576,19 @@ fn plan_config_and_hook(image_root: &Path, plan: &mut Plan) {
     if absent(&toml) && absent(&etc(config::LEGACY_PATH)) {
         plan.actions.push(Action::WriteConfig { loc: toml });
     }
-    let hook = etc(defaults::DPKG_HOOK_PATH);
-    let apt_dir = Loc::new("/etc", hook.rel.parent().unwrap_or(Path::new("")));
+    let apt_dir = etc(defaults::DPKG_HOOK_PATH);
+    let apt_dir = Loc::new("/etc", apt_dir.rel.parent().unwrap_or(Path::new("")));
     if !matches!(tree::node(image_root, &apt_dir), Ok(Node::Dir(_))) {
         plan.notices.push(Notice::NoApt);
         return;
     }
-    match tree::read_file(image_root, &hook, 1 << 16) {
-        Ok(None) => plan.actions.push(Action::InstallHook { loc: hook }),
-        Ok(Some(text)) if text == defaults::dpkg_hook().as_bytes() => {}
-        _ => plan.notices.push(Notice::HookDiffers { path: hook.path() }),
+    for hook in Hook::ALL {
+        let loc = etc(hook.path());
+        match tree::read_file(image_root, &loc, 1 << 16) {
+            Ok(None) => plan.actions.push(Action::InstallHook { hook, loc }),
+            Ok(Some(text)) if text == hook.text().as_bytes() => {}
+            _ => plan.notices.push(Notice::HookDiffers { path: loc.path() }),
+        }
     }
 }
 
@@ -790,7 +794,7 @@ pub(super) fn execute(image_root: &Path, action: &Action) -> Result<(), SetupErr
         }
         Action::WriteConfig { loc } => tree::write_file(image_root, loc, defaults::DEFAULT_TOML)
             .map_err(|source| SetupError::Write { path: loc.path(), source })?,
-        Action::InstallHook { loc } => tree::write_file(image_root, loc, &defaults::dpkg_hook())
+        Action::InstallHook { hook, loc } => tree::write_file_mode(image_root, loc, &hook.text(), hook.mode())
             .map_err(|source| SetupError::Write { path: loc.path(), source })?,
     }
     Ok(())
@@ -849,7 +853,7 @@ mod tests {
     use super::testing::*;
     use super::*;
     use std::fs;
-    use std::os::unix::fs::{MetadataExt, symlink};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
     fn paths(a: &[&str]) -> Vec<PathBuf> {
         a.iter().map(PathBuf::from).collect()
@@ -909,7 +913,19 @@ mod tests {
         assert!(var_list.contains("\nlib/dbus/machine-id\n"), "{var_list}");
         assert_eq!(fs::read_to_string(root.join(config::TOML_PATH)).unwrap(), defaults::DEFAULT_TOML);
         assert_eq!(fs::read_to_string(root.join(defaults::DPKG_HOOK_PATH)).unwrap(), defaults::dpkg_hook());
+        for hook in Hook::ALL {
+            let path = root.join(hook.path());
+            assert_eq!(fs::read_to_string(&path).unwrap(), hook.text(), "{}", path.display());
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o7777, hook.mode(), "{}", path.display());
+        }
         let text = report.render();
+        assert!(
+            text.contains(
+                "install the kernel hook /etc/kernel/postinst.d/zz-diskless (builds /boot/initrd.img-VERSION with \
+                 mkinitramfs for each kernel installed)\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("link /etc/fstab -> local/fstab\n"), "{text}");
         assert!(text.contains("note: /etc/adjtime: not in the image, not listed\n"), "{text}");
     }

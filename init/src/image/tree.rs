@@ -321,14 +321,19 @@ pub fn make_dirs(image_root: &Path, loc: &Loc, like: &dyn Fn(&Path) -> Option<Pa
 /// Writes `text` as the file `loc` (mode 0644), replacing it atomically; missing
 /// directories on the way are created (0755).
 pub fn write_file(image_root: &Path, loc: &Loc, text: &str) -> io::Result<()> {
+    write_file_mode(image_root, loc, text, 0o644)
+}
+
+/// [`write_file`] with permissions `mode` (an executable hook).
+pub fn write_file_mode(image_root: &Path, loc: &Loc, text: &str, mode: u32) -> io::Result<()> {
     make_dirs(image_root, &Loc::new(&loc.anchor, loc.rel.parent().unwrap_or(Path::new(""))), &|_| None)?;
     let (dir, name) = open_parent(image_root, loc)?;
     let tmp = temporary_name(&name);
     remove_stale(&dir, &tmp)?;
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let mut out = File::from(openat(&dir, &*tmp, flags, Mode::from_raw_mode(0o644))?);
+    let mut out = File::from(openat(&dir, &*tmp, flags, Mode::from_raw_mode(mode))?);
     let written = out.write_all(text.as_bytes()).and_then(|()| out.sync_all());
-    if let Err(e) = written.and_then(|()| RealOs.set_mode(dir.as_fd(), &tmp, 0o644)) {
+    if let Err(e) = written.and_then(|()| RealOs.set_mode(dir.as_fd(), &tmp, mode)) {
         let _ = unlinkat(&dir, &*tmp, AtFlags::empty());
         return Err(e);
     }

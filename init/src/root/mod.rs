@@ -2,9 +2,11 @@
 //! retrying while the server is down.
 //!
 //! [`parse`] turns the command line and the lease into one [`NfsRoot`]; [`mount_root`]
-//! tries each version ([`parse::attempts`]) and backs off 1, 2, 4, 8, 16, 16, ... s
-//! between rounds, up to `nfs_retry_timeout` (0 = forever). An error that waiting
-//! cannot fix (no such export, access denied) ends the stage at once.
+//! tries each version ([`parse::attempts`]: without one on the command line, v3 and
+//! then v4.2 when the server refuses v3), loading a version's modules before its first
+//! try, and backs off 1, 2, 4, 8, 16, 16, ... s between rounds, up to
+//! `nfs_retry_timeout` (0 = forever). An error that waiting cannot fix (no such
+//! export, access denied) ends the stage at once.
 
 pub mod parse;
 pub mod stage;
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
-use crate::hardware::{Missing, MissingList};
+use crate::hardware::{Loaded, Missing, MissingList};
 use crate::log::Log;
 use crate::os::{MountFlags, Os};
 use crate::{debug, info};
@@ -27,80 +29,175 @@ pub use parse::{NfsRoot, RootRequest, RootSpecError, Version};
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(16);
 
-/// What an errno of mount(2) on NFS means, and whether waiting can fix it.
+/// What an errno of mount(2) on NFS means, whether waiting can fix it, and whether the
+/// server answered (refused) rather than stayed silent: a refusal of one version is
+/// what moves on to the next ([`parse::attempts`]), silence is waited out with the first.
 struct ErrnoMeaning {
     errno: Errno,
     meaning: &'static str,
     transient: bool,
+    answered: bool,
 }
 
 /// mount(2) errors of an NFS mount, as the administrator needs to read them.
 const MOUNT_ERRORS: &[ErrnoMeaning] = &[
-    ErrnoMeaning { errno: Errno::TIMEDOUT, meaning: "the server did not answer", transient: true },
+    ErrnoMeaning { errno: Errno::TIMEDOUT, meaning: "the server did not answer", transient: true, answered: false },
     ErrnoMeaning {
         errno: Errno::CONNREFUSED,
         meaning: "connection refused: no NFS service (or rpcbind for v3) on the server",
         transient: true,
+        answered: true,
     },
     ErrnoMeaning {
         errno: Errno::HOSTUNREACH,
         meaning: "host unreachable: the server is down or not on this network",
         transient: true,
+        answered: false,
     },
-    ErrnoMeaning { errno: Errno::NETUNREACH, meaning: "network unreachable: no route to the server", transient: true },
-    ErrnoMeaning { errno: Errno::HOSTDOWN, meaning: "host is down", transient: true },
-    ErrnoMeaning { errno: Errno::CONNRESET, meaning: "the server closed the connection", transient: true },
-    ErrnoMeaning { errno: Errno::AGAIN, meaning: "the server is busy (grace period?)", transient: true },
-    ErrnoMeaning { errno: Errno::IO, meaning: "I/O error talking to the server", transient: true },
+    ErrnoMeaning {
+        errno: Errno::NETUNREACH,
+        meaning: "network unreachable: no route to the server",
+        transient: true,
+        answered: false,
+    },
+    ErrnoMeaning { errno: Errno::HOSTDOWN, meaning: "host is down", transient: true, answered: false },
+    ErrnoMeaning {
+        errno: Errno::CONNRESET,
+        meaning: "the server closed the connection",
+        transient: true,
+        answered: true,
+    },
+    ErrnoMeaning {
+        errno: Errno::AGAIN,
+        meaning: "the server is busy (grace period?)",
+        transient: true,
+        answered: true,
+    },
+    ErrnoMeaning { errno: Errno::IO, meaning: "I/O error talking to the server", transient: true, answered: true },
     ErrnoMeaning {
         errno: Errno::NOENT,
         meaning: "no such export on the server: check the path and the server's exports",
         transient: false,
+        answered: true,
     },
     ErrnoMeaning {
         errno: Errno::ACCESS,
         meaning: "permission denied: the server does not export this path to this client",
         transient: false,
+        answered: true,
     },
     ErrnoMeaning {
         errno: Errno::PERM,
         meaning: "operation not permitted: the server refused this client (check the export's client list and security flavour)",
         transient: false,
+        answered: true,
     },
-    ErrnoMeaning { errno: Errno::NOTDIR, meaning: "the path is not a directory on the server", transient: false },
+    ErrnoMeaning {
+        errno: Errno::NOTDIR,
+        meaning: "the path is not a directory on the server",
+        transient: false,
+        answered: true,
+    },
     ErrnoMeaning {
         errno: Errno::PROTONOSUPPORT,
         meaning: "the server does not speak this NFS version",
         transient: false,
+        answered: true,
     },
     ErrnoMeaning {
         errno: Errno::NODEV,
         meaning: "the kernel has no nfs file system: the nfs modules did not load",
         transient: false,
+        answered: true,
     },
-    ErrnoMeaning { errno: Errno::INVAL, meaning: "the kernel rejected the mount options; see dmesg", transient: false },
-    ErrnoMeaning { errno: Errno::NOSYS, meaning: "this NFS version is not in the kernel", transient: false },
+    ErrnoMeaning {
+        errno: Errno::INVAL,
+        meaning: "the kernel rejected the mount options; see dmesg",
+        transient: false,
+        answered: true,
+    },
+    ErrnoMeaning {
+        errno: Errno::NOSYS,
+        meaning: "this NFS version is not in the kernel",
+        transient: false,
+        answered: true,
+    },
 ];
 
-fn meaning_of(e: &io::Error) -> (&'static str, bool) {
+/// What `e` means, whether waiting can fix it, and whether the server answered. An
+/// errno not in the table is taken as transient and as an answer.
+fn meaning_of(e: &io::Error) -> (&'static str, bool, bool) {
     let errno = e.raw_os_error();
     MOUNT_ERRORS
         .iter()
         .find(|m| Some(m.errno.raw_os_error()) == errno)
-        .map_or(("see dmesg for the kernel's reason", true), |m| (m.meaning, m.transient))
+        .map_or(("see dmesg for the kernel's reason", true, true), |m| (m.meaning, m.transient, m.answered))
 }
 
-/// One failed mount(2).
+/// Why one version could not be mounted.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// mount(2) failed.
+    Mount(io::Error),
+    /// The version's modules did not load, so it was not tried.
+    Modules(Vec<Missing>),
+}
+
+/// One failed try of one version.
 #[derive(Debug)]
 pub struct Attempt {
     pub version: Version,
     pub options: String,
-    pub error: io::Error,
+    pub error: AttemptError,
+}
+
+impl Attempt {
+    /// Whether waiting may fix it.
+    fn transient(&self) -> bool {
+        match &self.error {
+            AttemptError::Mount(e) => meaning_of(e).1,
+            AttemptError::Modules(_) => false,
+        }
+    }
+
+    /// Whether the next version is worth a try: the server refused this one, or this
+    /// client cannot mount it.
+    fn falls_back(&self) -> bool {
+        match &self.error {
+            AttemptError::Mount(e) => meaning_of(e).2,
+            AttemptError::Modules(_) => true,
+        }
+    }
+
+    /// Whether this version can never work in this boot: its modules are missing, or the
+    /// server or the kernel does not have it.
+    fn version_unusable(&self) -> bool {
+        match &self.error {
+            AttemptError::Mount(e) => {
+                matches!(e.raw_os_error(), Some(n) if n == Errno::PROTONOSUPPORT.raw_os_error() || n == Errno::NOSYS.raw_os_error())
+            }
+            AttemptError::Modules(_) => true,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match &self.error {
+            AttemptError::Mount(e) => meaning_of(e).0,
+            AttemptError::Modules(_) => "its modules did not load",
+        }
+    }
 }
 
 impl fmt::Display for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NFSv{} ({}): {} ({})", self.version, self.options, self.error, meaning_of(&self.error).0)
+        match &self.error {
+            AttemptError::Mount(e) => {
+                write!(f, "NFSv{} ({}): {} ({})", self.version, self.options, e, self.reason())
+            }
+            AttemptError::Modules(missing) => {
+                write!(f, "NFSv{}: not tried, {}: {}", self.version, self.reason(), MissingList(missing))
+            }
+        }
     }
 }
 
@@ -169,7 +266,9 @@ pub fn backoff(round: u32) -> Duration {
     doubled.min(MAX_BACKOFF)
 }
 
-/// Mount `root` read-only at `target`, retrying transient failures.
+/// Mount `root` read-only at `target`, retrying transient failures. `load` brings in
+/// the modules of a version before its first try (what it loaded ends up in
+/// [`Mounted::modules`]); a version whose modules are missing is not tried.
 pub fn mount_root(
     os: &dyn Os,
     log: &Log,
@@ -177,6 +276,7 @@ pub fn mount_root(
     client: Ipv4Addr,
     target: &Path,
     retry: Retry,
+    load: &dyn Fn(Version) -> Loaded,
 ) -> Result<Mounted, RootError> {
     if !target.is_dir() {
         std::fs::create_dir_all(target)
@@ -187,21 +287,39 @@ pub fn mount_root(
     }
     let started = Instant::now();
     let mut versions = parse::attempts(root.version);
+    let mut ready: Vec<Version> = Vec::new();
+    let mut modules: Vec<String> = Vec::new();
     let source = root.source();
     let mut round = 0u32;
     loop {
         round += 1;
-        let mut failed = Vec::new();
+        // Every try is shown in the first round; later rounds are summed up by the
+        // countdown line, with the tries in the debug log.
+        let say = |line: String| if round == 1 { info!(log, "{line}") } else { debug!(log, "{line}") };
+        let mut failed: Vec<Attempt> = Vec::new();
         for &version in &versions {
-            let options = mount_options_for(root, version, client);
-            // Every try is shown in the first round; later rounds are summed up by the
-            // countdown line, with the tries in the debug log.
-            let line = format!("mounting {source} read-only on {} (NFSv{version}: {options})", target.display());
-            if round == 1 {
-                info!(log, "{line}")
-            } else {
-                debug!(log, "{line}")
+            // A later version is a fallback: tried when the server refused the one
+            // before, not while it does not answer at all (its modules, nfsv4 most of a
+            // second, stay unloaded while the first version waits for the server).
+            if let Some(previous) = failed.last() {
+                if !previous.falls_back() {
+                    break;
+                }
+                say(format!("NFSv{} failed ({}); trying NFSv{version}", previous.version, previous.reason()));
             }
+            let options = mount_options_for(root, version, client);
+            if !ready.contains(&version) {
+                let loaded = load(version);
+                modules.extend(loaded.loaded);
+                if !loaded.missing.is_empty() {
+                    let attempt = Attempt { version, options, error: AttemptError::Modules(loaded.missing) };
+                    info!(log, "warning: {attempt}");
+                    failed.push(attempt);
+                    continue;
+                }
+                ready.push(version);
+            }
+            say(format!("mounting {source} read-only on {} (NFSv{version}: {options})", target.display()));
             match os.mount(&source, target, "nfs", MountFlags::RDONLY, &options) {
                 Ok(()) => {
                     return Ok(Mounted {
@@ -209,27 +327,37 @@ pub fn mount_root(
                         mounted_version: version,
                         mount_options: options,
                         attempts: round,
-                        modules: Vec::new(),
+                        modules,
                     });
                 }
                 Err(error) => {
-                    let attempt = Attempt { version, options, error };
-                    if round == 1 {
-                        info!(log, "mount failed: {attempt}")
-                    } else {
-                        debug!(log, "mount failed: {attempt}")
-                    }
+                    let attempt = Attempt { version, options, error: AttemptError::Mount(error) };
+                    say(format!("mount failed: {attempt}"));
                     failed.push(attempt);
                 }
             }
         }
+        if failed.iter().all(|a| matches!(a.error, AttemptError::Modules(_))) {
+            let missing = failed
+                .into_iter()
+                .flat_map(|a| match a.error {
+                    AttemptError::Modules(missing) => missing,
+                    AttemptError::Mount(_) => Vec::new(),
+                })
+                .fold(Vec::<Missing>::new(), |mut all, m| {
+                    if !all.contains(&m) {
+                        all.push(m);
+                    }
+                    all
+                });
+            return Err(RootError::Modules { missing });
+        }
         // A version the server or kernel does not have is not tried again; the
         // others may still work once the server is up.
-        let unsupported = |a: &Attempt| matches!(a.error.raw_os_error(), Some(e) if e == Errno::PROTONOSUPPORT.raw_os_error() || e == Errno::NOSYS.raw_os_error());
         if failed.len() > 1 {
-            versions.retain(|v| !failed.iter().any(|a| a.version == *v && unsupported(a)));
+            versions.retain(|v| !failed.iter().any(|a| a.version == *v && a.version_unusable()));
         }
-        if failed.iter().all(|a| !meaning_of(&a.error).1) || versions.is_empty() {
+        if failed.iter().all(|a| !a.transient()) || versions.is_empty() {
             return Err(RootError::Refused { root: source, attempts: failed });
         }
         let waited = started.elapsed();
@@ -238,7 +366,7 @@ pub fn mount_root(
         if left.is_some_and(|left| left.is_zero()) {
             return Err(RootError::GaveUp { root: source, waited, attempts: failed });
         }
-        let reason = failed.last().map(|a| meaning_of(&a.error).0).unwrap_or("");
+        let reason = failed.iter().rev().find(|a| a.transient()).map_or("", Attempt::reason);
         let giving_up = match left {
             Some(left) => format!("giving up in {} s", left.as_secs()),
             None => "retrying forever (nfs_retry_timeout=0)".to_string(),
@@ -262,6 +390,7 @@ fn mount_options_for(root: &NfsRoot, version: Version, client: Ipv4Addr) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hardware::MissingReason;
     use crate::log::captured;
     use crate::net::Lease;
     use crate::os::fake::{Call, FakeOs};
@@ -281,6 +410,49 @@ mod tests {
         Retry { timeout: Duration::from_secs(timeout_s), second: Duration::ZERO }
     }
 
+    /// Module loads of a fake kernel that has the modules of every version but those in
+    /// `missing`; `asked` records which versions' modules were asked for.
+    struct FakeLoads {
+        missing: Vec<Version>,
+        asked: std::cell::RefCell<Vec<Version>>,
+    }
+
+    impl FakeLoads {
+        fn all() -> FakeLoads {
+            FakeLoads::without(&[])
+        }
+
+        fn without(missing: &[Version]) -> FakeLoads {
+            FakeLoads { missing: missing.to_vec(), asked: Default::default() }
+        }
+
+        fn load(&self, version: Version) -> Loaded {
+            self.asked.borrow_mut().push(version);
+            let names = parse::modules_for(version);
+            if self.missing.contains(&version) {
+                let module = names.last().expect("a module").to_string();
+                Loaded { loaded: Vec::new(), missing: vec![Missing { module, reason: MissingReason::Blacklisted }] }
+            } else {
+                Loaded { loaded: names.iter().map(|n| n.to_string()).collect(), missing: Vec::new() }
+            }
+        }
+
+        fn asked(&self) -> Vec<Version> {
+            self.asked.borrow().clone()
+        }
+    }
+
+    fn mount(
+        os: &FakeOs,
+        log: &Log,
+        cmdline: &str,
+        target: &Path,
+        retry: Retry,
+        loads: &FakeLoads,
+    ) -> Result<Mounted, RootError> {
+        mount_root(os, log, &nfs_root(cmdline), client(), target, retry, &|v| loads.load(v))
+    }
+
     #[test]
     fn backoff_doubles_from_one_to_sixteen_seconds() {
         let secs: Vec<u64> = (1..=7).map(|r| backoff(r).as_secs()).collect();
@@ -289,13 +461,14 @@ mod tests {
     }
 
     #[test]
-    fn auto_mounts_v4_2_read_only_first() {
+    fn auto_mounts_v3_read_only_without_loading_nfsv4() {
         let os = FakeOs::default();
         let (log, console) = captured();
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("newroot");
-        let m = mount_root(&os, &log, &nfs_root("nfsroot=10.77.0.1:/export"), client(), &target, retry(10)).unwrap();
-        assert_eq!(m.mounted_version, Version::V4(2));
+        let loads = FakeLoads::all();
+        let m = mount(&os, &log, "nfsroot=10.77.0.1:/export", &target, retry(10), &loads).unwrap();
+        assert_eq!(m.mounted_version, Version::V3);
         assert_eq!(
             os.calls(),
             [Call::Mount {
@@ -303,30 +476,83 @@ mod tests {
                 target: target.clone(),
                 fstype: "nfs".into(),
                 flags: MountFlags::RDONLY,
-                data: "vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112".into(),
+                data: "vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp".into(),
             }]
         );
+        assert_eq!(loads.asked(), [Version::V3], "v4's modules are not loaded for a v3 mount");
+        assert_eq!(m.modules, ["nfs", "nfsv3"]);
         assert!(target.is_dir(), "mount point made");
         assert!(
-            console.text().contains("(NFSv4.2: vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112)"),
+            console.text().contains("(NFSv3: vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp)"),
             "{}",
             console.text()
         );
     }
 
     #[test]
-    fn auto_falls_back_to_v3_when_the_server_has_no_v4() {
+    fn auto_falls_back_to_v4_2_when_the_server_refuses_v3() {
+        // A server that exports the path over v4 only answers v3's MOUNT with an error.
+        for errno in [Errno::ACCESS, Errno::PROTONOSUPPORT, Errno::CONNREFUSED, Errno::NOENT] {
+            let os = FakeOs::default();
+            os.fail_calls(
+                |c| matches!(c, Call::Mount { data, .. } if data.starts_with("vers=3,")),
+                errno.raw_os_error(),
+            );
+            let (log, console) = captured();
+            let dir = tempfile::tempdir().unwrap();
+            let loads = FakeLoads::all();
+            let m = mount(&os, &log, "root=/dev/nfs nfsroot=10.77.0.1:/export", dir.path(), retry(10), &loads).unwrap();
+            assert_eq!(m.mounted_version, Version::V4(2), "{errno:?}");
+            assert_eq!(m.mount_options, "vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112");
+            assert_eq!(os.calls().len(), 2, "{errno:?}");
+            assert_eq!(loads.asked(), [Version::V3, Version::V4(2)], "nfsv4 loaded when the fallback needs it");
+            assert_eq!(m.modules, ["nfs", "nfsv3", "nfs", "nfsv4"]);
+            let text = console.text();
+            assert!(text.contains("diskless: mount failed: NFSv3 (vers=3,"), "{text}");
+            assert!(text.contains("; trying NFSv4.2\n"), "{text}");
+        }
+    }
+
+    #[test]
+    fn auto_waits_for_a_silent_server_with_v3_alone() {
         let os = FakeOs::default();
-        os.fail_calls(
-            |c| matches!(c, Call::Mount { data, .. } if data.starts_with("vers=4.2,")),
-            Errno::PROTONOSUPPORT.raw_os_error(),
-        );
-        let (log, _) = captured();
         let dir = tempfile::tempdir().unwrap();
-        let m = mount_root(&os, &log, &nfs_root("nfsroot=10.77.0.1:/export"), client(), dir.path(), retry(10)).unwrap();
-        assert_eq!(m.mounted_version, Version::V3);
-        assert_eq!(m.mount_options, "vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp");
-        assert_eq!(os.calls().len(), 2);
+        let target = dir.path().to_path_buf();
+        os.fail_mount_on(&target, Errno::TIMEDOUT.raw_os_error());
+        let (log, console) = captured();
+        let loads = FakeLoads::all();
+        let retry = Retry { timeout: Duration::from_millis(300), second: Duration::from_millis(40) };
+        let err = mount(&os, &log, "nfsroot=10.77.0.1:/export", &target, retry, &loads).unwrap_err();
+        assert!(matches!(err, RootError::GaveUp { .. }), "{err}");
+        assert!(os.calls().len() >= 2, "{:?}", os.calls());
+        assert!(
+            os.calls().iter().all(|c| matches!(c, Call::Mount { data, .. } if data.starts_with("vers=3,"))),
+            "v4 tried while the server was silent: {:?}",
+            os.calls()
+        );
+        assert_eq!(loads.asked(), [Version::V3]);
+        assert!(!console.text().contains("trying NFSv4"), "{}", console.text());
+    }
+
+    #[test]
+    fn explicit_versions_never_fall_back() {
+        for (cmdline, tried) in [
+            ("nfsroot=10.77.0.1:/export,vers=3", "vers=3,"),
+            ("root=nfs4:10.77.0.1:/export", "vers=4.2,"),
+            ("nfsroot=10.77.0.1:/export,vers=4.1", "vers=4.1,"),
+        ] {
+            let os = FakeOs::default();
+            let dir = tempfile::tempdir().unwrap();
+            os.fail_mount_on(dir.path(), Errno::ACCESS.raw_os_error());
+            let (log, _) = captured();
+            let loads = FakeLoads::all();
+            let err = mount(&os, &log, cmdline, dir.path(), retry(10), &loads).unwrap_err();
+            assert!(matches!(err, RootError::Refused { .. }), "{cmdline}: {err}");
+            let calls = os.calls();
+            assert_eq!(calls.len(), 1, "{cmdline}: {calls:?}");
+            assert!(matches!(&calls[0], Call::Mount { data, .. } if data.starts_with(tried)), "{cmdline}: {calls:?}");
+            assert_eq!(loads.asked().len(), 1, "{cmdline}");
+        }
     }
 
     #[test]
@@ -336,15 +562,63 @@ mod tests {
         let target = dir.path().to_path_buf();
         os.fail_mount_on(&target, Errno::PROTONOSUPPORT.raw_os_error());
         let (log, console) = captured();
-        let err =
-            mount_root(&os, &log, &nfs_root("nfsroot=10.77.0.1:/export"), client(), &target, retry(10)).unwrap_err();
+        let err = mount(&os, &log, "nfsroot=10.77.0.1:/export", &target, retry(10), &FakeLoads::all()).unwrap_err();
         // Both versions refused as unsupported: permanent, with both tries named.
         let text = err.to_string();
-        assert!(text.contains("NFSv4.2 (vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112)"), "{text}");
         assert!(text.contains("NFSv3 (vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp)"), "{text}");
+        assert!(text.contains("NFSv4.2 (vers=4.2,addr=10.77.0.1,clientaddr=10.77.0.112)"), "{text}");
         assert!(text.contains("the server does not speak this NFS version"), "{text}");
         assert_eq!(os.calls().len(), 2);
-        assert!(console.text().contains("mount failed: NFSv3"), "{}", console.text());
+        assert!(console.text().contains("mount failed: NFSv4.2"), "{}", console.text());
+    }
+
+    #[test]
+    fn without_v3_modules_auto_mounts_v4_2() {
+        let os = FakeOs::default();
+        let (log, console) = captured();
+        let dir = tempfile::tempdir().unwrap();
+        let loads = FakeLoads::without(&[Version::V3]);
+        let m = mount(&os, &log, "nfsroot=10.77.0.1:/export", dir.path(), retry(10), &loads).unwrap();
+        assert_eq!(m.mounted_version, Version::V4(2));
+        assert_eq!(os.calls().len(), 1, "v3 is not tried without its module");
+        assert!(
+            console
+                .text()
+                .contains("diskless: warning: NFSv3: not tried, its modules did not load: nfsv3: it is blacklisted"),
+            "{}",
+            console.text()
+        );
+    }
+
+    #[test]
+    fn a_refused_v3_without_v4_modules_names_both() {
+        let os = FakeOs::default();
+        let dir = tempfile::tempdir().unwrap();
+        os.fail_mount_on(dir.path(), Errno::ACCESS.raw_os_error());
+        let (log, _) = captured();
+        let loads = FakeLoads::without(&[Version::V4(2)]);
+        let err = mount(&os, &log, "nfsroot=10.77.0.1:/export", dir.path(), retry(10), &loads).unwrap_err();
+        assert!(matches!(err, RootError::Refused { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("NFSv3 (vers=3,"), "{text}");
+        assert!(text.contains("; NFSv4.2: not tried, its modules did not load: nfsv4: it is blacklisted"), "{text}");
+    }
+
+    #[test]
+    fn no_modules_for_any_version_is_the_modules_error() {
+        let os = FakeOs::default();
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = captured();
+        for (cmdline, want) in [
+            ("nfsroot=10.77.0.1:/export", "loading the NFS modules nfsv3, nfsv4: "),
+            ("nfsroot=10.77.0.1:/export,vers=3", "loading the NFS modules nfsv3: "),
+        ] {
+            let loads = FakeLoads::without(&[Version::V3, Version::V4(2)]);
+            let err = mount(&os, &log, cmdline, dir.path(), retry(10), &loads).unwrap_err();
+            assert!(matches!(err, RootError::Modules { .. }), "{err}");
+            assert!(err.to_string().starts_with(want), "{err}");
+        }
+        assert!(os.calls().is_empty(), "nothing mounted without modules: {:?}", os.calls());
     }
 
     #[test]
@@ -356,7 +630,7 @@ mod tests {
         let (log, console) = captured();
         let root = nfs_root("nfsroot=10.77.0.1:/export,vers=3");
         let retry = Retry { timeout: Duration::from_millis(300), second: Duration::from_millis(40) };
-        let err = mount_root(&os, &log, &root, client(), &target, retry).unwrap_err();
+        let err = mount_root(&os, &log, &root, client(), &target, retry, &|v| FakeLoads::all().load(v)).unwrap_err();
         assert!(matches!(err, RootError::GaveUp { .. }), "{err}");
         let text = console.text();
         assert!(
@@ -377,8 +651,8 @@ mod tests {
         let target = dir.path().to_path_buf();
         os.fail_mount_on(&target, Errno::NOENT.raw_os_error());
         let (log, _) = captured();
-        let err = mount_root(&os, &log, &nfs_root("root=nfs:10.77.0.1:/nope:vers=3"), client(), &target, retry(0))
-            .unwrap_err();
+        let err =
+            mount(&os, &log, "root=nfs:10.77.0.1:/nope:vers=3", &target, retry(0), &FakeLoads::all()).unwrap_err();
         assert!(matches!(err, RootError::Refused { .. }));
         assert_eq!(os.calls().len(), 1);
         assert!(err.to_string().starts_with("mounting the NFS root 10.77.0.1:/nope: NFSv3 "), "{err}");
@@ -410,6 +684,7 @@ mod tests {
             client(),
             &target,
             Retry { timeout: Duration::ZERO, second: Duration::from_millis(5) },
+            &|v| FakeLoads::all().load(v),
         )
         .unwrap();
         fixer.join().unwrap();

@@ -23,7 +23,8 @@ pub enum Version {
     V3,
     /// NFSv4 with this minor version (`vers=4` means 4.2, the newest the kernel has).
     V4(u8),
-    /// Nothing given: try 4.2, then 3.
+    /// Nothing given: 3, as the kernel's nfsroot and initramfs-tools mount, then 4.2
+    /// when the server refuses 3 (see [`attempts`]).
     Auto,
 }
 
@@ -480,21 +481,22 @@ pub fn mount_options(root: &NfsRoot, version: Version, client: Ipv4Addr) -> Stri
     out.join(",")
 }
 
-/// The versions to try, in order.
+/// The versions to try, in order. A version after the first is a fallback: it is tried
+/// only when the server refused the one before (see `mount_root`).
 pub fn attempts(version: Version) -> Vec<Version> {
     match version {
-        Version::Auto => vec![Version::V4(2), Version::V3],
+        Version::Auto => vec![Version::V3, Version::V4(2)],
         v => vec![v],
     }
 }
 
-/// The kernel modules a mount with these versions needs (their dependencies come from
-/// the module database).
+/// The kernel modules the first try with `version` needs (their dependencies come from
+/// the module database). For [`Version::Auto`] that is v3's: `nfsv4`, most of a second
+/// to load on a slow machine, is loaded only when the fallback reaches v4.
 pub fn modules_for(version: Version) -> Vec<&'static str> {
     match version {
-        Version::V3 => vec!["nfs", "nfsv3"],
+        Version::V3 | Version::Auto => vec!["nfs", "nfsv3"],
         Version::V4(_) => vec!["nfs", "nfsv4"],
-        Version::Auto => vec!["nfs", "nfsv4", "nfsv3"],
     }
 }
 
@@ -701,11 +703,13 @@ mod tests {
     }
 
     #[test]
-    fn auto_tries_v4_2_then_v3_and_loads_both_modules() {
-        assert_eq!(attempts(Version::Auto), [Version::V4(2), Version::V3]);
+    fn auto_tries_v3_then_v4_2_and_loads_only_v3_modules_up_front() {
+        assert_eq!(attempts(Version::Auto), [Version::V3, Version::V4(2)]);
         assert_eq!(attempts(Version::V4(1)), [Version::V4(1)]);
-        assert_eq!(modules_for(Version::Auto), ["nfs", "nfsv4", "nfsv3"]);
+        assert_eq!(attempts(Version::V3), [Version::V3]);
+        assert_eq!(modules_for(Version::Auto), ["nfs", "nfsv3"]);
         assert_eq!(modules_for(Version::V3), ["nfs", "nfsv3"]);
+        assert_eq!(modules_for(Version::V4(0)), ["nfs", "nfsv4"]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Stage `root` (DESIGN §2 step 5): the final NFS root from the command line and the
-//! lease, its modules (loaded in the background from the hardware stage on), the NFS
-//! version that those modules allow, and the mount with retries.
+//! lease, the first version's modules (loaded in the background from the hardware
+//! stage on; a fallback version's when it is tried), and the mount with retries.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,9 +29,11 @@ impl Prefetch {
 }
 
 /// Start loading the NFS modules in the background when the boot will need them:
-/// `needed` (a root was asked for, or the network is on and DHCP may name one). A
-/// version given on the command line narrows the set. Errors are not reported here: the
-/// root stage loads whatever is still missing and reports what fails.
+/// `needed` (a root was asked for, or the network is on and DHCP may name one). They
+/// are the modules of the first version to try: v3's unless the command line asks for
+/// v4 (a DHCP root-path that asks for v4 has its modules loaded by the stage). Errors
+/// are not reported here: the root stage loads whatever is still missing and reports
+/// what fails.
 pub fn prefetch_modules(ctx: &Context, modules: Arc<Modules>, request: &RootRequest, needed: bool) -> Option<Prefetch> {
     if !needed {
         return None;
@@ -74,29 +76,19 @@ pub fn stage(
     newroot: &Path,
     prefetch: Option<Prefetch>,
 ) -> Result<Mounted, RootError> {
-    let mut nfs = inputs.request.resolve(inputs.lease, inputs.hostname)?;
-    info!(ctx.log, "NFS root {} (NFS version {}) from {}", nfs.source(), nfs.version, nfs.syntax);
-    // What the background loads did not bring in (another version, a failure) is loaded
-    // now; what they did is already live and is skipped.
-    let prefetched = prefetch.map(Prefetch::join).unwrap_or_default();
-    let wanted = parse::modules_for(nfs.version);
-    let loaded = inputs.modules.load(&wanted);
-    let missing = |m: &str| loaded.is_missing(m);
-    if !loaded.missing.is_empty() {
-        info!(ctx.log, "warning: NFS modules not available: {}", loaded.missing_list());
-    }
-    // Without one version's module, try only the other; without nfs, nothing works.
-    nfs.version = match (nfs.version, missing("nfs"), missing("nfsv4"), missing("nfsv3")) {
-        (_, true, _, _) | (Version::V3, _, _, true) | (Version::V4(_), _, true, _) | (Version::Auto, _, true, true) => {
-            return Err(RootError::Modules { missing: loaded.missing });
-        }
-        (Version::Auto, _, true, false) => Version::V3,
-        (Version::Auto, _, false, true) => Version::V4(2),
-        (v, _, _, _) => v,
+    let nfs = inputs.request.resolve(inputs.lease, inputs.hostname)?;
+    let version = match nfs.version {
+        Version::Auto => "3, or 4.2 if the server refuses 3".to_string(),
+        v => v.to_string(),
     };
+    info!(ctx.log, "NFS root {} (NFS version {version}) from {}", nfs.source(), nfs.syntax);
+    // What the background loads brought in is live and skipped by the loads of the
+    // versions tried; what they did not (another version, a failure) is loaded then.
+    let prefetched = prefetch.map(Prefetch::join).unwrap_or_default();
+    let load = |version: Version| inputs.modules.load(&parse::modules_for(version));
     let retry = super::Retry { timeout: Duration::from_secs(inputs.config.nfs_retry_timeout), second: ctx.second };
-    let mut mounted = mount_root(&*ctx.os, &ctx.log, &nfs, inputs.lease.address, newroot, retry)?;
-    mounted.modules = prefetched.into_iter().chain(loaded.loaded).collect();
+    let mut mounted = mount_root(&*ctx.os, &ctx.log, &nfs, inputs.lease.address, newroot, retry, &load)?;
+    mounted.modules = prefetched.into_iter().chain(std::mem::take(&mut mounted.modules)).collect();
     info!(ctx.log, "mounted {} read-only on {} (NFSv{})", nfs.source(), newroot.display(), mounted.mounted_version);
     Ok(mounted)
 }
