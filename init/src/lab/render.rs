@@ -414,6 +414,10 @@ pub fn dns_servers(lab: &Lab, subnet: &Subnet) -> Vec<Ipv4Addr> {
     }
 }
 
+fn log_servers(subnet: &Subnet) -> Vec<Ipv4Addr> {
+    subnet.syslog.iter().map(|a| a.0).collect()
+}
+
 fn join<T: ToString>(items: &[T], separator: &str) -> String {
     items.iter().map(T::to_string).collect::<Vec<_>>().join(separator)
 }
@@ -486,6 +490,9 @@ fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
             }
             let _ = writeln!(c, "dhcp-option=tag:{tag},option:dns-server,{}", join(&dns_servers(lab, subnet), ","));
             let _ = writeln!(c, "dhcp-option=tag:{tag},option:domain-name,{}", subnet.domain);
+            if !subnet.syslog.is_empty() {
+                let _ = writeln!(c, "dhcp-option=tag:{tag},option:log-server,{}", join(&log_servers(subnet), ","));
+            }
         }
         c.push_str(
             "dhcp-match=set:efi64,option:client-arch,7\ndhcp-match=set:efi64,option:client-arch,9\n\
@@ -555,6 +562,9 @@ fn dhcpd(lab: &Lab) -> String {
             join(&dns_servers(lab, subnet), ", "),
             subnet.domain
         );
+        if !subnet.syslog.is_empty() {
+            let _ = writeln!(c, "  option log-servers {};", join(&log_servers(subnet), ", "));
+        }
         if let Some([start, end]) = subnet.dynamic {
             let _ = writeln!(c, "  range {} {};", start.0, end.0);
             if let Some(image) = subnet.image.as_deref().and_then(|i| lab.image(i)) {

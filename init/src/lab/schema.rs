@@ -23,6 +23,7 @@
 //! network = "10.77.0.0/24"
 //! router = "10.77.0.1"             # optional
 //! dns = ["10.77.0.1"]              # optional, default: the server's address
+//! syslog = ["10.77.0.1"]           # optional: log servers (DHCP option 7) the clients report to
 //! domain = "example.edu"
 //! dynamic = ["10.77.0.150", "10.77.0.199"]   # optional: addresses for unknown machines
 //! image = "debian"                 # optional: what unknown machines boot
@@ -169,6 +170,10 @@ pub struct Subnet {
     pub network: Cidr,
     pub router: Option<Addr>,
     pub dns: Option<Vec<Addr>>,
+    /// Log servers handed out as DHCP option 7: where the clients send their boot log
+    /// and inventory (`diskless inventory` reads what they received).
+    #[serde(default)]
+    pub syslog: Vec<Addr>,
     pub domain: String,
     pub dynamic: Option<[Addr; 2]>,
     pub image: Option<String>,

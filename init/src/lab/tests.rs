@@ -213,6 +213,7 @@ fn dnsmasq_gives_fixed_addresses_records_and_a_boot_file_per_firmware() {
         "domain=example.edu,10.77.0.0/24".into(),
         "local=/0.77.10.in-addr.arpa/".into(),
         "host-record=lab3-12.example.edu,lab3-12,10.77.0.112".into(),
+        "dhcp-option=tag:net-10-77-0-0,option:log-server,10.77.0.1".into(),
         "host-record=server.example.edu,server,10.77.0.1".into(),
         "dhcp-range=set:net-10-77-0-0,10.77.0.150,10.77.0.199,255.255.255.0,12h".into(),
         "dhcp-option=tag:net-10-77-0-0,option:router,10.77.0.1".into(),
@@ -395,7 +396,7 @@ fn isc_and_bind_get_host_blocks_zones_with_a_content_serial_and_named_stanzas() 
     let dhcpd = text(&r, "dhcpd.conf");
     for part in [
         "subnet 10.77.0.0 netmask 255.255.255.0 {\n  option broadcast-address 10.77.0.255;\n  option routers 10.77.0.1;\n",
-        "  next-server 10.77.0.1;\n  range 10.77.0.150 10.77.0.199;\n",
+        "  next-server 10.77.0.1;\n  option log-servers 10.77.0.1;\n  range 10.77.0.150 10.77.0.199;\n",
         "  host lab3-12 {\n    hardware ethernet 52:54:00:77:03:12;\n    fixed-address 10.77.0.112;\n",
         "# image gentoo\ngroup {\n  next-server 10.77.0.1;\n  filename \"gentoo/pxelinux.0\";\n  host maint {",
         "  if option arch = 00:07 or option arch = 00:09 {\n    filename \"debian/grubnetx64.efi\";\n  } else {\n    filename \"debian/pxelinux.0\";\n  }\n",
