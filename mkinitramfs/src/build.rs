@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use initramfs::{Archive, CompressError, Compression, WriteError};
+use modules_db::elf::{ElfArch, ElfArchError};
 use modules_db::fleet::Fleet;
 use modules_db::{KernelModules, normalize_name};
 
@@ -29,7 +30,42 @@ pub struct BuildOptions {
     /// `--fleet`: the fleet file's path and contents.
     pub fleet: Option<(PathBuf, Fleet)>,
     pub compression: Compression,
-    pub init: PathBuf,
+    pub init: InitChoice,
+}
+
+/// Where `/init` comes from. Either way it must be built for the kernel's architecture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitChoice {
+    /// `--init PATH`: exactly this file.
+    Given(PathBuf),
+    /// No `--init`: the `init` beside the mkinitramfs executable `exe` when it is of the
+    /// kernel's architecture, else the one cross-built for that architecture in the same
+    /// cargo target directory, `<target>/<triple>/<profile>/init` (qemu/build-inits).
+    Beside { exe: PathBuf },
+}
+
+impl InitChoice {
+    /// The files this choice may take, in order, for a kernel of `arch`.
+    pub fn candidates(&self, arch: Option<ElfArch>) -> Vec<PathBuf> {
+        let exe = match self {
+            InitChoice::Given(path) => return vec![path.clone()],
+            InitChoice::Beside { exe } => exe,
+        };
+        let dir = exe.parent().unwrap_or(Path::new("."));
+        let mut paths = vec![dir.join("init")];
+        // exe is <target>/<host triple>/<profile>/mkinitramfs.
+        if let (Some(triple), Some(target), Some(profile)) =
+            (arch.and_then(|a| a.triple()), dir.parent().and_then(Path::parent), dir.file_name())
+        {
+            for profile in [profile, std::ffi::OsStr::new("release")] {
+                let path = target.join(triple).join(profile).join("init");
+                if !paths.contains(&path) {
+                    paths.push(path);
+                }
+            }
+        }
+        paths
+    }
 }
 
 #[derive(Debug)]
@@ -53,6 +89,30 @@ pub enum BuildError {
     Init {
         path: PathBuf,
         source: std::io::Error,
+    },
+    /// The init binary is no ELF executable.
+    InitNotElf {
+        path: PathBuf,
+        source: ElfArchError,
+    },
+    /// The init binary is built for another architecture than the kernel.
+    InitArch {
+        path: PathBuf,
+        init: ElfArch,
+        version: String,
+        kernel: ElfArch,
+        module: String,
+    },
+    /// No `--init` and no init of the kernel's architecture where mkinitramfs looks.
+    NoInitForArch {
+        version: String,
+        kernel: ElfArch,
+        tried: Vec<PathBuf>,
+    },
+    /// A module of the kernel is no ELF object, so its architecture is unknown.
+    ModuleArch {
+        module: String,
+        source: ElfArchError,
     },
     Firmware(FirmwareError),
     Archive(WriteError),
@@ -87,6 +147,27 @@ impl fmt::Display for BuildError {
                 "cannot read the init binary {}: {source}; build it (cargo build -p diskless) or pass --init PATH",
                 path.display()
             ),
+            BuildError::InitNotElf { path, source } => write!(
+                f,
+                "cannot use {} as /init: {source}; pass --init with diskless's static init binary",
+                path.display()
+            ),
+            BuildError::InitArch { path, init, version, kernel, module } => write!(
+                f,
+                "the init binary {} is built for {init} but kernel {version} is {kernel} (its module {module}); \
+                 {}",
+                path.display(),
+                build_hint(*kernel)
+            ),
+            BuildError::NoInitForArch { version, kernel, tried } => write!(
+                f,
+                "no init built for {kernel}, the architecture of kernel {version}, in {}; {}",
+                tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                build_hint(*kernel)
+            ),
+            BuildError::ModuleArch { module, source } => {
+                write!(f, "cannot tell the kernel's architecture from its module {module}: {source}")
+            }
             BuildError::Firmware(error) => write!(f, "{error}"),
             BuildError::Archive(error) => write!(f, "{error}"),
             BuildError::Compress(error) => write!(f, "{error}"),
@@ -97,6 +178,62 @@ impl fmt::Display for BuildError {
     }
 }
 impl std::error::Error for BuildError {}
+
+/// How to get an init for a kernel of `arch`.
+fn build_hint(arch: ElfArch) -> String {
+    match arch.triple() {
+        Some(triple) => format!(
+            "build it with qemu/build-inits {triple} (writes target/{triple}/release/init) and pass it with --init"
+        ),
+        None => "diskless builds init for x86-64, i686, aarch64 and ppc64le only (qemu/init-targets)".to_string(),
+    }
+}
+
+/// The architecture of the kernel's modules, from the first one (in name order), with
+/// that module's name; `None` for a kernel without modules.
+pub fn kernel_arch(kernel: &KernelModules) -> Result<Option<(ElfArch, String)>, BuildError> {
+    let Some(name) = kernel.modules.keys().next() else {
+        return Ok(None);
+    };
+    let bytes = kernel.module_bytes(name)?;
+    let arch = ElfArch::of(&bytes).map_err(|source| BuildError::ModuleArch { module: name.clone(), source })?;
+    Ok(Some((arch, name.clone())))
+}
+
+/// Reads the init `choice` names for `kernel`, checking it is of the kernel's architecture.
+pub fn read_init(choice: &InitChoice, kernel: &KernelModules) -> Result<(PathBuf, Vec<u8>), BuildError> {
+    let arch = kernel_arch(kernel)?;
+    let candidates = choice.candidates(arch.as_ref().map(|(a, _)| *a));
+    let mut first_error = None;
+    for path in &candidates {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(source) => {
+                first_error.get_or_insert(BuildError::Init { path: path.clone(), source });
+                continue;
+            }
+        };
+        let init = ElfArch::of(&bytes).map_err(|source| BuildError::InitNotElf { path: path.clone(), source })?;
+        match &arch {
+            Some((kernel_arch, module)) if *kernel_arch != init => {
+                first_error.get_or_insert(BuildError::InitArch {
+                    path: path.clone(),
+                    init,
+                    version: kernel.version.clone(),
+                    kernel: *kernel_arch,
+                    module: module.clone(),
+                });
+            }
+            _ => return Ok((path.clone(), bytes)),
+        }
+    }
+    match (choice, arch) {
+        (InitChoice::Beside { .. }, Some((kernel_arch, _))) if candidates.len() > 1 => {
+            Err(BuildError::NoInitForArch { version: kernel.version.clone(), kernel: kernel_arch, tried: candidates })
+        }
+        _ => Err(first_error.expect("at least one candidate was tried")),
+    }
+}
 
 impl From<modules_db::BuildError> for BuildError {
     fn from(error: modules_db::BuildError) -> Self {
@@ -313,9 +450,8 @@ impl fmt::Display for Summary {
 /// Builds the initramfs described by `options` and writes it to `options.output`.
 pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
     let started = Instant::now();
-    let init =
-        std::fs::read(&options.init).map_err(|source| BuildError::Init { path: options.init.clone(), source })?;
     let kernel = KernelModules::load(&options.basedir, &options.version)?;
+    let (_, init) = read_init(&options.init, &kernel)?;
     let (mut roots, profile_absent) = options.profile.modules(&kernel);
     let mut fleet = None;
     let mut marker = Vec::new();

@@ -13,7 +13,7 @@ pub mod profile;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use build::{BuildError, BuildOptions, Summary, build};
+pub use build::{BuildError, BuildOptions, InitChoice, Summary, build};
 pub use cli::{BuildArgs, CliError, Command};
 pub use profile::Profile;
 
@@ -87,11 +87,6 @@ pub fn running_kernel_version(osrelease: &Path) -> Result<String, Error> {
         .map_err(|source| Error::KernelVersion { path: osrelease.to_path_buf(), source })
 }
 
-/// Default `--init`: the `init` binary built next to this executable.
-pub fn default_init(current_exe: &Path) -> PathBuf {
-    current_exe.parent().unwrap_or(Path::new(".")).join("init")
-}
-
 /// Fills in the defaults of a parsed command line.
 pub fn resolve(args: BuildArgs) -> Result<BuildOptions, Error> {
     let version = match args.version {
@@ -99,8 +94,8 @@ pub fn resolve(args: BuildArgs) -> Result<BuildOptions, Error> {
         None => running_kernel_version(Path::new("/proc/sys/kernel/osrelease"))?,
     };
     let init = match args.init {
-        Some(init) => init,
-        None => default_init(&std::env::current_exe().map_err(|source| Error::CurrentExe { source })?),
+        Some(init) => InitChoice::Given(init),
+        None => InitChoice::Beside { exe: std::env::current_exe().map_err(|source| Error::CurrentExe { source })? },
     };
     let output = args.output.unwrap_or_else(|| PathBuf::from(format!("/boot/initrd.img-{version}")));
     let fleet = match args.fleet {
@@ -155,8 +150,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_init_is_beside_the_executable() {
-        assert_eq!(default_init(Path::new("/opt/diskless/bin/mkinitramfs")), Path::new("/opt/diskless/bin/init"));
+    fn default_init_is_beside_the_executable_then_cross_built_for_the_kernel() {
+        let choice = InitChoice::Beside { exe: "/src/target/x86_64-unknown-linux-gnu/debug/mkinitramfs".into() };
+        let aarch64 = modules_db::elf::ARCHITECTURES[2].0;
+        assert_eq!(
+            choice.candidates(Some(aarch64)),
+            [
+                Path::new("/src/target/x86_64-unknown-linux-gnu/debug/init"),
+                Path::new("/src/target/aarch64-unknown-linux-gnu/debug/init"),
+                Path::new("/src/target/aarch64-unknown-linux-gnu/release/init"),
+            ]
+        );
+        assert_eq!(choice.candidates(None), [Path::new("/src/target/x86_64-unknown-linux-gnu/debug/init")]);
+        let given = InitChoice::Given("/build/init".into());
+        assert_eq!(given.candidates(Some(aarch64)), [Path::new("/build/init")]);
     }
 
     #[test]

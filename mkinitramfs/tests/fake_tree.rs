@@ -8,6 +8,10 @@ use initramfs::EntryKind;
 
 const VERSION: &str = "6.1.0-test";
 
+/// An "init": an x86-64 ELF header (what mkinitramfs checks against the modules'
+/// architecture) and nothing behind it.
+const FAKE_INIT: &[u8] = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0fake init";
+
 /// A minimal relocatable ELF64 object with a `.modinfo` section holding `pairs`.
 fn module_elf(pairs: &[&str]) -> Vec<u8> {
     let mut modinfo = Vec::new();
@@ -79,7 +83,7 @@ impl Tree {
         let firmware = tree.path("lib/firmware/fake");
         std::fs::create_dir_all(&firmware).unwrap();
         std::fs::write(firmware.join("nic.bin"), b"firmware blob").unwrap();
-        std::fs::write(tree.path("init"), b"\x7fELF fake init").unwrap();
+        std::fs::write(tree.path("init"), FAKE_INIT).unwrap();
         tree
     }
 
@@ -159,7 +163,7 @@ fn good_tree_builds_archive_with_profile_modules_dependencies_and_firmware() {
     assert!(find(&format!("{modules}/kernel/sound/fakesnd.ko")).is_none(), "not in the netboot profile");
     assert!(find(&format!("{modules}/modules.db")).is_some());
     assert_eq!(find("lib/firmware/fake/nic.bin").unwrap().kind, EntryKind::File(b"firmware blob".to_vec()));
-    assert_eq!(find("init").unwrap().kind, EntryKind::File(b"\x7fELF fake init".to_vec()));
+    assert_eq!(find("init").unwrap().kind, EntryKind::File(FAKE_INIT.to_vec()));
     assert_eq!(find("dev/console").unwrap().kind, EntryKind::CharDevice { major: 5, minor: 1 });
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(tree.path("out.img")).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o644, "TFTP servers need a world-readable image");
@@ -367,4 +371,24 @@ fn list_shows_entries_and_names_a_corrupt_file() {
     std::fs::write(tree.path("junk.img"), b"this is no initramfs").unwrap();
     let output = mkinitramfs(&["list".into(), tree.path("junk.img").display().to_string()], &[]);
     assert_fails_with(&output, &["junk.img", "offset 0"]);
+}
+
+#[test]
+fn an_init_of_another_architecture_than_the_kernel_is_refused_naming_both() {
+    let tree = Tree::new();
+    let mut aarch64_init = FAKE_INIT.to_vec();
+    aarch64_init[18..20].copy_from_slice(&183u16.to_le_bytes());
+    std::fs::write(tree.path("init"), aarch64_init).unwrap();
+    assert_fails_with(
+        &tree.run(&[]),
+        &["aarch64 (ARM64)", "is x86-64", &tree.path("init").display().to_string(), "qemu/build-inits"],
+    );
+    assert!(!tree.path("out.img").exists());
+}
+
+#[test]
+fn an_init_that_is_no_elf_executable_is_refused() {
+    let tree = Tree::new();
+    std::fs::write(tree.path("init"), b"#!/bin/sh\nexec /sbin/init\n").unwrap();
+    assert_fails_with(&tree.run(&[]), &["not an ELF file", &tree.path("init").display().to_string()]);
 }

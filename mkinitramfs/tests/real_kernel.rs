@@ -25,7 +25,8 @@ fn kernel() -> Kernel {
 fn build(kernel: &Kernel, extra: &[&str]) -> (Vec<u8>, String) {
     let dir = tempfile::tempdir().unwrap();
     let init = dir.path().join("init");
-    std::fs::write(&init, b"\x7fELF test init").unwrap();
+    // An x86-64 ELF header: mkinitramfs checks it against the modules' architecture.
+    std::fs::write(&init, b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0test init").unwrap();
     let out = dir.path().join("initrd.img");
     let output = Command::new(env!("CARGO_BIN_EXE_mkinitramfs"))
         .args(["-b", kernel.basedir.to_str().unwrap(), "--init", init.to_str().unwrap()])

@@ -9,6 +9,7 @@
 //! and name queries without any text parsing.
 
 mod depmod;
+pub mod elf;
 pub mod fleet;
 pub mod fnmatch;
 mod format;

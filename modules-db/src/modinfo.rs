@@ -236,6 +236,68 @@ mod tests {
         assert_eq!(info.firmware, ["f.bin"]);
     }
 
+    /// A relocatable ELF object of the given class and byte order whose only named
+    /// section is `.modinfo` holding `modinfo` (section headers: null, .modinfo, .shstrtab).
+    fn module(class64: bool, big_endian: bool, modinfo: &[u8]) -> Vec<u8> {
+        let shstrtab = b"\0.modinfo\0.shstrtab\0";
+        let (ehsize, shentsize) = if class64 { (64usize, 64usize) } else { (52, 40) };
+        let modinfo_at = ehsize;
+        let shstrtab_at = modinfo_at + modinfo.len();
+        let shoff = shstrtab_at + shstrtab.len();
+        let mut out = vec![0x7f, b'E', b'L', b'F', if class64 { 2 } else { 1 }, if big_endian { 2 } else { 1 }, 1];
+        out.resize(16, 0);
+        let half = |out: &mut Vec<u8>, v: u16| out.extend(if big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
+        let word = |out: &mut Vec<u8>, v: u32| out.extend(if big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
+        // Addresses and offsets: 8 bytes in ELF64, 4 in ELF32.
+        let addr = |out: &mut Vec<u8>, v: usize| match (class64, big_endian) {
+            (true, true) => out.extend((v as u64).to_be_bytes()),
+            (true, false) => out.extend((v as u64).to_le_bytes()),
+            (false, true) => out.extend((v as u32).to_be_bytes()),
+            (false, false) => out.extend((v as u32).to_le_bytes()),
+        };
+        half(&mut out, 1); // ET_REL
+        half(&mut out, if class64 { 21 } else { 20 }); // EM_PPC64 / EM_PPC
+        word(&mut out, 1);
+        addr(&mut out, 0); // entry
+        addr(&mut out, 0); // phoff
+        addr(&mut out, shoff);
+        word(&mut out, 0); // flags
+        for v in [ehsize, 0, 0, shentsize, 3, 2] {
+            half(&mut out, v as u16);
+        }
+        out.extend_from_slice(modinfo);
+        out.extend_from_slice(shstrtab);
+        out.resize(shoff + shentsize, 0); // the null section header
+        for (name, kind, offset, size) in [(1, 1, modinfo_at, modinfo.len()), (10, 3, shstrtab_at, shstrtab.len())] {
+            word(&mut out, name);
+            word(&mut out, kind);
+            addr(&mut out, 0); // flags
+            addr(&mut out, 0); // addr
+            addr(&mut out, offset);
+            addr(&mut out, size);
+            word(&mut out, 0); // link
+            word(&mut out, 0); // info
+            addr(&mut out, 1); // addralign
+            addr(&mut out, 0); // entsize
+        }
+        out
+    }
+
+    #[test]
+    fn modinfo_is_read_from_modules_of_every_class_and_byte_order() {
+        let section = b"alias=of:N*T*Cibm,l-lan\0depends=\0name=ibmveth\0";
+        for class64 in [false, true] {
+            for big_endian in [false, true] {
+                let elf = module(class64, big_endian, section);
+                let info = parse_modinfo(&modinfo_section(&elf).unwrap());
+                assert_eq!(info.name.as_deref(), Some("ibmveth"), "class64 {class64}, big endian {big_endian}");
+                assert_eq!(info.aliases, ["of:N*T*Cibm,l-lan"]);
+                let arch = crate::elf::ElfArch::of(&elf).unwrap();
+                assert_eq!((arch.class64, arch.big_endian), (class64, big_endian));
+            }
+        }
+    }
+
     #[test]
     fn non_elf_bytes_are_an_elf_error() {
         assert!(matches!(modinfo_section(b"not an elf"), Err(ModinfoError::Elf(_))));

@@ -38,7 +38,29 @@ fn pristine() -> KernelModules {
 fn modinfo_derived_tree_equals_what_depmod_writes() {
     let km = pristine();
     let root = common::depmod_basedir().join("lib/modules").join(common::kernel_version());
+    assert_tree_equals_depmod(&km, &root);
+}
 
+/// The Debian kernels of the other client architectures: modules of another ELF class
+/// (i686: 32-bit) and machine are read as depmod reads them, whatever the host is.
+#[test]
+fn foreign_architecture_trees_equal_what_depmod_writes() {
+    for (arch, class64, machine) in [("i386", false, 3), ("arm64", true, 183), ("ppc64el", true, 21)] {
+        let (basedir, version) = common::foreign_kernel(arch);
+        let km = KernelModules::load(&basedir, &version).unwrap_or_else(|e| panic!("load {arch} kernel: {e}"));
+        assert!(km.modules.len() > 1000, "{arch}: only {} modules read", km.modules.len());
+        let first = km.modules.keys().next().unwrap();
+        let elf = modules_db::elf::ElfArch::of(&km.module_bytes(first).unwrap()).unwrap();
+        assert_eq!((elf.class64, elf.big_endian, elf.machine), (class64, false, machine), "{arch}: module {first}");
+        let root = common::depmod_basedir_of(&basedir, &version).join("lib/modules").join(&version);
+        println!("{arch} ({version}):");
+        assert_tree_equals_depmod(&km, &root);
+    }
+}
+
+/// Every module's path, dependencies, aliases and softdeps as `km` has them equal
+/// depmod's files in `root` (lib/modules/VERSION of a depmod'ed tree).
+fn assert_tree_equals_depmod(km: &KernelModules, root: &std::path::Path) {
     // modules.dep: same modules at the same paths; each module's dependency *set*
     // equals the transitive closure of the direct `depends=` from .modinfo
     // (depmod lists all of them, ordered for loading; the order is not compared).
@@ -49,7 +71,7 @@ fn modinfo_derived_tree_equals_what_depmod_writes() {
         let info = km.modules.get(&name).unwrap_or_else(|| panic!("depmod has {name}, we do not"));
         assert_eq!(info.path, path, "path of {name}");
         let want: BTreeSet<String> = deps.split_whitespace().map(name_of).collect();
-        assert_eq!(transitive(&km, &name), want, "dependencies of {name}");
+        assert_eq!(transitive(km, &name), want, "dependencies of {name}");
         dep_modules.insert(name);
     }
     let ours: BTreeSet<String> = km.modules.keys().cloned().collect();

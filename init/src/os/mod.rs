@@ -40,7 +40,8 @@ use crate::scratch::probe::Sample;
 
 /// MS_MOVE: rustix's `MountFlags` leaves it out (it has `mount_move`), but it is a plain
 /// mount(2) flag, and going through [`Os::mount`] keeps mount(2) wrapped once.
-pub const MS_MOVE: MountFlags = MountFlags::from_bits_retain(libc::MS_MOVE as u32);
+/// (`as _`: the flags are a c_uint on most targets but 64-bit on powerpc64le.)
+pub const MS_MOVE: MountFlags = MountFlags::from_bits_retain(libc::MS_MOVE as _);
 
 /// Local directories and scratch filesystems hold configuration and data, never device
 /// nodes or set-id programs that did not come from the image itself.

@@ -40,19 +40,42 @@ fn run(cmd: &mut Command) {
 /// that dies half-way leaves nothing that looks finished.
 pub fn depmod_basedir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let version = kernel_version();
-        let done = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("depmod-{version}"));
-        if done.join("lib/modules").join(&version).join("modules.dep").is_file() {
-            return done;
-        }
-        let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir in target");
-        let modules = scratch.path().join("lib/modules");
-        std::fs::create_dir_all(&modules).expect("create lib/modules");
-        run(Command::new("cp").arg("-al").arg(kernel_basedir().join("lib/modules").join(&version)).arg(&modules));
-        run(Command::new("depmod").arg("-b").arg(scratch.path()).arg(&version));
-        let _ = std::fs::remove_dir_all(&done);
-        std::fs::rename(scratch.keep(), &done).expect("move depmod tree into place");
-        done
-    })
+    DIR.get_or_init(|| depmod_basedir_of(&kernel_basedir(), &kernel_version()))
+}
+
+/// [`depmod_basedir`] for any kernel tree, foreign architectures included (kmod's
+/// depmod reads modules of any ELF class and byte order).
+pub fn depmod_basedir_of(basedir: &Path, version: &str) -> PathBuf {
+    let done = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("depmod-{version}"));
+    if done.join("lib/modules").join(version).join("modules.dep").is_file() {
+        return done;
+    }
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir in target");
+    let modules = scratch.path().join("lib/modules");
+    std::fs::create_dir_all(&modules).expect("create lib/modules");
+    run(Command::new("cp").arg("-al").arg(basedir.join("lib/modules").join(version)).arg(&modules));
+    run(Command::new("depmod").arg("-b").arg(scratch.path()).arg(version));
+    let _ = std::fs::remove_dir_all(&done);
+    std::fs::rename(scratch.keep(), &done).expect("move depmod tree into place");
+    done
+}
+
+/// The Debian kernel of another architecture (Debian's name: i386, arm64, ppc64el)
+/// that `qemu/setup` unpacks into qemu/.cache/kernels/ARCH: its BASEDIR and version.
+pub fn foreign_kernel(arch: &str) -> (PathBuf, String) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../qemu/.cache/kernels").join(arch);
+    let version_file = dir.join("version");
+    let version = std::fs::read_to_string(&version_file)
+        .unwrap_or_else(|e| {
+            panic!("cannot read {}: {e}; run qemu/setup to fetch the {arch} kernel", version_file.display())
+        })
+        .trim()
+        .to_string();
+    let base = dir.join("root");
+    assert!(
+        base.join("lib/modules").join(&version).is_dir(),
+        "{} has no lib/modules/{version}: run qemu/setup to fetch the {arch} kernel",
+        base.display()
+    );
+    (base, version)
 }
