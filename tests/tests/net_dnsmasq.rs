@@ -306,7 +306,12 @@ fn server_unicasting_to_the_offered_address_still_gives_a_lease() {
         (net, server.join().expect("server thread"))
     });
     let net = net.unwrap_or_else(|e| panic!("{e}; log: {:?}", lines.all()));
-    assert_eq!(seen, ["offer", "ack"]);
+    // The client retransmits its DISCOVER after about a second; on a loaded
+    // machine the server thread may answer the first one late, so more than
+    // one OFFER is fine. What must hold: offers, then exactly one ACK.
+    let (ack, offers) = seen.split_last().expect("the server answered nothing");
+    assert_eq!(*ack, "ack", "{seen:?}");
+    assert!(!offers.is_empty() && offers.iter().all(|k| *k == "offer"), "{seen:?}");
     assert_eq!(net.lease.address, CLIENT);
     assert_eq!(net.lease.lease_time, Some(600));
     assert!(lines.all().iter().any(|l| l.contains("offer of 10.78.0.112")), "{:?}", lines.all());
