@@ -100,6 +100,7 @@ fn boot_record() -> BootRecord {
         },
         scratch: Default::default(),
         modules: Vec::new(),
+        image_modules: Default::default(),
         stages: vec![StageTime { stage: Stage::Root, ms: 42 }],
         config: Config::default(),
         config_warnings: Vec::new(),

@@ -21,6 +21,7 @@ use crate::config::{Config, ConfigWarning};
 use crate::context::Context;
 use crate::early;
 use crate::hardware::Summary;
+use crate::hardware::image::ImageModules;
 use crate::local::LocalReport;
 use crate::local::image::open_in_image;
 use crate::log::{Log, monotonic_secs};
@@ -98,6 +99,8 @@ pub struct Facts<'a> {
     pub mounted: &'a Mounted,
     pub local: &'a LocalReport,
     pub scratch: &'a ScratchReport,
+    /// The drivers the modules stage loaded from the image.
+    pub image_modules: &'a ImageModules,
     /// Each finished stage and its duration.
     pub stages: Vec<StageTime>,
     /// When init started.
@@ -134,6 +137,7 @@ pub fn stage(ctx: &Context, f: &Facts<'_>, newroot: &Path) -> Result<Infallible,
         local: f.local.clone(),
         scratch: f.scratch.clone(),
         modules: f.hardware.loaded.iter().chain(f.mounted.modules.iter()).cloned().collect(),
+        image_modules: f.image_modules.clone(),
         stages: f.stages.clone(),
         config: f.config.clone(),
         config_warnings: f.config_warnings.to_vec(),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConfigWarning};
 use crate::files::write_atomic;
+use crate::hardware::image::ImageModules;
 use crate::local::{ApplyReport, LayerKind, LocalReport};
 use crate::net::{Identity, NetResult};
 use crate::root::Mounted;
@@ -35,8 +36,10 @@ pub struct BootRecord {
     pub local: LocalReport,
     /// The scratch stage: disks found, swap, the scratch filesystem used or why not.
     pub scratch: ScratchReport,
-    /// Modules loaded by the hardware and root stages, in order.
+    /// Modules loaded from the archive by the hardware and root stages, in order.
     pub modules: Vec<String>,
+    /// The modules stage: the image's module directory, what loaded from it and what failed.
+    pub image_modules: ImageModules,
     /// Milliseconds of each stage before the hand-off.
     pub stages: Vec<StageTime>,
     pub config: Config,
@@ -316,6 +319,12 @@ pub(crate) mod tests {
             local,
             scratch,
             modules: vec!["virtio_net".into(), "nfsv3".into()],
+            image_modules: ImageModules {
+                dir: "/lib/modules/6.1.0-test".into(),
+                present: true,
+                loaded: vec!["ahci".into()],
+                failed: vec![],
+            },
             stages: vec![
                 StageTime { stage: Stage::Early, ms: 3 },
                 StageTime { stage: Stage::Hardware, ms: 1500 },

@@ -14,14 +14,23 @@ pub enum Stage {
     Network,
     Identity,
     Root,
+    Modules,
     Local,
     Handoff,
 }
 
 impl Stage {
     /// Every stage in boot order.
-    pub const ALL: [Stage; 7] =
-        [Stage::Early, Stage::Hardware, Stage::Network, Stage::Identity, Stage::Root, Stage::Local, Stage::Handoff];
+    pub const ALL: [Stage; 8] = [
+        Stage::Early,
+        Stage::Hardware,
+        Stage::Network,
+        Stage::Identity,
+        Stage::Root,
+        Stage::Modules,
+        Stage::Local,
+        Stage::Handoff,
+    ];
 
     /// The name used on the console, in boot.json and by `diskless.break=`.
     pub const fn name(self) -> &'static str {
@@ -31,6 +40,7 @@ impl Stage {
             Stage::Network => "network",
             Stage::Identity => "identity",
             Stage::Root => "root",
+            Stage::Modules => "modules",
             Stage::Local => "local",
             Stage::Handoff => "handoff",
         }
@@ -63,7 +73,7 @@ mod tests {
             assert_eq!(Stage::from_name(stage.name()), Some(stage));
             assert!(i == 0 || Stage::ALL[i - 1] < stage, "ALL is in boot order");
         }
-        assert_eq!(Stage::names(), "early, hardware, network, identity, root, local, handoff");
+        assert_eq!(Stage::names(), "early, hardware, network, identity, root, modules, local, handoff");
         assert_eq!(Stage::from_name("netwrok"), None);
         assert_eq!(serde_json::to_string(&Stage::Handoff).unwrap(), "\"handoff\"");
     }

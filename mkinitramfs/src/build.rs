@@ -13,7 +13,7 @@ use modules_db::fleet::Fleet;
 use modules_db::{KernelModules, normalize_name};
 
 use crate::firmware::{self, FirmwareError};
-use crate::profile::Profile;
+use crate::profile::{InArchive, NETWORK_DRIVERS_DIR, Profile};
 
 /// (path or name, contents) of files headed for the archive.
 pub type NamedFiles = Vec<(String, Vec<u8>)>;
@@ -27,6 +27,8 @@ pub struct BuildOptions {
     pub profile: Profile,
     pub add_modules: Vec<String>,
     pub omit_modules: Vec<String>,
+    /// `--modules-in-archive`: the way to the root only, or the whole profile.
+    pub in_archive: InArchive,
     /// `--fleet`: the fleet file's path and contents.
     pub fleet: Option<(PathBuf, Fleet)>,
     pub compression: Compression,
@@ -246,7 +248,11 @@ impl From<modules_db::BuildError> for BuildError {
 pub struct Summary {
     pub version: String,
     pub profile: Profile,
+    pub in_archive: InArchive,
+    /// Modules in the archive.
     pub modules: usize,
+    /// Modules of the kernel left to the image.
+    pub image_modules: usize,
     pub firmware_included: usize,
     pub firmware_missing: Vec<String>,
     /// Names of the profile this kernel has neither as module nor built in.
@@ -275,10 +281,6 @@ pub struct FleetChoice {
     /// The profile's NIC drivers the fleet does not use, left out.
     pub left_out: usize,
 }
-
-/// Where the kernel keeps its network drivers (relative to `lib/modules/VERSION`): a
-/// `--fleet` build keeps only the fleet's, and what they depend on.
-const NETWORK_DRIVERS_DIR: &str = "kernel/drivers/net/";
 
 /// `roots` without the NIC drivers, plus the fleet's NIC modules.
 pub fn fleet_roots(
@@ -392,12 +394,16 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "kernel {}, profile {}: {} modules, firmware {} included / {} missing",
+            "kernel {}, profile {}: {} modules, firmware {} included / {} missing; {} more modules load from the \
+             image's /lib/modules/{} (--modules-in-archive {})",
             self.version,
             self.profile,
             self.modules,
             self.firmware_included,
-            self.firmware_missing.len()
+            self.firmware_missing.len(),
+            self.image_modules,
+            self.version,
+            self.in_archive
         )?;
         writeln!(
             f,
@@ -462,6 +468,9 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
         marker.push((modules_db::fleet::marker_path(&kernel.version), text.into_bytes()));
         fleet = Some(choice);
     }
+    // `--profile all` asks for every module in the archive.
+    let in_archive = if options.profile == Profile::All { InArchive::All } else { options.in_archive };
+    let mut roots = in_archive.roots(&kernel, roots);
     roots.extend(options.add_modules.iter().cloned());
     let included = select_modules(&kernel, &roots, &options.omit_modules)?;
     // With a fleet every NIC driver but the fleet's is left out: the lab rule's list
@@ -474,7 +483,10 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
     let (firmware, firmware_missing) = collect_firmware(&options.basedir.join("lib/firmware"), &kernel, &included)?;
     let firmware_included = firmware.len();
     let pci_ids = read_pci_ids(&options.basedir);
-    let db = modules_db::encode_with(&kernel, &included, pci_ids.as_ref().map(|(_, text)| text.as_str()));
+    // The database covers every module of the kernel: those outside the archive load
+    // from the image once the root is mounted, and the hardware report names them.
+    let pci_text = pci_ids.as_ref().map(|(_, text)| text.as_str());
+    let db = modules_db::encode_with(&kernel, &included, modules_db::Split::RestInImage, pci_text);
     let contents = Contents::new(&init, &modules, &db, &firmware);
     let archive = assemble(&kernel.version, init, modules, db, firmware, marker)?;
     let raw = archive.to_bytes();
@@ -484,7 +496,9 @@ pub fn build(options: &BuildOptions) -> Result<Summary, BuildError> {
     Ok(Summary {
         version: kernel.version.clone(),
         profile: options.profile,
+        in_archive,
         modules: included.len(),
+        image_modules: kernel.modules.len() - included.len(),
         firmware_included,
         firmware_missing,
         profile_absent,

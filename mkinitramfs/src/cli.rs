@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use initramfs::Compression;
 
-use crate::profile::Profile;
+use crate::profile::{InArchive, Profile};
 
 pub const USAGE: &str = "\
 usage: mkinitramfs [-o OUT] [-b BASEDIR] [--profile netboot|netboot-all|all] [--add-modules LIST]
-                   [--omit-modules LIST] [--fleet FLEETFILE] [--compress zstd|gzip|xz|none]
-                   [--init PATH] [VERSION]
+                   [--omit-modules LIST] [--fleet FLEETFILE] [--modules-in-archive network|all]
+                   [--compress zstd|gzip|xz|none] [--init PATH] [VERSION]
        mkinitramfs list FILE
 
   VERSION          kernel version (default: the running kernel, uname -r)
@@ -28,6 +28,13 @@ usage: mkinitramfs [-o OUT] [-b BASEDIR] [--profile netboot|netboot-all|all] [--
   --fleet FILE     exactly the NIC drivers of the fleet file FILE (written by `diskless inventory`
                    from what the clients sent the syslog server): the profile without its NIC
                    drivers, plus the fleet's; a machine whose NIC is not in the fleet says so at boot
+  --modules-in-archive W
+                   network (default): the archive holds the way to the root (the profile's or
+                   fleet's NIC drivers, the buses they need, the NFS client, their firmware);
+                   storage, filesystems, overlay and every other driver load once the root is
+                   mounted, from the image's /lib/modules/VERSION (the image must have the
+                   kernel's modules: apt-get install linux-image-VERSION in it). all: the whole
+                   profile in the archive, as before, for images without the kernel's modules
   --compress C     zstd (default), gzip, xz or none
   --init PATH      static init binary to put at /init (default: `init` next to mkinitramfs)
   list FILE        list the entries of an initramfs (compressed or not, concatenated)
@@ -41,6 +48,7 @@ pub struct BuildArgs {
     pub profile: Profile,
     pub add_modules: Vec<String>,
     pub omit_modules: Vec<String>,
+    pub in_archive: InArchive,
     pub fleet: Option<PathBuf>,
     pub compression: Compression,
     pub init: Option<PathBuf>,
@@ -55,6 +63,7 @@ impl Default for BuildArgs {
             profile: Profile::Netboot,
             add_modules: Vec::new(),
             omit_modules: Vec::new(),
+            in_archive: InArchive::Network,
             fleet: None,
             compression: Compression::Zstd,
             init: None,
@@ -86,6 +95,9 @@ pub enum CliError {
     BadProfile {
         value: String,
     },
+    BadInArchive {
+        value: String,
+    },
     BadCompression {
         value: String,
     },
@@ -102,6 +114,9 @@ impl fmt::Display for CliError {
                 write!(f, "unexpected argument {argument:?}: only one kernel VERSION may be given")
             }
             CliError::BadProfile { value } => write!(f, "unknown profile {value:?}: use netboot, netboot-all or all"),
+            CliError::BadInArchive { value } => {
+                write!(f, "unknown --modules-in-archive {value:?}: use network (the default) or all")
+            }
             CliError::BadCompression { value } => {
                 write!(f, "{}", initramfs::UnknownCompression(value.clone()))
             }
@@ -159,6 +174,10 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             "--add-modules" => build.add_modules.extend(split_list(&value()?)),
             "--omit-modules" => build.omit_modules.extend(split_list(&value()?)),
             "--fleet" => build.fleet = Some(PathBuf::from(value()?)),
+            "--modules-in-archive" => {
+                let text = value()?;
+                build.in_archive = text.parse().map_err(|_| CliError::BadInArchive { value: text })?;
+            }
             "--compress" => {
                 let text = value()?;
                 build.compression = text.parse().map_err(|_| CliError::BadCompression { value: text })?;
@@ -191,6 +210,7 @@ mod tests {
             profile: Profile::All,
             add_modules: vec!["e1000".into(), "fs-nfs4".into()],
             omit_modules: vec!["8139too".into(), "8139cp".into()],
+            in_archive: InArchive::All,
             fleet: Some("/srv/fleet.toml".into()),
             compression: Compression::Xz,
             init: Some("/build/init".into()),
@@ -198,12 +218,12 @@ mod tests {
         };
         let separate = args(
             "-o /tmp/out.img -b /srv/root --profile all --add-modules e1000,fs-nfs4 \
-             --omit-modules 8139too,,8139cp --fleet /srv/fleet.toml --compress xz --init /build/init 6.1.0-56-amd64",
+             --omit-modules 8139too,,8139cp --modules-in-archive all --fleet /srv/fleet.toml --compress xz --init /build/init 6.1.0-56-amd64",
         );
         assert_eq!(parse(&separate).unwrap(), Command::Build(expected.clone()));
         let joined = args(
             "6.1.0-56-amd64 -o/tmp/out.img -b/srv/root --profile=all --add-modules=e1000 --add-modules=fs-nfs4 \
-             --omit-modules=8139too,8139cp --fleet=/srv/fleet.toml --compress=xz --init=/build/init",
+             --omit-modules=8139too,8139cp --modules-in-archive=all --fleet=/srv/fleet.toml --compress=xz --init=/build/init",
         );
         assert_eq!(parse(&joined).unwrap(), Command::Build(expected));
     }
@@ -221,6 +241,8 @@ mod tests {
         assert_eq!(parse(&args("-o")), Err(CliError::MissingValue { option: "-o".into() }));
         assert_eq!(parse(&args("a b")), Err(CliError::ExtraArgument { argument: "b".into() }));
         assert_eq!(parse(&args("--profile tiny")), Err(CliError::BadProfile { value: "tiny".into() }));
+        let error = parse(&args("--modules-in-archive disks")).unwrap_err();
+        assert_eq!(error, CliError::BadInArchive { value: "disks".into() });
         let error = parse(&args("--compress lz4")).unwrap_err();
         assert!(error.to_string().contains("\"lz4\""), "{error}");
     }

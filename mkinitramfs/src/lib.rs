@@ -115,6 +115,7 @@ pub fn resolve(args: BuildArgs) -> Result<BuildOptions, Error> {
         profile: args.profile,
         add_modules: args.add_modules,
         omit_modules: args.omit_modules,
+        in_archive: args.in_archive,
         fleet,
         compression: args.compression,
         init,

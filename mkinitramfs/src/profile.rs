@@ -71,17 +71,95 @@ pub fn datacentre_nic(path: &str) -> Option<&'static str> {
     DATACENTRE_NICS.iter().find(|(prefix, _)| inside.starts_with(prefix)).map(|(_, why)| *why)
 }
 
-/// Single modules of the netboot profile, grouped by why they are needed. Names that
-/// a kernel has built in, or lacks, are skipped.
-const NETBOOT_NAMES: &[(&str, &[&str])] = &[
-    ("virtual machines", &["virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "virtio_mmio"]),
-    ("NFS root", &["nfs", "nfsv3", "nfsv4"]),
-    ("overlay mode", &["overlay"]),
+/// Where a group of [`NETBOOT_NAMES`] goes in a `--modules-in-archive network` build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// On the way to the root: in the archive.
+    Archive,
+    /// USB host controllers: in the archive when a USB NIC driver is (it needs them).
+    WithUsbNics,
+    /// Loaded once the root is mounted, from the image's `lib/modules/VERSION`.
+    Image,
+}
+
+/// Single modules of the netboot profile, grouped by why they are needed, with where
+/// they go. Names that a kernel has built in, or lacks, are skipped.
+const NETBOOT_NAMES: &[(&str, Place, &[&str])] = &[
+    ("virtual machines' network", Place::Archive, &["virtio_pci", "virtio_net", "virtio_mmio"]),
+    ("virtual machines' disks", Place::Image, &["virtio_blk", "virtio_scsi"]),
+    ("NFS root", Place::Archive, &["nfs", "nfsv3", "nfsv4"]),
+    ("overlay mode", Place::Image, &["overlay"]),
     // ata_piix: Intel SATA controllers set to legacy IDE mode in the firmware, common in lab PCs.
-    ("scratch disk controllers", &["ahci", "ata_piix", "ata_generic", "nvme", "sd_mod"]),
-    ("USB disks", &["xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "usb_storage", "uas"]),
-    ("scratch filesystems", &["ext4", "xfs", "btrfs"]),
+    ("scratch disk controllers", Place::Image, &["ahci", "ata_piix", "ata_generic", "nvme", "sd_mod"]),
+    ("USB host controllers", Place::WithUsbNics, &["xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd"]),
+    ("USB disks", Place::Image, &["usb_storage", "uas"]),
+    ("scratch filesystems", Place::Image, &["ext4", "xfs", "btrfs"]),
 ];
+
+/// Where the kernel keeps its network drivers (relative to `lib/modules/VERSION`): the
+/// NIC drivers of a profile or fleet are the ones under it.
+pub const NETWORK_DRIVERS_DIR: &str = "kernel/drivers/net/";
+
+/// Where USB network adapters' drivers are: with one of them in the archive, the USB
+/// host controllers are too.
+const USB_NIC_DIR: &str = "kernel/drivers/net/usb/";
+
+/// What `--modules-in-archive` puts in the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InArchive {
+    /// The default: the way to the root (NIC drivers, the buses they sit on, the NFS
+    /// client); every other module loads from the image once the root is mounted.
+    Network,
+    /// Every module of the profile, as before the two-stage load: for images without
+    /// the kernel's modules.
+    All,
+}
+
+impl InArchive {
+    pub fn name(self) -> &'static str {
+        match self {
+            InArchive::Network => "network",
+            InArchive::All => "all",
+        }
+    }
+
+    /// Of a profile's (or fleet's) `roots`, those that go in the archive.
+    pub fn roots(self, kernel: &KernelModules, roots: Vec<String>) -> Vec<String> {
+        if self == InArchive::All {
+            return roots;
+        }
+        let path = |name: &str| kernel.modules.get(name).map_or("", |m| m.path.as_str());
+        let usb_nics = roots.iter().any(|name| path(name).starts_with(USB_NIC_DIR));
+        let place = |name: &str| {
+            NETBOOT_NAMES
+                .iter()
+                .find(|(_, _, names)| names.iter().any(|n| normalize_name(n) == name))
+                .map(|(_, place, _)| *place)
+        };
+        roots
+            .into_iter()
+            .filter(|name| match place(name) {
+                Some(Place::Archive) => true,
+                Some(Place::WithUsbNics) => usb_nics,
+                Some(Place::Image) => false,
+                None => path(name).starts_with(NETWORK_DRIVERS_DIR),
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for InArchive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for InArchive {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [InArchive::Network, InArchive::All].into_iter().find(|a| a.name() == text).ok_or_else(|| text.to_string())
+    }
+}
 
 impl Profile {
     pub fn name(self) -> &'static str {
@@ -106,7 +184,7 @@ impl Profile {
                     .map(|info| info.name.clone())
                     .collect();
                 let mut absent = Vec::new();
-                for name in NETBOOT_NAMES.iter().flat_map(|(_, names)| names.iter()) {
+                for name in NETBOOT_NAMES.iter().flat_map(|(_, _, names)| names.iter()) {
                     let name = normalize_name(name);
                     if kernel.modules.contains_key(&name) {
                         chosen.push(name);
@@ -246,6 +324,39 @@ mod tests {
         }
         // Only the Ethernet tree is ruled: a USB adapter is never dropped.
         assert_eq!(datacentre_nic("kernel/drivers/net/usb/mellanox/x.ko"), None);
+    }
+
+    #[test]
+    fn the_network_archive_keeps_the_way_to_the_root_and_leaves_disks_and_filesystems_to_the_image() {
+        let kernel = kernel(
+            &[
+                "kernel/drivers/net/ethernet/intel/e1000/e1000.ko",
+                "kernel/drivers/net/virtio_net.ko",
+                "kernel/drivers/virtio/virtio_pci.ko",
+                "kernel/drivers/block/virtio_blk.ko",
+                "kernel/fs/nfs/nfsv3.ko",
+                "kernel/fs/overlayfs/overlay.ko",
+                "kernel/fs/xfs/xfs.ko",
+                "kernel/drivers/ata/ahci.ko",
+                "kernel/drivers/nvme/host/nvme.ko",
+                "kernel/drivers/usb/host/xhci-pci.ko",
+                "kernel/drivers/usb/storage/usb-storage.ko",
+                "kernel/drivers/net/usb/r8152.ko",
+            ],
+            &[],
+        );
+        let (roots, _) = Profile::Netboot.modules(&kernel);
+        assert_eq!(
+            InArchive::Network.roots(&kernel, roots.clone()),
+            ["e1000", "nfsv3", "r8152", "virtio_net", "virtio_pci", "xhci_pci"],
+            "a USB NIC brings the USB host controllers"
+        );
+        let without_usb_nic: Vec<String> = roots.iter().filter(|r| *r != "r8152").cloned().collect();
+        assert_eq!(InArchive::Network.roots(&kernel, without_usb_nic), ["e1000", "nfsv3", "virtio_net", "virtio_pci"]);
+        assert_eq!(InArchive::All.roots(&kernel, roots.clone()), roots, "the old build keeps the whole profile");
+        assert_eq!("all".parse::<InArchive>(), Ok(InArchive::All));
+        assert_eq!("network".parse::<InArchive>(), Ok(InArchive::Network));
+        assert!("disks".parse::<InArchive>().is_err());
     }
 
     #[test]

@@ -147,7 +147,10 @@ fn good_tree_builds_archive_with_profile_modules_dependencies_and_firmware() {
     assert!(output.status.success(), "{}", stderr(&output));
     let summary = String::from_utf8(output.stdout).unwrap();
     assert!(
-        summary.contains("kernel 6.1.0-test, profile netboot: 3 modules, firmware 1 included / 1 missing"),
+        summary.contains(
+            "kernel 6.1.0-test, profile netboot: 2 modules, firmware 1 included / 1 missing; 2 more modules load \
+             from the image's /lib/modules/6.1.0-test (--modules-in-archive network)"
+        ),
         "{summary}"
     );
     assert!(summary.contains("missing firmware:\n  fake/absent.bin"), "{summary}");
@@ -159,14 +162,31 @@ fn good_tree_builds_archive_with_profile_modules_dependencies_and_firmware() {
     let modules = format!("lib/modules/{VERSION}");
     assert!(find(&format!("{modules}/kernel/drivers/net/ethernet/fake/fakenic.ko")).is_some());
     assert!(find(&format!("{modules}/kernel/drivers/net/fakemii.ko")).is_some(), "dependency included");
-    assert!(find(&format!("{modules}/kernel/fs/ext4/ext4.ko")).is_some());
+    assert!(find(&format!("{modules}/kernel/fs/ext4/ext4.ko")).is_none(), "a filesystem loads from the image");
     assert!(find(&format!("{modules}/kernel/sound/fakesnd.ko")).is_none(), "not in the netboot profile");
-    assert!(find(&format!("{modules}/modules.db")).is_some());
+    let EntryKind::File(db) = &find(&format!("{modules}/modules.db")).unwrap().kind else { panic!("no database") };
+    let db = modules_db::Db::parse(db).unwrap();
+    let module = |name: &str| db.module(db.find(name).expect(name)).unwrap();
+    assert!(module("ext4").in_image() && module("fakesnd").in_image(), "every module of the kernel is known");
+    assert!(!module("fakenic").in_image());
     assert_eq!(find("lib/firmware/fake/nic.bin").unwrap().kind, EntryKind::File(b"firmware blob".to_vec()));
     assert_eq!(find("init").unwrap().kind, EntryKind::File(FAKE_INIT.to_vec()));
     assert_eq!(find("dev/console").unwrap().kind, EntryKind::CharDevice { major: 5, minor: 1 });
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(tree.path("out.img")).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o644, "TFTP servers need a world-readable image");
+}
+
+#[test]
+fn modules_in_archive_all_is_the_whole_profile_in_the_archive() {
+    let tree = Tree::new();
+    let output = tree.run(&["--modules-in-archive", "all", "--compress", "none"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let entries = read_entries(&tree.path("out.img"));
+    let has = |name: &str| entries.iter().any(|entry| entry.path.ends_with(name));
+    assert!(has("ext4.ko") && has("fakenic.ko") && !has("fakesnd.ko"), "the netboot profile as before");
+    let summary = String::from_utf8(output.stdout).unwrap();
+    assert!(summary.contains("(--modules-in-archive all)"), "{summary}");
+    assert_fails_with(&tree.run(&["--modules-in-archive", "disks"]), &["--modules-in-archive \"disks\""]);
 }
 
 #[test]
@@ -222,7 +242,11 @@ fn omit_modules_removes_the_module_and_what_only_it_needed() {
     assert!(!entries.iter().any(|entry| entry.path.ends_with("fakenic.ko")));
     assert!(!entries.iter().any(|entry| entry.path.ends_with("fakemii.ko")));
     assert!(!entries.iter().any(|entry| entry.path.starts_with("lib/firmware/")));
-    assert!(entries.iter().any(|entry| entry.path.ends_with("ext4.ko")));
+    let output = tree.run(&["--omit-modules", "ext4", "--modules-in-archive", "all", "--compress", "none"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let entries = read_entries(&tree.path("out.img"));
+    assert!(!entries.iter().any(|entry| entry.path.ends_with("ext4.ko")));
+    assert!(entries.iter().any(|entry| entry.path.ends_with("fakenic.ko")));
 }
 
 /// A fleet file whose one machine boots with `module`.
@@ -258,7 +282,7 @@ fn a_fleet_build_has_exactly_the_fleets_nic_drivers_and_records_the_fleet() {
     );
     let entries = read_entries(&tree.path("out.img"));
     let has = |name: &str| entries.iter().any(|entry| entry.path.ends_with(name));
-    assert!(has("e1000.ko") && has("ext4.ko"), "the fleet's NIC driver and the rest of the profile");
+    assert!(has("e1000.ko") && !has("ext4.ko"), "the fleet's NIC driver, the filesystems in the image");
     assert!(!has("fakenic.ko") && !has("fakemii.ko"), "no other NIC driver");
     let marker = entries.iter().find(|e| e.path == format!("lib/modules/{VERSION}/diskless.fleet")).expect("marker");
     assert_eq!(marker.kind.body(), format!("{fleet} (1 machines)\n").as_bytes());

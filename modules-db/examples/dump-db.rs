@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         km.closure(names.iter().map(String::as_str))?
     };
     let pci = std::fs::read_to_string("/usr/share/misc/pci.ids").ok();
-    let bytes = modules_db::encode_with(&km, &included, pci.as_deref());
+    let bytes = modules_db::encode_with(&km, &included, modules_db::Split::ArchiveOnly, pci.as_deref());
     std::fs::write(out, &bytes)?;
     println!("{} modules, {} bytes", included.len(), bytes.len());
     Ok(())

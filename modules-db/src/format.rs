@@ -7,9 +7,12 @@
 //!          then per section (u32 offset, u32 count) in the order of `Section`
 //! STRINGS  UTF-8 bytes; every string elsewhere is a (u32 offset, u32 length) into it
 //! KVER     the kernel version: (offset, length) stored in the section's own slot
-//! MODULES  44-byte records sorted by name: name, path (uncompressed .ko, empty
-//!          for built-in), deps, softdep pre, softdep post (each u32 start + u32
-//!          count into IDS), u32 flags (bit 0: built-in)
+//! MODULES  44-byte records sorted by name: name, path (uncompressed .ko in the
+//!          archive; for a module of the image, its file as the kernel package
+//!          installs it; empty for built-in), deps, softdep pre, softdep post (each
+//!          u32 start + u32 count into IDS), u32 flags (bit 0: built-in; bit 1: the
+//!          file is not in the archive but in the root image's `lib/modules/VERSION`,
+//!          loaded once the root is mounted)
 //! IDS      u32 module ids. A module's deps are all its hard dependencies,
 //!          transitively, in load order: modules loaded first come first.
 //! ALIAS_PREFIXES  16-byte records sorted by prefix: prefix string, u32 first
@@ -18,8 +21,8 @@
 //!          the modalias and runs fnmatch only on those groups.
 //! ALIAS_ENTRIES   12 bytes: pattern string after the group's prefix (patterns are
 //!          normalised as kmod does), u32 module id
-//! HINT_PREFIXES, HINT_ENTRIES  the same index over modules left out of the
-//!          database, the entry value indexing HINT_NAMES
+//! HINT_PREFIXES, HINT_ENTRIES  the same index over the modules of [`HINT_DIRS`]
+//!          that are not in the archive, the entry value indexing HINT_NAMES
 //! HINT_NAMES      8 bytes: module name string
 //! PCI_VENDORS     12 bytes sorted: u32 vendor, name string
 //! PCI_DEVICES     12 bytes sorted: u32 vendor << 16 | device, name string
@@ -31,7 +34,8 @@ use crate::fnmatch::{fnmatch, literal_prefix, normalize_alias};
 use crate::{KernelModules, normalize_name, pci_ids};
 
 pub const MAGIC: &[u8; 8] = b"DLMODDB\0";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: modules of the image (flag bit 1); the database covers every module of the kernel.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Directories whose left-out modules are worth naming when a device has no
 /// driver in the database: the devices a netboot client needs to reach its root.
@@ -107,6 +111,7 @@ impl Section {
 const HEADER_SIZE: usize = 16 + SECTIONS.len() * 8;
 const MODULE_SIZE: usize = 44;
 const FLAG_BUILTIN: u32 = 1;
+const FLAG_IN_IMAGE: u32 = 2;
 
 /// Sort key of a PCI device: vendor first, so (vendor, device) order is key order.
 fn pci_device_key(vendor: u16, device: u16) -> u32 {
@@ -204,23 +209,39 @@ fn depth_of(km: &KernelModules, name: &str, memo: &mut HashMap<String, u32>, gua
     d
 }
 
-/// Encode the boot-time database for `included` modules of `km`. Each included module's
-/// stored path is its uncompressed `.ko` path: mkinitramfs writes decompressed modules.
-/// `included` should be closed under [`KernelModules::closure`]; dependencies outside
-/// it are left out of the id lists. Names in `included` that are not modules of `km`
-/// are ignored.
+/// Encode the boot-time database for `included` modules of `km`, all in the archive.
+/// Each included module's stored path is its uncompressed `.ko` path: mkinitramfs
+/// writes decompressed modules. `included` should be closed under
+/// [`KernelModules::closure`]; dependencies outside it are left out of the id lists.
+/// Names in `included` that are not modules of `km` are ignored.
 pub fn encode(km: &KernelModules, included: &BTreeSet<String>) -> Vec<u8> {
-    encode_with(km, included, None)
+    encode_with(km, included, Split::ArchiveOnly, None)
 }
 
-/// [`encode`], plus PCI vendor and device names from the text of `pci.ids`: every
-/// vendor, and the devices that PCI aliases in the database name literally.
-pub fn encode_with(km: &KernelModules, included: &BTreeSet<String>, pci_ids: Option<&str>) -> Vec<u8> {
+/// Where the modules of the kernel that are not in the archive are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Nowhere: the database knows only the archive's (and hints for the others).
+    ArchiveOnly,
+    /// In the root image's `lib/modules/VERSION`: the database lists every module of the
+    /// kernel, those outside the archive flagged, under the path the kernel package
+    /// gives them (compressed or not).
+    RestInImage,
+}
+
+/// [`encode`] with the modules outside `archive` placed as `split` says, plus PCI vendor
+/// and device names from the text of `pci.ids`: every vendor, and the devices that PCI
+/// aliases of the archive's modules and of [`HINT_DIRS`] name literally.
+pub fn encode_with(km: &KernelModules, archive: &BTreeSet<String>, split: Split, pci_ids: Option<&str>) -> Vec<u8> {
     let included: BTreeSet<String> =
-        included.iter().map(|n| normalize_name(n)).filter(|n| km.modules.contains_key(n)).collect();
-    // Module ids: included modules and built-in drivers, sorted by name.
+        archive.iter().map(|n| normalize_name(n)).filter(|n| km.modules.contains_key(n)).collect();
+    let in_image: BTreeSet<String> = match split {
+        Split::ArchiveOnly => BTreeSet::new(),
+        Split::RestInImage => km.modules.keys().filter(|n| !included.contains(*n)).cloned().collect(),
+    };
+    // Module ids: the archive's and the image's modules and built-in drivers, by name.
     let mut names: BTreeMap<&str, bool> = km.builtin.keys().map(|n| (n.as_str(), true)).collect();
-    names.extend(included.iter().map(|n| (n.as_str(), false)));
+    names.extend(included.iter().chain(&in_image).map(|n| (n.as_str(), false)));
     let id_of: HashMap<&str, u32> = names.keys().enumerate().map(|(i, n)| (*n, i as u32)).collect();
 
     let mut strings = Strings::default();
@@ -232,7 +253,7 @@ pub fn encode_with(km: &KernelModules, included: &BTreeSet<String>, pci_ids: Opt
         put(ids, &list);
         [start, list.len() as u32]
     };
-    let mut alias_pairs = Vec::new();
+    let (mut alias_pairs, mut image_pairs) = (Vec::new(), Vec::new());
     for (name, builtin) in &names {
         let id = id_of[name];
         let n = strings.add(name);
@@ -242,7 +263,9 @@ pub fn encode_with(km: &KernelModules, included: &BTreeSet<String>, pci_ids: Opt
             continue;
         }
         let info = &km.modules[*name];
-        let p = strings.add(&crate::modinfo::uncompressed_path(&info.path));
+        let image = in_image.contains(*name);
+        let p =
+            if image { strings.add(&info.path) } else { strings.add(&crate::modinfo::uncompressed_path(&info.path)) };
         let deps: Vec<u32> =
             load_order(km, name, &mut depth).iter().filter_map(|d| id_of.get(d.as_str()).copied()).collect();
         let soft = |list: &[String]| -> Vec<u32> {
@@ -261,11 +284,14 @@ pub fn encode_with(km: &KernelModules, included: &BTreeSet<String>, pci_ids: Opt
         let d = id_list(&mut ids, deps);
         let pre = id_list(&mut ids, soft(&info.softdep_pre));
         let post = id_list(&mut ids, soft(&info.softdep_post));
-        put(&mut modules, &[n.0, n.1, p.0, p.1, d[0], d[1], pre[0], pre[1], post[0], post[1], 0]);
-        alias_pairs.extend(info.aliases.iter().filter_map(|a| normalize_alias(a)).map(|a| (a, id)));
+        let flags = if image { FLAG_IN_IMAGE } else { 0 };
+        put(&mut modules, &[n.0, n.1, p.0, p.1, d[0], d[1], pre[0], pre[1], post[0], post[1], flags]);
+        let aliases = info.aliases.iter().filter_map(|a| normalize_alias(a)).map(|a| (a, id));
+        if image { image_pairs.extend(aliases) } else { alias_pairs.extend(aliases) }
     }
 
-    // Hints: aliases of left-out modules in the directories that matter for netboot.
+    // Hints: aliases of the modules outside the archive in the directories that matter
+    // for netboot.
     let hinted: Vec<&str> = km
         .modules
         .values()
@@ -283,6 +309,8 @@ pub fn encode_with(km: &KernelModules, included: &BTreeSet<String>, pci_ids: Opt
     let (mut vendors, mut devices) = (Vec::new(), Vec::new());
     if let Some(text) = pci_ids {
         let pci = pci_ids::parse(text);
+        // Named for the hints, not for every driver of the image: the names of all the
+        // kernel's PCI devices would weigh more than the database itself.
         let pairs: BTreeSet<(u16, u16)> =
             alias_pairs.iter().chain(&hint_pairs).filter_map(|(p, _)| pci_ids::pci_pair_of_alias(p)).collect();
         for (vendor, name) in &pci.vendors {
@@ -297,6 +325,7 @@ pub fn encode_with(km: &KernelModules, included: &BTreeSet<String>, pci_ids: Opt
         }
     }
 
+    alias_pairs.extend(image_pairs);
     let (alias_prefixes, alias_entries) = encode_index(&mut strings, alias_pairs);
     let (hint_prefixes, hint_entries) = encode_index(&mut strings, hint_pairs);
 
@@ -426,6 +455,7 @@ pub struct Module<'a> {
     name: &'a str,
     path: &'a str,
     builtin: bool,
+    in_image: bool,
     depends: &'a [u8],
     pre: &'a [u8],
     post: &'a [u8],
@@ -454,12 +484,18 @@ impl<'a> Module<'a> {
     pub fn name(&self) -> &'a str {
         self.name
     }
-    /// Path of the `.ko` relative to `lib/modules/VERSION`; empty for built-in drivers.
+    /// Path of the `.ko` relative to `lib/modules/VERSION` (of the archive, or of the
+    /// image for [`Module::in_image`]); empty for built-in drivers.
     pub fn path(&self) -> &'a str {
         self.path
     }
     pub fn is_builtin(&self) -> bool {
         self.builtin
+    }
+    /// Whether the file is in the root image's `lib/modules/VERSION` rather than in the
+    /// archive: loadable only once the root is mounted.
+    pub fn in_image(&self) -> bool {
+        self.in_image
     }
     /// All hard dependencies, transitively, in load order (load them first, in this order).
     pub fn depends(&self) -> Ids<'a> {
@@ -627,6 +663,7 @@ impl<'a> Db<'a> {
             name: self.string(m, i, 0),
             path: self.string(m, i, 2),
             builtin: m.field(i, 10) & FLAG_BUILTIN != 0,
+            in_image: m.field(i, 10) & FLAG_IN_IMAGE != 0,
             depends: self.ids_slice(m.field(i, 4), m.field(i, 5)),
             pre: self.ids_slice(m.field(i, 6), m.field(i, 7)),
             post: self.ids_slice(m.field(i, 8), m.field(i, 9)),

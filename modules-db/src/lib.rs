@@ -17,7 +17,7 @@ pub mod modinfo;
 pub mod pci_ids;
 mod tree;
 
-pub use format::{Db, FormatError, HINT_DIRS, Ids, Module, ModuleId, encode, encode_with};
+pub use format::{Db, FormatError, HINT_DIRS, Ids, Module, ModuleId, Split, encode, encode_with};
 pub use tree::{BuildError, KernelModules, ModuleInfo};
 
 /// Where the database lives inside an initramfs (and inside a root image), relative to `/`.

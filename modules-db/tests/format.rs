@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use modules_db::{Db, FormatError, KernelModules, ModuleId, ModuleInfo, encode, encode_with};
+use modules_db::{Db, FormatError, KernelModules, ModuleId, ModuleInfo, Split, encode, encode_with};
 use proptest::prelude::*;
 
 fn module(name: &str, path: &str, depends: &[&str], pre: &[&str], post: &[&str], aliases: &[&str]) -> ModuleInfo {
@@ -154,7 +154,7 @@ fn hints_name_left_out_drivers_only_under_hint_dirs() {
 fn pci_names_keep_all_vendors_and_only_aliased_devices() {
     let km = kernel();
     let without = encode(&km, &included());
-    let bytes = encode_with(&km, &included(), Some(PCI_IDS));
+    let bytes = encode_with(&km, &included(), Split::ArchiveOnly, Some(PCI_IDS));
     assert!(bytes.len() > without.len());
     let db = Db::parse(&bytes).unwrap();
     assert_eq!(db.pci_vendor_name(0x8086), Some("Intel Corporation"));
@@ -175,7 +175,10 @@ fn pci_names_keep_all_vendors_and_only_aliased_devices() {
 
 #[test]
 fn encoding_is_deterministic() {
-    assert_eq!(encode_with(&kernel(), &included(), Some(PCI_IDS)), encode_with(&kernel(), &included(), Some(PCI_IDS)));
+    assert_eq!(
+        encode_with(&kernel(), &included(), Split::ArchiveOnly, Some(PCI_IDS)),
+        encode_with(&kernel(), &included(), Split::ArchiveOnly, Some(PCI_IDS))
+    );
 }
 
 #[test]
@@ -217,7 +220,7 @@ fn exercise(db: &Db) {
 proptest! {
     #[test]
     fn random_mutations_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>()) {
-        let mut bytes = encode_with(&kernel(), &included(), Some(PCI_IDS));
+        let mut bytes = encode_with(&kernel(), &included(), Split::ArchiveOnly, Some(PCI_IDS));
         for (at, value) in flips {
             let len = bytes.len();
             bytes[at % len] = value;
@@ -237,4 +240,34 @@ proptest! {
             exercise(&db);
         }
     }
+}
+
+#[test]
+fn rest_in_image_lists_every_module_with_the_image_ones_flagged_under_their_package_paths() {
+    let km = kernel();
+    let archive = km.closure(["virtio_net"]).unwrap();
+    let bytes = encode_with(&km, &archive, Split::RestInImage, None);
+    let db = Db::parse(&bytes).unwrap();
+    assert_eq!(db.len(), km.modules.len() + km.builtin.len(), "every module of the kernel is known");
+    let module = |name: &str| db.module(db.find(name).unwrap()).unwrap();
+    let vn = module("virtio_net");
+    assert!(!vn.in_image() && vn.path() == "kernel/drivers/net/virtio_net.ko", "archive: decompressed path");
+    let failover = module("failover");
+    assert!(!failover.in_image(), "a dependency of the archive's module is in the archive");
+    let ahci = module("ahci");
+    assert!(ahci.in_image(), "ahci is loaded from the image");
+    assert_eq!(ahci.path(), "kernel/drivers/ata/ahci.ko");
+    assert_eq!(names(&db, &ahci.depends().collect::<Vec<_>>()), ["libahci"]);
+    assert_eq!(
+        names(&db, &db.lookup("pci:v00001234d00005678sv0sd0bc01sc06i01")),
+        ["ahci"],
+        "the image's modules are matched like the archive's"
+    );
+    assert!(!module("rtc_cmos").in_image(), "built-in drivers are never in the image");
+    // A compressed file of the image keeps its name: the kernel decompresses it.
+    let archive = km.closure(["e1000"]).unwrap();
+    let bytes = encode_with(&km, &archive, Split::RestInImage, None);
+    let db = Db::parse(&bytes).unwrap();
+    let failover = db.module(db.find("failover").unwrap()).unwrap();
+    assert!(failover.in_image() && failover.path() == "kernel/net/core/failover.ko.zst");
 }

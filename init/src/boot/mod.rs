@@ -288,7 +288,7 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
         root::stage::stage(ctx, &inputs, &newroot, nfs_modules)
     })?;
 
-    breakpoint(stop_before, Stage::Local)?;
+    breakpoint(stop_before, Stage::Modules)?;
     // From here on the image's configuration rules, including the failure policy.
     let (config, config_warnings) = config::load(&newroot, &cmdline.raw);
     for warning in &config_warnings {
@@ -308,13 +308,16 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     }
     let input =
         LayerInput { broadcast: net.lease.broadcast, address: net.lease.address, hostname: identity.hostname.clone() };
-    // Scratch disks are found by what the coldplug brought up: it must have settled. The
-    // disks are in once their drivers' loads returned, so it need not wait out the full
-    // settle time meant for devices that come later on their own.
-    let hardware = b.joined_hardware(true, Stage::Local)?;
+    // The image's drivers are matched against every device the coldplug saw: it must
+    // have settled. It need not wait out the full settle time meant for devices that
+    // come later on their own (USB).
+    let hardware = b.joined_hardware(true, Stage::Modules)?;
     if let Some(facts) = b.machine().as_mut() {
         facts.summary = Some(hardware.clone());
     }
+    // Scratch disks and their filesystems, and overlay for the layers, come from the
+    // image: its drivers are in before the local stage looks for disks.
+    let image_modules = timed(b, stop_before, Stage::Modules, || hardware::image::stage(ctx, &modules, &newroot))?;
     let (local, scratch) = timed(b, stop_before, Stage::Local, || {
         let inputs = local::stage::Inputs {
             modules: &modules,
@@ -340,6 +343,7 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
         mounted: &mounted,
         local: &local,
         scratch: &scratch,
+        image_modules: &image_modules,
         stages: b.timings(),
         started: b.started,
     };

@@ -86,16 +86,51 @@ impl Machine {
 
     /// A whole disk `name` of `mib` MiB with a swap signature, as sysfs and /dev show it.
     fn swap_disk(&self, name: &str, mib: u64) {
-        let dev = self.p(&format!("sys/devices/pci0000:00/0000:00:05.0/block/{name}"));
+        swap_disk(self.root(), name, mib);
+    }
+
+    /// An AHCI controller in sysfs, without driver: the database's `ahci` is the
+    /// image's, so it loads in the modules stage; its load brings the disk `sda`.
+    fn ahci_controller_with_a_swap_disk(&self) {
+        let dev = self.p("sys/devices/pci0000:00/0000:00:1f.2");
         fs::create_dir_all(&dev).unwrap();
-        fs::write(dev.join("size"), format!("{}\n", (mib << 20) / 512)).unwrap();
-        fs::write(dev.join("ro"), "0\n").unwrap();
-        symlink(&dev, self.p("sys/class/block").join(name)).unwrap();
-        let mut bytes = vec![0u8; (mib << 20) as usize];
-        bytes[4086..4096].copy_from_slice(b"SWAPSPACE2");
-        fs::write(self.p("dev").join(name), bytes).unwrap();
+        fs::write(dev.join("modalias"), AHCI_MODALIAS).unwrap();
+        let root = self.root().to_path_buf();
+        *self.os.on_load.lock().unwrap() = Some(Box::new(move |file: &str| {
+            if file == "ahci.ko" {
+                swap_disk(&root, "sda", 1);
+            }
+        }));
+    }
+
+    /// The image's `lib/modules/RELEASE` with the files of the database's image modules.
+    fn image_modules(&self) {
+        let lib = self.p("newroot/lib/modules/6.1.0-test");
+        for path in IMAGE_MODULES.iter().map(|(_, path, _)| path) {
+            fs::create_dir_all(lib.join(path).parent().unwrap()).unwrap();
+            fs::write(lib.join(path), "").unwrap();
+        }
     }
 }
+
+/// A whole disk `name` of `mib` MiB with a swap signature under the boot root `root`.
+fn swap_disk(root: &Path, name: &str, mib: u64) {
+    let dev = root.join(format!("sys/devices/pci0000:00/0000:00:05.0/block/{name}"));
+    fs::create_dir_all(&dev).unwrap();
+    fs::write(dev.join("size"), format!("{}\n", (mib << 20) / 512)).unwrap();
+    fs::write(dev.join("ro"), "0\n").unwrap();
+    symlink(&dev, root.join("sys/class/block").join(name)).unwrap();
+    let mut bytes = vec![0u8; (mib << 20) as usize];
+    bytes[4086..4096].copy_from_slice(b"SWAPSPACE2");
+    fs::write(root.join("dev").join(name), bytes).unwrap();
+}
+
+/// An AHCI controller's modalias (PCI class 01 06 01).
+const AHCI_MODALIAS: &str = "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01";
+
+/// Modules of the fake kernel that the archive leaves to the image: (name, path, depends).
+const IMAGE_MODULES: [(&str, &str, &[&str]); 2] =
+    [("libahci", "kernel/drivers/ata/libahci.ko", &[]), ("ahci", "kernel/drivers/ata/ahci.ko", &["libahci"])];
 
 /// A module database for the fake kernel with the NFS client and overlayfs, so the
 /// hardware and root stages run.
@@ -116,7 +151,7 @@ fn with_module_db(root: &Path) {
         };
         (name.to_string(), info)
     };
-    let modules: BTreeMap<String, modules_db::ModuleInfo> = [
+    let archive: BTreeMap<String, modules_db::ModuleInfo> = [
         module("sunrpc", "kernel/net/sunrpc/sunrpc.ko", &[]),
         module("nfs", "kernel/fs/nfs/nfs.ko", &["sunrpc"]),
         module("nfsv3", "kernel/fs/nfs/nfsv3.ko", &["nfs"]),
@@ -125,11 +160,22 @@ fn with_module_db(root: &Path) {
     ]
     .into_iter()
     .collect();
-    let included = modules.keys().cloned().collect();
+    let included = archive.keys().cloned().collect();
+    let mut modules = archive;
+    // The image's modules: in the database, not in the archive's tree.
+    for (name, path, depends) in IMAGE_MODULES {
+        let mut info = module(name, path, depends).1;
+        if name == "ahci" {
+            info.aliases = vec!["pci:v*d*sv*sd*bc01sc06i01*".into()];
+        }
+        fs::remove_file(lib.join(path)).unwrap();
+        modules.insert(name.to_string(), info);
+    }
     let km = modules_db::KernelModules { version: version.into(), root: lib, modules, builtin: Default::default() };
     let db = root.join(modules_db::db_path(version));
     fs::create_dir_all(db.parent().unwrap()).unwrap();
-    fs::write(db, modules_db::encode(&km, &included)).unwrap();
+    let bytes = modules_db::encode_with(&km, &included, modules_db::Split::RestInImage, None);
+    fs::write(db, bytes).unwrap();
 }
 
 /// eth0: appears 200 ms into the boot (its driver loading), gets carrier, and its DHCP
@@ -202,7 +248,7 @@ fn a_whole_boot_runs_every_stage_in_order_to_the_images_init() {
     let (root, newroot) = (m.root(), m.p("newroot"));
 
     let stages: Vec<Stage> = m.boot.timings().iter().map(|t| t.stage).collect();
-    assert_eq!(stages, &Stage::ALL[..6], "every stage before the hand-off timed: {text}");
+    assert_eq!(stages, &Stage::ALL[..7], "every stage before the hand-off timed: {text}");
     for stage in Stage::ALL {
         assert!(text.contains(&format!("diskless: stage {stage} done in ")) || stage == Stage::Handoff, "{text}");
     }
@@ -287,7 +333,7 @@ fn the_boot_record_holds_what_the_fake_boot_did() {
     assert_eq!(json["root"]["mounted_version"], "3", "{json}");
     assert_eq!(json["modules"], serde_json::json!(["sunrpc", "nfs", "nfsv3"]), "loaded once: {json}");
     let stages: Vec<&str> = json["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["early", "hardware", "network", "identity", "root", "local"]);
+    assert_eq!(stages, ["early", "hardware", "network", "identity", "root", "modules", "local"]);
     let placed = fs::read_to_string(m.p("run/diskless/layer-files")).unwrap();
     assert_eq!(placed, "/etc/fstab\n/etc/motd\n/var/spool\n", "for diskless relayer");
 }
@@ -832,7 +878,7 @@ fn unknown_break_stage_is_named_with_the_valid_ones() {
     run(&m.boot);
     assert!(
         m.text().contains(
-            "diskless.break=netwrok: no such stage; stages are early, hardware, network, identity, root, local, handoff"
+            "diskless.break=netwrok: no such stage; stages are early, hardware, network, identity, root, modules, local, handoff"
         ),
         "{}",
         m.text()
@@ -1170,4 +1216,99 @@ fn diskless_syslog_on_the_command_line_overrides_option_7_or_turns_it_off() {
         "{}",
         m.text()
     );
+}
+
+#[test]
+fn a_storage_driver_of_the_image_loads_after_the_root_and_its_disk_is_used() {
+    let m = Machine::new(NFS_BOOT, lab_network());
+    m.image();
+    m.image_modules();
+    m.ahci_controller_with_a_swap_disk();
+    m.os.fail_nth(Kind::Mount, first_move(), 16);
+    run(&m.boot);
+    let text = m.text();
+    let image_lib = m.p("newroot/lib/modules/6.1.0-test");
+    let loads: Vec<(String, PathBuf)> =
+        m.os.calls_of(Kind::LoadModule)
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::LoadModule { file, path, .. } => Some((file, path)),
+                _ => None,
+            })
+            .collect();
+    let from_image: Vec<&str> =
+        loads.iter().filter(|(_, path)| path.starts_with(&image_lib)).map(|(file, _)| file.as_str()).collect();
+    assert_eq!(from_image, ["libahci.ko", "ahci.ko"], "the image's files, after their dependencies: {loads:?}");
+    assert!(
+        loads.iter().filter(|(_, path)| !path.starts_with(&image_lib)).all(|(_, p)| p.starts_with(m.p("lib/modules"))),
+        "the NFS client from the archive: {loads:?}"
+    );
+    // The image's modules wait for the root: loaded after the NFS mount, before the swap.
+    let calls = m.os.calls();
+    let at = |want: &dyn Fn(&Call) -> bool| calls.iter().position(want).unwrap_or(usize::MAX);
+    let nfs_mount = at(&|c| matches!(c, Call::Mount { fstype, .. } if fstype == "nfs"));
+    let ahci = at(&|c| matches!(c, Call::LoadModule { file, .. } if file == "ahci.ko"));
+    let swapon = at(&|c| matches!(c, Call::Swapon { .. }));
+    assert!(nfs_mount < ahci && ahci < swapon, "mount {nfs_mount}, ahci {ahci}, swapon {swapon}: {calls:?}");
+    assert!(text.contains("diskless: 2 modules from the image's /lib/modules/6.1.0-test in "), "{text}");
+    assert!(!text.contains("no driver for pci device 0000:00:1f.2"), "the image's driver is no missing driver: {text}");
+    let json = m.boot_json();
+    assert_eq!(json["image_modules"]["loaded"], serde_json::json!(["libahci", "ahci"]), "{json}");
+    assert_eq!(json["image_modules"]["present"], true, "{json}");
+    assert_eq!(json["modules"], serde_json::json!(["sunrpc", "nfs", "nfsv3"]), "from the archive: {json}");
+    assert_eq!(json["scratch"]["swaps"][0]["enabled"], true, "{json}");
+}
+
+#[test]
+fn an_image_without_modules_for_the_kernel_boots_on_tmpfs_with_one_line_naming_the_directory() {
+    let m = Machine::new(NFS_BOOT, lab_network());
+    m.image();
+    m.ahci_controller_with_a_swap_disk();
+    run(&m.boot);
+    let text = m.text();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("/lib/modules/6.1.0-test")).collect();
+    assert_eq!(
+        lines,
+        [format!("diskless: {}", hardware::image::missing_dir_line("6.1.0-test"))],
+        "one line, and no load errors: {text}"
+    );
+    assert!(lines[0].contains("apt-get install linux-image-6.1.0-test"), "{text}");
+    assert!(!loaded_modules(&m.os).contains(&"ahci.ko".to_string()), "{text}");
+    assert!(m.os.calls_of(Kind::Swapon).is_empty(), "no disk without its driver: {text}");
+    let newroot = m.p("newroot");
+    let tmpfs = m.os.calls_of(Kind::Mount).into_iter().filter(
+        |c| matches!(c, Call::Mount { fstype, target, .. } if fstype == "tmpfs" && target.starts_with(&newroot)),
+    );
+    assert_eq!(tmpfs.count(), 2, "the local dirs on tmpfs: {text}");
+    assert!(text.contains("diskless: starting /sbin/init (t="), "the boot goes on: {text}");
+}
+
+#[test]
+fn a_module_of_the_image_that_fails_to_load_is_named_and_the_boot_goes_on_on_tmpfs() {
+    let m = Machine::new(NFS_BOOT, lab_network());
+    m.image();
+    m.image_modules();
+    m.ahci_controller_with_a_swap_disk();
+    // Another build of the same kernel version: the kernel refuses the file.
+    m.os.fail_module("ahci.ko", Errno::NOEXEC.raw_os_error());
+    m.os.fail_nth(Kind::Mount, first_move(), 16);
+    run(&m.boot);
+    let text = m.text();
+    let file = m.p("newroot/lib/modules/6.1.0-test/kernel/drivers/ata/ahci.ko");
+    assert!(
+        text.contains(&format!(
+            "diskless: module ahci failed to load from {}: Exec format error (os error 8) (not a module for this \
+             kernel: built for another version, or a damaged file)",
+            file.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("diskless: 1 modules from the image's /lib/modules/6.1.0-test in "), "{text}");
+    assert!(text.contains("; 1 failed"), "{text}");
+    assert!(m.os.calls_of(Kind::Swapon).is_empty(), "{text}");
+    let json = m.boot_json();
+    assert_eq!(json["image_modules"]["loaded"], serde_json::json!(["libahci"]), "{json}");
+    let failed = json["image_modules"]["failed"][0].as_str().unwrap_or_default();
+    assert!(failed.starts_with("ahci: Exec format error"), "{json}");
+    assert_eq!(json["stages"].as_array().unwrap().len(), 7, "every stage up to the hand-off ran: {json}");
 }

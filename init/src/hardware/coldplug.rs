@@ -124,8 +124,8 @@ pub struct Coldplug<'a> {
 impl<'a> Coldplug<'a> {
     pub fn new(setup: Setup<'a>) -> Self {
         Coldplug {
+            plan: Plan::with_image(setup.modules.image_dir().is_some()),
             s: setup,
-            plan: Plan::new(),
             seen: BTreeSet::new(),
             blacklist_logged: BTreeSet::new(),
             running: 0,
@@ -166,6 +166,21 @@ impl<'a> Coldplug<'a> {
                 continue;
             }
             self.plan_unless_blacklisted(&module, &format!(" for {devpath}"), network);
+        }
+    }
+
+    /// Take those of `names` and their dependencies that are in the kernel already
+    /// (loaded earlier, e.g. by the hardware stage) as present: loading them again would
+    /// make the kernel read and check the whole file only to answer EEXIST.
+    pub fn skip_live(&mut self, names: &[String]) {
+        for name in names {
+            let name = modules_db::normalize_name(name);
+            let deps = self.s.modules.index.module(&name).map(|entry| entry.depends).unwrap_or_default();
+            for module in deps.iter().map(|d| modules_db::normalize_name(d)).chain([name]) {
+                if self.s.modules.is_live(&module) {
+                    self.plan.mark_present(&module);
+                }
+            }
         }
     }
 
@@ -238,7 +253,7 @@ impl<'a> Coldplug<'a> {
         self.look_under_network_devices();
         while self.running < self.s.settings.parallel {
             let Some(job) = self.plan.next_job() else { return };
-            let path = self.s.modules.lib_modules.join(&job.path);
+            let path = self.s.modules.file(&job.path, job.in_image);
             let params = self.s.modules.cmdline.module_options(&job.module);
             let (os, tx, module) = (self.s.modules.os.clone(), self.s.tx.clone(), job.module.clone());
             let (p, o) = (path.clone(), params.clone());
@@ -412,7 +427,7 @@ pub(super) mod tests {
         os.calls()
             .into_iter()
             .filter_map(|c| match c {
-                Call::LoadModule { file, params } => Some(format!("load {file} [{params}]")),
+                Call::LoadModule { file, params, .. } => Some(format!("load {file} [{params}]")),
                 _ => None,
             })
             .collect()

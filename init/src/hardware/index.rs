@@ -9,6 +9,8 @@ pub struct ModuleEntry {
     pub name: String,
     /// File relative to `lib/modules/VERSION`; `None` for a built-in driver.
     pub path: Option<String>,
+    /// The file is in the root image's `lib/modules/VERSION`, not in the archive.
+    pub in_image: bool,
     pub depends: Vec<String>,
     pub softdep_pre: Vec<String>,
     pub softdep_post: Vec<String>,
@@ -50,6 +52,7 @@ impl ModuleIndex for DbIndex<'_> {
         Some(ModuleEntry {
             name: m.name().to_string(),
             path: (!m.is_builtin()).then(|| m.path().to_string()),
+            in_image: m.in_image(),
             depends: self.names(m.depends()),
             softdep_pre: self.names(m.softdep_pre()),
             softdep_post: self.names(m.softdep_post()),
@@ -99,10 +102,16 @@ pub mod fake {
             self.modules.entry(name.to_string()).or_insert(ModuleEntry {
                 name: name.to_string(),
                 path: Some(format!("kernel/drivers/{name}.ko")),
+                in_image: false,
                 depends: depends.iter().map(|d| d.to_string()).collect(),
                 softdep_pre: vec![],
                 softdep_post: vec![],
             })
+        }
+
+        /// Add a module of the root image, loadable once the root is mounted.
+        pub fn add_image(&mut self, name: &str, depends: &[&str], aliases: &[&str]) {
+            self.add(name, depends, aliases).in_image = true;
         }
 
         pub fn add_builtin(&mut self, name: &str, aliases: &[&str]) {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::coldplug::{Coldplug, Setup};
@@ -31,6 +31,9 @@ pub struct Modules {
     pub(super) cmdline: Cmdline,
     /// Modules this boot loaded (or found loaded): live without asking sysfs again.
     live: Mutex<BTreeSet<String>>,
+    /// The root image's `lib/modules/VERSION`, once the modules stage found it: the
+    /// database's modules of the image load from there.
+    image: OnceLock<PathBuf>,
 }
 
 impl Modules {
@@ -68,7 +71,31 @@ impl Modules {
         log: Arc<Log>,
         cmdline: Cmdline,
     ) -> Modules {
-        Modules { index, lib_modules, sys_module, os, log, cmdline, live: Mutex::default() }
+        Modules { index, lib_modules, sys_module, os, log, cmdline, live: Mutex::default(), image: OnceLock::new() }
+    }
+
+    /// From now on the modules of the image load from `dir`, the mounted root's
+    /// `lib/modules/VERSION`. Set once per boot (by the modules stage).
+    pub fn set_image(&self, dir: PathBuf) {
+        let _ = self.image.set(dir);
+    }
+
+    /// The image's module directory, once set.
+    pub fn image_dir(&self) -> Option<&Path> {
+        self.image.get().map(PathBuf::as_path)
+    }
+
+    /// The file of a load: `path` under the archive's or the image's directory.
+    pub(super) fn file(&self, path: &str, in_image: bool) -> PathBuf {
+        match self.image_dir().filter(|_| in_image) {
+            Some(image) => image.join(path),
+            None => self.lib_modules.join(path),
+        }
+    }
+
+    /// The kernel release the database is for (`uname -r`).
+    pub fn release(&self) -> String {
+        self.os.kernel_release()
     }
 
     /// Load the modules called `names` and their dependencies, with the ordering and
@@ -78,18 +105,7 @@ impl Modules {
         let (tx, rx) = channel();
         let settings = Settings { settle: Duration::ZERO, max: MAX_DURATION, parallel: PARALLEL_LOADS };
         let mut run = Coldplug::new(Setup { modules: self, settings, tx, sys: None });
-        // Modules already in the kernel (loaded earlier, e.g. in the background) are taken
-        // as present: loading them again would make the kernel read and check the whole
-        // file only to answer EEXIST.
-        for name in names {
-            let name = modules_db::normalize_name(name);
-            let deps = self.index.module(&name).map(|entry| entry.depends).unwrap_or_default();
-            for module in deps.iter().map(|d| modules_db::normalize_name(d)).chain([name]) {
-                if self.is_live(&module) {
-                    run.plan.mark_present(&module);
-                }
-            }
-        }
+        run.skip_live(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>());
         for name in names {
             run.request_module(name);
         }
@@ -102,6 +118,7 @@ impl Modules {
                 let reason = match run.plan.state(&module) {
                     Some(State::Failed(failure)) => MissingReason::Failed(failure.clone()),
                     Some(State::Skipped(skip)) => MissingReason::Skipped(skip.clone()),
+                    Some(State::Deferred) => MissingReason::NotInImage { release: self.release() },
                     Some(_) => MissingReason::Unfinished,
                     None => MissingReason::Blacklisted,
                 };
@@ -126,7 +143,7 @@ impl Modules {
 
     /// Whether `module` is in the kernel: loaded by this boot, or listed live in sysfs
     /// (loaded before init ran, or by the kernel itself).
-    fn is_live(&self, module: &str) -> bool {
+    pub(super) fn is_live(&self, module: &str) -> bool {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).contains(module) || is_live_module(&self.sys_module, module)
     }
 }
@@ -179,6 +196,10 @@ pub enum MissingReason {
     Skipped(Skip),
     #[error("it is blacklisted by modprobe.blacklist")]
     Blacklisted,
+    /// Its file (or a dependency's) is one of the root image's, and the image has no
+    /// modules for this kernel.
+    #[error("it is loaded from the image's /lib/modules/{release}, which the image does not have")]
+    NotInImage { release: String },
     /// The loads were cut off by the overall cap.
     #[error("it did not finish loading")]
     Unfinished,

@@ -9,6 +9,7 @@
 pub mod background;
 pub mod coldplug;
 pub mod errno;
+pub mod image;
 pub mod index;
 pub mod loader;
 pub mod netpath;

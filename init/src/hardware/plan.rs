@@ -78,11 +78,14 @@ pub enum State {
     Failed(Failure),
     /// Not attempted because a hard dependency is missing or failed.
     Skipped(Skip),
+    /// Its file (or a hard dependency's) is in the root image, which is not mounted
+    /// yet: the modules stage loads it.
+    Deferred,
 }
 
 impl State {
     fn is_finished(&self) -> bool {
-        matches!(self, State::Loaded | State::Builtin | State::Failed(_) | State::Skipped(_))
+        matches!(self, State::Loaded | State::Builtin | State::Failed(_) | State::Skipped(_) | State::Deferred)
     }
     fn is_present(&self) -> bool {
         matches!(self, State::Loaded | State::Builtin)
@@ -121,6 +124,8 @@ pub struct Job {
     pub module: String,
     /// Relative to `lib/modules/VERSION`.
     pub path: String,
+    /// `path` is under the root image's `lib/modules/VERSION`, not the archive's.
+    pub in_image: bool,
 }
 
 /// Something the stage should log after a [`Plan::finish`].
@@ -134,11 +139,19 @@ pub enum Note {
 pub struct Plan {
     nodes: BTreeMap<String, Node>,
     ready: VecDeque<String>,
+    /// The root image's modules can be loaded (the modules stage found its directory).
+    image: bool,
 }
 
 impl Plan {
+    /// A plan before the root image is mounted: its modules are [`State::Deferred`].
     pub fn new() -> Self {
         Plan::default()
+    }
+
+    /// A plan that loads the root image's modules too when `image`.
+    pub fn with_image(image: bool) -> Self {
+        Plan { image, ..Plan::default() }
     }
 
     /// Ask for `name` (and, transitively, its dependencies) to be loaded. Requesting a
@@ -194,6 +207,7 @@ impl Plan {
         let state = match &entry {
             None => State::Failed(Failure::NotInInitramfs),
             Some(e) if e.is_builtin() => State::Builtin,
+            Some(e) if e.in_image && !self.image => State::Deferred,
             Some(_) => State::Waiting,
         };
         let waiting = state == State::Waiting;
@@ -261,6 +275,12 @@ impl Plan {
                 self.nodes.iter().filter(|(_, n)| n.state == State::Waiting).map(|(k, _)| k.clone()).collect();
             for name in waiting {
                 let node = &self.nodes[&name];
+                // What needs a module of the image waits for the image with it.
+                if node.needs.iter().any(|(d, need)| *need == Need::Hard && self.nodes[d].state == State::Deferred) {
+                    self.node_mut(&name).state = State::Deferred;
+                    changed = true;
+                    continue;
+                }
                 let blocker = node.needs.iter().find(|(d, need)| {
                     *need == Need::Hard && matches!(self.nodes[d].state, State::Failed(_) | State::Skipped(_))
                 });
@@ -296,7 +316,8 @@ impl Plan {
         let node = self.node_mut(&module);
         node.state = State::Loading;
         let path = node.entry.as_ref().and_then(|e| e.path.clone()).unwrap_or_default();
-        Some(Job { module, path })
+        let in_image = node.entry.as_ref().is_some_and(|e| e.in_image);
+        Some(Job { module, path, in_image })
     }
 
     /// Record the result of a job; returns the modules this outcome skips.
@@ -324,6 +345,16 @@ impl Plan {
     pub fn mark_present(&mut self, module: &str) {
         let name = modules_db::normalize_name(module);
         self.nodes.entry(name).or_insert(Node { entry: None, state: State::Loaded, needs: Vec::new(), first: false });
+    }
+
+    /// The modules that failed or were skipped, by name, with why.
+    pub fn failed(&self) -> Vec<(&str, &dyn std::error::Error)> {
+        self.nodes.iter().filter_map(|(k, n)| Some((k.as_str(), n.state.why()?))).collect()
+    }
+
+    /// The modules waiting for the root image, by name.
+    pub fn deferred(&self) -> Vec<&str> {
+        self.nodes.iter().filter(|(_, n)| n.state == State::Deferred).map(|(k, _)| k.as_str()).collect()
     }
 
     /// Loaded by us or built in.
@@ -397,6 +428,30 @@ mod tests {
         );
         assert!(!plan.busy());
         assert!(plan.is_present("virtio-pci"));
+    }
+
+    #[test]
+    fn modules_of_the_image_and_what_needs_them_wait_for_the_image_without_holding_the_settle() {
+        let mut idx = virtio_index();
+        idx.add_image("libahci", &[], &[]);
+        idx.add_image("ahci", &["libahci"], &[]);
+        // In the archive, but needing a module of the image: it waits too.
+        idx.add("ahci_quirks", &["ahci"], &[]);
+        let mut plan = Plan::new();
+        plan.request("ahci_quirks", &idx);
+        plan.request("virtio_net", &idx);
+        let loaded: Vec<String> = run(&mut plan, &[]).concat();
+        assert!(!loaded.iter().any(|m| m.contains("ahci")), "{loaded:?}");
+        assert!(!plan.busy(), "deferred modules do not hold the settle");
+        assert_eq!(plan.deferred(), ["ahci", "ahci_quirks"], "the image loads the dependencies with them");
+        assert!(plan.failed().is_empty(), "deferred is no failure");
+
+        let mut plan = Plan::with_image(true);
+        plan.request("ahci_quirks", &idx);
+        let jobs = [plan.next_job().unwrap()];
+        assert_eq!(jobs[0], Job { module: "libahci".into(), path: "kernel/drivers/libahci.ko".into(), in_image: true });
+        plan.finish("libahci", Ok(()));
+        assert_eq!(run(&mut plan, &[]), [strings(&["ahci"]), strings(&["ahci_quirks"])]);
     }
 
     #[test]

@@ -75,6 +75,12 @@ pub fn no_driver_line(device: &Device, index: &dyn ModuleIndex, plan: &Plan, cmd
     if matched.iter().any(|m| builtin(m) || plan.is_present(m)) {
         return None;
     }
+    // The image's drivers load once the root is mounted (the modules stage); only a
+    // NIC needs its driver before, to reach the root at all.
+    let deferred = |m: &String| plan.state(m) == Some(&State::Deferred);
+    if !is_network_controller(&device.modalias) && matched.iter().any(deferred) {
+        return None;
+    }
     let hint = index.hint(&device.modalias);
     // Firmware-described and CPU/input "devices" without any module are the normal
     // state of every machine; they matter only when some module would take them.
@@ -199,6 +205,22 @@ mod tests {
                  (or --profile netboot-all for every NIC driver)"
             )
         );
+    }
+
+    #[test]
+    fn a_storage_controller_whose_driver_is_the_images_is_no_missing_driver_but_a_nic_is() {
+        let mut idx = index();
+        idx.add_image("ahci", &[], &["pci:v00008086d00002922*"]);
+        idx.add_image("8139cp", &[], &["pci:v000010ECd00008139*"]);
+        let mut plan = Plan::new();
+        plan.request("ahci", &idx);
+        plan.request("8139cp", &idx);
+        let ahci = device("/devices/pci0000:00/0000:00:1f.2", "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01");
+        assert_eq!(no_driver_line(&ahci, &idx, &plan, &Cmdline::default()), None, "loaded after the root is mounted");
+        // A NIC is needed before: its driver in the image cannot reach the root.
+        let nic = device("/devices/pci0000:00/0000:00:03.0", RTL8139);
+        let line = no_driver_line(&nic, &idx, &plan, &Cmdline::default()).unwrap();
+        assert!(line.contains("rebuild with mkinitramfs --add-modules 8139cp"), "{line}");
     }
 
     #[test]

@@ -62,10 +62,12 @@ pub enum Call {
     SetTimes {
         name: OsString,
     },
-    /// finit_module of the module file `file` (`virtio_net.ko`).
+    /// finit_module of the module file `file` (`virtio_net.ko`) at `path` (under the
+    /// archive's or the root image's `lib/modules`).
     LoadModule {
         file: String,
         params: String,
+        path: PathBuf,
     },
     Nice {
         nice: i32,
@@ -426,7 +428,8 @@ impl Os for FakeOs {
 
     fn finit_module(&self, path: &Path, params: &str) -> io::Result<()> {
         let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        let result = self.record(Call::LoadModule { file: file.clone(), params: params.to_string() });
+        let result =
+            self.record(Call::LoadModule { file: file.clone(), params: params.to_string(), path: path.to_path_buf() });
         std::thread::sleep(self.load_time);
         result?;
         if let Some(hook) = self.on_load.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {

@@ -77,7 +77,7 @@ impl Os for RealOs {
     fn finit_module(&self, path: &Path, params: &str) -> io::Result<()> {
         let file = File::open(path)?;
         let params = c_string(params.as_bytes(), "module parameters")?;
-        rustix::system::finit_module(&file, &params, 0).map_err(io::Error::from)
+        rustix::system::finit_module(&file, &params, compressed_file_flag(path)).map_err(io::Error::from)
     }
 
     fn set_thread_nice(&self, nice: i32) -> io::Result<()> {
@@ -239,5 +239,16 @@ impl Os for RealOs {
             Ok(()) => io::Error::other("reboot(RESTART) returned"),
             Err(e) => e.into(),
         }
+    }
+}
+
+/// finit_module's MODULE_INIT_COMPRESSED_FILE for a compressed module file: the root
+/// image keeps its modules as the kernel package installed them (`.ko.xz` on newer
+/// Debian kernels), and the kernel decompresses them itself.
+fn compressed_file_flag(path: &Path) -> std::ffi::c_int {
+    const MODULE_INIT_COMPRESSED_FILE: std::ffi::c_int = 4;
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("xz" | "zst" | "gz") => MODULE_INIT_COMPRESSED_FILE,
+        _ => 0,
     }
 }
