@@ -292,10 +292,12 @@ pub fn encode_with(km: &KernelModules, archive: &BTreeSet<String>, split: Split,
 
     // Hints: aliases of the modules outside the archive in the directories that matter
     // for netboot.
+    // (The image's are in the alias index: [`Db::hint`] finds them there.)
     let hinted: Vec<&str> = km
         .modules
         .values()
-        .filter(|m| !included.contains(&m.name) && HINT_DIRS.iter().any(|d| m.path.starts_with(d)))
+        .filter(|m| !included.contains(&m.name) && !in_image.contains(&m.name))
+        .filter(|m| HINT_DIRS.iter().any(|d| m.path.starts_with(d)))
         .map(|m| m.name.as_str())
         .collect();
     let mut hint_names = Vec::new();
@@ -309,10 +311,20 @@ pub fn encode_with(km: &KernelModules, archive: &BTreeSet<String>, split: Split,
     let (mut vendors, mut devices) = (Vec::new(), Vec::new());
     if let Some(text) = pci_ids {
         let pci = pci_ids::parse(text);
-        // Named for the hints, not for every driver of the image: the names of all the
-        // kernel's PCI devices would weigh more than the database itself.
-        let pairs: BTreeSet<(u16, u16)> =
-            alias_pairs.iter().chain(&hint_pairs).filter_map(|(p, _)| pci_ids::pci_pair_of_alias(p)).collect();
+        // Named for the archive's modules and the hints, not for every driver of the
+        // image: the names of all the kernel's PCI devices would weigh more than the
+        // database itself.
+        let by_id: Vec<&str> = names.keys().copied().collect();
+        let image_hints = image_pairs.iter().filter(|(_, id)| {
+            let module = by_id.get(*id as usize).and_then(|name| km.modules.get(*name));
+            module.is_some_and(|m| HINT_DIRS.iter().any(|d| m.path.starts_with(d)))
+        });
+        let pairs: BTreeSet<(u16, u16)> = alias_pairs
+            .iter()
+            .chain(&hint_pairs)
+            .chain(image_hints)
+            .filter_map(|(p, _)| pci_ids::pci_pair_of_alias(p))
+            .collect();
         for (vendor, name) in &pci.vendors {
             let s = strings.add(name);
             put(&mut vendors, &[u32::from(*vendor), s.0, s.1]);
@@ -731,10 +743,19 @@ impl<'a> Db<'a> {
     /// Names of modules of the kernel that were left out of this database but
     /// would bind `modalias` (network, storage and USB drivers only).
     pub fn hint(&self, modalias: &str) -> Vec<&'a str> {
-        self.search(self.hint_prefixes, self.hint_entries, modalias)
+        let mut names: Vec<&'a str> = self
+            .search(self.hint_prefixes, self.hint_entries, modalias)
             .into_iter()
             .map(|i| self.string(self.hint_names, i as usize, 0))
-            .collect()
+            .collect();
+        // The image's modules are in the alias index itself: no copy of their aliases.
+        let of_image = self
+            .lookup(modalias)
+            .into_iter()
+            .filter_map(|id| self.module(id))
+            .filter(|m| m.in_image() && HINT_DIRS.iter().any(|dir| m.path().starts_with(dir)));
+        names.extend(of_image.map(|m| m.name()));
+        names
     }
 
     /// Binary search of a table sorted by its first u32.

@@ -271,3 +271,15 @@ fn rest_in_image_lists_every_module_with_the_image_ones_flagged_under_their_pack
     let failover = db.module(db.find("failover").unwrap()).unwrap();
     assert!(failover.in_image() && failover.path() == "kernel/net/core/failover.ko.zst");
 }
+
+#[test]
+fn a_module_of_the_image_in_a_hint_directory_is_a_hint_without_a_second_copy_of_its_aliases() {
+    let km = kernel();
+    let archive = km.closure(["virtio_net"]).unwrap();
+    let split = encode_with(&km, &archive, Split::RestInImage, None);
+    let db = Db::parse(&split).unwrap();
+    assert_eq!(db.hint("pci:v000010ECd00008139sv0sd0bc02sc00i00"), ["rtl8139too"], "drivers/net: a hint");
+    assert!(db.hint("platform:leds-gpio").is_empty(), "drivers/leds is no hint directory");
+    let archive_only = encode_with(&km, &archive, Split::ArchiveOnly, None);
+    assert_eq!(Db::parse(&archive_only).unwrap().hint("pci:v000010ECd00008139sv0sd0bc02sc00i00"), ["rtl8139too"]);
+}

@@ -21,6 +21,12 @@
 //! - C: an ext4 labelled `scratch` whose superblock is damaged (magic and label kept,
 //!   so it is chosen): the mount fails, the local dirs fall back to tmpfs, the boot
 //!   completes, and the disk is byte-identical afterwards.
+//! - D: the busybox image without `/lib/modules` (hard-linked copy) and an AHCI disk
+//!   with a `scratch` filesystem: the storage drivers are the image's, so the disk is
+//!   never seen; one line names the missing directory and the boot completes on tmpfs.
+//!
+//! The initramfs holds only the way to the root: AHCI, NVMe, virtio-blk and the
+//! filesystems load from the image's `/lib/modules/<kernel>` in stage `modules` (A).
 //!
 //! A machine without disks is covered by `tests/nfsroot.rs` (VM A there).
 //!
@@ -219,11 +225,24 @@ fn boot(
     disks: &[(DiskBus, &str)],
     hashed: &[&str],
 ) -> Outcome {
+    boot_image(&image_dir("busybox"), name, machine, append, dir, disks, hashed)
+}
+
+/// [`boot`] of the image at `image`.
+fn boot_image(
+    image: &Path,
+    name: &str,
+    machine: Machine,
+    append: &str,
+    dir: DiskDir,
+    disks: &[(DiskBus, &str)],
+    hashed: &[&str],
+) -> Outcome {
     let before = hashed.iter().map(|n| (n.to_string(), sha256(&dir.path(n)))).collect();
     let mut rig = PxeRig::new(name).unwrap();
     let config = rig.dnsmasq_config().host(LAB_MAC, LAB_IP, LAB_HOST);
     rig.start_dnsmasq(&config, "dnsmasq").unwrap();
-    let export = NfsExport::new(&image_dir("busybox"));
+    let export = NfsExport::new(image);
     let tap = rig.tap().unwrap();
     let mut vm = rig
         .direct_vm(name, netboot_initrd(), &format!("root=/dev/nfs nfsroot=10.77.0.1:/export {append}"))
@@ -318,6 +337,21 @@ fn vm_c() -> &'static Outcome {
 
 /// The image's init ran to the end, no ERROR from ours, QEMU powered off.
 #[track_caller]
+/// D: the busybox image without its kernel modules, an AHCI disk with a scratch filesystem.
+fn vm_d() -> &'static Outcome {
+    static RUN: OnceLock<Outcome> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let d = DiskDir::new();
+        d.ext4("scratch.raw", 64, Some("scratch"), &[]);
+        // A hard-linked copy costs nothing; removing its lib/modules unlinks only the copy's.
+        let image = d.path("image-without-modules");
+        let source = image_dir("busybox");
+        tool("cp", &["-al", &source.display().to_string(), &image.display().to_string()]);
+        std::fs::remove_dir_all(image.join("lib/modules")).unwrap();
+        boot_image(&image, "scratch-D-nomodules", Machine::Pc, "", d, &[(DiskBus::Ahci, "scratch.raw")], &[])
+    })
+}
+
 fn assert_completed(o: &Outcome) {
     o.image().assert_done();
     assert_eq!(o.image().value("hostname"), LAB_HOST, "({})", o.log_path());
@@ -543,4 +577,58 @@ fn damaged_scratch_is_unchanged() {
     o.run.assert_clean_exit();
     let after = sha256(&o.disks.path("corrupt.raw"));
     assert_eq!(after, o.hash_before("corrupt.raw"), "the failed mount changed the disk ({})", o.log_path());
+}
+
+/// The rig kernel's release, as the image's module directory is named.
+fn kernel_release() -> String {
+    qemu_tests::kernel::Kernel::cached().version.clone()
+}
+
+#[test]
+fn ahci_and_nvme_drivers_load_from_the_image_after_the_root_and_find_their_disks() {
+    let o = vm_a();
+    assert_completed(o);
+    let release = kernel_release();
+    let line = o.console().assert_line(&format!(
+        r"diskless: (\d+) modules from the image's /lib/modules/{} in \d+ ms: (.*?)\s*$",
+        regex::escape(&release)
+    ));
+    let loaded: Vec<&str> = line[2].split(' ').collect();
+    for module in ["ahci", "nvme", "virtio_blk", "sd_mod"] {
+        assert!(loaded.contains(&module), "{module} not loaded from the image: {loaded:?} ({})", o.log_path());
+    }
+    // boot.json: the archive's modules and the image's, each in its own list.
+    let json = o.boot_json();
+    let section = |start: &str, end: char| -> String {
+        let at = json.find(start).unwrap_or_else(|| panic!("no {start} in boot.json ({}):\n{json}", o.log_path()));
+        let rest = &json[at + start.len()..];
+        rest[..rest.find(end).unwrap_or(rest.len())].to_string()
+    };
+    let archive = section(r#""modules": ["#, ']');
+    let image = section(r#""image_modules": {"#, '}');
+    assert!(archive.contains(r#""virtio_net""#) && !archive.contains(r#""ahci""#), "{archive} ({})", o.log_path());
+    assert!(image.contains(r#""ahci""#) && image.contains(r#""nvme""#), "{image} ({})", o.log_path());
+    // The disks on both controllers were found by the scratch search that followed.
+    o.console().assert_line(r#"diskless: disk sda1: ext4 label "scratch", 128 MiB\s*$"#);
+    o.console().assert_line(r"diskless: disk nvme0n1p2: ");
+}
+
+#[test]
+fn an_image_without_modules_for_the_kernel_boots_on_tmpfs_with_one_line_naming_what_to_install() {
+    let o = vm_d();
+    assert_completed(o);
+    let release = kernel_release();
+    let lines = o.console().find_all(&format!(r"^diskless: .*/lib/modules/{}.*$", regex::escape(&release)));
+    assert_eq!(lines.len(), 1, "one line about the missing modules ({})", o.log_path());
+    assert!(
+        lines[0]
+            .line
+            .contains(&format!("the image has no modules for the running kernel: /lib/modules/{release} is missing"))
+            && lines[0].line.contains(&format!("apt-get install linux-image-{release}")),
+        "{} ({})",
+        lines[0].line,
+        o.log_path()
+    );
+    o.console().assert_no_line(r"diskless: scratch: using ");
+    assert!(o.image().mount("/etc/local").starts_with("tmpfs "), "({})", o.log_path());
 }
