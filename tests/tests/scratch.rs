@@ -215,21 +215,10 @@ impl Outcome {
     }
 }
 
-/// Boots the busybox image as lab3-12 with `disks` (bus, file in `dir`) and the extra
-/// command line `append`; hashes the files named in `hashed` before the boot.
+/// Boots the image at `image` (the busybox image, or a variant of it) as lab3-12 with
+/// `disks` (bus, file in `dir`) and the extra command line `append`; hashes the files
+/// named in `hashed` before the boot.
 fn boot(
-    name: &str,
-    machine: Machine,
-    append: &str,
-    dir: DiskDir,
-    disks: &[(DiskBus, &str)],
-    hashed: &[&str],
-) -> Outcome {
-    boot_image(&image_dir("busybox"), name, machine, append, dir, disks, hashed)
-}
-
-/// [`boot`] of the image at `image`.
-fn boot_image(
     image: &Path,
     name: &str,
     machine: Machine,
@@ -279,6 +268,7 @@ fn vm_a() -> &'static Outcome {
             &[("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", &ntfs), ("0FC63DAF-8483-4772-8E79-3D69D8477DE4", &data)],
         );
         boot(
+            &image_dir("busybox"),
             "scratch-A-ahci-scratch-virtio-swap-nvme-foreign",
             Machine::Q35,
             "",
@@ -306,6 +296,7 @@ fn vm_b() -> &'static Outcome {
         let d = DiskDir::new();
         d.ext4("scratch.raw", 64, Some("scratch"), B_FILES);
         boot(
+            &image_dir("busybox"),
             "scratch-B-wipe",
             Machine::Pc,
             "diskless.scratch.wipe=true",
@@ -331,7 +322,15 @@ fn vm_c() -> &'static Outcome {
         drop(f);
         let check = Command::new("e2fsck").args(["-fn", &image.display().to_string()]).output().unwrap();
         assert!(!check.status.success(), "the damaged superblock still passes e2fsck -n");
-        boot("scratch-C-corrupt", Machine::Pc, "", d, &[(DiskBus::Ahci, "corrupt.raw")], &["corrupt.raw"])
+        boot(
+            &image_dir("busybox"),
+            "scratch-C-corrupt",
+            Machine::Pc,
+            "",
+            d,
+            &[(DiskBus::Ahci, "corrupt.raw")],
+            &["corrupt.raw"],
+        )
     })
 }
 
@@ -348,7 +347,7 @@ fn vm_d() -> &'static Outcome {
         let source = image_dir("busybox");
         tool("cp", &["-al", &source.display().to_string(), &image.display().to_string()]);
         std::fs::remove_dir_all(image.join("lib/modules")).unwrap();
-        boot_image(&image, "scratch-D-nomodules", Machine::Pc, "", d, &[(DiskBus::Ahci, "scratch.raw")], &[])
+        boot(&image, "scratch-D-nomodules", Machine::Pc, "", d, &[(DiskBus::Ahci, "scratch.raw")], &[])
     })
 }
 
