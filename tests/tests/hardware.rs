@@ -10,7 +10,9 @@
 //! - C: pc + rtl8139 + e1000 with 8139cp/8139too left out of the archive
 //!
 //! The guest boots with `ip=off` and no root: the hardware-only diagnostic run, which
-//! prints the summary after the hardware stage and powers off. `loglevel=4` keeps kernel info messages off the
+//! prints the summary after the hardware stage and powers off. With no root there is
+//! no image to load the storage drivers from, so these initrds hold the whole profile
+//! (`--modules-in-archive all`, the build for a diagnostic initrd). `loglevel=4` keeps kernel info messages off the
 //! console so they cannot split the init's lines.
 
 use std::path::{Path, PathBuf};
@@ -23,12 +25,14 @@ const APPEND: &str = "ip=off loglevel=4";
 
 fn netboot_initrd() -> &'static Path {
     static INITRD: OnceLock<PathBuf> = OnceLock::new();
-    INITRD.get_or_init(|| build_initramfs(&["--profile", "netboot"]))
+    INITRD.get_or_init(|| build_initramfs(&["--profile", "netboot", "--modules-in-archive", "all"]))
 }
 
 fn without_8139_initrd() -> &'static Path {
     static INITRD: OnceLock<PathBuf> = OnceLock::new();
-    INITRD.get_or_init(|| build_initramfs(&["--profile", "netboot", "--omit-modules", "8139cp,8139too"]))
+    INITRD.get_or_init(|| {
+        build_initramfs(&["--profile", "netboot", "--modules-in-archive", "all", "--omit-modules", "8139cp,8139too"])
+    })
 }
 
 fn vm_a() -> &'static VmRun {
