@@ -39,6 +39,8 @@ pub struct BootRecord {
     /// Modules loaded from the archive by the hardware and root stages, in order.
     pub modules: Vec<String>,
     /// The modules stage: the image's module directory, what loaded from it and what failed.
+    /// (Absent in the records of inits before the two stages: read as empty.)
+    #[serde(default)]
     pub image_modules: ImageModules,
     /// Milliseconds of each stage before the hand-off.
     pub stages: Vec<StageTime>,
