@@ -623,7 +623,7 @@ fn an_image_without_modules_for_the_kernel_boots_on_tmpfs_with_one_line_naming_w
         lines[0]
             .line
             .contains(&format!("the image has no modules for the running kernel: /lib/modules/{release} is missing"))
-            && lines[0].line.contains(&format!("apt-get install linux-image-{release}")),
+            && lines[0].line.contains(&format!("apt install linux-image-{release}")),
         "{} ({})",
         lines[0].line,
         o.log_path()

@@ -1272,7 +1272,7 @@ fn an_image_without_modules_for_the_kernel_boots_on_tmpfs_with_one_line_naming_t
         [format!("diskless: {}", hardware::image::missing_dir_line("6.1.0-test"))],
         "one line, and no load errors: {text}"
     );
-    assert!(lines[0].contains("apt-get install linux-image-6.1.0-test"), "{text}");
+    assert!(lines[0].contains("apt install linux-image-6.1.0-test"), "{text}");
     assert!(!loaded_modules(&m.os).contains(&"ahci.ko".to_string()), "{text}");
     assert!(m.os.calls_of(Kind::Swapon).is_empty(), "no disk without its driver: {text}");
     let newroot = m.p("newroot");

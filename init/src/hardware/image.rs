@@ -41,8 +41,9 @@ pub fn missing_dir_line(release: &str) -> String {
     format!(
         "the image has no modules for the running kernel: /lib/modules/{release} is missing, so storage, \
          filesystem and other drivers off the network path are not loaded and the local dirs stay on tmpfs; \
-         install them in the image (apt-get install linux-image-{release} in the image's chroot), or serve the \
-         image with the kernel it has"
+         install that kernel's modules in the image (in `diskless chroot IMAGE`: apt install \
+         linux-image-{release}), or serve the image with a kernel it has (`diskless image check --kernel \
+         {release} IMAGE` checks it)"
     )
 }
 
