@@ -293,8 +293,16 @@ impl<'a> Coldplug<'a> {
                 Ok(())
             }
             Err(e) => {
+                // ENODEV: a driver matched by a wide alias (cpufreq, EDAC, CPU crypto) that
+                // finds nothing to drive, as every machine has; kept in kmsg. A device that
+                // stays without driver is reported with this reason all the same.
+                let no_device = e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error());
                 let failure = Failure::load(e);
-                info!(self.s.modules.log, "module {module} failed to load from {}: {failure}", path.display());
+                if no_device {
+                    debug!(self.s.modules.log, "module {module} found no device from {}: {failure}", path.display());
+                } else {
+                    info!(self.s.modules.log, "module {module} failed to load from {}: {failure}", path.display());
+                }
                 Err(failure)
             }
         };
