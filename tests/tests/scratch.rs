@@ -603,8 +603,9 @@ fn ahci_and_nvme_drivers_load_from_the_image_after_the_root_and_find_their_disks
         let rest = &json[at + start.len()..];
         rest[..rest.find(end).unwrap_or(rest.len())].to_string()
     };
-    let archive = section(r#""modules": ["#, ']');
-    let image = section(r#""image_modules": {"#, '}');
+    // Top-level keys (two spaces in): the root's own "modules" (the NFS client) come first.
+    let archive = section("\n  \"modules\": [", ']');
+    let image = section("\n  \"image_modules\": {", '}');
     assert!(archive.contains(r#""virtio_net""#) && !archive.contains(r#""ahci""#), "{archive} ({})", o.log_path());
     assert!(image.contains(r#""ahci""#) && image.contains(r#""nvme""#), "{image} ({})", o.log_path());
     // The disks on both controllers were found by the scratch search that followed.
