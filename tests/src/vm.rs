@@ -26,6 +26,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::console::ConsoleLog;
@@ -448,6 +449,19 @@ impl Vm {
 
     /// Boots the VM in the background (after taking a VM slot).
     pub fn spawn(self) -> Result<RunningVm> {
+        let slot = Arc::new(vec![VmSlot::acquire()?]);
+        self.spawn_holding(slot)
+    }
+
+    /// Boots `vms` at once, as a room switched on together (a boot storm): first
+    /// takes every VM slot, which the VMs hold until the last of them exits, so no
+    /// other VM shares the CPUs with the storm. Each VM's timeout counts from then.
+    pub fn spawn_all(vms: Vec<Vm>) -> Result<Vec<RunningVm>> {
+        let slots = Arc::new(VmSlot::acquire_all()?);
+        vms.into_iter().map(|vm| vm.spawn_holding(Arc::clone(&slots))).collect()
+    }
+
+    fn spawn_holding(self, slot: Arc<Vec<VmSlot>>) -> Result<RunningVm> {
         let log = self.log_path()?;
         let qemu_out = log.with_extension("qemu.txt");
         let _ = std::fs::remove_file(&log);
@@ -457,7 +471,6 @@ impl Vm {
             .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?;
         let mut cmd = self.command(dir.path(), &log)?;
 
-        let slot = VmSlot::acquire()?;
         let mut out = File::create(&qemu_out).map_err(|e| Error::io("create", &qemu_out, e))?;
         let _ = writeln!(out, "# {}", describe(&cmd));
         let err = out.try_clone().map_err(|e| Error::io("duplicate handle of", &qemu_out, e))?;
@@ -479,7 +492,7 @@ pub struct RunningVm {
     qemu_out: PathBuf,
     started: Instant,
     timeout: Duration,
-    _slot: VmSlot,
+    _slot: Arc<Vec<VmSlot>>,
     _dir: tempfile::TempDir,
 }
 
@@ -590,6 +603,23 @@ struct VmSlot {
 }
 
 impl VmSlot {
+    /// Every slot, for a storm. A storm first takes its own lock, so two storms never
+    /// hold a part of the slots each and wait for each other.
+    fn acquire_all() -> Result<Vec<VmSlot>> {
+        let path = Path::new("/tmp/diskless-qemu-storm.lock");
+        let storm = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("open storm lock", path, e))?;
+        storm.lock().map_err(|e| Error::io("lock", path, e))?;
+        let mut slots: Vec<VmSlot> = (0..VM_SLOTS).map(|_| VmSlot::acquire()).collect::<Result<_>>()?;
+        // The storm lock is released with the last slot's holder.
+        slots.push(VmSlot { _file: storm });
+        Ok(slots)
+    }
+
     fn acquire() -> Result<VmSlot> {
         let paths: Vec<PathBuf> =
             (0..VM_SLOTS).map(|i| PathBuf::from(format!("/tmp/diskless-qemu-slot-{i}.lock"))).collect();
