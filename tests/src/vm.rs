@@ -607,12 +607,7 @@ impl VmSlot {
     /// hold a part of the slots each and wait for each other.
     fn acquire_all() -> Result<Vec<VmSlot>> {
         let path = Path::new("/tmp/diskless-qemu-storm.lock");
-        let storm = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io("open storm lock", path, e))?;
+        let storm = open_lock_file(path)?;
         storm.lock().map_err(|e| Error::io("lock", path, e))?;
         let mut slots: Vec<VmSlot> = (0..VM_SLOTS).map(|_| VmSlot::acquire()).collect::<Result<_>>()?;
         // The storm lock is released with the last slot's holder.
@@ -626,12 +621,7 @@ impl VmSlot {
         let mut said = false;
         loop {
             for path in &paths {
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| Error::io("open VM slot lock", path, e))?;
+                let file = open_lock_file(path)?;
                 match file.try_lock() {
                     Ok(()) => return Ok(VmSlot { _file: file }),
                     Err(std::fs::TryLockError::WouldBlock) => {}
@@ -645,6 +635,16 @@ impl VmSlot {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+/// A lock file shared by every test process, created when missing.
+fn open_lock_file(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open lock file", path, e))
 }
 
 #[cfg(test)]
