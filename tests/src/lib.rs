@@ -41,6 +41,7 @@ pub mod netns;
 pub mod nfs;
 pub mod nginx;
 pub mod paths;
+pub mod pcap;
 pub mod process;
 pub mod pxe;
 pub mod rsyslog;
