@@ -13,7 +13,9 @@
 //!   hosts and `nfs_servers = [both]`, rendered by `diskless server render`, served by
 //!   the rendered dnsmasq; the clients boot with no root on their command line, so the
 //!   rendered root-path (DHCP option 17) names the pair, and each mounts from the
-//!   server its address picks (even addresses the first, odd the second).
+//!   server its address picks (even addresses the first, odd the second). The four
+//!   are started at once; the machine's VM slots (`qemu_tests::vm::VM_SLOTS`, two on
+//!   its two cores) let two boot at a time.
 //! - `first_dhcp_server_down_the_peer_boots_the_client`: a lab file with a `[peer]`;
 //!   only the peer's rendered `dnsmasq-peer.conf` runs (the server's DHCP is down), and
 //!   a PXE client gets its lease, loader, kernel, initrd and name from the peer.
