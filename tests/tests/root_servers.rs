@@ -14,8 +14,7 @@
 //!   the rendered dnsmasq; the clients boot with no root on their command line, so the
 //!   rendered root-path (DHCP option 17) names the pair, and each mounts from the
 //!   server its address picks (even addresses the first, odd the second). The four
-//!   are started at once; the machine's VM slots (`qemu_tests::vm::VM_SLOTS`, two on
-//!   its two cores) let two boot at a time.
+//!   boot at once (`Vm::spawn_all`: a storm holds every VM slot of the machine).
 //! - `first_dhcp_server_down_the_peer_boots_the_client`: a lab file with a `[peer]`;
 //!   only the peer's rendered `dnsmasq-peer.conf` runs (the server's DHCP is down), and
 //!   a PXE client gets its lease, loader, kernel, initrd and name from the peer.
@@ -217,18 +216,15 @@ fn a_storm_of_four_lab_clients_spreads_over_both_root_servers() {
     lab.dnsmasq = Some(dnsmasq);
     let nfs = NfsPair::start(&lab.ns, &image.display().to_string(), name);
     // No root on the command line: the rendered root-path (option 17) names the pair.
-    let runs: Vec<VmRun> = std::thread::scope(|s| {
-        let booting: Vec<_> = (0..4)
-            .map(|i| {
-                let vm = lab
-                    .client(&format!("{name}-lab3-1{}", i + 2), i, &format!("52:54:00:77:03:1{}", i + 2))
-                    .initrd(netboot_initrd())
-                    .append("loglevel=4");
-                s.spawn(move || vm.run().unwrap())
-            })
-            .collect();
-        booting.into_iter().map(|b| b.join().unwrap()).collect()
-    });
+    // All four at once, a room switched on together (every VM slot held meanwhile).
+    let vms: Vec<Vm> = (0..4)
+        .map(|i| {
+            lab.client(&format!("{name}-lab3-1{}", i + 2), i, &format!("52:54:00:77:03:1{}", i + 2))
+                .initrd(netboot_initrd())
+                .append("loglevel=4")
+        })
+        .collect();
+    let runs: Vec<VmRun> = Vm::spawn_all(vms).unwrap().into_iter().map(|vm| vm.wait().unwrap()).collect();
     let export = image.display().to_string();
     let mut served = [0, 0];
     for (i, run) in runs.iter().enumerate() {
