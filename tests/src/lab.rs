@@ -48,12 +48,50 @@ pub fn text(o: &Output) -> String {
 /// The lab file of one busybox image at `export` served with `kernel` to `firmware`
 /// (`"bios"`, `"uefi"`) and the host lab3-12; `server` adds lines to `[server]`.
 pub fn lab_file(kernel: &str, export: &Path, firmware: &[&str], server: &str) -> String {
-    let firmware: Vec<String> = firmware.iter().map(|f| format!("\"{f}\"")).collect();
-    format!(
-        r#"[server]
+    OneHostLab {
+        image: "busybox",
+        export,
+        kernel,
+        firmware,
+        params: BASE_APPEND,
+        host: HOST,
+        mac: MAC,
+        address: "10.77.0.112",
+        server,
+        loaders: "",
+    }
+    .text()
+}
+
+/// A lab of one image and one host on the rig's subnet 10.77.0.0/24 (domain
+/// example.edu), its root over NFSv3.
+pub struct OneHostLab<'a> {
+    pub image: &'a str,
+    pub export: &'a Path,
+    pub kernel: &'a str,
+    /// The image's `firmware` values.
+    pub firmware: &'a [&'a str],
+    /// The image's kernel parameters.
+    pub params: &'a str,
+    pub host: &'a str,
+    pub mac: &'a str,
+    pub address: &'a str,
+    /// Lines added to `[server]`.
+    pub server: &'a str,
+    /// A `[loaders]` table, or "".
+    pub loaders: &'a str,
+}
+
+impl OneHostLab<'_> {
+    /// The lab file.
+    pub fn text(&self) -> String {
+        let firmware: Vec<String> = self.firmware.iter().map(|f| format!("\"{f}\"")).collect();
+        format!(
+            r#"[server]
 address = "10.77.0.1"
 interface = "{BRIDGE}"
 {server}
+{loaders}
 [[subnet]]
 network = "10.77.0.0/24"
 router = "10.77.0.1"
@@ -61,22 +99,38 @@ domain = "example.edu"
 dynamic = ["10.77.0.150", "10.77.0.199"]
 
 [[image]]
-name = "busybox"
+name = "{image}"
 export = "{export}"
 kernel = "{kernel}"
 firmware = [{firmware}]
-params = "{BASE_APPEND}"
+params = "{params}"
 nfs_options = "vers=3"
 
 [[host]]
-name = "{HOST}"
-mac = "{MAC}"
-address = "10.77.0.112"
-image = "busybox"
+name = "{host}"
+mac = "{mac}"
+address = "{address}"
+image = "{image}"
 "#,
-        export = export.display(),
-        firmware = firmware.join(", ")
-    )
+            server = self.server,
+            loaders = self.loaders,
+            image = self.image,
+            export = self.export.display(),
+            kernel = self.kernel,
+            firmware = firmware.join(", "),
+            params = self.params,
+            host = self.host,
+            mac = self.mac,
+            address = self.address,
+        )
+    }
+}
+
+/// An image of a rendered lab: its name, the kernel its clients boot and their initrd.
+pub struct ServedImage<'a> {
+    pub name: &'a str,
+    pub kernel: &'a Kernel,
+    pub initrd: &'a Path,
 }
 
 /// A lab file rendered into `dir/out` with the cached kernel and the real initrd
@@ -88,9 +142,19 @@ pub struct RenderedLab {
 }
 
 impl RenderedLab {
-    /// Renders `lab_text` with `render_args` (e.g. `--dhcp isc`) and serves `images`.
+    /// Renders `lab_text` with `render_args` (e.g. `--dhcp isc`) and serves `images`
+    /// with the cached kernel and the netboot initrd.
     pub fn new(lab_text: &str, render_args: &[&str], images: &[&str]) -> Result<RenderedLab> {
         let kernel = Kernel::cached();
+        let initrd = build_initramfs(&["--profile", "netboot"]);
+        let served: Vec<ServedImage> =
+            images.iter().map(|name| ServedImage { name, kernel, initrd: &initrd }).collect();
+        RenderedLab::serving(lab_text, render_args, &served)
+    }
+
+    /// Renders `lab_text` with `render_args` and copies each image's kernel and initrd
+    /// beside its links, as `vmlinuz-VERSION` and `initrd.img-VERSION`.
+    pub fn serving(lab_text: &str, render_args: &[&str], images: &[ServedImage]) -> Result<RenderedLab> {
         let dir = tempfile::Builder::new()
             .prefix("diskless-lab")
             .tempdir()
@@ -105,12 +169,12 @@ impl RenderedLab {
         let mut args = vec!["server", "render", "--lab", lab_s, "--out", out_s];
         args.extend_from_slice(render_args);
         expect_ok(&args, "0")?;
-        let initrd = build_initramfs(&["--profile", "netboot"]);
         for image in images {
-            let served = out.join("tftproot").join(image);
+            let served = out.join("tftproot").join(image.name);
+            let version = &image.kernel.version;
             for (from, name) in [
-                (&kernel.vmlinuz, format!("vmlinuz-{}", kernel.version)),
-                (&initrd, format!("initrd.img-{}", kernel.version)),
+                (image.kernel.vmlinuz.as_path(), format!("vmlinuz-{version}")),
+                (image.initrd, format!("initrd.img-{version}")),
             ] {
                 let to = served.join(&name);
                 std::fs::copy(from, &to).map_err(|e| Error::io(format!("copy {} to", from.display()), &to, e))?;
@@ -225,7 +289,8 @@ impl LabServer {
         let vm = Vm::new(name).netns(&self.ns).pxe().firmware(firmware);
         match firmware {
             Firmware::Bios => vm.nic(nic),
-            Firmware::Uefi | Firmware::UefiSecureBoot => vm.nic(nic.without_rom()),
+            // The firmware's own network boot (the other machines' too: tests/lab_foreign.rs).
+            Firmware::Uefi | Firmware::UefiSecureBoot | Firmware::Aavmf | Firmware::Slof => vm.nic(nic.without_rom()),
         }
     }
 
