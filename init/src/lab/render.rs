@@ -11,9 +11,8 @@
 //! initrd.img}` plus `tftproot/grub/grub.cfg` for UEFI clients; a `secure_boot` image
 //! has `shimx64.efi` instead of `grubnetx64.efi`, and the signed GRUB that shim fetches
 //! is `tftproot/grubx64.efi`. The other client architectures get their GRUB in their
-//! image's directory and a grub.cfg of their own: ARM64 UEFI `grubnetaa64.efi` and
-//! `tftproot/grub/arm64-efi/grub.cfg` (where Debian's grubnetaa64.efi looks first),
-//! OpenFirmware `grubnetppc.elf` and `tftproot/grub/powerpc-ieee1275/grub.cfg`.
+//! image's directory: ARM64 UEFI `grubnetaa64.efi`, OpenFirmware `grubnetppc.elf`;
+//! every GRUB reads the same `tftproot/grub/grub.cfg`.
 //!
 //! With `server.http` the loaders fetch kernel and initrd from that URL and only the
 //! loader and its configuration go over TFTP: BIOS clients get `lpxelinux.0` (pxelinux
@@ -127,18 +126,22 @@ pub const UEFI_ARM64_LOADER: &str = "grubnetaa64.efi";
 /// The OpenFirmware loader's name in each image's TFTP directory (`loaders.openfirmware`).
 pub const OPENFIRMWARE_LOADER: &str = "grubnetppc.elf";
 
-/// The GRUB configuration read by the loader of `firmware`, relative to the output
-/// directory; `None` for BIOS (pxelinux). Each architecture's GRUB reads its own, so
-/// machines not in the lab file get an image of their architecture.
-pub fn grub_cfg_path(firmware: Firmware) -> Option<&'static str> {
+/// GRUB's `${grub_cpu}-${grub_platform}` on the clients of `firmware`; `None` for BIOS
+/// (pxelinux). Every GRUB reads `/grub/grub.cfg`: Debian's netboot images try
+/// `$prefix/<this>/grub.cfg` first, but only where `test -e` works, which it does not
+/// over TFTP. So one file serves them all, and what is per architecture is guarded.
+pub fn grub_target(firmware: Firmware) -> Option<&'static str> {
     match firmware {
         Firmware::Bios => None,
-        Firmware::Uefi => Some(GRUB_CFG),
-        // Debian's grubnetaa64.efi reads $prefix/arm64-efi/grub.cfg before $prefix/grub.cfg.
-        Firmware::UefiArm64 => Some("tftproot/grub/arm64-efi/grub.cfg"),
-        // The prefix of the image built as schema::OPENFIRMWARE_MKIMAGE says.
-        Firmware::Openfirmware => Some("tftproot/grub/powerpc-ieee1275/grub.cfg"),
+        Firmware::Uefi => Some("x86_64-efi"),
+        Firmware::UefiArm64 => Some("arm64-efi"),
+        Firmware::Openfirmware => Some("powerpc-ieee1275"),
     }
+}
+
+/// Whether `image` has clients that boot GRUB.
+fn serves_grub(image: &Image) -> bool {
+    image.firmware.iter().any(|f| grub_target(*f).is_some())
 }
 
 /// The kernel version an image is served with: as given, or the newest in its `/boot`.
@@ -219,10 +222,8 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
     for image in lab.images() {
         tftp_image(lab, image, out, &mut r)?;
     }
-    for firmware in Firmware::ALL {
-        if let Some(path) = grub_cfg_path(firmware).filter(|_| needs(firmware)) {
-            r.files.insert(path.into(), Content::Text(grub_cfg(lab, firmware)));
-        }
+    if lab.file.images.iter().any(serves_grub) {
+        r.files.insert(GRUB_CFG.into(), Content::Text(grub_cfg(lab)));
     }
     if uefi(false) && lab.file.server.http.is_some() {
         r.files.insert(GRUB_HTTP_MODULE.into(), Content::Copy(loaders.uefi_http.clone()));
@@ -399,10 +400,10 @@ fn serial_directive(append: &str) -> String {
     }
 }
 
-/// The grub.cfg of the clients of `firmware` (grubnetx64.efi reads `/grub/grub.cfg` of the
+/// The grub.cfg of every GRUB client (each reads `/grub/grub.cfg` of the
 /// TFTP root whatever directory it was loaded from): an entry per known MAC, then the
 /// server subnet's image for the others.
-fn grub_cfg(lab: &Lab, firmware: Firmware) -> String {
+fn grub_cfg(lab: &Lab) -> String {
     let mut cfg = format!("# {HEADER}\nset timeout=0\nset default=0\n");
     let entry = |image: &Image, extra: &str, bootif: &str| {
         format!(
@@ -414,7 +415,7 @@ fn grub_cfg(lab: &Lab, firmware: Firmware) -> String {
         )
     };
     for host in &lab.hosts {
-        let Some(image) = lab.image(&host.image).filter(|i| Lab::serves(i, firmware)) else { continue };
+        let Some(image) = lab.image(&host.image).filter(|i| serves_grub(i)) else { continue };
         let _ = write!(
             cfg,
             "if [ \"${{net_default_mac}}\" = \"{}\" ]; then\n# host {}\n{}fi\n",
@@ -424,14 +425,17 @@ fn grub_cfg(lab: &Lab, firmware: Firmware) -> String {
         );
     }
     match lab.server_subnet().and_then(|s| s.image.as_deref()).and_then(|i| lab.image(i)) {
-        Some(image) if Lab::serves(image, firmware) => {
-            let _ = write!(cfg, "# machines not in the lab file\n{}", entry(image, "", ""));
+        Some(image) if serves_grub(image) => {
+            cfg.push_str("# machines not in the lab file, of the image's architecture\n");
+            for target in image.firmware.iter().filter_map(|f| grub_target(*f)) {
+                let _ = write!(
+                    cfg,
+                    "if [ \"${{grub_cpu}}-${{grub_platform}}\" = \"{target}\" ]; then\n{}fi\n",
+                    entry(image, "", "")
+                );
+            }
         }
-        _ => {
-            let what = if firmware == Firmware::Uefi { "UEFI" } else { firmware.name() };
-            let _ =
-                writeln!(cfg, "# machines not in the lab file: no image (the server's subnet names none for {what})");
-        }
+        _ => cfg.push_str("# machines not in the lab file: no image (the server's subnet names none for GRUB)\n"),
     }
     cfg
 }
