@@ -47,6 +47,9 @@ fn boot(name: &str, arch: &ForeignArch, client: &Client, timeout: Duration) -> V
     let image_name = format!("busybox-{}", arch.debarch);
     let served = [ServedImage { name: &image_name, kernel: &kernel, initrd: &initrd }];
     let loaders = arch.loaders_table().unwrap();
+    // diskless.debug lists every device the coldplug saw (devpath, modalias, matched
+    // modules) on the console: the real device trees of these machines, from which the
+    // coldplug's host tests on fake sysfs trees are made.
     let params = format!("{} panic=-1 loglevel=4 diskless.debug", arch.console);
     let lab = OneHostLab {
         image: &image_name,
