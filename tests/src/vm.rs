@@ -740,6 +740,28 @@ mod tests {
     }
 
     #[test]
+    fn the_other_architectures_run_their_own_qemu_with_their_own_firmware() {
+        let dir = tempfile::tempdir().unwrap();
+        let nic = || Nic::new("virtio-net-pci", "52:54:00:00:00:01");
+        let arm = Vm::new("t").machine(Machine::Virt).pxe().nic(nic().without_rom());
+        let e = arm.clone().command(dir.path(), Path::new("/l")).unwrap_err().to_string();
+        assert!(e.contains("Firmware::Aavmf"), "{e}");
+        let a = describe(&arm.firmware(Firmware::Aavmf).command(dir.path(), Path::new("/l")).unwrap());
+        assert!(a.starts_with("qemu-system-aarch64 -machine virt -accel tcg"), "{a}");
+        assert!(a.contains("-cpu cortex-a57") && a.contains("file=/usr/share/AAVMF/AAVMF_CODE.fd"), "{a}");
+        assert!(a.contains("mac=52:54:00:00:00:01,bootindex=1,romfile="), "{a}");
+        let power = Vm::new("t").machine(Machine::Pseries).firmware(Firmware::Slof).pxe();
+        let a = describe(
+            &power.nic(Nic::new("spapr-vlan", "52:54:00:00:00:02")).command(dir.path(), Path::new("/l")).unwrap(),
+        );
+        assert!(a.starts_with("qemu-system-ppc64 -machine pseries ") && !a.contains("pflash"), "{a}");
+        assert!(a.contains("spapr-vlan,netdev=n0,mac=52:54:00:00:00:02,bootindex=1"), "SLOF boots its first NIC: {a}");
+        let pc32 = Vm::new("t").machine(Machine::Pc32).pxe().nic(nic());
+        let a = describe(&pc32.command(dir.path(), Path::new("/l")).unwrap());
+        assert!(a.starts_with("qemu-system-i386 -machine pc ") && a.contains("-boot n"), "{a}");
+    }
+
+    #[test]
     fn secure_boot_needs_q35_and_gets_smm_secure_flash_and_microsoft_keys() {
         let dir = tempfile::tempdir().unwrap();
         let vm = Vm::new("t").pxe().firmware(Firmware::UefiSecureBoot);
