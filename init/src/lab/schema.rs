@@ -141,7 +141,8 @@ pub struct Loaders {
 /// How to build `loaders.openfirmware` from Debian's grub-ieee1275-bin: the network
 /// modules built in, its configuration read from the TFTP server it came from.
 pub const OPENFIRMWARE_MKIMAGE: &str = "grub-mkimage -O powerpc-ieee1275 -d /usr/lib/grub/powerpc-ieee1275 \
-     -p /grub -o PATH net ofnet tftp linux normal echo test configfile";
+     -p /grub -c EARLY -o PATH net ofnet tftp linux normal echo test configfile, EARLY holding the three lines \
+     net_bootp, set prefix=(tftp,$net_default_server)/grub and configfile $prefix/grub.cfg";
 
 fn default_pxelinux() -> PathBuf {
     "/usr/lib/PXELINUX/pxelinux.0".into()
