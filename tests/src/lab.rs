@@ -80,6 +80,8 @@ impl LabHost {
 /// the initrd served.
 #[derive(Debug, Clone)]
 pub struct LabSpec {
+    /// The image's name.
+    pub image: String,
     /// Host 0 is the one [`LabServer::client`] boots.
     pub hosts: Vec<LabHost>,
     pub firmware: Vec<&'static str>,
@@ -103,6 +105,7 @@ impl LabSpec {
     /// rig's kernel parameters and NFSv3, over TFTP, with our initrd.
     pub fn new(firmware: &[&'static str]) -> LabSpec {
         LabSpec {
+            image: "busybox".to_string(),
             hosts: LabHost::room(1),
             firmware: firmware.to_vec(),
             params: BASE_APPEND.to_string(),
@@ -115,7 +118,7 @@ impl LabSpec {
     }
 }
 
-/// The lab file of one busybox image at `export` served with `kernel` as `spec` says.
+/// The lab file of one image at `export` served with `kernel` as `spec` says.
 pub fn lab_file(kernel: &str, export: &Path, spec: &LabSpec) -> String {
     let firmware: Vec<String> = spec.firmware.iter().map(|f| format!("\"{f}\"")).collect();
     let http = if spec.http { format!("http = \"{HTTP_URL}\"\n") } else { String::new() };
@@ -133,13 +136,14 @@ domain = "example.edu"
 dynamic = ["10.77.0.150", "10.77.0.199"]
 
 [[image]]
-name = "busybox"
+name = "{image}"
 export = "{export}"
 kernel = "{kernel}"
 firmware = [{firmware}]
 params = "{params}"
 nfs_options = "{nfs_options}"
 {image_keys}"#,
+        image = spec.image,
         export = export.display(),
         firmware = firmware.join(", "),
         loaders = spec.loaders,
@@ -149,11 +153,18 @@ nfs_options = "{nfs_options}"
     );
     for host in &spec.hosts {
         text.push_str(&format!(
-            "\n[[host]]\nname = \"{}\"\nmac = \"{}\"\naddress = \"{}\"\nimage = \"busybox\"\n",
-            host.name, host.mac, host.address
+            "\n[[host]]\nname = \"{}\"\nmac = \"{}\"\naddress = \"{}\"\nimage = \"{}\"\n",
+            host.name, host.mac, host.address, spec.image
         ));
     }
     text
+}
+
+/// An image of a rendered lab: its name, the kernel its clients boot and their initrd.
+pub struct ServedImage<'a> {
+    pub name: &'a str,
+    pub kernel: &'a Kernel,
+    pub initrd: &'a Path,
 }
 
 /// A lab file rendered into `dir/out` with the cached kernel and the real initrd
@@ -165,9 +176,19 @@ pub struct RenderedLab {
 }
 
 impl RenderedLab {
-    /// Renders `lab_text` with `render_args` (e.g. `--dhcp isc`) and serves `images`.
+    /// Renders `lab_text` with `render_args` (e.g. `--dhcp isc`) and serves `images`
+    /// with the cached kernel and the netboot initrd.
     pub fn new(lab_text: &str, render_args: &[&str], images: &[&str]) -> Result<RenderedLab> {
         let kernel = Kernel::cached();
+        let initrd = build_initramfs(&["--profile", "netboot"]);
+        let served: Vec<ServedImage> =
+            images.iter().map(|name| ServedImage { name, kernel, initrd: &initrd }).collect();
+        RenderedLab::serving(lab_text, render_args, &served)
+    }
+
+    /// Renders `lab_text` with `render_args` and copies each image's kernel and initrd
+    /// beside its links, as `vmlinuz-VERSION` and `initrd.img-VERSION`.
+    pub fn serving(lab_text: &str, render_args: &[&str], images: &[ServedImage]) -> Result<RenderedLab> {
         let dir = tempfile::Builder::new()
             .prefix("diskless-lab")
             .tempdir()
@@ -182,12 +203,12 @@ impl RenderedLab {
         let mut args = vec!["server", "render", "--lab", lab_s, "--out", out_s];
         args.extend_from_slice(render_args);
         expect_ok(&args, "0")?;
-        let initrd = build_initramfs(&["--profile", "netboot"]);
         for image in images {
-            let served = out.join("tftproot").join(image);
+            let served = out.join("tftproot").join(image.name);
+            let version = &image.kernel.version;
             for (from, name) in [
-                (&kernel.vmlinuz, format!("vmlinuz-{}", kernel.version)),
-                (&initrd, format!("initrd.img-{}", kernel.version)),
+                (image.kernel.vmlinuz.as_path(), format!("vmlinuz-{version}")),
+                (image.initrd, format!("initrd.img-{version}")),
             ] {
                 let to = served.join(&name);
                 std::fs::copy(from, &to).map_err(|e| Error::io(format!("copy {} to", from.display()), &to, e))?;
@@ -322,7 +343,7 @@ impl LabServer {
         let vm = Vm::new(name).netns(&self.ns).pxe().firmware(firmware);
         match firmware {
             Firmware::Bios => vm.nic(nic),
-            Firmware::Uefi => vm.nic(nic.without_rom()),
+            Firmware::Uefi | Firmware::Aavmf | Firmware::Slof => vm.nic(nic.without_rom()),
             // OVMF's Secure Boot build guards its variables with SMM, which only q35 has.
             Firmware::UefiSecureBoot => vm.nic(nic.without_rom()).machine(Machine::Q35),
         }

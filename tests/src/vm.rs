@@ -51,6 +51,26 @@ pub enum Machine {
     Pc,
     /// Q35 + ICH9, PCIe (`-machine q35`).
     Q35,
+    /// A 32-bit PC: `qemu-system-i386 -machine pc` (i440FX, SeaBIOS), for the i686 kernel.
+    Pc32,
+    /// ARM64 `qemu-system-aarch64 -machine virt` (PCIe host bridge, PL011 `ttyAMA0`,
+    /// platform devices from the device tree), a Cortex-A57. Boots with [`Firmware::Aavmf`].
+    Virt,
+    /// POWER `qemu-system-ppc64 -machine pseries` (PCI host bridge, the `vio` bus with
+    /// the console `hvc0` and `spapr-vlan` NICs), with QEMU's SLOF ([`Firmware::Slof`]).
+    Pseries,
+}
+
+impl Machine {
+    /// The QEMU program that emulates this machine.
+    pub fn qemu(self) -> &'static str {
+        match self {
+            Machine::Pc | Machine::Q35 => "qemu-system-x86_64",
+            Machine::Pc32 => "qemu-system-i386",
+            Machine::Virt => "qemu-system-aarch64",
+            Machine::Pseries => "qemu-system-ppc64",
+        }
+    }
 }
 
 /// The VM's firmware.
@@ -64,6 +84,10 @@ pub enum Firmware {
     /// Microsoft) starts and unsigned loaders get "Access Denied". Needs
     /// [`Machine::Q35`]: the firmware guards its variables with SMM.
     UefiSecureBoot,
+    /// AAVMF, OVMF's ARM64 build (package qemu-efi-aarch64), for [`Machine::Virt`].
+    Aavmf,
+    /// SLOF, the OpenFirmware QEMU ships for [`Machine::Pseries`] (its default).
+    Slof,
 }
 
 /// OVMF's files (package `ovmf`): code and the variable store it starts from.
@@ -85,6 +109,10 @@ impl Firmware {
                 code: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
                 vars: "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
             }),
+            Firmware::Aavmf => {
+                Some(OvmfFiles { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" })
+            }
+            Firmware::Slof => None,
         }
     }
 }
@@ -308,13 +336,14 @@ impl Vm {
     /// The QEMU command line, with disk files placed in `dir` and the console in `log`.
     /// Creates the blank disk files.
     pub fn command(&self, dir: &Path, log: &Path) -> Result<Command> {
+        let qemu = self.machine.qemu();
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                c.args(["netns", "exec", ns, qemu]);
                 c
             }
-            None => Command::new("qemu-system-x86_64"),
+            None => Command::new(qemu),
         };
         let machine = match (self.machine, self.firmware) {
             (Machine::Pc, Firmware::UefiSecureBoot) => {
@@ -326,11 +355,25 @@ impl Vm {
             (Machine::Pc, _) => "pc",
             (Machine::Q35, Firmware::UefiSecureBoot) => "q35,smm=on",
             (Machine::Q35, _) => "q35",
+            (Machine::Pc32, _) => "pc",
+            (Machine::Virt, Firmware::Aavmf) => "virt",
+            (Machine::Pseries, Firmware::Slof) => "pseries",
+            (Machine::Virt | Machine::Pseries, firmware) => {
+                return Err(Error::Invalid {
+                    what: format!("VM {}", self.name),
+                    reason: format!(
+                        "{:?} boots with its own firmware (virt: Firmware::Aavmf, pseries: Firmware::Slof), not {firmware:?}",
+                        self.machine
+                    ),
+                });
+            }
         };
-        cmd.args(["-machine", machine, "-accel", "tcg", "-m", &self.memory_mib.to_string()])
-            .args(["-nographic", "-no-reboot", "-nodefaults"])
-            .arg("-serial")
-            .arg(format!("file:{}", log.display()));
+        cmd.args(["-machine", machine, "-accel", "tcg", "-m", &self.memory_mib.to_string()]);
+        if self.machine == Machine::Virt {
+            // virt has no default CPU model; one core of a common ARMv8.0 design.
+            cmd.args(["-cpu", "cortex-a57"]);
+        }
+        cmd.args(["-nographic", "-no-reboot", "-nodefaults"]).arg("-serial").arg(format!("file:{}", log.display()));
         if let Some(ovmf) = self.firmware.ovmf() {
             for path in [ovmf.code, ovmf.vars] {
                 if !Path::new(path).is_file() {
@@ -476,9 +519,11 @@ impl Vm {
         let err = out.try_clone().map_err(|e| Error::io("duplicate handle of", &qemu_out, e))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let child = ChildGuard::spawn(cmd, format!("QEMU for {}", self.name)).map_err(|e| match e {
-            Error::Command { command, detail, .. } => {
-                Error::Command { command, detail, hint: "is qemu-system-x86 installed? run qemu/setup".into() }
-            }
+            Error::Command { command, detail, .. } => Error::Command {
+                command,
+                detail,
+                hint: format!("is {} installed? run qemu/setup", self.machine.qemu()),
+            },
             other => other,
         })?;
         Ok(RunningVm { child, log, qemu_out, started: Instant::now(), timeout: self.timeout, _slot: slot, _dir: dir })
@@ -722,6 +767,28 @@ mod tests {
         assert!(a.contains("mac=52:54:00:00:00:01,bootindex=1,romfile= "), "{a}");
         assert!(a.contains("mac=52:54:00:00:00:02 ") || a.ends_with("mac=52:54:00:00:00:02"), "{a}");
         assert!(!a.contains("-boot n") && !a.contains("secure=on") && a.contains("-machine pc "), "{a}");
+    }
+
+    #[test]
+    fn the_other_architectures_run_their_own_qemu_with_their_own_firmware() {
+        let dir = tempfile::tempdir().unwrap();
+        let nic = || Nic::new("virtio-net-pci", "52:54:00:00:00:01");
+        let arm = Vm::new("t").machine(Machine::Virt).pxe().nic(nic().without_rom());
+        let e = arm.clone().command(dir.path(), Path::new("/l")).unwrap_err().to_string();
+        assert!(e.contains("Firmware::Aavmf"), "{e}");
+        let a = describe(&arm.firmware(Firmware::Aavmf).command(dir.path(), Path::new("/l")).unwrap());
+        assert!(a.starts_with("qemu-system-aarch64 -machine virt -accel tcg"), "{a}");
+        assert!(a.contains("-cpu cortex-a57") && a.contains("file=/usr/share/AAVMF/AAVMF_CODE.fd"), "{a}");
+        assert!(a.contains("mac=52:54:00:00:00:01,bootindex=1,romfile="), "{a}");
+        let power = Vm::new("t").machine(Machine::Pseries).firmware(Firmware::Slof).pxe();
+        let a = describe(
+            &power.nic(Nic::new("spapr-vlan", "52:54:00:00:00:02")).command(dir.path(), Path::new("/l")).unwrap(),
+        );
+        assert!(a.starts_with("qemu-system-ppc64 -machine pseries ") && !a.contains("pflash"), "{a}");
+        assert!(a.contains("spapr-vlan,netdev=n0,mac=52:54:00:00:00:02,bootindex=1"), "SLOF boots its first NIC: {a}");
+        let pc32 = Vm::new("t").machine(Machine::Pc32).pxe().nic(nic());
+        let a = describe(&pc32.command(dir.path(), Path::new("/l")).unwrap());
+        assert!(a.starts_with("qemu-system-i386 -machine pc ") && a.contains("-boot n"), "{a}");
     }
 
     #[test]

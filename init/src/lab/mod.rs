@@ -81,6 +81,15 @@ pub enum Problem {
     #[error("image \"{image}\": firmware is empty; give [\"bios\"], [\"uefi\"] or both")]
     NoFirmware { image: String },
     #[error(
+        "image \"{image}\": firmware \"{}\" and \"{}\" are clients of different processors ({}, {}); one \
+         image boots one kernel: give each architecture an image of its own",
+        first.name(),
+        second.name(),
+        first.cpu(),
+        second.cpu()
+    )]
+    MixedArchitectures { image: String, first: Firmware, second: Firmware },
+    #[error(
         "image \"{image}\": secure_boot = true but firmware does not include \"uefi\"; Secure Boot is a UEFI \
          feature: add \"uefi\" to firmware, or drop secure_boot"
     )]
@@ -147,8 +156,12 @@ impl Lab {
             if !image.export.is_absolute() {
                 problems.push(Problem::RelativeExport { image: image.name.clone(), export: image.export.clone() });
             }
+            let mixed = image.firmware.iter().find(|f| f.cpu() != image.firmware[0].cpu());
             if image.firmware.is_empty() {
                 problems.push(Problem::NoFirmware { image: image.name.clone() });
+            } else if let Some(&second) = mixed {
+                let first = image.firmware[0];
+                problems.push(Problem::MixedArchitectures { image: image.name.clone(), first, second });
             } else if image.secure_boot && !Lab::serves(image, Firmware::Uefi) {
                 problems.push(Problem::SecureBootWithoutUefi { image: image.name.clone() });
             }

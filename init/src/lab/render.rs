@@ -10,7 +10,9 @@
 //! `tftproot/<image>/{pxelinux.0, ldlinux.c32, pxelinux.cfg/, grubnetx64.efi, vmlinuz,
 //! initrd.img}` plus `tftproot/grub/grub.cfg` for UEFI clients; a `secure_boot` image
 //! has `shimx64.efi` instead of `grubnetx64.efi`, and the signed GRUB that shim fetches
-//! is `tftproot/grubx64.efi`.
+//! is `tftproot/grubx64.efi`. The other client architectures get their GRUB in their
+//! image's directory: ARM64 UEFI `grubnetaa64.efi`, OpenFirmware `grubnetppc.elf`;
+//! every GRUB reads the same `tftproot/grub/grub.cfg`.
 //!
 //! With a `[peer]` the peer's configurations are `dnsmasq-peer.conf` and (with
 //! `--dhcp isc`) `dhcpd-peer.conf`: the same hosts, options and boot files, the upper
@@ -135,6 +137,12 @@ pub enum RenderError {
         .boot.display()
     )]
     NoKernel { image: String, boot: PathBuf },
+    #[error(
+        "image \"{image}\" serves OpenFirmware clients but [loaders] has no openfirmware; build a GRUB netboot image \
+         from Debian's grub-ieee1275-bin ({}) and give its path as loaders.openfirmware",
+        super::schema::OPENFIRMWARE_MKIMAGE
+    )]
+    NoOpenfirmwareLoader { image: String },
     #[error("--out {}: not an absolute path; the configurations name it", .0.display())]
     RelativeOut(PathBuf),
     #[error("cannot write {}: {source}; check the output directory's permissions and space", .path.display())]
@@ -166,6 +174,30 @@ pub const SIGNED_GRUB: &str = "tftproot/grubx64.efi";
 
 /// Where grubnetx64.efi reads its configuration, relative to the TFTP root.
 pub const GRUB_CFG: &str = "tftproot/grub/grub.cfg";
+
+/// The ARM64 UEFI loader's name in each image's TFTP directory.
+pub const UEFI_ARM64_LOADER: &str = "grubnetaa64.efi";
+
+/// The OpenFirmware loader's name in each image's TFTP directory (`loaders.openfirmware`).
+pub const OPENFIRMWARE_LOADER: &str = "grubnetppc.elf";
+
+/// GRUB's `${grub_cpu}-${grub_platform}` on the clients of `firmware`; `None` for BIOS
+/// (pxelinux). Every GRUB reads `/grub/grub.cfg`: Debian's netboot images try
+/// `$prefix/<this>/grub.cfg` first, but only where `test -e` works, which it does not
+/// over TFTP. So one file serves them all, and what is per architecture is guarded.
+pub fn grub_target(firmware: Firmware) -> Option<&'static str> {
+    match firmware {
+        Firmware::Bios => None,
+        Firmware::Uefi => Some("x86_64-efi"),
+        Firmware::UefiArm64 => Some("arm64-efi"),
+        Firmware::Openfirmware => Some("powerpc-ieee1275"),
+    }
+}
+
+/// Whether `image` has clients that boot GRUB.
+fn serves_grub(image: &Image) -> bool {
+    image.firmware.iter().any(|f| grub_target(*f).is_some())
+}
 
 /// The kernel version an image is served with: as given, or the newest in its `/boot`.
 pub fn kernel_version(image: &Image) -> Result<String, RenderError> {
@@ -235,6 +267,16 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
         required.push(("shim", &loaders.shim, "shim-signed"));
         required.push(("uefi_signed", &loaders.uefi_signed, "grub-efi-amd64-signed"));
     }
+    if needs(Firmware::UefiArm64) {
+        required.push(("uefi_arm64", &loaders.uefi_arm64, "grub-efi-arm64-bin"));
+    }
+    let openfirmware = lab.file.images.iter().find(|i| Lab::serves(i, Firmware::Openfirmware));
+    if let Some(image) = openfirmware {
+        match &loaders.openfirmware {
+            Some(path) => required.push(("openfirmware", path, "grub-ieee1275-bin (built with grub-mkimage)")),
+            None => return Err(RenderError::NoOpenfirmwareLoader { image: image.name.clone() }),
+        }
+    }
     for (key, path, package) in required {
         if !path.is_file() {
             return Err(RenderError::Loader { key, path: path.clone(), package });
@@ -243,7 +285,7 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
     for image in lab.images() {
         tftp_image(lab, image, out, &mut r)?;
     }
-    if needs(Firmware::Uefi) {
+    if lab.file.images.iter().any(serves_grub) {
         r.files.insert(GRUB_CFG.into(), Content::Text(grub_cfg(lab)));
     }
     if uefi(false) && lab.file.server.http.is_some() {
@@ -318,6 +360,12 @@ fn tftp_image(lab: &Lab, image: &Image, out: &Path, r: &mut Rendered) -> Result<
         } else {
             r.files.insert(dir.join(UEFI_LOADER), Content::Copy(loaders.uefi.clone()));
         }
+    }
+    if Lab::serves(image, Firmware::UefiArm64) {
+        r.files.insert(dir.join(UEFI_ARM64_LOADER), Content::Copy(lab.file.loaders.uefi_arm64.clone()));
+    }
+    if let (true, Some(path)) = (Lab::serves(image, Firmware::Openfirmware), &lab.file.loaders.openfirmware) {
+        r.files.insert(dir.join(OPENFIRMWARE_LOADER), Content::Copy(path.clone()));
     }
     Ok(())
 }
@@ -418,7 +466,7 @@ fn serial_directive(append: &str) -> String {
     }
 }
 
-/// One grub.cfg for every UEFI client (grubnetx64.efi reads `/grub/grub.cfg` of the
+/// The grub.cfg of every GRUB client (each reads `/grub/grub.cfg` of the
 /// TFTP root whatever directory it was loaded from): an entry per known MAC, then the
 /// server subnet's image for the others.
 fn grub_cfg(lab: &Lab) -> String {
@@ -433,7 +481,7 @@ fn grub_cfg(lab: &Lab) -> String {
         )
     };
     for host in &lab.hosts {
-        let Some(image) = lab.image(&host.image).filter(|i| Lab::serves(i, Firmware::Uefi)) else { continue };
+        let Some(image) = lab.image(&host.image).filter(|i| serves_grub(i)) else { continue };
         let _ = write!(
             cfg,
             "if [ \"${{net_default_mac}}\" = \"{}\" ]; then\n# host {}\n{}fi\n",
@@ -443,10 +491,17 @@ fn grub_cfg(lab: &Lab) -> String {
         );
     }
     match lab.server_subnet().and_then(|s| s.image.as_deref()).and_then(|i| lab.image(i)) {
-        Some(image) if Lab::serves(image, Firmware::Uefi) => {
-            let _ = write!(cfg, "# machines not in the lab file\n{}", entry(image, "", ""));
+        Some(image) if serves_grub(image) => {
+            cfg.push_str("# machines not in the lab file, of the image's architecture\n");
+            for target in image.firmware.iter().filter_map(|f| grub_target(*f)) {
+                let _ = write!(
+                    cfg,
+                    "if [ \"${{grub_cpu}}-${{grub_platform}}\" = \"{target}\" ]; then\n{}fi\n",
+                    entry(image, "", "")
+                );
+            }
         }
-        _ => cfg.push_str("# machines not in the lab file: no image (the server's subnet names none for UEFI)\n"),
+        _ => cfg.push_str("# machines not in the lab file: no image (the server's subnet names none for GRUB)\n"),
     }
     cfg
 }
@@ -458,7 +513,31 @@ pub fn boot_file(lab: &Lab, image: &Image, firmware: Firmware) -> String {
         Firmware::Bios => format!("{name}/{}.0", bios_loader(lab).0),
         Firmware::Uefi if image.secure_boot => format!("{name}/{SHIM}"),
         Firmware::Uefi => format!("{name}/{UEFI_LOADER}"),
+        Firmware::UefiArm64 => format!("{name}/{UEFI_ARM64_LOADER}"),
+        Firmware::Openfirmware => format!("{name}/{OPENFIRMWARE_LOADER}"),
     }
+}
+
+/// The dnsmasq tag condition that picks `firmware`'s boot file by DHCP option 93 (the
+/// `dhcp-match` lines set the tags). OpenFirmware has none: SLOF sends no option 93,
+/// and its image serves no other firmware (one processor per image).
+fn dnsmasq_arch(firmware: Firmware) -> Option<&'static str> {
+    match firmware {
+        Firmware::Bios => Some("tag:!efi64"),
+        Firmware::Uefi => Some("tag:efi64"),
+        Firmware::UefiArm64 => Some("tag:efi-arm64"),
+        Firmware::Openfirmware => None,
+    }
+}
+
+/// `dhcp-boot` lines of `image` after `tags` (`tag:img-NAME`, ...), one per firmware.
+fn dnsmasq_boot(lab: &Lab, image: &Image, tags: &str) -> String {
+    let mut lines = String::new();
+    for firmware in Firmware::ALL.into_iter().filter(|f| Lab::serves(image, *f)) {
+        let arch = dnsmasq_arch(firmware).map(|a| format!("{a},")).unwrap_or_default();
+        let _ = writeln!(lines, "dhcp-boot={tags},{arch}{}", boot_file(lab, image, firmware));
+    }
+    lines
 }
 
 /// dnsmasq's tag for the clients of a subnet (set by its dhcp-range).
@@ -583,30 +662,22 @@ fn dnsmasq(lab: &Lab, options: Options, out: &Path, role: Role) -> String {
                 let _ = writeln!(c, "dhcp-option=tag:{tag},option:log-server,{}", join(&log_servers(subnet), ","));
             }
         }
-        c.push_str(
-            "dhcp-match=set:efi64,option:client-arch,7\ndhcp-match=set:efi64,option:client-arch,9\n\
-             dhcp-userclass=set:ipxe,iPXE\ndhcp-option=tag:ipxe,encap:175,176,1b\n",
-        );
+        c.push_str("dhcp-match=set:efi64,option:client-arch,7\ndhcp-match=set:efi64,option:client-arch,9\n");
+        if lab.file.images.iter().any(|i| Lab::serves(i, Firmware::UefiArm64)) {
+            c.push_str("dhcp-match=set:efi-arm64,option:client-arch,11\n");
+        }
+        c.push_str("dhcp-userclass=set:ipxe,iPXE\ndhcp-option=tag:ipxe,encap:175,176,1b\n");
         for host in &lab.hosts {
             let _ =
                 writeln!(c, "dhcp-host={},set:img-{},{},{},infinite", host.mac, host.image, host.address, host.name);
         }
         for image in lab.images() {
-            for (firmware, arch) in [(Firmware::Bios, "tag:!efi64"), (Firmware::Uefi, "tag:efi64")] {
-                if Lab::serves(image, firmware) {
-                    let _ = writeln!(c, "dhcp-boot=tag:img-{},{arch},{}", image.name, boot_file(lab, image, firmware));
-                }
-            }
+            c.push_str(&dnsmasq_boot(lab, image, &format!("tag:img-{}", image.name)));
             let _ = writeln!(c, "dhcp-option=tag:img-{},option:root-path,\"{}\"", image.name, root_path(lab, image));
         }
         for subnet in subnets_sorted(lab) {
             let Some(image) = subnet.image.as_deref().and_then(|i| lab.image(i)) else { continue };
-            for (firmware, arch) in [(Firmware::Bios, "tag:!efi64"), (Firmware::Uefi, "tag:efi64")] {
-                if Lab::serves(image, firmware) {
-                    let file = boot_file(lab, image, firmware);
-                    let _ = writeln!(c, "dhcp-boot=tag:!known,tag:{},{arch},{file}", subnet_tag(subnet));
-                }
-            }
+            c.push_str(&dnsmasq_boot(lab, image, &format!("tag:!known,tag:{}", subnet_tag(subnet))));
         }
     } else {
         c.push_str("\n# DHCP is ISC dhcpd's (dhcpd.conf)\n");
@@ -624,7 +695,12 @@ fn isc_filename(lab: &Lab, image: &Image, indent: &str) -> String {
             "{indent}if option arch = 00:07 or option arch = 00:09 {{\n{indent}  {uefi}\n{indent}}} else {{\n{indent}  {bios}\n{indent}}}\n"
         ),
         (false, true) => format!("{indent}{uefi}\n"),
-        _ => format!("{indent}{bios}\n"),
+        (true, false) => format!("{indent}{bios}\n"),
+        // The other processors' images serve one firmware each (one kernel per image).
+        (false, false) => match image.firmware.first() {
+            Some(&firmware) => format!("{indent}filename \"{}\";\n", boot_file(lab, image, firmware)),
+            None => format!("{indent}{bios}\n"),
+        },
     }
 }
 

@@ -26,7 +26,9 @@ pub(crate) fn example_with(dir: &Path, server: &str) -> Lab {
 }
 
 fn example_text_in(dir: &Path, server: &str) -> String {
-    for name in ["pxelinux.0", "lpxelinux.0", "ldlinux.c32", "grubnetx64.efi", "http.mod"] {
+    for name in
+        ["pxelinux.0", "lpxelinux.0", "ldlinux.c32", "grubnetx64.efi", "http.mod", "grubnetaa64.efi", "grubnetppc.elf"]
+    {
         fs::write(dir.join(name), format!("loader {name}")).unwrap();
     }
     for name in ["shimx64.efi.signed", "grubnetx64.efi.signed"] {
@@ -34,7 +36,8 @@ fn example_text_in(dir: &Path, server: &str) -> String {
     }
     let loaders = format!(
         "[loaders]\npxelinux = \"{0}/pxelinux.0\"\nlpxelinux = \"{0}/lpxelinux.0\"\nldlinux = \"{0}/ldlinux.c32\"\n\
-         uefi = \"{0}/grubnetx64.efi\"\nuefi_http = \"{0}/http.mod\"\nshim = \"{0}/shimx64.efi.signed\"\nuefi_signed = \"{0}/grubnetx64.efi.signed\"\n",
+         uefi = \"{0}/grubnetx64.efi\"\nuefi_http = \"{0}/http.mod\"\nshim = \"{0}/shimx64.efi.signed\"\nuefi_signed = \"{0}/grubnetx64.efi.signed\"\n\
+         uefi_arm64 = \"{0}/grubnetaa64.efi\"\nopenfirmware = \"{0}/grubnetppc.elf\"\n",
         dir.display()
     );
     EXAMPLE.replacen("[[subnet]]", &format!("{loaders}\n[[subnet]]"), 1).replacen(
@@ -228,6 +231,7 @@ fn dnsmasq_gives_fixed_addresses_records_and_a_boot_file_per_firmware() {
         assert!(conf.lines().any(|l| l == line), "{line} missing:\n{conf}");
     }
     assert!(!conf.contains("img-gentoo,tag:efi64"), "gentoo serves BIOS clients only:\n{conf}");
+    assert!(!conf.contains("efi-arm64"), "no ARM64 image, no ARM64 match:\n{conf}");
     assert!(conf.starts_with(&format!("# {}\n", render::HEADER)));
 }
 
@@ -820,6 +824,42 @@ fn pair_example_in(dir: &Path) -> Lab {
     lab
 }
 
+/// Images and hosts of the other client architectures, for the example.
+const FOREIGN: &str = r#"
+[[image]]
+name = "debian-arm64"             # ARM64 UEFI machines (DHCP option 93 = 11)
+export = "/srv/diskless/debian-arm64"
+kernel = "6.1.0-57-arm64"
+firmware = ["uefi-arm64"]
+params = "console=ttyAMA0"
+
+[[image]]
+name = "debian-ppc64el"           # POWER machines booting from OpenFirmware (SLOF)
+export = "/srv/diskless/debian-ppc64el"
+kernel = "6.1.0-57-powerpc64le"
+firmware = ["openfirmware"]
+params = "console=hvc0"
+
+[[host]]
+name = "lab4-1"
+mac = "52:54:00:77:04:01"
+address = "10.77.0.141"
+image = "debian-arm64"
+
+[[host]]
+name = "lab4-2"
+mac = "52:54:00:77:04:02"
+address = "10.77.0.142"
+image = "debian-ppc64el"
+"#;
+
+/// The example (its loaders in `dir`) with [`FOREIGN`]'s images and hosts.
+fn foreign_example_in(dir: &Path) -> Lab {
+    let lab = Lab::parse(&format!("{}{FOREIGN}", example_text_in(dir, ""))).unwrap();
+    assert_eq!(lab.problems, []);
+    lab
+}
+
 #[test]
 fn an_images_nfs_servers_go_joined_by_plus_into_every_command_line_and_root_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -926,5 +966,79 @@ fn check_finds_a_pair_whose_files_answer_differently_or_lend_the_same_addresses(
     }
     assert!(
         findings(&lab, &out).iter().any(|f| f.contains("dnsmasq-peer.conf differs from what the lab file renders"))
+    );
+}
+
+#[test]
+fn arm64_and_power_clients_get_their_grub_by_option_93_or_their_image_and_entries_in_the_one_grub_cfg() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = foreign_example_in(dir.path());
+    let r = render::render(&lab, Options::default(), &dir.path().join("out")).unwrap();
+    let conf = text(&r, "dnsmasq.conf");
+    for line in [
+        "dhcp-match=set:efi-arm64,option:client-arch,11",
+        "dhcp-boot=tag:img-debian-arm64,tag:efi-arm64,debian-arm64/grubnetaa64.efi",
+        // SLOF sends no option 93: the host's image alone picks its loader.
+        "dhcp-boot=tag:img-debian-ppc64el,debian-ppc64el/grubnetppc.elf",
+        "dhcp-host=52:54:00:77:04:02,set:img-debian-ppc64el,10.77.0.142,lab4-2,infinite",
+    ] {
+        assert!(conf.lines().any(|l| l == line), "{line} missing:\n{conf}");
+    }
+    let copy = |path: &str| r.files[Path::new(path)].clone();
+    assert_eq!(copy("tftproot/debian-arm64/grubnetaa64.efi"), Content::Copy(dir.path().join("grubnetaa64.efi")));
+    assert_eq!(copy("tftproot/debian-ppc64el/grubnetppc.elf"), Content::Copy(dir.path().join("grubnetppc.elf")));
+    for (path, stray) in [
+        ("tftproot/debian-arm64/pxelinux.0", "no BIOS loader for ARM64"),
+        ("tftproot/debian-ppc64el/grubnetx64.efi", "no x86 GRUB for POWER"),
+        ("tftproot/debian/grubnetaa64.efi", "no ARM64 GRUB for x86"),
+    ] {
+        assert!(!r.files.contains_key(Path::new(path)), "{stray}: {path}");
+    }
+    // Every GRUB reads the one grub.cfg: each host's entry by its MAC.
+    let grub = text(&r, "tftproot/grub/grub.cfg");
+    assert!(grub.contains("if [ \"${net_default_mac}\" = \"52:54:00:77:04:01\" ]; then\n# host lab4-1\n"), "{grub}");
+    assert!(
+        grub.contains("  linux /debian-arm64/vmlinuz root=/dev/nfs nfsroot=10.77.0.1:/srv/diskless/debian-arm64 console=ttyAMA0 BOOTIF=01-52-54-00-77-04-01\n"),
+        "{grub}"
+    );
+    assert!(
+        grub.contains("  linux /debian-ppc64el/vmlinuz root=/dev/nfs nfsroot=10.77.0.1:/srv/diskless/debian-ppc64el console=hvc0 BOOTIF=01-52-54-00-77-04-02\n"),
+        "{grub}"
+    );
+    // Unknown machines get the server subnet's image only on its architecture.
+    assert!(
+        grub.contains("# machines not in the lab file, of the image's architecture\nif [ \"${grub_cpu}-${grub_platform}\" = \"x86_64-efi\" ]; then\nmenuentry \"diskless debian\""),
+        "{grub}"
+    );
+    assert!(!grub.contains("arm64-efi\" ]") && !grub.contains("powerpc-ieee1275\" ]"), "{grub}");
+
+    let isc = render::render(&lab, Options { dhcp: Dhcp::Isc, dns: Dns::Bind }, &dir.path().join("out")).unwrap();
+    let dhcpd = text(&isc, "dhcpd.conf");
+    assert!(
+        dhcpd.contains(
+            "# image debian-arm64\ngroup {\n  next-server 10.77.0.1;\n  option root-path \"10.77.0.1:/srv/diskless/debian-arm64\";\n  filename \"debian-arm64/grubnetaa64.efi\";\n"
+        ),
+        "{dhcpd}"
+    );
+    assert!(dhcpd.contains("  filename \"debian-ppc64el/grubnetppc.elf\";\n"), "{dhcpd}");
+}
+
+#[test]
+fn an_image_for_two_processors_is_a_problem_and_openfirmware_needs_its_loader() {
+    let p = problems_of(&format!("{EXAMPLE}{FOREIGN}").replace("[\"uefi-arm64\"]", "[\"uefi-arm64\", \"bios\"]"));
+    assert_eq!(
+        p,
+        ["image \"debian-arm64\": firmware \"uefi-arm64\" and \"bios\" are clients of different processors (arm64, \
+          x86); one image boots one kernel: give each architecture an image of its own"]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{}{FOREIGN}", example_text_in(dir.path(), ""));
+    let text = text.replace(&format!("openfirmware = \"{}/grubnetppc.elf\"\n", dir.path().display()), "");
+    let lab = Lab::parse(&text).unwrap();
+    let e = render::render(&lab, Options::default(), &dir.path().join("out")).unwrap_err().to_string();
+    assert!(
+        e.starts_with("image \"debian-ppc64el\" serves OpenFirmware clients but [loaders] has no openfirmware; ")
+            && e.contains("grub-mkimage -O powerpc-ieee1275"),
+        "{e}"
     );
 }
