@@ -27,6 +27,8 @@ pub const CACHE_DIR: &str = "fscache";
 const TAG: &str = "diskless";
 /// The device cachefiles registers.
 const DEVICE: &str = "dev/cachefiles";
+/// FS-Cache's counters (cookies, cache reads and writes).
+const STATS: &str = "proc/fs/fscache/stats";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FscacheError {
@@ -84,6 +86,9 @@ pub fn bind(root: &Path, modules: &Modules, scratch: &ScratchReport, log: &Log) 
         .open(root.join(DEVICE))
         .map_err(FscacheError::Open)?;
     clear_cloexec(&device);
+    // Opened now: after the hand-off the holder's root is the emptied initramfs, where
+    // no /proc is mounted; the open file stays valid when /proc moves to the image.
+    let stats = std::fs::File::open(root.join(STATS)).ok();
     for command in bind_commands(&dir) {
         device.write_all(command.as_bytes()).map_err(|source| FscacheError::Command {
             command: command.clone(),
@@ -98,15 +103,47 @@ pub fn bind(root: &Path, modules: &Modules, scratch: &ScratchReport, log: &Log) 
         0 => unsafe {
             // SAFETY: see above; the name is a NUL-terminated static string.
             libc::prctl(libc::PR_SET_NAME, c"fscache-hold".as_ptr() as libc::c_ulong, 0, 0, 0);
-            loop {
-                libc::pause();
-            }
+            hold(stats.as_ref().map(std::os::fd::AsRawFd::as_raw_fd))
         },
         pid => info!(log, "scratch cache bound on {} (held by pid {pid})", dir.display()),
     }
     // The child's copy keeps the cache bound; PID 1's closes here.
     drop(device);
+    drop(stats);
     Ok(dir)
+}
+
+/// The holder: waits for the shutdown's SIGTERM, then prints the cache's statistics on
+/// its console (each line after `FSCACHE: `, for the benchmark) and exits, which
+/// unbinds the cache. Only async-signal-safe calls: it runs in a child forked from a
+/// process with threads.
+///
+/// # Safety
+/// Call only in the child of a fork.
+unsafe fn hold(stats: Option<libc::c_int>) -> ! {
+    // SAFETY: plain syscalls on this process's own signal mask and descriptors; the
+    // buffers are on this stack and their lengths are passed with them.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let mut signal = 0;
+        while libc::sigwait(&set, &mut signal) != 0 {}
+        if let Some(fd) = stats {
+            let mut buf = [0u8; 8192];
+            let n = libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n > 0 {
+                for line in buf[..n as usize].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    let prefix = b"FSCACHE: ";
+                    libc::write(1, prefix.as_ptr().cast(), prefix.len());
+                    libc::write(1, line.as_ptr().cast(), line.len());
+                    libc::write(1, b"\n".as_ptr().cast(), 1);
+                }
+            }
+        }
+        libc::_exit(0)
+    }
 }
 
 /// std opens with O_CLOEXEC whatever the custom flags say.

@@ -8,7 +8,8 @@
 //!   3. `warm`: the same again on the same disk.
 //!
 //! Per boot it prints NFS frames and kB, NFSv3 READ and the other calls, and the guest's
-//! seconds to multi-user. It asserts nothing about the figures.
+//! seconds to multi-user, and FS-Cache's counters as the cache's holder prints them at
+//! shutdown. It asserts nothing about the figures.
 //!
 //! Usage: `qemu/bench-fscache` (root; qemu/setup and qemu/build-images first).
 
@@ -87,6 +88,10 @@ fn main() {
             uptime.as_deref().unwrap_or("?"),
             others.join(", ")
         );
+        // The holder's counters at shutdown: cache reads (rd) and writes (wr) among them.
+        for line in run.log.find_all(r"^FSCACHE: ((?:Cookies|Acquire|IO|RdHelp).*?)\s*$") {
+            println!("      fscache {}", line.get(1).unwrap_or_default());
+        }
     }
 }
 
