@@ -1,4 +1,4 @@
-//! Prototype behind `diskless.fscache` (off by default; issue #15 point 7, README
+//! Prototype behind `scratch.cache` (`diskless.scratch.cache=true`) (off by default; issue #15 point 7, README
 //! "The scratch disk as a cache of the image: measured"): the kernel's FS-Cache with
 //! cachefiles on the scratch filesystem, so that an NFS root mounted with `fsc`
 //! (`nfsroot=SERVER:/export,fsc`) can read file data from the disk on a later boot.
@@ -13,14 +13,14 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::cmdline::Cmdline;
+use crate::config::Config;
 use crate::hardware::Modules;
 use crate::info;
 use crate::log::Log;
 use crate::scratch::ScratchReport;
 
 /// The command-line key that turns the prototype on.
-pub const KEY: &str = "diskless.fscache";
+pub const KEY: &str = "scratch.cache";
 /// The cache's directory on the scratch filesystem, outside every wiped subdirectory.
 pub const CACHE_DIR: &str = "fscache";
 /// The cache's tag (NFS volumes take the first cache, whatever its name).
@@ -60,9 +60,10 @@ pub fn bind_commands(dir: &Path) -> Vec<String> {
     ]
 }
 
-/// Whether the command line asks for the cache.
-pub fn wanted(cmdline: &Cmdline) -> bool {
-    cmdline.has(KEY)
+/// Whether the configuration (the image's or the command line's `diskless.scratch.cache`)
+/// asks for the cache.
+pub fn wanted(config: &Config) -> bool {
+    config.scratch.cache
 }
 
 /// Binds the cache on the mounted scratch filesystem and leaves a child holding it.
@@ -169,7 +170,10 @@ mod tests {
 
     #[test]
     fn the_cache_is_off_unless_the_key_is_given() {
-        assert!(!wanted(&Cmdline::parse("root=/dev/nfs nfsroot=10.77.0.1:/export,fsc")));
-        assert!(wanted(&Cmdline::parse("root=/dev/nfs diskless.fscache")));
+        let off = crate::config::load::<String, String>(Path::new("/nonexistent"), &[]).0;
+        assert!(!wanted(&off));
+        let raw = vec![("diskless.scratch.cache".to_string(), Some("true".to_string()))];
+        let on = crate::config::load(Path::new("/nonexistent"), &raw).0;
+        assert!(wanted(&on));
     }
 }
