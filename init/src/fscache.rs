@@ -47,8 +47,9 @@ pub enum FscacheError {
 }
 
 /// The cachefiles commands that bind a cache in `dir`, in order, each written alone.
-/// The culling limits are cachefiles' defaults but for `brun`/`bcull`/`bstop`, kept low
-/// so a small scratch disk still caches.
+/// The free-space limits (culling stops above `brun`, starts below `bcull`, no new
+/// cache files below `bstop`) are higher than cachefiles' 7/5/1 %: the scratch also
+/// holds `/tmp` and the local dirs, which must not run out of space for the cache.
 pub fn bind_commands(dir: &Path) -> Vec<String> {
     vec![
         format!("dir {}", dir.display()),
