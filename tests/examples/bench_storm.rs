@@ -113,7 +113,8 @@ fn main() {
     let mut per_boot: Vec<(String, usize, Traffic, BTreeMap<String, f64>)> = Vec::new();
     for initrd in initrds(&wanted) {
         for &n in &sizes {
-            let (traffic, cpu) = storm(&initrd, n);
+            // The lab is dropped (servers ended, namespace removed) before a failure exits.
+            let (traffic, cpu) = storm(&initrd, n).unwrap_or_else(|e| fail(&e));
             per_boot.push((initrd.name.to_string(), n, traffic, cpu));
         }
     }
@@ -153,7 +154,7 @@ fn main() {
 
 /// Boots `n` clients of `initrd` at once; prints the storm's line and returns its
 /// capture and the server processes' CPU seconds.
-fn storm(initrd: &Initrd, n: usize) -> (Traffic, BTreeMap<String, f64>) {
+fn storm(initrd: &Initrd, n: usize) -> Result<(Traffic, BTreeMap<String, f64>), String> {
     let name = format!("bench-storm-{}-{n}", initrd.name);
     let spec = LabSpec {
         hosts: LabHost::room(n),
@@ -162,11 +163,10 @@ fn storm(initrd: &Initrd, n: usize) -> (Traffic, BTreeMap<String, f64>) {
         initrd: initrd.file.clone(),
         ..LabSpec::new(&["bios"])
     };
-    let lab = LabServer::start(&name, &spec).unwrap_or_else(|e| fail(&e.to_string()));
-    let logs = log_dir().unwrap_or_else(|e| fail(&e.to_string()));
+    let lab = LabServer::start(&name, &spec).map_err(|e| e.to_string())?;
+    let logs = log_dir().map_err(|e| e.to_string())?;
     let capture = logs.join(format!("{name}.pcap"));
-    let tcpdump =
-        Tcpdump::start(&lab.ns, &capture, &logs.join(format!("{name}.tcpdump.txt"))).unwrap_or_else(|e| fail(&e));
+    let tcpdump = Tcpdump::start(&lab.ns, &capture, &logs.join(format!("{name}.tcpdump.txt")))?;
     let before = server_cpu(&lab.ns);
 
     let vms: Vec<Vm> = lab
@@ -177,9 +177,9 @@ fn storm(initrd: &Initrd, n: usize) -> (Traffic, BTreeMap<String, f64>) {
         })
         .collect();
     let started = Instant::now();
-    let mut running = Vm::spawn_all(vms).unwrap_or_else(|e| fail(&e.to_string()));
-    let image_times = wait_for_images(&mut running, started);
-    let runs: Vec<_> = running.into_iter().map(|vm| vm.wait().unwrap_or_else(|e| fail(&e.to_string()))).collect();
+    let mut running = Vm::spawn_all(vms).map_err(|e| e.to_string())?;
+    let image_times = wait_for_images(&mut running, started)?;
+    let runs: Vec<_> = running.into_iter().map(|vm| vm.wait().map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
     let after = server_cpu(&lab.ns);
     tcpdump.stop();
 
@@ -187,15 +187,17 @@ fn storm(initrd: &Initrd, n: usize) -> (Traffic, BTreeMap<String, f64>) {
     for (run, host) in runs.iter().zip(&lab.hosts) {
         let report = ImageReport(&run.log);
         let path = run.log.path().display();
-        if run.log.find_line(r"^IMAGE: done").is_none() || report.value("hostname") != host.name {
-            fail(&format!("{} did not reach its image as {}; see {path}", initrd.name, host.name));
+        // dracut sets the fully qualified name; the others the short one.
+        let hostname = report.value("hostname");
+        if run.log.find_line(r"^IMAGE: done").is_none() || hostname.split('.').next() != Some(host.name.as_str()) {
+            return Err(format!("{} did not reach its image as {}; see {path}", initrd.name, host.name));
         }
         if initrd.layers && report.read("/etc/upto-lab") != "lab lab3" {
-            fail(&format!("{}: the lab layer is missing; see {path}", host.name));
+            return Err(format!("{}: the lab layer is missing; see {path}", host.name));
         }
         timeouts += run.log.find_all(r"nfs: server .* not responding").len();
     }
-    let traffic = pcap::read_file(&capture, SERVER).unwrap_or_else(|e| fail(&e.to_string()));
+    let traffic = pcap::read_file(&capture, SERVER).map_err(|e| e.to_string())?;
     let mut sorted = image_times.clone();
     sorted.sort_by(f64::total_cmp);
     println!(
@@ -214,11 +216,11 @@ fn storm(initrd: &Initrd, n: usize) -> (Traffic, BTreeMap<String, f64>) {
         .map(|(comm, ticks)| (comm.clone(), ticks_to_seconds(ticks - before.get(comm).copied().unwrap_or(0))))
         .filter(|(_, s)| *s > 0.0)
         .collect();
-    (traffic, cpu)
+    Ok((traffic, cpu))
 }
 
 /// Seconds from `started` to each VM's image's first line, polling all consoles.
-fn wait_for_images(running: &mut [RunningVm], started: Instant) -> Vec<f64> {
+fn wait_for_images(running: &mut [RunningVm], started: Instant) -> Result<Vec<f64>, String> {
     let mut times = vec![None; running.len()];
     while times.iter().any(Option::is_none) {
         for (vm, time) in running.iter().zip(times.iter_mut()) {
@@ -228,11 +230,11 @@ fn wait_for_images(running: &mut [RunningVm], started: Instant) -> Vec<f64> {
         }
         if started.elapsed() > Duration::from_secs(900) {
             let logs: Vec<String> = running.iter().map(|vm| vm.console().path().display().to_string()).collect();
-            fail(&format!("not every client reached its image in 900 s; consoles: {}", logs.join(" ")));
+            return Err(format!("not every client reached its image in 900 s; consoles: {}", logs.join(" ")));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    times.into_iter().flatten().collect()
+    Ok(times.into_iter().flatten().collect())
 }
 
 /// CPU clock ticks (utime + stime) of the server processes in `ns`, by command name;

@@ -68,6 +68,10 @@ pub enum Problem {
     SubnetAddress { subnet: String, key: &'static str, address: Ipv4Addr },
     #[error("server.address {address} is in no [[subnet]]; add the subnet the server serves")]
     ServerOutsideSubnets { address: Ipv4Addr },
+    #[error("peer.address {address} is in no [[subnet]]; give the peer an address in the subnet it serves")]
+    PeerOutsideSubnets { address: Ipv4Addr },
+    #[error("image \"{image}\": nfs_servers lists {server} twice; list each server holding the export once")]
+    DuplicateNfsServer { image: String, server: Ipv4Addr },
     #[error("image \"{image}\": export = \"{}\" is not an absolute path; give the directory the NFS server exports", .export.display())]
     RelativeExport { image: String, export: PathBuf },
     #[error(
@@ -153,6 +157,19 @@ impl Lab {
         if !file.subnets.iter().any(|s| s.network.contains(server)) {
             problems.push(Problem::ServerOutsideSubnets { address: server });
         }
+        if let Some(peer) = &file.peer
+            && !file.subnets.iter().any(|s| s.network.contains(peer.address.0))
+        {
+            problems.push(Problem::PeerOutsideSubnets { address: peer.address.0 });
+        }
+        for image in &file.images {
+            let mut seen = std::collections::BTreeSet::new();
+            for server in &image.nfs_servers {
+                if !seen.insert(server.0) {
+                    problems.push(Problem::DuplicateNfsServer { image: image.name.clone(), server: server.0 });
+                }
+            }
+        }
         for subnet in &file.subnets {
             let label = subnet.network.to_string();
             if let Some([start, end]) = subnet.dynamic
@@ -191,6 +208,9 @@ impl Lab {
         let mut by_mac: BTreeMap<MacAddr, &str> = BTreeMap::new();
         let mut by_address: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
         by_address.insert(server, format!("the server's ({})", file.server.name));
+        if let Some(peer) = &file.peer {
+            by_address.insert(peer.address.0, format!("the peer's ({})", peer.name));
+        }
         for host in &file.hosts {
             let name = host.name.clone();
             if !is_dns_label(&name) {
@@ -273,6 +293,14 @@ impl Lab {
     /// The subnet the server's address is in (the first one if several).
     pub fn server_subnet(&self) -> Option<&Subnet> {
         self.file.subnets.iter().find(|s| s.network.contains(self.file.server.address.0))
+    }
+
+    /// The NFS servers of `image`: its `nfs_servers`, else the server.
+    pub fn nfs_servers(&self, image: &Image) -> Vec<Ipv4Addr> {
+        match image.nfs_servers.as_slice() {
+            [] => vec![self.file.server.address.0],
+            list => list.iter().map(|a| a.0).collect(),
+        }
     }
 
     /// Whether `image` serves clients with `firmware`.

@@ -12,6 +12,11 @@
 //! has `shimx64.efi` instead of `grubnetx64.efi`, and the signed GRUB that shim fetches
 //! is `tftproot/grubx64.efi`.
 //!
+//! With a `[peer]` the peer's configurations are `dnsmasq-peer.conf` and (with
+//! `--dhcp isc`) `dhcpd-peer.conf`: the same hosts, options and boot files, the upper
+//! half of each dynamic range, the peer as next-server and first DNS server
+//! ([`Role`]).
+//!
 //! With `server.http` the loaders fetch kernel and initrd from that URL and only the
 //! loader and its configuration go over TFTP: BIOS clients get `lpxelinux.0` (pxelinux
 //! with an HTTP client) instead of `pxelinux.0`, the configurations name
@@ -43,6 +48,56 @@ pub enum Dns {
     Dnsmasq,
     /// BIND9: zone files and the `named.conf` stanzas.
     Bind,
+}
+
+/// Which server of the DHCP pair a configuration is for (see `schema`'s `[peer]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `[server]`: the whole lab's server, with the lower half of each dynamic range.
+    Server,
+    /// `[peer]`: the second DHCP server, with the upper half.
+    Peer,
+}
+
+impl Role {
+    /// The DHCP configuration files of this role: dnsmasq's and ISC dhcpd's.
+    pub fn files(self) -> (&'static str, &'static str) {
+        match self {
+            Role::Server => ("dnsmasq.conf", "dhcpd.conf"),
+            Role::Peer => ("dnsmasq-peer.conf", "dhcpd-peer.conf"),
+        }
+    }
+
+    /// The roles the lab has: the server, and the peer when there is one.
+    pub fn of(lab: &Lab) -> Vec<Role> {
+        if lab.file.peer.is_some() { vec![Role::Server, Role::Peer] } else { vec![Role::Server] }
+    }
+}
+
+/// The address and the interface a role's server answers on.
+fn own(lab: &Lab, role: Role) -> (Ipv4Addr, Option<&str>) {
+    let server = &lab.file.server;
+    match (role, &lab.file.peer) {
+        (Role::Peer, Some(peer)) => (peer.address.0, peer.interface.as_deref()),
+        _ => (server.address.0, server.interface.as_deref()),
+    }
+}
+
+/// A role's part of `subnet`'s dynamic range: all of it without a peer, else the lower
+/// half for the server and the upper half for the peer (none when the range has one
+/// address: the server keeps it).
+pub fn dynamic_range(lab: &Lab, subnet: &Subnet, role: Role) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let [start, end] = subnet.dynamic?;
+    let (start, end) = (u32::from(start.0), u32::from(end.0));
+    if lab.file.peer.is_none() {
+        return Some((start.into(), end.into()));
+    }
+    let middle = start + (end - start) / 2;
+    match role {
+        Role::Server => Some((start.into(), middle.into())),
+        Role::Peer if middle < end => Some((Ipv4Addr::from(middle + 1), end.into())),
+        Role::Peer => None,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,12 +183,20 @@ pub fn kernel_version(image: &Image) -> Result<String, RenderError> {
     versions.pop().ok_or_else(|| RenderError::NoKernel { image: image.name.clone(), boot })
 }
 
+/// The root of `image` in the kernel's syntax: `SERVER[+SERVER...]:EXPORT[,OPTIONS]`,
+/// for `nfsroot=` and the DHCP root-path alike.
+pub fn root_path(lab: &Lab, image: &Image) -> String {
+    let servers = crate::root::parse::join_servers(&lab.nfs_servers(image), "+");
+    let mut root = format!("{servers}:{}", image.export.display());
+    if let Some(options) = &image.nfs_options {
+        let _ = write!(root, ",{options}");
+    }
+    root
+}
+
 /// The kernel command line of a client of `image` with `extra` parameters.
 pub fn append(lab: &Lab, image: &Image, extra: &str) -> String {
-    let mut line = format!("root=/dev/nfs nfsroot={}:{}", lab.file.server.address.0, image.export.display());
-    if let Some(options) = &image.nfs_options {
-        let _ = write!(line, ",{options}");
-    }
+    let mut line = format!("root=/dev/nfs nfsroot={}", root_path(lab, image));
     for part in [image.params.as_str(), extra] {
         if !part.trim().is_empty() {
             let _ = write!(line, " {}", part.trim());
@@ -186,9 +249,12 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
     if uefi(false) && lab.file.server.http.is_some() {
         r.files.insert(GRUB_HTTP_MODULE.into(), Content::Copy(loaders.uefi_http.clone()));
     }
-    r.files.insert("dnsmasq.conf".into(), Content::Text(dnsmasq(lab, options, out)));
-    if options.dhcp == Dhcp::Isc {
-        r.files.insert("dhcpd.conf".into(), Content::Text(dhcpd(lab)));
+    for role in Role::of(lab) {
+        let (dnsmasq_conf, dhcpd_conf) = role.files();
+        r.files.insert(dnsmasq_conf.into(), Content::Text(dnsmasq(lab, options, out, role)));
+        if options.dhcp == Dhcp::Isc {
+            r.files.insert(dhcpd_conf.into(), Content::Text(dhcpd(lab, role)));
+        }
     }
     if options.dns == Dns::Bind {
         let mut stanzas = format!("# {HEADER}\n# Include this file from named.conf.local.\n");
@@ -406,12 +472,23 @@ fn subnets_sorted(lab: &Lab) -> Vec<&Subnet> {
     subnets
 }
 
-/// The DNS servers a subnet's clients are given.
+/// The DNS servers a subnet's clients are given: the subnet's `dns`, else the server
+/// (and the peer).
 pub fn dns_servers(lab: &Lab, subnet: &Subnet) -> Vec<Ipv4Addr> {
     match &subnet.dns {
         Some(list) => list.iter().map(|a| a.0).collect(),
-        None => vec![lab.file.server.address.0],
+        None => std::iter::once(lab.file.server.address.0).chain(lab.file.peer.iter().map(|p| p.address.0)).collect(),
     }
+}
+
+/// [`dns_servers`] as `role`'s server hands them out: itself first when it is one of them.
+fn dns_servers_of(lab: &Lab, subnet: &Subnet, role: Role) -> Vec<Ipv4Addr> {
+    let mut list = dns_servers(lab, subnet);
+    let me = own(lab, role).0;
+    if let Some(at) = list.iter().position(|a| *a == me) {
+        list[..=at].rotate_right(1);
+    }
+    list
 }
 
 fn log_servers(subnet: &Subnet) -> Vec<Ipv4Addr> {
@@ -429,21 +506,29 @@ pub fn records(lab: &Lab) -> Vec<(String, Ipv4Addr)> {
     if let Some(subnet) = lab.server_subnet() {
         records.insert((format!("{}.{}", server.name, subnet.domain), server.address.0));
     }
+    if let Some(peer) = &lab.file.peer
+        && let Some(subnet) = lab.file.subnets.iter().find(|s| s.network.contains(peer.address.0))
+    {
+        records.insert((format!("{}.{}", peer.name, subnet.domain), peer.address.0));
+    }
     for host in &lab.hosts {
         records.insert((format!("{}.{}", host.name, lab.file.subnets[host.subnet].domain), host.address));
     }
     records.into_iter().collect()
 }
 
-fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
-    let server = &lab.file.server;
-    let mut c = format!("# {HEADER}\n# Run: dnsmasq --conf-file={}\n", out.join("dnsmasq.conf").display());
-    match &server.interface {
+fn dnsmasq(lab: &Lab, options: Options, out: &Path, role: Role) -> String {
+    let (address, interface) = own(lab, role);
+    let mut c = format!("# {HEADER}\n# Run: dnsmasq --conf-file={}\n", out.join(role.files().0).display());
+    if role == Role::Peer {
+        c.push_str("# On the peer, with a copy of this directory at the same path (rsync after each render).\n");
+    }
+    match interface {
         Some(interface) => {
             let _ = write!(c, "interface={interface}\nexcept-interface=lo\n");
         }
         None => {
-            let _ = writeln!(c, "listen-address={}", server.address.0);
+            let _ = writeln!(c, "listen-address={address}");
         }
     }
     c.push_str("bind-interfaces\nno-resolv\nno-hosts\n");
@@ -472,9 +557,9 @@ fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
         c.push_str("dhcp-authoritative\n");
         for subnet in subnets_sorted(lab) {
             let tag = subnet_tag(subnet);
-            match subnet.dynamic {
-                Some([start, end]) => {
-                    let _ = writeln!(c, "dhcp-range=set:{tag},{},{},{},12h", start.0, end.0, subnet.network.netmask());
+            match dynamic_range(lab, subnet, role) {
+                Some((start, end)) => {
+                    let _ = writeln!(c, "dhcp-range=set:{tag},{start},{end},{},12h", subnet.network.netmask());
                 }
                 None => {
                     let _ = writeln!(
@@ -488,7 +573,11 @@ fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
             if let Some(router) = subnet.router {
                 let _ = writeln!(c, "dhcp-option=tag:{tag},option:router,{}", router.0);
             }
-            let _ = writeln!(c, "dhcp-option=tag:{tag},option:dns-server,{}", join(&dns_servers(lab, subnet), ","));
+            let _ = writeln!(
+                c,
+                "dhcp-option=tag:{tag},option:dns-server,{}",
+                join(&dns_servers_of(lab, subnet, role), ",")
+            );
             let _ = writeln!(c, "dhcp-option=tag:{tag},option:domain-name,{}", subnet.domain);
             if !subnet.syslog.is_empty() {
                 let _ = writeln!(c, "dhcp-option=tag:{tag},option:log-server,{}", join(&log_servers(subnet), ","));
@@ -508,6 +597,7 @@ fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
                     let _ = writeln!(c, "dhcp-boot=tag:img-{},{arch},{}", image.name, boot_file(lab, image, firmware));
                 }
             }
+            let _ = writeln!(c, "dhcp-option=tag:img-{},option:root-path,\"{}\"", image.name, root_path(lab, image));
         }
         for subnet in subnets_sorted(lab) {
             let Some(image) = subnet.image.as_deref().and_then(|i| lab.image(i)) else { continue };
@@ -538,8 +628,8 @@ fn isc_filename(lab: &Lab, image: &Image, indent: &str) -> String {
     }
 }
 
-fn dhcpd(lab: &Lab) -> String {
-    let server = lab.file.server.address.0;
+fn dhcpd(lab: &Lab, role: Role) -> String {
+    let server = own(lab, role).0;
     let mut c = format!(
         "# {HEADER}\ndefault-lease-time 604800;\nmax-lease-time 604800;\nddns-update-style none;\nauthoritative;\n\
          option arch code 93 = unsigned integer 16;\n"
@@ -559,14 +649,14 @@ fn dhcpd(lab: &Lab) -> String {
         let _ = write!(
             c,
             "  option domain-name-servers {};\n  option domain-name \"{}\";\n  next-server {server};\n",
-            join(&dns_servers(lab, subnet), ", "),
+            join(&dns_servers_of(lab, subnet, role), ", "),
             subnet.domain
         );
         if !subnet.syslog.is_empty() {
             let _ = writeln!(c, "  option log-servers {};", join(&log_servers(subnet), ", "));
         }
-        if let Some([start, end]) = subnet.dynamic {
-            let _ = writeln!(c, "  range {} {};", start.0, end.0);
+        if let Some((start, end)) = dynamic_range(lab, subnet, role) {
+            let _ = writeln!(c, "  range {start} {end};");
             if let Some(image) = subnet.image.as_deref().and_then(|i| lab.image(i)) {
                 c.push_str(&isc_filename(lab, image, "  "));
             }
@@ -574,7 +664,12 @@ fn dhcpd(lab: &Lab) -> String {
         c.push_str("}\n");
     }
     for image in lab.images() {
-        let _ = write!(c, "\n# image {}\ngroup {{\n  next-server {server};\n", image.name);
+        let _ = write!(
+            c,
+            "\n# image {}\ngroup {{\n  next-server {server};\n  option root-path \"{}\";\n",
+            image.name,
+            root_path(lab, image)
+        );
         c.push_str(&isc_filename(lab, image, "  "));
         for host in lab.hosts.iter().filter(|h| h.image == image.name) {
             let _ = write!(

@@ -10,6 +10,11 @@
 //! interface = "br0"                # optional: dnsmasq serves only this interface
 //! http = "http://10.77.0.1/diskless"   # optional: kernels and initrds over HTTP (nginx.conf)
 //!
+//! [peer]                           # optional: a second server answering DHCP, DNS and TFTP
+//! address = "10.77.0.2"            # (dnsmasq-peer.conf / dhcpd-peer.conf; see below)
+//! name = "server2"
+//! interface = "br0"                # optional, as server.interface
+//!
 //! [loaders]                        # optional; where the boot loaders are taken from
 //! pxelinux = "/usr/lib/PXELINUX/pxelinux.0"                       # package pxelinux
 //! lpxelinux = "/usr/lib/PXELINUX/lpxelinux.0"                     # the same, with HTTP
@@ -35,6 +40,7 @@
 //! firmware = ["bios", "uefi"]      # which clients it serves (DHCP option 93)
 //! params = "console=ttyS0,115200"  # optional: kernel parameters of every client
 //! nfs_options = "vers=3"           # optional: appended to nfsroot=
+//! nfs_servers = ["10.77.0.1", "10.77.0.2"]  # optional: servers holding the same export
 //! maintenance = "10.77.0.5"        # optional: the one host that mounts it read-write
 //! secure_boot = true               # optional: UEFI clients boot shim -> signed GRUB -> signed kernel
 //!
@@ -51,6 +57,28 @@
 //! image = "debian"                 # optional when the group gives one
 //! params = "diskless.debug"        # optional: replaces the group's
 //! ```
+//!
+//! `nfs_servers` lists the NFS servers that hold the image's export (default: the
+//! server's address alone). The clients' command lines name them joined by `+`
+//! (`nfsroot=10.77.0.1+10.77.0.2:/srv/diskless/debian`), and so does the root-path
+//! (DHCP option 17) handed to the image's hosts; each client starts at its address
+//! modulo their number and moves on from a server that does not answer (see
+//! `root::parse`). Keeping the copies identical (rsync after each change of the
+//! image) is the administrator's; every server exports it read-only.
+//!
+//! `[peer]` is a second DHCP server, so that a lab still boots while one server is
+//! down: render writes `dnsmasq-peer.conf` (or `dhcpd-peer.conf` with `--dhcp isc`)
+//! beside the server's. Both give every host of the lab file the same fixed address,
+//! options and boot file, so whichever answers first the client gets the same lease;
+//! the subnet's `dynamic` range is split in two halves, the lower for the server and
+//! the upper for the peer, so two servers never lend one address to two unknown
+//! machines. Each gives itself as next-server (TFTP) and first DNS server, the other
+//! second. The peer needs a copy of the output directory at the same path (TFTP root,
+//! kernels, initrds), e.g. by rsync after every render. No lease database is shared:
+//! a lab's machines are in the lab file, and for them there is nothing to share (this
+//! is why a pair of independent servers rather than ISC's failover protocol, which
+//! needs both peers' clocks and states in step and an operator's partner-down
+//! command before one server may lend the other's addresses).
 //!
 //! `secure_boot = true` serves the image's UEFI clients through the distribution's
 //! signed chain, so that machines with Secure Boot on start it (machines with it off
@@ -85,6 +113,22 @@ pub struct LabFile {
     pub groups: Vec<Group>,
     #[serde(default, rename = "host")]
     pub hosts: Vec<Host>,
+    /// A second server answering DHCP, DNS and TFTP like [`LabFile::server`].
+    pub peer: Option<Peer>,
+}
+
+/// `[peer]`: the second DHCP (and DNS, TFTP) server of the pair.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub address: Addr,
+    #[serde(default = "default_peer_name")]
+    pub name: String,
+    pub interface: Option<String>,
+}
+
+fn default_peer_name() -> String {
+    "server2".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -191,6 +235,10 @@ pub struct Image {
     #[serde(default)]
     pub params: String,
     pub nfs_options: Option<String>,
+    /// The NFS servers holding the export, in the order of the list clients rotate
+    /// (default: the server's address).
+    #[serde(default)]
+    pub nfs_servers: Vec<Addr>,
     pub maintenance: Option<Addr>,
     /// UEFI clients boot through shim and the signed GRUB (see the module docs).
     #[serde(default)]
