@@ -77,6 +77,7 @@ const NETBOOT_NAMES: &[(&str, &[&str])] = &[
     ("virtual machines", &["virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "virtio_mmio"]),
     ("NFS root", &["nfs", "nfsv3", "nfsv4"]),
     ("overlay mode", &["overlay"]),
+    ("scratch disk as a cache of the image (diskless.fscache)", &["cachefiles"]),
     // ata_piix: Intel SATA controllers set to legacy IDE mode in the firmware, common in lab PCs.
     ("scratch disk controllers", &["ahci", "ata_piix", "ata_generic", "nvme", "sd_mod"]),
     ("USB disks", &["xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "usb_storage", "uas"]),

@@ -25,8 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use qemu_tests::kernel::Kernel;
@@ -34,8 +33,7 @@ use qemu_tests::lab::{LabHost, LabServer, LabSpec};
 use qemu_tests::netns::Netns;
 use qemu_tests::nfs::ImageReport;
 use qemu_tests::paths::{log_dir, workspace_root};
-use qemu_tests::pcap::{self, Traffic};
-use qemu_tests::process::ChildGuard;
+use qemu_tests::pcap::{self, Tcpdump, Traffic};
 use qemu_tests::pxe::BASE_APPEND;
 use qemu_tests::vm::{Firmware, RunningVm, Vm};
 
@@ -263,45 +261,6 @@ fn ticks_to_seconds(ticks: u64) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     ticks as f64 / per_second.max(1) as f64
-}
-
-/// tcpdump writing the bridge's frames to a file, each frame flushed as it comes.
-struct Tcpdump {
-    child: ChildGuard,
-}
-
-impl Tcpdump {
-    fn start(ns: &Netns, file: &Path, messages: &Path) -> Result<Tcpdump, String> {
-        let _ = std::fs::remove_file(file);
-        let out = std::fs::File::create(messages).map_err(|e| format!("create {}: {e}", messages.display()))?;
-        let mut cmd = ns.command("tcpdump");
-        // -Z root: tcpdump otherwise drops to its own user, which cannot write here.
-        cmd.args(["-i", "br0", "-U", "-s", "0", "-Z", "root", "-w"])
-            .arg(file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(out);
-        let child = ChildGuard::spawn(cmd, "tcpdump on the lab bridge").map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(messages).unwrap_or_default().contains("listening on") {
-            if Instant::now() > deadline {
-                return Err(format!("tcpdump did not start listening; see {}", messages.display()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(Tcpdump { child })
-    }
-
-    /// Ends the capture with SIGTERM so the file is complete.
-    fn stop(mut self) {
-        // SAFETY: kill(2) of the process group of the tcpdump we started.
-        unsafe {
-            libc::kill(-(self.child.pid() as libc::pid_t), libc::SIGTERM);
-        }
-        if self.child.wait_timeout(Duration::from_secs(5)).is_none() {
-            self.child.kill();
-        }
-    }
 }
 
 fn fail(message: &str) -> ! {

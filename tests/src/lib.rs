@@ -31,6 +31,7 @@
 pub mod bad_dhcp;
 pub mod bind;
 pub mod build;
+pub mod cache_boot;
 pub mod console;
 pub mod dhcpd;
 pub mod dnsmasq;

@@ -19,6 +19,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::netns::Netns;
+use crate::process::ChildGuard;
 
 use crate::error::{Error, Result};
 
@@ -357,6 +362,45 @@ fn procedure_name(program: u32, version: u32, procedure: u32) -> String {
         _ => &[],
     };
     table.get(procedure as usize).map_or_else(|| format!("proc{procedure}"), |n| n.to_string())
+}
+
+/// tcpdump writing the bridge's frames to a file, each frame flushed as it comes.
+pub struct Tcpdump {
+    child: ChildGuard,
+}
+
+impl Tcpdump {
+    pub fn start(ns: &Netns, file: &Path, messages: &Path) -> std::result::Result<Tcpdump, String> {
+        let _ = std::fs::remove_file(file);
+        let out = std::fs::File::create(messages).map_err(|e| format!("create {}: {e}", messages.display()))?;
+        let mut cmd = ns.command("tcpdump");
+        // -Z root: tcpdump otherwise drops to its own user, which cannot write here.
+        cmd.args(["-i", "br0", "-U", "-s", "0", "-Z", "root", "-w"])
+            .arg(file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(out);
+        let child = ChildGuard::spawn(cmd, "tcpdump on the lab bridge").map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(messages).unwrap_or_default().contains("listening on") {
+            if Instant::now() > deadline {
+                return Err(format!("tcpdump did not start listening; see {}", messages.display()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Tcpdump { child })
+    }
+
+    /// Ends the capture with SIGTERM so the file is complete.
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) of the process group of the tcpdump we started.
+        unsafe {
+            libc::kill(-(self.child.pid() as libc::pid_t), libc::SIGTERM);
+        }
+        if self.child.wait_timeout(Duration::from_secs(5)).is_none() {
+            self.child.kill();
+        }
+    }
 }
 
 #[cfg(test)]

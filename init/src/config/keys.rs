@@ -148,6 +148,12 @@ pub(super) const KEYS: &[Key] = &[
         show: |c| c.scratch.swap.to_string(),
         before_root: false,
     },
+    Key {
+        name: "scratch.cache",
+        set: Setter::Bool(|c, v| c.scratch.cache = v),
+        show: |c| c.scratch.cache.to_string(),
+        before_root: false,
+    },
 ];
 
 const MODES: &[(&str, Mode)] = &[("symlink", Mode::Symlink), ("overlay", Mode::Overlay)];

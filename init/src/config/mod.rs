@@ -117,6 +117,9 @@ pub struct Scratch {
     pub wipe: bool,
     /// `swapon` every partition with a swap signature.
     pub swap: bool,
+    /// The scratch filesystem as the image's FS-Cache (needs `fsc` on the root mount).
+    #[serde(default)]
+    pub cache: bool,
 }
 
 /// The effective configuration of this boot.
@@ -175,6 +178,7 @@ impl Default for Config {
                 label: "scratch".into(),
                 mountpoint: PathBuf::from("/mnt/scratch"),
                 wipe: false,
+                cache: false,
                 swap: true,
             },
             carrier_timeout: 10,
