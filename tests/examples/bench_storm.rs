@@ -10,6 +10,8 @@
 //! Every client must reach its image with its own host name (ours also with the lab
 //! layer), or the benchmark stops naming the console log. It prints, per storm:
 //!   - each client's seconds from the storm's start to its image's first line;
+//!     with `--http`, kernel and initrd come from nginx (`server.http`), TFTP sends
+//!     only the loader;
 //!   - DHCP messages and RPC calls the clients sent again, TCP segments sent again,
 //!     and the kernel's `nfs: server ... not responding` lines (timeouts seen);
 //!   - per boot (the storm's totals / N): frames and kilobytes by protocol, the RPC
@@ -21,7 +23,7 @@
 //! a real lab; the server's figures (bytes, packets, calls, CPU) are what extrapolate.
 //! It asserts nothing about the figures.
 //!
-//! Usage: `qemu/bench-storm [--sizes 1,2,4,8] [ours|initramfs-tools|dracut ...]`.
+//! Usage: `qemu/bench-storm [--sizes 1,2,4,8] [--http] [ours|initramfs-tools|dracut ...]`.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -39,7 +41,7 @@ use qemu_tests::vm::{Firmware, RunningVm, Vm};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 /// Protocols in the order the table prints them.
-const PROTOCOLS: [&str; 9] = ["DHCP", "DNS", "TFTP", "NFS", "MOUNT", "RPCBIND", "ARP", "IPv6", "other"];
+const PROTOCOLS: [&str; 10] = ["DHCP", "DNS", "TFTP", "HTTP", "NFS", "MOUNT", "RPCBIND", "ARP", "IPv6", "other"];
 
 /// One initrd under test: how its clients boot.
 struct Initrd {
@@ -88,6 +90,7 @@ fn initrds(wanted: &[String]) -> Vec<Initrd> {
 fn main() {
     let mut sizes = vec![1usize, 2, 4, 8];
     let mut wanted = Vec::new();
+    let mut http = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -99,22 +102,24 @@ fn main() {
                     .collect::<Option<_>>()
                     .unwrap_or_else(|| fail(&format!("--sizes {list:?}: give storm sizes from 1 to 37, e.g. 1,2,4,8")));
             }
+            "--http" => http = true,
             "ours" | "initramfs-tools" | "dracut" => wanted.push(arg),
             other => fail(&format!(
-                "unknown argument {other:?}; usage: qemu/bench-storm [--sizes 1,2,4,8] [ours|initramfs-tools|dracut ...]"
+                "unknown argument {other:?}; usage: qemu/bench-storm [--sizes 1,2,4,8] [--http] [ours|initramfs-tools|dracut ...]"
             )),
         }
     }
     let kernel = Kernel::cached();
     println!(
-        "bench-storm: kernel {}, busybox image over NFS, BIOS PXE clients (TCG, 1 vCPU each) started together",
-        kernel.version
+        "bench-storm: kernel {}, busybox image over NFS, BIOS PXE clients (TCG, 1 vCPU each) started together, kernel and initrd over {}",
+        kernel.version,
+        if http { "HTTP (nginx)" } else { "TFTP" }
     );
     let mut per_boot: Vec<(String, usize, Traffic, BTreeMap<String, f64>)> = Vec::new();
     for initrd in initrds(&wanted) {
         for &n in &sizes {
             // The lab is dropped (servers ended, namespace removed) before a failure exits.
-            let (traffic, cpu) = storm(&initrd, n).unwrap_or_else(|e| fail(&e));
+            let (traffic, cpu) = storm(&initrd, n, http).unwrap_or_else(|e| fail(&e));
             per_boot.push((initrd.name.to_string(), n, traffic, cpu));
         }
     }
@@ -154,13 +159,14 @@ fn main() {
 
 /// Boots `n` clients of `initrd` at once; prints the storm's line and returns its
 /// capture and the server processes' CPU seconds.
-fn storm(initrd: &Initrd, n: usize) -> Result<(Traffic, BTreeMap<String, f64>), String> {
-    let name = format!("bench-storm-{}-{n}", initrd.name);
+fn storm(initrd: &Initrd, n: usize, http: bool) -> Result<(Traffic, BTreeMap<String, f64>), String> {
+    let name = format!("bench-storm-{}{}-{n}", initrd.name, if http { "-http" } else { "" });
     let spec = LabSpec {
         hosts: LabHost::room(n),
         params: initrd.params.clone(),
         nfs_options: initrd.nfs_options.to_string(),
         initrd: initrd.file.clone(),
+        http,
         ..LabSpec::new(&["bios"])
     };
     let lab = LabServer::start(&name, &spec).map_err(|e| e.to_string())?;
@@ -211,6 +217,9 @@ fn storm(initrd: &Initrd, n: usize) -> Result<(Traffic, BTreeMap<String, f64>), 
         traffic.tcp_retransmissions,
         capture.display()
     );
+    let each: Vec<String> =
+        lab.hosts.iter().zip(&image_times).map(|(host, s)| format!("{} {s:.1}", host.name)).collect();
+    println!("{:<16}   each client's image line, s: {}", "", each.join(", "));
     let cpu = after
         .iter()
         .map(|(comm, ticks)| (comm.clone(), ticks_to_seconds(ticks - before.get(comm).copied().unwrap_or(0))))
