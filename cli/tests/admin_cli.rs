@@ -77,6 +77,7 @@ fn boot_record() -> BootRecord {
     let identity = Identity { hostname: "pc-1".into(), fqdn: None, domain: None, source: NameSource::Dhcp, lost: None };
     let root = NfsRoot {
         server: Ipv4Addr::new(10, 0, 0, 1),
+        servers: vec![Ipv4Addr::new(10, 0, 0, 1)],
         server_source: ServerSource::NextServer,
         path: "/srv/root".into(),
         version: Version::Auto,

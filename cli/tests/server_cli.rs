@@ -207,7 +207,7 @@ fn kernel_switches_both_links_builds_the_initrd_with_mkinitramfs_and_names_what_
     fs::create_dir_all(export.join(format!("lib/modules/{NEW}"))).unwrap();
     let init = dir.path().join("init");
     // An x86-64 ELF header: mkinitramfs checks the init's machine against the kernel's.
-    fs::write(&init, b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0an init").unwrap();
+    fs::write(&init, modules_db::elf::ARCHITECTURES[0].0.identity_header()).unwrap();
     let init_s = init.to_str().unwrap();
     let o = diskless(&["server", "kernel", "--lab", lab, "--root", root_s, "--init", init_s, "debian", NEW]);
     let text = out(&o);

@@ -8,6 +8,7 @@ pub mod context;
 pub mod early;
 pub mod failure;
 pub mod files;
+pub mod fscache;
 pub mod handoff;
 pub mod hardware;
 pub mod image;

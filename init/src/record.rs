@@ -200,6 +200,7 @@ pub(crate) mod tests {
         let root = Mounted {
             root: NfsRoot {
                 server: ip(1),
+                servers: vec![ip(1)],
                 server_source: ServerSource::Given,
                 path: "/export".into(),
                 version: Version::V4(1),

@@ -89,6 +89,9 @@ const NETBOOT_NAMES: &[(&str, Place, &[&str])] = &[
     ("virtual machines' disks", Place::Image, &["virtio_blk", "virtio_scsi"]),
     ("NFS root", Place::Archive, &["nfs", "nfsv3", "nfsv4"]),
     ("overlay mode", Place::Image, &["overlay"]),
+    // Bound after the local stage, when the scratch filesystem is mounted: the image's
+    // modules are in by then, so it stays out of the archive.
+    ("scratch disk as a cache of the image (scratch.cache)", Place::Image, &["cachefiles"]),
     // ata_piix: Intel SATA controllers set to legacy IDE mode in the firmware, common in lab PCs.
     ("scratch disk controllers", Place::Image, &["ahci", "ata_piix", "ata_generic", "nvme", "sd_mod"]),
     ("USB host controllers", Place::WithUsbNics, &["xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd"]),

@@ -10,7 +10,10 @@ const VERSION: &str = "6.1.0-test";
 
 /// An "init": an x86-64 ELF header (what mkinitramfs checks against the modules'
 /// architecture) and nothing behind it.
-const FAKE_INIT: &[u8] = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0fake init";
+fn fake_init() -> Vec<u8> {
+    let x86_64 = modules_db::elf::ARCHITECTURES[0].0;
+    [&x86_64.identity_header()[..], b"fake init"].concat()
+}
 
 /// A minimal relocatable ELF64 object with a `.modinfo` section holding `pairs`.
 fn module_elf(pairs: &[&str]) -> Vec<u8> {
@@ -83,7 +86,7 @@ impl Tree {
         let firmware = tree.path("lib/firmware/fake");
         std::fs::create_dir_all(&firmware).unwrap();
         std::fs::write(firmware.join("nic.bin"), b"firmware blob").unwrap();
-        std::fs::write(tree.path("init"), FAKE_INIT).unwrap();
+        std::fs::write(tree.path("init"), fake_init()).unwrap();
         tree
     }
 
@@ -170,7 +173,7 @@ fn good_tree_builds_archive_with_profile_modules_dependencies_and_firmware() {
     assert!(module("ext4").in_image() && module("fakesnd").in_image(), "every module of the kernel is known");
     assert!(!module("fakenic").in_image());
     assert_eq!(find("lib/firmware/fake/nic.bin").unwrap().kind, EntryKind::File(b"firmware blob".to_vec()));
-    assert_eq!(find("init").unwrap().kind, EntryKind::File(FAKE_INIT.to_vec()));
+    assert_eq!(find("init").unwrap().kind, EntryKind::File(fake_init()));
     assert_eq!(find("dev/console").unwrap().kind, EntryKind::CharDevice { major: 5, minor: 1 });
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(tree.path("out.img")).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o644, "TFTP servers need a world-readable image");
@@ -400,9 +403,8 @@ fn list_shows_entries_and_names_a_corrupt_file() {
 #[test]
 fn an_init_of_another_architecture_than_the_kernel_is_refused_naming_both() {
     let tree = Tree::new();
-    let mut aarch64_init = FAKE_INIT.to_vec();
-    aarch64_init[18..20].copy_from_slice(&183u16.to_le_bytes());
-    std::fs::write(tree.path("init"), aarch64_init).unwrap();
+    let aarch64 = modules_db::elf::ARCHITECTURES.iter().find(|(arch, _, _)| arch.machine == 183).unwrap().0;
+    std::fs::write(tree.path("init"), aarch64.identity_header()).unwrap();
     assert_fails_with(
         &tree.run(&[]),
         &["aarch64 (ARM64)", "is x86-64", &tree.path("init").display().to_string(), "qemu/build-inits"],

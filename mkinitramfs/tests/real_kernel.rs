@@ -26,7 +26,7 @@ fn build(kernel: &Kernel, extra: &[&str]) -> (Vec<u8>, String) {
     let dir = tempfile::tempdir().unwrap();
     let init = dir.path().join("init");
     // An x86-64 ELF header: mkinitramfs checks it against the modules' architecture.
-    std::fs::write(&init, b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0test init").unwrap();
+    std::fs::write(&init, modules_db::elf::ARCHITECTURES[0].0.identity_header()).unwrap();
     let out = dir.path().join("initrd.img");
     let output = Command::new(env!("CARGO_BIN_EXE_mkinitramfs"))
         .args(["-b", kernel.basedir.to_str().unwrap(), "--init", init.to_str().unwrap()])

@@ -54,6 +54,25 @@ impl ElfArch {
         Ok(ElfArch { class64, big_endian, machine })
     }
 
+    /// The first 20 bytes of an executable of this architecture (identity, type
+    /// `ET_EXEC`, machine): what [`ElfArch::of`] reads back, and all a stand-in init
+    /// needs to pass mkinitramfs' architecture check in tests.
+    pub fn identity_header(&self) -> [u8; 20] {
+        let mut header = [0u8; 20];
+        header[..4].copy_from_slice(b"\x7fELF");
+        header[4] = if self.class64 { 2 } else { 1 };
+        header[5] = if self.big_endian { 2 } else { 1 };
+        header[6] = 1; // EI_VERSION
+        let (kind, machine) = if self.big_endian {
+            (2u16.to_be_bytes(), self.machine.to_be_bytes())
+        } else {
+            (2u16.to_le_bytes(), self.machine.to_le_bytes())
+        };
+        header[16..18].copy_from_slice(&kind);
+        header[18..20].copy_from_slice(&machine);
+        header
+    }
+
     /// The Rust target triple init is built for on this architecture, if diskless has one.
     pub fn triple(&self) -> Option<&'static str> {
         ARCHITECTURES.iter().find(|(arch, _, _)| arch == self).map(|(_, triple, _)| *triple)
@@ -96,6 +115,15 @@ mod tests {
         assert_eq!(big, ElfArch { class64: true, big_endian: true, machine: 21 });
         assert_eq!(big.triple(), None, "big-endian ppc64 is not ppc64le");
         assert_eq!(big.to_string(), "ELF machine 21 (64-bit, big endian)");
+    }
+
+    #[test]
+    fn identity_header_reads_back_as_its_architecture() {
+        for (arch, _, _) in ARCHITECTURES {
+            assert_eq!(ElfArch::of(&arch.identity_header()), Ok(*arch));
+        }
+        let big = ElfArch { class64: true, big_endian: true, machine: 21 };
+        assert_eq!(ElfArch::of(&big.identity_header()), Ok(big));
     }
 
     #[test]

@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use qemu_tests::lab::{HOST, LabServer};
+use qemu_tests::lab::{HOST, LabServer, LabSpec};
 use qemu_tests::nfs::ImageReport;
 use qemu_tests::vm::Firmware;
 
@@ -38,7 +38,8 @@ fn main() {
     println!("{:<6} {:<6} {:>4} {:>9} {:>9}", "files", "client", "run", "kernel_s", "image_s");
     for (mode, http) in MODES {
         let name = format!("bench-pxe-{mode}");
-        let lab = LabServer::start(&name, &["bios", "uefi"], http).unwrap_or_else(|e| fail(&e.to_string()));
+        let lab = LabServer::start(&name, &LabSpec { http, ..LabSpec::new(&["bios", "uefi"]) })
+            .unwrap_or_else(|e| fail(&e.to_string()));
         for (client, firmware) in FIRMWARE {
             let mut times = Vec::new();
             for run in 1..=runs {

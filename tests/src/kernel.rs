@@ -18,7 +18,7 @@ pub struct Kernel {
     /// The `-b` base directory for mkinitramfs/depmod: modules are under
     /// `<basedir>/lib/modules/<version>`.
     pub basedir: PathBuf,
-    /// The bzImage.
+    /// The kernel image the loaders boot (`vmlinuz-VERSION`, or POWER's `vmlinux-VERSION`).
     pub vmlinuz: PathBuf,
 }
 
@@ -35,7 +35,13 @@ impl Kernel {
             .trim()
             .to_string();
         let basedir = cache.join("root");
-        let vmlinuz = basedir.join("boot").join(format!("vmlinuz-{version}"));
+        // POWER's Debian kernel is an uncompressed ELF, vmlinux-VERSION.
+        let boot = basedir.join("boot");
+        let vmlinuz = ["vmlinuz", "vmlinux"]
+            .iter()
+            .map(|stem| boot.join(format!("{stem}-{version}")))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| boot.join(format!("vmlinuz-{version}")));
         if !vmlinuz.is_file() {
             return Err(Error::Missing { what: "kernel image".into(), path: vmlinuz, hint: HINT.into() });
         }
@@ -64,6 +70,13 @@ impl Kernel {
     pub fn modules_dir(&self) -> PathBuf {
         self.basedir.join("lib/modules").join(&self.version)
     }
+}
+
+/// The Debian kernel of another client architecture that `qemu/setup` unpacked into
+/// `qemu/.cache/kernels/<debarch>/` (`i386`, `arm64`, `ppc64el`), laid out as the
+/// cached one.
+pub fn foreign(debarch: &str) -> Result<Kernel> {
+    Kernel::locate(&workspace_root().join("qemu/.cache/kernels").join(debarch))
 }
 
 /// `<workspace>/qemu/.cache/kernel`.

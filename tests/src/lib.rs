@@ -23,6 +23,7 @@
 //! - [`nginx`]: nginx serving a site file inside a namespace, with its access log.
 //! - [`lab`]: a lab's servers running from `diskless server render`'s files.
 //! - [`paths`]: workspace, target, log and scratch directories.
+//! - [`foreign`]: the clients of the other architectures: kernels, inits, busybox images.
 //! - [`secureboot`]: Debian's signed shim and GRUB for Secure Boot clients under OVMF.
 //! - [`bad_dhcp`]: a scripted DHCP server that answers with malformed replies.
 //! - [`rsyslog`]: rsyslogd receiving syslog over UDP into files of the test, inside a namespace.
@@ -30,10 +31,12 @@
 pub mod bad_dhcp;
 pub mod bind;
 pub mod build;
+pub mod cache_boot;
 pub mod console;
 pub mod dhcpd;
 pub mod dnsmasq;
 pub mod error;
+pub mod foreign;
 pub mod image;
 pub mod kernel;
 pub mod lab;
@@ -41,6 +44,7 @@ pub mod netns;
 pub mod nfs;
 pub mod nginx;
 pub mod paths;
+pub mod pcap;
 pub mod process;
 pub mod pxe;
 pub mod rsyslog;

@@ -157,6 +157,19 @@ impl Netns {
         other.link_up(remote)
     }
 
+    /// Another machine on this namespace's `bridge`: a new namespace (`prefix`, as in
+    /// [`Netns::new`]) joined to the bridge by a veth pair (`local` here on the bridge,
+    /// `remote` there with address `cidr`), so that it has its own MAC, addresses and
+    /// ports (a second rpcbind on 111, a second DHCP server on 67). Drop it before this
+    /// namespace.
+    pub fn machine_on(&self, bridge: &str, prefix: &str, (local, remote): (&str, &str), cidr: &str) -> Result<Netns> {
+        let other = Netns::new(prefix)?;
+        self.add_veth_to(local, &other, remote)?;
+        self.set_master(local, bridge)?;
+        other.add_addr(remote, cidr)?;
+        Ok(other)
+    }
+
     /// Attaches an existing link of this namespace to `bridge`.
     pub fn set_master(&self, dev: &str, bridge: &str) -> Result<()> {
         self.ip(&["link", "set", dev, "master", bridge]).map(drop)

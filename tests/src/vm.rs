@@ -26,6 +26,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::console::ConsoleLog;
@@ -50,6 +51,26 @@ pub enum Machine {
     Pc,
     /// Q35 + ICH9, PCIe (`-machine q35`).
     Q35,
+    /// A 32-bit PC: `qemu-system-i386 -machine pc` (i440FX, SeaBIOS), for the i686 kernel.
+    Pc32,
+    /// ARM64 `qemu-system-aarch64 -machine virt` (PCIe host bridge, PL011 `ttyAMA0`,
+    /// platform devices from the device tree), a Cortex-A57. Boots with [`Firmware::Aavmf`].
+    Virt,
+    /// POWER `qemu-system-ppc64 -machine pseries` (PCI host bridge, the `vio` bus with
+    /// the console `hvc0` and `spapr-vlan` NICs), with QEMU's SLOF ([`Firmware::Slof`]).
+    Pseries,
+}
+
+impl Machine {
+    /// The QEMU program that emulates this machine.
+    pub fn qemu(self) -> &'static str {
+        match self {
+            Machine::Pc | Machine::Q35 => "qemu-system-x86_64",
+            Machine::Pc32 => "qemu-system-i386",
+            Machine::Virt => "qemu-system-aarch64",
+            Machine::Pseries => "qemu-system-ppc64",
+        }
+    }
 }
 
 /// The VM's firmware.
@@ -63,6 +84,10 @@ pub enum Firmware {
     /// Microsoft) starts and unsigned loaders get "Access Denied". Needs
     /// [`Machine::Q35`]: the firmware guards its variables with SMM.
     UefiSecureBoot,
+    /// AAVMF, OVMF's ARM64 build (package qemu-efi-aarch64), for [`Machine::Virt`].
+    Aavmf,
+    /// SLOF, the OpenFirmware QEMU ships for [`Machine::Pseries`] (its default).
+    Slof,
 }
 
 /// OVMF's files (package `ovmf`): code and the variable store it starts from.
@@ -84,6 +109,10 @@ impl Firmware {
                 code: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
                 vars: "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
             }),
+            Firmware::Aavmf => {
+                Some(OvmfFiles { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" })
+            }
+            Firmware::Slof => None,
         }
     }
 }
@@ -307,13 +336,14 @@ impl Vm {
     /// The QEMU command line, with disk files placed in `dir` and the console in `log`.
     /// Creates the blank disk files.
     pub fn command(&self, dir: &Path, log: &Path) -> Result<Command> {
+        let qemu = self.machine.qemu();
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                c.args(["netns", "exec", ns, qemu]);
                 c
             }
-            None => Command::new("qemu-system-x86_64"),
+            None => Command::new(qemu),
         };
         let machine = match (self.machine, self.firmware) {
             (Machine::Pc, Firmware::UefiSecureBoot) => {
@@ -325,11 +355,25 @@ impl Vm {
             (Machine::Pc, _) => "pc",
             (Machine::Q35, Firmware::UefiSecureBoot) => "q35,smm=on",
             (Machine::Q35, _) => "q35",
+            (Machine::Pc32, _) => "pc",
+            (Machine::Virt, Firmware::Aavmf) => "virt",
+            (Machine::Pseries, Firmware::Slof) => "pseries",
+            (Machine::Virt | Machine::Pseries, firmware) => {
+                return Err(Error::Invalid {
+                    what: format!("VM {}", self.name),
+                    reason: format!(
+                        "{:?} boots with its own firmware (virt: Firmware::Aavmf, pseries: Firmware::Slof), not {firmware:?}",
+                        self.machine
+                    ),
+                });
+            }
         };
-        cmd.args(["-machine", machine, "-accel", "tcg", "-m", &self.memory_mib.to_string()])
-            .args(["-nographic", "-no-reboot", "-nodefaults"])
-            .arg("-serial")
-            .arg(format!("file:{}", log.display()));
+        cmd.args(["-machine", machine, "-accel", "tcg", "-m", &self.memory_mib.to_string()]);
+        if self.machine == Machine::Virt {
+            // virt has no default CPU model; one core of a common ARMv8.0 design.
+            cmd.args(["-cpu", "cortex-a57"]);
+        }
+        cmd.args(["-nographic", "-no-reboot", "-nodefaults"]).arg("-serial").arg(format!("file:{}", log.display()));
         if let Some(ovmf) = self.firmware.ovmf() {
             for path in [ovmf.code, ovmf.vars] {
                 if !Path::new(path).is_file() {
@@ -448,6 +492,19 @@ impl Vm {
 
     /// Boots the VM in the background (after taking a VM slot).
     pub fn spawn(self) -> Result<RunningVm> {
+        let slot = Arc::new(vec![VmSlot::acquire()?]);
+        self.spawn_holding(slot)
+    }
+
+    /// Boots `vms` at once, as a room switched on together (a boot storm): first
+    /// takes every VM slot, which the VMs hold until the last of them exits, so no
+    /// other VM shares the CPUs with the storm. Each VM's timeout counts from then.
+    pub fn spawn_all(vms: Vec<Vm>) -> Result<Vec<RunningVm>> {
+        let slots = Arc::new(VmSlot::acquire_all()?);
+        vms.into_iter().map(|vm| vm.spawn_holding(Arc::clone(&slots))).collect()
+    }
+
+    fn spawn_holding(self, slot: Arc<Vec<VmSlot>>) -> Result<RunningVm> {
         let log = self.log_path()?;
         let qemu_out = log.with_extension("qemu.txt");
         let _ = std::fs::remove_file(&log);
@@ -457,15 +514,16 @@ impl Vm {
             .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?;
         let mut cmd = self.command(dir.path(), &log)?;
 
-        let slot = VmSlot::acquire()?;
         let mut out = File::create(&qemu_out).map_err(|e| Error::io("create", &qemu_out, e))?;
         let _ = writeln!(out, "# {}", describe(&cmd));
         let err = out.try_clone().map_err(|e| Error::io("duplicate handle of", &qemu_out, e))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let child = ChildGuard::spawn(cmd, format!("QEMU for {}", self.name)).map_err(|e| match e {
-            Error::Command { command, detail, .. } => {
-                Error::Command { command, detail, hint: "is qemu-system-x86 installed? run qemu/setup".into() }
-            }
+            Error::Command { command, detail, .. } => Error::Command {
+                command,
+                detail,
+                hint: format!("is {} installed? run qemu/setup", self.machine.qemu()),
+            },
             other => other,
         })?;
         Ok(RunningVm { child, log, qemu_out, started: Instant::now(), timeout: self.timeout, _slot: slot, _dir: dir })
@@ -479,7 +537,7 @@ pub struct RunningVm {
     qemu_out: PathBuf,
     started: Instant,
     timeout: Duration,
-    _slot: VmSlot,
+    _slot: Arc<Vec<VmSlot>>,
     _dir: tempfile::TempDir,
 }
 
@@ -590,18 +648,25 @@ struct VmSlot {
 }
 
 impl VmSlot {
+    /// Every slot, for a storm. A storm first takes its own lock, so two storms never
+    /// hold a part of the slots each and wait for each other.
+    fn acquire_all() -> Result<Vec<VmSlot>> {
+        let path = Path::new("/tmp/diskless-qemu-storm.lock");
+        let storm = open_lock_file(path)?;
+        storm.lock().map_err(|e| Error::io("lock", path, e))?;
+        let mut slots: Vec<VmSlot> = (0..VM_SLOTS).map(|_| VmSlot::acquire()).collect::<Result<_>>()?;
+        // The storm lock is released with the last slot's holder.
+        slots.push(VmSlot { _file: storm });
+        Ok(slots)
+    }
+
     fn acquire() -> Result<VmSlot> {
         let paths: Vec<PathBuf> =
             (0..VM_SLOTS).map(|i| PathBuf::from(format!("/tmp/diskless-qemu-slot-{i}.lock"))).collect();
         let mut said = false;
         loop {
             for path in &paths {
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| Error::io("open VM slot lock", path, e))?;
+                let file = open_lock_file(path)?;
                 match file.try_lock() {
                     Ok(()) => return Ok(VmSlot { _file: file }),
                     Err(std::fs::TryLockError::WouldBlock) => {}
@@ -615,6 +680,16 @@ impl VmSlot {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+/// A lock file shared by every test process, created when missing.
+fn open_lock_file(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open lock file", path, e))
 }
 
 #[cfg(test)]
@@ -692,6 +767,28 @@ mod tests {
         assert!(a.contains("mac=52:54:00:00:00:01,bootindex=1,romfile= "), "{a}");
         assert!(a.contains("mac=52:54:00:00:00:02 ") || a.ends_with("mac=52:54:00:00:00:02"), "{a}");
         assert!(!a.contains("-boot n") && !a.contains("secure=on") && a.contains("-machine pc "), "{a}");
+    }
+
+    #[test]
+    fn the_other_architectures_run_their_own_qemu_with_their_own_firmware() {
+        let dir = tempfile::tempdir().unwrap();
+        let nic = || Nic::new("virtio-net-pci", "52:54:00:00:00:01");
+        let arm = Vm::new("t").machine(Machine::Virt).pxe().nic(nic().without_rom());
+        let e = arm.clone().command(dir.path(), Path::new("/l")).unwrap_err().to_string();
+        assert!(e.contains("Firmware::Aavmf"), "{e}");
+        let a = describe(&arm.firmware(Firmware::Aavmf).command(dir.path(), Path::new("/l")).unwrap());
+        assert!(a.starts_with("qemu-system-aarch64 -machine virt -accel tcg"), "{a}");
+        assert!(a.contains("-cpu cortex-a57") && a.contains("file=/usr/share/AAVMF/AAVMF_CODE.fd"), "{a}");
+        assert!(a.contains("mac=52:54:00:00:00:01,bootindex=1,romfile="), "{a}");
+        let power = Vm::new("t").machine(Machine::Pseries).firmware(Firmware::Slof).pxe();
+        let a = describe(
+            &power.nic(Nic::new("spapr-vlan", "52:54:00:00:00:02")).command(dir.path(), Path::new("/l")).unwrap(),
+        );
+        assert!(a.starts_with("qemu-system-ppc64 -machine pseries ") && !a.contains("pflash"), "{a}");
+        assert!(a.contains("spapr-vlan,netdev=n0,mac=52:54:00:00:00:02,bootindex=1"), "SLOF boots its first NIC: {a}");
+        let pc32 = Vm::new("t").machine(Machine::Pc32).pxe().nic(nic());
+        let a = describe(&pc32.command(dir.path(), Path::new("/l")).unwrap());
+        assert!(a.starts_with("qemu-system-i386 -machine pc ") && a.contains("-boot n"), "{a}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use qemu_tests::lab::{HTTP_URL, LabServer};
+use qemu_tests::lab::{HTTP_URL, LabServer, LabSpec};
 use qemu_tests::nfs::ImageReport;
 use qemu_tests::vm::Firmware;
 
@@ -24,7 +24,7 @@ fn with_server_http_a_uefi_client_gets_only_grub_over_tftp_and_kernel_and_initrd
 /// A client with `firmware` of a lab with server.http boots its image with its name;
 /// nginx's access log has kernel and initrd, dnsmasq's TFTP sent `loader` files only.
 fn assert_boots_over_http(name: &str, firmware: Firmware, loader: &[&str]) {
-    let lab = LabServer::start(name, &["bios", "uefi"], true).unwrap();
+    let lab = LabServer::start(name, &LabSpec { http: true, ..LabSpec::new(&["bios", "uefi"]) }).unwrap();
     let run = lab.client(name, firmware).timeout(Duration::from_secs(300)).run().unwrap();
     let report = ImageReport(&run.log);
     report.assert_done();

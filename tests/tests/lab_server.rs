@@ -23,158 +23,32 @@
 //! The NFS server is the rig's nfs-ganesha exporting the image at its own path, as the
 //! rendered ganesha.conf does. Logs: `target/qemu-logs/lab-server-*`.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use qemu_tests::build::build_initramfs;
 use qemu_tests::kernel::Kernel;
-use qemu_tests::lab::{diskless, text};
+use qemu_tests::lab::{BRIDGE, LabServer, LabSpec, MAC, RenderedLab, diskless, text};
 use qemu_tests::netns::{Listening, Netns};
 use qemu_tests::nfs::{ImageReport, NfsExport, NfsServer, image_dir};
 use qemu_tests::paths::log_dir;
 use qemu_tests::process::ChildGuard;
 use qemu_tests::pxe::BASE_APPEND;
 use qemu_tests::secureboot::SignedLoaders;
-use qemu_tests::vm::{Firmware, Machine, Nic, Vm, VmRun};
+use qemu_tests::vm::{Firmware, Nic, Vm, VmRun};
 
 const NAME: &str = "lab-server-dnsmasq";
-const MAC: &str = "52:54:00:77:03:12";
-const BRIDGE: &str = "br0";
 
-/// The lab of the dnsmasq cases: image "busybox" (with `image_keys` added, and `params`
-/// as its kernel parameters) and host lab3-12; `loaders` is a `[loaders]` table or "".
-fn lab_file(kernel: &str, export: &Path, params: &str, image_keys: &str, loaders: &str) -> String {
-    format!(
-        r#"[server]
-address = "10.77.0.1"
-interface = "{BRIDGE}"
-
-{loaders}
-
-[[subnet]]
-network = "10.77.0.0/24"
-router = "10.77.0.1"
-domain = "example.edu"
-dynamic = ["10.77.0.150", "10.77.0.199"]
-
-[[image]]
-name = "busybox"
-export = "{export}"
-kernel = "{kernel}"
-params = "{params}"
-nfs_options = "vers=3"
-{image_keys}
-[[host]]
-name = "lab3-12"
-mac = "{MAC}"
-address = "10.77.0.112"
-image = "busybox"
-"#,
-        export = export.display()
-    )
-}
-
-/// The rig's dnsmasq from the rendered `conf` (all of DHCP, DNS and TFTP).
-fn start_dnsmasq(ns: &Netns, conf: &Path, state: &Path, log: &Path) -> ChildGuard {
-    start_dnsmasq_on(ns, conf, state, log, &[53, 67, 69])
-}
-
-/// [`start_dnsmasq`], waiting for `ports` (69 alone when it serves only TFTP).
+/// The rig's dnsmasq from the rendered `conf`, waiting for `ports` (69 alone when it
+/// serves only TFTP).
 fn start_dnsmasq_on(ns: &Netns, conf: &Path, state: &Path, log: &Path, ports: &[u16]) -> ChildGuard {
     qemu_tests::lab::start_dnsmasq(ns, conf, state, log, ports).unwrap()
 }
 
-/// A dnsmasq lab (5a, 5d, 5e) running from `render`'s files: image "busybox" and host
-/// lab3-12 on tap0, the cached kernel and a real initrd in `tftproot/busybox/`, `check
-/// --root` clean before anything starts, dnsmasq from the rendered `dnsmasq.conf`, the
-/// rig's nfs-ganesha. Every process is killed when this drops (before the namespace).
-struct DnsmasqLab {
-    dnsmasq: ChildGuard,
-    _nfs: NfsServer,
-    dnsmasq_log: PathBuf,
-    lab: PathBuf,
-    out: PathBuf,
-    image: PathBuf,
-    _dir: tempfile::TempDir,
-    ns: Netns,
-}
-
-impl DnsmasqLab {
-    /// `params`, `image_keys` and `loaders` as for [`lab_file`].
-    fn start(name: &str, params: &str, image_keys: &str, loaders: &str) -> DnsmasqLab {
-        let kernel = Kernel::cached();
-        let image = image_dir("busybox");
-        let ns = Netns::new("dlls").unwrap();
-        ns.add_bridge(BRIDGE, &["10.77.0.1/24"]).unwrap();
-        ns.add_tap("tap0", BRIDGE).unwrap();
-        let dir = tempfile::Builder::new().prefix("diskless-lab").tempdir().unwrap();
-        // dnsmasq's TFTP runs unprivileged: the tree must be reachable by anyone.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = dir.path().join("out");
-        let lab = dir.path().join("lab.toml");
-        std::fs::write(&lab, lab_file(&kernel.version, &image, params, image_keys, loaders)).unwrap();
-        let (lab_s, out_s) = (lab.to_str().unwrap(), out.to_str().unwrap());
-
-        let o = diskless(&["server", "render", "--lab", lab_s, "--out", out_s], None);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        let served = out.join("tftproot/busybox");
-        for (from, name) in [
-            (kernel.vmlinuz.clone(), format!("vmlinuz-{}", kernel.version)),
-            (build_initramfs(&["--profile", "netboot"]), format!("initrd.img-{}", kernel.version)),
-        ] {
-            std::fs::copy(&from, served.join(&name)).unwrap();
-            std::fs::set_permissions(served.join(&name), std::fs::Permissions::from_mode(0o644)).unwrap();
-        }
-        let o = diskless(&["server", "check", "--lab", lab_s, "--root", out_s], None);
-        assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
-
-        let dnsmasq_log = log_dir().unwrap().join(format!("{name}.dnsmasq.log"));
-        let _ = std::fs::remove_file(&dnsmasq_log);
-        let state = dir.path().join("state");
-        std::fs::create_dir(&state).unwrap();
-        let dnsmasq = start_dnsmasq(&ns, &out.join("dnsmasq.conf"), &state, &dnsmasq_log);
-        let export = NfsExport { pseudo: image.display().to_string(), ..NfsExport::new(&image) };
-        let nfs = NfsServer::start(&ns, &export, name).unwrap();
-        DnsmasqLab { dnsmasq, _nfs: nfs, dnsmasq_log, lab, out, image, _dir: dir, ns }
-    }
-
-    /// `diskless server check --lab LAB [args]` inside the namespace.
-    fn check(&self, args: &[&str]) -> Output {
-        let mut all = vec!["server", "check", "--lab", self.lab.to_str().unwrap()];
-        all.extend_from_slice(args);
-        diskless(&all, Some(&self.ns))
-    }
-
-    /// An OVMF client lab3-12 whose NIC has no option ROM: the firmware's own PXE
-    /// boots it, as a lab PC's does.
-    fn uefi_client(&self, name: &str, firmware: Firmware) -> Vm {
-        let vm = Vm::new(name)
-            .netns(&self.ns)
-            .pxe()
-            .firmware(firmware)
-            .nic(Nic::tap("virtio-net-pci", MAC, "tap0").without_rom())
-            .timeout(Duration::from_secs(300));
-        // OVMF's Secure Boot build guards its variables with SMM, which only q35 has.
-        if firmware == Firmware::UefiSecureBoot { vm.machine(Machine::Q35) } else { vm }
-    }
-
-    /// The files dnsmasq's TFTP server sent, in order, relative to the TFTP root. A
-    /// file sent twice in a row counts once: OVMF's PXE fetches its boot file twice.
-    fn tftp_sent(&self) -> Vec<String> {
-        let root = format!("{}/", self.out.join("tftproot").display());
-        let log = std::fs::read_to_string(&self.dnsmasq_log).unwrap_or_default();
-        let mut sent: Vec<String> = log
-            .lines()
-            .filter(|l| l.contains("dnsmasq-tftp"))
-            .filter_map(|l| l.split_once(" sent ").map(|(_, rest)| rest))
-            .filter_map(|rest| rest.split(" to ").next())
-            .map(|path| path.strip_prefix(&root).unwrap_or(path).to_string())
-            .collect();
-        sent.dedup();
-        sent
-    }
+/// An OVMF client lab3-12 of `lab` whose NIC has no option ROM: the firmware's own
+/// PXE boots it, as a lab PC's does.
+fn uefi_client(lab: &LabServer, name: &str, firmware: Firmware) -> Vm {
+    lab.client(name, firmware).timeout(Duration::from_secs(300))
 }
 
 /// lab3-12 reached the busybox image over NFS with its name from the rendered PTR
@@ -197,17 +71,11 @@ fn assert_lab3_12_with_layers(run: &VmRun, image: &Path) {
 
 #[test]
 fn a_pxe_client_boots_from_dnsmasq_running_the_rendered_files_and_check_live_names_a_lost_ptr() {
-    let mut lab = DnsmasqLab::start(NAME, BASE_APPEND, "", "");
-    let o = lab.check(&["--root", lab.out.to_str().unwrap(), "--live"]);
+    let mut lab = LabServer::start(NAME, &LabSpec::new(&["bios"])).unwrap();
+    let o = lab.check(&["--root", lab.rendered.out_arg(), "--live"]);
     assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
 
-    let run = Vm::new(NAME)
-        .netns(&lab.ns)
-        .pxe()
-        .nic(Nic::tap("virtio-net-pci", MAC, "tap0"))
-        .timeout(Duration::from_secs(300))
-        .run()
-        .unwrap();
+    let run = lab.bios_client(NAME).timeout(Duration::from_secs(300)).run().unwrap();
     let report = ImageReport(&run.log);
     report.assert_done();
     assert_eq!(report.value("hostname"), "lab3-12", "{}", run.log.path().display());
@@ -220,14 +88,15 @@ fn a_pxe_client_boots_from_dnsmasq_running_the_rendered_files_and_check_live_nam
 
     // The same server without lab3-12's records: --live names the host.
     lab.dnsmasq.kill();
-    let conf = std::fs::read_to_string(lab.out.join("dnsmasq.conf")).unwrap();
+    let conf = std::fs::read_to_string(lab.rendered.out.join("dnsmasq.conf")).unwrap();
     let without: String = conf.lines().filter(|l| !l.contains("lab3-12")).map(|l| format!("{l}\n")).collect();
     // A fresh lease file too: dnsmasq publishes the names of its leases in DNS.
     let fresh = tempfile::tempdir().unwrap();
     let edited = fresh.path().join("without-lab3-12.conf");
     std::fs::write(&edited, without).unwrap();
     let logs = log_dir().unwrap();
-    let _dnsmasq = start_dnsmasq(&lab.ns, &edited, fresh.path(), &logs.join(format!("{NAME}-no-ptr.dnsmasq.log")));
+    let no_ptr_log = logs.join(format!("{NAME}-no-ptr.dnsmasq.log"));
+    let _dnsmasq = start_dnsmasq_on(&lab.ns, &edited, fresh.path(), &no_ptr_log, &[53, 67, 69]);
     let o = lab.check(&["--live"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
@@ -241,8 +110,8 @@ fn a_pxe_client_boots_from_dnsmasq_running_the_rendered_files_and_check_live_nam
 fn a_uefi_client_boots_through_the_rendered_grub_from_dnsmasq_running_the_rendered_files() {
     const NAME: &str = "lab-server-uefi";
     // Both firmwares: dnsmasq must pick the UEFI loader by the client's option 93.
-    let lab = DnsmasqLab::start(NAME, BASE_APPEND, "firmware = [\"bios\", \"uefi\"]\n", "");
-    let run = lab.uefi_client(NAME, Firmware::Uefi).run().unwrap();
+    let lab = LabServer::start(NAME, &LabSpec::new(&["bios", "uefi"])).unwrap();
+    let run = uefi_client(&lab, NAME, Firmware::Uefi).run().unwrap();
     eprintln!("{NAME}: QEMU ran {:.1} s", run.elapsed.as_secs_f64());
     assert_lab3_12_with_layers(&run, &lab.image);
     run.log.assert_line(r#"BdsDxe: starting Boot\d+ "UEFI PXEv4"#);
@@ -264,8 +133,9 @@ fn a_secure_boot_client_boots_shim_signed_grub_and_the_signed_kernel_locked_down
         format!("[loaders]\nshim = \"{}\"\nuefi_signed = \"{}\"\n", signed.shim.display(), signed.grub.display());
     // loglevel=6 shows the kernel's notices: the lockdown line, and any refusal of it.
     let params = BASE_APPEND.replace("loglevel=4", "loglevel=6");
-    let lab = DnsmasqLab::start(NAME, &params, "firmware = [\"uefi\"]\nsecure_boot = true\n", &loaders);
-    let run = lab.uefi_client(NAME, Firmware::UefiSecureBoot).run().unwrap();
+    let spec = LabSpec { params, image_keys: "secure_boot = true\n".into(), loaders, ..LabSpec::new(&["uefi"]) };
+    let lab = LabServer::start(NAME, &spec).unwrap();
+    let run = uefi_client(&lab, NAME, Firmware::UefiSecureBoot).run().unwrap();
     eprintln!("{NAME}: QEMU ran {:.1} s", run.elapsed.as_secs_f64());
     // Both only printed when the firmware reports Secure Boot on.
     run.log.assert_line(r"^EFI stub: UEFI Secure Boot is enabled");
@@ -384,9 +254,7 @@ fn start_named(ns: &Netns, stanzas: &Path, state: &Path, log: &Path) -> ChildGua
 /// files; every process is killed when this drops.
 struct IscLab {
     ns: Netns,
-    dir: tempfile::TempDir,
-    lab: std::path::PathBuf,
-    out: std::path::PathBuf,
+    rendered: RenderedLab,
     named: ChildGuard,
     _dhcpd: ChildGuard,
     _dnsmasq: ChildGuard,
@@ -395,37 +263,18 @@ struct IscLab {
 
 impl IscLab {
     fn start(name: &str, images: &[LabImage], hosts: &[LabHost]) -> IscLab {
-        let kernel = Kernel::cached();
         let ns = Netns::new("dlli").unwrap();
         ns.add_bridge(BRIDGE, &["10.77.0.1/24"]).unwrap();
         for host in hosts {
             ns.add_tap(host.tap, BRIDGE).unwrap();
         }
-        let dir = tempfile::Builder::new().prefix("diskless-lab").tempdir().unwrap();
-        // dnsmasq's TFTP runs unprivileged: the tree must be reachable by anyone.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = dir.path().join("out");
-        let lab = dir.path().join("lab.toml");
-        std::fs::write(&lab, isc_lab_file(&kernel.version, images, hosts)).unwrap();
-        let (lab_s, out_s) = (lab.to_str().unwrap(), out.to_str().unwrap());
-        let o = diskless(&["server", "render", "--lab", lab_s, "--out", out_s, "--dhcp", "isc", "--dns", "bind"], None);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        let initrd = build_initramfs(&["--profile", "netboot"]);
-        for image in images {
-            let served = out.join("tftproot").join(image.name);
-            for (from, file) in [
-                (&kernel.vmlinuz, format!("vmlinuz-{}", kernel.version)),
-                (&initrd, format!("initrd.img-{}", kernel.version)),
-            ] {
-                std::fs::copy(from, served.join(&file)).unwrap();
-                std::fs::set_permissions(served.join(&file), std::fs::Permissions::from_mode(0o644)).unwrap();
-            }
-        }
-        let o = diskless(&["server", "check", "--lab", lab_s, "--root", out_s], None);
-        assert_eq!((o.status.code(), text(&o)), (Some(0), "0 problem(s)\n".to_string()));
+        let text = isc_lab_file(&Kernel::cached().version, images, hosts);
+        let names: Vec<&str> = images.iter().map(|i| i.name).collect();
+        let rendered = RenderedLab::new(&text, &["--dhcp", "isc", "--dns", "bind"], &names).unwrap();
+        let out = &rendered.out;
 
         let logs = log_dir().unwrap();
-        let state = dir.path().join("state");
+        let state = rendered.dir.path().join("state");
         std::fs::create_dir(&state).unwrap();
         let dhcpd = start_dhcpd(&ns, &out.join("dhcpd.conf"), &state, &logs.join(format!("{name}.dhcpd.log")));
         let named = start_named(&ns, &out.join("named.conf"), &state, &logs.join(format!("{name}.named.log")));
@@ -435,11 +284,11 @@ impl IscLab {
             NfsExport { pseudo: images[0].export.display().to_string(), ..NfsExport::new(&images[0].export) };
         export.more = images[1..].iter().map(|i| (i.export.clone(), i.export.display().to_string())).collect();
         let nfs = NfsServer::start(&ns, &export, name).unwrap();
-        IscLab { ns, dir, lab, out, named, _dhcpd: dhcpd, _dnsmasq: dnsmasq, _nfs: nfs }
+        IscLab { ns, rendered, named, _dhcpd: dhcpd, _dnsmasq: dnsmasq, _nfs: nfs }
     }
 
     fn check_live(&self) -> Output {
-        diskless(&["server", "check", "--lab", self.lab.to_str().unwrap(), "--live"], Some(&self.ns))
+        diskless(&["server", "check", "--lab", self.rendered.lab_arg(), "--live"], Some(&self.ns))
     }
 
     /// Starts a PXE client for `host`; the caller waits for it.
@@ -483,16 +332,17 @@ fn a_pxe_client_boots_from_isc_dhcpd_and_bind_running_the_rendered_files_and_che
 
     // BIND restarted from an edited copy of the zones, lab3-12's PTR record removed.
     lab.named.kill();
-    let copy = lab.dir.path().join("edited");
+    let copy = lab.rendered.dir.path().join("edited");
     std::fs::create_dir_all(copy.join("bind")).unwrap();
-    for entry in std::fs::read_dir(lab.out.join("bind")).unwrap() {
+    let out = &lab.rendered.out;
+    for entry in std::fs::read_dir(out.join("bind")).unwrap() {
         let path = entry.unwrap().path();
         let zone = std::fs::read_to_string(&path).unwrap();
         let kept: String = zone.lines().filter(|l| !l.contains("PTR lab3-12.")).map(|l| format!("{l}\n")).collect();
         std::fs::write(copy.join("bind").join(path.file_name().unwrap()), kept).unwrap();
     }
-    let stanzas = std::fs::read_to_string(lab.out.join("named.conf")).unwrap();
-    let edited = stanzas.replace(&lab.out.join("bind").display().to_string(), &copy.join("bind").display().to_string());
+    let stanzas = std::fs::read_to_string(out.join("named.conf")).unwrap();
+    let edited = stanzas.replace(&out.join("bind").display().to_string(), &copy.join("bind").display().to_string());
     assert_ne!(edited, stanzas, "named.conf names the zone files under OUT/bind");
     std::fs::write(copy.join("named.conf"), edited).unwrap();
     let state = copy.join("state");

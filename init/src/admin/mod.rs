@@ -590,9 +590,9 @@ mod tests {
     fn check_renders_every_key_of_the_config_table_in_toml_order() {
         let expected = "dirs = [\"/etc\", \"/var\"]\nlocaldir = \"local\"\nlayers = \"/diskless\"\nmode = \"symlink\"\n\
                         tmpfs_size = \"25%\"\non_failure = \"reboot\"\nreboot_delay = 30\ncarrier_timeout = 10\n\
-                        dhcp_timeout = 120\ndhcp_server = []\nsyslog = \"dhcp\"\nsettle_ms = 500\nnfs_retry_timeout = 300\n[scratch]\n\
+                        dhcp_timeout = 120\ndhcp_server = []\nsyslog = \"dhcp\"\nsettle_ms = 500\nnfs_retry_timeout = 300\nnfs_server_timeout = 5\n[scratch]\n\
                         fstypes = [\"ext4\", \"xfs\", \"btrfs\"]\nlabel = \"scratch\"\nmountpoint = \"/mnt/scratch\"\n\
-                        wipe = false\nswap = true\n";
+                        wipe = false\nswap = true\ncache = false\n";
         assert_eq!(render_config(&Config::default()), expected);
         let mut c = Config { dirs: Vec::new(), mode: Mode::Overlay, ..Config::default() };
         c.tmpfs_size = config::parse_tmpfs_size("512m").unwrap();

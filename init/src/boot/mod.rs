@@ -329,6 +329,14 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
         local::stage::stage(ctx, &inputs, identity.lost.as_mut())
     })?;
 
+    // Prototype, off by default: the scratch disk as a cache of the image. It cannot
+    // be bound before the scratch filesystem is mounted, hence only after the root's.
+    if crate::fscache::wanted(&config)
+        && let Err(e) = crate::fscache::bind(&ctx.root, &modules, &scratch, &ctx.log)
+    {
+        info!(ctx.log, "WARNING: {e}; the root is read from the server only");
+    }
+
     breakpoint(stop_before, Stage::Handoff)?;
     // The hand-off ends in exec: the inventory goes now. A hand-off that fails after
     // this sends its failure line as every log line.

@@ -84,6 +84,12 @@ impl Machine {
         }
     }
 
+    /// The mounts made on the image's mount point.
+    fn root_mounts(&self) -> Vec<Call> {
+        let newroot = self.p("newroot");
+        self.os.calls().into_iter().filter(|c| c.mount_target() == Some(&newroot)).collect()
+    }
+
     /// A whole disk `name` of `mib` MiB with a swap signature, as sysfs and /dev show it.
     fn swap_disk(&self, name: &str, mib: u64) {
         swap_disk(self.root(), name, mib);
@@ -202,6 +208,12 @@ fn first_move() -> usize {
 
 fn mount(source: &str, target: PathBuf, fstype: &str, flags: MountFlags, data: &str) -> Call {
     Call::Mount { source: source.into(), target, fstype: fstype.into(), flags, data: data.into() }
+}
+
+/// The NFSv3 mount of `server:/export` on `newroot` with the default options.
+fn v3_root_mount(server: &str, newroot: &Path) -> Call {
+    let data = format!("vers=3,addr={server},nolock,proto=tcp,mountproto=tcp");
+    mount(&format!("{server}:/export"), newroot.to_path_buf(), "nfs", MountFlags::RDONLY, &data)
 }
 
 fn moved(from: &Path, to: &Path) -> Call {
@@ -349,18 +361,7 @@ fn nfsroot_without_vers_mounts_v3_as_the_kernel_does_and_never_loads_nfsv4() {
     run(&m.boot);
     let text = m.text();
     let newroot = m.p("newroot");
-    let nfs: Vec<Call> = m.os.calls().into_iter().filter(|c| c.mount_target() == Some(&newroot)).collect();
-    assert_eq!(
-        nfs,
-        [mount(
-            "10.77.0.1:/export",
-            newroot.clone(),
-            "nfs",
-            MountFlags::RDONLY,
-            "vers=3,addr=10.77.0.1,nolock,proto=tcp,mountproto=tcp"
-        )],
-        "{text}"
-    );
+    assert_eq!(m.root_mounts(), [v3_root_mount("10.77.0.1", &newroot)], "{text}");
     assert!(
         text.contains(
             "diskless: NFS root 10.77.0.1:/export (NFS version 3, or 4.2 if the server refuses 3) from nfsroot="
@@ -417,6 +418,41 @@ fn a_server_that_refuses_v3_is_mounted_over_v4_2_with_nfsv4_loaded_for_the_fallb
     let json = m.boot_json();
     assert_eq!(json["root"]["mounted_version"], "4.2", "{json}");
     assert_eq!(json["modules"], serde_json::json!(["sunrpc", "nfs", "nfsv3", "nfsv4"]), "{json}");
+}
+
+/// A root on two servers, the first switched off: the boot names both, leaves the
+/// first after its probe fails, mounts the second and records which one it was.
+#[test]
+fn first_root_server_dead_the_boot_mounts_the_image_from_the_second() {
+    let m = Machine::new(&NFS_BOOT.replace("10.77.0.1:/export", "10.77.0.1+10.77.0.2:/export"), lab_network());
+    m.image();
+    m.os.fail_calls(
+        |c| matches!(c, Call::ProbeTcp { to } if *to.ip() == Ipv4Addr::new(10, 77, 0, 1)),
+        Errno::HOSTUNREACH.raw_os_error(),
+    );
+    // Keep the record: the hand-off fails before the initramfs is freed.
+    m.os.fail_nth(Kind::Mount, first_move(), 16);
+    run(&m.boot);
+    let text = m.text();
+    let newroot = m.p("newroot");
+    assert_eq!(m.root_mounts(), [v3_root_mount("10.77.0.2", &newroot)], "{text}");
+    for line in [
+        "diskless: NFS root 10.77.0.1+10.77.0.2:/export (NFS version 3) from nfsroot= on the kernel command line\n",
+        "diskless: NFS root servers in this host's order: 10.77.0.1, 10.77.0.2 (address 10.77.0.112 modulo 2 = 0; \
+         each silent for up to 5 s before the next)\n",
+        "diskless: NFS server 10.77.0.1 did not answer on TCP port 2049 (No route to host (os error 113)) after ",
+        "s (nfs_server_timeout 5 s); moving on to 10.77.0.2\n",
+        "diskless: NFS root from server 10.77.0.2 (2 of 2: 10.77.0.1+10.77.0.2:/export)\n",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    assert!(
+        text.contains(&format!("diskless: mounted 10.77.0.2:/export read-only on {} (NFSv3)", newroot.display())),
+        "{text}"
+    );
+    let json = m.boot_json();
+    assert_eq!(json["root"]["server"], "10.77.0.2", "{json}");
+    assert_eq!(json["root"]["servers"], serde_json::json!(["10.77.0.1", "10.77.0.2"]), "{json}");
 }
 
 /// No PTR record for the leased address (the fake without `with_ptr`): the host name

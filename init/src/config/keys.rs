@@ -113,6 +113,12 @@ pub(super) const KEYS: &[Key] = &[
         before_root: true,
     },
     Key {
+        name: "nfs_server_timeout",
+        set: Setter::Int(|c, v| at_most(v, 300, "seconds").map(|x| c.nfs_server_timeout = x)),
+        show: |c| c.nfs_server_timeout.to_string(),
+        before_root: true,
+    },
+    Key {
         name: "scratch.fstypes",
         set: Setter::List(|c, v| check_fstypes(v).map(|x| c.scratch.fstypes = x)),
         show: |c| format!("{:?}", c.scratch.fstypes),
@@ -140,6 +146,12 @@ pub(super) const KEYS: &[Key] = &[
         name: "scratch.swap",
         set: Setter::Bool(|c, v| c.scratch.swap = v),
         show: |c| c.scratch.swap.to_string(),
+        before_root: false,
+    },
+    Key {
+        name: "scratch.cache",
+        set: Setter::Bool(|c, v| c.scratch.cache = v),
+        show: |c| c.scratch.cache.to_string(),
         before_root: false,
     },
 ];

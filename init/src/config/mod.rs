@@ -117,6 +117,9 @@ pub struct Scratch {
     pub wipe: bool,
     /// `swapon` every partition with a swap signature.
     pub swap: bool,
+    /// The scratch filesystem as the image's FS-Cache (needs `fsc` on the root mount).
+    #[serde(default)]
+    pub cache: bool,
 }
 
 /// The effective configuration of this boot.
@@ -145,6 +148,10 @@ pub struct Config {
     pub settle_ms: u64,
     /// Seconds to keep retrying the NFS mount; 0 retries forever.
     pub nfs_retry_timeout: u64,
+    /// Seconds one of several NFS root servers has to answer before the next is
+    /// tried (0 counts as 1).
+    #[serde(default = "default_nfs_server_timeout")]
+    pub nfs_server_timeout: u64,
     pub on_failure: OnFailure,
     /// Seconds of countdown before a reboot or halt after a permanent failure.
     pub reboot_delay: u64,
@@ -152,6 +159,10 @@ pub struct Config {
     pub file: Option<PathBuf>,
     /// Keys set on the kernel command line, in the order they were applied.
     pub cmdline_keys: Vec<String>,
+}
+
+fn default_nfs_server_timeout() -> u64 {
+    5
 }
 
 impl Default for Config {
@@ -167,6 +178,7 @@ impl Default for Config {
                 label: "scratch".into(),
                 mountpoint: PathBuf::from("/mnt/scratch"),
                 wipe: false,
+                cache: false,
                 swap: true,
             },
             carrier_timeout: 10,
@@ -175,6 +187,7 @@ impl Default for Config {
             syslog: crate::syslog::Target::Dhcp,
             settle_ms: 500,
             nfs_retry_timeout: 300,
+            nfs_server_timeout: default_nfs_server_timeout(),
             on_failure: OnFailure::Reboot,
             reboot_delay: 30,
             file: None,

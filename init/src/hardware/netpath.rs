@@ -136,6 +136,11 @@ mod tests {
         assert!(!is_net(asix, ["kernel/drivers/usb/storage/usb-storage.ko"]));
         assert!(is_net(asix, ["kernel/drivers/net/usb/asix.ko"]));
         assert!(is_net("vmbus:635161f83edfc546913ff2d2f965ed0e", ["kernel/drivers/net/hyperv/hv_netvsc.ko"]));
+        // POWER's hypervisor NIC on the vio bus, and ARM64 virt's virtio-mmio transport
+        // (device tree), whose driver is virtio's, not a NIC's: only once it made the
+        // virtio device does the virtio NIC rule apply.
+        assert!(is_net("vio:TnetworkSIBM,l-lan", ["kernel/drivers/net/ethernet/ibm/ibmveth.ko"]));
+        assert!(!is_net("of:Nvirtio_mmioT(null)Cvirtio,mmio", ["kernel/drivers/virtio/virtio_mmio.ko"]));
     }
 
     #[test]

@@ -138,7 +138,10 @@ fn pci_class(modalias: &str) -> Option<&str> {
 
 /// Buses whose devices are all meant to have a driver, with the PCI classes that never
 /// get one (host and ISA bridges are driven by the platform code, not by a driver).
-const DRIVEN_BUSES: &[&str] = &["pci", "usb", "virtio"];
+/// `vio` is POWER's hypervisor bus (pseries): its NIC (ibmveth), disks (ibmvscsi) and
+/// console are all devices a driver is for; device-tree platform devices (`of:`) are
+/// not, many are described for the firmware alone.
+const DRIVEN_BUSES: &[&str] = &["pci", "usb", "virtio", "vio"];
 const UNDRIVEN_PCI_CLASSES: &[&str] = &["06"];
 
 /// Whether a device on this modalias's bus is worth a line even when no module at all
@@ -314,6 +317,26 @@ mod tests {
         let usb =
             device("/devices/pci0000:00/0000:00:1d.0/usb1/1-1", "usb:v0627p0001d0000dc00dsc00dp00ic03isc00ip00in00");
         assert!(no_driver_line(&usb, &idx, &plan, &cmdline).is_some());
+    }
+
+    #[test]
+    fn a_power_vio_device_without_a_module_is_named_and_a_device_tree_one_is_not() {
+        let mut idx = index();
+        idx.add("ibmveth", &[], &["vio:TnetworkSIBM,l-lan*"]);
+        let (mut plan, cmdline) = (Plan::new(), Cmdline::default());
+        let vscsi = device("/devices/vio/2000", "vio:TvscsiSIBM,v-scsi");
+        assert_eq!(
+            no_driver_line(&vscsi, &idx, &plan, &cmdline).as_deref(),
+            Some("no driver for vio device 2000 modalias vio:TvscsiSIBM,v-scsi")
+        );
+        let lan = device("/devices/vio/71000003", "vio:TnetworkSIBM,l-lan");
+        assert!(no_driver_line(&lan, &idx, &plan, &cmdline).is_some(), "ibmveth not loaded yet: reported");
+        plan.request("ibmveth", &idx);
+        let job = plan.next_job().unwrap();
+        plan.finish(&job.module, Ok(()));
+        assert_eq!(no_driver_line(&lan, &idx, &plan, &cmdline), None);
+        let flash = device("/devices/platform/4000000.flash", "of:NflashT(null)Ccfi-flash");
+        assert_eq!(no_driver_line(&flash, &idx, &plan, &cmdline), None, "firmware-described, no module known");
     }
 
     #[test]

@@ -71,12 +71,13 @@ reboot_delay = 30
 # Used before the image is mounted, so only the kernel command line sets them
 # (diskless.dhcp_timeout=300); the defaults: seconds to wait for a carrier and for a
 # DHCP lease, milliseconds of quiet that end coldplug, seconds to retry the NFS mount
-# (0: forever); the DHCP servers whose offers are taken (none: any; e.g.
+# (0: forever) and for one of several root servers to answer before the next is tried;
+# the DHCP servers whose offers are taken (none: any; e.g.
 # diskless.dhcp_server=10.77.0.1); where the boot's log and hardware inventory go as
 # syslog over UDP: "dhcp" (the lease's log servers, option 7), "off", or a server's
 # address with an optional port (diskless.syslog=10.77.0.1:514).
 #   carrier_timeout = 10, dhcp_timeout = 120, settle_ms = 500, nfs_retry_timeout = 300,
-#   dhcp_server = [], syslog = "dhcp"
+#   nfs_server_timeout = 5, dhcp_server = [], syslog = "dhcp"
 
 [scratch]
 # Local disks used for the local dirs, /tmp and swap: only filesystems of these types

@@ -4,8 +4,9 @@
 //! client's host and lab layers are silently not applied), whether each image's kernel
 //! and initrd are there, readable by TFTP (and HTTP, with `server.http`) and made for
 //! each other, whether a `secure_boot` image's shim, GRUB and kernel carry the
-//! Authenticode signature the firmware and shim demand, and whether the exports cover
-//! every image.
+//! Authenticode signature the firmware and shim demand, whether the exports cover
+//! every image, and, with a `[peer]`, whether the two DHCP servers' files on disk
+//! give the lab's hosts the same answers from disjoint dynamic ranges ([`pair`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -89,6 +90,22 @@ pub enum Finding {
         why: String,
         fix: String,
     },
+    /// The server's and the peer's DHCP files answer the lab's hosts differently:
+    /// a client would get another lease, boot file or root from one than the other.
+    PairDiffers {
+        server: PathBuf,
+        peer: PathBuf,
+        only_server: Vec<String>,
+        only_peer: Vec<String>,
+    },
+    /// The server's and the peer's dynamic ranges overlap: both may lend one address to
+    /// two machines.
+    PairRangesOverlap {
+        server: PathBuf,
+        peer: PathBuf,
+        server_range: (Ipv4Addr, Ipv4Addr),
+        peer_range: (Ipv4Addr, Ipv4Addr),
+    },
     /// An export file does not serve an image.
     NotExported {
         image: String,
@@ -154,6 +171,26 @@ impl fmt::Display for Finding {
                 }
                 write!(f, "{} {why}, so a client with Secure Boot on refuses it; {fix}", path.display())
             }
+            Finding::PairDiffers { server, peer, only_server, only_peer } => write!(
+                f,
+                "the DHCP pair answers the lab's hosts differently: only {} has [{}], only {} has [{}]; a client \
+                 would boot differently from each; {render} and copy the directory to the peer",
+                server.display(),
+                only_server.join("; "),
+                peer.display(),
+                only_peer.join("; ")
+            ),
+            Finding::PairRangesOverlap { server, peer, server_range, peer_range } => write!(
+                f,
+                "the DHCP pair's dynamic ranges overlap: {} lends {}-{} and {} lends {}-{}, so both may give one \
+                 address to two machines; {render} and copy the directory to the peer",
+                server.display(),
+                server_range.0,
+                server_range.1,
+                peer.display(),
+                peer_range.0,
+                peer_range.1
+            ),
             Finding::NotExported { image, export, file } => {
                 write!(f, "image \"{image}\": {} does not export {}; {render}", file.display(), export.display())
             }
@@ -195,6 +232,85 @@ pub fn check(lab: &Lab, root: Option<&Path>, initrd_versions: InitrdVersions) ->
         findings.extend(unsigned(None, root.join(render::SIGNED_GRUB), grub));
     }
     findings.extend(exports(lab, root));
+    if lab.file.peer.is_some() {
+        findings.extend(pair(root, options));
+    }
+    findings
+}
+
+/// What one DHCP file of the pair tells the lab's hosts (the lines that must be the
+/// same in both), and the dynamic ranges it lends from.
+fn dhcp_answers(text: &str, dhcp: Dhcp) -> (BTreeSet<String>, Vec<(Ipv4Addr, Ipv4Addr)>) {
+    let mut answers = BTreeSet::new();
+    let mut ranges = Vec::new();
+    let mut in_groups = false;
+    for line in text.lines().map(str::trim) {
+        match dhcp {
+            Dhcp::Dnsmasq => {
+                if ["dhcp-host=", "dhcp-boot=", "dhcp-option=tag:img-"].iter().any(|p| line.starts_with(p)) {
+                    answers.insert(line.to_string());
+                } else if let Some(value) = line.strip_prefix("dhcp-range=") {
+                    let addresses: Vec<Ipv4Addr> = value.split(',').filter_map(|f| f.parse().ok()).collect();
+                    // `NETWORK,static,MASK` lends nothing; `START,END,MASK,...` does.
+                    if !value.contains(",static,")
+                        && let [start, end, ..] = addresses[..]
+                    {
+                        ranges.push((start, end));
+                    }
+                }
+            }
+            Dhcp::Isc => {
+                in_groups |= line.starts_with("# image ");
+                if let Some(range) = line.strip_prefix("range ") {
+                    let addresses: Vec<Ipv4Addr> =
+                        range.trim_end_matches(';').split_whitespace().filter_map(|a| a.parse().ok()).collect();
+                    if let [start, end] = addresses[..] {
+                        ranges.push((start, end));
+                    }
+                } else if in_groups && !line.starts_with("next-server ") {
+                    answers.insert(line.to_string());
+                }
+            }
+        }
+    }
+    (answers, ranges)
+}
+
+/// The pair's DHCP files under `root` as they are on disk: the same answers for the
+/// lab's hosts, and dynamic ranges that do not overlap.
+pub fn pair(root: &Path, options: Options) -> Vec<Finding> {
+    let (server_file, peer_file) = match options.dhcp {
+        Dhcp::Dnsmasq => (render::Role::Server.files().0, render::Role::Peer.files().0),
+        Dhcp::Isc => (render::Role::Server.files().1, render::Role::Peer.files().1),
+    };
+    let (server, peer) = (root.join(server_file), root.join(peer_file));
+    let (Ok(server_text), Ok(peer_text)) = (std::fs::read_to_string(&server), std::fs::read_to_string(&peer)) else {
+        // A missing file is already a stale finding.
+        return Vec::new();
+    };
+    let (server_answers, server_ranges) = dhcp_answers(&server_text, options.dhcp);
+    let (peer_answers, peer_ranges) = dhcp_answers(&peer_text, options.dhcp);
+    let mut findings = Vec::new();
+    if server_answers != peer_answers {
+        findings.push(Finding::PairDiffers {
+            server: server.clone(),
+            peer: peer.clone(),
+            only_server: server_answers.difference(&peer_answers).cloned().collect(),
+            only_peer: peer_answers.difference(&server_answers).cloned().collect(),
+        });
+    }
+    for &server_range in &server_ranges {
+        for &peer_range in &peer_ranges {
+            if server_range.0 <= peer_range.1 && peer_range.0 <= server_range.1 {
+                findings.push(Finding::PairRangesOverlap {
+                    server: server.clone(),
+                    peer: peer.clone(),
+                    server_range,
+                    peer_range,
+                });
+            }
+        }
+    }
     findings
 }
 

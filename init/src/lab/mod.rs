@@ -68,6 +68,10 @@ pub enum Problem {
     SubnetAddress { subnet: String, key: &'static str, address: Ipv4Addr },
     #[error("server.address {address} is in no [[subnet]]; add the subnet the server serves")]
     ServerOutsideSubnets { address: Ipv4Addr },
+    #[error("peer.address {address} is in no [[subnet]]; give the peer an address in the subnet it serves")]
+    PeerOutsideSubnets { address: Ipv4Addr },
+    #[error("image \"{image}\": nfs_servers lists {server} twice; list each server holding the export once")]
+    DuplicateNfsServer { image: String, server: Ipv4Addr },
     #[error("image \"{image}\": export = \"{}\" is not an absolute path; give the directory the NFS server exports", .export.display())]
     RelativeExport { image: String, export: PathBuf },
     #[error(
@@ -76,6 +80,15 @@ pub enum Problem {
     BadImageName { image: String },
     #[error("image \"{image}\": firmware is empty; give [\"bios\"], [\"uefi\"] or both")]
     NoFirmware { image: String },
+    #[error(
+        "image \"{image}\": firmware \"{}\" and \"{}\" are clients of different processors ({}, {}); one \
+         image boots one kernel: give each architecture an image of its own",
+        first.name(),
+        second.name(),
+        first.cpu(),
+        second.cpu()
+    )]
+    MixedArchitectures { image: String, first: Firmware, second: Firmware },
     #[error(
         "image \"{image}\": secure_boot = true but firmware does not include \"uefi\"; Secure Boot is a UEFI \
          feature: add \"uefi\" to firmware, or drop secure_boot"
@@ -143,8 +156,12 @@ impl Lab {
             if !image.export.is_absolute() {
                 problems.push(Problem::RelativeExport { image: image.name.clone(), export: image.export.clone() });
             }
+            let mixed = image.firmware.iter().find(|f| f.cpu() != image.firmware[0].cpu());
             if image.firmware.is_empty() {
                 problems.push(Problem::NoFirmware { image: image.name.clone() });
+            } else if let Some(&second) = mixed {
+                let first = image.firmware[0];
+                problems.push(Problem::MixedArchitectures { image: image.name.clone(), first, second });
             } else if image.secure_boot && !Lab::serves(image, Firmware::Uefi) {
                 problems.push(Problem::SecureBootWithoutUefi { image: image.name.clone() });
             }
@@ -152,6 +169,19 @@ impl Lab {
         let server = file.server.address.0;
         if !file.subnets.iter().any(|s| s.network.contains(server)) {
             problems.push(Problem::ServerOutsideSubnets { address: server });
+        }
+        if let Some(peer) = &file.peer
+            && !file.subnets.iter().any(|s| s.network.contains(peer.address.0))
+        {
+            problems.push(Problem::PeerOutsideSubnets { address: peer.address.0 });
+        }
+        for image in &file.images {
+            let mut seen = std::collections::BTreeSet::new();
+            for server in &image.nfs_servers {
+                if !seen.insert(server.0) {
+                    problems.push(Problem::DuplicateNfsServer { image: image.name.clone(), server: server.0 });
+                }
+            }
         }
         for subnet in &file.subnets {
             let label = subnet.network.to_string();
@@ -191,6 +221,9 @@ impl Lab {
         let mut by_mac: BTreeMap<MacAddr, &str> = BTreeMap::new();
         let mut by_address: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
         by_address.insert(server, format!("the server's ({})", file.server.name));
+        if let Some(peer) = &file.peer {
+            by_address.insert(peer.address.0, format!("the peer's ({})", peer.name));
+        }
         for host in &file.hosts {
             let name = host.name.clone();
             if !is_dns_label(&name) {
@@ -273,6 +306,14 @@ impl Lab {
     /// The subnet the server's address is in (the first one if several).
     pub fn server_subnet(&self) -> Option<&Subnet> {
         self.file.subnets.iter().find(|s| s.network.contains(self.file.server.address.0))
+    }
+
+    /// The NFS servers of `image`: its `nfs_servers`, else the server.
+    pub fn nfs_servers(&self, image: &Image) -> Vec<Ipv4Addr> {
+        match image.nfs_servers.as_slice() {
+            [] => vec![self.file.server.address.0],
+            list => list.iter().map(|a| a.0).collect(),
+        }
     }
 
     /// Whether `image` serves clients with `firmware`.

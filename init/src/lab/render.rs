@@ -10,7 +10,14 @@
 //! `tftproot/<image>/{pxelinux.0, ldlinux.c32, pxelinux.cfg/, grubnetx64.efi, vmlinuz,
 //! initrd.img}` plus `tftproot/grub/grub.cfg` for UEFI clients; a `secure_boot` image
 //! has `shimx64.efi` instead of `grubnetx64.efi`, and the signed GRUB that shim fetches
-//! is `tftproot/grubx64.efi`.
+//! is `tftproot/grubx64.efi`. The other client architectures get their GRUB in their
+//! image's directory: ARM64 UEFI `grubnetaa64.efi`, OpenFirmware `grubnetppc.elf`;
+//! every GRUB reads the same `tftproot/grub/grub.cfg`.
+//!
+//! With a `[peer]` the peer's configurations are `dnsmasq-peer.conf` and (with
+//! `--dhcp isc`) `dhcpd-peer.conf`: the same hosts, options and boot files, the upper
+//! half of each dynamic range, the peer as next-server and first DNS server
+//! ([`Role`]).
 //!
 //! With `server.http` the loaders fetch kernel and initrd from that URL and only the
 //! loader and its configuration go over TFTP: BIOS clients get `lpxelinux.0` (pxelinux
@@ -43,6 +50,56 @@ pub enum Dns {
     Dnsmasq,
     /// BIND9: zone files and the `named.conf` stanzas.
     Bind,
+}
+
+/// Which server of the DHCP pair a configuration is for (see `schema`'s `[peer]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `[server]`: the whole lab's server, with the lower half of each dynamic range.
+    Server,
+    /// `[peer]`: the second DHCP server, with the upper half.
+    Peer,
+}
+
+impl Role {
+    /// The DHCP configuration files of this role: dnsmasq's and ISC dhcpd's.
+    pub fn files(self) -> (&'static str, &'static str) {
+        match self {
+            Role::Server => ("dnsmasq.conf", "dhcpd.conf"),
+            Role::Peer => ("dnsmasq-peer.conf", "dhcpd-peer.conf"),
+        }
+    }
+
+    /// The roles the lab has: the server, and the peer when there is one.
+    pub fn of(lab: &Lab) -> Vec<Role> {
+        if lab.file.peer.is_some() { vec![Role::Server, Role::Peer] } else { vec![Role::Server] }
+    }
+}
+
+/// The address and the interface a role's server answers on.
+fn own(lab: &Lab, role: Role) -> (Ipv4Addr, Option<&str>) {
+    let server = &lab.file.server;
+    match (role, &lab.file.peer) {
+        (Role::Peer, Some(peer)) => (peer.address.0, peer.interface.as_deref()),
+        _ => (server.address.0, server.interface.as_deref()),
+    }
+}
+
+/// A role's part of `subnet`'s dynamic range: all of it without a peer, else the lower
+/// half for the server and the upper half for the peer (none when the range has one
+/// address: the server keeps it).
+pub fn dynamic_range(lab: &Lab, subnet: &Subnet, role: Role) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let [start, end] = subnet.dynamic?;
+    let (start, end) = (u32::from(start.0), u32::from(end.0));
+    if lab.file.peer.is_none() {
+        return Some((start.into(), end.into()));
+    }
+    let middle = start + (end - start) / 2;
+    match role {
+        Role::Server => Some((start.into(), middle.into())),
+        Role::Peer if middle < end => Some((Ipv4Addr::from(middle + 1), end.into())),
+        Role::Peer => None,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,6 +137,12 @@ pub enum RenderError {
         .boot.display()
     )]
     NoKernel { image: String, boot: PathBuf },
+    #[error(
+        "image \"{image}\" serves OpenFirmware clients but [loaders] has no openfirmware; build a GRUB netboot image \
+         from Debian's grub-ieee1275-bin ({}) and give its path as loaders.openfirmware",
+        super::schema::OPENFIRMWARE_MKIMAGE
+    )]
+    NoOpenfirmwareLoader { image: String },
     #[error("--out {}: not an absolute path; the configurations name it", .0.display())]
     RelativeOut(PathBuf),
     #[error("cannot write {}: {source}; check the output directory's permissions and space", .path.display())]
@@ -112,6 +175,30 @@ pub const SIGNED_GRUB: &str = "tftproot/grubx64.efi";
 /// Where grubnetx64.efi reads its configuration, relative to the TFTP root.
 pub const GRUB_CFG: &str = "tftproot/grub/grub.cfg";
 
+/// The ARM64 UEFI loader's name in each image's TFTP directory.
+pub const UEFI_ARM64_LOADER: &str = "grubnetaa64.efi";
+
+/// The OpenFirmware loader's name in each image's TFTP directory (`loaders.openfirmware`).
+pub const OPENFIRMWARE_LOADER: &str = "grubnetppc.elf";
+
+/// GRUB's `${grub_cpu}-${grub_platform}` on the clients of `firmware`; `None` for BIOS
+/// (pxelinux). Every GRUB reads `/grub/grub.cfg`: Debian's netboot images try
+/// `$prefix/<this>/grub.cfg` first, but only where `test -e` works, which it does not
+/// over TFTP. So one file serves them all, and what is per architecture is guarded.
+pub fn grub_target(firmware: Firmware) -> Option<&'static str> {
+    match firmware {
+        Firmware::Bios => None,
+        Firmware::Uefi => Some("x86_64-efi"),
+        Firmware::UefiArm64 => Some("arm64-efi"),
+        Firmware::Openfirmware => Some("powerpc-ieee1275"),
+    }
+}
+
+/// Whether `image` has clients that boot GRUB.
+fn serves_grub(image: &Image) -> bool {
+    image.firmware.iter().any(|f| grub_target(*f).is_some())
+}
+
 /// The kernel version an image is served with: as given, or the newest in its `/boot`.
 pub fn kernel_version(image: &Image) -> Result<String, RenderError> {
     if image.kernel != NEWEST {
@@ -128,12 +215,20 @@ pub fn kernel_version(image: &Image) -> Result<String, RenderError> {
     versions.pop().ok_or_else(|| RenderError::NoKernel { image: image.name.clone(), boot })
 }
 
+/// The root of `image` in the kernel's syntax: `SERVER[+SERVER...]:EXPORT[,OPTIONS]`,
+/// for `nfsroot=` and the DHCP root-path alike.
+pub fn root_path(lab: &Lab, image: &Image) -> String {
+    let servers = crate::root::parse::join_servers(&lab.nfs_servers(image), "+");
+    let mut root = format!("{servers}:{}", image.export.display());
+    if let Some(options) = &image.nfs_options {
+        let _ = write!(root, ",{options}");
+    }
+    root
+}
+
 /// The kernel command line of a client of `image` with `extra` parameters.
 pub fn append(lab: &Lab, image: &Image, extra: &str) -> String {
-    let mut line = format!("root=/dev/nfs nfsroot={}:{}", lab.file.server.address.0, image.export.display());
-    if let Some(options) = &image.nfs_options {
-        let _ = write!(line, ",{options}");
-    }
+    let mut line = format!("root=/dev/nfs nfsroot={}", root_path(lab, image));
     for part in [image.params.as_str(), extra] {
         if !part.trim().is_empty() {
             let _ = write!(line, " {}", part.trim());
@@ -172,6 +267,16 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
         required.push(("shim", &loaders.shim, "shim-signed"));
         required.push(("uefi_signed", &loaders.uefi_signed, "grub-efi-amd64-signed"));
     }
+    if needs(Firmware::UefiArm64) {
+        required.push(("uefi_arm64", &loaders.uefi_arm64, "grub-efi-arm64-bin"));
+    }
+    let openfirmware = lab.file.images.iter().find(|i| Lab::serves(i, Firmware::Openfirmware));
+    if let Some(image) = openfirmware {
+        match &loaders.openfirmware {
+            Some(path) => required.push(("openfirmware", path, "grub-ieee1275-bin (built with grub-mkimage)")),
+            None => return Err(RenderError::NoOpenfirmwareLoader { image: image.name.clone() }),
+        }
+    }
     for (key, path, package) in required {
         if !path.is_file() {
             return Err(RenderError::Loader { key, path: path.clone(), package });
@@ -180,15 +285,18 @@ pub fn render(lab: &Lab, options: Options, out: &Path) -> Result<Rendered, Rende
     for image in lab.images() {
         tftp_image(lab, image, out, &mut r)?;
     }
-    if needs(Firmware::Uefi) {
+    if lab.file.images.iter().any(serves_grub) {
         r.files.insert(GRUB_CFG.into(), Content::Text(grub_cfg(lab)));
     }
     if uefi(false) && lab.file.server.http.is_some() {
         r.files.insert(GRUB_HTTP_MODULE.into(), Content::Copy(loaders.uefi_http.clone()));
     }
-    r.files.insert("dnsmasq.conf".into(), Content::Text(dnsmasq(lab, options, out)));
-    if options.dhcp == Dhcp::Isc {
-        r.files.insert("dhcpd.conf".into(), Content::Text(dhcpd(lab)));
+    for role in Role::of(lab) {
+        let (dnsmasq_conf, dhcpd_conf) = role.files();
+        r.files.insert(dnsmasq_conf.into(), Content::Text(dnsmasq(lab, options, out, role)));
+        if options.dhcp == Dhcp::Isc {
+            r.files.insert(dhcpd_conf.into(), Content::Text(dhcpd(lab, role)));
+        }
     }
     if options.dns == Dns::Bind {
         let mut stanzas = format!("# {HEADER}\n# Include this file from named.conf.local.\n");
@@ -252,6 +360,12 @@ fn tftp_image(lab: &Lab, image: &Image, out: &Path, r: &mut Rendered) -> Result<
         } else {
             r.files.insert(dir.join(UEFI_LOADER), Content::Copy(loaders.uefi.clone()));
         }
+    }
+    if Lab::serves(image, Firmware::UefiArm64) {
+        r.files.insert(dir.join(UEFI_ARM64_LOADER), Content::Copy(lab.file.loaders.uefi_arm64.clone()));
+    }
+    if let (true, Some(path)) = (Lab::serves(image, Firmware::Openfirmware), &lab.file.loaders.openfirmware) {
+        r.files.insert(dir.join(OPENFIRMWARE_LOADER), Content::Copy(path.clone()));
     }
     Ok(())
 }
@@ -352,7 +466,7 @@ fn serial_directive(append: &str) -> String {
     }
 }
 
-/// One grub.cfg for every UEFI client (grubnetx64.efi reads `/grub/grub.cfg` of the
+/// The grub.cfg of every GRUB client (each reads `/grub/grub.cfg` of the
 /// TFTP root whatever directory it was loaded from): an entry per known MAC, then the
 /// server subnet's image for the others.
 fn grub_cfg(lab: &Lab) -> String {
@@ -367,7 +481,7 @@ fn grub_cfg(lab: &Lab) -> String {
         )
     };
     for host in &lab.hosts {
-        let Some(image) = lab.image(&host.image).filter(|i| Lab::serves(i, Firmware::Uefi)) else { continue };
+        let Some(image) = lab.image(&host.image).filter(|i| serves_grub(i)) else { continue };
         let _ = write!(
             cfg,
             "if [ \"${{net_default_mac}}\" = \"{}\" ]; then\n# host {}\n{}fi\n",
@@ -377,10 +491,17 @@ fn grub_cfg(lab: &Lab) -> String {
         );
     }
     match lab.server_subnet().and_then(|s| s.image.as_deref()).and_then(|i| lab.image(i)) {
-        Some(image) if Lab::serves(image, Firmware::Uefi) => {
-            let _ = write!(cfg, "# machines not in the lab file\n{}", entry(image, "", ""));
+        Some(image) if serves_grub(image) => {
+            cfg.push_str("# machines not in the lab file, of the image's architecture\n");
+            for target in image.firmware.iter().filter_map(|f| grub_target(*f)) {
+                let _ = write!(
+                    cfg,
+                    "if [ \"${{grub_cpu}}-${{grub_platform}}\" = \"{target}\" ]; then\n{}fi\n",
+                    entry(image, "", "")
+                );
+            }
         }
-        _ => cfg.push_str("# machines not in the lab file: no image (the server's subnet names none for UEFI)\n"),
+        _ => cfg.push_str("# machines not in the lab file: no image (the server's subnet names none for GRUB)\n"),
     }
     cfg
 }
@@ -392,7 +513,31 @@ pub fn boot_file(lab: &Lab, image: &Image, firmware: Firmware) -> String {
         Firmware::Bios => format!("{name}/{}.0", bios_loader(lab).0),
         Firmware::Uefi if image.secure_boot => format!("{name}/{SHIM}"),
         Firmware::Uefi => format!("{name}/{UEFI_LOADER}"),
+        Firmware::UefiArm64 => format!("{name}/{UEFI_ARM64_LOADER}"),
+        Firmware::Openfirmware => format!("{name}/{OPENFIRMWARE_LOADER}"),
     }
+}
+
+/// The dnsmasq tag condition that picks `firmware`'s boot file by DHCP option 93 (the
+/// `dhcp-match` lines set the tags). OpenFirmware has none: SLOF sends no option 93,
+/// and its image serves no other firmware (one processor per image).
+fn dnsmasq_arch(firmware: Firmware) -> Option<&'static str> {
+    match firmware {
+        Firmware::Bios => Some("tag:!efi64"),
+        Firmware::Uefi => Some("tag:efi64"),
+        Firmware::UefiArm64 => Some("tag:efi-arm64"),
+        Firmware::Openfirmware => None,
+    }
+}
+
+/// `dhcp-boot` lines of `image` after `tags` (`tag:img-NAME`, ...), one per firmware.
+fn dnsmasq_boot(lab: &Lab, image: &Image, tags: &str) -> String {
+    let mut lines = String::new();
+    for firmware in Firmware::ALL.into_iter().filter(|f| Lab::serves(image, *f)) {
+        let arch = dnsmasq_arch(firmware).map(|a| format!("{a},")).unwrap_or_default();
+        let _ = writeln!(lines, "dhcp-boot={tags},{arch}{}", boot_file(lab, image, firmware));
+    }
+    lines
 }
 
 /// dnsmasq's tag for the clients of a subnet (set by its dhcp-range).
@@ -406,12 +551,23 @@ fn subnets_sorted(lab: &Lab) -> Vec<&Subnet> {
     subnets
 }
 
-/// The DNS servers a subnet's clients are given.
+/// The DNS servers a subnet's clients are given: the subnet's `dns`, else the server
+/// (and the peer).
 pub fn dns_servers(lab: &Lab, subnet: &Subnet) -> Vec<Ipv4Addr> {
     match &subnet.dns {
         Some(list) => list.iter().map(|a| a.0).collect(),
-        None => vec![lab.file.server.address.0],
+        None => std::iter::once(lab.file.server.address.0).chain(lab.file.peer.iter().map(|p| p.address.0)).collect(),
     }
+}
+
+/// [`dns_servers`] as `role`'s server hands them out: itself first when it is one of them.
+fn dns_servers_of(lab: &Lab, subnet: &Subnet, role: Role) -> Vec<Ipv4Addr> {
+    let mut list = dns_servers(lab, subnet);
+    let me = own(lab, role).0;
+    if let Some(at) = list.iter().position(|a| *a == me) {
+        list[..=at].rotate_right(1);
+    }
+    list
 }
 
 fn log_servers(subnet: &Subnet) -> Vec<Ipv4Addr> {
@@ -429,21 +585,29 @@ pub fn records(lab: &Lab) -> Vec<(String, Ipv4Addr)> {
     if let Some(subnet) = lab.server_subnet() {
         records.insert((format!("{}.{}", server.name, subnet.domain), server.address.0));
     }
+    if let Some(peer) = &lab.file.peer
+        && let Some(subnet) = lab.file.subnets.iter().find(|s| s.network.contains(peer.address.0))
+    {
+        records.insert((format!("{}.{}", peer.name, subnet.domain), peer.address.0));
+    }
     for host in &lab.hosts {
         records.insert((format!("{}.{}", host.name, lab.file.subnets[host.subnet].domain), host.address));
     }
     records.into_iter().collect()
 }
 
-fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
-    let server = &lab.file.server;
-    let mut c = format!("# {HEADER}\n# Run: dnsmasq --conf-file={}\n", out.join("dnsmasq.conf").display());
-    match &server.interface {
+fn dnsmasq(lab: &Lab, options: Options, out: &Path, role: Role) -> String {
+    let (address, interface) = own(lab, role);
+    let mut c = format!("# {HEADER}\n# Run: dnsmasq --conf-file={}\n", out.join(role.files().0).display());
+    if role == Role::Peer {
+        c.push_str("# On the peer, with a copy of this directory at the same path (rsync after each render).\n");
+    }
+    match interface {
         Some(interface) => {
             let _ = write!(c, "interface={interface}\nexcept-interface=lo\n");
         }
         None => {
-            let _ = writeln!(c, "listen-address={}", server.address.0);
+            let _ = writeln!(c, "listen-address={address}");
         }
     }
     c.push_str("bind-interfaces\nno-resolv\nno-hosts\n");
@@ -472,9 +636,9 @@ fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
         c.push_str("dhcp-authoritative\n");
         for subnet in subnets_sorted(lab) {
             let tag = subnet_tag(subnet);
-            match subnet.dynamic {
-                Some([start, end]) => {
-                    let _ = writeln!(c, "dhcp-range=set:{tag},{},{},{},12h", start.0, end.0, subnet.network.netmask());
+            match dynamic_range(lab, subnet, role) {
+                Some((start, end)) => {
+                    let _ = writeln!(c, "dhcp-range=set:{tag},{start},{end},{},12h", subnet.network.netmask());
                 }
                 None => {
                     let _ = writeln!(
@@ -488,35 +652,32 @@ fn dnsmasq(lab: &Lab, options: Options, out: &Path) -> String {
             if let Some(router) = subnet.router {
                 let _ = writeln!(c, "dhcp-option=tag:{tag},option:router,{}", router.0);
             }
-            let _ = writeln!(c, "dhcp-option=tag:{tag},option:dns-server,{}", join(&dns_servers(lab, subnet), ","));
+            let _ = writeln!(
+                c,
+                "dhcp-option=tag:{tag},option:dns-server,{}",
+                join(&dns_servers_of(lab, subnet, role), ",")
+            );
             let _ = writeln!(c, "dhcp-option=tag:{tag},option:domain-name,{}", subnet.domain);
             if !subnet.syslog.is_empty() {
                 let _ = writeln!(c, "dhcp-option=tag:{tag},option:log-server,{}", join(&log_servers(subnet), ","));
             }
         }
-        c.push_str(
-            "dhcp-match=set:efi64,option:client-arch,7\ndhcp-match=set:efi64,option:client-arch,9\n\
-             dhcp-userclass=set:ipxe,iPXE\ndhcp-option=tag:ipxe,encap:175,176,1b\n",
-        );
+        c.push_str("dhcp-match=set:efi64,option:client-arch,7\ndhcp-match=set:efi64,option:client-arch,9\n");
+        if lab.file.images.iter().any(|i| Lab::serves(i, Firmware::UefiArm64)) {
+            c.push_str("dhcp-match=set:efi-arm64,option:client-arch,11\n");
+        }
+        c.push_str("dhcp-userclass=set:ipxe,iPXE\ndhcp-option=tag:ipxe,encap:175,176,1b\n");
         for host in &lab.hosts {
             let _ =
                 writeln!(c, "dhcp-host={},set:img-{},{},{},infinite", host.mac, host.image, host.address, host.name);
         }
         for image in lab.images() {
-            for (firmware, arch) in [(Firmware::Bios, "tag:!efi64"), (Firmware::Uefi, "tag:efi64")] {
-                if Lab::serves(image, firmware) {
-                    let _ = writeln!(c, "dhcp-boot=tag:img-{},{arch},{}", image.name, boot_file(lab, image, firmware));
-                }
-            }
+            c.push_str(&dnsmasq_boot(lab, image, &format!("tag:img-{}", image.name)));
+            let _ = writeln!(c, "dhcp-option=tag:img-{},option:root-path,\"{}\"", image.name, root_path(lab, image));
         }
         for subnet in subnets_sorted(lab) {
             let Some(image) = subnet.image.as_deref().and_then(|i| lab.image(i)) else { continue };
-            for (firmware, arch) in [(Firmware::Bios, "tag:!efi64"), (Firmware::Uefi, "tag:efi64")] {
-                if Lab::serves(image, firmware) {
-                    let file = boot_file(lab, image, firmware);
-                    let _ = writeln!(c, "dhcp-boot=tag:!known,tag:{},{arch},{file}", subnet_tag(subnet));
-                }
-            }
+            c.push_str(&dnsmasq_boot(lab, image, &format!("tag:!known,tag:{}", subnet_tag(subnet))));
         }
     } else {
         c.push_str("\n# DHCP is ISC dhcpd's (dhcpd.conf)\n");
@@ -534,12 +695,17 @@ fn isc_filename(lab: &Lab, image: &Image, indent: &str) -> String {
             "{indent}if option arch = 00:07 or option arch = 00:09 {{\n{indent}  {uefi}\n{indent}}} else {{\n{indent}  {bios}\n{indent}}}\n"
         ),
         (false, true) => format!("{indent}{uefi}\n"),
-        _ => format!("{indent}{bios}\n"),
+        (true, false) => format!("{indent}{bios}\n"),
+        // The other processors' images serve one firmware each (one kernel per image).
+        (false, false) => match image.firmware.first() {
+            Some(&firmware) => format!("{indent}filename \"{}\";\n", boot_file(lab, image, firmware)),
+            None => format!("{indent}{bios}\n"),
+        },
     }
 }
 
-fn dhcpd(lab: &Lab) -> String {
-    let server = lab.file.server.address.0;
+fn dhcpd(lab: &Lab, role: Role) -> String {
+    let server = own(lab, role).0;
     let mut c = format!(
         "# {HEADER}\ndefault-lease-time 604800;\nmax-lease-time 604800;\nddns-update-style none;\nauthoritative;\n\
          option arch code 93 = unsigned integer 16;\n"
@@ -559,14 +725,14 @@ fn dhcpd(lab: &Lab) -> String {
         let _ = write!(
             c,
             "  option domain-name-servers {};\n  option domain-name \"{}\";\n  next-server {server};\n",
-            join(&dns_servers(lab, subnet), ", "),
+            join(&dns_servers_of(lab, subnet, role), ", "),
             subnet.domain
         );
         if !subnet.syslog.is_empty() {
             let _ = writeln!(c, "  option log-servers {};", join(&log_servers(subnet), ", "));
         }
-        if let Some([start, end]) = subnet.dynamic {
-            let _ = writeln!(c, "  range {} {};", start.0, end.0);
+        if let Some((start, end)) = dynamic_range(lab, subnet, role) {
+            let _ = writeln!(c, "  range {start} {end};");
             if let Some(image) = subnet.image.as_deref().and_then(|i| lab.image(i)) {
                 c.push_str(&isc_filename(lab, image, "  "));
             }
@@ -574,7 +740,12 @@ fn dhcpd(lab: &Lab) -> String {
         c.push_str("}\n");
     }
     for image in lab.images() {
-        let _ = write!(c, "\n# image {}\ngroup {{\n  next-server {server};\n", image.name);
+        let _ = write!(
+            c,
+            "\n# image {}\ngroup {{\n  next-server {server};\n  option root-path \"{}\";\n",
+            image.name,
+            root_path(lab, image)
+        );
         c.push_str(&isc_filename(lab, image, "  "));
         for host in lab.hosts.iter().filter(|h| h.image == image.name) {
             let _ = write!(

@@ -10,6 +10,11 @@
 //! interface = "br0"                # optional: dnsmasq serves only this interface
 //! http = "http://10.77.0.1/diskless"   # optional: kernels and initrds over HTTP (nginx.conf)
 //!
+//! [peer]                           # optional: a second server answering DHCP, DNS and TFTP
+//! address = "10.77.0.2"            # (dnsmasq-peer.conf / dhcpd-peer.conf; see below)
+//! name = "server2"
+//! interface = "br0"                # optional, as server.interface
+//!
 //! [loaders]                        # optional; where the boot loaders are taken from
 //! pxelinux = "/usr/lib/PXELINUX/pxelinux.0"                       # package pxelinux
 //! lpxelinux = "/usr/lib/PXELINUX/lpxelinux.0"                     # the same, with HTTP
@@ -18,6 +23,8 @@
 //! uefi_http = "/usr/lib/grub/x86_64-efi/http.mod"                 # the same, with server.http
 //! shim = "/usr/lib/shim/shimx64.efi.signed"                        # shim-signed
 //! uefi_signed = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"  # grub-efi-amd64-signed
+//! uefi_arm64 = "/usr/lib/grub/arm64-efi/monolithic/grubnetaa64.efi"  # grub-efi-arm64-bin
+//! openfirmware = "/srv/grub/grubnetppc.elf"  # no default: grub-mkimage from grub-ieee1275-bin
 //!
 //! [[subnet]]
 //! network = "10.77.0.0/24"
@@ -32,9 +39,11 @@
 //! name = "debian"                  # the TFTP subdirectory: tftproot/debian/
 //! export = "/srv/diskless/debian"  # the NFS export, the clients' root
 //! kernel = "newest"                # or a version, e.g. "6.1.0-57-amd64"
-//! firmware = ["bios", "uefi"]      # which clients it serves (DHCP option 93)
+//! firmware = ["bios", "uefi"]      # which clients it serves (DHCP option 93):
+//!                                  # "bios", "uefi" (x86-64), "uefi-arm64", "openfirmware"
 //! params = "console=ttyS0,115200"  # optional: kernel parameters of every client
 //! nfs_options = "vers=3"           # optional: appended to nfsroot=
+//! nfs_servers = ["10.77.0.1", "10.77.0.2"]  # optional: servers holding the same export
 //! maintenance = "10.77.0.5"        # optional: the one host that mounts it read-write
 //! secure_boot = true               # optional: UEFI clients boot shim -> signed GRUB -> signed kernel
 //!
@@ -51,6 +60,28 @@
 //! image = "debian"                 # optional when the group gives one
 //! params = "diskless.debug"        # optional: replaces the group's
 //! ```
+//!
+//! `nfs_servers` lists the NFS servers that hold the image's export (default: the
+//! server's address alone). The clients' command lines name them joined by `+`
+//! (`nfsroot=10.77.0.1+10.77.0.2:/srv/diskless/debian`), and so does the root-path
+//! (DHCP option 17) handed to the image's hosts; each client starts at its address
+//! modulo their number and moves on from a server that does not answer (see
+//! `root::parse`). Keeping the copies identical (rsync after each change of the
+//! image) is the administrator's; every server exports it read-only.
+//!
+//! `[peer]` is a second DHCP server, so that a lab still boots while one server is
+//! down: render writes `dnsmasq-peer.conf` (or `dhcpd-peer.conf` with `--dhcp isc`)
+//! beside the server's. Both give every host of the lab file the same fixed address,
+//! options and boot file, so whichever answers first the client gets the same lease;
+//! the subnet's `dynamic` range is split in two halves, the lower for the server and
+//! the upper for the peer, so two servers never lend one address to two unknown
+//! machines. Each gives itself as next-server (TFTP) and first DNS server, the other
+//! second. The peer needs a copy of the output directory at the same path (TFTP root,
+//! kernels, initrds), e.g. by rsync after every render. No lease database is shared:
+//! a lab's machines are in the lab file, and for them there is nothing to share (this
+//! is why a pair of independent servers rather than ISC's failover protocol, which
+//! needs both peers' clocks and states in step and an operator's partner-down
+//! command before one server may lend the other's addresses).
 //!
 //! `secure_boot = true` serves the image's UEFI clients through the distribution's
 //! signed chain, so that machines with Secure Boot on start it (machines with it off
@@ -85,6 +116,22 @@ pub struct LabFile {
     pub groups: Vec<Group>,
     #[serde(default, rename = "host")]
     pub hosts: Vec<Host>,
+    /// A second server answering DHCP, DNS and TFTP like [`LabFile::server`].
+    pub peer: Option<Peer>,
+}
+
+/// `[peer]`: the second DHCP (and DNS, TFTP) server of the pair.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub address: Addr,
+    #[serde(default = "default_peer_name")]
+    pub name: String,
+    pub interface: Option<String>,
+}
+
+fn default_peer_name() -> String {
+    "server2".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -126,7 +173,20 @@ pub struct Loaders {
     /// The distribution's signed GRUB network loader that shim starts.
     #[serde(default = "default_uefi_signed")]
     pub uefi_signed: PathBuf,
+    /// GRUB's network loader for ARM64 UEFI clients.
+    #[serde(default = "default_uefi_arm64")]
+    pub uefi_arm64: PathBuf,
+    /// A GRUB netboot image for OpenFirmware clients. Debian ships only GRUB's modules
+    /// (grub-ieee1275-bin), so the administrator builds it with grub-mkimage (see
+    /// [`OPENFIRMWARE_MKIMAGE`]); no default.
+    pub openfirmware: Option<PathBuf>,
 }
+
+/// How to build `loaders.openfirmware` from Debian's grub-ieee1275-bin: the network
+/// modules built in, its configuration read from the TFTP server it came from.
+pub const OPENFIRMWARE_MKIMAGE: &str = "grub-mkimage -O powerpc-ieee1275 -d /usr/lib/grub/powerpc-ieee1275 \
+     -p /grub -c EARLY -o PATH net ofnet tftp linux normal echo test configfile, EARLY holding the three lines \
+     net_bootp, set prefix=(tftp,$net_default_server)/grub and configfile $prefix/grub.cfg";
 
 fn default_pxelinux() -> PathBuf {
     "/usr/lib/PXELINUX/pxelinux.0".into()
@@ -146,6 +206,9 @@ fn default_shim() -> PathBuf {
 fn default_uefi_http() -> PathBuf {
     "/usr/lib/grub/x86_64-efi/http.mod".into()
 }
+fn default_uefi_arm64() -> PathBuf {
+    "/usr/lib/grub/arm64-efi/monolithic/grubnetaa64.efi".into()
+}
 fn default_uefi_signed() -> PathBuf {
     "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed".into()
 }
@@ -160,6 +223,8 @@ impl Default for Loaders {
             uefi_http: default_uefi_http(),
             shim: default_shim(),
             uefi_signed: default_uefi_signed(),
+            uefi_arm64: default_uefi_arm64(),
+            openfirmware: None,
         }
     }
 }
@@ -191,6 +256,10 @@ pub struct Image {
     #[serde(default)]
     pub params: String,
     pub nfs_options: Option<String>,
+    /// The NFS servers holding the export, in the order of the list clients rotate
+    /// (default: the server's address).
+    #[serde(default)]
+    pub nfs_servers: Vec<Addr>,
     pub maintenance: Option<Addr>,
     /// UEFI clients boot through shim and the signed GRUB (see the module docs).
     #[serde(default)]
@@ -208,12 +277,46 @@ fn default_firmware() -> Vec<Firmware> {
     vec![Firmware::Bios]
 }
 
-/// The client firmware an image serves; DHCP option 93 tells them apart.
+/// The client firmware an image serves; DHCP option 93 tells them apart (RFC 4578 and
+/// IANA's "Processor Architecture Types").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Firmware {
+    /// x86 BIOS PXE, 32- or 64-bit PCs (option 93 = 0): pxelinux.
     Bios,
+    /// x86-64 UEFI (7, or 9): GRUB's grubnetx64.efi, or shim with `secure_boot`.
     Uefi,
+    /// ARM64 UEFI (11): GRUB's grubnetaa64.efi.
+    #[serde(rename = "uefi-arm64")]
+    UefiArm64,
+    /// POWER OpenFirmware (SLOF on pseries, PowerVM): a GRUB netboot image for
+    /// powerpc-ieee1275. SLOF sends no option 93, so its image's hosts get it by their
+    /// image alone.
+    Openfirmware,
+}
+
+impl Firmware {
+    /// Every firmware, in the order render writes them.
+    pub const ALL: [Firmware; 4] = [Firmware::Bios, Firmware::Uefi, Firmware::UefiArm64, Firmware::Openfirmware];
+
+    /// The processor family its clients run: one image (one kernel) serves one.
+    pub fn cpu(self) -> &'static str {
+        match self {
+            Firmware::Bios | Firmware::Uefi => "x86",
+            Firmware::UefiArm64 => "arm64",
+            Firmware::Openfirmware => "powerpc",
+        }
+    }
+
+    /// Its name in the lab file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+            Firmware::UefiArm64 => "uefi-arm64",
+            Firmware::Openfirmware => "openfirmware",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -26,7 +26,9 @@ pub(crate) fn example_with(dir: &Path, server: &str) -> Lab {
 }
 
 fn example_text_in(dir: &Path, server: &str) -> String {
-    for name in ["pxelinux.0", "lpxelinux.0", "ldlinux.c32", "grubnetx64.efi", "http.mod"] {
+    for name in
+        ["pxelinux.0", "lpxelinux.0", "ldlinux.c32", "grubnetx64.efi", "http.mod", "grubnetaa64.efi", "grubnetppc.elf"]
+    {
         fs::write(dir.join(name), format!("loader {name}")).unwrap();
     }
     for name in ["shimx64.efi.signed", "grubnetx64.efi.signed"] {
@@ -34,7 +36,8 @@ fn example_text_in(dir: &Path, server: &str) -> String {
     }
     let loaders = format!(
         "[loaders]\npxelinux = \"{0}/pxelinux.0\"\nlpxelinux = \"{0}/lpxelinux.0\"\nldlinux = \"{0}/ldlinux.c32\"\n\
-         uefi = \"{0}/grubnetx64.efi\"\nuefi_http = \"{0}/http.mod\"\nshim = \"{0}/shimx64.efi.signed\"\nuefi_signed = \"{0}/grubnetx64.efi.signed\"\n",
+         uefi = \"{0}/grubnetx64.efi\"\nuefi_http = \"{0}/http.mod\"\nshim = \"{0}/shimx64.efi.signed\"\nuefi_signed = \"{0}/grubnetx64.efi.signed\"\n\
+         uefi_arm64 = \"{0}/grubnetaa64.efi\"\nopenfirmware = \"{0}/grubnetppc.elf\"\n",
         dir.display()
     );
     EXAMPLE.replacen("[[subnet]]", &format!("{loaders}\n[[subnet]]"), 1).replacen(
@@ -228,6 +231,7 @@ fn dnsmasq_gives_fixed_addresses_records_and_a_boot_file_per_firmware() {
         assert!(conf.lines().any(|l| l == line), "{line} missing:\n{conf}");
     }
     assert!(!conf.contains("img-gentoo,tag:efi64"), "gentoo serves BIOS clients only:\n{conf}");
+    assert!(!conf.contains("efi-arm64"), "no ARM64 image, no ARM64 match:\n{conf}");
     assert!(conf.starts_with(&format!("# {}\n", render::HEADER)));
 }
 
@@ -398,7 +402,8 @@ fn isc_and_bind_get_host_blocks_zones_with_a_content_serial_and_named_stanzas() 
         "subnet 10.77.0.0 netmask 255.255.255.0 {\n  option broadcast-address 10.77.0.255;\n  option routers 10.77.0.1;\n",
         "  next-server 10.77.0.1;\n  option log-servers 10.77.0.1;\n  range 10.77.0.150 10.77.0.199;\n",
         "  host lab3-12 {\n    hardware ethernet 52:54:00:77:03:12;\n    fixed-address 10.77.0.112;\n",
-        "# image gentoo\ngroup {\n  next-server 10.77.0.1;\n  filename \"gentoo/pxelinux.0\";\n  host maint {",
+        "# image gentoo\ngroup {\n  next-server 10.77.0.1;\n  option root-path \"10.77.0.1:/srv/diskless/gentoo\";\n  \
+         filename \"gentoo/pxelinux.0\";\n  host maint {",
         "  if option arch = 00:07 or option arch = 00:09 {\n    filename \"debian/grubnetx64.efi\";\n  } else {\n    filename \"debian/pxelinux.0\";\n  }\n",
     ] {
         assert!(dhcpd.contains(part), "{part} missing:\n{dhcpd}");
@@ -447,6 +452,7 @@ fn newest_is_the_highest_kernel_version_in_the_images_boot() {
         firmware: vec![schema::Firmware::Bios],
         params: String::new(),
         nfs_options: None,
+        nfs_servers: Vec::new(),
         maintenance: None,
         secure_boot: false,
     };
@@ -463,6 +469,12 @@ fn served(dir: &Path, options: Options) -> (Lab, std::path::PathBuf) {
     let (lab, rendered) = render_example(dir, options);
     let out = dir.join("out");
     render::write(&rendered, &out).unwrap();
+    with_kernels(&out);
+    (lab, out)
+}
+
+/// Kernels and initrds for 6.1.0-57-amd64 in the example's images under `out`.
+fn with_kernels(out: &Path) {
     for image in ["debian", "gentoo"] {
         for file in ["vmlinuz-6.1.0-57-amd64", "initrd.img-6.1.0-57-amd64"] {
             let path = out.join("tftproot").join(image).join(file);
@@ -470,7 +482,6 @@ fn served(dir: &Path, options: Options) -> (Lab, std::path::PathBuf) {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         }
     }
-    (lab, out)
 }
 
 #[test]
@@ -800,4 +811,234 @@ fn an_unknown_image_or_an_unrendered_root_is_named_with_the_fix() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("tftproot/debian does not exist; write the server files first: diskless server render"), "{e}");
+}
+
+/// The example lab with a `[peer]` at 10.77.0.2 and image "debian" on both servers.
+fn pair_example_in(dir: &Path) -> Lab {
+    let text = example_text_in(dir, "")
+        .replacen("[[subnet]]", "[peer]\naddress = \"10.77.0.2\"\nname = \"server2\"\n\n[[subnet]]", 1)
+        .replace("dns = [\"10.77.0.1\"]", "")
+        .replace("nfs_options = \"vers=3\"", "nfs_options = \"vers=3\"\nnfs_servers = [\"10.77.0.1\", \"10.77.0.2\"]");
+    let lab = Lab::parse(&text).unwrap();
+    assert_eq!(lab.problems, []);
+    lab
+}
+
+/// Images and hosts of the other client architectures, for the example.
+const FOREIGN: &str = r#"
+[[image]]
+name = "debian-arm64"             # ARM64 UEFI machines (DHCP option 93 = 11)
+export = "/srv/diskless/debian-arm64"
+kernel = "6.1.0-57-arm64"
+firmware = ["uefi-arm64"]
+params = "console=ttyAMA0"
+
+[[image]]
+name = "debian-ppc64el"           # POWER machines booting from OpenFirmware (SLOF)
+export = "/srv/diskless/debian-ppc64el"
+kernel = "6.1.0-57-powerpc64le"
+firmware = ["openfirmware"]
+params = "console=hvc0"
+
+[[host]]
+name = "lab4-1"
+mac = "52:54:00:77:04:01"
+address = "10.77.0.141"
+image = "debian-arm64"
+
+[[host]]
+name = "lab4-2"
+mac = "52:54:00:77:04:02"
+address = "10.77.0.142"
+image = "debian-ppc64el"
+"#;
+
+/// The example (its loaders in `dir`) with [`FOREIGN`]'s images and hosts.
+fn foreign_example_in(dir: &Path) -> Lab {
+    let lab = Lab::parse(&format!("{}{FOREIGN}", example_text_in(dir, ""))).unwrap();
+    assert_eq!(lab.problems, []);
+    lab
+}
+
+#[test]
+fn an_images_nfs_servers_go_joined_by_plus_into_every_command_line_and_root_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = pair_example_in(dir.path());
+    let out = dir.path().join("out");
+    for options in [Options::default(), Options { dhcp: Dhcp::Isc, dns: Dns::Bind }] {
+        let r = render::render(&lab, options, &out).unwrap();
+        let root = "10.77.0.1+10.77.0.2:/srv/diskless/debian,vers=3";
+        let pxelinux = text(&r, "tftproot/debian/pxelinux.cfg/default");
+        assert!(pxelinux.contains(&format!("  APPEND root=/dev/nfs nfsroot={root} console=ttyS0")), "{pxelinux}");
+        assert!(text(&r, "tftproot/grub/grub.cfg").contains(&format!("nfsroot={root} ")));
+        for file in ["dnsmasq.conf", "dnsmasq-peer.conf"] {
+            let conf = text(&r, file);
+            if options.dhcp == Dhcp::Dnsmasq {
+                let line = format!("dhcp-option=tag:img-debian,option:root-path,\"{root}\"");
+                assert!(conf.lines().any(|l| l == line), "{file}: {line} missing:\n{conf}");
+            }
+        }
+        if options.dhcp == Dhcp::Isc {
+            for file in ["dhcpd.conf", "dhcpd-peer.conf"] {
+                assert!(text(&r, file).contains(&format!("  option root-path \"{root}\";\n")), "{file}");
+            }
+        }
+        // gentoo names no nfs_servers: the server alone.
+        assert!(text(&r, "tftproot/gentoo/pxelinux.cfg/default").contains("nfsroot=10.77.0.1:/srv/diskless/gentoo\n"));
+    }
+    let twice = example_text_in(dir.path(), "")
+        .replace("nfs_options = \"vers=3\"", "nfs_options = \"vers=3\"\nnfs_servers = [\"10.77.0.1\", \"10.77.0.1\"]");
+    assert_eq!(
+        problems_of(&twice),
+        ["image \"debian\": nfs_servers lists 10.77.0.1 twice; list each server holding the export once"]
+    );
+}
+
+#[test]
+fn a_peer_gets_the_same_hosts_the_upper_half_of_the_range_and_itself_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = pair_example_in(dir.path());
+    let r = render::render(&lab, Options::default(), &dir.path().join("out")).unwrap();
+    let (server, peer) = (text(&r, "dnsmasq.conf"), text(&r, "dnsmasq-peer.conf"));
+    let lines = |conf: &str, prefix: &str| -> Vec<String> {
+        conf.lines().filter(|l| l.starts_with(prefix)).map(str::to_string).collect()
+    };
+    for prefix in ["dhcp-host=", "dhcp-boot=", "host-record=", "dhcp-option=tag:img-"] {
+        assert_eq!(lines(server, prefix), lines(peer, prefix), "{prefix} lines differ");
+        assert!(!lines(server, prefix).is_empty(), "{prefix}");
+    }
+    assert!(server.contains("\nlisten-address=10.77.0.1\n") && peer.contains("\nlisten-address=10.77.0.2\n"));
+    assert!(server.contains("\ndhcp-range=set:net-10-77-0-0,10.77.0.150,10.77.0.174,255.255.255.0,12h\n"), "{server}");
+    assert!(peer.contains("\ndhcp-range=set:net-10-77-0-0,10.77.0.175,10.77.0.199,255.255.255.0,12h\n"), "{peer}");
+    assert!(server.contains("\ndhcp-option=tag:net-10-77-0-0,option:dns-server,10.77.0.1,10.77.0.2\n"), "{server}");
+    assert!(peer.contains("\ndhcp-option=tag:net-10-77-0-0,option:dns-server,10.77.0.2,10.77.0.1\n"), "{peer}");
+    assert!(peer.contains("\nhost-record=server2.example.edu,server2,10.77.0.2\n"), "{peer}");
+    assert!(!server.contains("peer"), "the server's file says nothing of the peer: {server}");
+    let r = render::render(&lab, Options { dhcp: Dhcp::Isc, dns: Dns::Bind }, &dir.path().join("out")).unwrap();
+    let (server, peer) = (text(&r, "dhcpd.conf"), text(&r, "dhcpd-peer.conf"));
+    assert!(
+        server.contains("  range 10.77.0.150 10.77.0.174;\n") && peer.contains("  range 10.77.0.175 10.77.0.199;\n")
+    );
+    assert!(peer.contains("# image debian\ngroup {\n  next-server 10.77.0.2;\n"), "{peer}");
+    assert!(peer.contains("  option domain-name-servers 10.77.0.2, 10.77.0.1;\n"), "{peer}");
+    let outside =
+        example_text_in(dir.path(), "").replacen("[[subnet]]", "[peer]\naddress = \"10.99.0.2\"\n\n[[subnet]]", 1);
+    assert_eq!(
+        problems_of(&outside),
+        ["peer.address 10.99.0.2 is in no [[subnet]]; give the peer an address in the subnet it serves"]
+    );
+}
+
+#[test]
+fn check_finds_a_pair_whose_files_answer_differently_or_lend_the_same_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    for options in [Options::default(), Options { dhcp: Dhcp::Isc, dns: Dns::Bind }] {
+        let lab = pair_example_in(dir.path());
+        let out = dir.path().join("out");
+        let _ = fs::remove_dir_all(&out);
+        render::write(&render::render(&lab, options, &out).unwrap(), &out).unwrap();
+        with_kernels(&out);
+        assert_eq!(findings(&lab, &out), Vec::<String>::new(), "{options:?}");
+        assert_eq!(check::pair(&out, options), []);
+    }
+    // The peer's file edited by hand: lab3-12 moved, and the whole range lent.
+    let out = dir.path().join("out");
+    let lab = pair_example_in(dir.path());
+    render::write(&render::render(&lab, Options::default(), &out).unwrap(), &out).unwrap();
+    let peer = out.join("dnsmasq-peer.conf");
+    let text = fs::read_to_string(&peer).unwrap();
+    fs::write(
+        &peer,
+        text.replace("10.77.0.112,lab3-12", "10.77.0.212,lab3-12")
+            .replace("10.77.0.175,10.77.0.199", "10.77.0.150,10.77.0.199"),
+    )
+    .unwrap();
+    let found: Vec<String> = check::pair(&out, Options::default()).iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    for (at, part) in [
+        (0, "the DHCP pair answers the lab's hosts differently: only "),
+        (0, "dhcp-host=52:54:00:77:03:12,set:img-debian,10.77.0.112,lab3-12,infinite"),
+        (0, "dhcp-host=52:54:00:77:03:12,set:img-debian,10.77.0.212,lab3-12,infinite"),
+        (1, "lends 10.77.0.150-10.77.0.174 and "),
+        (1, " lends 10.77.0.150-10.77.0.199, so both may give one address to two machines"),
+    ] {
+        assert!(found[at].contains(part), "{part:?} not in {}", found[at]);
+    }
+    assert!(
+        findings(&lab, &out).iter().any(|f| f.contains("dnsmasq-peer.conf differs from what the lab file renders"))
+    );
+}
+
+#[test]
+fn arm64_and_power_clients_get_their_grub_by_option_93_or_their_image_and_entries_in_the_one_grub_cfg() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = foreign_example_in(dir.path());
+    let r = render::render(&lab, Options::default(), &dir.path().join("out")).unwrap();
+    let conf = text(&r, "dnsmasq.conf");
+    for line in [
+        "dhcp-match=set:efi-arm64,option:client-arch,11",
+        "dhcp-boot=tag:img-debian-arm64,tag:efi-arm64,debian-arm64/grubnetaa64.efi",
+        // SLOF sends no option 93: the host's image alone picks its loader.
+        "dhcp-boot=tag:img-debian-ppc64el,debian-ppc64el/grubnetppc.elf",
+        "dhcp-host=52:54:00:77:04:02,set:img-debian-ppc64el,10.77.0.142,lab4-2,infinite",
+    ] {
+        assert!(conf.lines().any(|l| l == line), "{line} missing:\n{conf}");
+    }
+    let copy = |path: &str| r.files[Path::new(path)].clone();
+    assert_eq!(copy("tftproot/debian-arm64/grubnetaa64.efi"), Content::Copy(dir.path().join("grubnetaa64.efi")));
+    assert_eq!(copy("tftproot/debian-ppc64el/grubnetppc.elf"), Content::Copy(dir.path().join("grubnetppc.elf")));
+    for (path, stray) in [
+        ("tftproot/debian-arm64/pxelinux.0", "no BIOS loader for ARM64"),
+        ("tftproot/debian-ppc64el/grubnetx64.efi", "no x86 GRUB for POWER"),
+        ("tftproot/debian/grubnetaa64.efi", "no ARM64 GRUB for x86"),
+    ] {
+        assert!(!r.files.contains_key(Path::new(path)), "{stray}: {path}");
+    }
+    // Every GRUB reads the one grub.cfg: each host's entry by its MAC.
+    let grub = text(&r, "tftproot/grub/grub.cfg");
+    assert!(grub.contains("if [ \"${net_default_mac}\" = \"52:54:00:77:04:01\" ]; then\n# host lab4-1\n"), "{grub}");
+    assert!(
+        grub.contains("  linux /debian-arm64/vmlinuz root=/dev/nfs nfsroot=10.77.0.1:/srv/diskless/debian-arm64 console=ttyAMA0 BOOTIF=01-52-54-00-77-04-01\n"),
+        "{grub}"
+    );
+    assert!(
+        grub.contains("  linux /debian-ppc64el/vmlinuz root=/dev/nfs nfsroot=10.77.0.1:/srv/diskless/debian-ppc64el console=hvc0 BOOTIF=01-52-54-00-77-04-02\n"),
+        "{grub}"
+    );
+    // Unknown machines get the server subnet's image only on its architecture.
+    assert!(
+        grub.contains("# machines not in the lab file, of the image's architecture\nif [ \"${grub_cpu}-${grub_platform}\" = \"x86_64-efi\" ]; then\nmenuentry \"diskless debian\""),
+        "{grub}"
+    );
+    assert!(!grub.contains("arm64-efi\" ]") && !grub.contains("powerpc-ieee1275\" ]"), "{grub}");
+
+    let isc = render::render(&lab, Options { dhcp: Dhcp::Isc, dns: Dns::Bind }, &dir.path().join("out")).unwrap();
+    let dhcpd = text(&isc, "dhcpd.conf");
+    assert!(
+        dhcpd.contains(
+            "# image debian-arm64\ngroup {\n  next-server 10.77.0.1;\n  option root-path \"10.77.0.1:/srv/diskless/debian-arm64\";\n  filename \"debian-arm64/grubnetaa64.efi\";\n"
+        ),
+        "{dhcpd}"
+    );
+    assert!(dhcpd.contains("  filename \"debian-ppc64el/grubnetppc.elf\";\n"), "{dhcpd}");
+}
+
+#[test]
+fn an_image_for_two_processors_is_a_problem_and_openfirmware_needs_its_loader() {
+    let p = problems_of(&format!("{EXAMPLE}{FOREIGN}").replace("[\"uefi-arm64\"]", "[\"uefi-arm64\", \"bios\"]"));
+    assert_eq!(
+        p,
+        ["image \"debian-arm64\": firmware \"uefi-arm64\" and \"bios\" are clients of different processors (arm64, \
+          x86); one image boots one kernel: give each architecture an image of its own"]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{}{FOREIGN}", example_text_in(dir.path(), ""));
+    let text = text.replace(&format!("openfirmware = \"{}/grubnetppc.elf\"\n", dir.path().display()), "");
+    let lab = Lab::parse(&text).unwrap();
+    let e = render::render(&lab, Options::default(), &dir.path().join("out")).unwrap_err().to_string();
+    assert!(
+        e.starts_with("image \"debian-ppc64el\" serves OpenFirmware clients but [loaders] has no openfirmware; ")
+            && e.contains("grub-mkimage -O powerpc-ieee1275"),
+        "{e}"
+    );
 }

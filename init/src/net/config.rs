@@ -462,15 +462,15 @@ impl NetConfig {
     /// The offer policy this command line asks for: the allowlist, and the servers
     /// it names (the `ip=` server, the NFS root server) as those that serve boots.
     pub fn offer_policy(&self) -> OfferPolicy {
-        let root_server = match &self.root {
-            Some(RootRequest::Spec { server, .. }) => *server,
-            _ => None,
+        let root_servers = match &self.root {
+            Some(RootRequest::Spec { servers, .. }) => servers.clone(),
+            _ => Vec::new(),
         };
         let ip_server = self.ip.as_ref().and_then(|ip| ip.server);
         OfferPolicy {
             allowed: self.dhcp_servers.clone(),
             excluded: Vec::new(),
-            boot_servers: ip_server.into_iter().chain(root_server).collect(),
+            boot_servers: ip_server.into_iter().chain(root_servers).collect(),
         }
     }
 

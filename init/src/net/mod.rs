@@ -442,28 +442,37 @@ fn cannot_boot(
     debug: &dyn Fn(&str),
 ) -> Option<String> {
     let root = cfg.root.as_ref().filter(|_| !policy.has_boot_info(lease))?;
-    let (server, port) = match root.server_for(lease) {
+    let (servers, port) = match root.servers_for(lease) {
         Ok(found) => found,
         Err(crate::root::RootSpecError::NoRoot) => {
             return Some("has no root path and the command line names no root".into());
         }
         Err(e) => return Some(format!("names no usable root: {e}")),
     };
-    let to = SocketAddrV4::new(server, port.unwrap_or(NFS_PORT));
+    // One server of several that answers is enough: the root stage moves past the others.
     let mut last = None;
-    for attempt in 1..=PROBE_TRIES {
-        match os.probe_tcp(to, PROBE_TIMEOUT) {
-            Ok(()) => return None,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return None,
-            Err(e) => {
-                debug(&format!("probe {attempt} of the NFS root server {to}: {e}"));
-                last = Some(e);
+    for server in &servers {
+        let to = SocketAddrV4::new(*server, port.unwrap_or(NFS_PORT));
+        for attempt in 1..=PROBE_TRIES {
+            match os.probe_tcp(to, PROBE_TIMEOUT) {
+                Ok(()) => return None,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return None,
+                Err(e) => {
+                    debug(&format!("probe {attempt} of the NFS root server {to}: {e}"));
+                    last = Some(e);
+                }
             }
         }
     }
     let last = last.map(|e| e.to_string()).unwrap_or_default();
+    let port = port.unwrap_or(NFS_PORT);
+    let to: Vec<String> = servers.iter().map(|s| SocketAddrV4::new(*s, port).to_string()).collect();
+    let who = match to.as_slice() {
+        [one] => format!("the NFS root server {one} does not answer"),
+        all => format!("none of the NFS root servers {} answers", all.join(", ")),
+    };
     Some(format!(
-        "has {} and the NFS root server {to} does not answer over it ({last}; {PROBE_TRIES} tries of {} s)",
+        "has {} and {who} over it ({last}; {PROBE_TRIES} tries of {} s)",
         dhcp::NO_BOOT_INFO,
         PROBE_TIMEOUT.as_secs()
     ))

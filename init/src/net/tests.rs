@@ -305,3 +305,31 @@ fn the_allowlist_reaches_the_dhcp_of_each_link() {
     assert_eq!(net.lease, genuine_lease(), "the rogue answered first but is not allowed");
     assert!(fake.calls_of(Kind::DhcpRelease).is_empty());
 }
+
+#[test]
+fn with_several_root_servers_one_that_answers_keeps_the_lease_and_none_names_them_all() {
+    // The rogue's lease reaches no root server: both are probed, both named.
+    let fake = rogue_first(Some(100));
+    let lines = Mutex::new(Vec::new());
+    let log = |_: Level, l: &str| lines.lock().unwrap().push(l.to_string());
+    let net = run(&cfg_with_root("nfsroot=10.77.0.1+10.77.0.2:/export"), &fake, &log).unwrap();
+    assert_eq!(net.lease, genuine_lease());
+    let probed: Vec<Call> = fake.calls_of(Kind::ProbeTcp);
+    let probe = |last: u8| Call::ProbeTcp { to: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, last), 2049) };
+    assert_eq!(probed, [probe(1), probe(1), probe(2), probe(2)], "every try of each server");
+    let lines = logged(&lines);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("and none of the NFS root servers 10.77.0.1:2049, 10.77.0.2:2049 answers over it (")
+                && l.contains("releasing it")),
+        "{lines:?}"
+    );
+    // The second server answering (a refusal is an answer) is enough to keep it.
+    let fake = rogue_first(Some(100));
+    let second = probe(2);
+    fake.fail_calls(move |c| *c == second, nix::libc::ECONNREFUSED);
+    let net = run(&cfg_with_root("nfsroot=10.77.0.1+10.77.0.2:/export"), &fake, &quiet).unwrap();
+    assert_eq!(net.lease, rogue_lease());
+    assert!(fake.calls_of(Kind::DhcpRelease).is_empty());
+}

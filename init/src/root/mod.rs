@@ -7,13 +7,25 @@
 //! try, and backs off 1, 2, 4, 8, 16, 16, ... s between rounds, up to
 //! `nfs_retry_timeout` (0 = forever). An error that waiting cannot fix (no such
 //! export, access denied) ends the stage at once.
+//!
+//! A root on several servers ([`parse`]: `a+b:/path`, tried in this host's order) is
+//! tried server by server within each round. Before its mount a server must answer a
+//! TCP connection to its NFS port (`port=`, else 2049) within
+//! `nfs_server_timeout` (default 5 s): one that is off, unplugged or unreachable is
+//! named on the console and left for the next one after at most that long, instead of
+//! holding the boot for the kernel's own mount timeouts (minutes over TCP). A refused
+//! connection is an answer: the mount says what is wrong. A server that fails its
+//! mount (silent, or refusing the export) is left for the next one too; the round
+//! ends when every server failed, and the next round starts again at this host's
+//! own first server. With one server there is nowhere to move: no probe is made and
+//! the mount waits as it always did.
 
 pub mod parse;
 pub mod stage;
 
 use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -141,6 +153,9 @@ pub enum AttemptError {
     Mount(io::Error),
     /// The version's modules did not load, so it was not tried.
     Modules(Vec<Missing>),
+    /// One of several servers did not answer a TCP connection to its NFS port within
+    /// `nfs_server_timeout`: not mounted, the next server tried.
+    Silent { server: Ipv4Addr, port: u16, waited: Duration, error: io::Error },
 }
 
 /// One failed try of one version.
@@ -157,6 +172,7 @@ impl Attempt {
         match &self.error {
             AttemptError::Mount(e) => meaning_of(e).1,
             AttemptError::Modules(_) => false,
+            AttemptError::Silent { .. } => true,
         }
     }
 
@@ -166,6 +182,7 @@ impl Attempt {
         match &self.error {
             AttemptError::Mount(e) => meaning_of(e).2,
             AttemptError::Modules(_) => true,
+            AttemptError::Silent { .. } => false,
         }
     }
 
@@ -177,6 +194,7 @@ impl Attempt {
                 matches!(e.raw_os_error(), Some(n) if n == Errno::PROTONOSUPPORT.raw_os_error() || n == Errno::NOSYS.raw_os_error())
             }
             AttemptError::Modules(_) => true,
+            AttemptError::Silent { .. } => false,
         }
     }
 
@@ -184,6 +202,7 @@ impl Attempt {
         match &self.error {
             AttemptError::Mount(e) => meaning_of(e).0,
             AttemptError::Modules(_) => "its modules did not load",
+            AttemptError::Silent { .. } => "the server did not answer",
         }
     }
 }
@@ -196,6 +215,9 @@ impl fmt::Display for Attempt {
             }
             AttemptError::Modules(missing) => {
                 write!(f, "NFSv{}: not tried, {}: {}", self.version, self.reason(), MissingList(missing))
+            }
+            AttemptError::Silent { server, port, waited, error } => {
+                write!(f, "{server}: no answer on TCP port {port} within {} s ({error})", waited.as_secs())
             }
         }
     }
@@ -245,7 +267,13 @@ pub struct Retry {
     pub timeout: Duration,
     /// How long one second of backoff lasts (shortened by tests).
     pub second: Duration,
+    /// How long one of several servers has to answer before the next is tried
+    /// (`nfs_server_timeout`).
+    pub server_timeout: Duration,
 }
+
+/// The NFS port probed when the root gives no `port=`.
+pub const NFS_PORT: u16 = 2049;
 
 /// What the mount did, for boot.json.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -268,7 +296,8 @@ pub fn backoff(round: u32) -> Duration {
 
 /// Mount `root` read-only at `target`, retrying transient failures. `load` brings in
 /// the modules of a version before its first try (what it loaded ends up in
-/// [`Mounted::modules`]); a version whose modules are missing is not tried.
+/// [`Mounted::modules`]); a version whose modules are missing is not tried. Several
+/// servers are tried in the order of [`NfsRoot::servers`] (see the module docs).
 pub fn mount_root(
     os: &dyn Os,
     log: &Log,
@@ -286,10 +315,9 @@ pub fn mount_root(
         info!(log, "NFS root option ignored: {ignored}");
     }
     let started = Instant::now();
-    let mut versions = parse::attempts(root.version);
-    let mut ready: Vec<Version> = Vec::new();
-    let mut modules: Vec<String> = Vec::new();
-    let source = root.source();
+    let servers: Vec<Ipv4Addr> = if root.servers.is_empty() { vec![root.server] } else { root.servers.clone() };
+    let mut tries = Tries { versions: parse::attempts(root.version), ready: Vec::new(), modules: Vec::new() };
+    let spec = root.spec();
     let mut round = 0u32;
     loop {
         round += 1;
@@ -297,43 +325,59 @@ pub fn mount_root(
         // countdown line, with the tries in the debug log.
         let say = |line: String| if round == 1 { info!(log, "{line}") } else { debug!(log, "{line}") };
         let mut failed: Vec<Attempt> = Vec::new();
-        for &version in &versions {
-            // A later version is a fallback: tried when the server refused the one
-            // before, not while it does not answer at all (its modules, nfsv4 most of a
-            // second, stay unloaded while the first version waits for the server).
-            if let Some(previous) = failed.last() {
-                if !previous.falls_back() {
-                    break;
+        for (index, &server) in servers.iter().enumerate() {
+            let next = servers.get(index + 1).map_or_else(|| "the next round".to_string(), Ipv4Addr::to_string);
+            if servers.len() > 1 {
+                let port = root.options.port.unwrap_or(NFS_PORT);
+                let wait = retry.server_timeout.max(Duration::from_secs(1));
+                let asked = Instant::now();
+                match os.probe_tcp(SocketAddrV4::new(server, port), wait) {
+                    Err(error) if error.kind() != io::ErrorKind::ConnectionRefused => {
+                        let waited = asked.elapsed();
+                        let attempt = Attempt {
+                            version: tries.versions.first().copied().unwrap_or(root.version),
+                            options: String::new(),
+                            error: AttemptError::Silent { server, port, waited: wait, error },
+                        };
+                        // Always on the console: which server a boot skipped is what
+                        // the administrator of a server pair looks for.
+                        info!(
+                            log,
+                            "NFS server {server} did not answer on TCP port {port} ({}) after {:.1} s \
+                             (nfs_server_timeout {} s); moving on to {next}",
+                            match &attempt.error {
+                                AttemptError::Silent { error, .. } => error.to_string(),
+                                _ => String::new(),
+                            },
+                            waited.as_secs_f32(),
+                            wait.as_secs()
+                        );
+                        failed.push(attempt);
+                        continue;
+                    }
+                    _ => say(format!("NFS server {server} answers on TCP port {port}")),
                 }
-                say(format!("NFSv{} failed ({}); trying NFSv{version}", previous.version, previous.reason()));
             }
-            let options = mount_options_for(root, version, client);
-            if !ready.contains(&version) {
-                let loaded = load(version);
-                modules.extend(loaded.loaded);
-                if !loaded.missing.is_empty() {
-                    let attempt = Attempt { version, options, error: AttemptError::Modules(loaded.missing) };
-                    info!(log, "warning: {attempt}");
-                    failed.push(attempt);
-                    continue;
-                }
-                ready.push(version);
-            }
-            say(format!("mounting {source} read-only on {} (NFSv{version}: {options})", target.display()));
-            match os.mount(&source, target, "nfs", MountFlags::RDONLY, &options) {
-                Ok(()) => {
+            let one = root.on(server);
+            match tries.mount(os, &say, &one, client, target, log, load) {
+                Ok((version, options)) => {
+                    if servers.len() > 1 {
+                        info!(log, "NFS root from server {server} ({} of {}: {spec})", index + 1, servers.len());
+                    }
                     return Ok(Mounted {
-                        root: root.clone(),
+                        root: NfsRoot { servers: servers.clone(), ..one },
                         mounted_version: version,
                         mount_options: options,
                         attempts: round,
-                        modules,
+                        modules: tries.modules,
                     });
                 }
-                Err(error) => {
-                    let attempt = Attempt { version, options, error: AttemptError::Mount(error) };
-                    say(format!("mount failed: {attempt}"));
-                    failed.push(attempt);
+                Err(attempts) => {
+                    if servers.len() > 1 {
+                        let reason = attempts.last().map_or("", Attempt::reason);
+                        info!(log, "NFS server {server} failed ({reason}); moving on to {next}");
+                    }
+                    failed.extend(attempts);
                 }
             }
         }
@@ -342,7 +386,7 @@ pub fn mount_root(
                 .into_iter()
                 .flat_map(|a| match a.error {
                     AttemptError::Modules(missing) => missing,
-                    AttemptError::Mount(_) => Vec::new(),
+                    AttemptError::Mount(_) | AttemptError::Silent { .. } => Vec::new(),
                 })
                 .fold(Vec::<Missing>::new(), |mut all, m| {
                     if !all.contains(&m) {
@@ -355,31 +399,95 @@ pub fn mount_root(
         // A version the server or kernel does not have is not tried again; the
         // others may still work once the server is up.
         if failed.len() > 1 {
-            versions.retain(|v| !failed.iter().any(|a| a.version == *v && a.version_unusable()));
+            tries.versions.retain(|v| !failed.iter().any(|a| a.version == *v && a.version_unusable()));
         }
-        if failed.iter().all(|a| !a.transient()) || versions.is_empty() {
-            return Err(RootError::Refused { root: source, attempts: failed });
+        if failed.iter().all(|a| !a.transient()) || tries.versions.is_empty() {
+            return Err(RootError::Refused { root: spec, attempts: failed });
         }
         let waited = started.elapsed();
         let wait = backoff(round);
         let left = if retry.timeout.is_zero() { None } else { Some(retry.timeout.saturating_sub(waited)) };
         if left.is_some_and(|left| left.is_zero()) {
-            return Err(RootError::GaveUp { root: source, waited, attempts: failed });
+            return Err(RootError::GaveUp { root: spec, waited, attempts: failed });
         }
         let reason = failed.iter().rev().find(|a| a.transient()).map_or("", Attempt::reason);
         let giving_up = match left {
             Some(left) => format!("giving up in {} s", left.as_secs()),
             None => "retrying forever (nfs_retry_timeout=0)".to_string(),
         };
+        let who = if servers.len() > 1 { "servers" } else { "server" };
         info!(
             log,
-            "NFS server {} not answering ({reason}); retrying in {} s (attempt {}, {giving_up})",
-            root.server,
+            "NFS {who} {} not answering ({reason}); retrying in {} s (attempt {}, {giving_up})",
+            parse::join_servers(&servers, ", "),
             wait.as_secs(),
             round + 1
         );
         let wait = left.map_or(wait, |left| wait.min(left));
         std::thread::sleep(retry.second.saturating_mul(wait.as_secs().max(1) as u32));
+    }
+}
+
+/// What the versions' tries keep from one server and round to the next.
+struct Tries {
+    /// The versions still worth a try, in order.
+    versions: Vec<Version>,
+    /// Versions whose modules are loaded.
+    ready: Vec<Version>,
+    /// Every module the loads brought in.
+    modules: Vec<String>,
+}
+
+impl Tries {
+    /// Mount `root` (one server) with each version in turn, a later one only when the
+    /// server refused the one before; the version and options that worked, or every
+    /// failed try.
+    #[allow(clippy::too_many_arguments)]
+    fn mount(
+        &mut self,
+        os: &dyn Os,
+        say: &dyn Fn(String),
+        root: &NfsRoot,
+        client: Ipv4Addr,
+        target: &Path,
+        log: &Log,
+        load: &dyn Fn(Version) -> Loaded,
+    ) -> Result<(Version, String), Vec<Attempt>> {
+        let source = root.source();
+        let mut failed: Vec<Attempt> = Vec::new();
+        for &version in &self.versions {
+            // A later version is a fallback: tried when the server refused the one
+            // before, not while it does not answer at all (its modules, nfsv4 most of a
+            // second, stay unloaded while the first version waits for the server).
+            if let Some(previous) = failed.last() {
+                if !previous.falls_back() {
+                    break;
+                }
+                say(format!("NFSv{} failed ({}); trying NFSv{version}", previous.version, previous.reason()));
+            }
+            let options = mount_options_for(root, version, client);
+            if !self.ready.contains(&version) {
+                let loaded = load(version);
+                self.modules.extend(loaded.loaded);
+                if !loaded.missing.is_empty() {
+                    let attempt = Attempt { version, options, error: AttemptError::Modules(loaded.missing) };
+                    info!(log, "warning: {attempt}");
+                    failed.push(attempt);
+                    continue;
+                }
+                self.ready.push(version);
+            }
+            say(format!("mounting {source} read-only on {} (NFSv{version}: {options})", target.display()));
+            match os.mount(&source, target, "nfs", MountFlags::RDONLY, &options) {
+                Ok(()) => return Ok((version, options)),
+                Err(error) => {
+                    let attempt = Attempt { version, options, error: AttemptError::Mount(error) };
+                    say(format!("mount failed: {attempt}"));
+                    failed.push(attempt);
+                }
+            }
+        }
+        Err(failed)
     }
 }
 
@@ -407,7 +515,11 @@ mod tests {
     }
 
     fn retry(timeout_s: u64) -> Retry {
-        Retry { timeout: Duration::from_secs(timeout_s), second: Duration::ZERO }
+        Retry {
+            timeout: Duration::from_secs(timeout_s),
+            second: Duration::ZERO,
+            server_timeout: Duration::from_secs(5),
+        }
     }
 
     /// Module loads of a fake kernel that has the modules of every version but those in
@@ -521,7 +633,11 @@ mod tests {
         os.fail_mount_on(&target, Errno::TIMEDOUT.raw_os_error());
         let (log, console) = captured();
         let loads = FakeLoads::all();
-        let retry = Retry { timeout: Duration::from_millis(300), second: Duration::from_millis(40) };
+        let retry = Retry {
+            timeout: Duration::from_millis(300),
+            second: Duration::from_millis(40),
+            server_timeout: Duration::from_secs(5),
+        };
         let err = mount(&os, &log, "nfsroot=10.77.0.1:/export", &target, retry, &loads).unwrap_err();
         assert!(matches!(err, RootError::GaveUp { .. }), "{err}");
         assert!(os.calls().len() >= 2, "{:?}", os.calls());
@@ -629,7 +745,11 @@ mod tests {
         os.fail_mount_on(&target, Errno::TIMEDOUT.raw_os_error());
         let (log, console) = captured();
         let root = nfs_root("nfsroot=10.77.0.1:/export,vers=3");
-        let retry = Retry { timeout: Duration::from_millis(300), second: Duration::from_millis(40) };
+        let retry = Retry {
+            timeout: Duration::from_millis(300),
+            second: Duration::from_millis(40),
+            server_timeout: Duration::from_secs(5),
+        };
         let err = mount_root(&os, &log, &root, client(), &target, retry, &|v| FakeLoads::all().load(v)).unwrap_err();
         assert!(matches!(err, RootError::GaveUp { .. }), "{err}");
         let text = console.text();
@@ -659,6 +779,123 @@ mod tests {
         assert!(err.to_string().contains("no such export on the server"), "{err}");
     }
 
+    fn probe(server: &str) -> Call {
+        Call::ProbeTcp { to: SocketAddrV4::new(server.parse().unwrap(), NFS_PORT) }
+    }
+
+    /// A fake with the client's link configured on the servers' subnet: its TCP probes
+    /// reach them unless a test fails them.
+    fn on_lab() -> FakeOs {
+        let os = FakeOs::default();
+        let config = crate::net::link::LinkConfig {
+            address: client(),
+            prefix_len: 24,
+            broadcast: "10.77.0.255".parse().unwrap(),
+            gateway: None,
+            mtu: None,
+        };
+        crate::os::Os::configure_link(&os, "eth0", &config).unwrap();
+        os
+    }
+
+    fn nfs_calls(os: &FakeOs) -> Vec<Call> {
+        os.calls().into_iter().filter(|c| matches!(c, Call::Mount { .. } | Call::ProbeTcp { .. })).collect()
+    }
+
+    #[test]
+    fn a_silent_first_server_is_left_for_the_second_and_the_move_is_logged() {
+        let os = on_lab();
+        let dir = tempfile::tempdir().unwrap();
+        os.fail_calls(|c| *c == probe("10.77.0.1"), Errno::HOSTUNREACH.raw_os_error());
+        let (log, console) = captured();
+        let m =
+            mount(&os, &log, "nfsroot=10.77.0.1+10.77.0.2:/export,vers=3", dir.path(), retry(10), &FakeLoads::all())
+                .unwrap();
+        assert_eq!(
+            nfs_calls(&os),
+            [
+                probe("10.77.0.1"),
+                probe("10.77.0.2"),
+                Call::Mount {
+                    source: "10.77.0.2:/export".into(),
+                    target: dir.path().into(),
+                    fstype: "nfs".into(),
+                    flags: MountFlags::RDONLY,
+                    data: "vers=3,addr=10.77.0.2,nolock,proto=tcp,mountproto=tcp".into(),
+                }
+            ]
+        );
+        assert_eq!((m.root.server, m.attempts), ("10.77.0.2".parse().unwrap(), 1));
+        assert_eq!(m.root.servers, ["10.77.0.1".parse::<Ipv4Addr>().unwrap(), "10.77.0.2".parse().unwrap()]);
+        let text = console.text();
+        assert!(
+            text.contains("diskless: NFS server 10.77.0.1 did not answer on TCP port 2049 (No route to host (os error 113)) after 0.0 s (nfs_server_timeout 5 s); moving on to 10.77.0.2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("diskless: NFS root from server 10.77.0.2 (2 of 2: 10.77.0.1+10.77.0.2:/export)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_refuses_the_export_is_left_for_the_next_and_a_refused_probe_is_an_answer() {
+        let os = on_lab();
+        let dir = tempfile::tempdir().unwrap();
+        // .112 starts at the first; the first has no such export, its port refuses.
+        os.fail_calls(|c| *c == probe("10.77.0.1"), Errno::CONNREFUSED.raw_os_error());
+        os.fail_calls(
+            |c| matches!(c, Call::Mount { source, .. } if source == "10.77.0.1:/export"),
+            Errno::NOENT.raw_os_error(),
+        );
+        let (log, console) = captured();
+        let m =
+            mount(&os, &log, "root=nfs:10.77.0.1+10.77.0.2:/export:vers=3", dir.path(), retry(10), &FakeLoads::all())
+                .unwrap();
+        assert_eq!(m.root.server, "10.77.0.2".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(nfs_calls(&os).len(), 4, "probe, refused mount, probe, mount: {:?}", os.calls());
+        let text = console.text();
+        assert!(text.contains("diskless: NFS server 10.77.0.1 failed (no such export on the server: "), "{text}");
+        assert!(text.contains("moving on to 10.77.0.2\n"), "{text}");
+    }
+
+    #[test]
+    fn every_server_silent_is_retried_in_rounds_from_the_hosts_first_server_until_the_timeout() {
+        let os = on_lab();
+        let dir = tempfile::tempdir().unwrap();
+        os.fail_calls(|c| matches!(c, Call::ProbeTcp { .. }), Errno::TIMEDOUT.raw_os_error());
+        let (log, console) = captured();
+        let mut root = nfs_root("nfsroot=10.77.0.1+10.77.0.2:/export");
+        // The host at .113 starts at the second server.
+        root.servers.reverse();
+        let retry = Retry {
+            timeout: Duration::from_millis(300),
+            second: Duration::from_millis(40),
+            server_timeout: Duration::from_secs(5),
+        };
+        let err = mount_root(&os, &log, &root, client(), dir.path(), retry, &|v| FakeLoads::all().load(v)).unwrap_err();
+        assert!(matches!(err, RootError::GaveUp { .. }), "{err}");
+        let calls = nfs_calls(&os);
+        assert!(calls.len() >= 4 && calls.len().is_multiple_of(2), "{calls:?}");
+        for pair in calls.chunks(2) {
+            assert_eq!(pair, [probe("10.77.0.2"), probe("10.77.0.1")], "each round from the host's own first server");
+        }
+        let text = console.text();
+        assert!(text.contains("moving on to the next round\n"), "{text}");
+        assert!(text.contains("diskless: NFS servers 10.77.0.2, 10.77.0.1 not answering (the server did not answer); retrying in 1 s (attempt 2, "), "{text}");
+        let e = err.to_string();
+        assert!(e.starts_with("mounting the NFS root 10.77.0.2+10.77.0.1:/export: gave up after 0 s: 10.77.0.2: no answer on TCP port 2049 within 5 s ("), "{e}");
+    }
+
+    #[test]
+    fn one_server_is_never_probed() {
+        let os = FakeOs::default();
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = captured();
+        mount(&os, &log, "nfsroot=10.77.0.1:/export,vers=3", dir.path(), retry(10), &FakeLoads::all()).unwrap();
+        assert!(os.calls_of(crate::os::fake::Kind::ProbeTcp).is_empty(), "{:?}", os.calls());
+    }
+
     #[test]
     fn forever_says_so_in_the_countdown() {
         let os = std::sync::Arc::new(FakeOs::default());
@@ -683,7 +920,7 @@ mod tests {
             &root,
             client(),
             &target,
-            Retry { timeout: Duration::ZERO, second: Duration::from_millis(5) },
+            Retry { timeout: Duration::ZERO, second: Duration::from_millis(5), server_timeout: Duration::from_secs(5) },
             &|v| FakeLoads::all().load(v),
         )
         .unwrap();

@@ -7,6 +7,22 @@
 //! 1. [`RootRequest::from_cmdline`]: which syntax the command line uses, as written;
 //! 2. [`RootRequest::resolve`]: with the lease and the host name, the final server,
 //!    path (`%s` replaced), version and options.
+//!
+//! # More than one root server
+//!
+//! The server part may name several servers holding the same export, joined by `+`:
+//! `nfsroot=10.77.0.1+10.77.0.2:/srv/root,vers=3`, `root=nfs:10.77.0.1+10.77.0.2:/srv/root`,
+//! or the same in the DHCP root-path (option 17). `+` appears in no IPv4 address, in no
+//! export path diskless accepts before the first `/`, and is not the option separator
+//! (`,` in nfsroot=, `:` in dracut's syntax), so a list reads the same in all three
+//! places and in pxelinux, GRUB, dnsmasq and dhcpd configurations, none of which gives
+//! `+` a meaning.
+//!
+//! Every client tries the servers in a circular order that starts at its own position,
+//! [`start_position`]: its IPv4 address, read as a 32-bit number, modulo the number of
+//! servers. Consecutive addresses, as a lab file hands them out, thus alternate over
+//! the servers; an administrator can tell which server a host starts with from its
+//! address alone. [`NfsRoot::servers`] is that order, the one `mount_root` follows.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -95,7 +111,13 @@ pub enum ServerSource {
 /// The NFS root to mount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NfsRoot {
+    /// The server to mount from: the first of [`NfsRoot::servers`] before the mount,
+    /// the one that answered in the boot record.
     pub server: Ipv4Addr,
+    /// Every server holding the export, in the order this host tries them (from its
+    /// [`start_position`]); one entry when the root names one server.
+    #[serde(default)]
+    pub servers: Vec<Ipv4Addr>,
     pub server_source: ServerSource,
     /// Export path on the server, `%s` already replaced.
     pub path: String,
@@ -109,6 +131,39 @@ impl NfsRoot {
     pub fn source(&self) -> String {
         format!("{}:{}", self.server, self.path)
     }
+
+    /// `server:path`, or `a+b:path` for several servers (in this host's order): the
+    /// root as the log and errors name it.
+    pub fn spec(&self) -> String {
+        format!("{}:{}", join_servers(&self.servers, "+"), self.path)
+    }
+
+    /// The same root on `server` alone.
+    pub fn on(&self, server: Ipv4Addr) -> NfsRoot {
+        NfsRoot { server, servers: vec![server], ..self.clone() }
+    }
+}
+
+/// `servers` joined by `separator`, `-` when empty.
+pub fn join_servers(servers: &[Ipv4Addr], separator: &str) -> String {
+    if servers.is_empty() {
+        return "-".into();
+    }
+    servers.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(separator)
+}
+
+/// Where in a list of `count` servers the client at `client` starts: its address as a
+/// 32-bit number modulo `count` (see the module docs).
+pub fn start_position(client: Ipv4Addr, count: usize) -> usize {
+    if count == 0 { 0 } else { (u64::from(u32::from(client)) % count as u64) as usize }
+}
+
+/// `servers` in the order the client at `client` tries them: from its
+/// [`start_position`] round to the one before it.
+pub fn server_order(servers: &[Ipv4Addr], client: Ipv4Addr) -> Vec<Ipv4Addr> {
+    let mut order = servers.to_vec();
+    order.rotate_left(start_position(client, servers.len()));
+    order
 }
 
 /// The mount options that were understood, plus those passed through unchanged.
@@ -133,8 +188,9 @@ pub struct Options {
 /// A root given on the command line, before the lease is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootRequest {
-    /// `[server:]path[,opts]` (kernel syntax, or dracut syntax already split).
-    Spec { server: Option<Ipv4Addr>, path: String, version: Version, options: Options, syntax: Syntax },
+    /// `[server[+server...]:]path[,opts]` (kernel syntax, or dracut syntax already
+    /// split); no server: the lease's.
+    Spec { servers: Vec<Ipv4Addr>, path: String, version: Version, options: Options, syntax: Syntax },
     /// No root on the command line (or `root=/dev/nfs` / `root=dhcp` without more):
     /// the DHCP root-path decides.
     FromDhcp,
@@ -149,10 +205,21 @@ pub enum RootSpecError {
          root=nfs:SERVER:/PATH or give a DHCP root-path"
     )]
     NotNfs { root: String },
+    /// The location is an address without `:PATH`: typically servers joined by `,`,
+    /// which starts the mount options.
+    #[error(
+        "NFS root {spec:?}: {location:?} is a server without :PATH; a comma starts the mount \
+         options, several servers are joined by + (e.g. 10.77.0.1+10.77.0.2:/export)"
+    )]
+    ServerWithoutPath { spec: String, location: String },
+    /// A server list names one server twice (`10.0.0.1+10.0.0.1`).
+    #[error("NFS root {spec:?}: server {server} is listed twice; name each server once, joined by +")]
+    DuplicateServer { spec: String, server: Ipv4Addr },
     /// The server part is not an IPv4 address (names are not resolved at boot).
     #[error(
         "NFS root {spec:?}: server {server:?} is not an IPv4 address; host names cannot be \
-         resolved before the root is mounted, write the address"
+         resolved before the root is mounted, write the address (several servers: join them \
+         with +, e.g. 10.77.0.1+10.77.0.2:/export)"
     )]
     Server { spec: String, server: String },
     /// The path is empty or not absolute.
@@ -234,48 +301,54 @@ impl RootRequest {
     }
 
     /// The final root, with the lease filling in the server (and the root-path when the
-    /// command line has none), and `%s` replaced by `hostname`.
+    /// command line has none), the servers in the order of the leased address
+    /// ([`server_order`]), and `%s` replaced by `hostname`.
     pub fn resolve(&self, lease: &Lease, hostname: &str) -> Result<NfsRoot, RootSpecError> {
-        let (server, path, version, options, syntax) = self.in_force(lease)?;
-        let (server, server_source) = root_server(server, lease, &path)?;
+        let (servers, path, version, options, syntax) = self.in_force(lease)?;
+        let (servers, server_source) = root_servers(&servers, lease, &path)?;
+        let servers = server_order(&servers, lease.address);
         let path = substitute_host(&path, hostname)?;
-        Ok(NfsRoot { server, server_source, path, version, options, syntax })
+        Ok(NfsRoot { server: servers[0], servers, server_source, path, version, options, syntax })
     }
 
-    /// The NFS server the root would be mounted from with `lease`, and the `port=`
-    /// given for it: what the network stage checks a lease against.
-    pub fn server_for(&self, lease: &Lease) -> Result<(Ipv4Addr, Option<u16>), RootSpecError> {
-        let (server, path, _, options, _) = self.in_force(lease)?;
-        root_server(server, lease, &path).map(|(server, _)| (server, options.port))
+    /// The NFS servers the root would be mounted from with `lease` (as written), and the
+    /// `port=` given for them: what the network stage checks a lease against.
+    pub fn servers_for(&self, lease: &Lease) -> Result<(Vec<Ipv4Addr>, Option<u16>), RootSpecError> {
+        let (servers, path, _, options, _) = self.in_force(lease)?;
+        root_servers(&servers, lease, &path).map(|(servers, _)| (servers, options.port))
     }
 
     /// The specification in force: the command line's, else the lease's root-path.
-    fn in_force(&self, lease: &Lease) -> Result<(Option<Ipv4Addr>, String, Version, Options, Syntax), RootSpecError> {
+    fn in_force(&self, lease: &Lease) -> Result<(Vec<Ipv4Addr>, String, Version, Options, Syntax), RootSpecError> {
         let from_dhcp;
-        let (server, path, version, options, syntax) = match self {
-            RootRequest::Spec { server, path, version, options, syntax } => (server, path, version, options, syntax),
+        let (servers, path, version, options, syntax) = match self {
+            RootRequest::Spec { servers, path, version, options, syntax } => (servers, path, version, options, syntax),
             RootRequest::FromDhcp => {
                 let root_path = lease.root_path.as_deref().filter(|p| !p.is_empty()).ok_or(RootSpecError::NoRoot)?;
                 from_dhcp = parse_root_path(root_path)?;
                 match &from_dhcp {
-                    RootRequest::Spec { server, path, version, options, .. } => {
-                        (server, path, version, options, &Syntax::DhcpRootPath)
+                    RootRequest::Spec { servers, path, version, options, .. } => {
+                        (servers, path, version, options, &Syntax::DhcpRootPath)
                     }
                     RootRequest::FromDhcp => return Err(RootSpecError::NoRoot),
                 }
             }
         };
-        Ok((*server, path.clone(), *version, options.clone(), *syntax))
+        Ok((servers.clone(), path.clone(), *version, options.clone(), *syntax))
     }
 }
 
 /// nfsroot.rst: a missing server is the "root-server-ip" the autoconfiguration
 /// learned: siaddr (next-server, or ip='s server field), else the DHCP server.
-fn root_server(server: Option<Ipv4Addr>, lease: &Lease, path: &str) -> Result<(Ipv4Addr, ServerSource), RootSpecError> {
-    match (server, lease.next_server, lease.server_id) {
-        (Some(s), _, _) => Ok((s, ServerSource::Given)),
-        (None, Some(s), _) if !s.is_unspecified() => Ok((s, ServerSource::NextServer)),
-        (None, _, Some(s)) if !s.is_unspecified() => Ok((s, ServerSource::DhcpServer)),
+fn root_servers(
+    servers: &[Ipv4Addr],
+    lease: &Lease,
+    path: &str,
+) -> Result<(Vec<Ipv4Addr>, ServerSource), RootSpecError> {
+    match (servers, lease.next_server, lease.server_id) {
+        ([_, ..], _, _) => Ok((servers.to_vec(), ServerSource::Given)),
+        ([], Some(s), _) if !s.is_unspecified() => Ok((vec![s], ServerSource::NextServer)),
+        ([], _, Some(s)) if !s.is_unspecified() => Ok((vec![s], ServerSource::DhcpServer)),
         _ => Err(RootSpecError::NoServer { spec: path.to_string() }),
     }
 }
@@ -289,8 +362,8 @@ fn parse_root_path(value: &str) -> Result<RootRequest, RootSpecError> {
         parse_kernel(value, Syntax::DhcpRootPath)?
     };
     Ok(match request {
-        RootRequest::Spec { server, path, version, options, .. } => {
-            RootRequest::Spec { server, path, version, options, syntax: Syntax::DhcpRootPath }
+        RootRequest::Spec { servers, path, version, options, .. } => {
+            RootRequest::Spec { servers, path, version, options, syntax: Syntax::DhcpRootPath }
         }
         other => other,
     })
@@ -303,10 +376,13 @@ fn parse_kernel(spec: &str, syntax: Syntax) -> Result<RootRequest, RootSpecError
         Some((l, o)) => (l, o),
         None => (spec, ""),
     };
-    let (server, path) = split_server(spec, location)?;
+    if location.parse::<Ipv4Addr>().is_ok() {
+        return Err(RootSpecError::ServerWithoutPath { spec: spec.into(), location: location.into() });
+    }
+    let (servers, path) = split_server(spec, location)?;
     let (version, options) = parse_options(spec, opts.split(','), Version::Auto)?;
     check_path(spec, path)?;
-    Ok(RootRequest::Spec { server, path: path.to_string(), version, options, syntax })
+    Ok(RootRequest::Spec { servers, path: path.to_string(), version, options, syntax })
 }
 
 /// dracut syntax `nfs:[server:]/path[:opts]` and `nfs4:...` (dracut.cmdline(7)).
@@ -318,14 +394,14 @@ fn parse_dracut(spec: &str) -> Result<RootRequest, RootSpecError> {
     };
     // The path starts with '/', so a ':' before it ends the server, and the first ':'
     // after it starts the options.
-    let (server, after) = match rest.find('/') {
+    let (servers, after) = match rest.find('/') {
         Some(slash) if slash > 0 => {
             let s = rest[..slash]
                 .strip_suffix(':')
                 .ok_or_else(|| RootSpecError::Path { spec: spec.into(), path: rest.to_string() })?;
-            (Some(parse_server(spec, s)?), &rest[slash..])
+            (parse_servers(spec, s)?, &rest[slash..])
         }
-        _ => (None, rest),
+        _ => (Vec::new(), rest),
     };
     let (path, opts) = match after.split_once(':') {
         Some((p, o)) => (p, o),
@@ -337,15 +413,28 @@ fn parse_dracut(spec: &str) -> Result<RootRequest, RootSpecError> {
     if nfs4 && version == Version::V3 {
         return Err(RootSpecError::VersionConflict { spec: spec.into() });
     }
-    Ok(RootRequest::Spec { server, path: path.to_string(), version, options, syntax: Syntax::Dracut })
+    Ok(RootRequest::Spec { servers, path: path.to_string(), version, options, syntax: Syntax::Dracut })
 }
 
-/// `server:path` or `path`: a ':' before the first '/' separates the server.
-fn split_server<'a>(spec: &str, location: &'a str) -> Result<(Option<Ipv4Addr>, &'a str), RootSpecError> {
+/// `server[+server...]:path` or `path`: a ':' before the first '/' separates the servers.
+fn split_server<'a>(spec: &str, location: &'a str) -> Result<(Vec<Ipv4Addr>, &'a str), RootSpecError> {
     match location.split_once(':') {
-        Some((server, path)) if !server.contains('/') => Ok((Some(parse_server(spec, server)?), path)),
-        _ => Ok((None, location)),
+        Some((servers, path)) if !servers.contains('/') => Ok((parse_servers(spec, servers)?, path)),
+        _ => Ok((Vec::new(), location)),
     }
+}
+
+/// `a[+b...]`: one or more addresses, each once.
+fn parse_servers(spec: &str, servers: &str) -> Result<Vec<Ipv4Addr>, RootSpecError> {
+    let mut list: Vec<Ipv4Addr> = Vec::new();
+    for server in servers.split('+') {
+        let address = parse_server(spec, server)?;
+        if list.contains(&address) {
+            return Err(RootSpecError::DuplicateServer { spec: spec.into(), server: address });
+        }
+        list.push(address);
+    }
+    Ok(list)
 }
 
 fn parse_server(spec: &str, server: &str) -> Result<Ipv4Addr, RootSpecError> {
@@ -710,6 +799,77 @@ mod tests {
         assert_eq!(modules_for(Version::Auto), ["nfs", "nfsv3"]);
         assert_eq!(modules_for(Version::V3), ["nfs", "nfsv3"]);
         assert_eq!(modules_for(Version::V4(0)), ["nfs", "nfsv4"]);
+    }
+
+    #[test]
+    fn a_server_list_joined_by_plus_is_read_from_every_syntax() {
+        let two = [ip("10.77.0.1"), ip("10.77.0.2")];
+        let mut l = lease();
+        for cmdline in [
+            "root=/dev/nfs nfsroot=10.77.0.1+10.77.0.2:/export,vers=3",
+            "root=nfs:10.77.0.1+10.77.0.2:/export:vers=3",
+            "root=nfs:[10.77.0.1]+[10.77.0.2]:/export:vers=3",
+        ] {
+            let r = resolve(cmdline, &l).unwrap();
+            assert_eq!(r.servers, two, "{cmdline}: .112 is even, so it starts at the first");
+            assert_eq!((r.server, r.path.as_str(), r.version), (two[0], "/export", Version::V3), "{cmdline}");
+            assert_eq!(r.server_source, ServerSource::Given);
+            assert_eq!(r.spec(), "10.77.0.1+10.77.0.2:/export");
+            assert_eq!(r.source(), "10.77.0.1:/export", "the mount source names one server");
+        }
+        l.root_path = Some("10.77.0.1+10.77.0.2:/export/%s,vers=4.2".into());
+        let r = resolve("quiet", &l).unwrap();
+        assert_eq!((r.servers.as_slice(), r.path.as_str()), (&two[..], "/export/lab3-12"));
+        assert_eq!(r.syntax, Syntax::DhcpRootPath);
+        l.root_path = Some("nfs4:10.77.0.1+10.77.0.2:/export".into());
+        assert_eq!(resolve("quiet", &l).unwrap().servers, two);
+        let (servers, port) = RootRequest::from_cmdline(&raw("nfsroot=10.77.0.2+10.77.0.1:/e,port=2050"))
+            .unwrap()
+            .servers_for(&l)
+            .unwrap();
+        assert_eq!((servers, port), (vec![two[1], two[0]], Some(2050)), "as written, for the network stage");
+    }
+
+    #[test]
+    fn each_host_starts_at_its_address_modulo_the_number_of_servers() {
+        let three = [ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3")];
+        assert_eq!(start_position(ip("10.77.0.112"), 2), 0);
+        assert_eq!(start_position(ip("10.77.0.113"), 2), 1);
+        // 10.77.0.112 is 0x0a4d0070 = 172_818_544; mod 3 = 1.
+        assert_eq!(start_position(ip("10.77.0.112"), 3), 1);
+        assert_eq!(start_position(ip("255.255.255.255"), 3), 0, "4_294_967_295 = 3 * 1_431_655_765");
+        assert_eq!(start_position(ip("10.0.0.1"), 1), 0);
+        assert_eq!(start_position(ip("10.0.0.1"), 0), 0, "no servers: no panic");
+        assert_eq!(server_order(&three, ip("10.77.0.112")), [three[1], three[2], three[0]], "circular from 1");
+        // Consecutive addresses alternate over two servers: a lab's load spreads evenly.
+        let firsts: Vec<Ipv4Addr> =
+            (112..116).map(|last| server_order(&three[..2], Ipv4Addr::new(10, 77, 0, last))[0]).collect();
+        assert_eq!(firsts, [three[0], three[1], three[0], three[1]]);
+        let mut l = lease();
+        l.address = ip("10.77.0.113");
+        let r = resolve("nfsroot=10.77.0.1+10.77.0.2:/export", &l).unwrap();
+        assert_eq!((r.server, r.servers.as_slice()), (ip("10.77.0.2"), &[ip("10.77.0.2"), ip("10.77.0.1")][..]));
+        assert_eq!(r.spec(), "10.77.0.2+10.77.0.1:/export", "the log names the host's order");
+        assert_eq!(r.on(ip("10.77.0.1")).servers, [ip("10.77.0.1")]);
+    }
+
+    #[test]
+    fn bad_server_lists_are_refused_naming_the_entry() {
+        let err = |c: &str| RootRequest::from_cmdline(&raw(c)).unwrap_err();
+        assert_eq!(
+            err("nfsroot=10.0.0.1+10.0.0.1:/e"),
+            RootSpecError::DuplicateServer { spec: "10.0.0.1+10.0.0.1:/e".into(), server: ip("10.0.0.1") }
+        );
+        assert!(
+            matches!(err("nfsroot=10.0.0.1+:/e"), RootSpecError::Server { server, .. } if server.is_empty()),
+            "an empty entry"
+        );
+        assert!(matches!(err("root=nfs:10.0.0.1+srv2:/e"), RootSpecError::Server { server, .. } if server == "srv2"));
+        let text = err("nfsroot=10.0.0.1,10.0.0.2:/e").to_string();
+        assert!(
+            text.contains("several servers are joined by +"),
+            "a comma list is an option list, and the error says so: {text}"
+        );
     }
 
     #[test]

@@ -81,14 +81,36 @@ pub fn stage(
         Version::Auto => "3, or 4.2 if the server refuses 3".to_string(),
         v => v.to_string(),
     };
-    info!(ctx.log, "NFS root {} (NFS version {version}) from {}", nfs.source(), nfs.syntax);
+    info!(ctx.log, "NFS root {} (NFS version {version}) from {}", nfs.spec(), nfs.syntax);
+    if nfs.servers.len() > 1 {
+        let position = parse::start_position(inputs.lease.address, nfs.servers.len());
+        info!(
+            ctx.log,
+            "NFS root servers in this host's order: {} (address {} modulo {} = {position}; each silent for up \
+             to {} s before the next)",
+            parse::join_servers(&nfs.servers, ", "),
+            inputs.lease.address,
+            nfs.servers.len(),
+            inputs.config.nfs_server_timeout.max(1)
+        );
+    }
     // What the background loads brought in is live and skipped by the loads of the
     // versions tried; what they did not (another version, a failure) is loaded then.
     let prefetched = prefetch.map(Prefetch::join).unwrap_or_default();
     let load = |version: Version| inputs.modules.load(&parse::modules_for(version));
-    let retry = super::Retry { timeout: Duration::from_secs(inputs.config.nfs_retry_timeout), second: ctx.second };
+    let retry = super::Retry {
+        timeout: Duration::from_secs(inputs.config.nfs_retry_timeout),
+        second: ctx.second,
+        server_timeout: Duration::from_secs(inputs.config.nfs_server_timeout),
+    };
     let mut mounted = mount_root(&*ctx.os, &ctx.log, &nfs, inputs.lease.address, newroot, retry, &load)?;
     mounted.modules = prefetched.into_iter().chain(std::mem::take(&mut mounted.modules)).collect();
-    info!(ctx.log, "mounted {} read-only on {} (NFSv{})", nfs.source(), newroot.display(), mounted.mounted_version);
+    info!(
+        ctx.log,
+        "mounted {} read-only on {} (NFSv{})",
+        mounted.root.source(),
+        newroot.display(),
+        mounted.mounted_version
+    );
     Ok(mounted)
 }
