@@ -21,6 +21,7 @@ use crate::config::{Config, ConfigWarning};
 use crate::context::Context;
 use crate::early;
 use crate::hardware::Summary;
+use crate::hardware::detached::{self, DetachedLoad};
 use crate::hardware::image::ImageModules;
 use crate::local::LocalReport;
 use crate::local::image::open_in_image;
@@ -153,7 +154,7 @@ pub fn stage(ctx: &Context, f: &Facts<'_>, newroot: &Path) -> Result<Infallible,
     let freed = free_initramfs(&ctx.root, &[newroot.to_path_buf()]);
     log_freed(&ctx.log, &freed);
     info!(ctx.log, "starting {init} (t={:.3} s)", monotonic_secs());
-    Err(switch_root(&*ctx.os, newroot, &init, &f.cmdline.init_args))
+    Err(switch_root(&*ctx.os, newroot, &init, &f.cmdline.init_args, &f.image_modules.detached, &ctx.log))
 }
 
 /// The one summary line: who, where, from what, with which layers, how long.
@@ -363,8 +364,17 @@ pub fn move_mounts(os: &dyn Os, root: &Path, newroot: &Path) -> Result<(), Hando
 }
 
 /// Make `newroot` the root and exec `init` with `args` (util-linux switch_root's
-/// sequence: chdir, move the mount onto /, chroot ., chdir /). Returns only on failure.
-pub fn switch_root(os: &dyn Os, newroot: &Path, init: &str, args: &[String]) -> HandoffError {
+/// sequence: chdir, move the mount onto /, chroot ., chdir /). Right before the exec,
+/// in the new root where their paths are the image's, a child starts on the `detached`
+/// loads ([`crate::hardware::detached`]). Returns only on failure.
+pub fn switch_root(
+    os: &dyn Os,
+    newroot: &Path,
+    init: &str,
+    args: &[String],
+    detached: &[DetachedLoad],
+    log: &Log,
+) -> HandoffError {
     if let Err(source) = os.chdir(newroot) {
         return HandoffError::Chdir { path: newroot.to_path_buf(), source };
     }
@@ -376,6 +386,18 @@ pub fn switch_root(os: &dyn Os, newroot: &Path, init: &str, args: &[String]) -> 
     }
     if let Err(source) = os.chdir(Path::new("/")) {
         return HandoffError::Chdir { path: PathBuf::from("/"), source };
+    }
+    if !detached.is_empty() {
+        match os.load_detached(detached, detached::LIMIT) {
+            Ok(pid) => info!(log, "the image's other {} drivers load in the background (pid {pid})", detached.len()),
+            // The boot goes on: the image's own udev, if it has one, loads them.
+            Err(e) => info!(
+                log,
+                "warning: cannot start the background loads of the image's drivers ({e}): {} stay unloaded unless \
+                 the image loads them",
+                detached.iter().map(|l| l.module.as_str()).collect::<Vec<_>>().join(" ")
+            ),
+        }
     }
     HandoffError::Exec { init: init.to_string(), source: os.exec(Path::new(init), args) }
 }
@@ -465,7 +487,8 @@ mod tests {
     fn moves_and_switch_follow_the_switch_root_sequence() {
         let os = FakeOs::default();
         move_mounts(&os, Path::new("/"), Path::new("/newroot")).unwrap();
-        let err = switch_root(&os, Path::new("/newroot"), "/sbin/init", &["single".to_string()]);
+        let (log, _) = crate::log::captured();
+        let err = switch_root(&os, Path::new("/newroot"), "/sbin/init", &["single".to_string()], &[], &log);
         assert!(matches!(err, HandoffError::Exec { .. }));
         let moved = |from: &str, to: &str| Call::Mount {
             source: from.into(),

@@ -327,6 +327,8 @@ pub(crate) mod tests {
                 present: true,
                 loaded: vec!["ahci".into()],
                 failed: vec![],
+                background: vec!["kvm".into(), "kvm_amd".into()],
+                detached: Vec::new(),
             },
             stages: vec![
                 StageTime { stage: Stage::Early, ms: 3 },

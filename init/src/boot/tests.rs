@@ -109,6 +109,13 @@ impl Machine {
         }));
     }
 
+    /// A processor whose driver is the image's but not on the disk path.
+    fn amd_cpu(&self) {
+        let dev = self.p("sys/devices/system/cpu/cpu0");
+        fs::create_dir_all(&dev).unwrap();
+        fs::write(dev.join("modalias"), CPU_MODALIAS).unwrap();
+    }
+
     /// The image's `lib/modules/RELEASE` with the files of the database's image modules.
     fn image_modules(&self) {
         let lib = self.p("newroot/lib/modules/6.1.0-test");
@@ -135,8 +142,15 @@ fn swap_disk(root: &Path, name: &str, mib: u64) {
 const AHCI_MODALIAS: &str = "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01";
 
 /// Modules of the fake kernel that the archive leaves to the image: (name, path, depends).
-const IMAGE_MODULES: [(&str, &str, &[&str]); 2] =
-    [("libahci", "kernel/drivers/ata/libahci.ko", &[]), ("ahci", "kernel/drivers/ata/ahci.ko", &["libahci"])];
+const IMAGE_MODULES: [(&str, &str, &[&str]); 4] = [
+    ("libahci", "kernel/drivers/ata/libahci.ko", &[]),
+    ("ahci", "kernel/drivers/ata/ahci.ko", &["libahci"]),
+    ("kvm", "kernel/arch/x86/kvm/kvm.ko", &[]),
+    ("kvm_amd", "kernel/arch/x86/kvm/kvm-amd.ko", &["kvm"]),
+];
+
+/// A processor with AMD-V, whose driver (kvm_amd) is off the disk path.
+const CPU_MODALIAS: &str = "cpu:type:x86,ven0002fam0017mod0031:feature:,0000,0001,00C0";
 
 /// A module database for the fake kernel with the NFS client and overlayfs, so the
 /// hardware and root stages run.
@@ -173,6 +187,9 @@ fn with_module_db(root: &Path) {
         let mut info = module(name, path, depends).1;
         if name == "ahci" {
             info.aliases = vec!["pci:v*d*sv*sd*bc01sc06i01*".into()];
+        }
+        if name == "kvm_amd" {
+            info.aliases = vec!["cpu:type:x86,ven0002fam*mod*:feature:*".into()];
         }
         fs::remove_file(lib.join(path)).unwrap();
         modules.insert(name.to_string(), info);
@@ -1260,6 +1277,7 @@ fn a_storage_driver_of_the_image_loads_after_the_root_and_its_disk_is_used() {
     m.image();
     m.image_modules();
     m.ahci_controller_with_a_swap_disk();
+    m.amd_cpu();
     m.os.fail_nth(Kind::Mount, first_move(), 16);
     run(&m.boot);
     let text = m.text();
@@ -1290,9 +1308,64 @@ fn a_storage_driver_of_the_image_loads_after_the_root_and_its_disk_is_used() {
     assert!(!text.contains("no driver for pci device 0000:00:1f.2"), "the image's driver is no missing driver: {text}");
     let json = m.boot_json();
     assert_eq!(json["image_modules"]["loaded"], serde_json::json!(["libahci", "ahci"]), "{json}");
+    assert_eq!(json["image_modules"]["background"], serde_json::json!(["kvm", "kvm_amd"]), "on their way: {json}");
     assert_eq!(json["image_modules"]["present"], true, "{json}");
     assert_eq!(json["modules"], serde_json::json!(["sunrpc", "nfs", "nfsv3"]), "from the archive: {json}");
     assert_eq!(json["scratch"]["swaps"][0]["enabled"], true, "{json}");
+}
+
+#[test]
+fn drivers_off_the_disk_path_load_after_the_handoff_in_a_child_not_before_the_local_stage() {
+    let m = Machine::new(NFS_BOOT, lab_network());
+    m.image();
+    m.image_modules();
+    m.ahci_controller_with_a_swap_disk();
+    m.amd_cpu();
+    run(&m.boot);
+    let text = m.text();
+    assert!(!loaded_modules(&m.os).iter().any(|f| f.starts_with("kvm")), "kvm is off the critical path: {text}");
+    assert_eq!(m.os.calls_of(Kind::Swapon).len(), 1, "the disk path loaded before the local stage: {text}");
+    let calls = m.os.calls();
+    let detached = calls.iter().position(|c| matches!(c, Call::LoadDetached { .. })).expect("a child started");
+    assert_eq!(
+        calls[detached],
+        Call::LoadDetached {
+            modules: vec!["kvm".into(), "kvm_amd".into()],
+            paths: vec![
+                PathBuf::from("/lib/modules/6.1.0-test/kernel/arch/x86/kvm/kvm.ko"),
+                PathBuf::from("/lib/modules/6.1.0-test/kernel/arch/x86/kvm/kvm-amd.ko"),
+            ],
+        },
+        "each after what it needs, as the image sees the files: {calls:?}"
+    );
+    let chroot = calls.iter().position(|c| matches!(c, Call::Chroot { .. })).unwrap();
+    let exec = calls.iter().position(|c| matches!(c, Call::Exec { .. })).unwrap();
+    assert!(chroot < detached && detached < exec, "in the new root, right before the exec: {calls:?}");
+    assert!(
+        text.contains("diskless: 2 more modules load from the image in the background after the hand-off: kvm kvm_amd"),
+        "{text}"
+    );
+    assert!(text.contains("diskless: the image's other 2 drivers load in the background (pid 4242)"), "{text}");
+    assert!(!text.contains("no driver for cpu"), "a driver on its way is no missing driver: {text}");
+}
+
+#[test]
+fn a_background_loader_that_cannot_start_is_a_warning_and_the_image_still_starts() {
+    let m = Machine::new(NFS_BOOT, lab_network());
+    m.image();
+    m.image_modules();
+    m.amd_cpu();
+    m.os.fail_nth(Kind::LoadDetached, 1, Errno::AGAIN.raw_os_error());
+    run(&m.boot);
+    let text = m.text();
+    assert!(
+        text.contains(
+            "diskless: warning: cannot start the background loads of the image's drivers (Resource temporarily \
+             unavailable (os error 11)): kvm kvm_amd stay unloaded unless the image loads them"
+        ),
+        "{text}"
+    );
+    assert_eq!(m.os.calls_of(Kind::Exec).len(), 1, "{text}");
 }
 
 #[test]

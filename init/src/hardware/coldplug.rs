@@ -119,6 +119,9 @@ pub struct Coldplug<'a> {
     /// Devices on the network path, and whether the devices under them were looked
     /// for since their modules finished.
     net_devices: Vec<(String, bool)>,
+    /// Only devices whose modalias passes are planned (the modules stage's disk path);
+    /// the others are left for later, unseen.
+    only: Option<fn(&str) -> bool>,
 }
 
 impl<'a> Coldplug<'a> {
@@ -132,7 +135,14 @@ impl<'a> Coldplug<'a> {
             loaded: 0,
             loaded_names: Vec::new(),
             net_devices: Vec::new(),
+            only: None,
         }
+    }
+
+    /// Plan only the devices whose modalias `only` accepts, from the scan and from uevents.
+    pub fn only(mut self, only: fn(&str) -> bool) -> Self {
+        self.only = Some(only);
+        self
     }
 
     /// A device with a modalias, from the scan or a uevent: plan its modules and start
@@ -145,6 +155,9 @@ impl<'a> Coldplug<'a> {
     /// [`Coldplug::device`] without starting loads; a device on the network path has
     /// its modules loaded before all others.
     pub fn plan_device(&mut self, devpath: &str, modalias: &str) {
+        if self.only.is_some_and(|only| !only(modalias)) {
+            return;
+        }
         if !self.seen.insert(devpath.to_string()) {
             return;
         }

@@ -1,9 +1,12 @@
 //! Stage `modules`: once the root is mounted, the drivers whose files the initramfs left
-//! in the root image (storage controllers, filesystems, overlayfs and every driver off
-//! the network path) are loaded from the image's own `/lib/modules/$(uname -r)`, before
-//! the local stage looks for scratch disks. The archive's database knows them all
-//! (`in_image`), so matching and the order of loads are the coldplug's as in the
-//! hardware stage; only the files come from the image.
+//! in the root image are loaded from the image's own `/lib/modules/$(uname -r)`. The
+//! disk path's (storage, USB and SD host controllers, mass storage, disks: see
+//! [`super::detached`]) load here, before the local stage looks for scratch disks; the
+//! filesystems and overlayfs load by name when the local stage needs them. The drivers
+//! of every other device are planned here and load after the hand-off, off the
+//! critical path ([`super::detached`] says how and why). The archive's database knows
+//! them all (`in_image`), so matching and the order of loads are the coldplug's as in
+//! the hardware stage; only the files come from the image.
 //!
 //! An image without modules for the running kernel is no failure: the boot goes on
 //! with the archive's drivers, the local dirs on tmpfs, and one line says what the
@@ -17,6 +20,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::coldplug::{Coldplug, Event, Setup};
+use super::detached::{self, DetachedLoad};
 use super::uevent::UeventReader;
 use super::{HURRIED_QUIET, MAX_DURATION, Modules, PARALLEL_LOADS, Settings, sysfs};
 use crate::context::Context;
@@ -33,6 +37,13 @@ pub struct ImageModules {
     pub loaded: Vec<String>,
     /// Modules of the image that did not load: `module: why`.
     pub failed: Vec<String>,
+    /// Modules that load from the image after the hand-off, in the background, in order
+    /// (a device they drive is not without driver: its driver is on its way).
+    #[serde(default)]
+    pub background: Vec<String>,
+    /// Those loads, for the hand-off.
+    #[serde(skip)]
+    pub detached: Vec<DetachedLoad>,
 }
 
 /// The line for an image without modules for the running kernel: the one thing the
@@ -78,8 +89,8 @@ pub fn stage(ctx: &Context, modules: &Modules, newroot: &Path) -> Result<ImageMo
     // async probes), so a short quiet ends the stage, as a hurried hardware settle.
     let settings = Settings { settle: HURRIED_QUIET, max: MAX_DURATION, parallel: PARALLEL_LOADS };
     let sys = ctx.root.join("sys");
-    let mut run = Coldplug::new(Setup { modules, settings, tx, sys: Some(sys.clone()) });
-    for device in sysfs::scan_devices(&sys) {
+    let mut run = Coldplug::new(Setup { modules, settings, tx, sys: Some(sys.clone()) }).only(detached::is_disk_path);
+    for device in sysfs::scan_devices(&sys).into_iter().filter(|d| detached::is_disk_path(&d.modalias)) {
         run.skip_live(&modules.index.lookup(&device.modalias));
         run.device(&device.devpath, &device.modalias);
     }
@@ -98,6 +109,16 @@ pub fn stage(ctx: &Context, modules: &Modules, newroot: &Path) -> Result<ImageMo
         if report.loaded.is_empty() { String::new() } else { format!(": {}", report.loaded.join(" ")) },
         if report.failed.is_empty() { String::new() } else { format!("; {} failed", report.failed.len()) }
     );
+    report.detached = detached::plan(&sys, modules);
+    report.background = report.detached.iter().map(|load| load.module.clone()).collect();
+    if !report.background.is_empty() {
+        info!(
+            ctx.log,
+            "{} more modules load from the image in the background after the hand-off: {}",
+            report.background.len(),
+            report.background.join(" ")
+        );
+    }
     debug!(ctx.log, "modules of the image: {}", report.dir);
     Ok(report)
 }

@@ -8,6 +8,7 @@
 
 pub mod background;
 pub mod coldplug;
+pub mod detached;
 pub mod errno;
 pub mod image;
 pub mod index;

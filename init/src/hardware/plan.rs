@@ -357,6 +357,18 @@ impl Plan {
         self.nodes.iter().filter(|(_, n)| n.state == State::Deferred).map(|(k, _)| k.as_str()).collect()
     }
 
+    /// Every job of the plan in an order that loads each module after what it needs,
+    /// one at a time, as if each load succeeded: for loads run outside the coldplug
+    /// (see [`super::detached`]).
+    pub fn into_order(mut self) -> Vec<Job> {
+        let mut order = Vec::new();
+        while let Some(job) = self.next_job() {
+            self.finish(&job.module, Ok(()));
+            order.push(job);
+        }
+        order
+    }
+
     /// Loaded by us or built in.
     pub fn is_present(&self, module: &str) -> bool {
         self.state(module).is_some_and(State::is_present)

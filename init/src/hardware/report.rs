@@ -130,7 +130,7 @@ fn outside_the_fleet(fleet: &str, modules: &[String]) -> String {
 }
 
 /// The base class (two hex digits) of a PCI modalias.
-fn pci_class(modalias: &str) -> Option<&str> {
+pub(super) fn pci_class(modalias: &str) -> Option<&str> {
     // pci:v<8>d<8>sv<8>sd<8>bc<2>sc<2>i<2>
     let rest = modalias.strip_prefix("pci:")?;
     rest.find("bc").and_then(|at| rest.get(at + 2..at + 4))

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{MountFlags, Os, Timestamps, UeventReceive};
+use crate::hardware::detached::DetachedLoad;
 use crate::net::config::Mac;
 use crate::net::dhcp::{Lease, OfferPolicy};
 use crate::net::dhcp_io::DhcpIoError;
@@ -29,6 +30,9 @@ use crate::net::inform::{InformAck, InformError, InformTiming};
 use crate::net::link::{LinkConfig, LinkError, SysLink};
 use crate::net::log::NetLog;
 use crate::scratch::probe::Sample;
+
+/// The PID [`FakeOs::load_detached`] answers with.
+pub const FAKE_CHILD_PID: u32 = 4242;
 
 /// One call made through the fake, with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +75,12 @@ pub enum Call {
     },
     Nice {
         nice: i32,
+    },
+    /// The child that loads the image's remaining drivers after the hand-off, with its
+    /// modules in load order.
+    LoadDetached {
+        modules: Vec<String>,
+        paths: Vec<PathBuf>,
     },
     OpenUevents,
     LinkUp {
@@ -153,6 +163,7 @@ pub enum Kind {
     SetTimes,
     LoadModule,
     Nice,
+    LoadDetached,
     OpenUevents,
     LinkUp,
     ConfigureLink,
@@ -187,6 +198,7 @@ impl Call {
             Call::SetTimes { .. } => Kind::SetTimes,
             Call::LoadModule { .. } => Kind::LoadModule,
             Call::Nice { .. } => Kind::Nice,
+            Call::LoadDetached { .. } => Kind::LoadDetached,
             Call::OpenUevents => Kind::OpenUevents,
             Call::LinkUp { .. } => Kind::LinkUp,
             Call::ConfigureLink { .. } => Kind::ConfigureLink,
@@ -436,6 +448,14 @@ impl Os for FakeOs {
             hook(&file);
         }
         Ok(())
+    }
+
+    fn load_detached(&self, loads: &[DetachedLoad], _limit: Duration) -> io::Result<u32> {
+        self.record(Call::LoadDetached {
+            modules: loads.iter().map(|l| l.module.clone()).collect(),
+            paths: loads.iter().map(|l| l.path.clone()).collect(),
+        })?;
+        Ok(FAKE_CHILD_PID)
     }
 
     fn set_thread_nice(&self, nice: i32) -> io::Result<()> {

@@ -29,6 +29,7 @@ pub use real::RealOs;
 pub use rustix::fs::Timestamps;
 pub use rustix::mount::MountFlags;
 
+use crate::hardware::detached::DetachedLoad;
 use crate::net::config::Mac;
 use crate::net::dhcp::{Lease, OfferPolicy};
 use crate::net::dhcp_io::DhcpIoError;
@@ -93,6 +94,10 @@ pub trait Os: Send + Sync {
     fn set_thread_nice(&self, nice: i32) -> io::Result<()>;
     /// The running kernel's release (`uname -r`).
     fn kernel_release(&self) -> String;
+    /// Fork a child that loads `loads` one by one, in order, at a low priority, each
+    /// result as a line in `/dev/kmsg`, and gives up after `limit`; it outlives the
+    /// exec of the image's init (see [`crate::hardware::detached`]). Returns its PID.
+    fn load_detached(&self, loads: &[DetachedLoad], limit: Duration) -> io::Result<u32>;
 
     /// Open and bind the kernel's uevent socket (NETLINK_KOBJECT_UEVENT): events after
     /// this call are queued. The returned receive fills its buffer with one message, or

@@ -18,6 +18,7 @@ use rustix::mount::{MountFlags, UnmountFlags};
 use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType, netlink};
 
 use super::{Os, UeventReceive};
+use crate::hardware::detached::DetachedLoad;
 use crate::net::config::Mac;
 use crate::net::dhcp::{Lease, OfferPolicy};
 use crate::net::dhcp_io::{self, DhcpIoError};
@@ -78,6 +79,42 @@ impl Os for RealOs {
         let file = File::open(path)?;
         let params = c_string(params.as_bytes(), "module parameters")?;
         rustix::system::finit_module(&file, &params, compressed_file_flag(path)).map_err(io::Error::from)
+    }
+
+    fn load_detached(&self, loads: &[DetachedLoad], limit: Duration) -> io::Result<u32> {
+        // Everything that allocates happens here, before the fork: see `detached_child`.
+        let prepared = loads
+            .iter()
+            .map(|load| {
+                Ok(Prepared {
+                    path: c_string(load.path.as_os_str().as_bytes(), "module path")?,
+                    params: c_string(load.params.as_bytes(), "module parameters")?,
+                    flags: compressed_file_flag(&load.path),
+                    loaded: format!("<6>diskless: loaded {} from the image in the background\n", load.module)
+                        .into_bytes(),
+                    failed: format!(
+                        "<4>diskless: {} did not load from the image in the background: errno ",
+                        load.module
+                    )
+                    .into_bytes(),
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let done = format!("<6>diskless: the image's {} background loads are done\n", loads.len()).into_bytes();
+        let gave_up = format!(
+            "<4>diskless: background loads from the image stopped after {} s; the rest are left to the image\n",
+            limit.as_secs()
+        )
+        .into_bytes();
+        let limit_ns = i64::try_from(limit.as_nanos()).unwrap_or(i64::MAX);
+        // SAFETY: the child runs `detached_child`, which only makes async-signal-safe
+        // system calls on memory prepared above and never returns; the parent goes on.
+        match unsafe { libc::fork() } {
+            -1 => Err(io::Error::last_os_error()),
+            // SAFETY: this is the child of the fork above, as `detached_child` requires.
+            0 => unsafe { detached_child(&prepared, &done, &gave_up, limit_ns) },
+            pid => Ok(pid as u32),
+        }
     }
 
     fn set_thread_nice(&self, nice: i32) -> io::Result<()> {
@@ -245,10 +282,117 @@ impl Os for RealOs {
 /// finit_module's MODULE_INIT_COMPRESSED_FILE for a compressed module file: the root
 /// image keeps its modules as the kernel package installed them (`.ko.xz` on newer
 /// Debian kernels), and the kernel decompresses them itself.
+/// One load of [`Os::load_detached`], ready for the child.
+struct Prepared {
+    path: CString,
+    params: CString,
+    flags: std::ffi::c_int,
+    /// The kmsg line when it loaded.
+    loaded: Vec<u8>,
+    /// The kmsg line when it failed, up to the errno.
+    failed: Vec<u8>,
+}
+
+/// The child of [`Os::load_detached`]: loads each module, one at a time, and exits.
+///
+/// # Safety
+/// Call only in the child of a fork. It was forked from a process with threads, so it
+/// calls only async-signal-safe functions (open, finit_module, write, close,
+/// clock_gettime, setpriority, prctl, _exit) and allocates nothing.
+unsafe fn detached_child(loads: &[Prepared], done: &[u8], gave_up: &[u8], limit_ns: i64) -> ! {
+    // SAFETY: plain system calls on this process and on buffers that live in this
+    // (copied) address space, with their lengths passed alongside.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, c"diskless-modules".as_ptr() as libc::c_ulong, 0, 0, 0);
+        // Below the image's own start, which this child overlaps.
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        // Not the console's holder: the image's init takes the console over.
+        for fd in 0..3 {
+            libc::close(fd);
+        }
+        let kmsg = libc::open(c"/dev/kmsg".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        let now = || {
+            let mut ts: libc::timespec = std::mem::zeroed();
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+            (ts.tv_sec as i64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as i64)
+        };
+        let deadline = now().saturating_add(limit_ns);
+        let say = |line: &[u8]| {
+            if kmsg >= 0 {
+                libc::write(kmsg, line.as_ptr().cast(), line.len());
+            }
+        };
+        for load in loads {
+            if now() >= deadline {
+                say(gave_up);
+                libc::_exit(1);
+            }
+            let fd = libc::open(load.path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            let errno = if fd < 0 {
+                *libc::__errno_location()
+            } else {
+                let result = libc::syscall(libc::SYS_finit_module, fd, load.params.as_ptr(), load.flags);
+                let errno = if result == 0 { 0 } else { *libc::__errno_location() };
+                libc::close(fd);
+                errno
+            };
+            match errno {
+                0 => say(&load.loaded),
+                // The image's udev got there first.
+                libc::EEXIST => {}
+                errno => {
+                    let mut line = [0u8; 256];
+                    let len = failed_line(&mut line, &load.failed, errno);
+                    say(&line[..len]);
+                }
+            }
+        }
+        say(done);
+        libc::_exit(0)
+    }
+}
+
+/// `prefix` (cut to fit), the decimal `errno` and a newline in `buf`, without
+/// allocating (the child of a fork may not); returns the length.
+fn failed_line(buf: &mut [u8; 256], prefix: &[u8], errno: i32) -> usize {
+    let mut digits = [0u8; 12];
+    let mut n = errno.unsigned_abs();
+    let mut count = 0;
+    loop {
+        digits[digits.len() - 1 - count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let head = prefix.len().min(buf.len() - count - 1);
+    buf[..head].copy_from_slice(&prefix[..head]);
+    buf[head..head + count].copy_from_slice(&digits[digits.len() - count..]);
+    buf[head + count] = b'\n';
+    head + count + 1
+}
+
 fn compressed_file_flag(path: &Path) -> std::ffi::c_int {
     const MODULE_INIT_COMPRESSED_FILE: std::ffi::c_int = 4;
     match path.extension().and_then(|e| e.to_str()) {
         Some("xz" | "zst" | "gz") => MODULE_INIT_COMPRESSED_FILE,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_childs_failure_line_ends_in_the_errno_and_a_newline_and_fits_its_buffer() {
+        let mut buf = [0u8; 256];
+        let len = failed_line(&mut buf, b"<4>diskless: kvm did not load: errno ", 19);
+        assert_eq!(&buf[..len], b"<4>diskless: kvm did not load: errno 19\n");
+        let long = vec![b'x'; 400];
+        let len = failed_line(&mut buf, &long, 2147483647);
+        assert_eq!(len, 256);
+        assert!(buf[..len].ends_with(b"x2147483647\n"), "{:?}", String::from_utf8_lossy(&buf[..len]));
     }
 }

@@ -1,0 +1,150 @@
+//! Which of the image's drivers the modules stage loads before the local stage, and
+//! which load after the hand-off.
+//!
+//! Only the disk path is on the critical path: the local stage needs the disks of
+//! storage controllers (PCI class 01: AHCI, IDE, NVMe, SCSI HBAs, virtio block and
+//! SCSI), USB and SD host controllers with the mass-storage devices behind them, and
+//! the SCSI disk driver for what they find. Every other device's driver (kvm, input,
+//! sound, sensors, crypto engines, fw_cfg...) is loaded from the image all the same, as
+//! the HOWTO's autoconfig did, but by a child process forked right before the exec of
+//! the image's init ([`crate::os::Os::load_detached`]).
+//!
+//! Why a child at the hand-off, and not a thread during the local and layers stages:
+//! PID 1's threads end at its exec, so a thread would have to be joined before it, on
+//! the critical path again (those loads took 0.6 s of the 0.95 s stage under TCG,
+//! against a local stage of 0.2 s). A child outlives the exec, is reparented to
+//! nothing (PID 1 stays its parent: the image's init reaps it) and its loads overlap
+//! the image's own start. It is forked from a process with threads, so it makes only
+//! async-signal-safe calls: the order of the loads (each after what it needs) and every
+//! log line are made before the fork, the loads run one at a time, each result goes to
+//! `/dev/kmsg`, and the child gives up after [`LIMIT`]. An image that loads drivers
+//! itself (udev) racing the child is harmless: the second load of a module is EEXIST.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::Plan;
+use super::{Modules, report, sysfs};
+
+/// How long the child loads before it gives up on the rest.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// One load of the child, as the image sees its files after the hand-off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetachedLoad {
+    /// Normalised module name.
+    pub module: String,
+    /// `/lib/modules/RELEASE/kernel/...`, in the image's root.
+    pub path: PathBuf,
+    /// Options from the command line.
+    pub params: String,
+}
+
+/// Whether a device is on the way to the disks the local stage looks for: see the
+/// module documentation.
+pub fn is_disk_path(modalias: &str) -> bool {
+    if let Some((class, subclass)) = pci_class_and_subclass(modalias) {
+        return class.eq_ignore_ascii_case("01")
+            // USB host controllers (a USB disk is behind one) and SD host controllers.
+            || (class.eq_ignore_ascii_case("0c") && subclass == "03")
+            || (class == "08" && subclass == "05");
+    }
+    // virtio device IDs 2 (block) and 8 (SCSI host).
+    if let Some(rest) = modalias.strip_prefix("virtio:") {
+        return rest.starts_with("d00000002v") || rest.starts_with("d00000008v");
+    }
+    // A USB interface of the mass-storage class (usb_storage, uas). The fields before
+    // `ic` are hex digits, which never hold a lower-case `i`.
+    if let Some(rest) = modalias.strip_prefix("usb:") {
+        return rest.find("ic").and_then(|at| rest.get(at + 2..at + 4)) == Some("08");
+    }
+    // SCSI disks and reduced-block-command devices (sd_mod), SD/MMC cards (mmc_block),
+    // POWER's virtual SCSI adapter.
+    ["scsi:t-0x00", "scsi:t-0x0e", "mmc:", "vio:Tvscsi"].iter().any(|prefix| modalias.starts_with(prefix))
+}
+
+/// The base class and subclass (two hex digits each) of a PCI modalias.
+fn pci_class_and_subclass(modalias: &str) -> Option<(&str, &str)> {
+    let class = report::pci_class(modalias)?;
+    let rest = modalias.strip_prefix("pci:")?;
+    let subclass = rest.find("sc").and_then(|at| rest.get(at + 2..at + 4))?;
+    Some((class, subclass))
+}
+
+/// The loads left for the child: the image's drivers of every device off the disk
+/// path that nothing loaded yet, with what they need, each after its dependencies.
+/// Blacklisted and built-in modules are left out, and so are drivers of the archive
+/// (the hardware stage loaded those, or said why not).
+pub fn plan(sys: &Path, modules: &Modules) -> Vec<DetachedLoad> {
+    let index = &*modules.index;
+    let mut plan = Plan::with_image(true);
+    for device in sysfs::scan_devices(sys) {
+        if is_disk_path(&device.modalias) {
+            continue;
+        }
+        for module in index.lookup(&device.modalias) {
+            let Some(entry) = index.module(&module) else { continue };
+            if !entry.in_image || entry.is_builtin() || modules.cmdline.is_blacklisted(&module) {
+                continue;
+            }
+            let deps = entry.depends.iter().map(|d| modules_db::normalize_name(d));
+            for name in deps.chain([module.clone()]) {
+                if modules.is_live(&name) {
+                    plan.mark_present(&name);
+                }
+            }
+            plan.request(&module, index);
+        }
+    }
+    let dir = Path::new("/lib/modules").join(modules.release());
+    plan.into_order()
+        .into_iter()
+        .map(|job| DetachedLoad {
+            path: dir.join(&job.path),
+            params: modules.cmdline.module_options(&job.module),
+            module: job.module,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_disk_path_is_storage_controllers_usb_and_sd_hosts_mass_storage_and_disks() {
+        let on = [
+            "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01", // AHCI
+            "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02", // NVMe
+            "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", // virtio-blk
+            "pci:v00001B36d0000000Dsv00001AF4sd00001100bc0Csc03i30", // xHCI
+            "pci:v00008086d00007020sv00001AF4sd00001100bc0Csc03i00", // UHCI
+            "pci:v00001180d00000822sv00001028sd00000000bc08sc05i01", // SD host
+            "virtio:d00000002v00001AF4",
+            "virtio:d00000008v00001AF4",
+            "usb:v0781p5581d0100dc00dsc00dp00ic08isc06ip50in00",
+            "scsi:t-0x00",
+            "mmc:block",
+        ];
+        for modalias in on {
+            assert!(is_disk_path(modalias), "{modalias}");
+        }
+        let off = [
+            "pci:v00008086d00007113sv00001AF4sd00001100bc06sc80i00", // PIIX4 ACPI (i2c_piix4)
+            "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00", // NIC
+            "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00", // VGA
+            "virtio:d00000001v00001AF4",                             // virtio-net
+            "usb:v0627p0001d0000dc00dsc00dp00ic03isc00ip00in00",     // USB tablet (HID)
+            "scsi:t-0x05",                                           // CD-ROM
+            "cpu:type:x86,ven0000fam0006mod003F:feature:,0000",
+            "platform:pcspkr",
+            "serio:ty01pr00id00ex00",
+            "acpi:QEMU0002:",
+        ];
+        for modalias in off {
+            assert!(!is_disk_path(modalias), "{modalias}");
+        }
+    }
+}
