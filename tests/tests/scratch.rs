@@ -351,6 +351,15 @@ fn vm_d() -> &'static Outcome {
     })
 }
 
+/// E: the busybox image, no disk, the console showing every kernel message
+/// (`loglevel=7`): the background loader's lines in kmsg reach it.
+fn vm_e() -> &'static Outcome {
+    static RUN: OnceLock<Outcome> = OnceLock::new();
+    RUN.get_or_init(|| {
+        boot(&image_dir("busybox"), "scratch-E-background", Machine::Pc, "loglevel=7", DiskDir::new(), &[], &[])
+    })
+}
+
 fn assert_completed(o: &Outcome) {
     o.image().assert_done();
     assert_eq!(o.image().value("hostname"), LAB_HOST, "({})", o.log_path());
@@ -596,6 +605,20 @@ fn ahci_and_nvme_drivers_load_from_the_image_after_the_root_and_find_their_disks
     for module in ["ahci", "nvme", "virtio_blk", "sd_mod"] {
         assert!(loaded.contains(&module), "{module} not loaded from the image: {loaded:?} ({})", o.log_path());
     }
+    // Only the disk path before the local stage; the other devices' drivers load after
+    // the hand-off, in a child the image's init inherits.
+    let later = o.console().assert_line(
+        r"diskless: (\d+) more modules load from the image in the background after the hand-off: (.*?)\s*$",
+    );
+    let later: Vec<&str> = later[2].split(' ').collect();
+    for module in ["psmouse", "qemu_fw_cfg"] {
+        assert!(later.contains(&module), "{module} not left for later: {later:?} ({})", o.log_path());
+        assert!(!loaded.contains(&module), "{module} on the critical path: {loaded:?} ({})", o.log_path());
+    }
+    o.console().assert_line(&format!(
+        r"diskless: the image's other {} drivers load in the background \(pid \d+\)\s*$",
+        later.len()
+    ));
     // boot.json: the archive's modules and the image's, each in its own list.
     let json = o.boot_json();
     let section = |start: &str, end: char| -> String {
@@ -631,4 +654,24 @@ fn an_image_without_modules_for_the_kernel_boots_on_tmpfs_with_one_line_naming_w
     );
     o.console().assert_no_line(r"diskless: scratch: using ");
     assert!(o.image().mount("/etc/local").starts_with("tmpfs "), "({})", o.log_path());
+}
+
+#[test]
+fn drivers_off_the_disk_path_load_from_the_image_after_the_handoff_in_the_background() {
+    let o = vm_e();
+    assert_completed(o);
+    let queued = o.console().assert_line(
+        r"diskless: (\d+) more modules load from the image in the background after the hand-off: (.*?)\s*$",
+    );
+    let queued: Vec<String> = queued[2].split(' ').map(str::to_string).collect();
+    o.console().assert_line(r"diskless: the image's other \d+ drivers load in the background \(pid \d+\)\s*$");
+    // The child's kmsg lines: the image powers off when its report is done, so the
+    // first loads are certain, not the last.
+    let loaded = o.console().find_all(r"diskless: loaded (\S+) from the image in the background\s*$");
+    assert!(!loaded.is_empty(), "no background load reported ({})", o.log_path());
+    for m in &loaded {
+        let module = m.get(1).unwrap_or_default();
+        assert!(queued.iter().any(|q| q == module), "{module} was not queued: {queued:?} ({})", o.log_path());
+    }
+    o.console().assert_no_line(r"diskless: \S+ did not load from the image in the background: errno");
 }

@@ -92,6 +92,11 @@ impl Os for RealOs {
                     flags: compressed_file_flag(&load.path),
                     loaded: format!("<6>diskless: loaded {} from the image in the background\n", load.module)
                         .into_bytes(),
+                    no_device: format!(
+                        "<7>diskless: {} from the image found no device to drive (background)\n",
+                        load.module
+                    )
+                    .into_bytes(),
                     failed: format!(
                         "<4>diskless: {} did not load from the image in the background: errno ",
                         load.module
@@ -289,6 +294,9 @@ struct Prepared {
     flags: std::ffi::c_int,
     /// The kmsg line when it loaded.
     loaded: Vec<u8>,
+    /// The kmsg line when it found nothing to drive (ENODEV: cpufreq, EDAC on a VM),
+    /// a debug line as in the coldplug.
+    no_device: Vec<u8>,
     /// The kmsg line when it failed, up to the errno.
     failed: Vec<u8>,
 }
@@ -340,6 +348,7 @@ unsafe fn detached_child(loads: &[Prepared], done: &[u8], gave_up: &[u8], limit_
                 0 => say(&load.loaded),
                 // The image's udev got there first.
                 libc::EEXIST => {}
+                libc::ENODEV => say(&load.no_device),
                 errno => {
                     let mut line = [0u8; 256];
                     let len = failed_line(&mut line, &load.failed, errno);
