@@ -328,6 +328,7 @@ pub(crate) mod tests {
                 loaded: vec!["ahci".into()],
                 failed: vec![],
                 background: vec!["kvm".into(), "kvm_amd".into()],
+                background_loader: "diskless".into(),
                 detached: Vec::new(),
             },
             stages: vec![

@@ -1350,6 +1350,30 @@ fn drivers_off_the_disk_path_load_after_the_handoff_in_a_child_not_before_the_lo
 }
 
 #[test]
+fn an_image_with_udev_loads_the_drivers_off_the_disk_path_itself_and_no_child_starts() {
+    let m = Machine::new(NFS_BOOT, lab_network());
+    m.image();
+    m.image_modules();
+    m.amd_cpu();
+    fs::create_dir_all(m.p("newroot/lib/systemd")).unwrap();
+    fs::write(m.p("newroot/lib/systemd/systemd-udevd"), "").unwrap();
+    m.os.fail_nth(Kind::Mount, first_move(), 16);
+    run(&m.boot);
+    let text = m.text();
+    assert!(
+        text.contains(
+            "diskless: 2 more modules are left to the image's udev (/lib/systemd/systemd-udevd): kvm kvm_amd"
+        ),
+        "{text}"
+    );
+    assert!(m.os.calls_of(Kind::LoadDetached).is_empty(), "{text}");
+    assert!(!loaded_modules(&m.os).iter().any(|f| f.starts_with("kvm")), "{text}");
+    let json = m.boot_json();
+    assert_eq!(json["image_modules"]["background"], serde_json::json!(["kvm", "kvm_amd"]), "{json}");
+    assert_eq!(json["image_modules"]["background_loader"], "/lib/systemd/systemd-udevd", "{json}");
+}
+
+#[test]
 fn a_background_loader_that_cannot_start_is_a_warning_and_the_image_still_starts() {
     let m = Machine::new(NFS_BOOT, lab_network());
     m.image();

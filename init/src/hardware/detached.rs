@@ -18,7 +18,11 @@
 //! async-signal-safe calls: the order of the loads (each after what it needs) and every
 //! log line are made before the fork, the loads run one at a time, each result goes to
 //! `/dev/kmsg`, and the child gives up after [`LIMIT`]. An image that loads drivers
-//! itself (udev) racing the child is harmless: the second load of a module is EEXIST.
+//! itself is left to do so: with a udev daemon in the image ([`UDEV_DAEMONS`]) no child
+//! starts, since udev's coldplug loads the same drivers from the same directory a few
+//! hundred milliseconds later, and two loaders racing over one file cost CPU at the
+//! image's start and made the scratch cache (`scratch.cache`) write pages again on a
+//! warm boot.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +34,19 @@ use super::{Modules, report, sysfs};
 
 /// How long the child loads before it gives up on the rest.
 pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// Where an image keeps a udev daemon (systemd's, eudev's), as the image sees it.
+pub const UDEV_DAEMONS: &[&str] =
+    &["/lib/systemd/systemd-udevd", "/usr/lib/systemd/systemd-udevd", "/sbin/udevd", "/usr/sbin/udevd"];
+
+/// The image's udev daemon, if it has one: it loads the remaining drivers itself.
+/// Symlinks (a merged /usr) resolve inside the image.
+pub fn image_udev(newroot: &Path) -> Option<&'static str> {
+    UDEV_DAEMONS
+        .iter()
+        .copied()
+        .find(|path| crate::local::image::open_in_image(newroot, Path::new(path), rustix::fs::OFlags::PATH).is_ok())
+}
 
 /// One load of the child, as the image sees its files after the hand-off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +129,16 @@ pub fn plan(sys: &Path, modules: &Modules) -> Vec<DetachedLoad> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_images_udev_is_found_through_its_merged_usr() {
+        let img = tempfile::tempdir().unwrap();
+        assert_eq!(image_udev(img.path()), None);
+        std::fs::create_dir_all(img.path().join("usr/lib/systemd")).unwrap();
+        std::fs::write(img.path().join("usr/lib/systemd/systemd-udevd"), "").unwrap();
+        std::os::unix::fs::symlink("usr/lib", img.path().join("lib")).unwrap();
+        assert_eq!(image_udev(img.path()), Some("/lib/systemd/systemd-udevd"));
+    }
 
     #[test]
     fn the_disk_path_is_storage_controllers_usb_and_sd_hosts_mass_storage_and_disks() {

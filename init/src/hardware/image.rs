@@ -41,7 +41,11 @@ pub struct ImageModules {
     /// (a device they drive is not without driver: its driver is on its way).
     #[serde(default)]
     pub background: Vec<String>,
-    /// Those loads, for the hand-off.
+    /// Who loads them: `diskless` (a child of the hand-off), or the image's udev daemon
+    /// by its path.
+    #[serde(default)]
+    pub background_loader: String,
+    /// Those loads, for the hand-off (none when the image's udev does them).
     #[serde(skip)]
     pub detached: Vec<DetachedLoad>,
 }
@@ -109,15 +113,18 @@ pub fn stage(ctx: &Context, modules: &Modules, newroot: &Path) -> Result<ImageMo
         if report.loaded.is_empty() { String::new() } else { format!(": {}", report.loaded.join(" ")) },
         if report.failed.is_empty() { String::new() } else { format!("; {} failed", report.failed.len()) }
     );
-    report.detached = detached::plan(&sys, modules);
-    report.background = report.detached.iter().map(|load| load.module.clone()).collect();
+    let later = detached::plan(&sys, modules);
+    report.background = later.iter().map(|load| load.module.clone()).collect();
     if !report.background.is_empty() {
-        info!(
-            ctx.log,
-            "{} more modules load from the image in the background after the hand-off: {}",
-            report.background.len(),
-            report.background.join(" ")
-        );
+        let (count, list) = (report.background.len(), report.background.join(" "));
+        if let Some(udev) = detached::image_udev(newroot) {
+            report.background_loader = udev.to_string();
+            info!(ctx.log, "{count} more modules are left to the image's udev ({udev}): {list}");
+        } else {
+            report.background_loader = "diskless".to_string();
+            report.detached = later;
+            info!(ctx.log, "{count} more modules load from the image in the background after the hand-off: {list}");
+        }
     }
     debug!(ctx.log, "modules of the image: {}", report.dir);
     Ok(report)
