@@ -12,9 +12,9 @@
 //! Why a child at the hand-off, and not a thread during the local and layers stages:
 //! PID 1's threads end at its exec, so a thread would have to be joined before it, on
 //! the critical path again (those loads took 0.6 s of the 0.95 s stage under TCG,
-//! against a local stage of 0.2 s). A child outlives the exec, is reparented to
-//! nothing (PID 1 stays its parent: the image's init reaps it) and its loads overlap
-//! the image's own start. It is forked from a process with threads, so it makes only
+//! against a local stage of 0.2 s). A child outlives the exec (its parent stays PID 1,
+//! which becomes the image's init and reaps it) and its loads overlap the image's own
+//! start. It is forked from a process with threads, so it makes only
 //! async-signal-safe calls: the order of the loads (each after what it needs) and every
 //! log line are made before the fork, the loads run one at a time, each result goes to
 //! `/dev/kmsg`, and the child gives up after [`LIMIT`]. An image that loads drivers
