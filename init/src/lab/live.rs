@@ -200,13 +200,7 @@ mod tests {
     #[test]
     fn live_answers_that_match_the_lab_are_no_problem_and_a_missing_ptr_names_the_host() {
         let lab = local_lab();
-        let mut a = BTreeMap::new();
-        let mut ptr = BTreeMap::new();
-        for host in &lab.hosts {
-            let fqdn = format!("{}.example.edu", host.name);
-            a.insert(fqdn.clone(), host.address);
-            ptr.insert(ptr_name(host.address), fqdn);
-        }
+        let (a, mut ptr) = records_of(&lab);
         let port = serve(a.clone(), ptr.clone(), 6);
         assert_eq!(check_live(&lab, port, fast()), []);
         ptr.remove(&ptr_name(Ipv4Addr::new(10, 77, 0, 113)));
