@@ -32,25 +32,23 @@ fn devices(list: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The cargo target directory of this test binary (`<target>/<triple>/<profile>/deps/`):
-/// the depmod'ed copy is hard-linked there, on the same file system as the cache.
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    exe.ancestors().nth(4).expect("a test binary lives in <target>/<triple>/<profile>/deps").to_path_buf()
-}
-
-/// A depmod'ed hard-linked copy of the kernel's modules: the independent reference.
+/// The independent reference: `depmod` run on the kernel's modules in a temporary
+/// tree, whose `kernel/` is a link to the cache's (depmod follows it and writes only into
+/// the temporary directory; kmod 30 has no `--outdir`). Needs no root and writes nothing
+/// into the cache: the lib's tests also run unprivileged.
 fn depmod_copy(basedir: &Path, version: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir_in(target_dir()).expect("temp dir in the target directory");
-    let modules = dir.path().join("lib/modules");
-    std::fs::create_dir_all(&modules).unwrap();
-    for cmd in [
-        Command::new("cp").arg("-al").arg(basedir.join("lib/modules").join(version)).arg(&modules),
-        Command::new("depmod").arg("-b").arg(dir.path()).arg(version),
-    ] {
-        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}; install kmod"));
-        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let from = basedir.join("lib/modules").join(version);
+    let to = dir.path().join("lib/modules").join(version);
+    std::fs::create_dir_all(&to).unwrap();
+    std::os::unix::fs::symlink(from.join("kernel"), to.join("kernel")).unwrap();
+    for file in ["modules.order", "modules.builtin", "modules.builtin.modinfo"] {
+        std::fs::copy(from.join(file), to.join(file)).unwrap_or_else(|e| panic!("{}: {e}", from.join(file).display()));
     }
+    let mut depmod = Command::new("depmod");
+    depmod.arg("-b").arg(dir.path()).arg(version);
+    let out = depmod.output().unwrap_or_else(|e| panic!("cannot run {depmod:?}: {e}; install kmod"));
+    assert!(out.status.success(), "{depmod:?}: {}", String::from_utf8_lossy(&out.stderr));
     dir
 }
 
