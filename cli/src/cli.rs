@@ -309,8 +309,9 @@ pub enum ServerCommand {
     /// the initrd was built for that kernel, a secure_boot image's shimx64.efi,
     /// grubx64.efi and vmlinuz carry an Authenticode signature, and the exports cover
     /// every image. With
-    /// --live, each host's A and PTR records are asked of the DNS servers its subnet
-    /// hands out, as a booting client asks them. Exits 1 when there is a problem.
+    /// --live, each host's A and PTR records are asked of each DNS server its subnet
+    /// hands out (the [peer]'s too), every server alone, as a booting client asks
+    /// them; a server that does not answer is one line. Exits 1 when there is a problem.
     #[command(verbatim_doc_comment)]
     Check {
         /// The lab file

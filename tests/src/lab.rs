@@ -76,8 +76,8 @@ impl LabHost {
 }
 
 /// What the test labs of one busybox image vary: its hosts, firmware list, kernel
-/// parameters, NFS options and extra keys, `server.http`, a `[loaders]` table, and
-/// the initrd served.
+/// parameters, NFS options and extra keys, `server.http`, a `[loaders]` table, more
+/// top-level tables, and the initrd served.
 #[derive(Debug, Clone)]
 pub struct LabSpec {
     /// The image's name.
@@ -95,6 +95,8 @@ pub struct LabSpec {
     pub http: bool,
     /// A `[loaders]` table, or "".
     pub loaders: String,
+    /// Top-level tables after the hosts, e.g. a `[peer]`, or "".
+    pub tables: String,
     /// Served in place of our initrd (after `check --root` passed with ours), e.g.
     /// initramfs-tools' for a benchmark.
     pub initrd: Option<PathBuf>,
@@ -113,6 +115,7 @@ impl LabSpec {
             image_keys: String::new(),
             http: false,
             loaders: String::new(),
+            tables: String::new(),
             initrd: None,
         }
     }
@@ -157,6 +160,7 @@ nfs_options = "{nfs_options}"
             host.name, host.mac, host.address, spec.image
         ));
     }
+    text.push_str(&spec.tables);
     text
 }
 

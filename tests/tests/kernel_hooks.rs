@@ -45,22 +45,39 @@ fn run_ok(cmd: &mut Command) -> String {
     text
 }
 
+/// Puts diskless's mkinitramfs and init where the hooks look for them,
+/// `/usr/lib/diskless`, as its package would.
+fn install_diskless(img: &Path) -> &'static qemu_tests::build::Binaries {
+    let bins = release_binaries();
+    let lib = img.join("usr/lib/diskless");
+    std::fs::create_dir_all(&lib).unwrap();
+    for (from, name) in [(&bins.mkinitramfs, "mkinitramfs"), (&bins.init, "init")] {
+        std::fs::copy(from, lib.join(name)).unwrap_or_else(|e| panic!("copy {} into the image: {e}", from.display()));
+    }
+    bins
+}
+
+/// Runs `command` in the image through `diskless chroot`.
+fn in_chroot(img: &Path, cache: &Path, command: &[String]) -> Output {
+    let mut cmd = Command::new(diskless_binary());
+    cmd.arg("chroot").arg("--cache-dir").arg(cache).arg(img).arg("--").args(command);
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
 /// Runs the hooks of `dir` (`postinst.d`, `postrm.d`) in the image as the kernel
 /// package's maintainer script does, with its arguments `maint` in DEB_MAINT_PARAMS.
 fn run_parts(img: &Path, cache: &Path, dir: &str, version: &str, maint: &str) -> Output {
-    let mut cmd = Command::new(diskless_binary());
-    cmd.arg("chroot")
-        .arg("--cache-dir")
-        .arg(cache)
-        .arg(img)
-        .arg("--")
-        .arg("env")
-        .arg(format!("DEB_MAINT_PARAMS={maint}"))
-        .args(["run-parts", "--report", "--exit-on-error"])
-        .arg(format!("--arg={version}"))
-        .arg(format!("--arg=/boot/vmlinuz-{version}"))
-        .arg(format!("/etc/kernel/{dir}"));
-    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+    let command = [
+        "env".to_string(),
+        format!("DEB_MAINT_PARAMS={maint}"),
+        "run-parts".into(),
+        "--report".into(),
+        "--exit-on-error".into(),
+        format!("--arg={version}"),
+        format!("--arg=/boot/vmlinuz-{version}"),
+        format!("/etc/kernel/{dir}"),
+    ];
+    in_chroot(img, cache, &command)
 }
 
 #[test]
@@ -76,12 +93,7 @@ fn installing_a_kernel_builds_its_initramfs_and_removing_it_removes_it() {
     for hook in ["/etc/kernel/postinst.d/zz-diskless", "/etc/kernel/postrm.d/zz-diskless"] {
         assert!(setup.contains(&format!("install the kernel hook {hook} (")), "setup did not install {hook}:\n{setup}");
     }
-    let bins = release_binaries();
-    let lib = img.join("usr/lib/diskless");
-    std::fs::create_dir_all(&lib).unwrap();
-    for (from, name) in [(&bins.mkinitramfs, "mkinitramfs"), (&bins.init, "init")] {
-        std::fs::copy(from, lib.join(name)).unwrap_or_else(|e| panic!("copy {} into the image: {e}", from.display()));
-    }
+    let bins = install_diskless(img);
 
     // The package's files, as dpkg unpacks them before it runs the postinst.
     install_kernel_files(kernel, img);
@@ -117,6 +129,91 @@ fn installing_a_kernel_builds_its_initramfs_and_removing_it_removes_it() {
     assert!(out.status.success(), "postrm.d: {}\n{log}", out.status);
     assert!(log.contains(&format!("diskless: removing /boot/initrd.img-{version}")), "{log}");
     assert!(!initrd.exists(), "{} left after postrm.d:\n{log}", initrd.display());
+}
+
+/// A package that provides `linux-initramfs-tool`, the kernel package's alternative to
+/// initramfs-tools, as an administrator makes one with equivs for an image whose
+/// initrds diskless builds: dpkg-deb of a control file and nothing else.
+fn initramfs_tool_provider(dir: &Path) -> PathBuf {
+    let root = dir.join("provider");
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        "Package: diskless-initramfs-tool\nVersion: 1\nArchitecture: all\nMaintainer: lab admin <root@localhost>\n\
+         Provides: linux-initramfs-tool\nDescription: initrds of this image are built by diskless's kernel hooks\n",
+    )
+    .unwrap();
+    let deb = dir.join("diskless-initramfs-tool_1_all.deb");
+    run_ok(Command::new("dpkg-deb").args(["--root-owner-group", "--build"]).arg(&root).arg(&deb));
+    deb
+}
+
+/// The one .deb in the kernel cache whose name starts with `prefix`; `qemu/setup`
+/// downloads them.
+fn cached_deb(kernel: &Kernel, prefix: &str) -> PathBuf {
+    let cache = kernel.basedir.parent().expect("the kernel cache holds root/");
+    let found: Vec<PathBuf> = std::fs::read_dir(cache)
+        .unwrap_or_else(|e| panic!("{}: {e}", cache.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".deb"))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one {prefix}*.deb in {} (run qemu/setup): {found:?}", cache.display());
+    found.into_iter().next().unwrap()
+}
+
+/// Runs `dpkg ARGS` in the image, without questions.
+fn dpkg(img: &Path, cache: &Path, args: &[&str]) -> Output {
+    let mut command = vec!["env".to_string(), "DEBIAN_FRONTEND=noninteractive".into(), "dpkg".into()];
+    command.extend(args.iter().map(|a| a.to_string()));
+    in_chroot(img, cache, &command)
+}
+
+/// Not the hooks alone: dpkg installs Debian's kernel package in the image, its
+/// postinst runs the hooks, and the initrd is diskless's; `dpkg --remove` removes it.
+#[test]
+fn dpkg_installing_the_kernel_package_builds_the_diskless_initramfs_and_removing_it_removes_it() {
+    let kernel = Kernel::cached();
+    let version = &kernel.version;
+    let img_dir = image_copy("debian").expect("copy of the Debian image");
+    let img = img_dir.path();
+    let cache = tempfile::tempdir().expect("temp dir");
+    run_ok(Command::new(diskless_binary()).arg("setup").arg(img));
+    let bins = install_diskless(img);
+    // The packages go where the chroot sees them (its /tmp is the cache's).
+    let debs = img.join("root/debs");
+    std::fs::create_dir_all(&debs).unwrap();
+    let mut in_image = Vec::new();
+    for deb in [
+        cached_deb(kernel, "linux-base_"),
+        initramfs_tool_provider(cache.path()),
+        cached_deb(kernel, &format!("linux-image-{version}_")),
+    ] {
+        let name = deb.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::copy(&deb, debs.join(&name)).unwrap_or_else(|e| panic!("copy {}: {e}", deb.display()));
+        in_image.push(format!("/root/debs/{name}"));
+    }
+
+    let mut install = vec!["--install"];
+    install.extend(in_image.iter().map(String::as_str));
+    let out = dpkg(img, cache.path(), &install);
+    let log = text(&out);
+    assert!(out.status.success(), "dpkg --install: {}\n{log}", out.status);
+    assert!(log.contains(&format!("Setting up linux-image-{version} ")), "{log}");
+    assert!(log.contains(&format!("diskless: building /boot/initrd.img-{version}")), "{log}");
+    let initrd = img.join(format!("boot/initrd.img-{version}"));
+    let listing = run_ok(Command::new(&bins.mkinitramfs).arg("list").arg(&initrd));
+    assert!(
+        listing.lines().any(|l| l.ends_with(&format!(" lib/modules/{version}/modules.db"))),
+        "the initrd dpkg's postinst left is not diskless's for {version}:\n{listing}"
+    );
+
+    let out = dpkg(img, cache.path(), &["--remove", &format!("linux-image-{version}")]);
+    let log = text(&out);
+    assert!(out.status.success(), "dpkg --remove: {}\n{log}", out.status);
+    assert!(log.contains(&format!("diskless: removing /boot/initrd.img-{version}")), "{log}");
+    assert!(!initrd.exists(), "{} left after dpkg --remove:\n{log}", initrd.display());
 }
 
 /// An image set up by the tool but without diskless's mkinitramfs: the kernel package

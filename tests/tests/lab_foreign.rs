@@ -9,12 +9,11 @@
 //! - aarch64: `qemu-system-aarch64 -machine virt`, AAVMF's own PXE from a virtio NIC
 //!   without option ROM (option 93 = 11) -> the rendered grubnetaa64.efi and
 //!   `grub/grub.cfg` -> Debian's `arm64` kernel -> the arm64 busybox image.
-//!
-//! Not here: ppc64le (`qemu-system-ppc64 -machine pseries`, SLOF's network boot from the
-//! `spapr-vlan` NIC, the rendered grubnetppc.elf). SLOF takes its DHCP lease and loads
-//! GRUB over TFTP, but that GRUB says `error: no network card found` and stops at its
-//! prompt, so the chain does not reach the kernel yet; `qemu_tests::foreign::PPC64LE`
-//! and the lab file's `openfirmware` firmware are ready for it.
+//! - ppc64le: `qemu-system-ppc64 -machine pseries`, SLOF's network boot from the
+//!   `spapr-vlan` NIC (no option 93: the host's image picks the loader) -> the rendered
+//!   grubnetppc.elf (GRUB 2.12 for powerpc-ieee1275, made by qemu/setup), which takes
+//!   SLOF's DHCP reply and reads `grub/grub.cfg` -> Debian's `powerpc64le` kernel, its
+//!   ibmveth driver loaded by the coldplug from the `vio` bus -> the ppc64el busybox image.
 //!
 //! Each image is the busybox test image with that architecture's static busybox and
 //! the layers of its own host ([`qemu_tests::foreign`]); the console shows the image's
@@ -24,7 +23,7 @@
 
 use std::time::Duration;
 
-use qemu_tests::foreign::{AARCH64, ForeignArch, I686};
+use qemu_tests::foreign::{AARCH64, ForeignArch, I686, PPC64LE};
 use qemu_tests::lab::{BRIDGE, LabHost, LabSpec, RenderedLab, ServedImage, lab_file, start_dnsmasq};
 use qemu_tests::netns::Netns;
 use qemu_tests::nfs::{ImageReport, NfsExport, NfsServer};
@@ -121,11 +120,13 @@ fn assert_reached_image(run: &VmRun, client: &Client, arch: &ForeignArch) {
     run.assert_clean_exit();
 }
 
-/// What a client of `arch` shows beyond its image's report: its loader's banner, and
-/// its NIC's driver loaded by the coldplug and bound to eth0.
+/// What a client of `arch` shows beyond its image's report: its loader's banner, its
+/// NIC's driver loaded by the coldplug and bound to eth0, and a line of the hardware
+/// report that names a device left without a driver.
 struct Expect {
     loader: &'static str,
     driver: &'static str,
+    unclaimed: Option<&'static str>,
 }
 
 /// `client` boots from the lab of `arch` within `timeout` and shows what [`Expect`]s.
@@ -135,12 +136,15 @@ fn boots(name: &str, arch: &ForeignArch, client: &Client, timeout: Duration, exp
     run.log.assert_line(expect.loader);
     run.log.assert_line(&format!(r"^diskless: loaded {} in ", expect.driver));
     run.log.assert_line(&format!(r"^diskless: interface eth0 {} driver {}$", client.mac, expect.driver));
+    if let Some(line) = expect.unclaimed {
+        run.log.assert_line(line);
+    }
 }
 
 #[test]
 fn an_i686_pc_boots_pxelinux_the_686_kernel_and_its_i386_busybox_image_from_the_rendered_server() {
     let client = Client { name: "lab3-21", mac: "52:54:00:77:03:21", address: "10.77.0.121" };
-    let expect = Expect { loader: r"pxelinux|PXELINUX", driver: "virtio_net" };
+    let expect = Expect { loader: r"pxelinux|PXELINUX", driver: "virtio_net", unclaimed: None };
     boots("lab-foreign-i686", &I686, &client, Duration::from_secs(300), expect);
 }
 
@@ -148,6 +152,20 @@ fn an_i686_pc_boots_pxelinux_the_686_kernel_and_its_i386_busybox_image_from_the_
 fn an_arm64_uefi_machine_boots_grubnetaa64_the_arm64_kernel_and_its_arm64_busybox_image_from_the_rendered_server() {
     let client = Client { name: "lab3-22", mac: "52:54:00:77:03:22", address: "10.77.0.122" };
     // PCI on virt: the virtio NIC.
-    let expect = Expect { loader: r"Welcome to GRUB!", driver: "virtio_net" };
+    let expect = Expect { loader: r"Welcome to GRUB!", driver: "virtio_net", unclaimed: None };
     boots("lab-foreign-aarch64", &AARCH64, &client, Duration::from_secs(600), expect);
+}
+
+#[test]
+fn a_power_machine_boots_slof_grub_for_openfirmware_the_ppc64el_kernel_and_its_busybox_image_from_the_rendered_server()
+{
+    let client = Client { name: "lab3-23", mac: "52:54:00:77:03:23", address: "10.77.0.123" };
+    // The vio bus: pseries' ibmveth NIC; its NVRAM has no module (the kernel's pseries
+    // code reads it through RTAS), which the hardware report says.
+    let expect = Expect {
+        loader: r"Welcome to GRUB!",
+        driver: "ibmveth",
+        unclaimed: Some(r"^diskless: no driver for vio device 71000001 modalias vio:TnvramSqemu,spapr-nvram$"),
+    };
+    boots("lab-foreign-ppc64le", &PPC64LE, &client, Duration::from_secs(600), expect);
 }

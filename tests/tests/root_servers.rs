@@ -27,12 +27,12 @@ use std::time::Duration;
 
 use qemu_tests::build::build_initramfs;
 use qemu_tests::kernel::Kernel;
-use qemu_tests::lab::{RenderedLab, start_dnsmasq};
+use qemu_tests::lab::{LabHost, LabSpec, RenderedLab, diskless, lab_file, start_dnsmasq};
 use qemu_tests::netns::Netns;
 use qemu_tests::nfs::{ImageReport, NfsExport, NfsServer, image_dir};
 use qemu_tests::paths::log_dir;
 use qemu_tests::process::ChildGuard;
-use qemu_tests::pxe::{BASE_APPEND, BRIDGE, DOMAIN, LAB_HOST, LAB_IP, PxeRig};
+use qemu_tests::pxe::{BRIDGE, DOMAIN, LAB_HOST, LAB_IP, PxeRig};
 use qemu_tests::vm::{Nic, Vm, VmRun};
 
 const LAB_MAC: &str = "52:54:00:77:03:12";
@@ -131,40 +131,17 @@ fn first_root_server_dead_the_boot_mounts_the_image_from_the_second() {
     eprintln!("root-servers: the dead first server was left after {after} s ({})", moved[1].trim());
 }
 
-/// A lab file with the busybox image on both NFS servers, the four lab hosts
-/// lab3-12..15 (10.77.0.112-115), and `more` appended (a `[peer]`).
-fn lab_text(export: &Path, nfs_servers: &str, more: &str) -> String {
-    let hosts: String = (12..16)
-        .map(|n| {
-            format!(
-                "\n[[host]]\nname = \"lab3-{n}\"\nmac = \"52:54:00:77:03:{n}\"\naddress = \"10.77.0.1{n}\"\nimage = \"busybox\"\n"
-            )
-        })
-        .collect();
-    format!(
-        r#"[server]
-address = "10.77.0.1"
-interface = "{BRIDGE}"
-
-[[subnet]]
-network = "10.77.0.0/24"
-router = "10.77.0.1"
-domain = "{DOMAIN}"
-dynamic = ["10.77.0.150", "10.77.0.199"]
-
-[[image]]
-name = "busybox"
-export = "{export}"
-kernel = "{kernel}"
-firmware = ["bios"]
-params = "{BASE_APPEND}"
-nfs_options = "vers=3"
-{nfs_servers}
-{hosts}
-{more}"#,
-        export = export.display(),
-        kernel = Kernel::cached().version,
-    )
+/// A lab file with the busybox image at `export`, the four lab hosts lab3-12..15
+/// (10.77.0.112-115), `image_keys` in its image (the `nfs_servers` list) and `tables`
+/// after the hosts (a `[peer]`).
+fn lab_text(export: &Path, image_keys: &str, tables: &str) -> String {
+    let spec = LabSpec {
+        hosts: LabHost::room(4),
+        image_keys: image_keys.to_string(),
+        tables: tables.to_string(),
+        ..LabSpec::new(&["bios"])
+    };
+    lab_file(&Kernel::cached().version, export, &spec)
 }
 
 /// The lab's segment: a namespace with the bridge at 10.77.0.1 and a tap per client.
@@ -250,6 +227,13 @@ fn first_dhcp_server_down_the_peer_boots_the_client() {
     let export = NfsExport { pseudo: image.display().to_string(), ..NfsExport::new(&image) };
     let nfs = NfsServer::start(&lab.ns, &export, name).unwrap();
     let run = lab.client(name, 0, LAB_MAC).pxe().run().unwrap();
+    // check --live asks each DNS server alone: the server's is down (one line for it),
+    // the peer's answers agree with the lab (no line).
+    let live = diskless(&["server", "check", "--lab", lab.rendered.lab_arg(), "--live"], Some(&lab.ns));
+    let report = String::from_utf8_lossy(&live.stdout).into_owned() + &String::from_utf8_lossy(&live.stderr);
+    assert!(!live.status.success(), "{report}");
+    assert_eq!(report.matches("DNS server 10.77.0.1:53 gave no answer").count(), 1, "{report}");
+    assert!(!report.contains("10.77.0.2"), "the peer's answers agree with the lab: {report}");
     drop(nfs);
     drop(dnsmasq);
     let peer_log = std::fs::read_to_string(&log).unwrap_or_default();

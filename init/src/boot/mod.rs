@@ -332,7 +332,7 @@ fn stages(b: &Boot, policy: &mut Policy) -> Result<Infallible, Stop> {
     // Prototype, off by default: the scratch disk as a cache of the image. It cannot
     // be bound before the scratch filesystem is mounted, hence only after the root's.
     if crate::fscache::wanted(&config)
-        && let Err(e) = crate::fscache::bind(&ctx.root, &modules, &scratch, &ctx.log)
+        && let Err(e) = crate::fscache::bind(&*ctx.os, &ctx.root, &modules, &scratch, &ctx.log)
     {
         info!(ctx.log, "WARNING: {e}; the root is read from the server only");
     }

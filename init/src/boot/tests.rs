@@ -13,7 +13,7 @@ use super::*;
 use crate::failure::Action;
 use crate::log::{Capture, captured};
 use crate::net::{Lease, Mac};
-use crate::os::fake::{Call, FakeLink, FakeOs, Kind};
+use crate::os::fake::{Call, FAKE_HOLDER_PID, FakeLink, FakeOs, Kind};
 use crate::os::{LOCAL_MOUNT_FLAGS, MS_MOVE, MountFlags};
 use rustix::io::Errno;
 
@@ -124,17 +124,39 @@ impl Machine {
             fs::write(lib.join(path), "").unwrap();
         }
     }
+
+    /// A whole disk `name` of 1 MiB holding an ext4 filesystem labelled `scratch`.
+    fn scratch_disk(&self, name: &str) {
+        let mut bytes = vec![0u8; 1 << 20];
+        let superblock = 1024;
+        bytes[superblock + 56..superblock + 58].copy_from_slice(&[0x53, 0xef]);
+        // INCOMPAT_FILETYPE | INCOMPAT_EXTENTS: ext4, not ext2/3.
+        bytes[superblock + 96..superblock + 100].copy_from_slice(&0x42u32.to_le_bytes());
+        bytes[superblock + 120..superblock + 127].copy_from_slice(b"scratch");
+        self.disk(name, bytes);
+    }
+
+    /// A whole disk `name` with `bytes` on it, as sysfs and /dev show it.
+    fn disk(&self, name: &str, bytes: Vec<u8>) {
+        disk(self.root(), name, bytes);
+    }
 }
 
 /// A whole disk `name` of `mib` MiB with a swap signature under the boot root `root`.
 fn swap_disk(root: &Path, name: &str, mib: u64) {
-    let dev = root.join(format!("sys/devices/pci0000:00/0000:00:05.0/block/{name}"));
-    fs::create_dir_all(&dev).unwrap();
-    fs::write(dev.join("size"), format!("{}\n", (mib << 20) / 512)).unwrap();
-    fs::write(dev.join("ro"), "0\n").unwrap();
-    symlink(&dev, root.join("sys/class/block").join(name)).unwrap();
     let mut bytes = vec![0u8; (mib << 20) as usize];
     bytes[4086..4096].copy_from_slice(b"SWAPSPACE2");
+    disk(root, name, bytes);
+}
+
+/// A whole disk `name` with `bytes` on it under the boot root `root`, as sysfs and /dev
+/// show it.
+fn disk(root: &Path, name: &str, bytes: Vec<u8>) {
+    let dev = root.join(format!("sys/devices/pci0000:00/0000:00:05.0/block/{name}"));
+    fs::create_dir_all(&dev).unwrap();
+    fs::write(dev.join("size"), format!("{}\n", bytes.len() / 512)).unwrap();
+    fs::write(dev.join("ro"), "0\n").unwrap();
+    symlink(&dev, root.join("sys/class/block").join(name)).unwrap();
     fs::write(root.join("dev").join(name), bytes).unwrap();
 }
 
@@ -177,6 +199,8 @@ fn with_module_db(root: &Path) {
         module("nfsv3", "kernel/fs/nfs/nfsv3.ko", &["nfs"]),
         module("nfsv4", "kernel/fs/nfs/nfsv4.ko", &["nfs"]),
         module("overlay", "kernel/fs/overlayfs/overlay.ko", &[]),
+        module("fscache", "kernel/fs/fscache/fscache.ko", &[]),
+        module("cachefiles", "kernel/fs/cachefiles/cachefiles.ko", &["fscache"]),
     ]
     .into_iter()
     .collect();
@@ -342,6 +366,63 @@ fn a_whole_boot_runs_every_stage_in_order_to_the_images_init() {
     assert_eq!(fs::read_to_string(newroot.join("etc/local/motd")).unwrap(), "base\n");
     assert_eq!(fs::read_to_string(newroot.join("var/local/spool")).unwrap(), "host\n");
     assert!(!m.p("proc").exists(), "the initramfs was freed, the image kept");
+}
+
+#[test]
+fn with_scratch_cache_the_cache_is_bound_on_the_scratch_disk_before_the_hand_off() {
+    let m = Machine::new(&format!("{NFS_BOOT} diskless.scratch.cache=true"), lab_network());
+    m.image();
+    m.scratch_disk("vda");
+    run(&m.boot);
+    let text = m.text();
+    let scratch = m.p("newroot/mnt/scratch");
+    let cache = scratch.join(crate::fscache::CACHE_DIR);
+
+    let calls = m.os.calls();
+    let mounted = calls.iter().position(|c| c.mount_target() == Some(&scratch)).expect("the scratch disk mounted");
+    let Some(held) = calls.iter().position(|c| c.kind() == Kind::HoldCache) else {
+        panic!("no cache bound: {text}");
+    };
+    let exec = calls.iter().position(|c| c.kind() == Kind::Exec).unwrap();
+    assert!(mounted < held && held < exec, "mount, bind, hand-off in that order: {calls:?}");
+    assert_eq!(
+        calls[held],
+        Call::HoldCache { device: m.p("dev/cachefiles"), commands: crate::fscache::bind_commands(&cache) }
+    );
+    assert!(loaded_modules(&m.os).contains(&"cachefiles.ko".to_string()), "{:?}", loaded_modules(&m.os));
+    assert!(cache.is_dir(), "the cache directory is made on the scratch filesystem");
+    assert!(
+        text.contains(&format!("scratch cache bound on {} (held by pid {FAKE_HOLDER_PID})", cache.display())),
+        "{text}"
+    );
+}
+
+#[test]
+fn with_scratch_cache_but_no_scratch_disk_the_boot_says_so_and_reads_the_server_only() {
+    let m = Machine::new(&format!("{NFS_BOOT} diskless.scratch.cache=true"), lab_network());
+    m.image();
+    run(&m.boot);
+    let text = m.text();
+    assert!(m.os.calls_of(Kind::HoldCache).is_empty(), "nothing bound without a scratch disk");
+    assert!(!loaded_modules(&m.os).contains(&"cachefiles.ko".to_string()), "{:?}", loaded_modules(&m.os));
+    assert!(
+        text.contains("WARNING: scratch.cache: no scratch filesystem is mounted; give the machine a scratch disk or drop scratch.cache; the root is read from the server only"),
+        "{text}"
+    );
+    assert!(text.contains("diskless: starting /sbin/init"), "the boot goes on: {text}");
+}
+
+#[test]
+fn a_cache_the_kernel_refuses_is_a_warning_and_the_boot_goes_on() {
+    let m = Machine::new(&format!("{NFS_BOOT} diskless.scratch.cache=true"), lab_network());
+    m.image();
+    m.scratch_disk("vda");
+    m.os.fail_nth(Kind::HoldCache, 1, libc::ENOENT);
+    run(&m.boot);
+    let text = m.text();
+    assert!(text.contains("WARNING: scratch.cache: cannot bind the cache on "), "{text}");
+    assert!(text.contains("is cachefiles loaded?; the root is read from the server only"), "{text}");
+    assert!(text.contains("diskless: starting /sbin/init"), "the boot goes on: {text}");
 }
 
 #[test]

@@ -15,6 +15,8 @@ pub mod index;
 pub mod loader;
 pub mod netpath;
 pub mod plan;
+#[cfg(test)]
+mod real_machines;
 pub mod report;
 pub mod sysfs;
 pub mod uevent;

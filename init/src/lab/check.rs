@@ -48,6 +48,14 @@ pub enum Finding {
         question: String,
         error: String,
     },
+    /// `--live`: a DNS server gave no answer to its first question; its other
+    /// questions (about `hosts` hosts) were not asked.
+    LiveServer {
+        server: String,
+        question: String,
+        error: String,
+        hosts: usize,
+    },
     /// The kernel or initrd of an image is missing under the TFTP root.
     BootFileMissing {
         image: String,
@@ -133,6 +141,12 @@ impl fmt::Display for Finding {
                 f,
                 "host \"{host}\": the {kind} record of {key} in {source} names {} instead of {want}; {render}",
                 found.join(", ")
+            ),
+            Finding::LiveServer { server, question, error, hosts } => write!(
+                f,
+                "DNS server {server} gave no answer to {question}: {error}; start it from the rendered configuration \
+                 (dnsmasq.conf, or dnsmasq-peer.conf on the [peer]), or check the subnets' dns servers (its other \
+                 questions, about {hosts} hosts, were not asked)"
             ),
             Finding::Live { host, question, error } => write!(
                 f,

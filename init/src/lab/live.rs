@@ -3,7 +3,7 @@
 //! the boot's own client ([`crate::net::dns::lookup_ptr`]), so the check sees what a
 //! booting client will see.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use super::Lab;
 use super::check::{Finding, Records, agree};
+use super::{Lab, LabHost};
 use crate::net::dns::{LookupTiming, PtrOutcome, lookup_ptr};
 
 /// Why a live question got no answer.
@@ -73,22 +73,43 @@ pub fn lookup_a(fqdn: &str, servers: &[SocketAddr], timing: LookupTiming) -> Res
     Err(LiveError::NoAnswer { servers: servers.to_vec(), per_try: timing.per_try, tries })
 }
 
-/// Asks each host's A and PTR records of the DNS servers its subnet hands out (on
-/// `port`) and compares them with the lab.
+/// Asks each host's A and PTR records of each DNS server its subnet hands out (on
+/// `port`), every server alone, and compares the answers with the lab. Alone, because a
+/// client takes the first server that answers: a `[peer]` whose records lag behind is
+/// what the lab's clients see exactly when the other server is down.
 pub fn check_live(lab: &Lab, port: u16, timing: LookupTiming) -> Vec<Finding> {
+    let mut hosts_of: BTreeMap<SocketAddr, Vec<&LabHost>> = BTreeMap::new();
+    for host in &lab.hosts {
+        for address in super::render::dns_servers(lab, &lab.file.subnets[host.subnet]) {
+            hosts_of.entry(SocketAddr::from((address, port))).or_default().push(host);
+        }
+    }
+    hosts_of.into_iter().flat_map(|(server, hosts)| check_server(lab, server, &hosts, timing)).collect()
+}
+
+/// [`check_live`] for one DNS server and the hosts it answers for. A server silent from
+/// its first question is one finding, not two per host.
+fn check_server(lab: &Lab, server: SocketAddr, hosts: &[&LabHost], timing: LookupTiming) -> Vec<Finding> {
+    let servers = [server];
     let mut records = Records::default();
     let mut findings = Vec::new();
     let mut unanswered = BTreeSet::new();
-    let mut asked = BTreeSet::new();
-    for host in &lab.hosts {
-        let subnet = &lab.file.subnets[host.subnet];
-        let servers: Vec<SocketAddr> =
-            super::render::dns_servers(lab, subnet).into_iter().map(|a| SocketAddr::from((a, port))).collect();
-        asked.extend(servers.iter().copied());
-        let fqdn = format!("{}.{}", host.name, subnet.domain);
+    let mut answered = false;
+    for host in hosts {
+        let fqdn = format!("{}.{}", host.name, lab.file.subnets[host.subnet].domain);
         match lookup_a(&fqdn, &servers, timing) {
             Ok(addresses) => {
+                answered = true;
                 records.a.insert(fqdn, addresses);
+            }
+            Err(error @ LiveError::NoAnswer { .. }) if !answered => {
+                let question = format!("A {fqdn}");
+                return vec![Finding::LiveServer {
+                    server: server.to_string(),
+                    question,
+                    error: error.to_string(),
+                    hosts: hosts.len(),
+                }];
             }
             Err(error) => {
                 unanswered.insert(host.name.clone());
@@ -111,11 +132,12 @@ pub fn check_live(lab: &Lab, port: u16, timing: LookupTiming) -> Vec<Finding> {
             }
         }
     }
-    let source = format!("the answers of {}", asked.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
-    let disagreeing = agree(lab, &records, &source);
-    findings.extend(
-        disagreeing.into_iter().filter(|f| !matches!(f, Finding::Record { host, .. } if unanswered.contains(host))),
-    );
+    let asked: BTreeSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    let source = format!("the answers of {server}");
+    findings.extend(agree(lab, &records, &source).into_iter().filter(|f| match f {
+        Finding::Record { host, .. } => asked.contains(host.as_str()) && !unanswered.contains(host),
+        _ => true,
+    }));
     findings
 }
 
@@ -136,6 +158,12 @@ mod tests {
     fn serve(a: BTreeMap<String, Ipv4Addr>, ptr: BTreeMap<String, String>, queries: usize) -> u16 {
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = socket.local_addr().unwrap().port();
+        serve_on(socket, a, ptr, queries);
+        port
+    }
+
+    /// [`serve`] on `socket`.
+    fn serve_on(socket: UdpSocket, a: BTreeMap<String, Ipv4Addr>, ptr: BTreeMap<String, String>, queries: usize) {
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
             for _ in 0..queries {
@@ -158,7 +186,6 @@ mod tests {
                 socket.send_to(&reply.to_vec().unwrap(), from).unwrap();
             }
         });
-        port
     }
 
     /// The example lab with its DNS on 127.0.0.1.
@@ -173,13 +200,7 @@ mod tests {
     #[test]
     fn live_answers_that_match_the_lab_are_no_problem_and_a_missing_ptr_names_the_host() {
         let lab = local_lab();
-        let mut a = BTreeMap::new();
-        let mut ptr = BTreeMap::new();
-        for host in &lab.hosts {
-            let fqdn = format!("{}.example.edu", host.name);
-            a.insert(fqdn.clone(), host.address);
-            ptr.insert(ptr_name(host.address), fqdn);
-        }
+        let (a, mut ptr) = records_of(&lab);
         let port = serve(a.clone(), ptr.clone(), 6);
         assert_eq!(check_live(&lab, port, fast()), []);
         ptr.remove(&ptr_name(Ipv4Addr::new(10, 77, 0, 113)));
@@ -195,22 +216,72 @@ mod tests {
         );
     }
 
+    /// The A and PTR records of every host of `lab`.
+    fn records_of(lab: &Lab) -> (BTreeMap<String, Ipv4Addr>, BTreeMap<String, String>) {
+        let mut a = BTreeMap::new();
+        let mut ptr = BTreeMap::new();
+        for host in &lab.hosts {
+            let fqdn = format!("{}.example.edu", host.name);
+            a.insert(fqdn.clone(), host.address);
+            ptr.insert(ptr_name(host.address), fqdn);
+        }
+        (a, ptr)
+    }
+
     #[test]
-    fn a_dns_server_that_does_not_answer_is_named_once_per_question() {
+    fn a_silent_dns_server_is_one_finding_that_names_it() {
         let lab = local_lab();
         // A bound socket that never answers.
         let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = silent.local_addr().unwrap().port();
         let timing = LookupTiming { per_try: Duration::from_millis(50), rounds: 1 };
         let findings: Vec<String> = check_live(&lab, port, timing).iter().map(ToString::to_string).collect();
-        assert_eq!(findings.len(), 6, "an A and a PTR question per host, nothing else: {findings:#?}");
+        assert_eq!(findings.len(), 1, "one line for the server, not two per host: {findings:#?}");
         assert!(
-            findings[0].starts_with(
-                "host \"lab3-12\": the DNS server gave no answer to A lab3-12.example.edu: no answer from 127.0.0.1:"
-            ),
+            findings[0].starts_with(&format!(
+                "DNS server 127.0.0.1:{port} gave no answer to A lab3-12.example.edu: no answer from 127.0.0.1:{port}"
+            )),
             "{}",
             findings[0]
         );
+        assert!(findings[0].ends_with("(its other questions, about 3 hosts, were not asked)"), "{}", findings[0]);
         drop(silent);
+    }
+
+    #[test]
+    fn a_dns_server_that_stops_answering_is_named_once_per_unanswered_question() {
+        let lab = local_lab();
+        let (a, ptr) = records_of(&lab);
+        // Answers lab3-12's two questions, then its socket closes.
+        let port = serve(a, ptr, 2);
+        let timing = LookupTiming { per_try: Duration::from_millis(200), rounds: 1 };
+        let findings: Vec<String> = check_live(&lab, port, timing).iter().map(ToString::to_string).collect();
+        assert_eq!(findings.len(), 4, "an A and a PTR question for each of the two other hosts: {findings:#?}");
+        assert!(
+            findings[0].starts_with("host \"lab3-13\": the DNS server gave no answer to A lab3-13.example.edu"),
+            "{}",
+            findings[0]
+        );
+        assert!(findings.iter().all(|f| !f.contains("lab3-12")), "lab3-12 was answered: {findings:#?}");
+    }
+
+    #[test]
+    fn a_peer_whose_records_lag_behind_is_named_though_the_server_agrees() {
+        let lab =
+            Lab::parse(&EXAMPLE.replace("dns = [\"10.77.0.1\"]", "dns = [\"127.0.0.1\", \"127.0.0.2\"]")).unwrap();
+        let (a, ptr) = records_of(&lab);
+        let port = serve(a.clone(), ptr.clone(), 6);
+        // The peer on the same port of another loopback address, without lab3-13.
+        let mut lagging = (a, ptr);
+        lagging.0.remove("lab3-13.example.edu");
+        lagging.1.remove(&ptr_name(Ipv4Addr::new(10, 77, 0, 113)));
+        let peer = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 2), port)).expect("127.0.0.2 is loopback too");
+        serve_on(peer, lagging.0, lagging.1, 6);
+        let findings: Vec<String> = check_live(&lab, port, fast()).iter().map(ToString::to_string).collect();
+        assert_eq!(findings.len(), 2, "lab3-13's A and PTR at the peer, nothing at the server: {findings:#?}");
+        for finding in &findings {
+            assert!(finding.starts_with("host \"lab3-13\": no "), "{finding}");
+            assert!(finding.contains(&format!("in the answers of 127.0.0.2:{port}")), "{finding}");
+        }
     }
 }

@@ -24,7 +24,7 @@
 //! shim = "/usr/lib/shim/shimx64.efi.signed"                        # shim-signed
 //! uefi_signed = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"  # grub-efi-amd64-signed
 //! uefi_arm64 = "/usr/lib/grub/arm64-efi/monolithic/grubnetaa64.efi"  # grub-efi-arm64-bin
-//! openfirmware = "/srv/grub/grubnetppc.elf"  # no default: grub-mkimage from grub-ieee1275-bin
+//! openfirmware = "/srv/grub/grubnetppc.elf"  # no default: grub-mkimage from grub-ieee1275-bin 2.12
 //!
 //! [[subnet]]
 //! network = "10.77.0.0/24"
@@ -183,10 +183,12 @@ pub struct Loaders {
 }
 
 /// How to build `loaders.openfirmware` from Debian's grub-ieee1275-bin: the network
-/// modules built in, its configuration read from the TFTP server it came from.
+/// modules built in; GRUB takes the firmware's DHCP reply and reads `/grub/grub.cfg`
+/// from the TFTP server it came from. GRUB 2.12: bookworm's 2.06-13+deb12u2 registers
+/// no OpenFirmware NIC (its ofnet never allocates the card's path).
 pub const OPENFIRMWARE_MKIMAGE: &str = "grub-mkimage -O powerpc-ieee1275 -d /usr/lib/grub/powerpc-ieee1275 \
-     -p /grub -c EARLY -o PATH net ofnet tftp linux normal echo test configfile, EARLY holding the three lines \
-     net_bootp, set prefix=(tftp,$net_default_server)/grub and configfile $prefix/grub.cfg";
+     -p /grub -o PATH net ofnet tftp linux normal echo test configfile, with GRUB 2.12 or later \
+     (grub-ieee1275-bin and grub-common of bookworm-backports): 2.06 finds no network card";
 
 fn default_pxelinux() -> PathBuf {
     "/usr/lib/PXELINUX/pxelinux.0".into()

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{MountFlags, Os, Timestamps, UeventReceive};
+use crate::fscache::HoldError;
 use crate::hardware::detached::DetachedLoad;
 use crate::net::config::Mac;
 use crate::net::dhcp::{Lease, OfferPolicy};
@@ -33,6 +34,8 @@ use crate::scratch::probe::Sample;
 
 /// The PID [`FakeOs::load_detached`] answers with.
 pub const FAKE_CHILD_PID: u32 = 4242;
+/// The pid [`Os::hold_cache`] of the fake gives its holder.
+pub const FAKE_HOLDER_PID: u32 = 4242;
 
 /// One call made through the fake, with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +146,11 @@ pub enum Call {
     Chroot {
         path: PathBuf,
     },
+    /// The scratch cache bound through `device` by `commands`, and its holder forked.
+    HoldCache {
+        device: PathBuf,
+        commands: Vec<String>,
+    },
     Exec {
         path: PathBuf,
         args: Vec<String>,
@@ -181,6 +189,7 @@ pub enum Kind {
     RunShell,
     Chdir,
     Chroot,
+    HoldCache,
     Exec,
     PowerOff,
     Reboot,
@@ -216,6 +225,7 @@ impl Call {
             Call::RunShell { .. } => Kind::RunShell,
             Call::Chdir { .. } => Kind::Chdir,
             Call::Chroot { .. } => Kind::Chroot,
+            Call::HoldCache { .. } => Kind::HoldCache,
             Call::Exec { .. } => Kind::Exec,
             Call::PowerOff => Kind::PowerOff,
             Call::Reboot => Kind::Reboot,
@@ -638,6 +648,12 @@ impl Os for FakeOs {
 
     fn chroot(&self, path: &Path) -> io::Result<()> {
         self.record(Call::Chroot { path: path.to_path_buf() })
+    }
+
+    fn hold_cache(&self, device: &Path, commands: &[String], _stats: &Path) -> Result<u32, HoldError> {
+        self.record(Call::HoldCache { device: device.to_path_buf(), commands: commands.to_vec() })
+            .map_err(|source| HoldError::Open { device: device.to_path_buf(), source })?;
+        Ok(FAKE_HOLDER_PID)
     }
 
     fn exec(&self, path: &Path, args: &[String]) -> io::Error {

@@ -2,7 +2,7 @@
 //! loads, the uevent socket, the network's links, sockets (the syslog datagrams too) and
 //! netlink, host and domain
 //! name, disk reads,
-//! file attributes, exec, power-off and reboot — goes through [`Os`]. The stages hold
+//! file attributes, the scratch cache's holder process, exec, power-off and reboot — goes through [`Os`]. The stages hold
 //! it (`Boot::os`) and never construct a real implementation themselves.
 //!
 //! [`RealOs`] is the one implementation that makes system calls, and the only place
@@ -29,6 +29,7 @@ pub use real::RealOs;
 pub use rustix::fs::Timestamps;
 pub use rustix::mount::MountFlags;
 
+use crate::fscache::HoldError;
 use crate::hardware::detached::DetachedLoad;
 use crate::net::config::Mac;
 use crate::net::dhcp::{Lease, OfferPolicy};
@@ -158,6 +159,14 @@ pub trait Os: Send + Sync {
     fn set_hostname(&self, name: &str) -> io::Result<()>;
     /// setdomainname(2).
     fn set_domainname(&self, name: &str) -> io::Result<()>;
+
+    // The scratch disk as a cache of the image.
+
+    /// Bind an FS-Cache cache by writing each of `commands` alone to the cachefiles
+    /// device `device`, then fork a holder that keeps the device open (the cache stays
+    /// bound only while it is) until the shutdown's SIGTERM, when it prints the FS-Cache
+    /// counters `stats` on the console and exits. Returns the holder's pid.
+    fn hold_cache(&self, device: &Path, commands: &[String], stats: &Path) -> Result<u32, HoldError>;
 
     // The console, the hand-off and the end.
 

@@ -18,6 +18,7 @@ use rustix::mount::{MountFlags, UnmountFlags};
 use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType, netlink};
 
 use super::{Os, UeventReceive};
+use crate::fscache::HoldError;
 use crate::hardware::detached::DetachedLoad;
 use crate::net::config::Mac;
 use crate::net::dhcp::{Lease, OfferPolicy};
@@ -262,6 +263,39 @@ impl Os for RealOs {
         rustix::process::chroot(path).map_err(io::Error::from)
     }
 
+    fn hold_cache(&self, device: &Path, commands: &[String], stats: &Path) -> Result<u32, HoldError> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let mut cachefiles = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(device)
+            .map_err(|source| HoldError::Open { device: device.to_path_buf(), source })?;
+        // Opened now: after the hand-off the holder's root is the emptied initramfs, where
+        // no /proc is mounted; the open file stays valid when /proc moves to the image.
+        let stats = File::open(stats).ok();
+        for command in commands {
+            // cachefiles takes one command per write(2).
+            cachefiles
+                .write_all(command.as_bytes())
+                .map_err(|source| HoldError::Command { command: command.clone(), source })?;
+        }
+        // SAFETY: after fork the child calls only async-signal-safe functions (prctl,
+        // signal-mask calls, pread, write, _exit: see `hold_until_sigterm`) and never
+        // returns into Rust code that could take a lock another thread held. The
+        // descriptors stay open in the child without exec, close-on-exec or not.
+        match unsafe { libc::fork() } {
+            -1 => Err(HoldError::Fork(io::Error::last_os_error())),
+            0 => unsafe {
+                // SAFETY: as above; the name is a NUL-terminated static string.
+                libc::prctl(libc::PR_SET_NAME, c"fscache-hold".as_ptr() as libc::c_ulong, 0, 0, 0);
+                hold_until_sigterm(stats.as_ref().map(AsRawFd::as_raw_fd))
+            },
+            // PID 1's copies close on return; the holder's keep the cache bound.
+            pid => Ok(pid as u32),
+        }
+    }
+
     fn exec(&self, path: &Path, args: &[String]) -> io::Error {
         use std::os::unix::process::CommandExt;
         std::process::Command::new(path).args(args).exec()
@@ -284,9 +318,6 @@ impl Os for RealOs {
     }
 }
 
-/// finit_module's MODULE_INIT_COMPRESSED_FILE for a compressed module file: the root
-/// image keeps its modules as the kernel package installed them (`.ko.xz` on newer
-/// Debian kernels), and the kernel decompresses them itself.
 /// One load of [`Os::load_detached`], ready for the child.
 struct Prepared {
     path: CString,
@@ -382,11 +413,47 @@ fn failed_line(buf: &mut [u8; 256], prefix: &[u8], errno: i32) -> usize {
     head + count + 1
 }
 
+/// finit_module's MODULE_INIT_COMPRESSED_FILE for a compressed module file: the root
+/// image keeps its modules as the kernel package installed them (`.ko.xz` on newer
+/// Debian kernels), and the kernel decompresses them itself.
 fn compressed_file_flag(path: &Path) -> std::ffi::c_int {
     const MODULE_INIT_COMPRESSED_FILE: std::ffi::c_int = 4;
     match path.extension().and_then(|e| e.to_str()) {
         Some("xz" | "zst" | "gz") => MODULE_INIT_COMPRESSED_FILE,
         _ => 0,
+    }
+}
+
+/// The scratch cache's holder: waits for the shutdown's SIGTERM, then prints FS-Cache's
+/// counters on its console (each line after `FSCACHE: `, for `qemu/bench-fscache`) and
+/// exits, which unbinds the cache. Only async-signal-safe calls: it runs in a child
+/// forked from a process with threads.
+///
+/// # Safety
+/// Call only in the child of a fork.
+unsafe fn hold_until_sigterm(stats: Option<libc::c_int>) -> ! {
+    // SAFETY: plain syscalls on this process's own signal mask and descriptors; the
+    // buffers are on this stack and their lengths are passed with them.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let mut signal = 0;
+        while libc::sigwait(&set, &mut signal) != 0 {}
+        if let Some(fd) = stats {
+            let mut buf = [0u8; 8192];
+            let n = libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n > 0 {
+                for line in buf[..n as usize].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    let prefix = b"FSCACHE: ";
+                    libc::write(1, prefix.as_ptr().cast(), prefix.len());
+                    libc::write(1, line.as_ptr().cast(), line.len());
+                    libc::write(1, b"\n".as_ptr().cast(), 1);
+                }
+            }
+        }
+        libc::_exit(0)
     }
 }
 
