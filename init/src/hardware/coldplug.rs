@@ -11,6 +11,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use super::background::Ready;
+use super::index::ModuleEntry;
 use super::loader::Modules;
 use super::plan::{Failure, Note, Plan};
 use super::uevent::Uevent;
@@ -121,7 +122,7 @@ pub struct Coldplug<'a> {
     net_devices: Vec<(String, bool)>,
     /// Only devices whose modalias passes are planned (the modules stage's disk path);
     /// the others are left for later, unseen.
-    only: Option<fn(&str) -> bool>,
+    only: Option<fn(&str, &[ModuleEntry]) -> bool>,
 }
 
 impl<'a> Coldplug<'a> {
@@ -139,8 +140,9 @@ impl<'a> Coldplug<'a> {
         }
     }
 
-    /// Plan only the devices whose modalias `only` accepts, from the scan and from uevents.
-    pub fn only(mut self, only: fn(&str) -> bool) -> Self {
+    /// Plan only the devices that `only` accepts by their modalias and the modules it
+    /// matches, from the scan and from uevents.
+    pub fn only(mut self, only: fn(&str, &[ModuleEntry]) -> bool) -> Self {
         self.only = Some(only);
         self
     }
@@ -155,14 +157,14 @@ impl<'a> Coldplug<'a> {
     /// [`Coldplug::device`] without starting loads; a device on the network path has
     /// its modules loaded before all others.
     pub fn plan_device(&mut self, devpath: &str, modalias: &str) {
-        if self.only.is_some_and(|only| !only(modalias)) {
+        let matched = self.s.modules.index.lookup(modalias);
+        let entries: Vec<_> = matched.iter().filter_map(|m| self.s.modules.index.module(m)).collect();
+        if self.only.is_some_and(|only| !only(modalias, &entries)) {
             return;
         }
         if !self.seen.insert(devpath.to_string()) {
             return;
         }
-        let matched = self.s.modules.index.lookup(modalias);
-        let entries: Vec<_> = matched.iter().filter_map(|m| self.s.modules.index.module(m)).collect();
         let network = netpath::network_path(modalias, entries.iter().filter_map(|e| e.path.as_deref()));
         debug!(
             self.s.modules.log,
@@ -186,15 +188,7 @@ impl<'a> Coldplug<'a> {
     /// (loaded earlier, e.g. by the hardware stage) as present: loading them again would
     /// make the kernel read and check the whole file only to answer EEXIST.
     pub fn skip_live(&mut self, names: &[String]) {
-        for name in names {
-            let name = modules_db::normalize_name(name);
-            let deps = self.s.modules.index.module(&name).map(|entry| entry.depends).unwrap_or_default();
-            for module in deps.iter().map(|d| modules_db::normalize_name(d)).chain([name]) {
-                if self.s.modules.is_live(&module) {
-                    self.plan.mark_present(&module);
-                }
-            }
-        }
+        self.s.modules.mark_live(&mut self.plan, names);
     }
 
     /// Ask for the module `name` by name (not through a device), with its dependencies;

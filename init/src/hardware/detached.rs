@@ -4,7 +4,9 @@
 //! Only the disk path is on the critical path: the local stage needs the disks of
 //! storage controllers (PCI class 01: AHCI, IDE, NVMe, SCSI HBAs, virtio block and
 //! SCSI), USB and SD host controllers with the mass-storage devices behind them, and
-//! the SCSI disk driver for what they find. Every other device's driver (kvm, input,
+//! the SCSI disk driver for what they find. Devices of buses without classes (an ARM
+//! board's AHCI, SDHCI or xHCI from ACPI or the device tree) count by their drivers'
+//! place in the kernel tree ([`DISK_DRIVER_DIRS`]). Every other device's driver (kvm, input,
 //! sound, sensors, crypto engines, fw_cfg...) is loaded from the image all the same, as
 //! the HOWTO's autoconfig did, but by a child process forked right before the exec of
 //! the image's init ([`crate::os::Os::load_detached`]).
@@ -17,7 +19,7 @@
 //! start. It is forked from a process with threads, so it makes only
 //! async-signal-safe calls: the order of the loads (each after what it needs) and every
 //! log line are made before the fork, the loads run one at a time, each result goes to
-//! `/dev/kmsg`, and the child gives up after [`LIMIT`]. An image that loads drivers
+//! `/dev/kmsg`, and the child starts no new load after [`LIMIT`]. An image that loads drivers
 //! itself is left to do so: with a udev daemon in the image ([`UDEV_DAEMONS`]) no child
 //! starts, since udev's coldplug loads the same drivers from the same directory a few
 //! hundred milliseconds later, and two loaders racing over one file cost CPU at the
@@ -29,10 +31,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::index::ModuleEntry;
 use super::plan::Plan;
 use super::{Modules, report, sysfs};
 
-/// How long the child loads before it gives up on the rest.
+/// After this long the child starts no new load (one that is running is the kernel's
+/// to finish) and leaves the rest.
 pub const LIMIT: Duration = Duration::from_secs(60);
 
 /// Where an image keeps a udev daemon (systemd's, eudev's), as the image sees it.
@@ -59,8 +63,32 @@ pub struct DetachedLoad {
     pub params: String,
 }
 
-/// Whether a device is on the way to the disks the local stage looks for: see the
-/// module documentation.
+/// Where the kernel keeps the drivers of storage controllers, USB and SD hosts and
+/// disks, relative to `lib/modules/VERSION`: a device of a bus without classes (ACPI,
+/// the device tree's platform devices: an ARM board's AHCI, SDHCI or xHCI) is on the
+/// disk path when a driver from here matches it.
+const DISK_DRIVER_DIRS: &[&str] = &[
+    "kernel/drivers/ata/",
+    "kernel/drivers/block/",
+    "kernel/drivers/mmc/host/",
+    "kernel/drivers/nvme/",
+    "kernel/drivers/scsi/",
+    "kernel/drivers/usb/host/",
+    "kernel/drivers/usb/storage/",
+];
+
+/// Whether a device, with the modules its modalias matches, is on the way to the disks
+/// the local stage looks for: by its class ([`is_disk_path`]) or by its drivers.
+pub fn is_disk_device(modalias: &str, drivers: &[ModuleEntry]) -> bool {
+    is_disk_path(modalias)
+        || drivers
+            .iter()
+            .filter_map(|driver| driver.path.as_deref())
+            .any(|path| DISK_DRIVER_DIRS.iter().any(|dir| path.starts_with(dir)))
+}
+
+/// Whether a device is on the way to the disks the local stage looks for by its
+/// modalias alone: see the module documentation.
 pub fn is_disk_path(modalias: &str) -> bool {
     if let Some((class, subclass)) = pci_class_and_subclass(modalias) {
         return class.eq_ignore_ascii_case("01")
@@ -98,20 +126,17 @@ pub fn plan(sys: &Path, modules: &Modules) -> Vec<DetachedLoad> {
     let index = &*modules.index;
     let mut plan = Plan::with_image(true);
     for device in sysfs::scan_devices(sys) {
-        if is_disk_path(&device.modalias) {
+        let matched = index.lookup(&device.modalias);
+        let entries: Vec<ModuleEntry> = matched.iter().filter_map(|m| index.module(m)).collect();
+        if is_disk_device(&device.modalias, &entries) {
             continue;
         }
-        for module in index.lookup(&device.modalias) {
-            let Some(entry) = index.module(&module) else { continue };
+        for entry in entries {
+            let module = entry.name.clone();
             if !entry.in_image || entry.is_builtin() || modules.cmdline.is_blacklisted(&module) {
                 continue;
             }
-            let deps = entry.depends.iter().map(|d| modules_db::normalize_name(d));
-            for name in deps.chain([module.clone()]) {
-                if modules.is_live(&name) {
-                    plan.mark_present(&name);
-                }
-            }
+            modules.mark_live(&mut plan, std::slice::from_ref(&module));
             plan.request(&module, index);
         }
     }
@@ -172,6 +197,38 @@ mod tests {
         ];
         for modalias in off {
             assert!(!is_disk_path(modalias), "{modalias}");
+        }
+    }
+
+    fn driver(path: Option<&str>) -> ModuleEntry {
+        ModuleEntry {
+            name: "m".into(),
+            path: path.map(str::to_string),
+            in_image: true,
+            depends: vec![],
+            softdep_pre: vec![],
+            softdep_post: vec![],
+        }
+    }
+
+    #[test]
+    fn a_board_storage_controller_without_a_class_is_on_the_disk_path_by_its_driver() {
+        // An ARM board's AHCI, SDHCI and xHCI described by ACPI or the device tree.
+        for (modalias, path) in [
+            ("acpi:LNRO001E:", "kernel/drivers/ata/ahci_platform.ko"),
+            ("of:NmmcT(null)Cfsl,imx6q-usdhc", "kernel/drivers/mmc/host/sdhci-esdhc-imx.ko.xz"),
+            ("of:NusbT(null)Cgeneric-xhci", "kernel/drivers/usb/host/xhci-plat-hcd.ko"),
+        ] {
+            assert!(!is_disk_path(modalias), "{modalias}: no class to go by");
+            assert!(is_disk_device(modalias, &[driver(Some(path))]), "{modalias} with {path}");
+        }
+        for (modalias, drivers) in [
+            ("acpi:QEMU0002:", vec![driver(Some("kernel/drivers/firmware/qemu_fw_cfg.ko"))]),
+            ("platform:pcspkr", vec![driver(Some("kernel/drivers/input/misc/pcspkr.ko"))]),
+            ("acpi:PNP0A03:", vec![driver(None)]),
+            ("acpi:LNRO0005:", vec![]),
+        ] {
+            assert!(!is_disk_device(modalias, &drivers), "{modalias}: {drivers:?}");
         }
     }
 }

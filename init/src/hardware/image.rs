@@ -93,9 +93,14 @@ pub fn stage(ctx: &Context, modules: &Modules, newroot: &Path) -> Result<ImageMo
     // async probes), so a short quiet ends the stage, as a hurried hardware settle.
     let settings = Settings { settle: HURRIED_QUIET, max: MAX_DURATION, parallel: PARALLEL_LOADS };
     let sys = ctx.root.join("sys");
-    let mut run = Coldplug::new(Setup { modules, settings, tx, sys: Some(sys.clone()) }).only(detached::is_disk_path);
-    for device in sysfs::scan_devices(&sys).into_iter().filter(|d| detached::is_disk_path(&d.modalias)) {
-        run.skip_live(&modules.index.lookup(&device.modalias));
+    let mut run = Coldplug::new(Setup { modules, settings, tx, sys: Some(sys.clone()) }).only(detached::is_disk_device);
+    for device in sysfs::scan_devices(&sys) {
+        let matched = modules.index.lookup(&device.modalias);
+        let entries: Vec<_> = matched.iter().filter_map(|m| modules.index.module(m)).collect();
+        if !detached::is_disk_device(&device.modalias, &entries) {
+            continue;
+        }
+        run.skip_live(&matched);
         run.device(&device.devpath, &device.modalias);
     }
     run.settle(&rx);

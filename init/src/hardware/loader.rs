@@ -146,6 +146,21 @@ impl Modules {
     pub(super) fn is_live(&self, module: &str) -> bool {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).contains(module) || is_live_module(&self.sys_module, module)
     }
+
+    /// Take those of `names` and their dependencies that are in the kernel already
+    /// (loaded earlier, e.g. by the hardware stage) as present in `plan`: loading them
+    /// again would make the kernel read and check the whole file only to answer EEXIST.
+    pub(super) fn mark_live(&self, plan: &mut super::plan::Plan, names: &[String]) {
+        for name in names {
+            let name = modules_db::normalize_name(name);
+            let deps = self.index.module(&name).map(|entry| entry.depends).unwrap_or_default();
+            for module in deps.iter().map(|d| modules_db::normalize_name(d)).chain([name]) {
+                if self.is_live(&module) {
+                    plan.mark_present(&module);
+                }
+            }
+        }
+    }
 }
 
 /// Whether the kernel has `name` loaded and initialised: `/sys/module/<name>/initstate`

@@ -104,14 +104,17 @@ fn check_server(lab: &Lab, server: SocketAddr, hosts: &[&LabHost], timing: Looku
             }
             Err(error @ LiveError::NoAnswer { .. }) if !answered => {
                 let question = format!("A {fqdn}");
-                return vec![Finding::LiveServer {
+                findings.push(Finding::LiveServer {
                     server: server.to_string(),
                     question,
                     error: error.to_string(),
                     hosts: hosts.len(),
-                }];
+                });
+                return findings;
             }
             Err(error) => {
+                // An error answer (REFUSED, SERVFAIL) is an answer: the server is up.
+                answered |= matches!(error, LiveError::Rcode { .. });
                 unanswered.insert(host.name.clone());
                 findings.push(Finding::Live {
                     host: host.name.clone(),
@@ -122,9 +125,10 @@ fn check_server(lab: &Lab, server: SocketAddr, hosts: &[&LabHost], timing: Looku
         }
         match lookup_ptr(host.address, &servers, timing, &|_| {}) {
             PtrOutcome::Names { names, .. } => {
+                answered = true;
                 records.ptr.insert(host.address, names.into_iter().collect());
             }
-            PtrOutcome::NoRecord { .. } => {}
+            PtrOutcome::NoRecord { .. } => answered = true,
             PtrOutcome::Failed(error) => {
                 unanswered.insert(host.name.clone());
                 let question = format!("PTR {}", host.address);
@@ -283,5 +287,27 @@ mod tests {
             assert!(finding.starts_with("host \"lab3-13\": no "), "{finding}");
             assert!(finding.contains(&format!("in the answers of 127.0.0.2:{port}")), "{finding}");
         }
+    }
+
+    #[test]
+    fn a_server_that_refuses_its_first_question_is_up_and_each_question_is_named() {
+        let lab = local_lab();
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        // Answers REFUSED once, then its socket closes.
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let (len, from) = socket.recv_from(&mut buf).unwrap();
+            let query = Message::from_vec(&buf[..len]).unwrap();
+            let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+            reply.add_query(query.queries[0].clone());
+            reply.metadata.response_code = ResponseCode::Refused;
+            socket.send_to(&reply.to_vec().unwrap(), from).unwrap();
+        });
+        let timing = LookupTiming { per_try: Duration::from_millis(200), rounds: 1 };
+        let findings: Vec<String> = check_live(&lab, port, timing).iter().map(ToString::to_string).collect();
+        assert!(findings.iter().all(|f| !f.starts_with("DNS server ")), "it answered, so not silent: {findings:#?}");
+        assert!(findings[0].contains("A lab3-12.example.edu") && findings[0].contains("Refused"), "{findings:#?}");
+        assert_eq!(findings.len(), 6, "each host's A and PTR named: {findings:#?}");
     }
 }

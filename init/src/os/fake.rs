@@ -35,7 +35,7 @@ use crate::scratch::probe::Sample;
 /// The PID [`FakeOs::load_detached`] answers with.
 pub const FAKE_CHILD_PID: u32 = 4242;
 /// The pid [`Os::hold_cache`] of the fake gives its holder.
-pub const FAKE_HOLDER_PID: u32 = 4242;
+pub const FAKE_HOLDER_PID: u32 = 4343;
 
 /// One call made through the fake, with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -651,8 +651,14 @@ impl Os for FakeOs {
     }
 
     fn hold_cache(&self, device: &Path, commands: &[String], _stats: &Path) -> Result<u32, HoldError> {
-        self.record(Call::HoldCache { device: device.to_path_buf(), commands: commands.to_vec() })
-            .map_err(|source| HoldError::Open { device: device.to_path_buf(), source })?;
+        // A planned EINVAL is the kernel refusing the first command (cachefiles answers
+        // a bad one so); any other errno is the device failing to open.
+        self.record(Call::HoldCache { device: device.to_path_buf(), commands: commands.to_vec() }).map_err(
+            |source| match source.raw_os_error() {
+                Some(libc::EINVAL) => HoldError::Command { command: commands[0].clone(), source },
+                _ => HoldError::Open { device: device.to_path_buf(), source },
+            },
+        )?;
         Ok(FAKE_HOLDER_PID)
     }
 

@@ -2,7 +2,8 @@
 //! loads, the uevent socket, the network's links, sockets (the syslog datagrams too) and
 //! netlink, host and domain
 //! name, disk reads,
-//! file attributes, the scratch cache's holder process, exec, power-off and reboot — goes through [`Os`]. The stages hold
+//! file attributes, the scratch cache's holder process, the background module loader's
+//! fork, exec, power-off and reboot — goes through [`Os`]. The stages hold
 //! it (`Boot::os`) and never construct a real implementation themselves.
 //!
 //! [`RealOs`] is the one implementation that makes system calls, and the only place

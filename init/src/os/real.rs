@@ -345,10 +345,10 @@ unsafe fn detached_child(loads: &[Prepared], done: &[u8], gave_up: &[u8], limit_
         libc::prctl(libc::PR_SET_NAME, c"diskless-modules".as_ptr() as libc::c_ulong, 0, 0, 0);
         // Below the image's own start, which this child overlaps.
         libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-        // Not the console's holder: the image's init takes the console over.
-        for fd in 0..3 {
-            libc::close(fd);
-        }
+        // Not the console's holder (the image's init takes the console over), nor of
+        // anything else PID 1 had open (its kmsg, the syslog socket): this child never
+        // execs, so close-on-exec would not close them. close_range(2) is a plain syscall.
+        libc::syscall(libc::SYS_close_range, 0 as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint);
         let kmsg = libc::open(c"/dev/kmsg".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
         let now = || {
             let mut ts: libc::timespec = std::mem::zeroed();
